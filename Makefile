@@ -1,0 +1,60 @@
+# Thin wrapper over CMake: each verb makes sure the Debian packages are there (scripts/deps.sh),
+# configures build/<variant>/ and builds. See README.md.
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+DATA ?= ./shale-data
+CMAKE_FLAGS ?=
+
+.PHONY: all build deps run test asan tsan clang bench fmt fmt-check tidy install clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+build/release/Makefile: deps
+	@cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+
+build: deps
+	@cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build/release -j $(JOBS)
+
+run: build
+	@scripts/demo.sh build/release/shale $(DATA)
+
+test: build
+	@cd build/release && ctest --output-on-failure -j $(JOBS)
+
+asan: deps
+	@cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DSHALE_SANITIZE=ON -DSHALE_BENCH_PEERS=OFF >/dev/null
+	@cmake --build build/asan -j $(JOBS)
+	@cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --output-on-failure -j $(JOBS)
+
+tsan: deps
+	@cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug -DSHALE_TSAN=ON -DSHALE_BENCH_PEERS=OFF >/dev/null
+	@cmake --build build/tsan -j $(JOBS)
+	@cd build/tsan && ctest --output-on-failure -j $(JOBS)
+
+clang: deps
+	@CC=clang cmake -S . -B build/clang -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build build/clang -j $(JOBS)
+
+bench:
+	@scripts/deps.sh bench
+	@cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
+	@cmake --build build/release -j $(JOBS)
+
+fmt:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+fmt-check:
+	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+tidy: build
+	@clang-tidy -p build/release $$(git ls-files 'src/*.c')
+
+install: build
+	@cmake --install build/release
+
+clean:
+	@rm -rf build

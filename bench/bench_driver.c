@@ -1,0 +1,1254 @@
+/*
+ * bench_driver.c: flags, key and value generation, threads, timing and the db_bench-style report.
+ * See bench_driver.h for the workloads and the engine contract.
+ *
+ * Keys are --key-size bytes of zero-padded decimal ("0000000000001234"), as in db_bench. Values are
+ * slices of one read-only pool of at least 1 MiB built as db_bench builds its: 100-byte pieces,
+ * each 50 random printable bytes written twice, so a value compresses to about half its size;
+ * each thread walks the pool from the start, --value-size bytes at a time, wrapping at its end.
+ * Random keys are uniform over [0, num): thread t of workload w draws from a splitmix64 stream
+ * seeded by (--seed, w, t), so every engine sees the same key sequences, a run repeats exactly,
+ * and readrandom does not replay the exact sequence fillrandom wrote.
+ */
+#include "bench_driver.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <ftw.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#define DEFAULT_BENCHMARKS                                                                         \
+    "fillseq,fillrandom,overwrite,readrandom,readmissing,readseq,deleterandom,fillsync"
+#define MAX_KEY_SIZE   4096 /* shale's default max_key_bytes; a longer key measures nothing new */
+#define MAX_VALUE_SIZE (4u << 20) /* shale's default max_value_bytes */
+#define MAX_THREADS    1024
+#define POOL_MIN_BYTES (1u << 20) /* db_bench's RandomGenerator size */
+#define PIECE_BYTES    100        /* db_bench builds its pool from 100-byte compressible pieces */
+
+typedef struct config {
+    const bench_engine *engine;
+    const char *prog;
+    char *benchmarks; /* owned copy, split in place */
+    uint64_t num;
+    uint64_t reads;
+    uint64_t num_sync;
+    size_t key_size;
+    size_t value_size;
+    size_t batch_size;
+    int threads;
+    bench_durability durability;
+    uint64_t seed;
+    bool use_existing;
+    bool histogram;
+    char db[PATH_MAX];
+    bool db_is_temp; /* we made it with mkdtemp, so we remove it at the end */
+} config;
+
+/* ---- random numbers, keys, values ---- */
+
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static uint64_t stream_seed(uint64_t seed, uint64_t bench_index, uint64_t thread_index)
+{
+    uint64_t s = seed;
+    uint64_t a = splitmix64(&s);
+    s = a ^ (bench_index * 0xd6e8feb86659fd93ull);
+    uint64_t b = splitmix64(&s);
+    s = b ^ (thread_index * 0xa0761d6478bd642full);
+    return splitmix64(&s);
+}
+
+/* Writes k as zero-padded decimal filling exactly `width` bytes (the caller checked it fits). */
+static void format_key(char *out, size_t width, uint64_t k)
+{
+    memset(out, '0', width);
+    size_t i = width;
+    while (k > 0 && i > 0) {
+        out[--i] = (char)('0' + k % 10);
+        k /= 10;
+    }
+}
+
+static size_t decimal_digits(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 10) {
+        v /= 10;
+        n++;
+    }
+    return n;
+}
+
+static char *build_value_pool(size_t value_size, size_t *size_out)
+{
+    size_t size = POOL_MIN_BYTES;
+    if (value_size > size) {
+        size = value_size;
+    }
+    size = (size + PIECE_BYTES - 1) / PIECE_BYTES * PIECE_BYTES;
+    char *pool = malloc(size);
+    if (pool == NULL) {
+        return NULL;
+    }
+    uint64_t rng = 301; /* db_bench's value seed */
+    for (size_t off = 0; off < size; off += PIECE_BYTES) {
+        char raw[PIECE_BYTES / 2];
+        for (size_t i = 0; i < sizeof(raw); i++) {
+            raw[i] = (char)(' ' + splitmix64(&rng) % 95); /* printable, as db_bench */
+        }
+        memcpy(pool + off, raw, sizeof(raw));
+        memcpy(pool + off + sizeof(raw), raw, sizeof(raw));
+    }
+    *size_out = size;
+    return pool;
+}
+
+static double now_sec(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- latency histogram (--histogram): 8 buckets per power of two, so about 12% resolution ---- */
+
+#define HIST_BUCKETS (64 * 8)
+
+typedef struct hist {
+    uint64_t count[HIST_BUCKETS];
+    uint64_t n;
+    uint64_t max_ns;
+} hist;
+
+static size_t hist_bucket(uint64_t ns)
+{
+    if (ns < 8) {
+        return (size_t)ns;
+    }
+    int msb = 63 - __builtin_clzll(ns);
+    return (size_t)msb * 8 + (size_t)((ns >> (msb - 3)) & 7);
+}
+
+static uint64_t hist_bucket_upper(size_t b)
+{
+    if (b < 8) {
+        return b + 1;
+    }
+    size_t msb = b / 8;
+    uint64_t sub = b % 8;
+    return (9 + sub) << (msb - 3);
+}
+
+static void hist_add(hist *h, uint64_t ns)
+{
+    h->count[hist_bucket(ns)]++;
+    h->n++;
+    if (ns > h->max_ns) {
+        h->max_ns = ns;
+    }
+}
+
+static void hist_merge(hist *into, const hist *from)
+{
+    for (size_t i = 0; i < HIST_BUCKETS; i++) {
+        into->count[i] += from->count[i];
+    }
+    into->n += from->n;
+    if (from->max_ns > into->max_ns) {
+        into->max_ns = from->max_ns;
+    }
+}
+
+static double hist_percentile_us(const hist *h, double p)
+{
+    uint64_t want = (uint64_t)((double)h->n * p / 100.0);
+    if (want == 0) {
+        want = 1;
+    }
+    uint64_t seen = 0;
+    for (size_t i = 0; i < HIST_BUCKETS; i++) {
+        seen += h->count[i];
+        if (seen >= want) {
+            uint64_t up = hist_bucket_upper(i);
+            return (double)(up < h->max_ns ? up : h->max_ns) / 1000.0;
+        }
+    }
+    return (double)h->max_ns / 1000.0;
+}
+
+/* ---- one benchmark's threads ---- */
+
+typedef struct run run;
+
+typedef struct worker {
+    run *r;
+    int index;
+    pthread_t tid;
+    void *state; /* the engine's per-thread state */
+    uint64_t rng;
+    size_t value_pos;
+    uint64_t done;
+    uint64_t bytes;
+    uint64_t found;
+    double start;
+    double finish;
+    bool failed;
+    bench_err err;
+    hist *h; /* NULL unless --histogram */
+} worker;
+
+typedef enum bench_kind {
+    K_FILLSEQ,
+    K_FILLRANDOM,
+    K_FILLBATCH,
+    K_OVERWRITE,
+    K_READRANDOM,
+    K_READMISSING,
+    K_READSEQ,
+    K_READREVERSE,
+    K_DELETERANDOM,
+    K_FILLSYNC,
+    K_REOPEN,
+    K_STATS,
+} bench_kind;
+
+typedef struct bench_def {
+    const char *name;
+    bench_kind kind;
+    bool fresh; /* starts from an empty database (db_bench's fresh_db) */
+} bench_def;
+
+static const bench_def BENCHES[] = {
+    {"fillseq", K_FILLSEQ, true},
+    {"fillrandom", K_FILLRANDOM, true},
+    {"fillbatch", K_FILLBATCH, true},
+    {"overwrite", K_OVERWRITE, false},
+    {"readrandom", K_READRANDOM, false},
+    {"readmissing", K_READMISSING, false},
+    {"readseq", K_READSEQ, false},
+    {"readreverse", K_READREVERSE, false},
+    {"deleterandom", K_DELETERANDOM, false},
+    {"fillsync", K_FILLSYNC, true},
+    {"reopen", K_REOPEN, false},
+    {"stats", K_STATS, false},
+};
+
+struct run {
+    const config *cfg;
+    const bench_engine *eng;
+    void *db;
+    bench_kind kind;
+    uint64_t ops;             /* per thread */
+    bench_durability level;   /* of each write */
+    const char *pool;
+    size_t pool_size;
+    pthread_barrier_t barrier;
+    atomic_bool stop;         /* a thread failed: the others give up early */
+};
+
+static bench_slice next_value(worker *w)
+{
+    run *r = w->r;
+    size_t len = r->cfg->value_size;
+    if (w->value_pos + len > r->pool_size) {
+        w->value_pos = 0;
+    }
+    bench_slice v = {r->pool + w->value_pos, len};
+    w->value_pos += len;
+    return v;
+}
+
+static void fail(worker *w, const bench_err *err)
+{
+    w->failed = true;
+    w->err = *err;
+    atomic_store(&w->r->stop, true);
+}
+
+static bool stopped(const worker *w)
+{
+    return atomic_load_explicit(&w->r->stop, memory_order_relaxed);
+}
+
+static void do_write(worker *w)
+{
+    run *r = w->r;
+    const config *c = r->cfg;
+    char key[MAX_KEY_SIZE];
+    bench_err err;
+    bool seq = r->kind == K_FILLSEQ;
+    for (uint64_t i = 0; i < r->ops && !stopped(w); i++) {
+        uint64_t k = seq ? i : splitmix64(&w->rng) % c->num;
+        format_key(key, c->key_size, k);
+        bench_slice v = next_value(w);
+        uint64_t t0 = w->h ? now_ns() : 0;
+        if (r->eng->put(w->state, (bench_slice){key, c->key_size}, v, r->level, &err) !=
+            BENCH_OK) {
+            fail(w, &err);
+            return;
+        }
+        if (w->h) {
+            hist_add(w->h, now_ns() - t0);
+        }
+        w->done++;
+        w->bytes += c->key_size + v.len;
+    }
+}
+
+static void do_write_batch(worker *w)
+{
+    run *r = w->r;
+    const config *c = r->cfg;
+    size_t n = c->batch_size;
+    char *keys = malloc(n * c->key_size);
+    bench_slice *ks = malloc(n * sizeof(*ks));
+    bench_slice *vs = malloc(n * sizeof(*vs));
+    bench_err err;
+    if (keys == NULL || ks == NULL || vs == NULL) {
+        snprintf(err.msg, sizeof(err.msg), "out of memory for a batch of %zu", n);
+        fail(w, &err);
+        goto out;
+    }
+    for (uint64_t i = 0; i < r->ops && !stopped(w); i += n) {
+        size_t m = r->ops - i < n ? (size_t)(r->ops - i) : n;
+        for (size_t j = 0; j < m; j++) {
+            char *k = keys + j * c->key_size;
+            format_key(k, c->key_size, splitmix64(&w->rng) % c->num);
+            ks[j] = (bench_slice){k, c->key_size};
+            vs[j] = next_value(w);
+            w->bytes += c->key_size + vs[j].len;
+        }
+        uint64_t t0 = w->h ? now_ns() : 0;
+        if (r->eng->write_batch(w->state, ks, vs, m, r->level, &err) != BENCH_OK) {
+            fail(w, &err);
+            goto out;
+        }
+        if (w->h) {
+            hist_add(w->h, now_ns() - t0);
+        }
+        w->done += m;
+    }
+out:
+    free(vs);
+    free(ks);
+    free(keys);
+}
+
+static void do_read_random(worker *w)
+{
+    run *r = w->r;
+    const config *c = r->cfg;
+    char key[MAX_KEY_SIZE + 1];
+    size_t klen = c->key_size;
+    bench_err err;
+    bool missing = r->kind == K_READMISSING;
+    if (missing) {
+        key[klen++] = '.'; /* db_bench's readmissing: a key no fill ever writes */
+    }
+    for (uint64_t i = 0; i < r->ops && !stopped(w); i++) {
+        format_key(key, c->key_size, splitmix64(&w->rng) % c->num);
+        size_t vlen = 0;
+        uint64_t t0 = w->h ? now_ns() : 0;
+        int rc = r->eng->get(w->state, (bench_slice){key, klen}, &vlen, &err);
+        if (rc == BENCH_OK) {
+            w->found++;
+            w->bytes += klen + vlen;
+        } else if (rc != BENCH_NOT_FOUND) {
+            fail(w, &err);
+            return;
+        }
+        if (w->h) {
+            hist_add(w->h, now_ns() - t0);
+        }
+        w->done++;
+    }
+}
+
+static void do_read_seq(worker *w)
+{
+    run *r = w->r;
+    const bench_engine *e = r->eng;
+    bool reverse = r->kind == K_READREVERSE;
+    void *it = NULL;
+    bench_err err;
+    if (e->iter_new(w->state, &it, &err) != BENCH_OK) {
+        fail(w, &err);
+        return;
+    }
+    if (reverse) {
+        e->iter_seek_last(it);
+    } else {
+        e->iter_seek_first(it);
+    }
+    uint64_t t0 = w->h ? now_ns() : 0;
+    while (w->done < r->ops && e->iter_valid(it)) {
+        /* Touch the key and value as a reader would; the slices are only borrowed. */
+        w->bytes += e->iter_key(it).len + e->iter_value(it).len;
+        w->done++;
+        if (reverse) {
+            e->iter_prev(it);
+        } else {
+            e->iter_next(it);
+        }
+        if (w->h) {
+            uint64_t t1 = now_ns();
+            hist_add(w->h, t1 - t0);
+            t0 = t1;
+        }
+    }
+    if (e->iter_status(it, &err) != BENCH_OK) {
+        fail(w, &err);
+    }
+    e->iter_free(it);
+}
+
+static void do_delete_random(worker *w)
+{
+    run *r = w->r;
+    const config *c = r->cfg;
+    char key[MAX_KEY_SIZE];
+    bench_err err;
+    for (uint64_t i = 0; i < r->ops && !stopped(w); i++) {
+        format_key(key, c->key_size, splitmix64(&w->rng) % c->num);
+        uint64_t t0 = w->h ? now_ns() : 0;
+        if (r->eng->del(w->state, (bench_slice){key, c->key_size}, r->level, &err) != BENCH_OK) {
+            fail(w, &err);
+            return;
+        }
+        if (w->h) {
+            hist_add(w->h, now_ns() - t0);
+        }
+        w->done++;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    run *r = w->r;
+    bench_err err;
+    bool ready = r->eng->thread_new(r->db, &w->state, &err) == BENCH_OK;
+    if (!ready) {
+        w->state = NULL;
+        fail(w, &err);
+    }
+    pthread_barrier_wait(&r->barrier); /* every thread starts together */
+    w->start = now_sec();
+    if (ready && !stopped(w)) {
+        switch (r->kind) {
+        case K_FILLSEQ:
+        case K_FILLRANDOM:
+        case K_OVERWRITE:
+        case K_FILLSYNC:
+            do_write(w);
+            break;
+        case K_FILLBATCH:
+            do_write_batch(w);
+            break;
+        case K_READRANDOM:
+        case K_READMISSING:
+            do_read_random(w);
+            break;
+        case K_READSEQ:
+        case K_READREVERSE:
+            do_read_seq(w);
+            break;
+        case K_DELETERANDOM:
+            do_delete_random(w);
+            break;
+        case K_REOPEN:
+        case K_STATS:
+            break;
+        }
+    }
+    w->finish = now_sec();
+    if (ready) {
+        r->eng->thread_free(w->state);
+    }
+    return NULL;
+}
+
+static void print_result(const char *name, uint64_t done, uint64_t bytes, double thread_sec,
+                         double wall_sec, const char *extra)
+{
+    if (done < 1) {
+        done = 1; /* as db_bench: pretend one op so the rates stay finite */
+    }
+    if (wall_sec <= 0) {
+        wall_sec = 1e-9;
+    }
+    double micros = thread_sec * 1e6 / (double)done;
+    double ops = (double)done / wall_sec;
+    printf("%-12s : %11.3f micros/op; %8.0f ops/sec", name, micros, ops);
+    if (bytes > 0) {
+        printf("; %6.1f MB/s", (double)bytes / 1048576.0 / wall_sec);
+    }
+    if (extra != NULL && extra[0] != '\0') {
+        printf(" %s", extra);
+    }
+    printf("\n");
+}
+
+/* Runs one threaded benchmark. Returns false (with the first failure printed) on an error. */
+static bool run_threads(run *r, const char *name)
+{
+    const config *c = r->cfg;
+    int n = c->threads;
+    worker *ws = calloc((size_t)n, sizeof(*ws));
+    if (ws == NULL) {
+        fprintf(stderr, "%s: %s: out of memory\n", c->prog, name);
+        return false;
+    }
+    bool ok = true;
+    int started = 0;
+    atomic_init(&r->stop, false);
+    if (pthread_barrier_init(&r->barrier, NULL, (unsigned)n) != 0) {
+        fprintf(stderr, "%s: %s: pthread_barrier_init failed\n", c->prog, name);
+        free(ws);
+        return false;
+    }
+    for (int i = 0; i < n; i++) {
+        ws[i].r = r;
+        ws[i].index = i;
+        if (c->histogram) {
+            ws[i].h = calloc(1, sizeof(hist));
+            if (ws[i].h == NULL) {
+                fprintf(stderr, "%s: %s: out of memory\n", c->prog, name);
+                ok = false;
+                goto out;
+            }
+        }
+    }
+    size_t bench_index = 0;
+    for (size_t i = 0; i < sizeof(BENCHES) / sizeof(BENCHES[0]); i++) {
+        if (BENCHES[i].kind == r->kind) {
+            bench_index = i;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        ws[i].rng = stream_seed(c->seed, bench_index, (uint64_t)i);
+    }
+    for (int i = 0; i < n; i++) {
+        int rc = pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]);
+        if (rc != 0) {
+            /* The barrier counts n threads: without all of them it would never open. */
+            fprintf(stderr, "%s: %s: cannot start thread %d: %s\n", c->prog, name, i,
+                    strerror(rc));
+            exit(1);
+        }
+        started++;
+    }
+    for (int i = 0; i < started; i++) {
+        pthread_join(ws[i].tid, NULL);
+    }
+
+    uint64_t done = 0, bytes = 0, found = 0;
+    double thread_sec = 0, first = 0, last = 0;
+    hist total;
+    memset(&total, 0, sizeof(total));
+    for (int i = 0; i < n; i++) {
+        worker *w = &ws[i];
+        if (w->failed && ok) {
+            fprintf(stderr, "%s: %s: thread %d: %s\n", c->prog, name, i, w->err.msg);
+            ok = false;
+        }
+        done += w->done;
+        bytes += w->bytes;
+        found += w->found;
+        thread_sec += w->finish - w->start;
+        if (i == 0 || w->start < first) {
+            first = w->start;
+        }
+        if (i == 0 || w->finish > last) {
+            last = w->finish;
+        }
+        if (w->h) {
+            hist_merge(&total, w->h);
+        }
+    }
+    if (ok) {
+        char extra[128] = "";
+        if (r->kind == K_READRANDOM || r->kind == K_READMISSING) {
+            snprintf(extra, sizeof(extra), "(%" PRIu64 " of %" PRIu64 " found)", found, done);
+        }
+        print_result(name, done, bytes, thread_sec, last - first, extra);
+        if (c->histogram && total.n > 0) {
+            const char *unit = (r->kind == K_FILLBATCH) ? "per batch" : "per op";
+            printf("%-12s   latency micros %s: p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f  "
+                   "(%" PRIu64 " samples)\n",
+                   "", unit, hist_percentile_us(&total, 50), hist_percentile_us(&total, 99),
+                   hist_percentile_us(&total, 99.9), (double)total.max_ns / 1000.0, total.n);
+        }
+    }
+out:
+    for (int i = 0; i < n; i++) {
+        free(ws[i].h);
+    }
+    pthread_barrier_destroy(&r->barrier);
+    free(ws);
+    return ok;
+}
+
+/* ---- the database directory ---- */
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb;
+    (void)ftw;
+    int rc = (flag == FTW_DP || flag == FTW_D) ? rmdir(path) : unlink(path);
+    if (rc != 0 && errno != ENOENT) {
+        fprintf(stderr, "cannot remove %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static bool dir_is_empty(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d == NULL) {
+        return false;
+    }
+    bool empty = true;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) {
+            empty = false;
+            break;
+        }
+    }
+    closedir(d);
+    return empty;
+}
+
+/* Makes `dir` an empty directory, deleting an older database of this engine there. Refuses to
+ * delete anything that is neither empty nor holds the engine's marker file, so a mistyped --db
+ * cannot wipe a home directory. */
+static bool reset_dir(const config *c)
+{
+    struct stat st;
+    if (stat(c->db, &st) == 0) {
+        if (!S_ISDIR(st.st_mode)) {
+            fprintf(stderr, "%s: --db %s: not a directory\n", c->prog, c->db);
+            return false;
+        }
+        char marker[PATH_MAX + 64];
+        snprintf(marker, sizeof(marker), "%s/%s", c->db, c->engine->marker_file);
+        if (stat(marker, &st) != 0 && !dir_is_empty(c->db)) {
+            fprintf(stderr,
+                    "%s: --db %s: holds files but no %s database (no %s file); refusing to "
+                    "delete them\n",
+                    c->prog, c->db, c->engine->name, c->engine->marker_file);
+            return false;
+        }
+        if (nftw(c->db, rm_entry, 16, FTW_DEPTH | FTW_PHYS) != 0) {
+            return false;
+        }
+    } else if (errno != ENOENT) {
+        fprintf(stderr, "%s: --db %s: %s\n", c->prog, c->db, strerror(errno));
+        return false;
+    }
+    if (mkdir(c->db, 0700) != 0) {
+        fprintf(stderr, "%s: --db %s: cannot create: %s\n", c->prog, c->db, strerror(errno));
+        return false;
+    }
+    return true;
+}
+
+static void remove_tree(const char *path)
+{
+    (void)nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- the open database ---- */
+
+typedef struct db_state {
+    void *db;
+    bench_durability level; /* the level it was opened with */
+} db_state;
+
+static bool db_open(const config *c, db_state *s, bench_durability level)
+{
+    bench_open_opts o = {
+        .durability = level,
+        .create = !c->use_existing,
+        .expected_bytes = c->num * (c->key_size + 1 + c->value_size),
+    };
+    bench_err err;
+    memset(&err, 0, sizeof(err));
+    if (c->engine->open(c->db, &o, &s->db, &err) != BENCH_OK) {
+        fprintf(stderr, "%s: open %s: %s\n", c->prog, c->db, err.msg);
+        s->db = NULL;
+        return false;
+    }
+    s->level = level;
+    return true;
+}
+
+static bool db_close(const config *c, db_state *s)
+{
+    if (s->db == NULL) {
+        return true;
+    }
+    bench_err err;
+    memset(&err, 0, sizeof(err));
+    int rc = c->engine->close(s->db, &err);
+    s->db = NULL;
+    if (rc != BENCH_OK) {
+        fprintf(stderr, "%s: close %s: %s\n", c->prog, c->db, err.msg);
+        return false;
+    }
+    return true;
+}
+
+/* ---- the report header ---- */
+
+static void cpu_info(char *model, size_t model_len, char *cache, size_t cache_len, int *cpus)
+{
+    snprintf(model, model_len, "unknown");
+    snprintf(cache, cache_len, "unknown");
+    *cpus = 0;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f == NULL) {
+        return;
+    }
+    char line[512];
+    bool have_model = false, have_cache = false;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *colon = strchr(line, ':');
+        if (colon == NULL) {
+            continue;
+        }
+        char *val = colon + 1;
+        while (*val == ' ' || *val == '\t') {
+            val++;
+        }
+        val[strcspn(val, "\n")] = '\0';
+        if (strncmp(line, "processor", 9) == 0) {
+            (*cpus)++;
+        } else if (!have_model && strncmp(line, "model name", 10) == 0) {
+            snprintf(model, model_len, "%s", val);
+            have_model = true;
+        } else if (!have_cache && strncmp(line, "cache size", 10) == 0) {
+            snprintf(cache, cache_len, "%s", val);
+            have_cache = true;
+        }
+    }
+    fclose(f);
+}
+
+static const char *build_kind(void)
+{
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    return "WARNING: built with a sanitizer; numbers are not representative";
+#else
+#ifdef __has_feature
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+    return "WARNING: built with a sanitizer; numbers are not representative";
+#endif
+#endif
+#endif
+#ifndef __OPTIMIZE__
+    return "WARNING: built without optimization; numbers are not representative";
+#else
+#ifndef NDEBUG
+    return "optimized, assertions enabled (NDEBUG not defined)";
+#else
+    return "optimized, assertions off";
+#endif
+#endif
+}
+
+static const char *level_name(bench_durability d)
+{
+    switch (d) {
+    case BENCH_DUR_NONE:
+        return "none";
+    case BENCH_DUR_MEMORY:
+        return "memory";
+    case BENCH_DUR_OS:
+        return "os";
+    case BENCH_DUR_FULL:
+        return "full";
+    }
+    return "?";
+}
+
+static void print_header(const config *c)
+{
+    char model[256], cache[64], line[512];
+    int cpus = 0;
+    cpu_info(model, sizeof(model), cache, sizeof(cache), &cpus);
+    struct utsname u;
+    if (uname(&u) != 0) {
+        memset(&u, 0, sizeof(u));
+    }
+    time_t t = time(NULL);
+    struct tm tm;
+    char date[64] = "unknown";
+    if (localtime_r(&t, &tm) != NULL) {
+        strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S %Z", &tm);
+    }
+    c->engine->describe(line, sizeof(line));
+    double raw_mb = (double)c->num * (double)(c->key_size + c->value_size) / 1048576.0;
+    printf("%s: db_bench-style benchmark\n", c->prog);
+    printf("Date:       %s\n", date);
+    printf("CPU:        %d * %s (%ld online)\n", cpus, model, sysconf(_SC_NPROCESSORS_ONLN));
+    printf("CPUCache:   %s\n", cache);
+    printf("Kernel:     %s %s %s\n", u.sysname, u.release, u.machine);
+    printf("Engine:     %s\n", line);
+#ifdef __VERSION__
+    printf("Build:      %s; compiler %s\n", build_kind(), __VERSION__);
+#else
+    printf("Build:      %s\n", build_kind());
+#endif
+    printf("Keys:       %zu bytes each (zero-padded decimal)\n", c->key_size);
+    printf("Values:     %zu bytes each (%zu bytes after compression: 50 random printable bytes "
+           "repeated twice per 100)\n",
+           c->value_size, c->value_size / 2);
+    printf("Entries:    %" PRIu64 " per thread (reads %" PRIu64 ", fillsync %" PRIu64 ")\n",
+           c->num, c->reads, c->num_sync);
+    printf("RawSize:    %.1f MB per thread (estimated)\n", raw_mb);
+    printf("Threads:    %d (each does the full count; ops/sec is the aggregate)\n", c->threads);
+    printf("Durability: %s: %s\n", level_name(c->durability),
+           c->engine->durability_desc(c->durability));
+    printf("Fillsync:   %s\n", c->engine->durability_desc(BENCH_DUR_FULL));
+    printf("Seed:       %" PRIu64 "\n", c->seed);
+    printf("Database:   %s%s\n", c->db,
+           c->use_existing ? " (existing)" : (c->db_is_temp ? " (temporary)" : ""));
+    printf("------------------------------------------------\n");
+    fflush(stdout);
+}
+
+/* ---- flags ---- */
+
+static void usage(const config *c, const bench_engine *const *engines, size_t engine_count,
+                  FILE *out)
+{
+    fprintf(out,
+            "Usage: %s [flags]\n"
+            "A db_bench-style benchmark. Flags (also as --flag=value):\n"
+            "  --benchmarks LIST   comma-separated workloads, run in order (default:\n"
+            "                      " DEFAULT_BENCHMARKS ")\n"
+            "                      available: fillseq fillrandom fillbatch overwrite readrandom\n"
+            "                      readmissing readseq readreverse deleterandom fillsync reopen "
+            "stats\n"
+            "  --num N             operations per thread for fills, overwrite and deleterandom;\n"
+            "                      keys come from [0, N) (default 1000000)\n"
+            "  --reads N           operations per thread for the read workloads (default --num)\n"
+            "  --num-sync N        writes per thread for fillsync (default --num / 100)\n"
+            "  --value-size N      bytes per value (default 100)\n"
+            "  --key-size N        bytes per key, zero-padded decimal (default 16)\n"
+            "  --batch-size N      keys per batch for fillbatch (default 1000)\n"
+            "  --threads N         threads; each does the full count (default 1)\n"
+            "  --durability LEVEL  none|memory|os|full: the database's level (default os);\n"
+            "                      fillsync opens its fresh database with full\n"
+            "  --db DIR            database directory (default: a new directory under $TMPDIR\n"
+            "                      or /tmp, removed at the end); emptied before the run and\n"
+            "                      before each fill\n"
+            "  --use-existing      use the database in --db as it is; fills are skipped\n"
+            "  --seed N            seed of the random key streams (default 301)\n"
+            "  --histogram         also print latency percentiles (two clock reads per op)\n"
+            "  --engine NAME       the engine to measure:",
+            c->prog);
+    for (size_t i = 0; i < engine_count; i++) {
+        fprintf(out, " %s", engines[i]->name);
+    }
+    fprintf(out, "\n  --help              this text\n");
+}
+
+static bool parse_u64(const config *c, const char *flag, const char *v, uint64_t min,
+                      uint64_t max, uint64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    if (v == NULL || *v == '\0' || *v == '-') {
+        fprintf(stderr, "%s: %s needs a number\n", c->prog, flag);
+        return false;
+    }
+    unsigned long long x = strtoull(v, &end, 10);
+    if (errno != 0 || *end != '\0' || x < min || x > max) {
+        fprintf(stderr, "%s: %s %s: expected a whole number in %" PRIu64 "..%" PRIu64 "\n",
+                c->prog, flag, v, min, max);
+        return false;
+    }
+    *out = (uint64_t)x;
+    return true;
+}
+
+static bool parse_durability(const char *v, bench_durability *out)
+{
+    static const char *const names[] = {"none", "memory", "os", "full"};
+    for (int i = 0; i < 4; i++) {
+        if (v != NULL && strcmp(v, names[i]) == 0) {
+            *out = (bench_durability)i;
+            return true;
+        }
+    }
+    return false;
+}
+
+static const bench_def *find_bench(const char *name)
+{
+    for (size_t i = 0; i < sizeof(BENCHES) / sizeof(BENCHES[0]); i++) {
+        if (strcmp(BENCHES[i].name, name) == 0) {
+            return &BENCHES[i];
+        }
+    }
+    return NULL;
+}
+
+/* Returns 0 to run, 1 after --help, 2 on a usage error. */
+static int parse_flags(config *c, const bench_engine *const *engines, size_t engine_count,
+                       int argc, char **argv)
+{
+    const char *benchmarks = DEFAULT_BENCHMARKS;
+    const char *engine_name = NULL;
+    const char *db = NULL;
+    uint64_t reads = 0, num_sync = 0, u = 0;
+    bool have_reads = false, have_num_sync = false;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strcmp(arg, "-h") == 0) {
+            arg = "--help";
+        }
+        if (strncmp(arg, "--", 2) != 0) {
+            fprintf(stderr, "%s: unexpected argument '%s' (flags start with --)\n", c->prog, arg);
+            return 2;
+        }
+        char name[64];
+        const char *eq = strchr(arg, '=');
+        size_t name_len = eq ? (size_t)(eq - arg) : strlen(arg);
+        if (name_len >= sizeof(name)) {
+            fprintf(stderr, "%s: unknown flag '%s'\n", c->prog, arg);
+            return 2;
+        }
+        memcpy(name, arg, name_len);
+        name[name_len] = '\0';
+        const char *val = eq ? eq + 1 : NULL;
+
+        if (strcmp(name, "--help") == 0) {
+            usage(c, engines, engine_count, stdout);
+            return 1;
+        }
+        if (strcmp(name, "--use-existing") == 0 || strcmp(name, "--histogram") == 0) {
+            bool on = true;
+            if (val != NULL) {
+                if (strcmp(val, "1") == 0 || strcmp(val, "true") == 0) {
+                    on = true;
+                } else if (strcmp(val, "0") == 0 || strcmp(val, "false") == 0) {
+                    on = false;
+                } else {
+                    fprintf(stderr, "%s: %s=%s: expected true or false\n", c->prog, name, val);
+                    return 2;
+                }
+            }
+            if (name[2] == 'u') {
+                c->use_existing = on;
+            } else {
+                c->histogram = on;
+            }
+            continue;
+        }
+        if (val == NULL) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "%s: %s needs a value\n", c->prog, name);
+                return 2;
+            }
+            val = argv[++i];
+        }
+        if (strcmp(name, "--benchmarks") == 0) {
+            benchmarks = val;
+        } else if (strcmp(name, "--engine") == 0) {
+            engine_name = val;
+        } else if (strcmp(name, "--db") == 0) {
+            db = val;
+        } else if (strcmp(name, "--durability") == 0) {
+            if (!parse_durability(val, &c->durability)) {
+                fprintf(stderr, "%s: --durability %s: expected none, memory, os or full\n",
+                        c->prog, val);
+                return 2;
+            }
+        } else if (strcmp(name, "--num") == 0) {
+            if (!parse_u64(c, name, val, 1, UINT64_C(1) << 40, &c->num)) {
+                return 2;
+            }
+        } else if (strcmp(name, "--reads") == 0) {
+            if (!parse_u64(c, name, val, 1, UINT64_C(1) << 40, &reads)) {
+                return 2;
+            }
+            have_reads = true;
+        } else if (strcmp(name, "--num-sync") == 0) {
+            if (!parse_u64(c, name, val, 1, UINT64_C(1) << 40, &num_sync)) {
+                return 2;
+            }
+            have_num_sync = true;
+        } else if (strcmp(name, "--value-size") == 0) {
+            if (!parse_u64(c, name, val, 0, MAX_VALUE_SIZE, &u)) {
+                return 2;
+            }
+            c->value_size = (size_t)u;
+        } else if (strcmp(name, "--key-size") == 0) {
+            if (!parse_u64(c, name, val, 1, MAX_KEY_SIZE - 1, &u)) {
+                return 2;
+            }
+            c->key_size = (size_t)u;
+        } else if (strcmp(name, "--batch-size") == 0) {
+            if (!parse_u64(c, name, val, 1, 1000000, &u)) {
+                return 2;
+            }
+            c->batch_size = (size_t)u;
+        } else if (strcmp(name, "--threads") == 0) {
+            if (!parse_u64(c, name, val, 1, MAX_THREADS, &u)) {
+                return 2;
+            }
+            c->threads = (int)u;
+        } else if (strcmp(name, "--seed") == 0) {
+            if (!parse_u64(c, name, val, 0, UINT64_MAX, &c->seed)) {
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "%s: unknown flag '%s' (see --help)\n", c->prog, name);
+            return 2;
+        }
+    }
+
+    if (engine_name == NULL) {
+        if (engine_count != 1) {
+            fprintf(stderr, "%s: --engine is required (built with:", c->prog);
+            for (size_t i = 0; i < engine_count; i++) {
+                fprintf(stderr, " %s", engines[i]->name);
+            }
+            fprintf(stderr, ")\n");
+            return 2;
+        }
+        c->engine = engines[0];
+    } else {
+        for (size_t i = 0; i < engine_count; i++) {
+            if (strcmp(engines[i]->name, engine_name) == 0) {
+                c->engine = engines[i];
+            }
+        }
+        if (c->engine == NULL) {
+            fprintf(stderr, "%s: --engine %s: not built in (built with:", c->prog, engine_name);
+            for (size_t i = 0; i < engine_count; i++) {
+                fprintf(stderr, " %s", engines[i]->name);
+            }
+            fprintf(stderr, ")\n");
+            return 2;
+        }
+    }
+
+    c->reads = have_reads ? reads : c->num;
+    c->num_sync = have_num_sync ? num_sync : (c->num / 100 > 0 ? c->num / 100 : 1);
+    if (decimal_digits(c->num - 1) > c->key_size) {
+        fprintf(stderr, "%s: --key-size %zu is too short for keys up to %" PRIu64 "\n", c->prog,
+                c->key_size, c->num - 1);
+        return 2;
+    }
+    if (c->use_existing && db == NULL) {
+        fprintf(stderr, "%s: --use-existing needs --db DIR\n", c->prog);
+        return 2;
+    }
+    c->benchmarks = strdup(benchmarks);
+    if (c->benchmarks == NULL) {
+        fprintf(stderr, "%s: out of memory\n", c->prog);
+        return 2;
+    }
+    /* Check every name before running anything: a typo should not cost a long run. */
+    char *copy = strdup(benchmarks);
+    if (copy == NULL) {
+        fprintf(stderr, "%s: out of memory\n", c->prog);
+        return 2;
+    }
+    char *save = NULL;
+    int count = 0;
+    for (char *tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+        if (find_bench(tok) == NULL) {
+            fprintf(stderr, "%s: unknown benchmark '%s' (see --help)\n", c->prog, tok);
+            free(copy);
+            return 2;
+        }
+        count++;
+    }
+    free(copy);
+    if (count == 0) {
+        fprintf(stderr, "%s: --benchmarks is empty\n", c->prog);
+        return 2;
+    }
+
+    if (db != NULL) {
+        if (strlen(db) >= sizeof(c->db)) {
+            fprintf(stderr, "%s: --db: path too long\n", c->prog);
+            return 2;
+        }
+        snprintf(c->db, sizeof(c->db), "%s", db);
+    } else {
+        const char *tmp = getenv("TMPDIR");
+        if (tmp == NULL || *tmp == '\0') {
+            tmp = "/tmp";
+        }
+        int n = snprintf(c->db, sizeof(c->db), "%s/%s-bench-XXXXXX", tmp, c->engine->name);
+        if (n < 0 || (size_t)n >= sizeof(c->db) || mkdtemp(c->db) == NULL) {
+            fprintf(stderr, "%s: cannot create a temporary directory under %s: %s\n", c->prog,
+                    tmp, strerror(errno));
+            return 2;
+        }
+        c->db_is_temp = true;
+    }
+    return 0;
+}
+
+/* ---- the run ---- */
+
+static bool run_one(config *c, db_state *s, const bench_def *def, const char *pool,
+                    size_t pool_size)
+{
+    const bench_engine *e = c->engine;
+    if (def->kind == K_FILLBATCH && e->write_batch == NULL) {
+        printf("%-12s : skipped; %s has no batch adapter\n", def->name, e->name);
+        return true;
+    }
+    if (def->fresh) {
+        if (c->use_existing) {
+            printf("%-12s : skipped; will not destroy an existing database\n", def->name);
+            return true;
+        }
+        bench_durability level = def->kind == K_FILLSYNC ? BENCH_DUR_FULL : c->durability;
+        if (!db_close(c, s) || !reset_dir(c) || !db_open(c, s, level)) {
+            return false;
+        }
+    }
+    if (def->kind == K_REOPEN) {
+        bench_durability level = s->level;
+        double t0 = now_sec();
+        if (!db_close(c, s)) {
+            return false;
+        }
+        double t1 = now_sec();
+        if (!db_open(c, s, level)) {
+            return false;
+        }
+        double t2 = now_sec();
+        int64_t records = e->recovered_records ? e->recovered_records(s->db) : -1;
+        char what[96];
+        if (records >= 0) {
+            snprintf(what, sizeof(what), "%" PRId64 " log records replayed", records);
+        } else {
+            snprintf(what, sizeof(what), "replayed records not reported by %s", e->name);
+        }
+        printf("%-12s : %11.3f ms to open; close took %.3f ms; %s\n", def->name,
+               (t2 - t1) * 1e3, (t1 - t0) * 1e3, what);
+        return true;
+    }
+    if (def->kind == K_STATS) {
+        char line[1024] = "not reported";
+        if (e->stats != NULL) {
+            e->stats(s->db, line, sizeof(line));
+        }
+        printf("%-12s : %s\n", def->name, line);
+        return true;
+    }
+    run r;
+    memset(&r, 0, sizeof(r));
+    r.cfg = c;
+    r.eng = e;
+    r.db = s->db;
+    r.kind = def->kind;
+    r.pool = pool;
+    r.pool_size = pool_size;
+    r.level = def->kind == K_FILLSYNC ? BENCH_DUR_FULL : c->durability;
+    switch (def->kind) {
+    case K_READRANDOM:
+    case K_READMISSING:
+    case K_READSEQ:
+    case K_READREVERSE:
+        r.ops = c->reads;
+        break;
+    case K_FILLSYNC:
+        r.ops = c->num_sync;
+        break;
+    default:
+        r.ops = c->num;
+        break;
+    }
+    return run_threads(&r, def->name);
+}
+
+int bench_main(const bench_engine *const *engines, size_t engine_count, const char *prog,
+               int argc, char **argv)
+{
+    config c;
+    memset(&c, 0, sizeof(c));
+    c.prog = prog;
+    c.num = 1000000;
+    c.key_size = 16;
+    c.value_size = 100;
+    c.batch_size = 1000;
+    c.threads = 1;
+    c.durability = BENCH_DUR_OS;
+    c.seed = 301;
+    int rc = parse_flags(&c, engines, engine_count, argc, argv);
+    if (rc != 0) {
+        free(c.benchmarks);
+        return rc == 1 ? 0 : 2;
+    }
+
+    int status = 1;
+    db_state s = {NULL, BENCH_DUR_OS};
+    size_t pool_size = 0;
+    char *pool = build_value_pool(c.value_size, &pool_size);
+    if (pool == NULL) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        goto out;
+    }
+    print_header(&c);
+    if (!c.use_existing && !reset_dir(&c)) {
+        goto out;
+    }
+    if (!db_open(&c, &s, c.durability)) {
+        goto out;
+    }
+    char *save = NULL;
+    for (char *tok = strtok_r(c.benchmarks, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save)) {
+        if (!run_one(&c, &s, find_bench(tok), pool, pool_size)) {
+            goto out;
+        }
+        fflush(stdout);
+    }
+    status = 0;
+out:
+    if (!db_close(&c, &s)) {
+        status = 1;
+    }
+    if (c.db_is_temp) {
+        remove_tree(c.db);
+    }
+    free(pool);
+    free(c.benchmarks);
+    return status;
+}

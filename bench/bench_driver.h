@@ -1,0 +1,124 @@
+/*
+ * bench_driver: a db_bench-style workload driver, generic over a key-value engine.
+ *
+ * One driver runs the same workloads, with the same keys, values and random streams, on every
+ * engine: `shale bench` (src/cli/cmd_bench.c, engine_shale.c) and `peerbench` (bench/peerbench.c
+ * with engine_leveldb.c, engine_rocksdb.c, engine_lmdb.c). An engine is a table of functions
+ * (bench_engine); the driver owns threads, timing, key and value generation and the report.
+ *
+ * Workloads (names and semantics follow LevelDB's db_bench; each thread does --num operations and
+ * the report gives the aggregate rate):
+ *   fillseq       fresh database; keys 0, 1, ..., num-1 in order
+ *   fillrandom    fresh database; num keys drawn uniformly from [0, num)
+ *   fillbatch     fresh database; fillrandom in batches of --batch-size keys (engines with batches)
+ *   overwrite     num random keys over the existing database
+ *   readrandom    --reads random point reads over [0, num); reports how many were found
+ *   readmissing   --reads point reads of keys that cannot exist (a random key plus ".")
+ *   readseq       a forward scan of up to --reads entries (ops/sec = entries/sec)
+ *   readreverse   the same scan backwards from the last key
+ *   deleterandom  num random deletes
+ *   fillsync      fresh database opened with durability full; --num-sync random writes per thread,
+ *                 each synced to stable storage (default num/100: LevelDB uses num/1000, which is
+ *                 too few at 8 threads to measure group commit over more than a few hundred syncs)
+ *   reopen        closes the database and opens it again; reports the open time in milliseconds
+ *                 and how many log records the open replayed (engines that report it)
+ *   stats         prints the engine's counters since the last open (no timing)
+ *
+ * Threads: every thread starts on one barrier after its per-thread state is ready; micros/op is
+ * the summed per-thread time divided by the total operations (the latency a caller sees, as
+ * db_bench reports it) and ops/sec and MB/s use the wall time from the first start to the last
+ * finish (the aggregate throughput).
+ *
+ * Engine contract: the driver calls open/close from one thread with no other call in flight;
+ * thread_new/put/get/del/write_batch/iter_* run concurrently from many threads, each with its own
+ * thread state. Return codes are BENCH_OK, BENCH_NOT_FOUND (get only) or BENCH_ERROR with a
+ * message in *err. Slices passed in are borrowed for the call; slices an iterator returns are
+ * borrowed until it moves or is freed.
+ */
+#ifndef SHALE_BENCH_DRIVER_H
+#define SHALE_BENCH_DRIVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum { BENCH_OK = 0, BENCH_NOT_FOUND = 1, BENCH_ERROR = -1 };
+
+/* The four durability levels of include/shale.h; each engine maps them to its nearest setting
+ * and says how in durability_desc. */
+typedef enum bench_durability {
+    BENCH_DUR_NONE = 0,
+    BENCH_DUR_MEMORY = 1,
+    BENCH_DUR_OS = 2,
+    BENCH_DUR_FULL = 3,
+} bench_durability;
+
+typedef struct bench_err {
+    char msg[256];
+} bench_err;
+
+typedef struct bench_slice {
+    const void *data;
+    size_t len;
+} bench_slice;
+
+typedef struct bench_open_opts {
+    bench_durability durability; /* the database's default level for this open */
+    bool create;                 /* create it when missing (false with --use-existing) */
+    uint64_t expected_bytes;     /* keys + values the whole run may write (sizes LMDB's map) */
+} bench_open_opts;
+
+typedef struct bench_engine {
+    const char *name;        /* "shale", "leveldb", "rocksdb", "lmdb" */
+    const char *marker_file; /* a file every database of this engine holds: the driver only
+                                deletes a directory that holds it (or is empty) */
+    /* Writes the engine's version and the options the adapter sets, one line. */
+    void (*describe)(char *out, size_t len);
+    /* What `level` means for this engine, one line. */
+    const char *(*durability_desc)(bench_durability level);
+
+    int (*open)(const char *dir, const bench_open_opts *opts, void **db, bench_err *err);
+    int (*close)(void *db, bench_err *err);
+    /* Log records replayed by the last open, or -1 when the engine does not say. May be NULL. */
+    int64_t (*recovered_records)(void *db);
+    /* The engine's own counters since open, one line (the `stats` benchmark). May be NULL. */
+    void (*stats)(void *db, char *out, size_t len);
+
+    int (*thread_new)(void *db, void **thread, bench_err *err);
+    void (*thread_free)(void *thread);
+    int (*put)(void *thread, bench_slice key, bench_slice value, bench_durability level,
+               bench_err *err);
+    /* Reads key; on BENCH_OK stores the value's length in *value_len. */
+    int (*get)(void *thread, bench_slice key, size_t *value_len, bench_err *err);
+    int (*del)(void *thread, bench_slice key, bench_durability level, bench_err *err);
+    /* Applies n puts atomically. May be NULL (fillbatch is then skipped). */
+    int (*write_batch)(void *thread, const bench_slice *keys, const bench_slice *values, size_t n,
+                       bench_durability level, bench_err *err);
+
+    int (*iter_new)(void *thread, void **iter, bench_err *err);
+    void (*iter_free)(void *iter);
+    void (*iter_seek_first)(void *iter);
+    void (*iter_seek_last)(void *iter);
+    bool (*iter_valid)(void *iter);
+    void (*iter_next)(void *iter);
+    void (*iter_prev)(void *iter);
+    bench_slice (*iter_key)(void *iter);
+    bench_slice (*iter_value)(void *iter);
+    /* BENCH_OK when the iterator ended cleanly, else BENCH_ERROR. */
+    int (*iter_status)(void *iter, bench_err *err);
+} bench_engine;
+
+/* The adapters (each defined in engine_<name>.c, built only when its library is found). */
+extern const bench_engine bench_engine_shale;
+extern const bench_engine bench_engine_leveldb;
+extern const bench_engine bench_engine_rocksdb;
+extern const bench_engine bench_engine_lmdb;
+
+/* Parses db_bench-style flags (argv[0] is the command name), runs the benchmarks on the engine
+ * chosen by --engine (the first one when there is only one) and prints the report to stdout.
+ * `prog` names the command in usage and messages ("shale bench", "peerbench"). Returns the exit
+ * status: 0 on success, 1 when a benchmark or the database failed, 2 on a usage error. */
+int bench_main(const bench_engine *const *engines, size_t engine_count, const char *prog,
+               int argc, char **argv);
+
+#endif /* SHALE_BENCH_DRIVER_H */

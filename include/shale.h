@@ -1,0 +1,296 @@
+/*
+ * shale.h: the whole public API of libshale, an embeddable, crash-safe, ordered key-value store.
+ *
+ * Ownership, in one rule (as in jq): a function never takes ownership of its arguments. Slices
+ * passed in are borrowed for the duration of the call. Objects a function creates for you
+ * (shale_db, shale_batch, shale_iter) are yours until you give them back with the matching
+ * _close/_free call, which accepts NULL. Bytes returned through a shale_buf are yours (the buffer
+ * is caller-owned and reused across calls; release it with shale_buf_free). Key and value slices
+ * returned by an iterator are borrowed until the iterator moves or is freed.
+ *
+ * Errors: every fallible call returns a shale_code (SHALE_OK is 0) and, when `err` is not NULL,
+ * fills it with the code, the errno behind an I/O failure, and a message that names the file and
+ * offset where one is involved. No call allocates on the error path, and no call aborts or
+ * crashes on bad input: NULL arguments, empty or oversized keys and a directory that is not a
+ * database all get SHALE_INVALID (or the code documented at the call).
+ *
+ * Threads: a shale_db may be shared by any number of threads; every call on it is thread-safe
+ * except shale_close, which must be the last call on the handle. A shale_batch and a shale_iter
+ * belong to one thread at a time.
+ */
+#ifndef SHALE_H
+#define SHALE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define SHALE_API      __attribute__((visibility("default")))
+#define SHALE_MUST_USE __attribute__((warn_unused_result))
+#else
+#define SHALE_API
+#define SHALE_MUST_USE
+#endif
+
+#define SHALE_VERSION_MAJOR 0
+#define SHALE_VERSION_MINOR 1
+#define SHALE_VERSION_PATCH 0
+
+/* Result codes. The set is small and stable; new failure kinds get new messages, not codes. */
+typedef enum shale_code {
+    SHALE_OK = 0,
+    SHALE_NOT_FOUND = 1,  /* the key (or thing) does not exist; not a failure */
+    SHALE_INVALID = 2,    /* a bad argument, option or state: the caller can fix it */
+    SHALE_CORRUPTION = 3, /* a checksum, magic or length on disk does not match */
+    SHALE_IO = 4,         /* the operating system failed a call; err->sys_errno says why */
+    SHALE_NOMEM = 5,      /* an allocation failed */
+    SHALE_CONFLICT = 6,   /* a concurrent change wins (transactions, later) */
+    SHALE_BUSY = 7,       /* another process holds the database directory */
+    SHALE_FULL = 8,       /* a size limit was reached (key, value, batch) */
+    SHALE_CLOSED = 9,     /* the handle is closed, or the database stopped taking writes */
+} shale_code;
+
+/* Filled by failing calls when non-NULL. Caller-owned; no allocation, so it works under OOM. */
+typedef struct shale_error {
+    shale_code code;
+    int sys_errno; /* errno behind SHALE_IO (and some SHALE_CLOSED), else 0 */
+    char msg[256]; /* NUL-terminated; names the file and offset when one is involved */
+} shale_error;
+
+/* A fixed text for a code ("not found", "corruption", ...). Never NULL. */
+SHALE_API const char *shale_strerror(shale_code code);
+
+/* The library version as "MAJOR.MINOR.PATCH". */
+SHALE_API const char *shale_version(void);
+
+/* A borrowed byte range: valid only during the call it is passed to. */
+typedef struct shale_slice {
+    const void *data;
+    size_t len;
+} shale_slice;
+
+/* A caller-owned, growable output buffer. Start it zeroed ({0}); calls that return bytes
+ * overwrite data/len and grow cap as needed; reuse it across calls to avoid a malloc per read.
+ * Release the memory with shale_buf_free. After a failed call its contents are unspecified. */
+typedef struct shale_buf {
+    void *data;
+    size_t len;
+    size_t cap;
+} shale_buf;
+
+SHALE_API void shale_buf_free(shale_buf *buf);
+
+/* How far a commit travels before the call that made it returns. Chosen at open, overridable per
+ * write. What each level survives:
+ *   NONE    no log at all; data lives in memory and is gone when the process ends.
+ *   MEMORY  the log is buffered in the process and written to the OS by a background thread every
+ *           few milliseconds (wal_flush_interval_ms): a process crash loses at most that window.
+ *   OS      the commit's log record is handed to the OS (write) before the call returns: it
+ *           survives a process crash, not a power loss. The default.
+ *   FULL    the log is fdatasync'ed before the call returns: it survives power loss. Concurrent
+ *           commits share one write and one fdatasync (group commit).
+ * On a database opened with a log, a per-write NONE is treated as MEMORY (a write cannot skip the
+ * log without leaving a hole in the recovered history). On a database opened with NONE, a write
+ * asking for more than NONE fails with SHALE_INVALID. */
+typedef enum shale_durability {
+    SHALE_DURABILITY_DEFAULT = 0, /* in shale_options: OS; in shale_write_opts: the database's */
+    SHALE_DURABILITY_NONE = 1,
+    SHALE_DURABILITY_MEMORY = 2,
+    SHALE_DURABILITY_OS = 3,
+    SHALE_DURABILITY_FULL = 4,
+} shale_durability;
+
+/* Parses "none", "memory", "os" or "full". Returns SHALE_INVALID for anything else. */
+SHALE_API SHALE_MUST_USE shale_code shale_durability_parse(const char *text, shale_durability *out,
+                                                           shale_error *err);
+SHALE_API const char *shale_durability_name(shale_durability level);
+
+/* The operating-system seam. NULL in the options means the real OS; tests pass a fault-injecting
+ * env (see src/env/env.h). */
+typedef struct shale_env shale_env;
+
+/* Open options. A NULL pointer means all defaults; a zero field means its documented default, so
+ * `shale_options o = { .create_if_missing = true };` works and new fields never change old
+ * callers. shale_open validates every field and names the bad one in its error. */
+typedef struct shale_options {
+    bool create_if_missing; /* create the directory and database if missing; default false */
+    bool error_if_exists;   /* fail with SHALE_INVALID if a database exists; default false */
+    bool salvage;           /* recovery skips damaged log records and reports them (in the
+                               SHALE_OK open's stats.salvaged_* and the LOG file) instead of
+                               refusing to open with SHALE_CORRUPTION; default false */
+    shale_durability durability;  /* default level of every write; 0 = SHALE_DURABILITY_OS */
+    uint32_t max_key_bytes;       /* longest key accepted; 0 = 4096; range 1 .. 65536 */
+    uint32_t max_value_bytes;     /* longest value accepted; 0 = 4 MiB; range 1 .. 256 MiB */
+    uint64_t wal_segment_bytes;   /* roll the log to a new segment past this size;
+                                     0 = 64 MiB; range 64 KiB .. 4 GiB */
+    uint32_t wal_flush_interval_ms; /* MEMORY durability: the background log write period;
+                                       0 = 5 ms; range 1 .. 10000 */
+    uint32_t ttl_sweep_interval_ms; /* how often expired keys are removed in the background;
+                                       0 = 1000 ms; range 10 .. 3600000 */
+    const shale_env *env;           /* NULL = the operating system */
+} shale_options;
+
+typedef struct shale_db shale_db;
+
+/* Opens (with create_if_missing, creates) the database in directory `path` and recovers it by
+ * replaying its log. On success stores the handle in *out; give it back with shale_close.
+ * Fails with SHALE_BUSY if another process (or handle) has it open, SHALE_INVALID if the
+ * directory is not a Shale database or an option is out of range, SHALE_CORRUPTION if a log
+ * record before the log's tail fails its checksum (unless opts->salvage), SHALE_IO on an OS
+ * failure. A torn final record (a crash mid-write) is not corruption: it is cut off. */
+SHALE_API SHALE_MUST_USE shale_code shale_open(const char *path, const shale_options *opts,
+                                               shale_db **out, shale_error *err);
+
+/* Stops the background threads, writes out any log bytes still buffered in the process, closes
+ * the files and frees the handle, even when it returns an error (the error then says what could
+ * not be written). NULL is accepted. No other call may run on `db` during or after it; iterators
+ * must be freed first (an iterator left open is invalidated and freeing it later stays safe). */
+SHALE_API shale_code shale_close(shale_db *db, shale_error *err);
+
+/* Per-write options; NULL means defaults. */
+typedef struct shale_write_opts {
+    shale_durability durability; /* 0 = the database's level */
+} shale_write_opts;
+
+/* Per-read options; NULL means defaults. Bounds and prefix apply to iterators only; the slices
+ * are copied by shale_iter_new. */
+typedef struct shale_read_opts {
+    shale_slice lower_bound; /* iterate keys >= this; empty = no lower bound */
+    shale_slice upper_bound; /* iterate keys < this; empty = no upper bound */
+    shale_slice prefix;      /* iterate only keys starting with this; combines with bounds */
+} shale_read_opts;
+
+/* Writes one key. Keys are 1 .. max_key_bytes bytes, values 0 .. max_value_bytes; anything else
+ * fails with SHALE_INVALID (empty key) or SHALE_FULL (too long). Returns once the commit is as
+ * durable as the write's level says. SHALE_CLOSED if the database refuses writes after an I/O
+ * failure it cannot recover from (shale_stats says why). */
+SHALE_API SHALE_MUST_USE shale_code shale_put(shale_db *db, const shale_write_opts *wopts,
+                                              shale_slice key, shale_slice value,
+                                              shale_error *err);
+
+/* As shale_put, with an absolute expiry deadline in Unix milliseconds (wall clock). At and after
+ * the deadline the key is invisible to get, exists, multi-get and iteration, also after a
+ * restart, and a background sweeper deletes it. expire_at_ms 0 means never; a deadline already
+ * in the past is accepted (the key is written expired). */
+SHALE_API SHALE_MUST_USE shale_code shale_put_ttl(shale_db *db, const shale_write_opts *wopts,
+                                                  shale_slice key, shale_slice value,
+                                                  uint64_t expire_at_ms, shale_error *err);
+
+/* Deletes one key. Deleting a missing key succeeds (and is still logged). */
+SHALE_API SHALE_MUST_USE shale_code shale_delete(shale_db *db, const shale_write_opts *wopts,
+                                                 shale_slice key, shale_error *err);
+
+/* Reads the newest value of `key` into `value`. SHALE_NOT_FOUND if the key is absent, deleted or
+ * expired (value->len is then 0). */
+SHALE_API SHALE_MUST_USE shale_code shale_get(shale_db *db, const shale_read_opts *ropts,
+                                              shale_slice key, shale_buf *value,
+                                              shale_error *err);
+
+/* What shale_get_info reports beside the value. */
+typedef struct shale_entry_info {
+    uint64_t seq;          /* the sequence number of the write that stored this value */
+    uint64_t expire_at_ms; /* its expiry deadline, 0 = never */
+} shale_entry_info;
+
+/* As shale_get, also filling *info. `value` may be NULL to skip copying the value. */
+SHALE_API SHALE_MUST_USE shale_code shale_get_info(shale_db *db, const shale_read_opts *ropts,
+                                                   shale_slice key, shale_buf *value,
+                                                   shale_entry_info *info, shale_error *err);
+
+/* Sets *out to whether `key` has a live value. Returns SHALE_OK either way. */
+SHALE_API SHALE_MUST_USE shale_code shale_exists(shale_db *db, const shale_read_opts *ropts,
+                                                 shale_slice key, bool *out, shale_error *err);
+
+/* Reads `count` keys at one consistent point in time. values[i] gets key i's value and codes[i]
+ * SHALE_OK or SHALE_NOT_FOUND. Returns SHALE_OK unless the call itself fails (bad arguments,
+ * closed handle, no memory), in which case codes[] are unspecified. */
+SHALE_API SHALE_MUST_USE shale_code shale_multi_get(shale_db *db, const shale_read_opts *ropts,
+                                                    size_t count, const shale_slice *keys,
+                                                    shale_buf *values, shale_code *codes,
+                                                    shale_error *err);
+
+/* An atomic write batch: puts and deletes over many keys, applied all or nothing (also across a
+ * crash: one log record carries the whole batch). Operations apply in the order added, so a later
+ * operation on the same key wins. The batch copies keys and values. */
+typedef struct shale_batch shale_batch;
+
+/* Returns a new empty batch, or NULL when out of memory. Free it with shale_batch_free. */
+SHALE_API shale_batch *shale_batch_new(void);
+SHALE_API void shale_batch_free(shale_batch *batch);
+SHALE_API void shale_batch_clear(shale_batch *batch);
+/* The number of operations in the batch. */
+SHALE_API size_t shale_batch_count(const shale_batch *batch);
+/* Adding fails with SHALE_INVALID for an empty key, SHALE_NOMEM when out of memory. Size limits are
+ * checked by shale_write against the database's options. */
+SHALE_API SHALE_MUST_USE shale_code shale_batch_put(shale_batch *batch, shale_slice key,
+                                                    shale_slice value, shale_error *err);
+SHALE_API SHALE_MUST_USE shale_code shale_batch_put_ttl(shale_batch *batch, shale_slice key,
+                                                        shale_slice value, uint64_t expire_at_ms,
+                                                        shale_error *err);
+SHALE_API SHALE_MUST_USE shale_code shale_batch_delete(shale_batch *batch, shale_slice key,
+                                                       shale_error *err);
+
+/* Commits the batch atomically. An empty batch succeeds and writes nothing. Every key and value is
+ * checked against the limits first; one bad entry fails the whole batch and nothing is written.
+ * The batch is left unchanged and can be reused or freed. */
+SHALE_API SHALE_MUST_USE shale_code shale_write(shale_db *db, const shale_write_opts *wopts,
+                                                const shale_batch *batch, shale_error *err);
+
+/* An ordered iterator over a consistent point-in-time view (taken at shale_iter_new): later writes
+ * are not seen. Keys come in bytewise order; deleted and expired keys are skipped. Movement calls
+ * leave the iterator valid or not; after it becomes invalid, shale_iter_status says whether that
+ * was the end (SHALE_OK) or a failure. */
+typedef struct shale_iter shale_iter;
+
+SHALE_API SHALE_MUST_USE shale_code shale_iter_new(shale_db *db, const shale_read_opts *ropts,
+                                                   shale_iter **out, shale_error *err);
+SHALE_API void shale_iter_free(shale_iter *it);
+SHALE_API void shale_iter_seek_first(shale_iter *it);
+SHALE_API void shale_iter_seek_last(shale_iter *it);
+/* Positions at the first key >= target (clamped into the bounds). */
+SHALE_API void shale_iter_seek(shale_iter *it, shale_slice target);
+/* Positions at the last key <= target (clamped into the bounds). */
+SHALE_API void shale_iter_seek_for_prev(shale_iter *it, shale_slice target);
+SHALE_API void shale_iter_next(shale_iter *it);
+SHALE_API void shale_iter_prev(shale_iter *it);
+SHALE_API bool shale_iter_valid(const shale_iter *it);
+/* REQUIRES: shale_iter_valid(it). The slices are borrowed until the iterator moves or is freed. */
+SHALE_API shale_slice shale_iter_key(const shale_iter *it);
+SHALE_API shale_slice shale_iter_value(const shale_iter *it);
+SHALE_API shale_entry_info shale_iter_info(const shale_iter *it);
+SHALE_API SHALE_MUST_USE shale_code shale_iter_status(const shale_iter *it, shale_error *err);
+
+/* Counters and gauges. Gauges describe the moment of the call; counters run since open. */
+typedef struct shale_stats {
+    uint64_t live_keys;      /* keys with a current value (expired keys count until swept) */
+    uint64_t memory_bytes;   /* memory held by the memtable (arena blocks) */
+    uint64_t log_bytes;      /* bytes in all log segments on disk, plus any buffered */
+    uint64_t log_segments;   /* number of log segment files */
+    uint64_t last_sequence;  /* the newest committed sequence number */
+    uint64_t writes;         /* keys written (puts and deletes) since open */
+    uint64_t reads;          /* point reads (get, exists, each key of a multi-get) since open */
+    uint64_t batches;        /* commits since open */
+    uint64_t group_commits;  /* log writes that carried the commits; batches/group_commits is the
+                                average group size */
+    uint64_t syncs;          /* fdatasync calls on the log since open */
+    uint64_t expired_removed; /* expired keys deleted by the background sweeper since open */
+    uint64_t recovered_records; /* log records replayed at open */
+    uint64_t salvaged_records;  /* damaged log records skipped at open (salvage only) */
+    uint64_t salvaged_bytes;    /* bytes skipped at open (salvage only) */
+    uint64_t truncated_bytes;   /* torn-tail bytes cut from the log at open */
+    bool writes_stopped;        /* a failed sync or write made the database refuse writes */
+    char stop_reason[256];      /* why, when writes_stopped */
+} shale_stats;
+
+SHALE_API SHALE_MUST_USE shale_code shale_stats_get(shale_db *db, shale_stats *out,
+                                                    shale_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* SHALE_H */

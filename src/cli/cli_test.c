@@ -1,0 +1,745 @@
+/*
+ * cli_test: runs the real `shale` binary ($SHALE_BIN, set by ctest; the tests skip without it) in
+ * child processes and checks stdout, stderr and the exit code: the round trip across processes,
+ * scan bounds and escaping, stats, TTL, durability levels, and bad input for every subcommand.
+ * Each test works in its own temporary directory, removed at the end.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "shale.h"
+
+#include "testutil.h"
+
+extern char **environ;
+
+/* One finished run of the binary. */
+typedef struct run_result {
+    int code;  /* exit status, or 128 + signal */
+    char *out; /* stdout, NUL-terminated (may also hold NULs) */
+    size_t out_len;
+    char *err;     /* stderr, NUL-terminated */
+    char cmd[512]; /* the command line, for failure messages */
+} run_result;
+
+static char *g_dir; /* this test's temporary directory */
+static char *g_db;  /* g_dir/db: the database directory (not created up front) */
+
+static void setup(void)
+{
+    g_dir = tu_tmpdir("cli");
+    g_db = tu_path(g_dir, "db");
+}
+
+static void teardown(void)
+{
+    if (g_dir != NULL) {
+        tu_rm_rf(g_dir);
+    }
+    free(g_db);
+    free(g_dir);
+}
+
+static const char *shale_bin(void)
+{
+    const char *bin = getenv("SHALE_BIN");
+    if (bin == NULL || bin[0] == '\0') {
+        cr_skip_test("SHALE_BIN is not set (run through ctest)");
+    }
+    return bin;
+}
+
+static char *slurp(int fd, size_t *len_out)
+{
+    off_t size = lseek(fd, 0, SEEK_END);
+    cr_assert_geq(size, 0);
+    char *buf = malloc((size_t)size + 1);
+    cr_assert_not_null(buf);
+    cr_assert_eq(pread(fd, buf, (size_t)size, 0), size);
+    buf[size] = '\0';
+    if (len_out != NULL) {
+        *len_out = (size_t)size;
+    }
+    close(fd);
+    return buf;
+}
+
+/* Runs `shale args...` (args ends with NULL) with stdout and stderr captured in memory files. */
+static run_result run_argv(const char *const *args)
+{
+    const char *argv[64];
+    run_result r;
+    size_t n = 0, used = 0;
+    posix_spawn_file_actions_t fa;
+    pid_t pid;
+    int status;
+
+    memset(&r, 0, sizeof r);
+    argv[n++] = shale_bin();
+    for (size_t i = 0; args[i] != NULL; i++) {
+        cr_assert_lt(n, 63);
+        argv[n++] = args[i];
+        int w = snprintf(r.cmd + used, sizeof r.cmd - used, "%s%s", i ? " " : "shale ", args[i]);
+        used = w > 0 && (size_t)w < sizeof r.cmd - used ? used + (size_t)w : used;
+    }
+    argv[n] = NULL;
+
+    int out_fd = memfd_create("stdout", MFD_CLOEXEC);
+    int err_fd = memfd_create("stderr", MFD_CLOEXEC);
+    cr_assert(out_fd >= 0 && err_fd >= 0, "memfd_create: %s", strerror(errno));
+    cr_assert_eq(posix_spawn_file_actions_init(&fa), 0);
+    cr_assert_eq(posix_spawn_file_actions_adddup2(&fa, out_fd, 1), 0);
+    cr_assert_eq(posix_spawn_file_actions_adddup2(&fa, err_fd, 2), 0);
+    cr_assert_eq(posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0), 0);
+    int rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+    cr_assert_eq(rc, 0, "posix_spawn %s: %s", argv[0], strerror(rc));
+    posix_spawn_file_actions_destroy(&fa);
+    while (waitpid(pid, &status, 0) < 0) {
+        cr_assert_eq(errno, EINTR);
+    }
+    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    r.out = slurp(out_fd, &r.out_len);
+    r.err = slurp(err_fd, NULL);
+    return r;
+}
+
+#define RUN(...) run_argv((const char *const[]){__VA_ARGS__, NULL})
+
+static void run_free(run_result *r)
+{
+    free(r->out);
+    free(r->err);
+}
+
+/* Asserts the exit code, and (when not NULL) that stdout is exactly `out` and that stderr contains
+ * `err_part`; frees the result. A successful run must print nothing on stderr; a failing one must
+ * say why there. */
+static void expect(run_result r, int code, const char *out, const char *err_part)
+{
+    cr_assert_eq(r.code, code, "%s: exit %d, want %d; stderr: %s", r.cmd, r.code, code, r.err);
+    if (out != NULL) {
+        cr_assert(r.out_len == strlen(out) && memcmp(r.out, out, r.out_len) == 0,
+                  "%s: stdout\n[%s]\nwant\n[%s]", r.cmd, r.out, out);
+    }
+    if (err_part != NULL) {
+        cr_assert(strstr(r.err, err_part) != NULL, "%s: stderr [%s] lacks [%s]", r.cmd, r.err,
+                  err_part);
+    }
+    if (code == 0) {
+        cr_assert_str_empty(r.err, "%s: stderr on success: %s", r.cmd, r.err);
+    } else if (code == 2) {
+        cr_assert(strncmp(r.err, "shale", 5) == 0 && strchr(r.err, '\n') != NULL,
+                  "%s: error message [%s]", r.cmd, r.err);
+    }
+    run_free(&r);
+}
+
+static void put(const char *key, const char *value)
+{
+    expect(RUN("put", g_db, key, value), 0, "", NULL);
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/* A directory that exists but is not a database: it holds an unrelated file. */
+static char *make_foreign_dir(void)
+{
+    char *dir = tu_path(g_dir, "foreign");
+    cr_assert_eq(mkdir(dir, 0700), 0);
+    char *file = tu_path(dir, "notes.txt");
+    FILE *f = fopen(file, "w");
+    cr_assert_not_null(f);
+    fputs("not a database\n", f);
+    fclose(f);
+    free(file);
+    return dir;
+}
+
+TestSuite(cli, .init = setup, .fini = teardown, .timeout = 60);
+
+/* ---- the round trip ---- */
+
+Test(cli, put_get_round_trip_across_processes)
+{
+    put("alpha", "one");
+    put("beta", "two");
+    expect(RUN("get", g_db, "alpha"), 0, "one\n", NULL);
+    expect(RUN("get", g_db, "beta"), 0, "two\n", NULL);
+    put("alpha", "uno"); /* overwrite: the newest value wins */
+    expect(RUN("get", g_db, "alpha"), 0, "uno\n", NULL);
+    put("empty", ""); /* an empty value is a value */
+    expect(RUN("get", g_db, "empty"), 0, "\n", NULL);
+}
+
+Test(cli, get_missing_key_exits_1)
+{
+    put("a", "1");
+    expect(RUN("get", g_db, "b"), 1, "", "not found");
+}
+
+Test(cli, del_then_get_exits_1)
+{
+    put("a", "1");
+    put("b", "2");
+    expect(RUN("del", g_db, "a"), 0, "", NULL);
+    expect(RUN("get", g_db, "a"), 1, "", "shale get: not found");
+    expect(RUN("get", g_db, "b"), 0, "2\n", NULL);
+    expect(RUN("del", g_db, "never-there"), 0, "", NULL); /* deleting a missing key succeeds */
+    expect(RUN("scan", g_db), 0, "b\t2\n", NULL);
+}
+
+Test(cli, get_prints_value_bytes_raw)
+{
+    put("bin", "a\tb\\c\x01\xff");
+    expect(RUN("get", g_db, "bin"), 0, "a\tb\\c\x01\xff\n", NULL);
+}
+
+/* ---- flags: placement, spelling, '--' ---- */
+
+Test(cli, flags_before_between_and_after_positionals)
+{
+    expect(RUN("put", "--durability=full", g_db, "k1", "v1"), 0, "", NULL);
+    expect(RUN("put", g_db, "--durability", "os", "k2", "v2"), 0, "", NULL);
+    expect(RUN("put", g_db, "k3", "v3", "--ttl", "3600"), 0, "", NULL);
+    expect(RUN("put", g_db, "k4", "--ttl=3600", "v4"), 0, "", NULL);
+    expect(RUN("scan", "--keys-only", g_db, "--limit=3"), 0, "k1\nk2\nk3\n", NULL);
+    expect(RUN("scan", "--reverse", "--limit", "1", g_db), 0, "k4\tv4\n", NULL);
+}
+
+Test(cli, double_dash_ends_flags)
+{
+    expect(RUN("put", g_db, "--", "-dash", "--value"), 0, "", NULL);
+    expect(RUN("get", g_db, "--", "-dash"), 0, "--value\n", NULL);
+    expect(RUN("get", "--", g_db, "-dash"), 0, "--value\n", NULL);
+    expect(RUN("scan", g_db), 0, "-dash\t--value\n", NULL);
+    expect(RUN("del", g_db, "--", "-dash"), 0, "", NULL);
+    expect(RUN("get", g_db, "--", "-dash"), 1, "", "not found");
+    /* A lone "-" is an argument, not a flag. */
+    put("-", "dash");
+    expect(RUN("get", g_db, "-"), 0, "dash\n", NULL);
+}
+
+Test(cli, repeated_flag_last_wins)
+{
+    expect(RUN("put", g_db, "k", "v", "--durability", "bogus", "--durability", "full"), 0, "",
+           NULL);
+    put("a", "1");
+    put("b", "2");
+    expect(RUN("scan", g_db, "--limit", "1", "--limit", "2", "--keys-only"), 0, "a\nb\n", NULL);
+}
+
+/* ---- scan ---- */
+
+static void put_scan_fixture(void)
+{
+    /* Out of order on purpose: scan must sort. */
+    const char *keys[] = {"b", "ab", "c", "a", "abc", "b1", "ba", "d"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        char value[16];
+        snprintf(value, sizeof value, "v-%s", keys[i]);
+        put(keys[i], value);
+    }
+}
+
+Test(cli, scan_orders_keys_bytewise)
+{
+    put_scan_fixture();
+    expect(RUN("scan", g_db), 0,
+           "a\tv-a\nab\tv-ab\nabc\tv-abc\nb\tv-b\nb1\tv-b1\nba\tv-ba\nc\tv-c\nd\tv-d\n", NULL);
+    expect(RUN("scan", g_db, "--keys-only"), 0, "a\nab\nabc\nb\nb1\nba\nc\nd\n", NULL);
+    expect(RUN("scan", g_db, "--reverse", "--keys-only"), 0, "d\nc\nba\nb1\nb\nabc\nab\na\n", NULL);
+}
+
+Test(cli, scan_empty_database_prints_nothing)
+{
+    put("k", "v");
+    expect(RUN("del", g_db, "k"), 0, "", NULL);
+    expect(RUN("scan", g_db), 0, "", NULL);
+}
+
+Test(cli, scan_prefix)
+{
+    put_scan_fixture();
+    expect(RUN("scan", g_db, "--prefix", "a", "--keys-only"), 0, "a\nab\nabc\n", NULL);
+    expect(RUN("scan", g_db, "--prefix=b"), 0, "b\tv-b\nb1\tv-b1\nba\tv-ba\n", NULL);
+    expect(RUN("scan", g_db, "--prefix", "ab", "--reverse", "--keys-only"), 0, "abc\nab\n", NULL);
+    expect(RUN("scan", g_db, "--prefix", "zz"), 0, "", NULL);
+    expect(RUN("scan", g_db, "--prefix", "b", "--limit", "2", "--keys-only"), 0, "b\nb1\n", NULL);
+}
+
+Test(cli, scan_start_inclusive_end_exclusive)
+{
+    put_scan_fixture();
+    expect(RUN("scan", g_db, "--start", "ab", "--end", "b1", "--keys-only"), 0, "ab\nabc\nb\n",
+           NULL);
+    expect(RUN("scan", g_db, "--start=b", "--keys-only"), 0, "b\nb1\nba\nc\nd\n", NULL);
+    expect(RUN("scan", g_db, "--end=b", "--keys-only"), 0, "a\nab\nabc\n", NULL);
+    /* Bounds between keys. */
+    expect(RUN("scan", g_db, "--start", "aa", "--end", "bb", "--keys-only"), 0,
+           "ab\nabc\nb\nb1\nba\n", NULL);
+    expect(RUN("scan", g_db, "--start", "c", "--end", "c", "--keys-only"), 0, "", NULL);
+    expect(RUN("scan", g_db, "--start", "ab", "--end", "c", "--reverse", "--limit", "2",
+               "--keys-only"),
+           0, "ba\nb1\n", NULL);
+    /* Bounds and prefix combine. */
+    expect(RUN("scan", g_db, "--prefix", "b", "--start", "b1", "--keys-only"), 0, "b1\nba\n", NULL);
+}
+
+Test(cli, scan_limit)
+{
+    put_scan_fixture();
+    expect(RUN("scan", g_db, "--limit", "3", "--keys-only"), 0, "a\nab\nabc\n", NULL);
+    expect(RUN("scan", g_db, "--limit", "0"), 0, "", NULL);
+    expect(RUN("scan", g_db, "--limit", "100", "--keys-only"), 0, "a\nab\nabc\nb\nb1\nba\nc\nd\n",
+           NULL);
+    expect(RUN("scan", g_db, "--limit", "2", "--reverse"), 0, "d\tv-d\nc\tv-c\n", NULL);
+}
+
+Test(cli, scan_escapes_binary_bytes)
+{
+    put("k\x01\xff", "tab\there\nnl\\end");
+    put("sp ace", "caf\xc3\xa9~");
+    expect(RUN("scan", g_db), 0,
+           "k\\x01\\xff\ttab\\x09here\\x0anl\\x5cend\n"
+           "sp ace\tcaf\\xc3\\xa9~\n",
+           NULL);
+    expect(RUN("scan", g_db, "--keys-only", "--prefix", "k\x01"), 0, "k\\x01\\xff\n", NULL);
+}
+
+/* ---- stats ---- */
+
+/* The value of the "name: value" line of stats output `text`. */
+static uint64_t stat_line(const char *text, const char *name)
+{
+    char pat[64];
+    size_t len = strlen(text);
+    char *lines = malloc(len + 2);
+    cr_assert_not_null(lines);
+    lines[0] = '\n'; /* so the first line matches "\nname: " too */
+    memcpy(lines + 1, text, len + 1);
+    snprintf(pat, sizeof pat, "\n%s: ", name);
+    const char *p = strstr(lines, pat);
+    cr_assert_not_null(p, "no '%s' line in\n%s", name, text);
+    uint64_t v = strtoull(p + strlen(pat), NULL, 10);
+    free(lines);
+    return v;
+}
+
+Test(cli, stats_lists_every_field)
+{
+    put("a", "1");
+    put("b", "2");
+    put("c", "3");
+    expect(RUN("del", g_db, "c"), 0, "", NULL);
+
+    run_result r = RUN("stats", g_db);
+    cr_assert_eq(r.code, 0, "stderr: %s", r.err);
+    const char *names[] = {
+        "live_keys",        "memory_bytes",   "log_bytes",       "log_segments",
+        "last_sequence",    "writes",         "reads",           "batches",
+        "group_commits",    "syncs",          "expired_removed", "recovered_records",
+        "salvaged_records", "salvaged_bytes", "truncated_bytes"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        (void)stat_line(r.out, names[i]);
+    }
+    cr_assert_not_null(strstr(r.out, "\nwrites_stopped: false\n"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "\nstop_reason: \n"), "%s", r.out);
+    cr_assert_eq(stat_line(r.out, "live_keys"), 2, "%s", r.out);
+    uint64_t seq = stat_line(r.out, "last_sequence");
+    cr_assert_geq(seq, 4, "%s", r.out); /* four writes, each its own sequence number */
+    cr_assert_eq(stat_line(r.out, "recovered_records"), 4, "%s", r.out);
+    run_free(&r);
+
+    /* last_sequence is monotonic across restarts. */
+    put("d", "4");
+    r = RUN("stats", g_db);
+    cr_assert_eq(r.code, 0);
+    cr_assert_eq(stat_line(r.out, "last_sequence"), seq + 1, "%s", r.out);
+    cr_assert_eq(stat_line(r.out, "live_keys"), 3, "%s", r.out);
+    run_free(&r);
+}
+
+Test(cli, stats_json)
+{
+    put("a", "1");
+    run_result r = RUN("stats", "--json", g_db);
+    cr_assert_eq(r.code, 0, "stderr: %s", r.err);
+    cr_assert(r.out_len > 2 && r.out[0] == '{' && strcmp(r.out + r.out_len - 2, "}\n") == 0, "%s",
+              r.out);
+    cr_assert_eq(strchr(r.out, '\n'), r.out + r.out_len - 1, "one line: %s", r.out);
+    cr_assert_not_null(strstr(r.out, "\"last_sequence\": "), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "\"live_keys\": 1, "), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "\"writes_stopped\": false"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "\"stop_reason\": \"\"}"), "%s", r.out);
+    run_free(&r);
+}
+
+/* ---- TTL and durability ---- */
+
+Test(cli, ttl_key_expires)
+{
+    expect(RUN("put", g_db, "short", "gone-soon", "--ttl", "1"), 0, "", NULL);
+    expect(RUN("put", g_db, "long", "stays", "--ttl", "3600"), 0, "", NULL);
+    put("forever", "x");
+    /* The short key may already be gone on a slow machine, so only the long one is checked now. */
+    expect(RUN("get", g_db, "long"), 0, "stays\n", NULL);
+    sleep_ms(1200);
+    expect(RUN("get", g_db, "short"), 1, "", "not found");
+    expect(RUN("scan", g_db, "--keys-only"), 0, "forever\nlong\n", NULL);
+    /* A plain put over an expiring key clears its deadline. */
+    expect(RUN("put", g_db, "long", "renewed"), 0, "", NULL);
+    expect(RUN("get", g_db, "long"), 0, "renewed\n", NULL);
+}
+
+Test(cli, ttl_is_seen_before_expiry)
+{
+    expect(RUN("put", g_db, "k", "v", "--ttl=5"), 0, "", NULL);
+    expect(RUN("get", g_db, "k"), 0, "v\n", NULL);
+    expect(RUN("scan", g_db), 0, "k\tv\n", NULL);
+}
+
+Test(cli, durability_levels)
+{
+    const char *levels[] = {"memory", "os", "full"};
+    for (size_t i = 0; i < 3; i++) {
+        expect(RUN("put", g_db, levels[i], "durable", "--durability", levels[i]), 0, "", NULL);
+        expect(RUN("get", g_db, levels[i]), 0, "durable\n", NULL);
+        expect(RUN("del", g_db, levels[i], "--durability", levels[i]), 0, "", NULL);
+        expect(RUN("get", g_db, levels[i]), 1, "", "not found");
+    }
+    expect(RUN("put", g_db, "k", "kept", "--durability", "full"), 0, "", NULL);
+    /* NONE keeps no log: the write is accepted and gone when the process ends. */
+    expect(RUN("put", g_db, "volatile", "v", "--durability", "none"), 0, "", NULL);
+    expect(RUN("get", g_db, "volatile"), 1, "", "not found");
+    expect(RUN("get", g_db, "k"), 0, "kept\n", NULL);
+    /* Level names are case-sensitive, as shale_durability_parse defines them. */
+    expect(RUN("put", g_db, "k", "v", "--durability", "FULL"), 2, "", "--durability");
+}
+
+/* ---- help, version, dispatch ---- */
+
+Test(cli, help_for_every_subcommand)
+{
+    const char *cmds[] = {"put", "get", "del", "scan", "stats", "bench"};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        char want[32];
+        snprintf(want, sizeof want, "usage: shale %s", cmds[i]);
+        run_result r = RUN(cmds[i], "--help");
+        cr_assert_eq(r.code, 0, "%s --help: exit %d, stderr %s", cmds[i], r.code, r.err);
+        cr_assert_not_null(strstr(r.out, want), "%s --help: %s", cmds[i], r.out);
+        cr_assert_str_empty(r.err, "%s --help: stderr %s", cmds[i], r.err);
+        run_free(&r);
+        /* --help wins over other arguments, even bad ones. */
+        r = RUN(cmds[i], "--bogus", "x", "y", "z", "-h");
+        cr_assert_eq(r.code, 0, "%s -h: exit %d, stderr %s", cmds[i], r.code, r.err);
+        cr_assert_not_null(strstr(r.out, want), "%s -h: %s", cmds[i], r.out);
+        run_free(&r);
+        r = RUN("help", cmds[i]);
+        cr_assert_eq(r.code, 0, "help %s: %d %s", cmds[i], r.code, r.err);
+        cr_assert_not_null(strstr(r.out, want), "help %s: %s", cmds[i], r.out);
+        run_free(&r);
+    }
+    run_result r = RUN("put", "--help");
+    cr_assert_not_null(strstr(r.out, "--durability"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "--ttl"), "%s", r.out);
+    run_free(&r);
+    r = RUN("scan", "--help");
+    const char *flags[] = {"--prefix", "--start", "--end", "--limit", "--reverse", "--keys-only"};
+    for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
+        cr_assert_not_null(strstr(r.out, flags[i]), "%s", r.out);
+    }
+    run_free(&r);
+}
+
+Test(cli, top_level_help_and_version)
+{
+    const char *cmds[] = {"put", "get", "del", "scan", "stats", "bench"};
+    const char *spellings[] = {"--help", "-h", "help"};
+    for (size_t s = 0; s < 3; s++) {
+        run_result r = RUN(spellings[s]);
+        cr_assert_eq(r.code, 0, "%s: %d %s", spellings[s], r.code, r.err);
+        cr_assert_str_empty(r.err);
+        cr_assert_not_null(strstr(r.out, "usage: shale"), "%s", r.out);
+        for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+            char line[32];
+            snprintf(line, sizeof line, "\n  %s ", cmds[i]);
+            cr_assert_not_null(strstr(r.out, line), "%s missing from\n%s", cmds[i], r.out);
+        }
+        run_free(&r);
+    }
+    char want[64];
+    snprintf(want, sizeof want, "shale %s\n", shale_version());
+    expect(RUN("--version"), 0, want, NULL);
+}
+
+Test(cli, no_arguments_prints_usage_on_stderr)
+{
+    run_result r = run_argv((const char *const[]){NULL});
+    cr_assert_eq(r.code, 2);
+    cr_assert_eq(r.out_len, 0, "%s", r.out);
+    cr_assert_not_null(strstr(r.err, "usage: shale"), "%s", r.err);
+    cr_assert_not_null(strstr(r.err, "scan"), "%s", r.err);
+    run_free(&r);
+}
+
+Test(cli, unknown_subcommand_or_top_level_flag)
+{
+    expect(RUN("frobnicate", g_db), 2, "", "unknown command 'frobnicate'");
+    expect(RUN("--frob"), 2, "", "unknown flag '--frob'");
+    expect(RUN("PUT", g_db, "k", "v"), 2, "", "unknown command");
+    expect(RUN("help", "frobnicate"), 2, "", "unknown command");
+    cr_assert(!exists(g_db));
+}
+
+/* ---- bad input ---- */
+
+Test(cli, wrong_argument_counts)
+{
+    put("k", "v");
+    expect(RUN("put"), 2, "", "shale put: missing arguments");
+    expect(RUN("put", g_db), 2, "", "shale put: missing arguments");
+    expect(RUN("put", g_db, "k"), 2, "", "shale put: missing arguments");
+    expect(RUN("put", g_db, "k", "v", "extra"), 2, "", "shale put: unexpected argument 'extra'");
+    expect(RUN("get"), 2, "", "shale get: missing arguments");
+    expect(RUN("get", g_db), 2, "", "shale get: missing arguments");
+    expect(RUN("get", g_db, "k", "extra"), 2, "", "shale get: unexpected argument");
+    expect(RUN("del"), 2, "", "shale del: missing arguments");
+    expect(RUN("del", g_db), 2, "", "shale del: missing arguments");
+    expect(RUN("del", g_db, "k", "extra"), 2, "", "shale del: unexpected argument");
+    expect(RUN("scan"), 2, "", "shale scan: missing arguments");
+    expect(RUN("scan", g_db, "extra"), 2, "", "shale scan: unexpected argument");
+    expect(RUN("stats"), 2, "", "shale stats: missing arguments");
+    expect(RUN("stats", g_db, "extra"), 2, "", "shale stats: unexpected argument");
+    /* Nothing above changed the data. */
+    expect(RUN("scan", g_db), 0, "k\tv\n", NULL);
+}
+
+Test(cli, unknown_flags)
+{
+    put("k", "v");
+    const char *cmds[][4] = {{"put", "k", "v2", NULL},
+                             {"get", "k", NULL, NULL},
+                             {"del", "k", NULL, NULL},
+                             {"scan", NULL, NULL, NULL},
+                             {"stats", NULL, NULL, NULL}};
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        const char *const *c = cmds[i];
+        char prefix[32];
+        snprintf(prefix, sizeof prefix, "shale %s: unknown flag", c[0]);
+        const char *bad[] = {"--bogus", "--bogus=1", "-x", "---", "--Prefix"};
+        for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+            const char *args[8] = {c[0], g_db};
+            size_t n = 2;
+            for (size_t j = 1; c[j] != NULL; j++) {
+                args[n++] = c[j];
+            }
+            args[n++] = bad[b];
+            args[n] = NULL;
+            expect(run_argv(args), 2, "", prefix);
+        }
+    }
+    /* A flag of another subcommand is unknown here. */
+    expect(RUN("get", g_db, "k", "--ttl", "5"), 2, "", "unknown flag '--ttl'");
+    expect(RUN("stats", g_db, "--reverse"), 2, "", "unknown flag '--reverse'");
+    expect(RUN("scan", g_db, "--json"), 2, "", "unknown flag '--json'");
+    expect(RUN("get", g_db, "k"), 0, "v\n", NULL);
+}
+
+Test(cli, flag_values_missing_or_unwanted)
+{
+    put("k", "v");
+    expect(RUN("put", g_db, "k", "v2", "--durability"), 2, "", "'--durability' needs a value");
+    expect(RUN("put", g_db, "k", "v2", "--ttl"), 2, "", "'--ttl' needs a value");
+    expect(RUN("scan", g_db, "--limit"), 2, "", "'--limit' needs a value");
+    expect(RUN("scan", g_db, "--prefix"), 2, "", "'--prefix' needs a value");
+    expect(RUN("scan", g_db, "--reverse=yes"), 2, "", "'--reverse' takes no value");
+    expect(RUN("stats", g_db, "--json=1"), 2, "", "'--json' takes no value");
+    expect(RUN("get", g_db, "k"), 0, "v\n", NULL);
+}
+
+Test(cli, bad_durability)
+{
+    put("k", "v");
+    const char *bad[] = {"bogus", "", "Full", "fulll", "3"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        expect(RUN("put", g_db, "k", "v2", "--durability", bad[i]), 2, "",
+               "shale put: --durability");
+        expect(RUN("del", g_db, "k", "--durability", bad[i]), 2, "", "shale del: --durability");
+    }
+    expect(RUN("get", g_db, "k"), 0, "v\n", NULL);
+    /* A bad flag fails before the database is created. */
+    char *fresh = tu_path(g_dir, "fresh");
+    expect(RUN("put", fresh, "k", "v", "--durability=bogus"), 2, "", "--durability");
+    cr_assert(!exists(fresh));
+    free(fresh);
+}
+
+Test(cli, bad_ttl)
+{
+    const char *bad[] = {"0", "-1", "abc", "1.5", "", " 5", "5s", "+5", "99999999999999999999999"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        expect(RUN("put", g_db, "k", "v", "--ttl", bad[i]), 2, "", "shale put: --ttl");
+    }
+    /* None of them wrote anything, or even created the database. */
+    cr_assert(!exists(g_db));
+}
+
+Test(cli, bad_limit)
+{
+    put("k", "v");
+    const char *bad[] = {"abc", "-1", "", "1e3", "0x10", "18446744073709551616"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        expect(RUN("scan", g_db, "--limit", bad[i]), 2, "", "shale scan: --limit");
+    }
+}
+
+Test(cli, empty_key)
+{
+    put("k", "v");
+    expect(RUN("put", g_db, "", "v"), 2, "", "shale put: ");
+    expect(RUN("get", g_db, ""), 2, "", "shale get: ");
+    expect(RUN("del", g_db, ""), 2, "", "shale del: ");
+    expect(RUN("scan", g_db), 0, "k\tv\n", NULL);
+    char *fresh = tu_path(g_dir, "fresh");
+    expect(RUN("put", fresh, "", "v"), 2, "", "empty");
+    cr_assert(!exists(fresh), "a refused put created the database");
+    free(fresh);
+}
+
+Test(cli, key_length_limit)
+{
+    char *key = malloc(4098);
+    cr_assert_not_null(key);
+    memset(key, 'k', 4097);
+    key[4097] = '\0';
+    /* 4097 bytes: one past the default limit. */
+    expect(RUN("put", g_db, key, "v"), 2, "", "shale put: ");
+    key[4096] = '\0'; /* exactly the limit is fine */
+    put(key, "max");
+    run_result r = RUN("get", g_db, key);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert_str_eq(r.out, "max\n");
+    run_free(&r);
+    key[4096] = 'k';
+    expect(RUN("get", g_db, key), 2, "", "shale get: ");
+    expect(RUN("del", g_db, key), 2, "", "shale del: ");
+    /* --max-key-bytes lowers (or raises) the limit for this run. */
+    expect(RUN("put", g_db, "123456789", "v", "--max-key-bytes", "8"), 2, "", "shale put: ");
+    expect(RUN("put", g_db, "12345678", "v", "--max-key-bytes", "8"), 0, "", NULL);
+    expect(RUN("put", g_db, key, "long", "--max-key-bytes=5000"), 0, "", NULL);
+    const char *bad[] = {"0", "abc", "65537", "-8"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        expect(RUN("put", g_db, "k", "v", "--max-key-bytes", bad[i]), 2, "", "--max-key-bytes");
+    }
+    expect(RUN("put", g_db, "k", "12345", "--max-value-bytes", "4"), 2, "", "shale put: ");
+    expect(RUN("put", g_db, "k", "1234", "--max-value-bytes", "4"), 0, "", NULL);
+    free(key);
+}
+
+Test(cli, read_only_commands_on_missing_dir)
+{
+    char *missing = tu_path(g_dir, "missing");
+    expect(RUN("get", missing, "k"), 2, "", "shale get: ");
+    expect(RUN("scan", missing), 2, "", "shale scan: ");
+    expect(RUN("stats", missing), 2, "", "shale stats: ");
+    expect(RUN("del", missing, "k"), 2, "", "shale del: ");
+    cr_assert(!exists(missing), "a read created the database");
+    /* put does create it. */
+    expect(RUN("put", missing, "k", "v"), 0, "", NULL);
+    expect(RUN("get", missing, "k"), 0, "v\n", NULL);
+    free(missing);
+}
+
+Test(cli, commands_on_a_directory_that_is_not_a_database)
+{
+    char *foreign = make_foreign_dir();
+    expect(RUN("get", foreign, "k"), 2, "", "not a Shale database");
+    expect(RUN("scan", foreign), 2, "", "not a Shale database");
+    expect(RUN("stats", foreign), 2, "", "not a Shale database");
+    expect(RUN("del", foreign, "k"), 2, "", "not a Shale database");
+    expect(RUN("put", foreign, "k", "v"), 2, "", "not a Shale database");
+    /* Nothing was added to it. */
+    char *shale_file = tu_path(foreign, "SHALE");
+    cr_assert(!exists(shale_file));
+    free(shale_file);
+    free(foreign);
+}
+
+Test(cli, commands_on_a_regular_file)
+{
+    char *file = tu_path(g_dir, "plain");
+    FILE *f = fopen(file, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    expect(RUN("get", file, "k"), 2, "", "shale get: ");
+    expect(RUN("scan", file), 2, "", "shale scan: ");
+    expect(RUN("stats", file), 2, "", "shale stats: ");
+    expect(RUN("put", file, "k", "v"), 2, "", "shale put: ");
+    free(file);
+}
+
+Test(cli, database_in_use_by_another_process)
+{
+    int ready[2], release[2];
+    char byte;
+
+    shale_bin();
+    put("k", "v");
+    cr_assert_eq(pipe(ready), 0);
+    cr_assert_eq(pipe(release), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        shale_db *db = NULL;
+        shale_error err = {0};
+        close(ready[0]);
+        close(release[1]);
+        if (shale_open(g_db, NULL, &db, &err) != SHALE_OK) {
+            fprintf(stderr, "child open: %s\n", err.msg);
+            _exit(1);
+        }
+        (void)!write(ready[1], "r", 1);
+        (void)!read(release[0], &byte, 1); /* until the parent closes its end */
+        _exit(shale_close(db, &err) == SHALE_OK ? 0 : 1);
+    }
+    close(ready[1]);
+    close(release[0]);
+    cr_assert_eq(read(ready[0], &byte, 1), 1, "the child could not open the database");
+
+    expect(RUN("put", g_db, "k", "v2"), 2, "", "in use");
+    expect(RUN("get", g_db, "k"), 2, "", "in use");
+    expect(RUN("del", g_db, "k"), 2, "", "in use");
+    expect(RUN("scan", g_db), 2, "", "in use");
+    expect(RUN("stats", g_db), 2, "", "in use");
+
+    close(release[1]);
+    close(ready[0]);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* Released: the value is unchanged and usable again. */
+    expect(RUN("get", g_db, "k"), 0, "v\n", NULL);
+}

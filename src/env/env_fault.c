@@ -1,0 +1,716 @@
+/*
+ * env_fault: the fault-injecting wrapper env (contract in env_fault.h).
+ *
+ * Bookkeeping, all under fe->mu:
+ *   - one `tracked` per path opened for writing: its length at the last successful sync
+ *     (synced_len), its length now (cur_len), and whether it was created through this env and
+ *     its directory not fsynced since (undurable). Open files point at their entry, so a rename
+ *     of an open file keeps following it. An entry that stops describing a live path (removed,
+ *     overwritten by a rename, or reset by drop_unsynced) is marked `gone` and freed when its
+ *     last open file closes.
+ *   - the renames not yet made durable by a sync_dir of the target's directory, newest first,
+ *     so drop_unsynced can walk a chain a -> b -> c back to a.
+ * Base operations run outside the mutex, except in drop_unsynced, which runs when the code
+ * under test has stopped.
+ */
+#include "env/env_fault.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error.h"
+
+/* Pseudo-kind for operations that are not counted but still fail after a crash. */
+#define NO_OP ENV_OP_COUNT_
+
+typedef struct tracked {
+    struct tracked *next;
+    char *path;
+    uint64_t synced_len;
+    uint64_t cur_len;
+    bool undurable; /* created here; its directory not fsynced since */
+    bool gone;      /* no longer describes `path`; kept only for open files */
+    int refs;       /* open files pointing here */
+} tracked;
+
+typedef struct moved {
+    struct moved *next;
+    char *from;
+    char *to;
+} moved;
+
+struct env_fault {
+    shale_env env; /* first, so the shale_env pointer converts back to the env_fault */
+    const shale_env *base;
+    pthread_mutex_t mu;
+    uint64_t counts[ENV_OP_COUNT_];
+    struct {
+        uint64_t nth; /* operations left until the fault fires; 0 = none pending */
+        int sys_errno;
+        bool short_write;
+    } faults[ENV_OP_COUNT_];
+    bool crashed;
+    tracked *files;
+    moved *renames; /* newest first */
+};
+
+typedef struct fault_file {
+    env_file base;
+    env_fault *fe;
+    env_file *inner;
+    tracked *t; /* NULL for files opened read-only */
+} fault_file;
+
+static const char *const op_names[ENV_OP_COUNT_] = {
+    "open", "read", "write", "sync", "sync_dir", "truncate", "rename", "remove", "mkdir", "lock",
+};
+
+static env_fault *of(const shale_env *env)
+{
+    return (env_fault *)env;
+}
+
+/* Counts an operation and decides whether it fails: after a crash every operation fails with
+ * EIO; otherwise a pending fault of this kind fires when its countdown reaches zero. */
+static shale_code enter(env_fault *fe, int op, const char *path, bool *short_write,
+                        shale_error *err)
+{
+    bool crashed;
+    int e = 0;
+
+    pthread_mutex_lock(&fe->mu);
+    crashed = fe->crashed;
+    if (op != NO_OP) {
+        fe->counts[op]++;
+        if (!crashed && fe->faults[op].nth > 0 && --fe->faults[op].nth == 0) {
+            e = fe->faults[op].sys_errno;
+            if (short_write != NULL) {
+                *short_write = fe->faults[op].short_write;
+            }
+        }
+    }
+    pthread_mutex_unlock(&fe->mu);
+    if (crashed) {
+        return err_set(err, SHALE_IO, EIO, "%s: env_fault: crashed (EIO)", path);
+    }
+    if (e != 0) {
+        return err_set(err, SHALE_IO, e, "%s: env_fault: injected %s failure (errno %d)", path,
+                       op_names[op], e);
+    }
+    return SHALE_OK;
+}
+
+/* The live entry for `path`, or NULL. Locks: fe->mu held. */
+static tracked *lookup(env_fault *fe, const char *path)
+{
+    for (tracked *t = fe->files; t != NULL; t = t->next) {
+        if (!t->gone && strcmp(t->path, path) == 0) {
+            return t;
+        }
+    }
+    return NULL;
+}
+
+static void unlink_tracked(env_fault *fe, tracked *t)
+{
+    for (tracked **p = &fe->files; *p != NULL; p = &(*p)->next) {
+        if (*p == t) {
+            *p = t->next;
+            break;
+        }
+    }
+    free(t->path);
+    free(t);
+}
+
+/* Detaches t from its path; frees it unless an open file still points at it. Locks: fe->mu. */
+static void forget(env_fault *fe, tracked *t)
+{
+    t->gone = true;
+    if (t->refs == 0) {
+        unlink_tracked(fe, t);
+    }
+}
+
+/* Whether `path` names an entry directly inside directory `dir`. */
+static bool in_dir(const char *path, const char *dir)
+{
+    const char *slash = strrchr(path, '/');
+    size_t dlen = strlen(dir);
+    size_t plen;
+
+    while (dlen > 1 && dir[dlen - 1] == '/') {
+        dlen--;
+    }
+    if (slash == NULL) {
+        return dlen == 1 && dir[0] == '.';
+    }
+    plen = slash == path ? 1 : (size_t)(slash - path); /* "/x" is in "/" */
+    return plen == dlen && memcmp(path, dir, dlen) == 0;
+}
+
+static void free_renames(env_fault *fe)
+{
+    while (fe->renames != NULL) {
+        moved *m = fe->renames;
+        fe->renames = m->next;
+        free(m->from);
+        free(m->to);
+        free(m);
+    }
+}
+
+/* ---- files ---- */
+
+static shale_code ff_read_at(env_file *f, uint64_t off, void *buf, size_t n, size_t *out_read,
+                             shale_error *err)
+{
+    fault_file *ff = (fault_file *)f;
+    shale_code rc = enter(ff->fe, ENV_OP_READ, f->path, NULL, err);
+
+    if (rc != SHALE_OK) {
+        *out_read = 0;
+        return rc;
+    }
+    return env_file_read_at(ff->inner, off, buf, n, out_read, err);
+}
+
+static void grew(fault_file *ff, uint64_t n)
+{
+    if (ff->t != NULL) {
+        pthread_mutex_lock(&ff->fe->mu);
+        ff->t->cur_len += n;
+        pthread_mutex_unlock(&ff->fe->mu);
+    }
+}
+
+static shale_code ff_append(env_file *f, const void *data, size_t n, shale_error *err)
+{
+    fault_file *ff = (fault_file *)f;
+    bool short_write = false;
+    uint64_t size;
+    shale_code rc;
+
+    rc = enter(ff->fe, ENV_OP_WRITE, f->path, &short_write, err);
+    if (rc != SHALE_OK) {
+        if (short_write && n / 2 > 0 && env_file_append(ff->inner, data, n / 2, NULL) == SHALE_OK) {
+            grew(ff, n / 2);
+        }
+        return rc;
+    }
+    rc = env_file_append(ff->inner, data, n, err);
+    if (rc == SHALE_OK) {
+        grew(ff, n);
+    } else if (ff->t != NULL && env_file_size(ff->inner, &size, NULL) == SHALE_OK) {
+        /* Part of a failed append may have landed: learn how much from the file itself. */
+        pthread_mutex_lock(&ff->fe->mu);
+        ff->t->cur_len = size;
+        pthread_mutex_unlock(&ff->fe->mu);
+    }
+    return rc;
+}
+
+static shale_code ff_sync(env_file *f, bool data_only, shale_error *err)
+{
+    fault_file *ff = (fault_file *)f;
+    shale_code rc = enter(ff->fe, ENV_OP_SYNC, f->path, NULL, err);
+
+    if (rc == SHALE_OK) {
+        rc = env_file_sync(ff->inner, data_only, err);
+    }
+    if (rc == SHALE_OK && ff->t != NULL) {
+        pthread_mutex_lock(&ff->fe->mu);
+        ff->t->synced_len = ff->t->cur_len;
+        pthread_mutex_unlock(&ff->fe->mu);
+    }
+    return rc;
+}
+
+static shale_code ff_truncate(env_file *f, uint64_t size, shale_error *err)
+{
+    fault_file *ff = (fault_file *)f;
+    shale_code rc = enter(ff->fe, ENV_OP_TRUNCATE, f->path, NULL, err);
+
+    if (rc == SHALE_OK) {
+        rc = env_file_truncate(ff->inner, size, err);
+    }
+    if (rc == SHALE_OK && ff->t != NULL) {
+        /* Bytes cut off cannot come back on a crash (we keep no copy), so the synced prefix
+         * shrinks with the file; the next sync makes the new length the synced one. */
+        pthread_mutex_lock(&ff->fe->mu);
+        ff->t->cur_len = size;
+        if (ff->t->synced_len > size) {
+            ff->t->synced_len = size;
+        }
+        pthread_mutex_unlock(&ff->fe->mu);
+    }
+    return rc;
+}
+
+static shale_code ff_size(env_file *f, uint64_t *out, shale_error *err)
+{
+    fault_file *ff = (fault_file *)f;
+    shale_code rc = enter(ff->fe, NO_OP, f->path, NULL, err);
+
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    return env_file_size(ff->inner, out, err);
+}
+
+/* Closes the base file even after a crash, so a crashed run leaks nothing. */
+static shale_code ff_close(env_file *f, shale_error *err)
+{
+    fault_file *ff = (fault_file *)f;
+    shale_code rc = enter(ff->fe, NO_OP, f->path, NULL, err);
+    shale_code rc_inner;
+
+    if (ff->t != NULL) {
+        pthread_mutex_lock(&ff->fe->mu);
+        if (--ff->t->refs == 0 && ff->t->gone) {
+            unlink_tracked(ff->fe, ff->t);
+        }
+        pthread_mutex_unlock(&ff->fe->mu);
+    }
+    rc_inner = env_file_close(ff->inner, rc == SHALE_OK ? err : NULL);
+    free(f->path);
+    free(ff);
+    return rc != SHALE_OK ? rc : rc_inner;
+}
+
+static const env_file_ops fault_file_ops = {
+    .read_at = ff_read_at,
+    .append = ff_append,
+    .sync = ff_sync,
+    .truncate = ff_truncate,
+    .size = ff_size,
+    .close = ff_close,
+};
+
+/* ---- env ---- */
+
+/* Registers (or finds) the entry of a file just opened for writing. A file that existed before
+ * counts as synced up to its size at open. Locks: takes fe->mu. */
+static shale_code track_open(env_fault *fe, fault_file *ff, bool existed, int flags,
+                             shale_error *err)
+{
+    uint64_t size = 0;
+    shale_code rc = SHALE_OK;
+    tracked *t;
+
+    if (existed && !(flags & ENV_TRUNC)) {
+        rc = env_file_size(ff->inner, &size, err);
+        if (rc != SHALE_OK) {
+            return rc;
+        }
+    }
+    pthread_mutex_lock(&fe->mu);
+    t = lookup(fe, ff->base.path);
+    if (t == NULL) {
+        t = calloc(1, sizeof *t);
+        if (t == NULL || (t->path = strdup(ff->base.path)) == NULL) {
+            free(t);
+            rc = err_nomem(err);
+            goto out_unlock;
+        }
+        t->synced_len = t->cur_len = size;
+        t->undurable = !existed;
+        t->next = fe->files;
+        fe->files = t;
+    } else if (flags & ENV_TRUNC) {
+        t->synced_len = t->cur_len = 0;
+    }
+    t->refs++;
+    ff->t = t;
+out_unlock:
+    pthread_mutex_unlock(&fe->mu);
+    return rc;
+}
+
+static shale_code fault_open_file(const shale_env *env, const char *path, int flags, env_file **out,
+                                  shale_error *err)
+{
+    env_fault *fe = of(env);
+    bool track = (flags & (ENV_WRITE | ENV_CREATE | ENV_TRUNC)) != 0;
+    bool existed = false;
+    fault_file *ff;
+    shale_code rc;
+
+    rc = enter(fe, ENV_OP_OPEN, path, NULL, err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    ff = calloc(1, sizeof *ff);
+    if (ff == NULL) {
+        return err_nomem(err);
+    }
+    ff->base.ops = &fault_file_ops;
+    ff->fe = fe;
+    ff->base.path = strdup(path);
+    if (ff->base.path == NULL) {
+        rc = err_nomem(err);
+        goto out_free;
+    }
+    if (track) {
+        existed = fe->base->stat_path(fe->base, path, NULL, NULL, NULL) == SHALE_OK;
+    }
+    rc = fe->base->open_file(fe->base, path, flags, &ff->inner, err);
+    if (rc != SHALE_OK) {
+        goto out_free;
+    }
+    if (track) {
+        rc = track_open(fe, ff, existed, flags, err);
+        if (rc != SHALE_OK) {
+            goto out_close;
+        }
+    }
+    *out = &ff->base;
+    return SHALE_OK;
+
+out_close:
+    (void)env_file_close(ff->inner, NULL);
+out_free:
+    free(ff->base.path);
+    free(ff);
+    return rc;
+}
+
+static shale_code fault_remove_file(const shale_env *env, const char *path, shale_error *err)
+{
+    env_fault *fe = of(env);
+    shale_code rc = enter(fe, ENV_OP_REMOVE, path, NULL, err);
+    tracked *t;
+
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    rc = fe->base->remove_file(fe->base, path, err);
+    if (rc == SHALE_OK || rc == SHALE_NOT_FOUND) {
+        pthread_mutex_lock(&fe->mu);
+        if ((t = lookup(fe, path)) != NULL) {
+            forget(fe, t);
+        }
+        pthread_mutex_unlock(&fe->mu);
+    }
+    return rc;
+}
+
+static shale_code fault_rename_file(const shale_env *env, const char *from, const char *to,
+                                    shale_error *err)
+{
+    env_fault *fe = of(env);
+    shale_code rc = enter(fe, ENV_OP_RENAME, from, NULL, err);
+    char *new_path = NULL;
+    moved *m = NULL;
+    tracked *t;
+
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    /* Allocate the bookkeeping first, so nothing can fail after the rename happened. */
+    m = calloc(1, sizeof *m);
+    if (m == NULL || (m->from = strdup(from)) == NULL || (m->to = strdup(to)) == NULL ||
+        (new_path = strdup(to)) == NULL) {
+        rc = err_nomem(err);
+        goto out_free;
+    }
+    rc = fe->base->rename_file(fe->base, from, to, err);
+    if (rc != SHALE_OK) {
+        goto out_free;
+    }
+    pthread_mutex_lock(&fe->mu);
+    if ((t = lookup(fe, to)) != NULL) {
+        forget(fe, t); /* overwritten */
+    }
+    if ((t = lookup(fe, from)) != NULL) {
+        free(t->path);
+        t->path = new_path;
+        new_path = NULL;
+    }
+    m->next = fe->renames;
+    fe->renames = m;
+    m = NULL;
+    pthread_mutex_unlock(&fe->mu);
+
+out_free:
+    free(new_path);
+    if (m != NULL) {
+        free(m->from);
+        free(m->to);
+        free(m);
+    }
+    return rc;
+}
+
+static shale_code fault_mkdir(const shale_env *env, const char *path, shale_error *err)
+{
+    env_fault *fe = of(env);
+    shale_code rc = enter(fe, ENV_OP_MKDIR, path, NULL, err);
+
+    return rc != SHALE_OK ? rc : fe->base->mkdir(fe->base, path, err);
+}
+
+static shale_code fault_sync_dir(const shale_env *env, const char *path, shale_error *err)
+{
+    env_fault *fe = of(env);
+    shale_code rc = enter(fe, ENV_OP_SYNC_DIR, path, NULL, err);
+
+    if (rc == SHALE_OK) {
+        rc = fe->base->sync_dir(fe->base, path, err);
+    }
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    pthread_mutex_lock(&fe->mu);
+    for (tracked *t = fe->files; t != NULL; t = t->next) {
+        if (!t->gone && in_dir(t->path, path)) {
+            t->undurable = false;
+        }
+    }
+    for (moved **p = &fe->renames; *p != NULL;) {
+        moved *m = *p;
+        if (in_dir(m->to, path)) {
+            *p = m->next;
+            free(m->from);
+            free(m->to);
+            free(m);
+        } else {
+            p = &m->next;
+        }
+    }
+    pthread_mutex_unlock(&fe->mu);
+    return SHALE_OK;
+}
+
+static shale_code fault_list_dir(const shale_env *env, const char *path, char ***out,
+                                 size_t *out_count, shale_error *err)
+{
+    env_fault *fe = of(env);
+    shale_code rc = enter(fe, NO_OP, path, NULL, err);
+
+    return rc != SHALE_OK ? rc : fe->base->list_dir(fe->base, path, out, out_count, err);
+}
+
+static shale_code fault_stat_path(const shale_env *env, const char *path, bool *is_dir,
+                                  uint64_t *size, shale_error *err)
+{
+    env_fault *fe = of(env);
+    shale_code rc = enter(fe, NO_OP, path, NULL, err);
+
+    return rc != SHALE_OK ? rc : fe->base->stat_path(fe->base, path, is_dir, size, err);
+}
+
+static shale_code fault_lock_file(const shale_env *env, const char *path, env_lock **out,
+                                  shale_error *err)
+{
+    env_fault *fe = of(env);
+    shale_code rc = enter(fe, ENV_OP_LOCK, path, NULL, err);
+
+    return rc != SHALE_OK ? rc : fe->base->lock_file(fe->base, path, out, err);
+}
+
+/* Releases the lock even after a crash, so the "rebooted" code can take it again. */
+static shale_code fault_unlock_file(const shale_env *env, env_lock *lock, shale_error *err)
+{
+    env_fault *fe = of(env);
+    shale_code rc = enter(fe, NO_OP, "lock", NULL, err);
+    shale_code rc_base = fe->base->unlock_file(fe->base, lock, rc == SHALE_OK ? err : NULL);
+
+    return rc != SHALE_OK ? rc : rc_base;
+}
+
+static uint64_t fault_now_ms(const shale_env *env)
+{
+    return of(env)->base->now_ms(of(env)->base);
+}
+
+static uint64_t fault_mono_us(const shale_env *env)
+{
+    return of(env)->base->mono_us(of(env)->base);
+}
+
+/* ---- control ---- */
+
+env_fault *env_fault_new(const shale_env *base)
+{
+    env_fault *fe = calloc(1, sizeof *fe);
+
+    if (fe == NULL) {
+        return NULL;
+    }
+    if (pthread_mutex_init(&fe->mu, NULL) != 0) {
+        free(fe);
+        return NULL;
+    }
+    fe->base = base;
+    fe->env = (shale_env){
+        .name = "fault",
+        .open_file = fault_open_file,
+        .remove_file = fault_remove_file,
+        .rename_file = fault_rename_file,
+        .mkdir = fault_mkdir,
+        .sync_dir = fault_sync_dir,
+        .list_dir = fault_list_dir,
+        .stat_path = fault_stat_path,
+        .lock_file = fault_lock_file,
+        .unlock_file = fault_unlock_file,
+        .now_ms = fault_now_ms,
+        .mono_us = fault_mono_us,
+    };
+    return fe;
+}
+
+/* REQUIRES: every file opened through fe is closed. */
+void env_fault_free(env_fault *fe)
+{
+    if (fe == NULL) {
+        return;
+    }
+    while (fe->files != NULL) {
+        unlink_tracked(fe, fe->files);
+    }
+    free_renames(fe);
+    pthread_mutex_destroy(&fe->mu);
+    free(fe);
+}
+
+const shale_env *env_fault_env(env_fault *fe)
+{
+    return &fe->env;
+}
+
+void env_fault_fail_nth(env_fault *fe, env_op op, uint64_t nth, int sys_errno, bool short_write)
+{
+    if ((unsigned)op >= ENV_OP_COUNT_) {
+        return;
+    }
+    pthread_mutex_lock(&fe->mu);
+    fe->faults[op].nth = nth;
+    fe->faults[op].sys_errno = sys_errno != 0 ? sys_errno : EIO;
+    fe->faults[op].short_write = short_write && op == ENV_OP_WRITE;
+    pthread_mutex_unlock(&fe->mu);
+}
+
+void env_fault_clear(env_fault *fe)
+{
+    pthread_mutex_lock(&fe->mu);
+    memset(fe->faults, 0, sizeof fe->faults);
+    pthread_mutex_unlock(&fe->mu);
+}
+
+uint64_t env_fault_count(env_fault *fe, env_op op)
+{
+    uint64_t n = 0;
+
+    if ((unsigned)op < ENV_OP_COUNT_) {
+        pthread_mutex_lock(&fe->mu);
+        n = fe->counts[op];
+        pthread_mutex_unlock(&fe->mu);
+    }
+    return n;
+}
+
+void env_fault_crash(env_fault *fe)
+{
+    pthread_mutex_lock(&fe->mu);
+    fe->crashed = true;
+    pthread_mutex_unlock(&fe->mu);
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+/* Cuts t's file back to what a power loss would leave. A missing file is fine. */
+static shale_code cut(const shale_env *b, const tracked *t, env_fault_drop_mode mode, uint64_t *rng,
+                      shale_error *err)
+{
+    uint64_t size = 0;
+    uint64_t keep;
+    env_file *f = NULL;
+    shale_code rc;
+
+    rc = b->stat_path(b, t->path, NULL, &size, err);
+    if (rc != SHALE_OK) {
+        return rc == SHALE_NOT_FOUND ? SHALE_OK : rc;
+    }
+    keep = t->synced_len < size ? t->synced_len : size;
+    if (mode == ENV_FAULT_KEEP_RANDOM && size > keep) {
+        keep += xorshift(rng) % (size - keep + 1);
+    }
+    if (keep == size) {
+        return SHALE_OK;
+    }
+    rc = b->open_file(b, t->path, ENV_WRITE, &f, err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    rc = env_file_truncate(f, keep, err);
+    if (rc != SHALE_OK) {
+        (void)env_file_close(f, NULL);
+        return rc;
+    }
+    return env_file_close(f, err);
+}
+
+/* Keeps the first failure in *first (and in err); later ones are dropped. */
+static void keep_first(shale_code rc, const shale_error *e, shale_code *first, shale_error *err)
+{
+    if (rc != SHALE_OK && rc != SHALE_NOT_FOUND && *first == SHALE_OK) {
+        *first = err_copy(err, e);
+    }
+}
+
+shale_code env_fault_drop_unsynced(env_fault *fe, env_fault_drop_mode mode, uint64_t seed,
+                                   shale_error *err)
+{
+    const shale_env *b = fe->base;
+    uint64_t rng = seed != 0 ? seed : 0x9e3779b97f4a7c15ull; /* xorshift must not start at 0 */
+    shale_code first = SHALE_OK;
+    shale_error e;
+    tracked *t;
+
+    pthread_mutex_lock(&fe->mu);
+    /* Newest first, so a chain a -> b -> c walks back to a. */
+    for (moved *m = fe->renames; m != NULL; m = m->next) {
+        shale_code rc = b->rename_file(b, m->to, m->from, &e);
+        keep_first(rc, &e, &first, err);
+        if (rc != SHALE_OK) {
+            continue;
+        }
+        if ((t = lookup(fe, m->from)) != NULL) {
+            forget(fe, t); /* overwritten by the file moving back */
+        }
+        if ((t = lookup(fe, m->to)) != NULL) {
+            free(t->path);
+            t->path = m->from; /* moved into t */
+            m->from = NULL;
+        }
+    }
+    free_renames(fe);
+    for (t = fe->files; t != NULL; t = t->next) {
+        if (t->gone) {
+            continue;
+        }
+        if (t->undurable) {
+            keep_first(b->remove_file(b, t->path, &e), &e, &first, err);
+        } else {
+            keep_first(cut(b, t, mode, &rng, &e), &e, &first, err);
+        }
+    }
+    /* Reset: the surviving files are the new durable state. */
+    for (tracked *next = NULL, *cur = fe->files; cur != NULL; cur = next) {
+        next = cur->next;
+        forget(fe, cur);
+    }
+    fe->crashed = false;
+    memset(fe->faults, 0, sizeof fe->faults);
+    pthread_mutex_unlock(&fe->mu);
+    return first;
+}

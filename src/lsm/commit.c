@@ -1,0 +1,490 @@
+/*
+ * commit: the write path. Writers queue under db->mu; the writer at the head leads a group of
+ * the writers behind it (LevelDB's scheme): it assigns their sequence numbers, frames their
+ * batches as ONE log record, hands it to the OS in one write (and, if any of them asked for FULL,
+ * one fdatasync), applies the ops to the memtable, publishes the new visible sequence number and
+ * wakes them. While a leader is in the log, new writers queue up behind it and form the next
+ * group: that is what makes concurrent FULL commits share an fdatasync.
+ *
+ * Acknowledgement order: a group is acknowledged only after its write/sync returned, and groups
+ * follow each other in sequence order, so a recovered history never has holes.
+ *
+ * Failures: a failed append fails its group and leaves nothing of it in the file (wal_writer
+ * truncates back). A failed fdatasync is final: writes stop for good (commit_stop_writes_locked),
+ * reads go on. A memtable allocation failure after the record is logged also stops writes, since
+ * memory and log would disagree.
+ */
+#include "base/buf.h"
+#include "base/error.h"
+#include "lsm/db_impl.h"
+#include "wal/wal_format.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+/* The largest group a leader forms, so one slow giant does not delay small commits behind it and
+ * a group's record stays cache-friendly (LevelDB uses the same bound). */
+#define COMMIT_MAX_GROUP_BYTES ((size_t)1 << 20)
+/* MEMORY-level bytes buffered beyond this are written inline by the committing thread: bounds
+ * memory if the flusher falls behind. */
+#define COMMIT_MAX_BUFFERED_BYTES ((uint64_t)4 << 20)
+
+struct commit_writer {
+    const shale_batch *batch;
+    shale_durability level;
+    commit_prepare_fn prepare;
+    void *prepare_arg;
+    bool done;
+    shale_code rc;
+    shale_error err;
+    pthread_cond_t cv;
+    commit_writer *next;
+};
+
+/* What a leader did, for the counters. */
+typedef struct group_result {
+    uint64_t count;   /* ops applied */
+    uint64_t writers; /* commits in the group */
+    bool logged, synced;
+    bool stop;            /* the commit stands, but the log can take nothing more */
+    shale_error stop_err;
+    commit_apply apply;
+} group_result;
+
+void commit_stop_writes_locked(shale_db *db, const shale_error *why)
+{
+    if (db->writes_stopped) {
+        return;
+    }
+    db->writes_stopped = true;
+    db->stop_err = *why;
+    db_log(db, "writes stopped: %s", why->msg);
+}
+
+static shale_code stopped_error(shale_db *db, shale_error *err)
+{
+    return err_set(err, SHALE_CLOSED, db->stop_err.sys_errno, "writes stopped: %s",
+                   db->stop_err.msg);
+}
+
+shale_code commit_apply_op(void *arg, uint64_t seq, const batch_op *op, shale_error *err)
+{
+    commit_apply *a = arg;
+    bool prev_found = false;
+    memtable_entry prev;
+    shale_code rc;
+
+    rc = memtable_add(a->db->mem, seq, op->type, op->key, op->value, op->expire_at_ms,
+                      &prev_found, &prev, err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    /* live = the newest version is a PUT; expired PUTs count until the sweeper deletes them. */
+    bool was_live = prev_found && prev.type == MEMTABLE_PUT;
+    bool is_live = op->type == MEMTABLE_PUT;
+    a->live_delta += (int64_t)is_live - (int64_t)was_live;
+    a->ttl_puts += is_live && op->expire_at_ms != 0;
+    a->ops++;
+    return SHALE_OK;
+}
+
+static shale_durability effective_level(const shale_db *db, shale_durability asked)
+{
+    if (asked == SHALE_DURABILITY_DEFAULT) {
+        return db->opts.durability;
+    }
+    if (asked == SHALE_DURABILITY_NONE && db->opts.durability != SHALE_DURABILITY_NONE) {
+        return SHALE_DURABILITY_MEMORY; /* cannot skip the log without a hole in the history */
+    }
+    return asked;
+}
+
+static void wake_flusher_if_idle(shale_db *db, uint64_t buffered_before)
+{
+    if (buffered_before == 0) {
+        pthread_cond_signal(&db->log_cv);
+    }
+}
+
+/* Rolls to a new segment: the old one is synced first, so only the last segment can ever hold a
+ * torn tail. A failed sync is final; a failed creation leaves the old segment in use (it is
+ * synced and still valid) and the roll is retried at the next commit. Locks: log_mu held. */
+static shale_code roll_locked(shale_db *db, bool *synced, shale_error *err)
+{
+    char name[32];
+    wal_writer *next = NULL;
+    shale_code rc;
+
+    rc = wal_writer_sync(db->log, err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    *synced = true;
+    snprintf(name, sizeof name, "%06llu.log", (unsigned long long)db->next_file_number);
+    shale_error cerr;
+    rc = wal_writer_create(db->env, db->path, name, db->next_file_number, &next, &cerr);
+    if (rc != SHALE_OK) {
+        db_log(db, "log roll to %s failed, staying on the current segment: %s", name, cerr.msg);
+        return SHALE_OK;
+    }
+    db->next_file_number++;
+    db->log_bytes_closed += wal_writer_size(db->log);
+    (void)wal_writer_close(db->log, false, NULL); /* synced above; nothing left to lose */
+    db->log = next;
+    db->log_segments++;
+    return SHALE_OK;
+}
+
+/* Logs the group's record at `level`. Locks: takes log_mu. Sets *fatal when the failure must stop
+ * all writes (a failed sync, or a writer left broken). */
+static shale_code log_record(shale_db *db, const shale_buf *rec, shale_durability level,
+                             group_result *res, bool *fatal, shale_error *err)
+{
+    shale_code rc = SHALE_OK;
+
+    pthread_mutex_lock(&db->log_mu);
+    if (wal_writer_broken(db->log, err)) {
+        *fatal = true;
+        rc = err ? err->code : SHALE_IO;
+        goto out;
+    }
+    uint64_t buffered = wal_writer_buffered_bytes(db->log);
+    if (level == SHALE_DURABILITY_MEMORY) {
+        if (db->bg_log_failed) {
+            rc = err_copy(err, &db->bg_log_err);
+            goto out;
+        }
+        if (buffered >= COMMIT_MAX_BUFFERED_BYTES) {
+            rc = wal_writer_flush(db->log, err);
+            if (rc != SHALE_OK) {
+                goto out; /* nothing of ours was added */
+            }
+            buffered = 0;
+        }
+        rc = wal_writer_add(db->log, rec->data, rec->len, err);
+        if (rc == SHALE_OK) {
+            res->logged = true;
+            wake_flusher_if_idle(db, buffered);
+        }
+        goto roll;
+    }
+    /* OS and FULL: first write out earlier MEMORY-level records, so that a failure of our own
+     * write can drop exactly our record and nothing acknowledged before it. */
+    if (buffered > 0) {
+        rc = wal_writer_flush(db->log, err);
+        if (rc != SHALE_OK) {
+            goto out;
+        }
+    }
+    rc = wal_writer_add(db->log, rec->data, rec->len, err);
+    if (rc != SHALE_OK) {
+        goto out;
+    }
+    rc = wal_writer_flush(db->log, err);
+    if (rc != SHALE_OK) {
+        wal_writer_discard_unflushed(db->log);
+        *fatal = wal_writer_broken(db->log, NULL);
+        goto out;
+    }
+    res->logged = true;
+    if (level == SHALE_DURABILITY_FULL) {
+        rc = wal_writer_sync(db->log, err);
+        if (rc != SHALE_OK) {
+            *fatal = true; /* a failed fsync is final: never retried, never trusted */
+            goto out;
+        }
+        res->synced = true;
+    }
+roll:
+    if (rc == SHALE_OK && wal_writer_size(db->log) >= db->opts.wal_segment_bytes) {
+        bool synced = false;
+        if (roll_locked(db, &synced, &res->stop_err) != SHALE_OK) {
+            /* Our record was written (and synced if asked) before the roll: the commit stands,
+             * but the log can take nothing more. */
+            res->stop = true;
+        }
+        res->synced |= synced;
+    }
+out:
+    pthread_mutex_unlock(&db->log_mu);
+    return rc;
+}
+
+/* Leads the group [w, last]: prepare, frame, log, apply. Runs without db->mu. */
+static shale_code lead(shale_db *db, commit_writer *w, commit_writer *last, uint64_t seq,
+                       group_result *res, bool *fatal, shale_error *err)
+{
+    shale_buf *rec = &db->record;
+    shale_durability level = SHALE_DURABILITY_NONE;
+    const shale_batch *single = w->batch;
+    shale_code rc;
+    uint8_t head[1 + BATCH_HEADER_BYTES];
+
+    if (w->prepare != NULL) {
+        shale_batch_clear(&db->prepare_batch);
+        rc = w->prepare(db, w->prepare_arg, &db->prepare_batch, err);
+        if (rc != SHALE_OK) {
+            return rc;
+        }
+        single = &db->prepare_batch;
+    }
+    for (commit_writer *p = w;; p = p->next) {
+        const shale_batch *b = p == w ? single : p->batch;
+        res->count += b->count;
+        res->writers++;
+        if (effective_level(db, p->level) > level) {
+            level = effective_level(db, p->level);
+        }
+        if (p == last) {
+            break;
+        }
+    }
+    if (res->count == 0) {
+        return SHALE_OK;
+    }
+    head[0] = WAL_REC_BATCH;
+    batch_rep_set_header(head + 1, seq, (uint32_t)res->count);
+    buf_reset(rec);
+    rc = buf_append(rec, head, sizeof head, err);
+    for (commit_writer *p = w; rc == SHALE_OK; p = p->next) {
+        shale_slice ops = batch_ops(p == w ? single : p->batch);
+        rc = buf_append(rec, ops.data, ops.len, err);
+        if (p == last) {
+            break;
+        }
+    }
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    if (db->log != NULL) {
+        rc = log_record(db, rec, level, res, fatal, err);
+        if (rc != SHALE_OK) {
+            return rc;
+        }
+    }
+    res->apply.db = db;
+    rc = batch_iterate((const uint8_t *)rec->data + 1, rec->len - 1, commit_apply_op, &res->apply,
+                       err);
+    if (rc != SHALE_OK) {
+        *fatal = true; /* logged but not in memory: the two must not diverge further */
+    }
+    return rc;
+}
+
+/* Picks the writers that join the leader's group. Locks: mu held. */
+static commit_writer *form_group(commit_writer *w)
+{
+    commit_writer *last = w;
+    size_t bytes = w->batch ? w->batch->rep.len : 0;
+    /* A small leader does not wait for a big follower (LevelDB's reasoning). */
+    size_t limit = bytes <= (128u << 10) ? bytes + (128u << 10) : COMMIT_MAX_GROUP_BYTES;
+
+    if (w->prepare != NULL) {
+        return w; /* it needs the memtable to itself */
+    }
+    for (commit_writer *p = w->next; p != NULL && p->prepare == NULL; p = p->next) {
+        if (bytes + p->batch->rep.len > limit) {
+            break;
+        }
+        bytes += p->batch->rep.len;
+        last = p;
+    }
+    return last;
+}
+
+shale_code commit_write(shale_db *db, const shale_batch *batch, shale_durability level,
+                        commit_prepare_fn prepare, void *prepare_arg, shale_error *err)
+{
+    commit_writer w = {.batch = batch, .level = level, .prepare = prepare,
+                       .prepare_arg = prepare_arg};
+    group_result res = {0};
+    bool fatal = false;
+    shale_code rc;
+
+    pthread_cond_init(&w.cv, NULL);
+    pthread_mutex_lock(&db->mu);
+    if (db->writes_stopped) {
+        rc = stopped_error(db, err);
+        pthread_mutex_unlock(&db->mu);
+        pthread_cond_destroy(&w.cv);
+        return rc;
+    }
+    if (db->queue_tail != NULL) {
+        db->queue_tail->next = &w;
+    } else {
+        db->queue_head = &w;
+    }
+    db->queue_tail = &w;
+    while (!w.done && db->queue_head != &w) {
+        pthread_cond_wait(&w.cv, &db->mu);
+    }
+    if (w.done) {
+        pthread_mutex_unlock(&db->mu);
+        pthread_cond_destroy(&w.cv);
+        if (w.rc != SHALE_OK) {
+            err_copy(err, &w.err);
+        }
+        return w.rc;
+    }
+
+    /* This writer leads. */
+    commit_writer *last = form_group(&w);
+    uint64_t seq = db->last_seq + 1;
+    if (db->writes_stopped) {
+        last = &w;
+        rc = stopped_error(db, &w.err);
+    } else {
+        pthread_mutex_unlock(&db->mu);
+        rc = lead(db, &w, last, seq, &res, &fatal, &w.err);
+        pthread_mutex_lock(&db->mu);
+    }
+    if (rc == SHALE_OK && res.count > 0) {
+        db->last_seq = seq + res.count - 1;
+        atomic_store_explicit(&db->visible_seq, db->last_seq, memory_order_release);
+        db->writes += res.count;
+        db->live_keys += res.apply.live_delta;
+        atomic_fetch_add_explicit(&db->ttl_puts, res.apply.ttl_puts, memory_order_relaxed);
+    }
+    if (rc == SHALE_OK) {
+        db->batches += res.writers;
+        db->group_commits += res.logged;
+    }
+    db->syncs += res.synced;
+    if (fatal) {
+        commit_stop_writes_locked(db, &w.err);
+    } else if (res.stop) {
+        commit_stop_writes_locked(db, &res.stop_err);
+    }
+
+    /* Hand the results out. Read every link before waking its owner: a woken follower returns
+     * and its stack frame (the writer) is gone. */
+    commit_writer *after = last->next;
+    for (commit_writer *p = &w, *next;; p = next) {
+        bool is_last = p == last;
+        next = p->next;
+        if (p != &w) {
+            p->rc = rc;
+            if (rc != SHALE_OK) {
+                p->err = w.err;
+            }
+            p->done = true;
+            pthread_cond_signal(&p->cv);
+        }
+        if (is_last) {
+            break;
+        }
+    }
+    db->queue_head = after;
+    if (after == NULL) {
+        db->queue_tail = NULL;
+    } else {
+        pthread_cond_signal(&after->cv);
+    }
+    pthread_mutex_unlock(&db->mu);
+    pthread_cond_destroy(&w.cv);
+    if (rc != SHALE_OK) {
+        err_copy(err, &w.err);
+    }
+    return rc;
+}
+
+/* The MEMORY-level flusher: once records are buffered, waits one interval and writes them out. A
+ * failed write is kept buffered and retried; meanwhile MEMORY commits fail with its error (an
+ * append failure is not a sync failure: retrying a write after truncating back is sound). */
+static void *flusher_main(void *arg)
+{
+    shale_db *db = arg;
+
+    pthread_mutex_lock(&db->log_mu);
+    while (!db->closing) {
+        if (wal_writer_buffered_bytes(db->log) == 0) {
+            pthread_cond_wait(&db->log_cv, &db->log_mu);
+            continue;
+        }
+        struct timespec deadline;
+        clock_gettime(CLOCK_MONOTONIC, &deadline);
+        uint64_t ns = (uint64_t)deadline.tv_nsec + (uint64_t)db->opts.wal_flush_interval_ms * 1000000u;
+        deadline.tv_sec += (time_t)(ns / 1000000000u);
+        deadline.tv_nsec = (long)(ns % 1000000000u);
+        while (!db->closing &&
+               pthread_cond_timedwait(&db->log_cv, &db->log_mu, &deadline) != ETIMEDOUT) {
+        }
+        if (db->closing || wal_writer_broken(db->log, NULL)) {
+            break;
+        }
+        shale_error ferr;
+        if (wal_writer_flush(db->log, &ferr) != SHALE_OK) {
+            if (!db->bg_log_failed) {
+                db_log(db, "background log write failed (will retry): %s", ferr.msg);
+            }
+            db->bg_log_failed = true;
+            db->bg_log_err = ferr;
+        } else {
+            db->bg_log_failed = false;
+        }
+    }
+    pthread_mutex_unlock(&db->log_mu);
+    return NULL;
+}
+
+shale_code commit_start(shale_db *db, shale_error *err)
+{
+    char name[32];
+    shale_code rc;
+    pthread_condattr_t attr;
+
+    if (db->opts.durability == SHALE_DURABILITY_NONE) {
+        return SHALE_OK;
+    }
+    snprintf(name, sizeof name, "%06llu.log", (unsigned long long)db->next_file_number);
+    rc = wal_writer_create(db->env, db->path, name, db->next_file_number, &db->log, err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    db->next_file_number++;
+    db->log_segments++;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&db->log_cv, &attr);
+    pthread_condattr_destroy(&attr);
+    if (pthread_create(&db->flusher, NULL, flusher_main, db) != 0) {
+        return err_set(err, SHALE_NOMEM, errno, "%s: cannot start the log flusher thread",
+                       db->path);
+    }
+    pthread_setname_np(db->flusher, "shale-logflush");
+    db->flusher_running = true;
+    db_log(db, "log flusher started");
+    return SHALE_OK;
+}
+
+shale_code commit_stop(shale_db *db, shale_error *err)
+{
+    shale_code rc = SHALE_OK;
+
+    if (db->flusher_running) {
+        pthread_mutex_lock(&db->log_mu);
+        db->closing = true;
+        pthread_cond_broadcast(&db->log_cv);
+        pthread_mutex_unlock(&db->log_mu);
+        pthread_join(db->flusher, NULL);
+        db->flusher_running = false;
+        db_log(db, "log flusher stopped");
+    }
+    if (db->log != NULL) {
+        pthread_mutex_lock(&db->log_mu);
+        /* A clean close leaves the log synced whatever the level: it costs one fdatasync and
+         * makes a clean shutdown safe against a later power loss. A broken writer is not touched
+         * again: its error was reported when it broke. */
+        bool broken = wal_writer_broken(db->log, NULL);
+        rc = wal_writer_close(db->log, !broken, err);
+        if (broken) {
+            rc = SHALE_OK;
+        }
+        db->log = NULL;
+        pthread_mutex_unlock(&db->log_mu);
+        pthread_cond_destroy(&db->log_cv);
+    }
+    return rc;
+}

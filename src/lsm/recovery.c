@@ -1,0 +1,239 @@
+/*
+ * recovery: rebuilds the memtable at open by replaying every log segment in file-number order.
+ *
+ * The rules (docs/ARCHITECTURE.md, "Recovery"): a torn tail of the LAST segment is cut off - the
+ * file is truncated to the end of its last complete record and synced. Damage anywhere else is
+ * corruption: segments are synced before the next one is created, so only the last can be torn.
+ * With salvage, damaged regions are skipped and counted instead; salvage never modifies a file
+ * (the damage stays on disk as evidence, and a later open without salvage reports it again).
+ * Sequence numbers must increase from batch to batch; one that goes backwards is corruption.
+ */
+#include "base/error.h"
+#include "lsm/db_impl.h"
+#include "wal/wal_format.h"
+#include "wal/wal_reader.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+void recovery_log_name(char *out, size_t cap, uint64_t number)
+{
+    snprintf(out, cap, "%06llu.log", (unsigned long long)number);
+}
+
+/* Parses "NNNNNN.log" (at least 6 digits); false for any other name. */
+static bool parse_log_name(const char *name, uint64_t *out)
+{
+    size_t n = strlen(name), digits = 0;
+    uint64_t v = 0;
+
+    if (n < 10 || strcmp(name + n - 4, ".log") != 0) {
+        return false;
+    }
+    for (const char *p = name; p < name + n - 4; p++, digits++) {
+        if (*p < '0' || *p > '9' || v > (UINT64_MAX - 9) / 10) {
+            return false;
+        }
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    *out = v;
+    return digits >= 6;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static shale_code list_segments(shale_db *db, uint64_t **out, size_t *out_count, shale_error *err)
+{
+    char **names = NULL;
+    size_t count = 0, n = 0;
+    shale_code rc;
+
+    rc = db->env->list_dir(db->env, db->path, &names, &count, err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    *out = calloc(count ? count : 1, sizeof **out);
+    if (*out == NULL) {
+        env_free_names(names, count);
+        return err_nomem(err);
+    }
+    for (size_t i = 0; i < count; i++) {
+        if (parse_log_name(names[i], &(*out)[n])) {
+            n++;
+        }
+    }
+    env_free_names(names, count);
+    qsort(*out, n, sizeof **out, cmp_u64);
+    *out_count = n;
+    return SHALE_OK;
+}
+
+/* Cuts a torn tail: truncate to `valid_end` and sync; a segment with no complete record at all
+ * (its header never became durable) is removed instead. */
+static shale_code cut_tail(shale_db *db, const char *path, uint64_t valid_end, shale_error *err)
+{
+    env_file *f = NULL;
+    shale_code rc;
+
+    if (valid_end == 0) {
+        rc = db->env->remove_file(db->env, path, err);
+        if (rc != SHALE_OK) {
+            return rc;
+        }
+        return db->env->sync_dir(db->env, db->path, err);
+    }
+    rc = db->env->open_file(db->env, path, ENV_WRITE, &f, err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    rc = env_file_truncate(f, valid_end, err);
+    if (rc == SHALE_OK) {
+        rc = env_file_sync(f, false, err);
+    }
+    shale_code crc = env_file_close(f, rc == SHALE_OK ? err : NULL);
+    return rc != SHALE_OK ? rc : crc;
+}
+
+typedef struct replay_state {
+    shale_db *db;
+    commit_apply apply;
+    uint64_t last_seq;
+} replay_state;
+
+static shale_code replay_segment(replay_state *st, uint64_t number, bool is_last,
+                                 shale_error *err)
+{
+    shale_db *db = st->db;
+    char name[32], *path;
+    wal_reader *r = NULL;
+    wal_reader_stats stats;
+    shale_code rc;
+    size_t plen = strlen(db->path) + sizeof name + 2;
+
+    recovery_log_name(name, sizeof name, number);
+    path = malloc(plen);
+    if (path == NULL) {
+        return err_nomem(err);
+    }
+    snprintf(path, plen, "%s/%s", db->path, name);
+    rc = wal_reader_open(db->env, path, number, db->opts.salvage, &r, err);
+    if (rc != SHALE_OK) {
+        goto out;
+    }
+    for (;;) {
+        shale_slice rec;
+        uint64_t off;
+        rc = wal_reader_next(r, &rec, &off, err);
+        if (rc == SHALE_NOT_FOUND) {
+            rc = SHALE_OK;
+            break;
+        }
+        if (rc != SHALE_OK) {
+            goto out;
+        }
+        const uint8_t *p = rec.data;
+        if (rec.len < 1 + BATCH_HEADER_BYTES || p[0] != WAL_REC_BATCH) {
+            rc = err_set(err, SHALE_CORRUPTION, 0, "%s @%" PRIu64 ": not a batch record (kind %u)",
+                         name, off, rec.len ? p[0] : 0u);
+            goto salvage_or_fail;
+        }
+        uint64_t seq = batch_rep_seq(p + 1);
+        uint32_t count = batch_rep_count(p + 1);
+        if (seq <= st->last_seq || count == 0 || seq + count - 1 > MEMTABLE_MAX_SEQ ||
+            seq + count - 1 < seq) {
+            rc = err_set(err, SHALE_CORRUPTION, 0,
+                         "%s @%" PRIu64 ": batch sequence %" PRIu64 " (+%u) after %" PRIu64, name,
+                         off, seq, count, st->last_seq);
+            goto salvage_or_fail;
+        }
+        shale_error berr;
+        rc = batch_iterate(p + 1, rec.len - 1, commit_apply_op, &st->apply, &berr);
+        if (rc != SHALE_OK) {
+            /* A malformed batch passed its CRC, so this is a bug or deliberate damage; the prefix
+             * of the batch already applied cannot be taken back, so even salvage stops here. */
+            rc = err_set(err, rc, berr.sys_errno, "%s @%" PRIu64 ": %s", name, off, berr.msg);
+            goto out;
+        }
+        st->last_seq = seq + count - 1;
+        db->recovered_records++;
+        continue;
+    salvage_or_fail:
+        if (!db->opts.salvage) {
+            goto out;
+        }
+        db->salvaged_records++;
+        db->salvaged_bytes += rec.len;
+        db_log(db, "salvage: skipped %s @%" PRIu64 " (%zu bytes)", name, off, rec.len);
+        rc = SHALE_OK;
+    }
+    wal_reader_get_stats(r, &stats);
+    db->salvaged_records += stats.salvaged_records;
+    db->salvaged_bytes += stats.salvaged_bytes;
+    if (stats.salvaged_records > 0) {
+        db_log(db, "salvage: %s: skipped %" PRIu64 " damaged regions, %" PRIu64 " bytes", name,
+               stats.salvaged_records, stats.salvaged_bytes);
+    }
+    if (stats.torn_tail) {
+        if (!is_last && !db->opts.salvage) {
+            rc = err_set(err, SHALE_CORRUPTION, 0,
+                         "%s @%" PRIu64 ": incomplete record in a segment that is not the last",
+                         name, stats.valid_end);
+            goto out;
+        }
+        if (is_last) {
+            db_log(db, "recovery: %s: torn tail cut at %" PRIu64 " (%" PRIu64 " bytes)", name,
+                   stats.valid_end, stats.file_size - stats.valid_end);
+            db->truncated_bytes += stats.file_size - stats.valid_end;
+            rc = cut_tail(db, path, stats.valid_end, err);
+            if (rc != SHALE_OK) {
+                goto out;
+            }
+            stats.file_size = stats.valid_end;
+            if (stats.valid_end == 0) {
+                goto out; /* removed: not a segment any more */
+            }
+        }
+    }
+    db->log_bytes_closed += stats.file_size;
+    db->log_segments++;
+out:
+    wal_reader_close(r);
+    free(path);
+    return rc;
+}
+
+shale_code recovery_replay(shale_db *db, shale_error *err)
+{
+    uint64_t *numbers = NULL;
+    size_t count = 0;
+    replay_state st = {.db = db, .apply = {.db = db}};
+    shale_code rc;
+
+    rc = list_segments(db, &numbers, &count, err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    for (size_t i = 0; i < count; i++) {
+        rc = replay_segment(&st, numbers[i], i + 1 == count, err);
+        if (rc != SHALE_OK) {
+            break;
+        }
+    }
+    if (rc == SHALE_OK) {
+        db->last_seq = st.last_seq;
+        atomic_store_explicit(&db->visible_seq, st.last_seq, memory_order_release);
+        db->live_keys += st.apply.live_delta;
+        atomic_fetch_add_explicit(&db->ttl_puts, st.apply.ttl_puts, memory_order_relaxed);
+        db->next_file_number = count ? numbers[count - 1] + 1 : 1;
+        db_log(db, "recovery: %zu segments, %" PRIu64 " records, last sequence %" PRIu64, count,
+               db->recovered_records, db->last_seq);
+    }
+    free(numbers);
+    return rc;
+}

@@ -1,0 +1,284 @@
+/* skiplist: see skiplist.h for the node layout and the publication protocol. */
+#include "mem/skiplist.h"
+
+#include "base/error.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#define SEQ_LIMIT (((uint64_t)1 << 56) - 1)
+
+/* Any non-zero start works for xorshift; a fixed one keeps runs reproducible (LevelDB too). */
+#define RNG_SEED 0x2545f4914f6cdd1dull
+
+static inline skiplist_node *load_next(const skiplist_node *n, int level)
+{
+    return atomic_load_explicit(&((skiplist_node *)n)->next[level], memory_order_acquire);
+}
+
+static inline int list_height(const skiplist *sl)
+{
+    return atomic_load_explicit(&((skiplist *)sl)->height, memory_order_relaxed);
+}
+
+static inline uint64_t load_be64(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+/* Bytewise three-way comparison, a proper prefix first. Keys of a few words (the common case)
+ * are compared 8 bytes at a time as big-endian integers, which avoids a call into memcmp on every
+ * step of a search; long keys go to memcmp, which is vectorised. */
+static inline int key_cmp(const void *a_, size_t alen, const void *b_, size_t blen)
+{
+    const unsigned char *a = a_;
+    const unsigned char *b = b_;
+    size_t n = alen < blen ? alen : blen;
+
+    if (n > 64) {
+        int c = memcmp(a, b, n);
+        if (c != 0) {
+            return c;
+        }
+    } else {
+        while (n >= 8) {
+            uint64_t x = load_be64(a);
+            uint64_t y = load_be64(b);
+            if (x != y) {
+                return x < y ? -1 : 1;
+            }
+            a += 8;
+            b += 8;
+            n -= 8;
+        }
+        while (n > 0) {
+            if (*a != *b) {
+                return *a < *b ? -1 : 1;
+            }
+            a++;
+            b++;
+            n--;
+        }
+    }
+    return alen < blen ? -1 : (alen > blen ? 1 : 0);
+}
+
+/* True when node n sorts before (key, seq): a smaller key, or the same key with a newer seq. */
+static inline bool node_before(const skiplist_node *n, const void *key, size_t key_len,
+                               uint64_t seq)
+{
+    int c = key_cmp(skiplist_node_key(n), n->key_len, key, key_len);
+    return c < 0 || (c == 0 && skiplist_node_seq(n) > seq);
+}
+
+/* The first node >= (key, seq), or NULL. When prev is non-NULL it receives, at every level below
+ * the list height, the last node before (key, seq) (the head if none). *before gets the level-0
+ * one, NULL for the head. A node that already failed the test at one level is not compared again
+ * at the next one down (LevelDB's last_bigger): it saves about a comparison per level. */
+static skiplist_node *find_ge(const skiplist *sl, const void *key, size_t key_len, uint64_t seq,
+                              skiplist_node **prev, const skiplist_node **before)
+{
+    skiplist_node *x = sl->head;
+    skiplist_node *known_ge = NULL;
+    int level = list_height(sl) - 1;
+
+    for (;;) {
+        skiplist_node *next = load_next(x, level);
+        if (next != NULL && next != known_ge && node_before(next, key, key_len, seq)) {
+            x = next;
+            continue;
+        }
+        known_ge = next;
+        if (prev != NULL) {
+            prev[level] = x;
+        }
+        if (level == 0) {
+            if (before != NULL) {
+                *before = x == sl->head ? NULL : x;
+            }
+            return next;
+        }
+        level--;
+    }
+}
+
+static int random_height(skiplist *sl)
+{
+    uint64_t r = sl->rng;
+    int height = 1;
+
+    r ^= r >> 12;
+    r ^= r << 25;
+    r ^= r >> 27;
+    sl->rng = r;
+    r *= 0x2545f4914f6cdd1dull;
+    /* One draw gives 2 bits per level: up by one with probability 1/SKIPLIST_BRANCHING. */
+    while (height < SKIPLIST_MAX_HEIGHT && (r & (SKIPLIST_BRANCHING - 1)) == 0) {
+        height++;
+        r >>= 2;
+    }
+    return height;
+}
+
+shale_code skiplist_init(skiplist *sl, arena *a, shale_error *err)
+{
+    size_t bytes = sizeof(skiplist_node) + SKIPLIST_MAX_HEIGHT * sizeof(_Atomic(skiplist_node *));
+    skiplist_node *head = arena_alloc(a, bytes, _Alignof(skiplist_node));
+
+    if (head == NULL) {
+        return err_nomem(err);
+    }
+    head->tag = 0;
+    head->key_len = 0;
+    head->val_len = 0;
+    for (int i = 0; i < SKIPLIST_MAX_HEIGHT; i++) {
+        atomic_init(&head->next[i], NULL);
+    }
+    sl->arena = a;
+    sl->head = head;
+    atomic_init(&sl->height, 1);
+    sl->rng = RNG_SEED;
+    return SHALE_OK;
+}
+
+static skiplist_node *node_new(skiplist *sl, int height, uint64_t tag, const void *key,
+                               uint32_t key_len, const void *value, uint32_t val_len,
+                               uint64_t expire_at_ms)
+{
+    size_t exp = expire_at_ms != 0 ? sizeof expire_at_ms : 0;
+    size_t data = (size_t)key_len + val_len;
+    size_t pad = (8 - (data & 7)) & 7;
+    size_t links = (size_t)height * sizeof(_Atomic(skiplist_node *));
+    if (data > SIZE_MAX / 2) {
+        return NULL; /* only reachable where size_t is 32 bits */
+    }
+    char *base = arena_alloc(sl->arena, pad + data + exp + sizeof(skiplist_node) + links, 8);
+
+    if (base == NULL) {
+        return NULL;
+    }
+    char *k = base + pad + val_len;
+    skiplist_node *n = (skiplist_node *)(void *)(k + key_len + exp);
+    if (val_len > 0) {
+        memcpy(base + pad, value, val_len);
+    }
+    if (key_len > 0) {
+        memcpy(k, key, key_len);
+    }
+    if (exp != 0) {
+        memcpy(k + key_len, &expire_at_ms, sizeof expire_at_ms);
+        tag |= SKIPLIST_HAS_EXPIRE;
+    }
+    n->tag = tag;
+    n->key_len = key_len;
+    n->val_len = val_len;
+    return n;
+}
+
+shale_code skiplist_insert(skiplist *sl, uint64_t seq, uint8_t type, const void *key,
+                           size_t key_len, const void *value, size_t val_len,
+                           uint64_t expire_at_ms, const skiplist_node **older, shale_error *err)
+{
+    skiplist_node *prev[SKIPLIST_MAX_HEIGHT];
+    skiplist_node *succ;
+    skiplist_node *n;
+    int height;
+    int cur;
+
+    if (seq > SEQ_LIMIT) {
+        return err_set(err, SHALE_INVALID, 0, "memtable: seq %llu beyond 2^56-1",
+                       (unsigned long long)seq);
+    }
+    if (type > SKIPLIST_TYPE_MASK) {
+        return err_set(err, SHALE_INVALID, 0, "memtable: entry type %u out of range", type);
+    }
+    if (key_len > UINT32_MAX || val_len > UINT32_MAX) {
+        return err_set(err, SHALE_FULL, 0, "memtable: key of %zu or value of %zu bytes too large",
+                       key_len, val_len);
+    }
+
+    succ = find_ge(sl, key, key_len, seq, prev, NULL);
+    if ((prev[0] != sl->head &&
+         key_cmp(skiplist_node_key(prev[0]), prev[0]->key_len, key, key_len) == 0) ||
+        (succ != NULL && skiplist_node_seq(succ) == seq &&
+         key_cmp(skiplist_node_key(succ), succ->key_len, key, key_len) == 0)) {
+        return err_set(err, SHALE_INVALID, 0,
+                       "memtable: seq %llu is not newer than every version of its key",
+                       (unsigned long long)seq);
+    }
+
+    height = random_height(sl);
+    n = node_new(sl, height, seq << 8 | type, key, (uint32_t)key_len, value, (uint32_t)val_len,
+                 expire_at_ms);
+    if (n == NULL) {
+        return err_nomem(err);
+    }
+
+    cur = list_height(sl);
+    if (height > cur) {
+        for (int i = cur; i < height; i++) {
+            prev[i] = sl->head;
+        }
+        /* Relaxed is enough: a reader seeing the new height before the head's new links finds
+         * NULL at those levels and moves down. */
+        atomic_store_explicit(&sl->height, height, memory_order_relaxed);
+    }
+    for (int i = 0; i < height; i++) {
+        /* The node is not reachable yet, so its own links need no ordering; the release store
+         * into the predecessor publishes the node, its bytes and these links together. */
+        atomic_store_explicit(&n->next[i],
+                              atomic_load_explicit(&prev[i]->next[i], memory_order_relaxed),
+                              memory_order_relaxed);
+        atomic_store_explicit(&prev[i]->next[i], n, memory_order_release);
+    }
+
+    if (older != NULL) {
+        bool same = succ != NULL && succ->key_len == key_len &&
+                    key_cmp(skiplist_node_key(succ), succ->key_len, key, key_len) == 0;
+        *older = same ? succ : NULL;
+    }
+    return SHALE_OK;
+}
+
+const skiplist_node *skiplist_seek(const skiplist *sl, const void *key, size_t key_len,
+                                   uint64_t seq)
+{
+    return find_ge(sl, key, key_len, seq, NULL, NULL);
+}
+
+const skiplist_node *skiplist_find_less_than(const skiplist *sl, const void *key, size_t key_len,
+                                             uint64_t seq)
+{
+    const skiplist_node *before;
+    (void)find_ge(sl, key, key_len, seq, NULL, &before);
+    return before;
+}
+
+const skiplist_node *skiplist_first(const skiplist *sl)
+{
+    return load_next(sl->head, 0);
+}
+
+const skiplist_node *skiplist_last(const skiplist *sl)
+{
+    const skiplist_node *x = sl->head;
+    int level = list_height(sl) - 1;
+
+    for (;;) {
+        const skiplist_node *next = load_next(x, level);
+        if (next != NULL) {
+            x = next;
+            continue;
+        }
+        if (level == 0) {
+            return x == sl->head ? NULL : x;
+        }
+        level--;
+    }
+}

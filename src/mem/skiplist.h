@@ -1,0 +1,126 @@
+/*
+ * skiplist: the memtable's ordered index, a skiplist specialised for memtable entries (LevelDB's
+ * design: max height 12, branching factor 4; no comparator pointer: the order is built in).
+ *
+ * Order: key ascending bytewise (a proper prefix first), then sequence number descending. Two
+ * nodes never share (key, seq): skiplist_insert refuses a seq that is not newer than every version
+ * of its key already present.
+ *
+ * Node layout, one arena allocation per node, so a comparison touches the header, the link it
+ * follows and the key, which sit next to each other (one or two cache lines):
+ *
+ *   [pad 0..7][value bytes][key bytes][expire_at_ms, only if tag & SKIPLIST_HAS_EXPIRE]
+ *   [tag u64][key_len u32][val_len u32][next[0] .. next[height-1]]
+ *   ^ the node pointer points here (8-byte aligned)
+ *
+ * The key ends right before the header (before expire_at_ms when present), so it is found from
+ * the header alone without knowing the node's height. tag = seq << 8 | type | flags, where type
+ * takes the low 7 bits and bit 7 (SKIPLIST_HAS_EXPIRE) says expire_at_ms is stored; a PUT that
+ * never expires (most entries) spends no bytes on it.
+ *
+ * Threads: one writer (skiplist_insert, serialised by the caller); any number of readers at the
+ * same time, lock-free. A node is fully written, its own links included, before a release store
+ * publishes it at each level, bottom level first; readers follow links with acquire loads, so a
+ * reader that reaches a node sees all its bytes. The list height is a relaxed atomic: a reader
+ * that sees the new height before the head's links at that level sees NULL there and simply
+ * moves down (LevelDB's argument). Nodes are never removed; they live until the arena dies.
+ */
+#ifndef SHALE_MEM_SKIPLIST_H
+#define SHALE_MEM_SKIPLIST_H
+
+#include "shale.h"
+
+#include "base/arena.h"
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* log4(16M): beyond ~16 million entries the top level stops thinning out, which a 64 MiB
+ * memtable never reaches with realistic entry sizes (LevelDB uses the same 12 / 4). */
+#define SKIPLIST_MAX_HEIGHT 12
+#define SKIPLIST_BRANCHING  4
+
+#define SKIPLIST_TYPE_MASK  0x7fu
+#define SKIPLIST_HAS_EXPIRE 0x80u
+
+typedef struct skiplist_node skiplist_node;
+struct skiplist_node {
+    uint64_t tag; /* seq << 8 | flags | type */
+    uint32_t key_len;
+    uint32_t val_len;
+    _Atomic(skiplist_node *) next[]; /* height links; next[0] is the level-0 successor */
+};
+
+typedef struct skiplist {
+    arena *arena;        /* borrowed: the memtable's */
+    skiplist_node *head; /* a sentinel with SKIPLIST_MAX_HEIGHT links, no entry */
+    _Atomic int height;  /* levels in use, 1..SKIPLIST_MAX_HEIGHT; relaxed */
+    uint64_t rng;        /* xorshift state for node heights; writer only */
+} skiplist;
+
+/* Allocates the head node from `a` (which must outlive the list). SHALE_NOMEM on failure. */
+shale_code skiplist_init(skiplist *sl, arena *a, shale_error *err) SHALE_MUST_USE;
+
+/* Copies (key, value) into a new node tagged (seq, type), stores expire_at_ms when non-zero, and
+ * links it in. If `older` is non-NULL it receives the newest version of the same key already in
+ * the list (the new node's level-0 successor when the keys match), or NULL.
+ * Fails, leaving the list unchanged, with SHALE_NOMEM when the arena cannot grow, SHALE_INVALID
+ * when seq > 2^56-1, type > SKIPLIST_TYPE_MASK or seq is not newer than every version of the key
+ * already present, and SHALE_FULL when key_len or val_len does not fit in 32 bits.
+ * Single writer. */
+shale_code skiplist_insert(skiplist *sl, uint64_t seq, uint8_t type, const void *key,
+                           size_t key_len, const void *value, size_t val_len,
+                           uint64_t expire_at_ms, const skiplist_node **older,
+                           shale_error *err) SHALE_MUST_USE;
+
+/* The first node >= (key, seq): the first whose key is greater than `key`, or equal to it with
+ * a sequence number <= seq. NULL if none. */
+const skiplist_node *skiplist_seek(const skiplist *sl, const void *key, size_t key_len,
+                                   uint64_t seq);
+/* The last node < (key, seq), NULL if none. With a node's own (key, seq) this is its
+ * predecessor. */
+const skiplist_node *skiplist_find_less_than(const skiplist *sl, const void *key, size_t key_len,
+                                             uint64_t seq);
+/* The smallest and largest nodes, NULL when the list is empty. */
+const skiplist_node *skiplist_first(const skiplist *sl);
+const skiplist_node *skiplist_last(const skiplist *sl);
+
+static inline const skiplist_node *skiplist_next(const skiplist_node *n)
+{
+    return atomic_load_explicit(&((skiplist_node *)n)->next[0], memory_order_acquire);
+}
+
+/* Accessors. The bytes are immutable once the node is published. */
+static inline uint64_t skiplist_node_seq(const skiplist_node *n)
+{
+    return n->tag >> 8;
+}
+
+static inline uint8_t skiplist_node_type(const skiplist_node *n)
+{
+    return (uint8_t)(n->tag & SKIPLIST_TYPE_MASK);
+}
+
+static inline uint64_t skiplist_node_expire_at_ms(const skiplist_node *n)
+{
+    uint64_t v = 0;
+    if (n->tag & SKIPLIST_HAS_EXPIRE) {
+        memcpy(&v, (const char *)n - sizeof v, sizeof v);
+    }
+    return v;
+}
+
+static inline const void *skiplist_node_key(const skiplist_node *n)
+{
+    size_t exp = (n->tag & SKIPLIST_HAS_EXPIRE) ? sizeof(uint64_t) : 0;
+    return (const char *)n - exp - n->key_len;
+}
+
+static inline const void *skiplist_node_value(const skiplist_node *n)
+{
+    return (const char *)skiplist_node_key(n) - n->val_len;
+}
+
+#endif

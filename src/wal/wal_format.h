@@ -1,0 +1,61 @@
+/*
+ * wal_format: the write-ahead log's on-disk format (after LevelDB's log_format.h, with a header).
+ *
+ * A log is a sequence of segment files NNNNNN.log (decimal file number, zero-padded to 6, never
+ * reused). A segment is a sequence of 32 KiB blocks; the last block may be partial. A logical
+ * record is stored as one or more fragments; a fragment never crosses a block boundary:
+ *
+ *   fragment:  +---------+---------+------+----------------------+
+ *              | crc  u32| len  u16| type | payload (len bytes)  |
+ *              +---------+---------+------+----------------------+
+ *              0         4         6      7
+ *   crc  = crc32c_mask(crc32c(type byte ++ payload)), little-endian
+ *   len  = payload length, little-endian, at most WAL_BLOCK_SIZE - WAL_HEADER_SIZE
+ *   type = FULL (the whole record) | FIRST | MIDDLE... | LAST
+ *
+ * When fewer than WAL_HEADER_SIZE bytes remain in a block they are written as zeros and the next
+ * fragment starts at the next block. So every block start inside the written part of a file holds
+ * a genuine fragment header: a reader can resynchronise there, and a valid fragment at any block
+ * start after a damaged one proves the damage is not a torn tail.
+ *
+ * Logical records begin with a kind byte:
+ *   WAL_REC_HEADER  first record of every segment:
+ *                   kind(1) "SHALEWAL"(8) version u32 (=1) file_number u64     (21 bytes)
+ *   WAL_REC_BATCH   kind(1) followed by a write batch (src/lsm/batch.h)
+ *
+ * Why 32 KiB blocks: resynchronisation points for salvage and torn-tail detection at a cost of
+ * at most 6 padding bytes per block (LevelDB's choice). Why a 16-bit length: fragments are
+ * bounded by the block; logical records are unbounded (up to the batch limit).
+ */
+#ifndef SHALE_WAL_WAL_FORMAT_H
+#define SHALE_WAL_WAL_FORMAT_H
+
+#include <stdint.h>
+
+#define WAL_BLOCK_SIZE  32768u
+#define WAL_HEADER_SIZE 7u
+
+enum wal_frag_type {
+    WAL_FRAG_ZERO = 0, /* padding; never a valid fragment */
+    WAL_FRAG_FULL = 1,
+    WAL_FRAG_FIRST = 2,
+    WAL_FRAG_MIDDLE = 3,
+    WAL_FRAG_LAST = 4,
+};
+#define WAL_FRAG_MAX_TYPE WAL_FRAG_LAST
+
+enum wal_rec_kind {
+    WAL_REC_HEADER = 1,
+    WAL_REC_BATCH = 2,
+};
+
+#define WAL_MAGIC          "SHALEWAL"
+#define WAL_MAGIC_LEN      8u
+#define WAL_FORMAT_VERSION 1u
+#define WAL_SEGMENT_HEADER_LEN (1u + WAL_MAGIC_LEN + 4u + 8u)
+
+/* Largest logical record the reader accepts: a length read from disk is checked against this
+ * before anything is allocated. Batches are limited well below it (db.c). */
+#define WAL_MAX_RECORD_BYTES ((uint64_t)1 << 31)
+
+#endif
