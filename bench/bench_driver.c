@@ -261,12 +261,12 @@ struct run {
     const bench_engine *eng;
     void *db;
     bench_kind kind;
-    uint64_t ops;             /* per thread */
-    bench_durability level;   /* of each write */
+    uint64_t ops;           /* per thread */
+    bench_durability level; /* of each write */
     const char *pool;
     size_t pool_size;
     pthread_barrier_t barrier;
-    atomic_bool stop;         /* a thread failed: the others give up early */
+    atomic_bool stop; /* a thread failed: the others give up early */
 };
 
 static bench_slice next_value(worker *w)
@@ -305,8 +305,7 @@ static void do_write(worker *w)
         format_key(key, c->key_size, k);
         bench_slice v = next_value(w);
         uint64_t t0 = w->h ? now_ns() : 0;
-        if (r->eng->put(w->state, (bench_slice){key, c->key_size}, v, r->level, &err) !=
-            BENCH_OK) {
+        if (r->eng->put(w->state, (bench_slice){key, c->key_size}, v, r->level, &err) != BENCH_OK) {
             fail(w, &err);
             return;
         }
@@ -555,8 +554,7 @@ static bool run_threads(run *r, const char *name)
         int rc = pthread_create(&ws[i].tid, NULL, worker_main, &ws[i]);
         if (rc != 0) {
             /* The barrier counts n threads: without all of them it would never open. */
-            fprintf(stderr, "%s: %s: cannot start thread %d: %s\n", c->prog, name, i,
-                    strerror(rc));
+            fprintf(stderr, "%s: %s: cannot start thread %d: %s\n", c->prog, name, i, strerror(rc));
             exit(1);
         }
         started++;
@@ -829,8 +827,8 @@ static void print_header(const config *c)
     printf("Values:     %zu bytes each (%zu bytes after compression: 50 random printable bytes "
            "repeated twice per 100)\n",
            c->value_size, c->value_size / 2);
-    printf("Entries:    %" PRIu64 " per thread (reads %" PRIu64 ", fillsync %" PRIu64 ")\n",
-           c->num, c->reads, c->num_sync);
+    printf("Entries:    %" PRIu64 " per thread (reads %" PRIu64 ", fillsync %" PRIu64 ")\n", c->num,
+           c->reads, c->num_sync);
     printf("RawSize:    %.1f MB per thread (estimated)\n", raw_mb);
     printf("Threads:    %d (each does the full count; ops/sec is the aggregate)\n", c->threads);
     printf("Durability: %s: %s\n", level_name(c->durability),
@@ -880,8 +878,8 @@ static void usage(const config *c, const bench_engine *const *engines, size_t en
     fprintf(out, "\n  --help              this text\n");
 }
 
-static bool parse_u64(const config *c, const char *flag, const char *v, uint64_t min,
-                      uint64_t max, uint64_t *out)
+static bool parse_u64(const config *c, const char *flag, const char *v, uint64_t min, uint64_t max,
+                      uint64_t *out)
 {
     char *end = NULL;
     errno = 0;
@@ -891,8 +889,8 @@ static bool parse_u64(const config *c, const char *flag, const char *v, uint64_t
     }
     unsigned long long x = strtoull(v, &end, 10);
     if (errno != 0 || *end != '\0' || x < min || x > max) {
-        fprintf(stderr, "%s: %s %s: expected a whole number in %" PRIu64 "..%" PRIu64 "\n",
-                c->prog, flag, v, min, max);
+        fprintf(stderr, "%s: %s %s: expected a whole number in %" PRIu64 "..%" PRIu64 "\n", c->prog,
+                flag, v, min, max);
         return false;
     }
     *out = (uint64_t)x;
@@ -922,8 +920,8 @@ static const bench_def *find_bench(const char *name)
 }
 
 /* Returns 0 to run, 1 after --help, 2 on a usage error. */
-static int parse_flags(config *c, const bench_engine *const *engines, size_t engine_count,
-                       int argc, char **argv)
+static int parse_flags(config *c, const bench_engine *const *engines, size_t engine_count, int argc,
+                       char **argv)
 {
     const char *benchmarks = DEFAULT_BENCHMARKS;
     const char *engine_name = NULL;
@@ -988,8 +986,8 @@ static int parse_flags(config *c, const bench_engine *const *engines, size_t eng
             db = val;
         } else if (strcmp(name, "--durability") == 0) {
             if (!parse_durability(val, &c->durability)) {
-                fprintf(stderr, "%s: --durability %s: expected none, memory, os or full\n",
-                        c->prog, val);
+                fprintf(stderr, "%s: --durability %s: expected none, memory, os or full\n", c->prog,
+                        val);
                 return 2;
             }
         } else if (strcmp(name, "--num") == 0) {
@@ -1113,8 +1111,8 @@ static int parse_flags(config *c, const bench_engine *const *engines, size_t eng
         }
         int n = snprintf(c->db, sizeof(c->db), "%s/%s-bench-XXXXXX", tmp, c->engine->name);
         if (n < 0 || (size_t)n >= sizeof(c->db) || mkdtemp(c->db) == NULL) {
-            fprintf(stderr, "%s: cannot create a temporary directory under %s: %s\n", c->prog,
-                    tmp, strerror(errno));
+            fprintf(stderr, "%s: cannot create a temporary directory under %s: %s\n", c->prog, tmp,
+                    strerror(errno));
             return 2;
         }
         c->db_is_temp = true;
@@ -1160,8 +1158,8 @@ static bool run_one(config *c, db_state *s, const bench_def *def, const char *po
         } else {
             snprintf(what, sizeof(what), "replayed records not reported by %s", e->name);
         }
-        printf("%-12s : %11.3f ms to open; close took %.3f ms; %s\n", def->name,
-               (t2 - t1) * 1e3, (t1 - t0) * 1e3, what);
+        printf("%-12s : %11.3f ms to open; close took %.3f ms; %s\n", def->name, (t2 - t1) * 1e3,
+               (t1 - t0) * 1e3, what);
         return true;
     }
     if (def->kind == K_STATS) {
@@ -1198,8 +1196,8 @@ static bool run_one(config *c, db_state *s, const bench_def *def, const char *po
     return run_threads(&r, def->name);
 }
 
-int bench_main(const bench_engine *const *engines, size_t engine_count, const char *prog,
-               int argc, char **argv)
+int bench_main(const bench_engine *const *engines, size_t engine_count, const char *prog, int argc,
+               char **argv)
 {
     config c;
     memset(&c, 0, sizeof(c));

@@ -118,7 +118,7 @@ extern const bench_engine bench_engine_lmdb;
  * chosen by --engine (the first one when there is only one) and prints the report to stdout.
  * `prog` names the command in usage and messages ("shale bench", "peerbench"). Returns the exit
  * status: 0 on success, 1 when a benchmark or the database failed, 2 on a usage error. */
-int bench_main(const bench_engine *const *engines, size_t engine_count, const char *prog,
-               int argc, char **argv);
+int bench_main(const bench_engine *const *engines, size_t engine_count, const char *prog, int argc,
+               char **argv);
 
 #endif /* SHALE_BENCH_DRIVER_H */

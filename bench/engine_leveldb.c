@@ -15,12 +15,12 @@
  * Reads use leveldb_get, which returns a malloc'd copy that is freed at once: the C API's cost
  * of a read (Shale's shale_get copies into a reused buffer instead).
  */
-#include "bench_driver.h"
-
 #include <leveldb/c.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "bench_driver.h"
 
 typedef struct ldb {
     leveldb_t *db;
@@ -49,8 +49,8 @@ static leveldb_writeoptions_t *wopts(const ldb *l, bench_durability level)
 
 static void describe(char *out, size_t len)
 {
-    snprintf(out, len, "leveldb %d.%d (default options; compression off)",
-             leveldb_major_version(), leveldb_minor_version());
+    snprintf(out, len, "leveldb %d.%d (default options; compression off)", leveldb_major_version(),
+             leveldb_minor_version());
 }
 
 static const char *durability_desc(bench_durability d)
@@ -198,8 +198,7 @@ static int write_batch(void *thread, const bench_slice *keys, const bench_slice 
     }
     leveldb_writebatch_clear(t->batch);
     for (size_t i = 0; i < n; i++) {
-        leveldb_writebatch_put(t->batch, keys[i].data, keys[i].len, values[i].data,
-                               values[i].len);
+        leveldb_writebatch_put(t->batch, keys[i].data, keys[i].len, values[i].data, values[i].len);
     }
     char *msg = NULL;
     leveldb_write(t->l->db, wopts(t->l, level), t->batch, &msg);

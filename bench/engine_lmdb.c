@@ -19,12 +19,12 @@
  * transaction (LMDB allows that flag to change at run time; the writer lock keeps writers from
  * racing on it). The driver only does that after fillsync, which opens with full.
  */
-#include "bench_driver.h"
-
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "bench_driver.h"
 
 #define MAP_MIN_BYTES (1ull << 30)
 
@@ -157,8 +157,8 @@ static void stats(void *db, char *out, size_t len)
     snprintf(out, len,
              "entries=%zu depth=%u branch_pages=%zu leaf_pages=%zu overflow_pages=%zu "
              "last_pgno=%zu map_bytes=%zu",
-             st.ms_entries, st.ms_depth, st.ms_branch_pages, st.ms_leaf_pages,
-             st.ms_overflow_pages, info.me_last_pgno, info.me_mapsize);
+             st.ms_entries, st.ms_depth, st.ms_branch_pages, st.ms_leaf_pages, st.ms_overflow_pages,
+             info.me_last_pgno, info.me_mapsize);
 }
 
 static int thread_new(void *db, void **thread, bench_err *err)
@@ -187,8 +187,8 @@ static void thread_free(void *thread)
 /* Starts (or renews) the thread's read transaction. */
 static int read_begin(lmdb_thread *t, bench_err *err)
 {
-    int rc = t->rtxn ? mdb_txn_renew(t->rtxn)
-                     : mdb_txn_begin(t->l->env, NULL, MDB_RDONLY, &t->rtxn);
+    int rc =
+        t->rtxn ? mdb_txn_renew(t->rtxn) : mdb_txn_begin(t->l->env, NULL, MDB_RDONLY, &t->rtxn);
     if (rc != 0) {
         return fail(err, "mdb read transaction", rc);
     }
@@ -205,8 +205,8 @@ static void read_end(lmdb_thread *t)
 }
 
 /* One write transaction around put (value != NULL) or delete. */
-static int write1(lmdb_thread *t, bench_slice key, const bench_slice *value,
-                  bench_durability level, bench_err *err)
+static int write1(lmdb_thread *t, bench_slice key, const bench_slice *value, bench_durability level,
+                  bench_err *err)
 {
     MDB_txn *txn = NULL;
     int rc = mdb_txn_begin(t->l->env, NULL, 0, &txn);

@@ -17,12 +17,12 @@
  * Reads use rocksdb_get, which returns a malloc'd copy that is freed at once: the C API's cost
  * of a read (Shale's shale_get copies into a reused buffer instead).
  */
-#include "bench_driver.h"
-
 #include <rocksdb/c.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "bench_driver.h"
 
 typedef struct rdb {
     rocksdb_t *db;
@@ -204,8 +204,7 @@ static int write_batch(void *thread, const bench_slice *keys, const bench_slice 
     }
     rocksdb_writebatch_clear(t->batch);
     for (size_t i = 0; i < n; i++) {
-        rocksdb_writebatch_put(t->batch, keys[i].data, keys[i].len, values[i].data,
-                               values[i].len);
+        rocksdb_writebatch_put(t->batch, keys[i].data, keys[i].len, values[i].data, values[i].len);
     }
     char *msg = NULL;
     rocksdb_write(t->l->db, wopts(t->l, level), t->batch, &msg);

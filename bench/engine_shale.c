@@ -6,11 +6,12 @@
  * group-committed fdatasync. A thread keeps one shale_buf for its reads (the API's
  * no-malloc-per-get pattern).
  */
-#include "bench_driver.h"
-#include "shale.h"
-
 #include <stdio.h>
 #include <stdlib.h>
+
+#include "shale.h"
+
+#include "bench_driver.h"
 
 typedef struct shale_thread {
     shale_db *db;

@@ -2,9 +2,9 @@
  * peerbench.c: `peerbench --engine leveldb|rocksdb|lmdb [flags]`, the workloads of `shale bench`
  * (bench_driver.c) run on the peer engines found at build time (bench/CMakeLists.txt).
  */
-#include "bench_driver.h"
-
 #include <stddef.h>
+
+#include "bench_driver.h"
 
 int main(int argc, char **argv)
 {

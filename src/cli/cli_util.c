@@ -82,6 +82,40 @@ static bool usage_error(const cli_spec *spec, int *exit_code, const char *fmt, .
     return false;
 }
 
+/* Parses the flag at argv[*i] (which starts with '-'), taking its value from argv[*i + 1] when it
+ * is not given as --flag=value (then *i moves past the value). */
+static bool parse_flag(const cli_spec *spec, int argc, char **argv, int *i, cli_args *out,
+                       int *exit_code)
+{
+    const char *arg = argv[*i];
+
+    if (arg[1] != '-') {
+        return usage_error(spec, exit_code,
+                           "unknown flag '%s' (put '--' before an argument that starts with '-')",
+                           arg);
+    }
+    const char *name = arg + 2;
+    const char *eq = strchr(name, '=');
+    int idx = flag_index(spec, name, eq ? (size_t)(eq - name) : strlen(name));
+    if (idx < 0) {
+        return usage_error(spec, exit_code, "unknown flag '%s'", arg);
+    }
+    const cli_flag_spec *fl = &spec->flags[idx];
+    if (fl->arg == NULL) {
+        if (eq != NULL) {
+            return usage_error(spec, exit_code, "flag '--%s' takes no value", fl->name);
+        }
+        out->value[idx] = "";
+    } else if (eq != NULL) {
+        out->value[idx] = eq + 1;
+    } else if (*i + 1 < argc) {
+        out->value[idx] = argv[++*i];
+    } else {
+        return usage_error(spec, exit_code, "flag '--%s' needs a value", fl->name);
+    }
+    return true;
+}
+
 bool cli_parse(const cli_spec *spec, int argc, char **argv, cli_args *out, int *exit_code)
 {
     bool flags_done = false;
@@ -103,37 +137,14 @@ bool cli_parse(const cli_spec *spec, int argc, char **argv, cli_args *out, int *
         const char *arg = argv[i];
         if (!flags_done && strcmp(arg, "--") == 0) {
             flags_done = true;
-            continue;
-        }
-        if (flags_done || !is_flag(arg)) {
-            if (out->npos == spec->max_args) {
-                return usage_error(spec, exit_code, "unexpected argument '%s'", arg);
+        } else if (!flags_done && is_flag(arg)) {
+            if (!parse_flag(spec, argc, argv, &i, out, exit_code)) {
+                return false;
             }
-            out->pos[out->npos++] = arg;
-            continue;
-        }
-        if (arg[1] != '-') {
-            return usage_error(spec, exit_code, "unknown flag '%s'", arg);
-        }
-        const char *name = arg + 2;
-        const char *eq = strchr(name, '=');
-        size_t len = eq ? (size_t)(eq - name) : strlen(name);
-        int idx = flag_index(spec, name, len);
-        if (idx < 0) {
-            return usage_error(spec, exit_code, "unknown flag '%s'", arg);
-        }
-        const cli_flag_spec *fl = &spec->flags[idx];
-        if (fl->arg == NULL) {
-            if (eq != NULL) {
-                return usage_error(spec, exit_code, "flag '--%s' takes no value", fl->name);
-            }
-            out->value[idx] = "";
-        } else if (eq != NULL) {
-            out->value[idx] = eq + 1;
-        } else if (i + 1 < argc) {
-            out->value[idx] = argv[++i];
+        } else if (out->npos == spec->max_args) {
+            return usage_error(spec, exit_code, "unexpected argument '%s'", arg);
         } else {
-            return usage_error(spec, exit_code, "flag '--%s' needs a value", fl->name);
+            out->pos[out->npos++] = arg;
         }
     }
     if (out->npos < spec->min_args) {
@@ -245,16 +256,17 @@ void cli_print_escaped(FILE *f, const void *data, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = data;
+    size_t run = 0; /* start of the current run of bytes that print as themselves */
 
     for (size_t i = 0; i < len; i++) {
         unsigned char c = p[i];
         if (c >= 0x20 && c <= 0x7e && c != '\\') {
-            putc(c, f);
-        } else {
-            putc('\\', f);
-            putc('x', f);
-            putc(hex[c >> 4], f);
-            putc(hex[c & 15], f);
+            continue;
         }
+        fwrite(p + run, 1, i - run, f);
+        char esc[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+        fwrite(esc, 1, sizeof esc, f);
+        run = i + 1;
     }
+    fwrite(p + run, 1, len - run, f);
 }

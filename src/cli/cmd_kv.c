@@ -300,7 +300,9 @@ static void print_stats(const shale_stats *st, bool json)
             printf("%s: %" PRIu64 "\n", stat_fields[i].name, stat_value(st, i));
         }
         printf("writes_stopped: %s\n", st->writes_stopped ? "true" : "false");
-        printf("stop_reason: %s\n", st->stop_reason);
+        printf("stop_reason: "); /* escaped: it must stay one line */
+        cli_print_escaped(stdout, st->stop_reason, strlen(st->stop_reason));
+        putchar('\n');
         return;
     }
     printf("{");

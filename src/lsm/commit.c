@@ -108,12 +108,27 @@ static void wake_flusher_if_idle(shale_db *db, uint64_t buffered_before)
     }
 }
 
+/* Creates the next segment. Segments are made on the first logged write, not at open, so opening
+ * a database to read it writes nothing. Locks: log_mu held. */
+static shale_code new_segment_locked(shale_db *db, wal_writer **out, shale_error *err)
+{
+    char name[32];
+    shale_code rc;
+
+    recovery_log_name(name, sizeof name, db->next_file_number);
+    rc = wal_writer_create(db->env, db->path, name, db->next_file_number, out, err);
+    if (rc == SHALE_OK) {
+        db->next_file_number++;
+        db->log_segments++;
+    }
+    return rc;
+}
+
 /* Rolls to a new segment: the old one is synced first, so only the last segment can ever hold a
  * torn tail. A failed sync is final; a failed creation leaves the old segment in use (it is
  * synced and still valid) and the roll is retried at the next commit. Locks: log_mu held. */
 static shale_code roll_locked(shale_db *db, bool *synced, shale_error *err)
 {
-    char name[32];
     wal_writer *next = NULL;
     shale_code rc;
 
@@ -122,18 +137,14 @@ static shale_code roll_locked(shale_db *db, bool *synced, shale_error *err)
         return rc;
     }
     *synced = true;
-    snprintf(name, sizeof name, "%06llu.log", (unsigned long long)db->next_file_number);
     shale_error cerr;
-    rc = wal_writer_create(db->env, db->path, name, db->next_file_number, &next, &cerr);
-    if (rc != SHALE_OK) {
-        db_log(db, "log roll to %s failed, staying on the current segment: %s", name, cerr.msg);
+    if (new_segment_locked(db, &next, &cerr) != SHALE_OK) {
+        db_log(db, "log roll failed, staying on the current segment: %s", cerr.msg);
         return SHALE_OK;
     }
-    db->next_file_number++;
     db->log_bytes_closed += wal_writer_size(db->log);
     (void)wal_writer_close(db->log, false, NULL); /* synced above; nothing left to lose */
     db->log = next;
-    db->log_segments++;
     return SHALE_OK;
 }
 
@@ -145,6 +156,12 @@ static shale_code log_record(shale_db *db, const shale_buf *rec, shale_durabilit
     shale_code rc = SHALE_OK;
 
     pthread_mutex_lock(&db->log_mu);
+    if (db->log == NULL) {
+        rc = new_segment_locked(db, &db->log, err);
+        if (rc != SHALE_OK) {
+            goto out;
+        }
+    }
     if (wal_writer_broken(db->log, err)) {
         *fatal = true;
         rc = err ? err->code : SHALE_IO;
@@ -258,7 +275,7 @@ static shale_code lead(shale_db *db, commit_writer *w, commit_writer *last, uint
     if (rc != SHALE_OK) {
         return rc;
     }
-    if (db->log != NULL) {
+    if (db->opts.durability != SHALE_DURABILITY_NONE) {
         rc = log_record(db, rec, level, res, fatal, err);
         if (rc != SHALE_OK) {
             return rc;
@@ -399,7 +416,7 @@ static void *flusher_main(void *arg)
 
     pthread_mutex_lock(&db->log_mu);
     while (!db->closing) {
-        if (wal_writer_buffered_bytes(db->log) == 0) {
+        if (db->log == NULL || wal_writer_buffered_bytes(db->log) == 0) {
             pthread_cond_wait(&db->log_cv, &db->log_mu);
             continue;
         }
@@ -431,24 +448,16 @@ static void *flusher_main(void *arg)
 
 shale_code commit_start(shale_db *db, shale_error *err)
 {
-    char name[32];
-    shale_code rc;
     pthread_condattr_t attr;
 
     if (db->opts.durability == SHALE_DURABILITY_NONE) {
         return SHALE_OK;
     }
-    snprintf(name, sizeof name, "%06llu.log", (unsigned long long)db->next_file_number);
-    rc = wal_writer_create(db->env, db->path, name, db->next_file_number, &db->log, err);
-    if (rc != SHALE_OK) {
-        return rc;
-    }
-    db->next_file_number++;
-    db->log_segments++;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_cond_init(&db->log_cv, &attr);
     pthread_condattr_destroy(&attr);
+    db->log_cv_ready = true;
     if (pthread_create(&db->flusher, NULL, flusher_main, db) != 0) {
         return err_set(err, SHALE_NOMEM, errno, "%s: cannot start the log flusher thread",
                        db->path);
@@ -484,7 +493,10 @@ shale_code commit_stop(shale_db *db, shale_error *err)
         }
         db->log = NULL;
         pthread_mutex_unlock(&db->log_mu);
+    }
+    if (db->log_cv_ready) {
         pthread_cond_destroy(&db->log_cv);
+        db->log_cv_ready = false;
     }
     return rc;
 }

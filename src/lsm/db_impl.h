@@ -76,7 +76,7 @@ struct shale_db {
     uint64_t log_segments;
     bool bg_log_failed;            /* the last background flush failed; under log_mu */
     shale_error bg_log_err;
-    bool flusher_running, closing;
+    bool flusher_running, closing, log_cv_ready;
     pthread_t flusher;
 
     /* TTL sweeper (ttl.c). */
@@ -100,7 +100,7 @@ struct shale_db {
 shale_code commit_write(shale_db *db, const shale_batch *batch, shale_durability level,
                         commit_prepare_fn prepare, void *prepare_arg,
                         shale_error *err) SHALE_MUST_USE;
-/* Creates the first log segment after recovery and starts the flusher thread. */
+/* Starts the log flusher thread. The first segment is created by the first logged write. */
 shale_code commit_start(shale_db *db, shale_error *err) SHALE_MUST_USE;
 /* Stops the flusher and writes out, syncs and closes the log. */
 shale_code commit_stop(shale_db *db, shale_error *err);

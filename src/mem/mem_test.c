@@ -11,6 +11,7 @@
 
 #include "shale.h"
 
+#include "base/arena.h"
 #include "base/slice.h"
 #include "mem/memtable.h"
 #include "mem/skiplist.h"
@@ -315,9 +316,9 @@ Test(memtable, prev_reporting)
     bool found = true;
     shale_error err = {0};
 
-    cr_assert_eq(memtable_add(m, 5, MEMTABLE_PUT, SLICE_LIT("k"), SLICE_LIT("v5"), 9, &found,
-                              &prev, &err),
-                 SHALE_OK);
+    cr_assert_eq(
+        memtable_add(m, 5, MEMTABLE_PUT, SLICE_LIT("k"), SLICE_LIT("v5"), 9, &found, &prev, &err),
+        SHALE_OK);
     cr_assert_not(found, "first version of k");
 
     /* Neighbours that share a prefix are not older versions. */
@@ -342,9 +343,9 @@ Test(memtable, prev_reporting)
     cr_assert(slice_is(prev.key, "k"));
     cr_assert(slice_is(prev.value, "v5"));
 
-    cr_assert_eq(memtable_add(m, 12, MEMTABLE_PUT, SLICE_LIT("k"), SLICE_LIT("v12"), 0, &found,
-                              &prev, &err),
-                 SHALE_OK);
+    cr_assert_eq(
+        memtable_add(m, 12, MEMTABLE_PUT, SLICE_LIT("k"), SLICE_LIT("v12"), 0, &found, &prev, &err),
+        SHALE_OK);
     cr_assert(found);
     cr_assert_eq(prev.seq, 8, "the newest older version, not the oldest");
     cr_assert_eq(prev.type, MEMTABLE_DEL);
@@ -372,14 +373,13 @@ Test(memtable, rejects_bad_arguments)
     put(m, 10, "k", "v10");
     size_t before = memtable_memory_bytes(m);
 
-    cr_assert_eq(memtable_add(m, MEMTABLE_MAX_SEQ + 1, MEMTABLE_PUT, SLICE_LIT("a"),
-                              SLICE_LIT(""), 0, NULL, NULL, &err),
+    cr_assert_eq(memtable_add(m, MEMTABLE_MAX_SEQ + 1, MEMTABLE_PUT, SLICE_LIT("a"), SLICE_LIT(""),
+                              0, NULL, NULL, &err),
                  SHALE_INVALID);
     cr_assert_eq(err.code, SHALE_INVALID);
     cr_assert(strstr(err.msg, "seq") != NULL, "%s", err.msg);
-    cr_assert_eq(
-        memtable_add(m, 11, 0x80, SLICE_LIT("a"), SLICE_LIT(""), 0, NULL, NULL, &err),
-        SHALE_INVALID);
+    cr_assert_eq(memtable_add(m, 11, 0x80, SLICE_LIT("a"), SLICE_LIT(""), 0, NULL, NULL, &err),
+                 SHALE_INVALID);
     /* Same seq again, and an older seq than the newest version of the key. */
     cr_assert_eq(
         memtable_add(m, 10, MEMTABLE_PUT, SLICE_LIT("k"), SLICE_LIT("x"), 0, &found, NULL, &err),
@@ -762,16 +762,103 @@ Test(memtable, nomem_leaves_list_unchanged)
     munmap(src, huge);
 }
 
+/* A reader racing the writer may see a link whose key prefix is stale: larger than the prefix of
+ * the node it now points to (never smaller, see skiplist_link). Searches must stay exact with
+ * any such upper bound; here every link gets one on purpose, and every kind of search is checked
+ * against the sorted reference. */
+static uint64_t prefix_of(const void *key, size_t len)
+{
+    unsigned char b[8] = {0};
+    uint64_t v = 0;
+    memcpy(b, key, len < 8 ? len : 8);
+    for (int i = 0; i < 8; i++) {
+        v = v << 8 | b[i];
+    }
+    return v;
+}
+
+Test(skiplist, stale_prefixes_are_safe)
+{
+    const size_t n = 3000;
+    ref_entry *ref = calloc(n, sizeof *ref);
+    arena a;
+    skiplist sl;
+    tu_rng r;
+
+    cr_assert_not_null(ref);
+    arena_init(&a);
+    cr_assert_eq(skiplist_init(&sl, &a, NULL), SHALE_OK);
+    tu_rng_seed(&r, 99);
+    for (size_t i = 0; i < n; i++) {
+        ref_entry *x = &ref[i];
+        if (i > 0 && tu_rng_below(&r, 6) == 0) {
+            *x = ref[tu_rng_below(&r, i)];
+        } else {
+            x->key_len = random_key(&r, x->key);
+        }
+        x->seq = i + 1;
+        cr_assert_eq(
+            skiplist_insert(&sl, x->seq, MEMTABLE_PUT, x->key, x->key_len, "", 0, 0, NULL, NULL),
+            SHALE_OK);
+    }
+    qsort(ref, n, sizeof *ref, ref_cmp);
+
+    /* Raise every link's prefix to some upper bound of the truth: exact, the maximum, or between.
+     */
+    for (int level = 0; level < SKIPLIST_MAX_HEIGHT; level++) {
+        for (skiplist_node *x = sl.head; x != NULL;) {
+            skiplist_node *next = atomic_load(&x->next[level].node);
+            if (next != NULL) {
+                uint64_t truth = prefix_of(skiplist_node_key(next), next->key_len);
+                uint64_t pick = tu_rng_below(&r, 3);
+                uint64_t span = UINT64_MAX - truth;
+                uint64_t bound = pick == 0   ? truth
+                                 : pick == 1 ? UINT64_MAX
+                                             : truth + (span > 0 ? tu_rng_next(&r) % span : 0);
+                atomic_store(&x->next[level].key_prefix, bound);
+            }
+            x = next;
+        }
+    }
+
+    for (size_t i = 0; i < n; i++) {
+        const skiplist_node *got = skiplist_seek(&sl, ref[i].key, ref[i].key_len, ref[i].seq);
+        cr_assert_not_null(got, "entry %zu", i);
+        cr_assert_eq(skiplist_node_seq(got), ref[i].seq, "entry %zu", i);
+        cr_assert(slice_eq(slice_make(skiplist_node_key(got), got->key_len),
+                           slice_make(ref[i].key, ref[i].key_len)));
+        const skiplist_node *before =
+            skiplist_find_less_than(&sl, ref[i].key, ref[i].key_len, ref[i].seq);
+        if (i == 0) {
+            cr_assert_null(before);
+        } else {
+            cr_assert_not_null(before, "entry %zu", i);
+            cr_assert_eq(skiplist_node_seq(before), ref[i - 1].seq, "entry %zu", i);
+        }
+        /* The newest version of a key, and a probe just past it. */
+        got = skiplist_seek(&sl, ref[i].key, ref[i].key_len, MEMTABLE_MAX_SEQ);
+        cr_assert_not_null(got);
+        cr_assert(slice_eq(slice_make(skiplist_node_key(got), got->key_len),
+                           slice_make(ref[i].key, ref[i].key_len)));
+        cr_assert_geq(skiplist_node_seq(got), ref[i].seq);
+    }
+    const skiplist_node *last = skiplist_last(&sl);
+    cr_assert_not_null(last);
+    cr_assert_eq(skiplist_node_seq(last), ref[n - 1].seq);
+    arena_destroy(&a);
+    free(ref);
+}
+
 /* ---- Concurrency: one writer, lock-free readers ---- */
 
 #define CONC_READERS 3
 
 typedef struct conc {
     memtable *m;
-    uint64_t n;                /* inserts the writer makes */
-    uint64_t *key_of;          /* insert i writes key number key_of[i] at seq i + 1 */
-    _Atomic uint64_t done;     /* inserts completed (release by the writer) */
-    _Atomic int failures;      /* set by a reader that saw something wrong */
+    uint64_t n;            /* inserts the writer makes */
+    uint64_t *key_of;      /* insert i writes key number key_of[i] at seq i + 1 */
+    _Atomic uint64_t done; /* inserts completed (release by the writer) */
+    _Atomic int failures;  /* set by a reader that saw something wrong */
     char why[CONC_READERS][160];
 } conc;
 
@@ -877,8 +964,7 @@ static void *reader_main(void *p)
                          (unsigned long long)i, (unsigned long long)(i + 1));
                 goto fail;
             }
-            if (!memtable_get(c->m, slice_make(kb, 16), MEMTABLE_MAX_SEQ, &e) ||
-                e.seq < i + 1) {
+            if (!memtable_get(c->m, slice_make(kb, 16), MEMTABLE_MAX_SEQ, &e) || e.seq < i + 1) {
                 snprintf(why, why_len, "newest get of insert %llu failed", (unsigned long long)i);
                 goto fail;
             }

@@ -1,13 +1,14 @@
 /* memtable: a refcounted skiplist in an arena; see memtable.h for the contract. */
 #include "mem/memtable.h"
 
+#include <assert.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+
 #include "base/arena.h"
 #include "base/error.h"
 #include "base/slice.h"
 #include "mem/skiplist.h"
-
-#include <stdatomic.h>
-#include <stdlib.h>
 
 struct memtable {
     _Atomic uint32_t refs;
@@ -62,14 +63,14 @@ static void fill_entry(const skiplist_node *n, memtable_entry *out)
     out->type = skiplist_node_type(n);
 }
 
-shale_code memtable_add(memtable *m, uint64_t seq, uint8_t type, shale_slice key,
-                        shale_slice value, uint64_t expire_at_ms, bool *prev_found,
-                        memtable_entry *prev, shale_error *err)
+shale_code memtable_add(memtable *m, uint64_t seq, uint8_t type, shale_slice key, shale_slice value,
+                        uint64_t expire_at_ms, bool *prev_found, memtable_entry *prev,
+                        shale_error *err)
 {
     const skiplist_node *older = NULL;
-    shale_code rc = skiplist_insert(&m->list, seq, type, key.data, key.len, value.data,
-                                    value.len, expire_at_ms,
-                                    (prev != NULL || prev_found != NULL) ? &older : NULL, err);
+    shale_code rc =
+        skiplist_insert(&m->list, seq, type, key.data, key.len, value.data, value.len, expire_at_ms,
+                        (prev != NULL || prev_found != NULL) ? &older : NULL, err);
 
     if (rc != SHALE_OK) {
         return rc;

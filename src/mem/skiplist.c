@@ -1,11 +1,11 @@
 /* skiplist: see skiplist.h for the node layout and the publication protocol. */
 #include "mem/skiplist.h"
 
-#include "base/error.h"
-
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
+
+#include "base/error.h"
 
 #define SEQ_LIMIT (((uint64_t)1 << 56) - 1)
 
@@ -14,7 +14,7 @@
 
 static inline skiplist_node *load_next(const skiplist_node *n, int level)
 {
-    return atomic_load_explicit(&((skiplist_node *)n)->next[level], memory_order_acquire);
+    return atomic_load_explicit(&((skiplist_node *)n)->next[level].node, memory_order_acquire);
 }
 
 static inline int list_height(const skiplist *sl)
@@ -30,6 +30,20 @@ static inline uint64_t load_be64(const unsigned char *p)
     v = __builtin_bswap64(v);
 #endif
     return v;
+}
+
+/* The first 8 bytes of a key as a big-endian integer, zero-padded: a < b bytewise implies
+ * prefix(a) <= prefix(b), so prefix(a) < prefix(b) proves a < b. */
+static inline uint64_t key_prefix(const void *key, size_t len)
+{
+    unsigned char b[8] = {0};
+    if (len >= 8) {
+        return load_be64(key);
+    }
+    if (len > 0) {
+        memcpy(b, key, len);
+    }
+    return load_be64(b);
 }
 
 /* Bytewise three-way comparison, a proper prefix first. Keys of a few words (the common case)
@@ -79,22 +93,44 @@ static inline bool node_before(const skiplist_node *n, const void *key, size_t k
 
 /* The first node >= (key, seq), or NULL. When prev is non-NULL it receives, at every level below
  * the list height, the last node before (key, seq) (the head if none). *before gets the level-0
- * one, NULL for the head. A node that already failed the test at one level is not compared again
- * at the next one down (LevelDB's last_bigger): it saves about a comparison per level. */
+ * one, NULL for the head.
+ *
+ * Each step is decided from the link's key prefix when it can be: below the target's prefix
+ * means "step forward"; above it (on an upper level) means "go down", a decision that a reader
+ * racing the writer may make too early, which costs time, never correctness. Only equal
+ * prefixes, and the last level (whose candidate is the answer, touched by the caller anyway),
+ * compare the successor's key. A node whose key comparison found it >= the target is not compared
+ * again on the next level down (LevelDB's last_bigger); a node merely skipped on its prefix is
+ * not remembered so, since under a race that prefix may belong to an older, larger successor. */
 static skiplist_node *find_ge(const skiplist *sl, const void *key, size_t key_len, uint64_t seq,
                               skiplist_node **prev, const skiplist_node **before)
 {
+    const uint64_t target = key_prefix(key, key_len);
     skiplist_node *x = sl->head;
     skiplist_node *known_ge = NULL;
     int level = list_height(sl) - 1;
 
     for (;;) {
-        skiplist_node *next = load_next(x, level);
-        if (next != NULL && next != known_ge && node_before(next, key, key_len, seq)) {
+        skiplist_link *link = &x->next[level];
+        uint64_t p = atomic_load_explicit(&link->key_prefix, memory_order_acquire);
+        skiplist_node *next = atomic_load_explicit(&link->node, memory_order_acquire);
+        bool forward;
+        if (next == NULL || next == known_ge) {
+            forward = false;
+        } else if (p < target) {
+            forward = true;
+        } else if (p > target && level > 0) {
+            forward = false;
+        } else {
+            forward = node_before(next, key, key_len, seq);
+            if (!forward) {
+                known_ge = next;
+            }
+        }
+        if (forward) {
             x = next;
             continue;
         }
-        known_ge = next;
         if (prev != NULL) {
             prev[level] = x;
         }
@@ -118,17 +154,19 @@ static int random_height(skiplist *sl)
     r ^= r >> 27;
     sl->rng = r;
     r *= 0x2545f4914f6cdd1dull;
-    /* One draw gives 2 bits per level: up by one with probability 1/SKIPLIST_BRANCHING. */
-    while (height < SKIPLIST_MAX_HEIGHT && (r & (SKIPLIST_BRANCHING - 1)) == 0) {
+    /* Up one level with probability 1/SKIPLIST_BRANCHING (a power of two), using log2(it) bits
+     * of the draw per level: 64 bits cover SKIPLIST_MAX_HEIGHT levels. */
+    _Static_assert((SKIPLIST_BRANCHING & (SKIPLIST_BRANCHING - 1)) == 0, "power of two");
+    while (height < SKIPLIST_MAX_HEIGHT && r % SKIPLIST_BRANCHING == 0) {
         height++;
-        r >>= 2;
+        r /= SKIPLIST_BRANCHING;
     }
     return height;
 }
 
 shale_code skiplist_init(skiplist *sl, arena *a, shale_error *err)
 {
-    size_t bytes = sizeof(skiplist_node) + SKIPLIST_MAX_HEIGHT * sizeof(_Atomic(skiplist_node *));
+    size_t bytes = sizeof(skiplist_node) + SKIPLIST_MAX_HEIGHT * sizeof(skiplist_link);
     skiplist_node *head = arena_alloc(a, bytes, _Alignof(skiplist_node));
 
     if (head == NULL) {
@@ -138,7 +176,8 @@ shale_code skiplist_init(skiplist *sl, arena *a, shale_error *err)
     head->key_len = 0;
     head->val_len = 0;
     for (int i = 0; i < SKIPLIST_MAX_HEIGHT; i++) {
-        atomic_init(&head->next[i], NULL);
+        atomic_init(&head->next[i].node, NULL);
+        atomic_init(&head->next[i].key_prefix, UINT64_MAX);
     }
     sl->arena = a;
     sl->head = head;
@@ -154,7 +193,7 @@ static skiplist_node *node_new(skiplist *sl, int height, uint64_t tag, const voi
     size_t exp = expire_at_ms != 0 ? sizeof expire_at_ms : 0;
     size_t data = (size_t)key_len + val_len;
     size_t pad = (8 - (data & 7)) & 7;
-    size_t links = (size_t)height * sizeof(_Atomic(skiplist_node *));
+    size_t links = (size_t)height * sizeof(skiplist_link);
     if (data > SIZE_MAX / 2) {
         return NULL; /* only reachable where size_t is 32 bits */
     }
@@ -182,8 +221,8 @@ static skiplist_node *node_new(skiplist *sl, int height, uint64_t tag, const voi
 }
 
 shale_code skiplist_insert(skiplist *sl, uint64_t seq, uint8_t type, const void *key,
-                           size_t key_len, const void *value, size_t val_len,
-                           uint64_t expire_at_ms, const skiplist_node **older, shale_error *err)
+                           size_t key_len, const void *value, size_t val_len, uint64_t expire_at_ms,
+                           const skiplist_node **older, shale_error *err)
 {
     skiplist_node *prev[SKIPLIST_MAX_HEIGHT];
     skiplist_node *succ;
@@ -229,13 +268,20 @@ shale_code skiplist_insert(skiplist *sl, uint64_t seq, uint8_t type, const void 
          * NULL at those levels and moves down. */
         atomic_store_explicit(&sl->height, height, memory_order_relaxed);
     }
+    const uint64_t prefix = key_prefix(key, key_len);
     for (int i = 0; i < height; i++) {
+        skiplist_link *from = &prev[i]->next[i];
         /* The node is not reachable yet, so its own links need no ordering; the release store
-         * into the predecessor publishes the node, its bytes and these links together. */
-        atomic_store_explicit(&n->next[i],
-                              atomic_load_explicit(&prev[i]->next[i], memory_order_relaxed),
+         * into the predecessor publishes the node, its bytes and these links together. The
+         * prefix follows the pointer (see skiplist_link). */
+        atomic_store_explicit(&n->next[i].node,
+                              atomic_load_explicit(&from->node, memory_order_relaxed),
                               memory_order_relaxed);
-        atomic_store_explicit(&prev[i]->next[i], n, memory_order_release);
+        atomic_store_explicit(&n->next[i].key_prefix,
+                              atomic_load_explicit(&from->key_prefix, memory_order_relaxed),
+                              memory_order_relaxed);
+        atomic_store_explicit(&from->node, n, memory_order_release);
+        atomic_store_explicit(&from->key_prefix, prefix, memory_order_release);
     }
 
     if (older != NULL) {

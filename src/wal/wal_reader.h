@@ -12,6 +12,9 @@
  *   - a torn tail, if nothing valid follows: wal_reader_next returns SHALE_NOT_FOUND (the end),
  *     and wal_reader_valid_end() is the offset just past the last complete logical record, where
  *     the caller should truncate the file.
+ * Fragment order: a FULL met while a record is open is corruption (salvage drops the partial
+ * record and keeps the FULL); a FIRST met while a record is open follows the rule above, and
+ * salvage resumes at it. A file ending inside block padding is a torn tail.
  * EIO on a read is SHALE_IO, never the end. Every length is bounds-checked before allocation.
  *
  * The first logical record must be a WAL_REC_HEADER with the right magic and version; its file

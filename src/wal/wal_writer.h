@@ -33,8 +33,9 @@ shale_code wal_writer_create(const shale_env *env, const char *dir, const char *
                              uint64_t file_number, wal_writer **out,
                              shale_error *err) SHALE_MUST_USE;
 
-/* Frames one logical record (kind byte included by the caller) into the buffer. Only fails with
- * SHALE_NOMEM, or with the sticky error of a broken writer. */
+/* Frames one logical record (kind byte included by the caller) into the buffer. Fails with
+ * SHALE_INVALID if n > WAL_MAX_RECORD_BYTES (the reader would reject it), SHALE_NOMEM, or the
+ * sticky error of a broken writer. */
 shale_code wal_writer_add(wal_writer *w, const void *rec, size_t n, shale_error *err) SHALE_MUST_USE;
 
 /* Writes every buffered byte to the file (one append). No-op when nothing is buffered. */
@@ -54,7 +55,8 @@ uint64_t wal_writer_file_number(const wal_writer *w);
 /* True once a sync (or an unrecoverable flush) failed; err gets the sticky error. */
 bool wal_writer_broken(const wal_writer *w, shale_error *err);
 
-/* Flushes, optionally syncs, closes and frees. Accepts NULL. */
+/* Flushes, optionally syncs, closes and frees. Accepts NULL. On a broken writer it returns the
+ * sticky error (and still closes and frees). */
 shale_code wal_writer_close(wal_writer *w, bool sync, shale_error *err);
 
 #endif

@@ -3,7 +3,7 @@
 
 #include "api.h"
 
-TestSuite(durability, .timeout = 30);
+TestSuite(durability, .timeout = 60);
 
 static const shale_durability all_levels[] = {
     SHALE_DURABILITY_DEFAULT, SHALE_DURABILITY_NONE, SHALE_DURABILITY_MEMORY,

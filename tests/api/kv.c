@@ -4,7 +4,7 @@
 
 #include "api.h"
 
-TestSuite(kv, .timeout = 30);
+TestSuite(kv, .timeout = 60);
 
 Test(kv, put_get_overwrite_delete)
 {
@@ -287,6 +287,11 @@ Test(kv, null_arguments_are_invalid)
     ASSERT_CODE(SHALE_INVALID, shale_get(fx.db, NULL, SL("abc"), NULL, &ERR));
     ASSERT_CODE(SHALE_INVALID, shale_exists(fx.db, NULL, SL("abc"), NULL, &ERR));
     ASSERT_CODE(SHALE_INVALID, shale_stats_get(fx.db, NULL, &ERR));
+
+    shale_write_opts bad = {.durability = (shale_durability)42};
+    ASSERT_CODE(SHALE_INVALID, shale_put(fx.db, &bad, SL("k"), SL("v"), &ERR));
+    ASSERT_CODE(SHALE_INVALID, shale_put_ttl(fx.db, &bad, SL("k"), SL("v"), 0, &ERR));
+    ASSERT_CODE(SHALE_INVALID, shale_delete(fx.db, &bad, SL("abc"), &ERR));
 
     /* Nothing above was written. */
     api_expect(fx.db, "k", NULL);

@@ -4,7 +4,7 @@
 
 #include "api.h"
 
-TestSuite(ttl, .timeout = 30);
+TestSuite(ttl, .timeout = 60);
 
 #define T0 1700000000000ull
 
@@ -123,7 +123,14 @@ Test(ttl, zero_means_never)
     shale_entry_info info = {0};
     ASSERT_OK(shale_get_info(fx.db, NULL, SL("k"), NULL, &info, &ERR));
     cr_assert_eq(info.expire_at_ms, 0);
+    /* The largest deadline is simply far away. */
+    ASSERT_OK(shale_put_ttl(fx.db, NULL, SL("max"), SL("v"), UINT64_MAX, &ERR));
+    cr_assert(visible(fx.db, "max"));
     reopen(&fx, 0);
+    cr_assert(visible(fx.db, "k"));
+    cr_assert(visible(fx.db, "max"));
+    atomic_store(&api_now, UINT64_MAX);
+    cr_assert_not(visible(fx.db, "max"));
     cr_assert(visible(fx.db, "k"));
     api_end(&fx);
 }

@@ -3,7 +3,7 @@
 
 #include "api.h"
 
-TestSuite(util, .timeout = 10);
+TestSuite(util, .timeout = 60);
 
 Test(util, strerror_names_every_code)
 {

@@ -25,6 +25,27 @@
 #include "shale.h"
 
 #include "testutil.h"
+#include "wal/wal_format.h"
+
+/* Criterion passes a test whose process leaks (LeakSanitizer only reports at exit), so under
+ * ASan each test ends with an explicit leak check. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_LSAN 1
+#endif
+#endif
+#ifdef TEST_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
+static void assert_no_leaks(void)
+{
+#ifdef TEST_LSAN
+    cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "memory leaked (see the report above)");
+#endif
+}
 
 #define BLOCK 32768u
 
@@ -76,7 +97,7 @@ static size_t list_logs(const char *dir, char names[][32], size_t cap)
     while ((e = readdir(d)) != NULL) {
         size_t len = strlen(e->d_name);
         if (len == 10 && strcmp(e->d_name + 6, ".log") == 0 && n < 256) {
-            tmp[n++] = e->d_name[0] != '\0' ? strdup(e->d_name) : NULL;
+            tmp[n++] = strdup(e->d_name);
         }
     }
     closedir(d);
@@ -89,12 +110,12 @@ static size_t list_logs(const char *dir, char names[][32], size_t cap)
     return n;
 }
 
+/* The newest segment's base name (malloc'ed), or NULL if there is none yet. */
 static char *newest_log(const char *dir)
 {
     char names[64][32];
     size_t n = list_logs(dir, names, 64);
-    cr_assert_gt(n, 0, "no log segment in %s", dir);
-    return tu_path(dir, names[n - 1]);
+    return n > 0 ? strdup(names[n - 1]) : NULL;
 }
 
 static size_t value_for(char *buf, size_t cap, uint64_t i, size_t len)
@@ -136,28 +157,60 @@ typedef struct built {
     char *root;
     char *src; /* the pristine database */
     char *work;
-    char *log_name; /* base name of the segment the puts went to */
+    char *log_name;     /* base name of the segment the puts went to */
+    bool multi_segment; /* puts may go to several segments */
     size_t n;
-    uint64_t start[64];
-    uint64_t end[64];
-    size_t vlen[64];
+    uint64_t start[128];
+    uint64_t end[128];
+    size_t vlen[128];
 } built;
 
-static void put_measured(built *b, shale_db *db, const char *log, uint64_t i, size_t vlen)
+/* Puts key i with a value of vlen bytes and records where its log record lies. Segments are
+ * created when needed (possibly by this put); a record in a new segment starts right after the
+ * segment header record. All puts of one database must land in one segment. */
+static void put_measured(built *b, shale_db *db, uint64_t i, size_t vlen)
 {
     char kb[17];
     char *vb = malloc(vlen + 32);
     shale_error err = {0};
+    char *before = newest_log(b->src);
+    char *path = NULL;
 
     cr_assert_not_null(vb);
-    b->start[i] = (uint64_t)tu_file_size(log);
+    if (before != NULL) {
+        path = tu_path(b->src, before);
+        b->start[i] = (uint64_t)tu_file_size(path);
+        free(path);
+    }
     size_t n = value_for(vb, vlen + 32, i, vlen);
     cr_assert_eq(shale_put(db, NULL, tu_key(kb, i), (shale_slice){vb, n}, &err), SHALE_OK, "%s",
                  err.msg);
-    b->end[i] = (uint64_t)tu_file_size(log);
+    char *after = newest_log(b->src);
+    cr_assert_not_null(after, "put %" PRIu64 " wrote no log segment", i);
+    if (before == NULL || strcmp(before, after) != 0) {
+        b->start[i] = WAL_HEADER_SIZE + WAL_SEGMENT_HEADER_LEN;
+    }
+    path = tu_path(b->src, after);
+    b->end[i] = (uint64_t)tu_file_size(path);
     b->vlen[i] = n;
     cr_assert_gt(b->end[i], b->start[i], "put %" PRIu64 " did not reach the log file", i);
+    if (b->log_name == NULL) {
+        b->log_name = strdup(after);
+    } else if (!b->multi_segment) {
+        cr_assert_str_eq(after, b->log_name, "setup: put %" PRIu64 " went to a new segment", i);
+    }
+    free(path);
+    free(before);
+    free(after);
     free(vb);
+}
+
+static void built_init(built *b)
+{
+    memset(b, 0, sizeof *b);
+    b->root = tu_tmpdir("corrupt");
+    b->src = tu_path(b->root, "src");
+    b->work = tu_path(b->root, "work");
 }
 
 /* Builds a database of n puts with the given value lengths (OS durability, the default). */
@@ -166,19 +219,13 @@ static void build(built *b, size_t n, const size_t *vlens)
     shale_db *db;
     shale_error err = {0};
 
-    memset(b, 0, sizeof *b);
-    b->root = tu_tmpdir("corrupt");
-    b->src = tu_path(b->root, "src");
-    b->work = tu_path(b->root, "work");
+    built_init(b);
     cr_assert_eq(open_db(b->src, false, true, &db, &err), SHALE_OK, "%s", err.msg);
-    char *log = newest_log(b->src);
     for (size_t i = 0; i < n; i++) {
-        put_measured(b, db, log, i, vlens[i]);
+        put_measured(b, db, i, vlens[i]);
     }
     b->n = n;
     close_ok(db);
-    b->log_name = strdup(strrchr(log, '/') + 1);
-    free(log);
 }
 
 static void built_free(built *b)
@@ -278,6 +325,7 @@ Test(corruption, torn_tail_at_every_offset, .timeout = 120)
     build(&b, 12, vlens);
     truncate_every_offset(&b);
     built_free(&b);
+    assert_no_leaks();
 }
 
 /* The last record starts near the end of a 32 KiB block, so it is split into a FIRST and a LAST
@@ -290,32 +338,30 @@ Test(corruption, torn_tail_across_a_block_boundary, .timeout = 120)
     shale_error err = {0};
     size_t i = 0;
 
-    memset(&b, 0, sizeof b);
-    b.root = tu_tmpdir("corrupt");
-    b.src = tu_path(b.root, "src");
-    b.work = tu_path(b.root, "work");
+    built_init(&b);
     cr_assert_eq(open_db(b.src, false, true, &db, &err), SHALE_OK, "%s", err.msg);
-    char *log = newest_log(b.src);
+    put_measured(&b, db, i++, 1000);
+    char *log = tu_path(b.src, b.log_name);
     /* Fill block 0 up to ~100 bytes before its end (records of a 16-byte key and a value of v
      * bytes take v + ~40). */
-    while (BLOCK - (uint64_t)tu_file_size(log) > 400) {
-        cr_assert_lt(i, 62);
-        put_measured(&b, db, log, i, 200);
+    while (BLOCK - (uint64_t)tu_file_size(log) > 1200) {
+        cr_assert_lt(i, 120);
+        put_measured(&b, db, i, 1000);
         i++;
     }
     uint64_t room = BLOCK - (uint64_t)tu_file_size(log);
-    put_measured(&b, db, log, i, (size_t)(room - 140));
+    put_measured(&b, db, i, (size_t)(room - 140));
     i++;
-    put_measured(&b, db, log, i, 600);
+    put_measured(&b, db, i, 250);
     b.n = i + 1;
     close_ok(db);
-    b.log_name = strdup(strrchr(log, '/') + 1);
     free(log);
     cr_assert(b.start[i] + 7 < BLOCK && b.end[i] > BLOCK + 7,
               "setup: the last record %" PRIu64 "..%" PRIu64 " does not span the block boundary",
               b.start[i], b.end[i]);
     truncate_every_offset(&b);
     built_free(&b);
+    assert_no_leaks();
 }
 
 /* ---- flipped bits --------------------------------------------------------------------------- */
@@ -355,8 +401,8 @@ static void check_names_offset(const char *msg, const char *file, uint64_t lo, u
 {
     cr_assert(strstr(msg, file) != NULL, "%s: the message does not name %s: '%s'", ctx, file, msg);
     const char *at = strchr(msg, '@');
-    cr_assert(at != NULL && at[1] >= '0' && at[1] <= '9',
-              "%s: the message names no offset: '%s'", ctx, msg);
+    cr_assert(at != NULL && at[1] >= '0' && at[1] <= '9', "%s: the message names no offset: '%s'",
+              ctx, msg);
     uint64_t off = strtoull(at + 1, NULL, 10);
     cr_assert(off >= lo && off < hi,
               "%s: the message names offset %" PRIu64 ", outside the damaged record %" PRIu64
@@ -385,12 +431,10 @@ static void flip_record(const built *b, size_t r)
         check_names_offset(err.msg, b->log_name, b->start[r], b->end[r], ctx);
         /* Refusing to open must not have changed anything: it still refuses. */
         rc = open_db(b->work, false, false, &db, &err);
-        cr_assert_eq(rc, SHALE_CORRUPTION, "%s: second open returned %s", ctx,
-                     shale_strerror(rc));
+        cr_assert_eq(rc, SHALE_CORRUPTION, "%s: second open returned %s", ctx, shale_strerror(rc));
 
         rc = open_db(b->work, true, false, &db, &err);
-        cr_assert_eq(rc, SHALE_OK, "%s: salvage open: %s (%s)", ctx, shale_strerror(rc),
-                     err.msg);
+        cr_assert_eq(rc, SHALE_OK, "%s: salvage open: %s (%s)", ctx, shale_strerror(rc), err.msg);
         shale_stats st = stats_of(db);
         cr_assert_gt(st.salvaged_records, 0, "%s: salvaged_records 0", ctx);
         cr_assert_gt(st.salvaged_bytes, 0, "%s: salvaged_bytes 0", ctx);
@@ -416,6 +460,7 @@ Test(corruption, bitflip_in_earlier_record_is_corruption)
     flip_record(&b, 10); /* a middle one */
     flip_record(&b, 18); /* the one before the last */
     built_free(&b);
+    assert_no_leaks();
 }
 
 /* Damage in the LAST record with nothing valid after it looks exactly like a torn write: cut. */
@@ -436,8 +481,8 @@ Test(corruption, bitflip_in_last_record_is_a_torn_tail)
         shale_code rc = open_db(b.work, false, false, &db, &err);
         cr_assert_eq(rc, SHALE_OK, "%s: open: %s (%s)", ctx, shale_strerror(rc), err.msg);
         shale_stats st = stats_of(db);
-        cr_assert_eq(st.truncated_bytes, b.end[7] - b.start[7], "%s: truncated_bytes %" PRIu64,
-                     ctx, st.truncated_bytes);
+        cr_assert_eq(st.truncated_bytes, b.end[7] - b.start[7], "%s: truncated_bytes %" PRIu64, ctx,
+                     st.truncated_bytes);
         for (uint64_t i = 0; i < 8; i++) {
             expect_key(db, &b, i, i < 7, ctx);
         }
@@ -445,6 +490,7 @@ Test(corruption, bitflip_in_last_record_is_a_torn_tail)
         free(log);
     }
     built_free(&b);
+    assert_no_leaks();
 }
 
 /* ---- segments that are not the last --------------------------------------------------------- */
@@ -456,17 +502,13 @@ static void build_segments(built *b, char names[][32], size_t *nseg)
     shale_error err = {0};
     size_t vlens[1] = {50};
 
-    memset(b, 0, sizeof *b);
-    b->root = tu_tmpdir("corrupt");
-    b->src = tu_path(b->root, "src");
-    b->work = tu_path(b->root, "work");
+    built_init(b);
+    b->multi_segment = true;
     for (int s = 0; s < 3; s++) {
         cr_assert_eq(open_db(b->src, false, true, &db, &err), SHALE_OK, "%s", err.msg);
-        char *log = newest_log(b->src);
         for (size_t i = 0; i < 10; i++) {
-            put_measured(b, db, log, (uint64_t)s * 10 + i, vlens[0]);
+            put_measured(b, db, (uint64_t)s * 10 + i, vlens[0]);
         }
-        free(log);
         close_ok(db);
     }
     b->n = 30;
@@ -494,27 +536,28 @@ Test(corruption, damaged_header_of_non_last_segment)
             char *seg = tu_path(b.work, names[s]);
             int64_t size = tu_file_size(seg);
             if (how == 0) {
-                snprintf(ctx, sizeof ctx, "%s: header magic bit flipped", names[s]);
+                snprintf(ctx, sizeof ctx, "%.32s: header magic bit flipped", names[s]);
                 cr_assert_eq(tu_flip_bit(seg, 7 + 2, 4), 0);
             } else if (how == 1) {
-                snprintf(ctx, sizeof ctx, "%s: cut inside the header", names[s]);
+                snprintf(ctx, sizeof ctx, "%.32s: cut inside the header", names[s]);
                 cr_assert_eq(tu_truncate(seg, 12), 0);
             } else {
                 if (size <= 7 + 21) {
                     free(seg);
                     continue; /* a header-only segment has no record to cut */
                 }
-                snprintf(ctx, sizeof ctx, "%s: last record cut short", names[s]);
+                snprintf(ctx, sizeof ctx, "%.32s: last record cut short", names[s]);
                 cr_assert_eq(tu_truncate(seg, (uint64_t)size - 3), 0);
             }
             shale_code rc = open_db(b.work, false, false, &db, &err);
-            cr_assert_eq(rc, SHALE_CORRUPTION, "%s: open returned %s (%s)", ctx,
-                         shale_strerror(rc), err.msg);
+            cr_assert_eq(rc, SHALE_CORRUPTION, "%s: open returned %s (%s)", ctx, shale_strerror(rc),
+                         err.msg);
             cr_assert(strstr(err.msg, names[s]) != NULL, "%s: message '%s'", ctx, err.msg);
             free(seg);
         }
     }
     built_free(&b);
+    assert_no_leaks();
 }
 
 /* ---- the identity file ---------------------------------------------------------------------- */
@@ -570,6 +613,7 @@ Test(corruption, damaged_identity_file)
         free(id);
     }
     built_free(&b);
+    assert_no_leaks();
 }
 
 /* A database whose SHALE file is gone is not silently re-created over its logs. */
@@ -591,6 +635,7 @@ Test(corruption, missing_identity_file_is_invalid)
     free(id);
     free(log);
     built_free(&b);
+    assert_no_leaks();
 }
 
 Test(corruption, unrelated_directory_is_invalid)
@@ -624,4 +669,5 @@ Test(corruption, unrelated_directory_is_invalid)
     free(notes);
     tu_rm_rf(root);
     free(root);
+    assert_no_leaks();
 }
