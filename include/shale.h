@@ -146,10 +146,13 @@ typedef struct shale_db shale_db;
 SHALE_API SHALE_MUST_USE shale_code shale_open(const char *path, const shale_options *opts,
                                                shale_db **out, shale_error *err);
 
-/* Stops the background threads, writes out any log bytes still buffered in the process, closes
- * the files and frees the handle, even when it returns an error (the error then says what could
- * not be written). NULL is accepted. No other call may run on `db` during or after it; iterators
- * must be freed first (an iterator left open is invalidated and freeing it later stays safe). */
+/* Stops the background threads, writes out and syncs any log bytes still buffered in the process,
+ * closes the files and releases the database's memory, even when it returns an error (the error
+ * then says what could not be written). NULL is accepted. No other call may run on `db` while it
+ * runs. Afterwards the handle is an inert shell: every call on it, shale_close included, returns
+ * SHALE_CLOSED instead of touching freed memory (the shells of the last 256 closes are kept; treat
+ * this as a safety net for bugs, not as something to rely on). An iterator left open keeps reading
+ * the view it was created on and can still be freed. */
 SHALE_API shale_code shale_close(shale_db *db, shale_error *err);
 
 /* Per-write options; NULL means defaults. */

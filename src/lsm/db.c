@@ -295,14 +295,18 @@ static void open_info_log(shale_db *db)
     }
 }
 
-static void db_free(shale_db *db)
+/* Releases everything the database holds except the handle itself. */
+static void db_release(shale_db *db)
 {
     memtable_unref(db->mem);
+    db->mem = NULL;
     if (db->info_log != NULL) {
         (void)env_file_close(db->info_log, NULL);
+        db->info_log = NULL;
     }
     if (db->lock != NULL) {
         (void)db->env->unlock_file(db->env, db->lock, NULL);
+        db->lock = NULL;
     }
     buf_free(&db->record);
     buf_free(&db->prepare_batch.rep);
@@ -310,7 +314,44 @@ static void db_free(shale_db *db)
     pthread_mutex_destroy(&db->log_mu);
     pthread_mutex_destroy(&db->ttl_mu);
     free(db->path);
-    free(db);
+    db->path = NULL;
+}
+
+/*
+ * Closed handles. A call on a handle after shale_close must not crash (a caller's bug should get
+ * an error, not a use-after-free), so shale_close keeps the released handle as an inert shell whose
+ * calls all return SHALE_CLOSED. The shells of the last DB_GRAVEYARD_SIZE closes are kept in a ring
+ * (reachable, so leak checkers stay quiet); a shell falls out, and is freed, DB_GRAVEYARD_SIZE
+ * closes later. That bounds the memory of programs that open and close all day, at the price of no
+ * protection for a handle used that long after its close.
+ */
+#define DB_GRAVEYARD_SIZE 256
+static pthread_mutex_t graveyard_mu = PTHREAD_MUTEX_INITIALIZER;
+static shale_db *graveyard[DB_GRAVEYARD_SIZE];
+static size_t graveyard_next;
+
+static void bury(shale_db *db)
+{
+    shale_db *old;
+
+    db->closed = true;
+    pthread_mutex_lock(&graveyard_mu);
+    old = graveyard[graveyard_next];
+    graveyard[graveyard_next] = db;
+    graveyard_next = (graveyard_next + 1) % DB_GRAVEYARD_SIZE;
+    pthread_mutex_unlock(&graveyard_mu);
+    free(old);
+}
+
+shale_code db_check_open(const shale_db *db, shale_error *err)
+{
+    if (db == NULL) {
+        return err_set(err, SHALE_INVALID, 0, "database handle is NULL");
+    }
+    if (db->closed) {
+        return err_set(err, SHALE_CLOSED, 0, "database handle is closed");
+    }
+    return SHALE_OK;
 }
 
 shale_code shale_open(const char *path, const shale_options *opts, shale_db **out,
@@ -377,7 +418,8 @@ fail:
     if (db->info_log != NULL && err != NULL) {
         db_log(db, "open failed: %s", err->msg);
     }
-    db_free(db);
+    db_release(db);
+    free(db);
     return rc;
 }
 
@@ -388,11 +430,15 @@ shale_code shale_close(shale_db *db, shale_error *err)
     if (db == NULL) {
         return SHALE_OK;
     }
+    if (db->closed) {
+        return err_set(err, SHALE_CLOSED, 0, "database handle is already closed");
+    }
     ttl_stop(db);
     rc = commit_stop(db, err);
     db_log(db, "close: last sequence %" PRIu64 "%s", db->last_seq,
            rc == SHALE_OK ? "" : " (the log could not be closed cleanly)");
-    db_free(db);
+    db_release(db);
+    bury(db);
     return rc;
 }
 
@@ -433,8 +479,9 @@ shale_code shale_get_info(shale_db *db, const shale_read_opts *ropts, shale_slic
     shale_code rc;
 
     (void)ropts;
-    if (db == NULL) {
-        return err_set(err, SHALE_INVALID, 0, "database handle is NULL");
+    rc = db_check_open(db, err);
+    if (rc != SHALE_OK) {
+        return rc;
     }
     rc = check_key(db, key, err);
     if (rc != SHALE_OK) {
@@ -486,8 +533,9 @@ shale_code shale_multi_get(shale_db *db, const shale_read_opts *ropts, size_t co
                            shale_error *err)
 {
     (void)ropts;
-    if (db == NULL) {
-        return err_set(err, SHALE_INVALID, 0, "database handle is NULL");
+    shale_code orc = db_check_open(db, err);
+    if (orc != SHALE_OK) {
+        return orc;
     }
     if (count > 0 && (keys == NULL || values == NULL || codes == NULL)) {
         return err_set(err, SHALE_INVALID, 0, "shale_multi_get: NULL array");
@@ -519,8 +567,9 @@ shale_code shale_multi_get(shale_db *db, const shale_read_opts *ropts, size_t co
 
 static shale_code check_write(shale_db *db, const shale_write_opts *wopts, shale_error *err)
 {
-    if (db == NULL) {
-        return err_set(err, SHALE_INVALID, 0, "database handle is NULL");
+    shale_code rc = db_check_open(db, err);
+    if (rc != SHALE_OK) {
+        return rc;
     }
     if (wopts != NULL) {
         if ((unsigned)wopts->durability > SHALE_DURABILITY_FULL) {
@@ -627,8 +676,12 @@ shale_code shale_stats_get(shale_db *db, shale_stats *out, shale_error *err)
 {
     uint64_t log_bytes;
 
-    if (db == NULL || out == NULL) {
-        return err_set(err, SHALE_INVALID, 0, "shale_stats_get: NULL argument");
+    shale_code rc = db_check_open(db, err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    if (out == NULL) {
+        return err_set(err, SHALE_INVALID, 0, "shale_stats_get: out is NULL");
     }
     memset(out, 0, sizeof *out);
     /* log_mu and mu are taken one after the other, never nested (lock order). */

@@ -49,6 +49,7 @@ typedef shale_code (*commit_prepare_fn)(shale_db *db, void *arg, shale_batch *ba
                                         shale_error *err);
 
 struct shale_db {
+    bool closed; /* a closed shell: every call returns SHALE_CLOSED (db.c, "closed handles") */
     char *path;
     const shale_env *env;
     db_options opts;
@@ -131,6 +132,9 @@ shale_code ttl_start(shale_db *db, shale_error *err) SHALE_MUST_USE;
 void ttl_stop(shale_db *db);
 
 /* ---- db.c ---- */
+
+/* SHALE_CLOSED if db is a closed handle, SHALE_INVALID if NULL; else SHALE_OK. */
+shale_code db_check_open(const shale_db *db, shale_error *err) SHALE_MUST_USE;
 
 /* Appends a line to the LOG file (best effort; printf-style). */
 void db_log(shale_db *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -303,8 +303,12 @@ shale_code shale_iter_new(shale_db *db, const shale_read_opts *ropts, shale_iter
     shale_iter *it;
     shale_code rc;
 
-    if (db == NULL || out == NULL) {
-        return err_set(err, SHALE_INVALID, 0, "shale_iter_new: NULL argument");
+    if (out == NULL) {
+        return err_set(err, SHALE_INVALID, 0, "shale_iter_new: out is NULL");
+    }
+    rc = db_check_open(db, err);
+    if (rc != SHALE_OK) {
+        return rc;
     }
     *out = NULL;
     it = calloc(1, sizeof *it);
