@@ -118,16 +118,16 @@ typedef struct shale_env shale_env;
  * `shale_options o = { .create_if_missing = true };` works and new fields never change old
  * callers. shale_open validates every field and names the bad one in its error. */
 typedef struct shale_options {
-    bool create_if_missing; /* create the directory and database if missing; default false */
-    bool error_if_exists;   /* fail with SHALE_INVALID if a database exists; default false */
-    bool salvage;           /* recovery skips damaged log records and reports them (in the
-                               SHALE_OK open's stats.salvaged_* and the LOG file) instead of
-                               refusing to open with SHALE_CORRUPTION; default false */
-    shale_durability durability;  /* default level of every write; 0 = SHALE_DURABILITY_OS */
-    uint32_t max_key_bytes;       /* longest key accepted; 0 = 4096; range 1 .. 65536 */
-    uint32_t max_value_bytes;     /* longest value accepted; 0 = 4 MiB; range 1 .. 256 MiB */
-    uint64_t wal_segment_bytes;   /* roll the log to a new segment past this size;
-                                     0 = 64 MiB; range 64 KiB .. 4 GiB */
+    bool create_if_missing;      /* create the directory and database if missing; default false */
+    bool error_if_exists;        /* fail with SHALE_INVALID if a database exists; default false */
+    bool salvage;                /* recovery skips damaged log records and reports them (in the
+                                    SHALE_OK open's stats.salvaged_* and the LOG file) instead of
+                                    refusing to open with SHALE_CORRUPTION; default false */
+    shale_durability durability; /* default level of every write; 0 = SHALE_DURABILITY_OS */
+    uint32_t max_key_bytes;      /* longest key accepted; 0 = 4096; range 1 .. 65536 */
+    uint32_t max_value_bytes;    /* longest value accepted; 0 = 4 MiB; range 1 .. 256 MiB */
+    uint64_t wal_segment_bytes;  /* roll the log to a new segment past this size;
+                                    0 = 64 MiB; range 64 KiB .. 4 GiB */
     uint32_t wal_flush_interval_ms; /* MEMORY durability: the background log write period;
                                        0 = 5 ms; range 1 .. 10000 */
     uint32_t ttl_sweep_interval_ms; /* how often expired keys are removed in the background;
@@ -173,8 +173,7 @@ typedef struct shale_read_opts {
  * durable as the write's level says. SHALE_CLOSED if the database refuses writes after an I/O
  * failure it cannot recover from (shale_stats says why). */
 SHALE_API SHALE_MUST_USE shale_code shale_put(shale_db *db, const shale_write_opts *wopts,
-                                              shale_slice key, shale_slice value,
-                                              shale_error *err);
+                                              shale_slice key, shale_slice value, shale_error *err);
 
 /* As shale_put, with an absolute expiry deadline in Unix milliseconds (wall clock). At and after
  * the deadline the key is invisible to get, exists, multi-get and iteration, also after a
@@ -191,8 +190,7 @@ SHALE_API SHALE_MUST_USE shale_code shale_delete(shale_db *db, const shale_write
 /* Reads the newest value of `key` into `value`. SHALE_NOT_FOUND if the key is absent, deleted or
  * expired (value->len is then 0). */
 SHALE_API SHALE_MUST_USE shale_code shale_get(shale_db *db, const shale_read_opts *ropts,
-                                              shale_slice key, shale_buf *value,
-                                              shale_error *err);
+                                              shale_slice key, shale_buf *value, shale_error *err);
 
 /* What shale_get_info reports beside the value. */
 typedef struct shale_entry_info {
@@ -270,18 +268,18 @@ SHALE_API SHALE_MUST_USE shale_code shale_iter_status(const shale_iter *it, shal
 
 /* Counters and gauges. Gauges describe the moment of the call; counters run since open. */
 typedef struct shale_stats {
-    uint64_t live_keys;      /* keys with a current value (expired keys count until swept) */
-    uint64_t memory_bytes;   /* memory held by the memtable (arena blocks) */
-    uint64_t log_bytes;      /* bytes in all log segments on disk, plus any buffered */
-    uint64_t log_segments;   /* number of log segment files */
-    uint64_t last_sequence;  /* the newest committed sequence number */
-    uint64_t writes;         /* keys written (puts and deletes) since open */
-    uint64_t reads;          /* point reads (get, exists, each key of a multi-get) since open */
-    uint64_t batches;        /* commits since open */
-    uint64_t group_commits;  /* log writes that carried the commits; batches/group_commits is the
-                                average group size */
-    uint64_t syncs;          /* fdatasync calls on the log since open */
-    uint64_t expired_removed; /* expired keys deleted by the background sweeper since open */
+    uint64_t live_keys;         /* keys with a current value (expired keys count until swept) */
+    uint64_t memory_bytes;      /* memory held by the memtable (arena blocks) */
+    uint64_t log_bytes;         /* bytes in all log segments on disk, plus any buffered */
+    uint64_t log_segments;      /* number of log segment files */
+    uint64_t last_sequence;     /* the newest committed sequence number */
+    uint64_t writes;            /* keys written (puts and deletes) since open */
+    uint64_t reads;             /* point reads (get, exists, each key of a multi-get) since open */
+    uint64_t batches;           /* commits since open */
+    uint64_t group_commits;     /* log writes that carried the commits; batches/group_commits is the
+                                   average group size */
+    uint64_t syncs;             /* fdatasync calls on the log since open */
+    uint64_t expired_removed;   /* expired keys deleted by the background sweeper since open */
     uint64_t recovered_records; /* log records replayed at open */
     uint64_t salvaged_records;  /* damaged log records skipped at open (salvage only) */
     uint64_t salvaged_bytes;    /* bytes skipped at open (salvage only) */

@@ -5,10 +5,10 @@
 #ifndef SHALE_TESTS_TESTUTIL_H
 #define SHALE_TESTS_TESTUTIL_H
 
-#include "shale.h"
-
 #include <stddef.h>
 #include <stdint.h>
+
+#include "shale.h"
 
 /* Creates a new empty directory under $SHALE_TEST_TMP (or /tmp) whose name starts with `tag`, and
  * returns its path (static storage per call site is not used: the string is malloc'ed; free it).

@@ -27,7 +27,7 @@ struct arena_block {
  * payload starts as aligned as the block itself. */
 _Static_assert(sizeof(arena_block) % 16 == 0, "arena_block header must keep 16-byte alignment");
 
-#define ARENA_MAX_ALIGN 64
+#define ARENA_MAX_ALIGN       64
 /* x86-64 transparent huge page size; ARENA_BLOCK_BYTES is a multiple of it. */
 #define ARENA_HUGE_PAGE_BYTES ((size_t)2 << 20)
 

@@ -19,9 +19,9 @@
 typedef struct arena_block arena_block;
 
 typedef struct arena {
-    char *ptr;            /* next free byte in the current block */
-    size_t remaining;     /* bytes left in the current block */
-    arena_block *blocks;  /* every block, newest first, for arena_free */
+    char *ptr;           /* next free byte in the current block */
+    size_t remaining;    /* bytes left in the current block */
+    arena_block *blocks; /* every block, newest first, for arena_free */
     _Atomic size_t memory_bytes;
 } arena;
 

@@ -8,10 +8,10 @@
 #ifndef SHALE_BASE_BUF_H
 #define SHALE_BASE_BUF_H
 
-#include "shale.h"
-
 #include <stddef.h>
 #include <stdint.h>
+
+#include "shale.h"
 
 /* Ensures room for `extra` more bytes after len. */
 shale_code buf_reserve(shale_buf *b, size_t extra, shale_error *err) SHALE_MUST_USE;

@@ -11,9 +11,9 @@
 #ifndef SHALE_BASE_ERROR_H
 #define SHALE_BASE_ERROR_H
 
-#include "shale.h"
-
 #include <assert.h>
+
+#include "shale.h"
 
 #define SHALE_PRINTF(f, a) __attribute__((format(printf, f, a)))
 
@@ -31,10 +31,10 @@ void err_clear(shale_error *err);
 shale_code err_copy(shale_error *dst, const shale_error *src);
 
 #ifdef NDEBUG
-#define NEVER(x) (x)
+#define NEVER(x)  (x)
 #define ALWAYS(x) (x)
 #else
-#define NEVER(x) ((x) ? (assert(!(#x)), 1) : 0)
+#define NEVER(x)  ((x) ? (assert(!(#x)), 1) : 0)
 #define ALWAYS(x) ((x) ? 1 : (assert(!(#x)), 0))
 #endif
 

@@ -5,10 +5,10 @@
 #ifndef SHALE_BASE_SLICE_H
 #define SHALE_BASE_SLICE_H
 
-#include "shale.h"
-
 #include <stdbool.h>
 #include <string.h>
+
+#include "shale.h"
 
 #define SLICE_LIT(s) ((shale_slice){(s), sizeof(s) - 1})
 

@@ -22,11 +22,11 @@
 #ifndef SHALE_ENV_ENV_H
 #define SHALE_ENV_ENV_H
 
-#include "shale.h"
-
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "shale.h"
 
 /* open_file flags */
 enum {
@@ -94,8 +94,8 @@ struct shale_env {
     shale_code (*list_dir)(const shale_env *env, const char *path, char ***out, size_t *out_count,
                            shale_error *err);
     /* SHALE_OK if it exists (*is_dir says what it is), SHALE_NOT_FOUND if not. */
-    shale_code (*stat_path)(const shale_env *env, const char *path, bool *is_dir,
-                            uint64_t *size, shale_error *err);
+    shale_code (*stat_path)(const shale_env *env, const char *path, bool *is_dir, uint64_t *size,
+                            shale_error *err);
     /* Creates (0600) and takes an exclusive, non-blocking flock on `path`. SHALE_BUSY if held. */
     shale_code (*lock_file)(const shale_env *env, const char *path, env_lock **out,
                             shale_error *err);

@@ -1,11 +1,11 @@
 #include "lsm/batch.h"
 
+#include <stdlib.h>
+#include <string.h>
+
 #include "base/buf.h"
 #include "base/coding.h"
 #include "base/error.h"
-
-#include <stdlib.h>
-#include <string.h>
 
 uint64_t batch_rep_seq(const uint8_t *rep)
 {
@@ -86,7 +86,8 @@ static shale_code add_op(shale_batch *b, uint8_t type, shale_slice key, shale_sl
         return err_set(err, SHALE_INVALID, 0, "batch: empty key");
     }
     if (value.data == NULL && value.len > 0) {
-        return err_set(err, SHALE_INVALID, 0, "batch: value has NULL data and length %zu", value.len);
+        return err_set(err, SHALE_INVALID, 0, "batch: value has NULL data and length %zu",
+                       value.len);
     }
     /* Hard caps independent of any database's limits: an op must fit the on-disk varints and
      * the whole batch must stay under BATCH_MAX_BYTES. shale_write checks the real limits. */
@@ -100,8 +101,8 @@ static shale_code add_op(shale_batch *b, uint8_t type, shale_slice key, shale_sl
         return rc;
     }
     /* Encode straight into reserved room: nothing below can fail half-way. */
-    rc = buf_reserve(&b->rep, 1 + CODING_MAX_VARINT32 + key.len + 8 + CODING_MAX_VARINT32 + value.len,
-                     err);
+    rc = buf_reserve(&b->rep,
+                     1 + CODING_MAX_VARINT32 + key.len + 8 + CODING_MAX_VARINT32 + value.len, err);
     if (rc != SHALE_OK) {
         return rc;
     }
@@ -133,8 +134,7 @@ static shale_code add_op(shale_batch *b, uint8_t type, shale_slice key, shale_sl
     return SHALE_OK;
 }
 
-shale_code shale_batch_put(shale_batch *batch, shale_slice key, shale_slice value,
-                           shale_error *err)
+shale_code shale_batch_put(shale_batch *batch, shale_slice key, shale_slice value, shale_error *err)
 {
     return add_op(batch, BATCH_PUT, key, value, 0, err);
 }

@@ -17,14 +17,14 @@
 #ifndef SHALE_LSM_BATCH_H
 #define SHALE_LSM_BATCH_H
 
-#include "shale.h"
-
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "shale.h"
+
 #define BATCH_HEADER_BYTES 12u
 /* Largest encoded batch: bounded so that one log record, and the memory to replay it, stay sane. */
-#define BATCH_MAX_BYTES ((uint64_t)1 << 30)
+#define BATCH_MAX_BYTES    ((uint64_t)1 << 30)
 
 /* Op types on disk: never renumber. DEL and PUT equal the memtable's types. */
 enum batch_op_type {
@@ -34,7 +34,7 @@ enum batch_op_type {
 };
 
 struct shale_batch {
-    shale_buf rep;    /* header + ops; rep.len >= BATCH_HEADER_BYTES once initialised */
+    shale_buf rep; /* header + ops; rep.len >= BATCH_HEADER_BYTES once initialised */
     uint32_t count;
     uint32_t max_key; /* longest key and value added: shale_write checks limits in O(1) */
     uint32_t max_value;
@@ -49,8 +49,8 @@ typedef struct batch_op {
 } batch_op;
 
 /* Calls fn for each op of the encoded batch rep[0, len), with its sequence number. Stops at the
- * first non-OK return of fn and returns it. Malformed input is SHALE_CORRUPTION ("batch @off: ..."),
- * as are a count that does not match the ops present and trailing bytes. */
+ * first non-OK return of fn and returns it. Malformed input is SHALE_CORRUPTION ("batch @off:
+ * ..."), as are a count that does not match the ops present and trailing bytes. */
 typedef shale_code (*batch_op_fn)(void *arg, uint64_t seq, const batch_op *op, shale_error *err);
 shale_code batch_iterate(const uint8_t *rep, size_t len, batch_op_fn fn, void *arg,
                          shale_error *err) SHALE_MUST_USE;

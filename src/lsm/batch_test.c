@@ -1,9 +1,9 @@
 /* Unit tests of the batch encoding (src/lsm/batch.h): round trips, limits, malformed input. */
-#include "base/coding.h"
-#include "lsm/batch.h"
-
 #include <criterion/criterion.h>
 #include <string.h>
+
+#include "base/coding.h"
+#include "lsm/batch.h"
 
 #define SL(s) ((shale_slice){(s), sizeof(s) - 1})
 
@@ -97,8 +97,8 @@ Test(batch, bad_arguments_get_codes)
     cr_assert_eq(shale_batch_put(b, SL("k"), (shale_slice){NULL, 3}, &err), SHALE_INVALID);
     cr_assert_eq(shale_batch_delete(b, SL(""), &err), SHALE_INVALID);
     cr_assert_eq(shale_batch_put(NULL, SL("k"), SL("v"), &err), SHALE_INVALID);
-    cr_assert_eq(shale_batch_put(b, SL("k"), (shale_slice){"x", (size_t)1 << 31}, &err),
-                 SHALE_FULL, "a value past the batch cap is refused before any copy");
+    cr_assert_eq(shale_batch_put(b, SL("k"), (shale_slice){"x", (size_t)1 << 31}, &err), SHALE_FULL,
+                 "a value past the batch cap is refused before any copy");
     cr_assert_eq(shale_batch_count(b), 0, "failed adds leave the batch unchanged");
     shale_batch_free(b);
 }
@@ -108,8 +108,8 @@ Test(batch, single_op_encoding_matches_the_heap_batch)
     uint8_t mem[256];
     shale_batch single, *heap = shale_batch_new();
 
-    cr_assert(batch_init_single(&single, mem, sizeof mem, BATCH_PUT_TTL, SL("key"), SL("value"),
-                                777));
+    cr_assert(
+        batch_init_single(&single, mem, sizeof mem, BATCH_PUT_TTL, SL("key"), SL("value"), 777));
     cr_assert_eq(shale_batch_put_ttl(heap, SL("key"), SL("value"), 777, NULL), SHALE_OK);
     cr_assert_eq(single.rep.len, heap->rep.len);
     cr_assert_eq(memcmp(single.rep.data, heap->rep.data, single.rep.len), 0);

@@ -14,19 +14,19 @@
  * reads go on. A memtable allocation failure after the record is logged also stops writes, since
  * memory and log would disagree.
  */
-#include "base/buf.h"
-#include "base/error.h"
-#include "lsm/db_impl.h"
-#include "wal/wal_format.h"
-
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
+#include "base/buf.h"
+#include "base/error.h"
+#include "lsm/db_impl.h"
+#include "wal/wal_format.h"
+
 /* The largest group a leader forms, so one slow giant does not delay small commits behind it and
  * a group's record stays cache-friendly (LevelDB uses the same bound). */
-#define COMMIT_MAX_GROUP_BYTES ((size_t)1 << 20)
+#define COMMIT_MAX_GROUP_BYTES    ((size_t)1 << 20)
 /* MEMORY-level bytes buffered beyond this are written inline by the committing thread: bounds
  * memory if the flusher falls behind. */
 #define COMMIT_MAX_BUFFERED_BYTES ((uint64_t)4 << 20)
@@ -48,7 +48,7 @@ typedef struct group_result {
     uint64_t count;   /* ops applied */
     uint64_t writers; /* commits in the group */
     bool logged, synced;
-    bool stop;            /* the commit stands, but the log can take nothing more */
+    bool stop; /* the commit stands, but the log can take nothing more */
     shale_error stop_err;
     commit_apply apply;
 } group_result;
@@ -76,8 +76,8 @@ shale_code commit_apply_op(void *arg, uint64_t seq, const batch_op *op, shale_er
     memtable_entry prev;
     shale_code rc;
 
-    rc = memtable_add(a->db->mem, seq, op->type, op->key, op->value, op->expire_at_ms,
-                      &prev_found, &prev, err);
+    rc = memtable_add(a->db->mem, seq, op->type, op->key, op->value, op->expire_at_ms, &prev_found,
+                      &prev, err);
     if (rc != SHALE_OK) {
         return rc;
     }
@@ -314,8 +314,8 @@ static commit_writer *form_group(commit_writer *w)
 shale_code commit_write(shale_db *db, const shale_batch *batch, shale_durability level,
                         commit_prepare_fn prepare, void *prepare_arg, shale_error *err)
 {
-    commit_writer w = {.batch = batch, .level = level, .prepare = prepare,
-                       .prepare_arg = prepare_arg};
+    commit_writer w = {
+        .batch = batch, .level = level, .prepare = prepare, .prepare_arg = prepare_arg};
     group_result res = {0};
     bool fatal = false;
     shale_code rc;
@@ -422,7 +422,8 @@ static void *flusher_main(void *arg)
         }
         struct timespec deadline;
         clock_gettime(CLOCK_MONOTONIC, &deadline);
-        uint64_t ns = (uint64_t)deadline.tv_nsec + (uint64_t)db->opts.wal_flush_interval_ms * 1000000u;
+        uint64_t ns =
+            (uint64_t)deadline.tv_nsec + (uint64_t)db->opts.wal_flush_interval_ms * 1000000u;
         deadline.tv_sec += (time_t)(ns / 1000000000u);
         deadline.tv_nsec = (long)(ns % 1000000000u);
         while (!db->closing &&

@@ -11,19 +11,19 @@
  *   0                8             12          16                 24                   28
  *   crc over bytes [0, 24). flags is 0 in version 1.
  */
-#include "base/buf.h"
-#include "base/coding.h"
-#include "base/crc32c.h"
-#include "base/error.h"
-#include "base/slice.h"
-#include "lsm/db_impl.h"
-
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "base/buf.h"
+#include "base/coding.h"
+#include "base/crc32c.h"
+#include "base/error.h"
+#include "base/slice.h"
+#include "lsm/db_impl.h"
 
 #define DB_IDENTITY_NAME    "SHALE"
 #define DB_IDENTITY_MAGIC   "SHALEDB\0"
@@ -134,11 +134,10 @@ static shale_code resolve_options(const shale_options *in, db_options *out, shal
     }
     if ((rc = check_range("max_key_bytes", out->max_key_bytes, 1, 65536, err)) ||
         (rc = check_range("max_value_bytes", out->max_value_bytes, 1, 256u << 20, err)) ||
-        (rc = check_range("wal_segment_bytes", out->wal_segment_bytes, 64u << 10,
-                          (uint64_t)4 << 30, err)) ||
+        (rc = check_range("wal_segment_bytes", out->wal_segment_bytes, 64u << 10, (uint64_t)4 << 30,
+                          err)) ||
         (rc = check_range("wal_flush_interval_ms", out->wal_flush_interval_ms, 1, 10000, err)) ||
-        (rc = check_range("ttl_sweep_interval_ms", out->ttl_sweep_interval_ms, 10, 3600000,
-                          err))) {
+        (rc = check_range("ttl_sweep_interval_ms", out->ttl_sweep_interval_ms, 10, 3600000, err))) {
         return rc;
     }
     return SHALE_OK;
@@ -271,8 +270,7 @@ static shale_code prepare_dir(shale_db *db, shale_error *err)
         rc = identity_create(db, err);
     } else if (rc == SHALE_OK) {
         if (db->opts.error_if_exists) {
-            rc = err_set(err, SHALE_INVALID, 0, "%s: database exists (error_if_exists)",
-                         db->path);
+            rc = err_set(err, SHALE_INVALID, 0, "%s: database exists (error_if_exists)", db->path);
             goto out;
         }
         rc = identity_check(db, id_path, err);
@@ -354,8 +352,7 @@ shale_code db_check_open(const shale_db *db, shale_error *err)
     return SHALE_OK;
 }
 
-shale_code shale_open(const char *path, const shale_options *opts, shale_db **out,
-                      shale_error *err)
+shale_code shale_open(const char *path, const shale_options *opts, shale_db **out, shale_error *err)
 {
     shale_db *db = NULL;
     shale_code rc;
@@ -390,8 +387,9 @@ shale_code shale_open(const char *path, const shale_options *opts, shale_db **ou
         goto fail;
     }
     open_info_log(db);
-    db_log(db, "open %s: shale %s, durability %s, max_key_bytes %u, max_value_bytes %u, "
-               "wal_segment_bytes %" PRIu64 ", wal_flush_interval_ms %u, ttl_sweep_interval_ms %u%s",
+    db_log(db,
+           "open %s: shale %s, durability %s, max_key_bytes %u, max_value_bytes %u, "
+           "wal_segment_bytes %" PRIu64 ", wal_flush_interval_ms %u, ttl_sweep_interval_ms %u%s",
            db->path, shale_version(), shale_durability_name(db->opts.durability),
            db->opts.max_key_bytes, db->opts.max_value_bytes, db->opts.wal_segment_bytes,
            db->opts.wal_flush_interval_ms, db->opts.ttl_sweep_interval_ms,
@@ -501,8 +499,8 @@ shale_code shale_get_info(shale_db *db, const shale_read_opts *ropts, shale_slic
     return value != NULL ? buf_set(value, e.value.data, e.value.len, err) : SHALE_OK;
 }
 
-shale_code shale_get(shale_db *db, const shale_read_opts *ropts, shale_slice key,
-                     shale_buf *value, shale_error *err)
+shale_code shale_get(shale_db *db, const shale_read_opts *ropts, shale_slice key, shale_buf *value,
+                     shale_error *err)
 {
     if (value == NULL) {
         return err_set(err, SHALE_INVALID, 0, "shale_get: value buffer is NULL");
@@ -619,8 +617,7 @@ static shale_code write_one(shale_db *db, const shale_write_opts *wopts, uint8_t
         }
         b = heap;
     }
-    rc = commit_write(db, b, wopts ? wopts->durability : SHALE_DURABILITY_DEFAULT, NULL, NULL,
-                      err);
+    rc = commit_write(db, b, wopts ? wopts->durability : SHALE_DURABILITY_DEFAULT, NULL, NULL, err);
     shale_batch_free(heap);
     return rc;
 }
@@ -634,8 +631,8 @@ shale_code shale_put(shale_db *db, const shale_write_opts *wopts, shale_slice ke
 shale_code shale_put_ttl(shale_db *db, const shale_write_opts *wopts, shale_slice key,
                          shale_slice value, uint64_t expire_at_ms, shale_error *err)
 {
-    return write_one(db, wopts, expire_at_ms ? BATCH_PUT_TTL : BATCH_PUT, key, value,
-                     expire_at_ms, err);
+    return write_one(db, wopts, expire_at_ms ? BATCH_PUT_TTL : BATCH_PUT, key, value, expire_at_ms,
+                     err);
 }
 
 shale_code shale_delete(shale_db *db, const shale_write_opts *wopts, shale_slice key,
@@ -666,8 +663,8 @@ shale_code shale_write(shale_db *db, const shale_write_opts *wopts, const shale_
         return err_set(err, SHALE_FULL, 0, "batch has a value of %u bytes; max_value_bytes is %u",
                        batch->max_value, db->opts.max_value_bytes);
     }
-    return commit_write(db, batch, wopts ? wopts->durability : SHALE_DURABILITY_DEFAULT, NULL,
-                        NULL, err);
+    return commit_write(db, batch, wopts ? wopts->durability : SHALE_DURABILITY_DEFAULT, NULL, NULL,
+                        err);
 }
 
 /* ---- stats ---- */

@@ -15,16 +15,17 @@
 #ifndef SHALE_LSM_DB_IMPL_H
 #define SHALE_LSM_DB_IMPL_H
 
-#include "shale.h"
-#include "env/env.h"
-#include "lsm/batch.h"
-#include "mem/memtable.h"
-#include "wal/wal_writer.h"
-
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "shale.h"
+
+#include "env/env.h"
+#include "lsm/batch.h"
+#include "mem/memtable.h"
+#include "wal/wal_writer.h"
 
 /* Effective options after defaults and validation. */
 typedef struct db_options {
@@ -61,21 +62,21 @@ struct shale_db {
     /* Commit pipeline (commit.c). */
     pthread_mutex_t mu;
     commit_writer *queue_head, *queue_tail;
-    uint64_t last_seq;             /* newest assigned and applied seq; under mu */
-    _Atomic uint64_t visible_seq;  /* readers see seq <= this */
-    bool writes_stopped;           /* under mu; final */
-    shale_error stop_err;          /* why; under mu */
-    shale_buf record;              /* the leader's scratch log record; owned by the leader */
-    shale_batch prepare_batch;     /* scratch for prepare callbacks; owned by the leader */
+    uint64_t last_seq;            /* newest assigned and applied seq; under mu */
+    _Atomic uint64_t visible_seq; /* readers see seq <= this */
+    bool writes_stopped;          /* under mu; final */
+    shale_error stop_err;         /* why; under mu */
+    shale_buf record;             /* the leader's scratch log record; owned by the leader */
+    shale_batch prepare_batch;    /* scratch for prepare callbacks; owned by the leader */
 
     /* Log (commit.c); NULL with durability NONE. */
     pthread_mutex_t log_mu;
-    pthread_cond_t log_cv;         /* wakes the flusher: bytes buffered, or closing */
+    pthread_cond_t log_cv; /* wakes the flusher: bytes buffered, or closing */
     wal_writer *log;
-    uint64_t next_file_number;     /* under log_mu after open */
-    uint64_t log_bytes_closed;     /* bytes in segments no longer written */
+    uint64_t next_file_number; /* under log_mu after open */
+    uint64_t log_bytes_closed; /* bytes in segments no longer written */
     uint64_t log_segments;
-    bool bg_log_failed;            /* the last background flush failed; under log_mu */
+    bool bg_log_failed; /* the last background flush failed; under log_mu */
     shale_error bg_log_err;
     bool flusher_running, closing, log_cv_ready;
     pthread_t flusher;
@@ -85,7 +86,7 @@ struct shale_db {
     pthread_cond_t ttl_cv;
     bool ttl_running, ttl_stop;
     pthread_t ttl_thread;
-    _Atomic uint64_t ttl_puts;     /* TTL'd puts applied: the sweeper idles while nothing new */
+    _Atomic uint64_t ttl_puts; /* TTL'd puts applied: the sweeper idles while nothing new */
 
     /* Counters. Under mu unless atomic. */
     int64_t live_keys;

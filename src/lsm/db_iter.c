@@ -14,13 +14,13 @@
  *
  * Reverse steps re-seek (the skiplist has no back links): O(log n) per key.
  */
+#include <stdlib.h>
+#include <string.h>
+
 #include "base/buf.h"
 #include "base/error.h"
 #include "base/slice.h"
 #include "lsm/db_impl.h"
-
-#include <stdlib.h>
-#include <string.h>
 
 struct shale_iter {
     memtable_iter mi;

@@ -8,15 +8,15 @@
  * (the damage stays on disk as evidence, and a later open without salvage reports it again).
  * Sequence numbers must increase from batch to batch; one that goes backwards is corruption.
  */
-#include "base/error.h"
-#include "lsm/db_impl.h"
-#include "wal/wal_format.h"
-#include "wal/wal_reader.h"
-
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "base/error.h"
+#include "lsm/db_impl.h"
+#include "wal/wal_format.h"
+#include "wal/wal_reader.h"
 
 void recovery_log_name(char *out, size_t cap, uint64_t number)
 {
@@ -106,8 +106,7 @@ typedef struct replay_state {
     uint64_t last_seq;
 } replay_state;
 
-static shale_code replay_segment(replay_state *st, uint64_t number, bool is_last,
-                                 shale_error *err)
+static shale_code replay_segment(replay_state *st, uint64_t number, bool is_last, shale_error *err)
 {
     shale_db *db = st->db;
     char name[32], *path;

@@ -14,15 +14,15 @@
  * Cost: the sweeper idles (no scan) while no TTL'd put happened since a sweep that found nothing
  * left to expire.
  */
-#include "base/buf.h"
-#include "base/error.h"
-#include "base/slice.h"
-#include "lsm/db_impl.h"
-
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include "base/buf.h"
+#include "base/error.h"
+#include "base/slice.h"
+#include "lsm/db_impl.h"
 
 /* Deletes per commit: keeps one sweep commit small next to user commits. */
 #define TTL_MAX_PER_COMMIT 1024
@@ -128,7 +128,8 @@ static void *ttl_main(void *arg)
     while (!db->ttl_stop) {
         struct timespec deadline;
         clock_gettime(CLOCK_MONOTONIC, &deadline);
-        uint64_t ns = (uint64_t)deadline.tv_nsec + (uint64_t)db->opts.ttl_sweep_interval_ms * 1000000u;
+        uint64_t ns =
+            (uint64_t)deadline.tv_nsec + (uint64_t)db->opts.ttl_sweep_interval_ms * 1000000u;
         deadline.tv_sec += (time_t)(ns / 1000000000u);
         deadline.tv_nsec = (long)(ns % 1000000000u);
         while (!db->ttl_stop &&

@@ -49,9 +49,9 @@ enum wal_rec_kind {
     WAL_REC_BATCH = 2,
 };
 
-#define WAL_MAGIC          "SHALEWAL"
-#define WAL_MAGIC_LEN      8u
-#define WAL_FORMAT_VERSION 1u
+#define WAL_MAGIC              "SHALEWAL"
+#define WAL_MAGIC_LEN          8u
+#define WAL_FORMAT_VERSION     1u
 #define WAL_SEGMENT_HEADER_LEN (1u + WAL_MAGIC_LEN + 4u + 8u)
 
 /* Largest logical record the reader accepts: a length read from disk is checked against this

@@ -28,11 +28,12 @@
 #ifndef SHALE_WAL_WAL_READER_H
 #define SHALE_WAL_WAL_READER_H
 
-#include "shale.h"
-#include "env/env.h"
-
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "shale.h"
+
+#include "env/env.h"
 
 typedef struct wal_reader wal_reader;
 

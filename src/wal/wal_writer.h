@@ -19,11 +19,12 @@
 #ifndef SHALE_WAL_WAL_WRITER_H
 #define SHALE_WAL_WAL_WRITER_H
 
-#include "shale.h"
-#include "env/env.h"
-
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "shale.h"
+
+#include "env/env.h"
 
 typedef struct wal_writer wal_writer;
 
@@ -36,7 +37,8 @@ shale_code wal_writer_create(const shale_env *env, const char *dir, const char *
 /* Frames one logical record (kind byte included by the caller) into the buffer. Fails with
  * SHALE_INVALID if n > WAL_MAX_RECORD_BYTES (the reader would reject it), SHALE_NOMEM, or the
  * sticky error of a broken writer. */
-shale_code wal_writer_add(wal_writer *w, const void *rec, size_t n, shale_error *err) SHALE_MUST_USE;
+shale_code wal_writer_add(wal_writer *w, const void *rec, size_t n,
+                          shale_error *err) SHALE_MUST_USE;
 
 /* Writes every buffered byte to the file (one append). No-op when nothing is buffered. */
 shale_code wal_writer_flush(wal_writer *w, shale_error *err) SHALE_MUST_USE;

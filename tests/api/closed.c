@@ -1,7 +1,7 @@
 /* Calls on a closed handle return SHALE_CLOSED; they never touch freed memory (run under ASan). */
-#include "api.h"
-
 #include <criterion/criterion.h>
+
+#include "api.h"
 
 TestSuite(closed, .timeout = 60);
 

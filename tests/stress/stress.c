@@ -4,12 +4,10 @@
  * It also runs in every `make test` and `make asan`.
  *
  * Writers at every durability level (single puts, batches, deletes, TTL puts), point readers,
- * iterators and the TTL sweeper all run at once for a bounded number of operations; then the state is
- * checked against what the writers know, closed, reopened and checked again. Every check failure
+ * iterators and the TTL sweeper all run at once for a bounded number of operations; then the state
+ * is checked against what the writers know, closed, reopened and checked again. Every check failure
  * prints a message and exits 1.
  */
-#include "shale.h"
-
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -19,10 +17,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define WRITERS     4
-#define READERS     2
-#define KEYS_PER_W  400
-#define ROUNDS      6
+#include "shale.h"
+
+#define WRITERS    4
+#define READERS    2
+#define KEYS_PER_W 400
+#define ROUNDS     6
 
 static shale_db *db;
 static atomic_bool writers_done;
@@ -120,8 +120,7 @@ static void *reader_main(void *arg)
         char last[32] = "";
         size_t last_len = 0;
         int n = 0;
-        for (shale_iter_seek_first(it); shale_iter_valid(it) && n < 200;
-             shale_iter_next(it), n++) {
+        for (shale_iter_seek_first(it); shale_iter_valid(it) && n < 200; shale_iter_next(it), n++) {
             shale_slice k = shale_iter_key(it);
             size_t m = k.len < last_len ? k.len : last_len;
             int c = memcmp(k.data, last, m);
@@ -163,8 +162,10 @@ static void verify(const char *when)
 int main(void)
 {
     char dir[] = "/tmp/shale-stress-XXXXXX";
-    shale_options opts = {.create_if_missing = true, .ttl_sweep_interval_ms = 10,
-                          .wal_flush_interval_ms = 1, .wal_segment_bytes = 64u << 10};
+    shale_options opts = {.create_if_missing = true,
+                          .ttl_sweep_interval_ms = 10,
+                          .wal_flush_interval_ms = 1,
+                          .wal_segment_bytes = 64u << 10};
     pthread_t wt[WRITERS], rt[READERS];
     shale_error err;
 
