@@ -32,6 +32,31 @@ shale_code batch_ensure_header(shale_batch *b, shale_error *err)
     return buf_set(&b->rep, zero, sizeof zero, err);
 }
 
+/* The most one op's encoding adds beyond its key and value bytes. */
+#define BATCH_OP_OVERHEAD (1 + 2 * CODING_MAX_VARINT32 + 8)
+
+/* Encodes one op at p (room for BATCH_OP_OVERHEAD + key + value bytes) and returns its end. */
+static uint8_t *encode_op(uint8_t *p, uint8_t type, shale_slice key, shale_slice value,
+                          uint64_t expire_at_ms)
+{
+    *p++ = type;
+    p = coding_put_varint32(p, (uint32_t)key.len);
+    memcpy(p, key.data, key.len);
+    p += key.len;
+    if (type != BATCH_DEL) {
+        if (type == BATCH_PUT_TTL) {
+            coding_put_fixed64(p, expire_at_ms);
+            p += 8;
+        }
+        p = coding_put_varint32(p, (uint32_t)value.len);
+        if (value.len > 0) {
+            memcpy(p, value.data, value.len);
+        }
+        p += value.len;
+    }
+    return p;
+}
+
 shale_batch *shale_batch_new(void)
 {
     shale_batch *b = calloc(1, sizeof *b);
@@ -101,27 +126,11 @@ static shale_code add_op(shale_batch *b, uint8_t type, shale_slice key, shale_sl
         return rc;
     }
     /* Encode straight into reserved room: nothing below can fail half-way. */
-    rc = buf_reserve(&b->rep,
-                     1 + CODING_MAX_VARINT32 + key.len + 8 + CODING_MAX_VARINT32 + value.len, err);
+    rc = buf_reserve(&b->rep, BATCH_OP_OVERHEAD + key.len + value.len, err);
     if (rc != SHALE_OK) {
         return rc;
     }
-    p = (uint8_t *)b->rep.data + b->rep.len;
-    *p++ = type;
-    p = coding_put_varint32(p, (uint32_t)key.len);
-    memcpy(p, key.data, key.len);
-    p += key.len;
-    if (type != BATCH_DEL) {
-        if (type == BATCH_PUT_TTL) {
-            coding_put_fixed64(p, expire_at_ms);
-            p += 8;
-        }
-        p = coding_put_varint32(p, (uint32_t)value.len);
-        if (value.len > 0) {
-            memcpy(p, value.data, value.len);
-        }
-        p += value.len;
-    }
+    p = encode_op((uint8_t *)b->rep.data + b->rep.len, type, key, value, expire_at_ms);
     b->rep.len = (size_t)(p - (uint8_t *)b->rep.data);
     b->count++;
     if (key.len > b->max_key) {
@@ -218,24 +227,10 @@ bool batch_init_single(shale_batch *b, uint8_t *mem, size_t cap, uint8_t type, s
     uint8_t *p = mem + BATCH_HEADER_BYTES;
 
     if (key.len > UINT32_MAX || value.len > UINT32_MAX ||
-        BATCH_HEADER_BYTES + 1 + 2 * CODING_MAX_VARINT32 + 8 + key.len + value.len > cap) {
+        BATCH_HEADER_BYTES + BATCH_OP_OVERHEAD + key.len + value.len > cap) {
         return false;
     }
-    *p++ = type;
-    p = coding_put_varint32(p, (uint32_t)key.len);
-    memcpy(p, key.data, key.len);
-    p += key.len;
-    if (type != BATCH_DEL) {
-        if (type == BATCH_PUT_TTL) {
-            coding_put_fixed64(p, expire_at_ms);
-            p += 8;
-        }
-        p = coding_put_varint32(p, (uint32_t)value.len);
-        if (value.len > 0) {
-            memcpy(p, value.data, value.len);
-        }
-        p += value.len;
-    }
+    p = encode_op(p, type, key, value, expire_at_ms);
     batch_rep_set_header(mem, 0, 1);
     *b = (shale_batch){.rep = {.data = mem, .len = (size_t)(p - mem), .cap = cap},
                        .count = 1,

@@ -115,10 +115,11 @@ static shale_code new_segment_locked(shale_db *db, wal_writer **out, shale_error
     char name[32];
     shale_code rc;
 
-    recovery_log_name(name, sizeof name, db->next_file_number);
-    rc = wal_writer_create(db->env, db->path, name, db->next_file_number, out, err);
+    /* The number is spent even if creation fails: file numbers are never reused. */
+    uint64_t number = db->next_file_number++;
+    recovery_log_name(name, sizeof name, number);
+    rc = wal_writer_create(db->env, db->path, name, number, out, err);
     if (rc == SHALE_OK) {
-        db->next_file_number++;
         db->log_segments++;
     }
     return rc;
@@ -433,14 +434,24 @@ static void *flusher_main(void *arg)
             break;
         }
         shale_error ferr;
-        if (wal_writer_flush(db->log, &ferr) != SHALE_OK) {
-            if (!db->bg_log_failed) {
-                db_log(db, "background log write failed (will retry): %s", ferr.msg);
-            }
-            db->bg_log_failed = true;
-            db->bg_log_err = ferr;
-        } else {
+        if (wal_writer_flush(db->log, &ferr) == SHALE_OK) {
             db->bg_log_failed = false;
+            continue;
+        }
+        if (!db->bg_log_failed) {
+            db_log(db, "background log write failed (will retry): %s", ferr.msg);
+        }
+        db->bg_log_failed = true;
+        db->bg_log_err = ferr;
+        if (wal_writer_broken(db->log, NULL)) {
+            /* The file could not even be cut back: nothing more can be written. Stop writes
+             * (mu is taken after log_mu is released: lock order). */
+            pthread_mutex_unlock(&db->log_mu);
+            pthread_mutex_lock(&db->mu);
+            commit_stop_writes_locked(db, &ferr);
+            pthread_mutex_unlock(&db->mu);
+            pthread_mutex_lock(&db->log_mu);
+            break;
         }
     }
     pthread_mutex_unlock(&db->log_mu);
@@ -485,12 +496,18 @@ shale_code commit_stop(shale_db *db, shale_error *err)
     if (db->log != NULL) {
         pthread_mutex_lock(&db->log_mu);
         /* A clean close leaves the log synced whatever the level: it costs one fdatasync and
-         * makes a clean shutdown safe against a later power loss. A broken writer is not touched
-         * again: its error was reported when it broke. */
-        bool broken = wal_writer_broken(db->log, NULL);
-        rc = wal_writer_close(db->log, !broken, err);
+         * makes a clean shutdown safe against a later power loss. A broken writer is not written
+         * again; if it still holds acknowledged MEMORY-level records, close must say they are
+         * lost. */
+        shale_error berr;
+        bool broken = wal_writer_broken(db->log, &berr);
+        uint64_t stranded = broken ? wal_writer_buffered_bytes(db->log) : 0;
+        rc = wal_writer_close(db->log, !broken, broken ? NULL : err);
         if (broken) {
-            rc = SHALE_OK;
+            rc = stranded == 0 ? SHALE_OK
+                               : err_set(err, berr.code, berr.sys_errno,
+                                         "%llu buffered log bytes could not be written: %s",
+                                         (unsigned long long)stranded, berr.msg);
         }
         db->log = NULL;
         pthread_mutex_unlock(&db->log_mu);

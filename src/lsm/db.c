@@ -90,8 +90,11 @@ void db_log(shale_db *db, const char *fmt, ...)
         n = (int)sizeof line - 2;
     }
     line[n++] = '\n';
-    /* Best effort: the LOG is for people, never for recovery. */
+    /* Best effort: the LOG is for people, never for recovery. Several threads log; an env file
+     * takes one writer at a time. */
+    pthread_mutex_lock(&db->info_mu);
     (void)env_file_append(db->info_log, line, (size_t)n, NULL);
+    pthread_mutex_unlock(&db->info_mu);
 }
 
 /* ---- options ---- */
@@ -216,6 +219,31 @@ static char *join_path(const char *dir, const char *name)
     return p;
 }
 
+static shale_code sync_parent(shale_db *db, shale_error *err)
+{
+    char *parent = strdup(db->path);
+    shale_code rc;
+
+    if (parent == NULL) {
+        return err_nomem(err);
+    }
+    size_t n = strlen(parent);
+    while (n > 1 && parent[n - 1] == '/') {
+        parent[--n] = '\0';
+    }
+    char *slash = strrchr(parent, '/');
+    if (slash == NULL) {
+        strcpy(parent, ".");
+    } else if (slash == parent) {
+        parent[1] = '\0';
+    } else {
+        *slash = '\0';
+    }
+    rc = db->env->sync_dir(db->env, parent, err);
+    free(parent);
+    return rc;
+}
+
 /* Checks or creates the directory and its identity, and takes the lock. */
 static shale_code prepare_dir(shale_db *db, shale_error *err)
 {
@@ -231,6 +259,9 @@ static shale_code prepare_dir(shale_db *db, shale_error *err)
                            "%s: does not exist (set create_if_missing to create it)", db->path);
         }
         rc = db->env->mkdir(db->env, db->path, err);
+        if (rc == SHALE_OK) {
+            rc = sync_parent(db, err); /* the new directory's own entry must be durable too */
+        }
         is_dir = true;
     }
     if (rc != SHALE_OK) {
@@ -311,6 +342,7 @@ static void db_release(shale_db *db)
     pthread_mutex_destroy(&db->mu);
     pthread_mutex_destroy(&db->log_mu);
     pthread_mutex_destroy(&db->ttl_mu);
+    pthread_mutex_destroy(&db->info_mu);
     free(db->path);
     db->path = NULL;
 }
@@ -371,6 +403,7 @@ shale_code shale_open(const char *path, const shale_options *opts, shale_db **ou
     pthread_mutex_init(&db->mu, NULL);
     pthread_mutex_init(&db->log_mu, NULL);
     pthread_mutex_init(&db->ttl_mu, NULL);
+    pthread_mutex_init(&db->info_mu, NULL);
     db->env = opts && opts->env ? opts->env : env_posix();
     db->path = strdup(path);
     db->mem = memtable_new();
@@ -457,14 +490,16 @@ static shale_code check_key(const shale_db *db, shale_slice key, shale_error *er
     return SHALE_OK;
 }
 
-/* Finds the live value of key at snapshot seq; SHALE_NOT_FOUND if none. */
-static shale_code lookup(shale_db *db, shale_slice key, uint64_t snapshot, memtable_entry *e)
+/* Finds the live value of key at snapshot seq and time now_ms (0: read the clock only if the
+ * entry has a deadline); SHALE_NOT_FOUND if none. */
+static shale_code lookup(shale_db *db, shale_slice key, uint64_t snapshot, uint64_t now_ms,
+                         memtable_entry *e)
 {
     atomic_fetch_add_explicit(&db->reads, 1, memory_order_relaxed);
     if (!memtable_get(db->mem, key, snapshot, e) || e->type != MEMTABLE_PUT) {
         return SHALE_NOT_FOUND;
     }
-    if (e->expire_at_ms != 0 && e->expire_at_ms <= db->env->now_ms(db->env)) {
+    if (e->expire_at_ms != 0 && e->expire_at_ms <= (now_ms ? now_ms : db->env->now_ms(db->env))) {
         return SHALE_NOT_FOUND;
     }
     return SHALE_OK;
@@ -485,7 +520,7 @@ shale_code shale_get_info(shale_db *db, const shale_read_opts *ropts, shale_slic
     if (rc != SHALE_OK) {
         return rc;
     }
-    rc = lookup(db, key, db_visible_seq(db), &e);
+    rc = lookup(db, key, db_visible_seq(db), 0, &e);
     if (rc != SHALE_OK) {
         if (value != NULL) {
             value->len = 0;
@@ -545,11 +580,11 @@ shale_code shale_multi_get(shale_db *db, const shale_read_opts *ropts, size_t co
             return err_set(err, rc, 0, "key %zu: %s", i, kerr.msg);
         }
     }
-    /* One snapshot for all keys: the answers are consistent with each other. */
-    uint64_t snapshot = db_visible_seq(db);
+    /* One snapshot and one clock reading for all keys: the answers agree with each other. */
+    uint64_t snapshot = db_visible_seq(db), now_ms = db->env->now_ms(db->env);
     for (size_t i = 0; i < count; i++) {
         memtable_entry e;
-        codes[i] = lookup(db, keys[i], snapshot, &e);
+        codes[i] = lookup(db, keys[i], snapshot, now_ms, &e);
         values[i].len = 0;
         if (codes[i] == SHALE_OK) {
             shale_code rc = buf_set(&values[i], e.value.data, e.value.len, err);

@@ -55,7 +55,8 @@ struct shale_db {
     const shale_env *env;
     db_options opts;
     env_lock *lock;
-    env_file *info_log; /* LOG: human-readable, not durable; may be NULL */
+    env_file *info_log;      /* LOG: human-readable, not durable; may be NULL */
+    pthread_mutex_t info_mu; /* serialises LOG lines (leaf lock) */
 
     memtable *mem;
 

@@ -4,8 +4,9 @@
  * The rules (docs/ARCHITECTURE.md, "Recovery"): a torn tail of the LAST segment is cut off - the
  * file is truncated to the end of its last complete record and synced. Damage anywhere else is
  * corruption: segments are synced before the next one is created, so only the last can be torn.
- * With salvage, damaged regions are skipped and counted instead; salvage never modifies a file
- * (the damage stays on disk as evidence, and a later open without salvage reports it again).
+ * With salvage, damaged regions are skipped and counted instead; salvage never rewrites damaged
+ * records (they stay on disk as evidence, and a later open without salvage reports them again),
+ * though a torn tail of the last segment is still cut as in a normal open.
  * Sequence numbers must increase from batch to batch; one that goes backwards is corruption.
  */
 #include <inttypes.h>
@@ -96,6 +97,19 @@ static shale_code cut_tail(shale_db *db, const char *path, uint64_t valid_end, s
     if (rc == SHALE_OK) {
         rc = env_file_sync(f, false, err);
     }
+    shale_code crc = env_file_close(f, rc == SHALE_OK ? err : NULL);
+    return rc != SHALE_OK ? rc : crc;
+}
+
+static shale_code sync_segment(shale_db *db, const char *path, shale_error *err)
+{
+    env_file *f = NULL;
+    shale_code rc = db->env->open_file(db->env, path, ENV_READ, &f, err);
+
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    rc = env_file_sync(f, false, err);
     shale_code crc = env_file_close(f, rc == SHALE_OK ? err : NULL);
     return rc != SHALE_OK ? rc : crc;
 }
@@ -197,6 +211,16 @@ static shale_code replay_segment(replay_state *st, uint64_t number, bool is_last
             if (stats.valid_end == 0) {
                 goto out; /* removed: not a segment any more */
             }
+        }
+    }
+    if (is_last && !stats.torn_tail) {
+        /* A process crash can leave the last segment's tail in the page cache only. The next
+         * segment is made durable on its own, so without this sync a power loss later could
+         * tear a segment that is no longer the last (refused as corruption) or lose acknowledged
+         * writes in front of durable ones. (cut_tail syncs a torn one.) */
+        rc = sync_segment(db, path, err);
+        if (rc != SHALE_OK) {
+            goto out;
         }
     }
     db->log_bytes_closed += stats.file_size;

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "shale.h"
 
@@ -1031,4 +1032,61 @@ Test(fault, open_fails_cleanly_on_create_error)
     open_fault_kind(ENV_OP_RENAME, SETUP_FRESH, true, true);
     open_fault_kind(ENV_OP_MKDIR, SETUP_FRESH, true, true);
     assert_no_leaks();
+}
+
+/* ---- background (MEMORY-level) log writes ------------------------------------------------- */
+
+/* A failed background write is retried after the log is cut back; while it is failing, MEMORY
+ * commits get its error; once it succeeds, nothing acknowledged is missing after a reopen. */
+Test(fault, background_write_failure_is_retried_and_loses_nothing)
+{
+    char *dir = tu_tmpdir("fault-bg");
+    env_fault *f = new_fault();
+    shale_options o = {.create_if_missing = true,
+                       .durability = SHALE_DURABILITY_MEMORY,
+                       .wal_flush_interval_ms = 1,
+                       .env = env_fault_env(f)};
+    shale_db *db = NULL;
+    shale_error err;
+    uint64_t acked = 0;
+
+    cr_assert_eq(shale_open(dir, &o, &db, &err), SHALE_OK, "%s", err.msg);
+    put_ok(db, acked++, "first"); /* creates the segment */
+    usleep(20000);
+    /* The next background write fails half-way (a short write); its retry succeeds. */
+    env_fault_fail_nth(f, ENV_OP_WRITE, 1, EIO, true);
+    put_ok(db, acked++, "before the failure");
+    bool saw_failure = false;
+    for (int i = 0; i < 2000 && acked < 400; i++) {
+        char kb[17];
+        shale_code rc = shale_put(db, NULL, tu_key(kb, acked), (shale_slice){"x", 1}, &err);
+        if (rc == SHALE_IO) {
+            saw_failure = true; /* the background error, reported to MEMORY commits */
+            usleep(1000);
+            continue;
+        }
+        cr_assert_eq(rc, SHALE_OK, "%s", err.msg);
+        put_ok(db, acked, "after"); /* the value expect_key checks */
+        acked++;
+        if (saw_failure && acked > 50) {
+            break;
+        }
+        usleep(100);
+    }
+    cr_assert(saw_failure, "a MEMORY commit saw the background write failure");
+    shale_stats st;
+    cr_assert_eq(shale_stats_get(db, &st, &err), SHALE_OK);
+    cr_assert_not(st.writes_stopped, "an append failure that was cut back is not final");
+    cr_assert_eq(shale_close(db, &err), SHALE_OK, "%s", err.msg);
+    o.env = NULL;
+    cr_assert_eq(shale_open(dir, &o, &db, &err), SHALE_OK, "%s", err.msg);
+    for (uint64_t i = 0; i < acked; i++) {
+        expect_key(db, i, true, "after reopen");
+    }
+    cr_assert_eq(shale_stats_get(db, &st, &err), SHALE_OK);
+    cr_assert_eq(st.salvaged_records, 0);
+    cr_assert_eq(shale_close(db, &err), SHALE_OK);
+    env_fault_free(f);
+    tu_rm_rf(dir);
+    free(dir);
 }
