@@ -1,6 +1,19 @@
 #include "testutil.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#define TU_LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TU_LSAN 1
+#endif
+#endif
+#ifdef TU_LSAN
+#include <sanitizer/lsan_interface.h>
+#endif
+
 #include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -100,4 +113,40 @@ int tu_flip_bit(const char *path, uint64_t offset, int bit)
 int tu_truncate(const char *path, uint64_t size)
 {
     return truncate(path, (off_t)size);
+}
+
+void tu_copy_dir(const char *from, const char *to)
+{
+    DIR *d = opendir(from);
+    struct dirent *e;
+
+    cr_assert_not_null(d, "opendir %s", from);
+    cr_assert_eq(mkdir(to, 0700), 0, "mkdir %s: %s", to, strerror(errno));
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        char *src = tu_path(from, e->d_name);
+        char *dst = tu_path(to, e->d_name);
+        FILE *in = fopen(src, "rb");
+        FILE *out = fopen(dst, "wb");
+        cr_assert(in != NULL && out != NULL, "copy %s", src);
+        char buf[16384];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, in)) > 0) {
+            cr_assert_eq(fwrite(buf, 1, n, out), n);
+        }
+        fclose(in);
+        cr_assert_eq(fclose(out), 0);
+        free(src);
+        free(dst);
+    }
+    closedir(d);
+}
+
+void tu_assert_no_leaks(void)
+{
+#ifdef TU_LSAN
+    cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "memory leaked (see the report above)");
+#endif
 }

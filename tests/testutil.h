@@ -38,4 +38,12 @@ int64_t tu_file_size(const char *path);
 int tu_flip_bit(const char *path, uint64_t offset, int bit);
 int tu_truncate(const char *path, uint64_t size);
 
+/* Copies the regular files of directory `from` into a new directory `to` (cr_assert on failure). */
+void tu_copy_dir(const char *from, const char *to);
+
+/* Under ASan, fails the test if memory leaked so far. Criterion passes a test whose process
+ * leaks (LeakSanitizer only reports at exit), so leak-sensitive tests end with this. No-op
+ * without ASan. */
+void tu_assert_no_leaks(void);
+
 #endif

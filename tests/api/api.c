@@ -77,6 +77,7 @@ void api_end(api_fx *fx)
     free(fx->root);
     fx->path = NULL;
     fx->root = NULL;
+    tu_assert_no_leaks();
 }
 
 shale_slice api_str(const char *s)

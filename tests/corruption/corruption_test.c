@@ -27,58 +27,9 @@
 #include "testutil.h"
 #include "wal/wal_format.h"
 
-/* Criterion passes a test whose process leaks (LeakSanitizer only reports at exit), so under
- * ASan each test ends with an explicit leak check. */
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_LSAN 1
-#endif
-#endif
-#ifdef TEST_LSAN
-#include <sanitizer/lsan_interface.h>
-#endif
-
-static void assert_no_leaks(void)
-{
-#ifdef TEST_LSAN
-    cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "memory leaked (see the report above)");
-#endif
-}
-
 #define BLOCK 32768u
 
 /* ---- helpers -------------------------------------------------------------------------------- */
-
-static void copy_dir(const char *from, const char *to)
-{
-    DIR *d = opendir(from);
-    struct dirent *e;
-
-    cr_assert_not_null(d, "opendir %s", from);
-    cr_assert_eq(mkdir(to, 0700), 0, "mkdir %s: %s", to, strerror(errno));
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') {
-            continue;
-        }
-        char *src = tu_path(from, e->d_name);
-        char *dst = tu_path(to, e->d_name);
-        FILE *in = fopen(src, "rb");
-        FILE *out = fopen(dst, "wb");
-        cr_assert(in != NULL && out != NULL, "copy %s", src);
-        char buf[16384];
-        size_t n;
-        while ((n = fread(buf, 1, sizeof buf, in)) > 0) {
-            cr_assert_eq(fwrite(buf, 1, n, out), n);
-        }
-        fclose(in);
-        cr_assert_eq(fclose(out), 0);
-        free(src);
-        free(dst);
-    }
-    closedir(d);
-}
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -241,7 +192,7 @@ static void built_free(built *b)
 static char *fresh_copy(const built *b)
 {
     tu_rm_rf(b->work);
-    copy_dir(b->src, b->work);
+    tu_copy_dir(b->src, b->work);
     return tu_path(b->work, b->log_name);
 }
 
@@ -325,7 +276,7 @@ Test(corruption, torn_tail_at_every_offset, .timeout = 120)
     build(&b, 12, vlens);
     truncate_every_offset(&b);
     built_free(&b);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 /* The last record starts near the end of a 32 KiB block, so it is split into a FIRST and a LAST
@@ -361,7 +312,7 @@ Test(corruption, torn_tail_across_a_block_boundary, .timeout = 120)
               b.start[i], b.end[i]);
     truncate_every_offset(&b);
     built_free(&b);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 /* ---- flipped bits --------------------------------------------------------------------------- */
@@ -460,7 +411,7 @@ Test(corruption, bitflip_in_earlier_record_is_corruption)
     flip_record(&b, 10); /* a middle one */
     flip_record(&b, 18); /* the one before the last */
     built_free(&b);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 /* Damage in the LAST record with nothing valid after it looks exactly like a torn write: cut. */
@@ -490,7 +441,7 @@ Test(corruption, bitflip_in_last_record_is_a_torn_tail)
         free(log);
     }
     built_free(&b);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 /* ---- segments that are not the last --------------------------------------------------------- */
@@ -532,7 +483,7 @@ Test(corruption, damaged_header_of_non_last_segment)
             shale_db *db;
 
             tu_rm_rf(b.work);
-            copy_dir(b.src, b.work);
+            tu_copy_dir(b.src, b.work);
             char *seg = tu_path(b.work, names[s]);
             int64_t size = tu_file_size(seg);
             if (how == 0) {
@@ -557,7 +508,7 @@ Test(corruption, damaged_header_of_non_last_segment)
         }
     }
     built_free(&b);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 /* ---- the identity file ---------------------------------------------------------------------- */
@@ -593,7 +544,7 @@ Test(corruption, damaged_identity_file)
     for (size_t i = 0; i < sizeof offs / sizeof offs[0]; i++) {
         char ctx[64];
         tu_rm_rf(b.work);
-        copy_dir(b.src, b.work);
+        tu_copy_dir(b.src, b.work);
         char *id = tu_path(b.work, "SHALE");
         snprintf(ctx, sizeof ctx, "SHALE bit flipped @%" PRIu64, offs[i]);
         cr_assert_eq(tu_flip_bit(id, offs[i], (int)(i % 8)), 0);
@@ -604,7 +555,7 @@ Test(corruption, damaged_identity_file)
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
         char ctx[64];
         tu_rm_rf(b.work);
-        copy_dir(b.src, b.work);
+        tu_copy_dir(b.src, b.work);
         char *id = tu_path(b.work, "SHALE");
         snprintf(ctx, sizeof ctx, "SHALE cut to %" PRIu64 " bytes", cuts[i]);
         cr_assert_eq(tu_truncate(id, cuts[i]), 0);
@@ -613,7 +564,7 @@ Test(corruption, damaged_identity_file)
         free(id);
     }
     built_free(&b);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 /* A database whose SHALE file is gone is not silently re-created over its logs. */
@@ -635,7 +586,7 @@ Test(corruption, missing_identity_file_is_invalid)
     free(id);
     free(log);
     built_free(&b);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 Test(corruption, unrelated_directory_is_invalid)
@@ -669,5 +620,5 @@ Test(corruption, unrelated_directory_is_invalid)
     free(notes);
     tu_rm_rf(root);
     free(root);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }

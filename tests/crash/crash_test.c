@@ -36,26 +36,6 @@
 
 #include "testutil.h"
 
-/* Criterion passes a test whose process leaks (LeakSanitizer only reports at exit), so under
- * ASan each test ends with an explicit leak check. */
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_LSAN 1
-#endif
-#endif
-#ifdef TEST_LSAN
-#include <sanitizer/lsan_interface.h>
-#endif
-
-static void assert_no_leaks(void)
-{
-#ifdef TEST_LSAN
-    cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "memory leaked (see the report above)");
-#endif
-}
-
 #define MAX_LANES  4
 #define LANE_KEYS  160u /* small enough that deletes and overwrites hit live keys often */
 #define MAX_BATCH  6u
@@ -587,7 +567,7 @@ static void run_variant(const variant *vin)
     tu_rm_rf(r->dir);
     free(r->dir);
     r->dir = NULL;
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 Test(crash, full_single_writer, .timeout = 120)

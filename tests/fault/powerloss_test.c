@@ -33,26 +33,6 @@
 #include "env/env_fault.h"
 #include "testutil.h"
 
-/* Criterion passes a test whose process leaks (LeakSanitizer only reports at exit), so under
- * ASan each test ends with an explicit leak check. */
-#if defined(__SANITIZE_ADDRESS__)
-#define TEST_LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TEST_LSAN 1
-#endif
-#endif
-#ifdef TEST_LSAN
-#include <sanitizer/lsan_interface.h>
-#endif
-
-static void assert_no_leaks(void)
-{
-#ifdef TEST_LSAN
-    cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "memory leaked (see the report above)");
-#endif
-}
-
 #define PL_KEYS   48u
 #define MAX_BATCH 6u
 #define BIG_VALUE (40u * 1024u)
@@ -409,7 +389,7 @@ Test(powerloss, creation_is_durable)
     tu_rm_rf(dir);
     free(db_dir);
     free(dir);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 /* FULL writes first, then only unsynced ones, then the power goes: with every unsynced byte
@@ -475,7 +455,7 @@ Test(powerloss, drop_all_keeps_every_full_ack)
     env_fault_free(f);
     tu_rm_rf(dir);
     free(dir);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 /* Many seeds, one fresh database each: mixed levels, block-spanning values, batches, deletes,
@@ -503,7 +483,7 @@ Test(powerloss, keep_random_many_seeds, .timeout = 120)
     /* Otherwise the runs never exercised a torn tail. */
     cr_assert_gt(torn, 0, "no run produced a torn tail");
     env_fault_free(f);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 /* 64 KiB segments and ~2 KiB values: the power goes after several segment rolls. An unsynced
@@ -524,7 +504,7 @@ Test(powerloss, across_segment_rolls, .timeout = 120)
         free(dir);
     }
     env_fault_free(f);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 /* One directory through many power losses: every cycle opens what the last one left. */
@@ -543,7 +523,7 @@ Test(powerloss, across_reopen_cycles, .timeout = 120)
     env_fault_free(f);
     tu_rm_rf(dir);
     free(dir);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 /* ---- write faults --------------------------------------------------------------------------- */
@@ -676,7 +656,7 @@ Test(fault, write_eio_fails_one_commit)
     write_fault_case(EIO, false, true, SHALE_DURABILITY_FULL, 2);
     write_fault_case(EIO, false, false, SHALE_DURABILITY_FULL, 3);
     write_fault_case(EIO, false, true, SHALE_DURABILITY_OS, 1);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 Test(fault, write_enospc_fails_one_commit)
@@ -685,7 +665,7 @@ Test(fault, write_enospc_fails_one_commit)
     write_fault_case(ENOSPC, false, true, SHALE_DURABILITY_OS, 2);
     write_fault_case(ENOSPC, false, true, SHALE_DURABILITY_FULL, 1);
     write_fault_case(ENOSPC, false, false, SHALE_DURABILITY_OS, 3);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 Test(fault, short_write_leaves_no_half_record)
@@ -694,7 +674,7 @@ Test(fault, short_write_leaves_no_half_record)
     write_fault_case(ENOSPC, true, true, SHALE_DURABILITY_OS, 2);
     write_fault_case(ENOSPC, true, false, SHALE_DURABILITY_FULL, 3);
     write_fault_case(EIO, true, true, SHALE_DURABILITY_FULL, 1);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 /* ---- sync faults ---------------------------------------------------------------------------- */
@@ -794,13 +774,13 @@ Test(fault, sync_failure_stops_writes)
 {
     sync_fault_case(SHALE_DURABILITY_FULL, false);
     sync_fault_case(SHALE_DURABILITY_OS, false); /* a FULL write on an OS database */
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 Test(fault, sync_failure_then_power_loss_keeps_acks)
 {
     sync_fault_case(SHALE_DURABILITY_FULL, true);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 /* ---- faults while opening ------------------------------------------------------------------- */
@@ -875,34 +855,6 @@ static void fill_db(const char *dir, open_setup setup)
 }
 
 /* Copies the regular files of `from` into `to` (created). */
-static void copy_dir(const char *from, const char *to)
-{
-    DIR *d = opendir(from);
-    struct dirent *e;
-
-    cr_assert_not_null(d, "opendir %s", from);
-    cr_assert_eq(mkdir(to, 0700), 0, "mkdir %s: %s", to, strerror(errno));
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.') {
-            continue;
-        }
-        char *src = tu_path(from, e->d_name);
-        char *dst = tu_path(to, e->d_name);
-        FILE *in = fopen(src, "rb");
-        FILE *out = fopen(dst, "wb");
-        cr_assert(in != NULL && out != NULL, "copy %s", src);
-        char buf[8192];
-        size_t n;
-        while ((n = fread(buf, 1, sizeof buf, in)) > 0) {
-            cr_assert_eq(fwrite(buf, 1, n, out), n);
-        }
-        fclose(in);
-        cr_assert_eq(fclose(out), 0);
-        free(src);
-        free(dst);
-    }
-    closedir(d);
-}
 
 /* Fails the nth operation of `kind` during shale_open, for n = 1, 2, ... until an open no longer
  * reaches it; each round starts from the same directory (see open_setup). Each failed open must
@@ -933,7 +885,7 @@ static void open_fault_kind(env_op kind, open_setup setup, bool strict, bool mus
         snprintf(ctx, sizeof ctx, "%s db, EIO on %s #%" PRIu64, sname, op_name(kind), n);
         tu_rm_rf(dir);
         if (setup != SETUP_FRESH) {
-            copy_dir(tmpl, dir);
+            tu_copy_dir(tmpl, dir);
         }
         uint64_t before = env_fault_count(f, kind);
         env_fault_fail_nth(f, kind, n, EIO, false);
@@ -988,7 +940,7 @@ Test(fault, open_fails_cleanly_on_open_error)
     open_fault_kind(ENV_OP_OPEN, SETUP_FRESH, false, true);
     open_fault_kind(ENV_OP_OPEN, SETUP_CLEAN, false, true);
     open_fault_kind(ENV_OP_OPEN, SETUP_TORN, false, true);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 Test(fault, open_fails_cleanly_on_sync_dir_error)
@@ -996,14 +948,14 @@ Test(fault, open_fails_cleanly_on_sync_dir_error)
     open_fault_kind(ENV_OP_SYNC_DIR, SETUP_FRESH, true, true);
     open_fault_kind(ENV_OP_SYNC_DIR, SETUP_CLEAN, true, false);
     open_fault_kind(ENV_OP_SYNC_DIR, SETUP_TORN_HEADER, true, true);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 Test(fault, open_fails_cleanly_on_lock_error)
 {
     open_fault_kind(ENV_OP_LOCK, SETUP_FRESH, true, true);
     open_fault_kind(ENV_OP_LOCK, SETUP_CLEAN, true, true);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 /* EIO while reading the log during recovery is an error, never an early end of the log (which
@@ -1012,7 +964,7 @@ Test(fault, open_fails_cleanly_on_read_error)
 {
     open_fault_kind(ENV_OP_READ, SETUP_CLEAN, true, true);
     open_fault_kind(ENV_OP_READ, SETUP_TORN, true, true);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 /* Cutting a torn tail is a truncate and a sync (or, for a segment with no complete record, a
@@ -1022,7 +974,7 @@ Test(fault, open_fails_cleanly_on_recovery_cut_error)
     open_fault_kind(ENV_OP_TRUNCATE, SETUP_TORN, true, true);
     open_fault_kind(ENV_OP_SYNC, SETUP_TORN, true, true);
     open_fault_kind(ENV_OP_REMOVE, SETUP_TORN_HEADER, true, true);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 Test(fault, open_fails_cleanly_on_create_error)
@@ -1031,7 +983,7 @@ Test(fault, open_fails_cleanly_on_create_error)
     open_fault_kind(ENV_OP_WRITE, SETUP_FRESH, false, true);
     open_fault_kind(ENV_OP_RENAME, SETUP_FRESH, true, true);
     open_fault_kind(ENV_OP_MKDIR, SETUP_FRESH, true, true);
-    assert_no_leaks();
+    tu_assert_no_leaks();
 }
 
 /* ---- background (MEMORY-level) log writes ------------------------------------------------- */
