@@ -116,9 +116,16 @@ static shale_code sync_segment(shale_db *db, const char *path, shale_error *err)
 
 typedef struct replay_state {
     shale_db *db;
-    commit_apply apply;
+    memtable_loader *loader; /* the memtable is empty at open: bulk-load it */
     uint64_t last_seq;
 } replay_state;
+
+static shale_code load_op(void *arg, uint64_t seq, const batch_op *op, shale_error *err)
+{
+    replay_state *st = arg;
+    return memtable_loader_add(st->loader, seq, op->type, op->key, op->value, op->expire_at_ms,
+                               err);
+}
 
 static shale_code replay_segment(replay_state *st, uint64_t number, bool is_last, shale_error *err)
 {
@@ -166,7 +173,7 @@ static shale_code replay_segment(replay_state *st, uint64_t number, bool is_last
             goto salvage_or_fail;
         }
         shale_error berr;
-        rc = batch_iterate(p + 1, rec.len - 1, commit_apply_op, &st->apply, &berr);
+        rc = batch_iterate(p + 1, rec.len - 1, load_op, st, &berr);
         if (rc != SHALE_OK) {
             /* A malformed batch passed its CRC, so this is a bug or deliberate damage; the prefix
              * of the batch already applied cannot be taken back, so even salvage stops here. */
@@ -235,11 +242,17 @@ shale_code recovery_replay(shale_db *db, shale_error *err)
 {
     uint64_t *numbers = NULL;
     size_t count = 0;
-    replay_state st = {.db = db, .apply = {.db = db}};
+    replay_state st = {.db = db};
+    memtable_load_stats loaded;
     shale_code rc;
 
     rc = list_segments(db, &numbers, &count, err);
     if (rc != SHALE_OK) {
+        return rc;
+    }
+    rc = memtable_loader_new(db->mem, &st.loader, err);
+    if (rc != SHALE_OK) {
+        free(numbers);
         return rc;
     }
     for (size_t i = 0; i < count; i++) {
@@ -249,10 +262,16 @@ shale_code recovery_replay(shale_db *db, shale_error *err)
         }
     }
     if (rc == SHALE_OK) {
+        /* Sorts and links everything replayed; frees the loader either way. */
+        rc = memtable_loader_finish(st.loader, &loaded, err);
+    } else {
+        memtable_loader_free(st.loader);
+    }
+    if (rc == SHALE_OK) {
         db->last_seq = st.last_seq;
         atomic_store_explicit(&db->visible_seq, st.last_seq, memory_order_release);
-        db->live_keys += st.apply.live_delta;
-        atomic_fetch_add_explicit(&db->ttl_puts, st.apply.ttl_puts, memory_order_relaxed);
+        db->live_keys += (int64_t)loaded.live_keys;
+        atomic_fetch_add_explicit(&db->ttl_puts, loaded.ttl_puts, memory_order_relaxed);
         db->next_file_number = count ? numbers[count - 1] + 1 : 1;
         db_log(db, "recovery: %zu segments, %" PRIu64 " records, last sequence %" PRIu64, count,
                db->recovered_records, db->last_seq);

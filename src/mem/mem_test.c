@@ -798,7 +798,7 @@ Test(skiplist, stale_prefixes_are_safe)
         }
         x->seq = i + 1;
         cr_assert_eq(
-            skiplist_insert(&sl, x->seq, MEMTABLE_PUT, x->key, x->key_len, "", 0, 0, NULL, NULL),
+            skiplist_insert(&sl, x->seq, MEMTABLE_PUT, x->key, x->key_len, "", 0, 0, NULL, NULL, NULL),
             SHALE_OK);
     }
     qsort(ref, n, sizeof *ref, ref_cmp);
@@ -968,6 +968,12 @@ static void *reader_main(void *p)
                 snprintf(why, why_len, "newest get of insert %llu failed", (unsigned long long)i);
                 goto fail;
             }
+            /* Keys never written are never found, while the index grows under the reader. */
+            conc_key(kb, c->n + tu_rng_below(&r, c->n));
+            if (memtable_get(c->m, slice_make(kb, 16), MEMTABLE_MAX_SEQ, &e)) {
+                snprintf(why, why_len, "found a key never written");
+                goto fail;
+            }
         }
         if (rounds % 4 == 0 || last) {
             done = atomic_load_explicit(&c->done, memory_order_acquire);
@@ -1036,4 +1042,684 @@ Test(memtable_concurrency, one_writer_many_readers, .timeout = 120)
     cr_assert_eq(memtable_entry_count(c.m), c.n);
     memtable_unref(c.m);
     free(c.key_of);
+}
+
+/* ---- Bulk load (memtable_loader) ---- */
+
+/* One op of a load: what memtable_add and memtable_loader_add both get. */
+typedef struct load_op {
+    char key[48];
+    size_t key_len;
+    uint64_t seq;
+    uint8_t type;
+    uint64_t expire_at_ms;
+    size_t val_len; /* the value is val_len bytes of "val" repeated, from the seq */
+} load_op;
+
+static void op_value(const load_op *o, char *buf)
+{
+    for (size_t i = 0; i < o->val_len; i++) {
+        buf[i] = (char)('a' + (o->seq + i) % 26);
+    }
+}
+
+static memtable *build_by_adds(const load_op *ops, size_t n)
+{
+    memtable *m = new_mt();
+    char val[300];
+    for (size_t i = 0; i < n; i++) {
+        op_value(&ops[i], val);
+        add(m, ops[i].seq, ops[i].type, slice_make(ops[i].key, ops[i].key_len),
+            slice_make(val, ops[i].val_len), ops[i].expire_at_ms);
+    }
+    return m;
+}
+
+static memtable *build_by_loader(const load_op *ops, size_t n, memtable_load_stats *st)
+{
+    memtable *m = new_mt();
+    shale_error err = {0};
+    char val[300];
+    memtable_loader *l = NULL;
+    cr_assert_eq(memtable_loader_new(m, &l, &err), SHALE_OK, "%s", err.msg);
+    cr_assert_not_null(l, "%s", err.msg);
+    for (size_t i = 0; i < n; i++) {
+        op_value(&ops[i], val);
+        cr_assert_eq(memtable_loader_add(l, ops[i].seq, ops[i].type,
+                                         slice_make(ops[i].key, ops[i].key_len),
+                                         slice_make(val, ops[i].val_len), ops[i].expire_at_ms, &err),
+                     SHALE_OK, "op %zu: %s", i, err.msg);
+    }
+    cr_assert_eq(memtable_loader_finish(l, st, &err), SHALE_OK, "%s", err.msg);
+    return m;
+}
+
+static bool same_node(const skiplist_node *a, const skiplist_node *b)
+{
+    return a->tag == b->tag && a->key_len == b->key_len && a->val_len == b->val_len &&
+           memcmp(skiplist_node_key(a), skiplist_node_key(b), a->key_len) == 0 &&
+           memcmp(skiplist_node_value(a), skiplist_node_value(b), a->val_len) == 0 &&
+           skiplist_node_expire_at_ms(a) == skiplist_node_expire_at_ms(b);
+}
+
+/* The two lists are the same structure: same height, and at every level the same nodes (by
+ * content) in the same order with the same key prefixes in the links. */
+static void assert_same_lists(memtable *x, memtable *y)
+{
+    const skiplist *a = memtable_skiplist(x);
+    const skiplist *b = memtable_skiplist(y);
+    cr_assert_eq(atomic_load(&a->height), atomic_load(&b->height));
+    cr_assert_eq(memtable_entry_count(x), memtable_entry_count(y));
+    for (int level = 0; level < SKIPLIST_MAX_HEIGHT; level++) {
+        const skiplist_node *p = a->head, *q = b->head;
+        size_t pos = 0;
+        for (;;) {
+            skiplist_link *lp = &((skiplist_node *)p)->next[level];
+            skiplist_link *lq = &((skiplist_node *)q)->next[level];
+            cr_assert_eq(atomic_load(&lp->key_prefix), atomic_load(&lq->key_prefix),
+                         "level %d position %zu: prefixes differ", level, pos);
+            p = atomic_load(&lp->node);
+            q = atomic_load(&lq->node);
+            if (p == NULL || q == NULL) {
+                cr_assert(p == NULL && q == NULL, "level %d: lengths differ at %zu", level, pos);
+                break;
+            }
+            cr_assert(same_node(p, q), "level %d position %zu: nodes differ", level, pos);
+            pos++;
+        }
+        if (level == 0) {
+            cr_assert_eq(pos, memtable_entry_count(x));
+        }
+    }
+}
+
+/* Gets at every op's own seq and one below it, and at the newest, agree between the two. */
+static void assert_same_gets(memtable *x, memtable *y, const load_op *ops, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        shale_slice k = slice_make(ops[i].key, ops[i].key_len);
+        uint64_t snaps[3] = {ops[i].seq, ops[i].seq - 1, MEMTABLE_MAX_SEQ};
+        for (int s = 0; s < 3; s++) {
+            memtable_entry e, f;
+            bool fx = memtable_get(x, k, snaps[s], &e);
+            bool fy = memtable_get(y, k, snaps[s], &f);
+            cr_assert_eq(fx, fy, "op %zu snapshot %d", i, s);
+            if (fx) {
+                cr_assert_eq(e.seq, f.seq);
+                cr_assert_eq(e.type, f.type);
+                cr_assert_eq(e.expire_at_ms, f.expire_at_ms);
+                cr_assert(slice_eq(e.value, f.value));
+                cr_assert(slice_eq(e.key, k));
+            }
+        }
+    }
+}
+
+static int load_op_cmp(const void *a_, const void *b_)
+{
+    const load_op *a = a_;
+    const load_op *b = b_;
+    int c = slice_cmp(slice_make(a->key, a->key_len), slice_make(b->key, b->key_len));
+    if (c != 0) {
+        return c;
+    }
+    return a->seq > b->seq ? -1 : (a->seq < b->seq ? 1 : 0);
+}
+
+/* What the stats of a load must say, from the ops alone. */
+static void expected_stats(const load_op *ops, size_t n, memtable_load_stats *out)
+{
+    load_op *sorted = malloc((n ? n : 1) * sizeof *sorted);
+    cr_assert_not_null(sorted);
+    memcpy(sorted, ops, n * sizeof *ops);
+    /* Sort by key, then seq descending: the first of each key is its newest. */
+    qsort(sorted, n, sizeof *sorted, load_op_cmp);
+    memset(out, 0, sizeof *out);
+    out->entries = n;
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0 && slice_eq(slice_make(sorted[i].key, sorted[i].key_len),
+                              slice_make(sorted[i - 1].key, sorted[i - 1].key_len))) {
+            continue;
+        }
+        out->keys++;
+        if (sorted[i].type == MEMTABLE_PUT) {
+            out->live_keys++;
+            out->ttl_puts += sorted[i].expire_at_ms != 0;
+        }
+    }
+    free(sorted);
+}
+
+static void check_load(const load_op *ops, size_t n)
+{
+    memtable_load_stats st, want;
+    memtable *x = build_by_adds(ops, n);
+    memtable *y = build_by_loader(ops, n, &st);
+
+    assert_same_lists(x, y);
+    assert_same_gets(x, y, ops, n);
+    expected_stats(ops, n, &want);
+    cr_assert_eq(st.entries, want.entries);
+    cr_assert_eq(st.keys, want.keys);
+    cr_assert_eq(st.live_keys, want.live_keys);
+    cr_assert_eq(st.ttl_puts, want.ttl_puts);
+    memtable_unref(x);
+    memtable_unref(y);
+}
+
+/* Random ops: keys from random_key (shared prefixes, lengths around 8 and 16, bytes >= 0x80,
+ * NULs), often long enough to tie on 16 and 32 bytes; many versions per key; deletes; TTLs. */
+static size_t random_ops(load_op *ops, size_t n, uint64_t seed)
+{
+    tu_rng r;
+    uint64_t seq = 0;
+    tu_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) {
+        load_op *o = &ops[i];
+        memset(o, 0, sizeof *o);
+        if (i > 0 && tu_rng_below(&r, 2) == 0) {
+            const load_op *old = &ops[tu_rng_below(&r, i)];
+            memcpy(o->key, old->key, old->key_len);
+            o->key_len = old->key_len;
+        } else {
+            o->key_len = random_key(&r, o->key);
+            if (tu_rng_below(&r, 4) == 0) {
+                /* Longer keys that tie on their first 32 bytes, some only by zero padding. */
+                size_t extra = tu_rng_below(&r, 16);
+                memset(o->key + o->key_len, tu_rng_below(&r, 2) ? 0 : 'z', extra);
+                o->key_len += extra;
+            }
+        }
+        seq += 1 + tu_rng_below(&r, 3); /* gaps, as batches and salvage leave */
+        o->seq = seq;
+        o->type = tu_rng_below(&r, 4) == 0 ? MEMTABLE_DEL : MEMTABLE_PUT;
+        o->expire_at_ms = tu_rng_below(&r, 3) == 0 ? 1 + tu_rng_below(&r, 1000) : 0;
+        o->val_len = tu_rng_below(&r, 40);
+    }
+    return n;
+}
+
+Test(memtable_loader, equals_one_by_one_inserts)
+{
+    const size_t n = 40000;
+    load_op *ops = calloc(n, sizeof *ops);
+    cr_assert_not_null(ops);
+    for (uint64_t seed = 1; seed <= 3; seed++) {
+        random_ops(ops, n, seed);
+        check_load(ops, n);
+    }
+    /* Small loads exercise the insertion-sort paths alone. */
+    for (size_t k = 1; k <= 40; k += 3) {
+        random_ops(ops, k, 100 + k);
+        check_load(ops, k);
+    }
+    free(ops);
+}
+
+/* Keys that tie on every padded byte and differ only in length, or that share long prefixes,
+ * in every arrival order; many versions of each. */
+Test(memtable_loader, ties_on_padding_and_long_prefixes)
+{
+    static const struct {
+        const char *k;
+        size_t len;
+    } keys[] = {
+        {"", 0},
+        {"\0", 1},
+        {"\0\0", 2},
+        {"a", 1},
+        {"a\0", 2},
+        {"a\0\0\0\0\0\0\0", 8},
+        {"a\0\0\0\0\0\0\0\0", 9},
+        {"aaaaaaaaaaaaaaaa", 16},
+        {"aaaaaaaaaaaaaaaa\0", 17},
+        {"aaaaaaaaaaaaaaaa\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 32},
+        {"aaaaaaaaaaaaaaaa\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0", 33},
+        {"aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbbc", 33},
+        {"aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbb", 32},
+        {"aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbbc\xff", 34},
+        {"aaaaaaaaaaaaaaaabbbbbbbbbbbbbbbb\x80", 33},
+        {"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 17},
+        {"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", 16},
+    };
+    const size_t nk = sizeof keys / sizeof keys[0];
+    const size_t n = nk * 60;
+    load_op *ops = calloc(n, sizeof *ops);
+    tu_rng r;
+
+    cr_assert_not_null(ops);
+    tu_rng_seed(&r, 7);
+    for (size_t i = 0; i < n; i++) {
+        size_t k = tu_rng_below(&r, nk);
+        memcpy(ops[i].key, keys[k].k, keys[k].len);
+        ops[i].key_len = keys[k].len;
+        ops[i].seq = i + 1;
+        ops[i].type = i % 5 == 0 ? MEMTABLE_DEL : MEMTABLE_PUT;
+        ops[i].expire_at_ms = i % 3 == 0 ? i : 0;
+        ops[i].val_len = i % 11;
+    }
+    check_load(ops, n);
+    /* Runs of equal keys longer than the insertion-sort cut-off, in one big tie. */
+    for (size_t i = 0; i < n; i++) {
+        size_t k = i % 2 ? 9 : 10; /* equal to 32 bytes, lengths 32 and 33 */
+        memcpy(ops[i].key, keys[k].k, keys[k].len);
+        ops[i].key_len = keys[k].len;
+    }
+    check_load(ops, n);
+    free(ops);
+}
+
+Test(memtable_loader, empty_load_and_misuse)
+{
+    memtable *m = new_mt();
+    shale_error err = {0};
+    memtable_load_stats st;
+    memtable_entry e;
+    memtable_iter it;
+
+    memtable_loader *l = NULL;
+    cr_assert_eq(memtable_loader_new(m, &l, &err), SHALE_OK, "%s", err.msg);
+    cr_assert_not_null(l);
+    memset(&st, 0xff, sizeof st);
+    cr_assert_eq(memtable_loader_finish(l, &st, &err), SHALE_OK);
+    cr_assert_eq(st.entries, 0);
+    cr_assert_eq(st.keys, 0);
+    cr_assert_eq(st.live_keys, 0);
+    cr_assert_eq(st.ttl_puts, 0);
+    cr_assert_eq(memtable_entry_count(m), 0);
+    memtable_iter_init(&it, m);
+    memtable_iter_seek_first(&it);
+    cr_assert_not(memtable_iter_valid(&it));
+    memtable_iter_destroy(&it);
+    /* A NULL stats pointer is fine. */
+    cr_assert_eq(memtable_loader_new(m, &l, &err), SHALE_OK, "%s", err.msg);
+    cr_assert_not_null(l);
+    cr_assert_eq(memtable_loader_finish(l, NULL, &err), SHALE_OK);
+
+    /* The memtable works normally after an empty load; a non-empty one refuses a loader. */
+    put(m, 5, "k", "v");
+    l = (memtable_loader *)&e; /* must be reset */
+    cr_assert_eq(memtable_loader_new(m, &l, &err), SHALE_INVALID);
+    cr_assert_null(l);
+    cr_assert_eq(err.code, SHALE_INVALID);
+    cr_assert(strstr(err.msg, "not empty") != NULL, "%s", err.msg);
+    cr_assert(memtable_get(m, SLICE_LIT("k"), MEMTABLE_MAX_SEQ, &e));
+    memtable_unref(m);
+
+    /* A memtable written behind the loader's back: finish refuses and publishes nothing. */
+    m = new_mt();
+    cr_assert_eq(memtable_loader_new(m, &l, &err), SHALE_OK, "%s", err.msg);
+    cr_assert_not_null(l);
+    cr_assert_eq(memtable_loader_add(l, 1, MEMTABLE_PUT, SLICE_LIT("a"), SLICE_LIT("1"), 0, &err),
+                 SHALE_OK);
+    put(m, 9, "b", "9");
+    cr_assert_eq(memtable_loader_finish(l, &st, &err), SHALE_INVALID);
+    cr_assert_eq(st.entries, 0);
+    cr_assert_not(memtable_get(m, SLICE_LIT("a"), MEMTABLE_MAX_SEQ, &e));
+    cr_assert_eq(memtable_entry_count(m), 1);
+    memtable_unref(m);
+    memtable_loader_free(NULL);
+}
+
+Test(memtable_loader, rejects_bad_entries_and_stays_usable)
+{
+    memtable *m = new_mt();
+    shale_error err = {0};
+    memtable_load_stats st;
+    memtable_entry e;
+    memtable_loader *l = NULL;
+    cr_assert_eq(memtable_loader_new(m, &l, &err), SHALE_OK, "%s", err.msg);
+
+    cr_assert_not_null(l);
+    cr_assert_eq(memtable_loader_add(l, 10, MEMTABLE_PUT, SLICE_LIT("k"), SLICE_LIT("v10"), 0, &err),
+                 SHALE_OK);
+    /* Not after the previous seq: same, older, and on another key. */
+    cr_assert_eq(memtable_loader_add(l, 10, MEMTABLE_PUT, SLICE_LIT("k"), SLICE_LIT("x"), 0, &err),
+                 SHALE_INVALID);
+    cr_assert(strstr(err.msg, "not after") != NULL, "%s", err.msg);
+    cr_assert_eq(memtable_loader_add(l, 9, MEMTABLE_PUT, SLICE_LIT("j"), SLICE_LIT("x"), 0, &err),
+                 SHALE_INVALID);
+    cr_assert_eq(memtable_loader_add(l, MEMTABLE_MAX_SEQ + 1, MEMTABLE_PUT, SLICE_LIT("k"),
+                                     SLICE_LIT("x"), 0, &err),
+                 SHALE_INVALID);
+    cr_assert_eq(memtable_loader_add(l, 11, 0x80, SLICE_LIT("k"), SLICE_LIT("x"), 0, &err),
+                 SHALE_INVALID);
+    cr_assert_eq(memtable_loader_add(l, 11, MEMTABLE_PUT, SLICE_LIT("k"),
+                                     slice_make("x", (size_t)UINT32_MAX + 1), 0, NULL),
+                 SHALE_FULL);
+    cr_assert_eq(memtable_loader_add(l, 11, MEMTABLE_PUT, SLICE_LIT("k"), SLICE_LIT("v11"), 0, &err),
+                 SHALE_OK);
+    cr_assert_eq(memtable_loader_add(l, 12, MEMTABLE_DEL, SLICE_LIT("j"), SLICE_LIT(""), 0, &err),
+                 SHALE_OK);
+    cr_assert_eq(memtable_loader_finish(l, &st, &err), SHALE_OK);
+    cr_assert_eq(st.entries, 3);
+    cr_assert_eq(st.keys, 2);
+    cr_assert_eq(st.live_keys, 1);
+    cr_assert(memtable_get(m, SLICE_LIT("k"), MEMTABLE_MAX_SEQ, &e));
+    cr_assert_eq(e.seq, 11);
+    cr_assert(memtable_get(m, SLICE_LIT("k"), 10, &e));
+    cr_assert(slice_is(e.value, "v10"));
+    cr_assert(memtable_get(m, SLICE_LIT("j"), 12, &e));
+    cr_assert_eq(e.type, MEMTABLE_DEL);
+    /* memtable_add continues the history. */
+    cr_assert_eq(memtable_add(m, 11, MEMTABLE_PUT, SLICE_LIT("k"), SLICE_LIT("x"), 0, NULL, NULL,
+                              &err),
+                 SHALE_INVALID);
+    put(m, 13, "k", "v13");
+    cr_assert(memtable_get(m, SLICE_LIT("k"), MEMTABLE_MAX_SEQ, &e));
+    cr_assert(slice_is(e.value, "v13"));
+    cr_assert_eq(memtable_entry_count(m), 4);
+    memtable_unref(m);
+}
+
+/* Large values are built in place in the memtable's arena rather than staged and copied; mixed
+ * with small ones they must still come out in order, and a later add must still work. */
+Test(memtable_loader, large_values_in_place)
+{
+    const size_t big = (size_t)2 << 20;
+    char *v = malloc(big);
+    memtable *m = new_mt();
+    shale_error err = {0};
+    memtable_load_stats st;
+    memtable_entry e;
+    memtable_loader *l = NULL;
+    cr_assert_eq(memtable_loader_new(m, &l, &err), SHALE_OK, "%s", err.msg);
+
+    cr_assert(v != NULL && l != NULL);
+    memset(v, 'B', big);
+    cr_assert_eq(memtable_loader_add(l, 1, MEMTABLE_PUT, SLICE_LIT("m"), slice_make(v, big), 7,
+                                     &err),
+                 SHALE_OK);
+    cr_assert_eq(memtable_loader_add(l, 2, MEMTABLE_PUT, SLICE_LIT("a"), SLICE_LIT("small"), 0, &err),
+                 SHALE_OK);
+    cr_assert_eq(memtable_loader_add(l, 3, MEMTABLE_PUT, SLICE_LIT("m"), slice_make(v, big / 2), 0,
+                                     &err),
+                 SHALE_OK);
+    cr_assert_eq(memtable_loader_add(l, 4, MEMTABLE_PUT, SLICE_LIT("z"), SLICE_LIT("small"), 0, &err),
+                 SHALE_OK);
+    cr_assert_eq(memtable_loader_finish(l, &st, &err), SHALE_OK);
+    cr_assert_eq(st.keys, 3);
+    cr_assert(memtable_get(m, SLICE_LIT("m"), 2, &e));
+    cr_assert_eq(e.value.len, big);
+    cr_assert_eq(e.expire_at_ms, 7);
+    cr_assert_eq(((const char *)e.value.data)[big - 1], 'B');
+    cr_assert(memtable_get(m, SLICE_LIT("m"), MEMTABLE_MAX_SEQ, &e));
+    cr_assert_eq(e.value.len, big / 2);
+    memtable_iter it;
+    const char *order[] = {"a", "m", "m", "z"};
+    size_t i = 0;
+    memtable_iter_init(&it, m);
+    for (memtable_iter_seek_first(&it); memtable_iter_valid(&it); memtable_iter_next(&it), i++) {
+        memtable_iter_entry(&it, &e);
+        cr_assert(slice_is(e.key, order[i]));
+    }
+    cr_assert_eq(i, 4);
+    memtable_iter_destroy(&it);
+    memtable_unref(m);
+    free(v);
+}
+
+/* Abandoning a load frees everything it staged (checked under ASan) and leaves the memtable
+ * empty and usable. */
+Test(memtable_loader, abandon_frees_everything)
+{
+    const size_t n = 20000;
+    load_op *ops = calloc(n, sizeof *ops);
+    memtable *m = new_mt();
+    shale_error err = {0};
+    char val[300];
+    memtable_entry e;
+
+    cr_assert_not_null(ops);
+    random_ops(ops, n, 42);
+    memtable_loader *l = NULL;
+    cr_assert_eq(memtable_loader_new(m, &l, &err), SHALE_OK, "%s", err.msg);
+    cr_assert_not_null(l);
+    for (size_t i = 0; i < n; i++) {
+        op_value(&ops[i], val);
+        cr_assert_eq(memtable_loader_add(l, ops[i].seq, ops[i].type,
+                                         slice_make(ops[i].key, ops[i].key_len),
+                                         slice_make(val, ops[i].val_len), ops[i].expire_at_ms, &err),
+                     SHALE_OK);
+    }
+    memtable_loader_free(l);
+    cr_assert_eq(memtable_entry_count(m), 0);
+    cr_assert_not(memtable_get(m, slice_make(ops[0].key, ops[0].key_len), MEMTABLE_MAX_SEQ, &e));
+    put(m, 1, "after", "abandon");
+    cr_assert(memtable_get(m, SLICE_LIT("after"), 1, &e));
+    memtable_unref(m);
+    free(ops);
+    tu_assert_no_leaks();
+}
+
+/* Out of memory, for real, under an address-space limit: a failed add stages nothing and the
+ * loader goes on; a failed finish leaves the memtable empty and usable. */
+Test(memtable_loader, nomem)
+{
+    if (UNDER_SANITIZER) {
+        cr_skip_test("address-space limits do not mix with sanitizers");
+    }
+    const size_t huge = (size_t)1 << 30;
+    void *src = mmap(NULL, huge, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    cr_assert_neq(src, MAP_FAILED);
+    memtable *m = new_mt();
+    shale_error err = {0};
+    memtable_load_stats st;
+    memtable_entry e;
+    struct rlimit old, lim;
+    unsigned long pages = 0;
+    char val[1000];
+
+    memset(val, 'x', sizeof val);
+    memtable_loader *l = NULL;
+    cr_assert_eq(memtable_loader_new(m, &l, &err), SHALE_OK, "%s", err.msg);
+    cr_assert_not_null(l);
+    /* ~200 MB staged in small entries: finish must copy them all into the memtable's arena. */
+    const uint64_t n = 200000;
+    char kb[17];
+    for (uint64_t i = 0; i < n; i++) {
+        cr_assert_eq(memtable_loader_add(l, i + 1, MEMTABLE_PUT, tu_key(kb, i * 7919 % n),
+                                         slice_make(val, sizeof val), 0, &err),
+                     SHALE_OK);
+    }
+
+    FILE *f = fopen("/proc/self/statm", "r");
+    cr_assert_not_null(f);
+    cr_assert_eq(fscanf(f, "%lu", &pages), 1);
+    fclose(f);
+    cr_assert_eq(getrlimit(RLIMIT_AS, &old), 0);
+    lim = old;
+    lim.rlim_cur = pages * 4096ul + ((rlim_t)64 << 20);
+    cr_assert_eq(setrlimit(RLIMIT_AS, &lim), 0);
+    /* A 1 GiB value cannot be staged; the loader is unchanged. */
+    shale_code rc = memtable_loader_add(l, n + 1, MEMTABLE_PUT, SLICE_LIT("huge"),
+                                        slice_make(src, huge), 0, &err);
+    cr_assert_eq(rc, SHALE_NOMEM, "%s", err.msg);
+    cr_assert_eq(memtable_loader_add(l, n + 2, MEMTABLE_PUT, SLICE_LIT("last"), SLICE_LIT("v"), 0,
+                                     &err),
+                 SHALE_OK, "%s", err.msg);
+    rc = memtable_loader_finish(l, &st, &err);
+    cr_assert_eq(setrlimit(RLIMIT_AS, &old), 0);
+    cr_assert_eq(rc, SHALE_NOMEM, "%s", err.msg);
+    cr_assert_eq(st.entries, 0);
+    cr_assert_eq(memtable_entry_count(m), 0);
+    cr_assert_not(memtable_get(m, SLICE_LIT("last"), MEMTABLE_MAX_SEQ, &e));
+    memtable_iter it;
+    memtable_iter_init(&it, m);
+    memtable_iter_seek_first(&it);
+    cr_assert_not(memtable_iter_valid(&it));
+    memtable_iter_destroy(&it);
+    put(m, 1, "a", "1");
+    cr_assert(memtable_get(m, SLICE_LIT("a"), 1, &e));
+
+    /* With room again, a second load on a fresh memtable takes the same entries. */
+    memtable *m2 = new_mt();
+    cr_assert_eq(memtable_loader_new(m2, &l, &err), SHALE_OK, "%s", err.msg);
+    cr_assert_not_null(l);
+    for (uint64_t i = 0; i < 1000; i++) {
+        cr_assert_eq(memtable_loader_add(l, i + 1, MEMTABLE_PUT, tu_key(kb, i),
+                                         slice_make(val, sizeof val), 0, &err),
+                     SHALE_OK);
+    }
+    cr_assert_eq(memtable_loader_finish(l, &st, &err), SHALE_OK);
+    cr_assert_eq(st.live_keys, 1000);
+    memtable_unref(m2);
+    memtable_unref(m);
+    munmap(src, huge);
+}
+
+/* ---- Point-read index ---- */
+
+/* The answer the skiplist gives: the first entry >= (key, snapshot), if it has that key. */
+static bool list_get(memtable *m, shale_slice key, uint64_t snapshot, memtable_entry *out)
+{
+    memtable_iter it;
+    bool found = false;
+    memtable_iter_init(&it, m);
+    memtable_iter_seek(&it, key, snapshot);
+    if (memtable_iter_valid(&it)) {
+        memtable_iter_entry(&it, out);
+        found = slice_eq(out->key, key);
+    }
+    memtable_iter_destroy(&it);
+    return found;
+}
+
+static void assert_index_matches_list(memtable *m, const load_op *ops, size_t n, uint64_t seed)
+{
+    tu_rng r;
+    tu_rng_seed(&r, seed);
+    uint64_t max_seq = n ? ops[n - 1].seq : 0;
+    for (size_t i = 0; i < n; i++) {
+        shale_slice k = slice_make(ops[i].key, ops[i].key_len);
+        uint64_t snaps[5] = {ops[i].seq, ops[i].seq - 1, tu_rng_below(&r, max_seq + 2), 0,
+                             MEMTABLE_MAX_SEQ};
+        for (int s = 0; s < 5; s++) {
+            memtable_entry e, f;
+            bool by_index = memtable_get(m, k, snaps[s], &e);
+            bool by_list = list_get(m, k, snaps[s], &f);
+            cr_assert_eq(by_index, by_list, "op %zu snapshot %llu", i,
+                         (unsigned long long)snaps[s]);
+            if (by_index) {
+                cr_assert_eq(e.seq, f.seq, "op %zu snapshot %llu", i, (unsigned long long)snaps[s]);
+                cr_assert_eq(e.value.data, f.value.data, "the same node");
+                cr_assert_eq(e.type, f.type);
+                cr_assert_eq(e.expire_at_ms, f.expire_at_ms);
+                cr_assert_leq(e.seq, snaps[s]);
+            }
+        }
+        /* Absent keys next to present ones: one byte more, one byte less, last byte changed. */
+        char probe[64];
+        memcpy(probe, ops[i].key, ops[i].key_len);
+        probe[ops[i].key_len] = (char)tu_rng_next(&r);
+        shale_slice variants[3] = {slice_make(probe, ops[i].key_len + 1),
+                                   slice_make(probe, ops[i].key_len ? ops[i].key_len - 1 : 0),
+                                   slice_make(probe, ops[i].key_len)};
+        if (ops[i].key_len > 0) {
+            probe[ops[i].key_len - 1] ^= 0x40;
+        }
+        for (int v = 0; v < 3; v++) {
+            memtable_entry e, f;
+            bool by_index = memtable_get(m, variants[v], MEMTABLE_MAX_SEQ, &e);
+            bool by_list = list_get(m, variants[v], MEMTABLE_MAX_SEQ, &f);
+            cr_assert_eq(by_index, by_list, "op %zu variant %d", i, v);
+            if (by_index) {
+                cr_assert_eq(e.seq, f.seq);
+            }
+        }
+    }
+}
+
+Test(memtable_index, gets_equal_list_searches)
+{
+    const size_t n = 30000;
+    load_op *ops = calloc(n, sizeof *ops);
+    memtable_load_stats st;
+
+    cr_assert_not_null(ops);
+    random_ops(ops, n, 77);
+    /* Built by inserts: the index grew from its smallest size many times on the way. */
+    memtable *x = build_by_adds(ops, n);
+    assert_index_matches_list(x, ops, n, 1);
+    /* Built by the loader, then written to: the loaded index grows and takes updates. */
+    memtable *y = build_by_loader(ops, n / 2, &st);
+    char val[300];
+    for (size_t i = n / 2; i < n; i++) {
+        op_value(&ops[i], val);
+        add(y, ops[i].seq, ops[i].type, slice_make(ops[i].key, ops[i].key_len),
+            slice_make(val, ops[i].val_len), ops[i].expire_at_ms);
+    }
+    assert_index_matches_list(y, ops, n, 2);
+    assert_same_gets(x, y, ops, n);
+    memtable_unref(x);
+    memtable_unref(y);
+    free(ops);
+}
+
+/* Many versions of few keys: gets at old snapshots walk from the newest version down. */
+Test(memtable_index, deep_version_chains)
+{
+    memtable *m = new_mt();
+    memtable_entry e;
+    char val[16];
+
+    for (uint64_t s = 1; s <= 3000; s++) {
+        snprintf(val, sizeof val, "%llu", (unsigned long long)s);
+        add(m, s, s % 7 == 0 ? MEMTABLE_DEL : MEMTABLE_PUT, s % 3 == 0 ? SLICE_LIT("b") : SLICE_LIT("a"),
+            slice_cstr(val), 0);
+    }
+    for (uint64_t snap = 0; snap <= 3001; snap++) {
+        memtable_entry f;
+        for (int k = 0; k < 2; k++) {
+            shale_slice key = k ? SLICE_LIT("b") : SLICE_LIT("a");
+            bool by_index = memtable_get(m, key, snap, &e);
+            cr_assert_eq(by_index, list_get(m, key, snap, &f), "snapshot %llu",
+                         (unsigned long long)snap);
+            if (by_index) {
+                cr_assert_eq(e.seq, f.seq);
+            }
+        }
+    }
+    cr_assert(memtable_get(m, SLICE_LIT("a"), 2, &e));
+    cr_assert_eq(e.seq, 2);
+    cr_assert_not(memtable_get(m, SLICE_LIT("b"), 2, &e));
+    cr_assert_not(memtable_get(m, SLICE_LIT("c"), MEMTABLE_MAX_SEQ, &e));
+    memtable_unref(m);
+}
+
+/* memtable_memory_bytes counts the index (all its tables), and the index costs what memtable.c
+ * says: 8-byte slots, at most 3/4 full, old tables together no bigger than the current one. */
+Test(memtable_index, memory_accounting)
+{
+    memtable *m = new_mt();
+    char kb[17];
+    const uint64_t keys = 50000;
+
+    cr_assert_eq(memtable_index_bytes(m), 0, "no index before the first add");
+    for (uint64_t i = 0; i < 2 * keys; i++) {
+        add(m, i + 1, MEMTABLE_PUT, tu_key(kb, i % keys), SLICE_LIT("v"), 0);
+    }
+    size_t idx = memtable_index_bytes(m);
+    cr_assert_geq(idx, keys * 8 * 4 / 3, "at most 3/4 full");
+    cr_assert_leq(idx, keys * 8 * 4 / 3 * 2 * 2 + 4096, "current <= 2x minimum, old <= current");
+    cr_assert_geq(memtable_memory_bytes(m), idx + 2 * keys * 32);
+
+    /* A loaded memtable's index is sized for its keys, with no old tables. */
+    memtable *l = new_mt();
+    memtable_loader *ld = NULL;
+    memtable_load_stats st;
+    shale_error err = {0};
+    cr_assert_eq(memtable_loader_new(l, &ld, &err), SHALE_OK);
+    for (uint64_t i = 0; i < 2 * keys; i++) {
+        cr_assert_eq(memtable_loader_add(ld, i + 1, MEMTABLE_PUT, tu_key(kb, i % keys),
+                                         SLICE_LIT("v"), 0, &err),
+                     SHALE_OK);
+    }
+    cr_assert_eq(memtable_loader_finish(ld, &st, &err), SHALE_OK);
+    size_t lidx = memtable_index_bytes(l);
+    cr_assert_geq(lidx, keys * 8 * 4 / 3);
+    cr_assert_leq(lidx, keys * 8 * 4 / 3 * 2 + 4096);
+    cr_assert_leq(lidx, idx);
+    memtable_unref(l);
+    memtable_unref(m);
 }

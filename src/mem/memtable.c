@@ -1,21 +1,266 @@
-/* memtable: a refcounted skiplist in an arena; see memtable.h for the contract. */
+/*
+ * memtable: a refcounted skiplist in an arena, plus a hash index for point reads; see memtable.h
+ * for the contract.
+ *
+ * Point-read index. A get on the skiplist is a chain of dependent cache misses (~20 node visits
+ * for a million entries); the index maps each user key to the node of its NEWEST version, so a
+ * get is a hash, one or two slot probes and the node: older versions follow the newest one on
+ * level 0, so a snapshot older than the newest version walks level-0 links from there.
+ *
+ * Layout: open addressing with linear probing over 8-byte slots, at most 3/4 full. A slot is 0
+ * (empty) or tag << INDEX_PTR_BITS | node >> 3: the node pointer (8-byte aligned, below 2^56 -
+ * every user-space address on Linux) and the top INDEX_TAG_BITS bits of the key's hash, so a
+ * probe dereferences a node only when its tag matches (a false match costs one key compare,
+ * 1 in 2048). Keys are never removed (deletes are versions), so probing needs no tombstones.
+ *
+ * Threads: the single writer (memtable_add, the loader) stores slots with release stores: a slot
+ * goes from 0 to a node, or from a node to a newer version of the same key (same hash, same
+ * slot). Readers load slots with acquire, so the node's bytes are visible. The table grows by
+ * building a complete new one (twice the slots, every key rehashed) and publishing its pointer
+ * with a release store; old tables stay allocated until the memtable dies, so a reader still on
+ * one reads valid memory. Why a reader on an old table still finds every key it must: the db
+ * publishes visible_seq (release) only after memtable_add returns, and a reader loads visible_seq
+ * (acquire) before it calls memtable_get. If an insert completed before the reader's snapshot,
+ * its slot store - and the publication of any table created before it, which the insert wrote
+ * into - happened before the reader loaded the table pointer; so the reader sees that table or a
+ * newer one, and the slot or a newer version of it (coherence). An insert that completed after
+ * the snapshot is not in the reader's view anyway. (Tests follow the same protocol: the writer
+ * publishes a count with release after each add, readers acquire it before reading.)
+ *
+ * index == NULL means "search the skiplist": before the first add, and for good if a node
+ * address ever does not fit a slot (index_off; not seen on Linux, kept as a safe fallback).
+ * Memory: 8 bytes per slot, 1/0.75..1/0.375 slots per key, plus the old tables (together about
+ * as large as the current one): 11-43 bytes per key, about 25 on average when built by inserts;
+ * a table built by the loader is sized for its keys and has no predecessors.
+ */
 #include "mem/memtable.h"
 
 #include <assert.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
 
 #include "base/arena.h"
 #include "base/error.h"
+#include "base/hash.h"
 #include "base/slice.h"
 #include "mem/skiplist.h"
+
+#define INDEX_PTR_BITS 53
+#define INDEX_TAG_BITS (64 - INDEX_PTR_BITS)
+#define INDEX_PTR_MASK ((UINT64_C(1) << INDEX_PTR_BITS) - 1)
+#define INDEX_MIN_SLOTS ((size_t)256)
+/* Tables from this size up are 2 MiB-aligned and asked for huge pages: every probe is a random
+ * access, and with 4 KiB pages it would usually miss the TLB too (see arena.c). */
+#define INDEX_HUGE_BYTES ((size_t)2 << 20)
+/* Keys hashed with a fixed seed: the index is in memory only, and a seed from the clock would
+ * make runs irreproducible for no real defence (the keys come from the database's own users). */
+#define INDEX_SEED UINT64_C(0x5368616c65494458)
+
+typedef struct mem_index {
+    struct mem_index *older; /* the previous table, kept for readers still on it */
+    size_t bytes;            /* of this allocation */
+    uint64_t mask;           /* slots - 1; slots is a power of two */
+    _Atomic uint64_t slots[];
+} mem_index;
 
 struct memtable {
     _Atomic uint32_t refs;
     _Atomic uint64_t entry_count; /* written by the single writer, read by anyone */
     arena arena;
     skiplist list;
+    _Atomic(mem_index *) index;  /* current table; NULL = search the list (see above) */
+    mem_index *tables;           /* every table, newest first, freed with the memtable; writer */
+    size_t index_keys;           /* keys in the current table; writer */
+    bool index_off;              /* the index was given up; writer */
+    _Atomic size_t index_bytes;  /* all tables; read by anyone (relaxed) */
 };
+
+static inline uint64_t key_hash(const void *key, size_t len)
+{
+    return hash_bytes(key, len, INDEX_SEED);
+}
+
+static inline bool node_fits(const skiplist_node *n)
+{
+    return ((uint64_t)(uintptr_t)n >> 3) <= INDEX_PTR_MASK;
+}
+
+static inline uint64_t slot_make(uint64_t hash, const skiplist_node *n)
+{
+    return (hash >> INDEX_PTR_BITS) << INDEX_PTR_BITS | (uint64_t)(uintptr_t)n >> 3;
+}
+
+static inline const skiplist_node *slot_node(uint64_t v)
+{
+    return (const skiplist_node *)(uintptr_t)((v & INDEX_PTR_MASK) << 3);
+}
+
+static inline size_t index_limit(const mem_index *t)
+{
+    return (size_t)(t->mask + 1) / 4 * 3;
+}
+
+static void index_free_all(mem_index *t)
+{
+    while (t != NULL) {
+        mem_index *older = t->older;
+        free(t);
+        t = older;
+    }
+}
+
+/* A zeroed table of `slots` slots (a power of two), not yet linked or published. */
+static mem_index *index_alloc(size_t slots)
+{
+    size_t bytes;
+    mem_index *t = NULL;
+
+    if (slots > (SIZE_MAX - sizeof *t) / sizeof t->slots[0]) {
+        return NULL;
+    }
+    bytes = sizeof *t + slots * sizeof t->slots[0];
+    if (bytes >= INDEX_HUGE_BYTES) {
+        if (posix_memalign((void **)&t, INDEX_HUGE_BYTES, bytes) != 0) {
+            return NULL;
+        }
+        (void)madvise(t, bytes, MADV_HUGEPAGE);
+    } else {
+        t = malloc(bytes);
+        if (t == NULL) {
+            return NULL;
+        }
+    }
+    t->older = NULL;
+    t->bytes = bytes;
+    t->mask = slots - 1;
+    for (size_t i = 0; i < slots; i++) {
+        atomic_init(&t->slots[i], 0);
+    }
+    return t;
+}
+
+/* Makes t current: readers may use it from the release store on. */
+static void index_publish(memtable *m, mem_index *t, size_t keys)
+{
+    t->older = m->tables;
+    m->tables = t;
+    m->index_keys = keys;
+    atomic_store_explicit(&m->index_bytes,
+                          atomic_load_explicit(&m->index_bytes, memory_order_relaxed) + t->bytes,
+                          memory_order_relaxed);
+    atomic_store_explicit(&m->index, t, memory_order_release);
+}
+
+/* Stores a key not yet in t. REQUIRES: t has a free slot. */
+static void index_put_new(mem_index *t, uint64_t hash, const skiplist_node *n)
+{
+    uint64_t i = hash & t->mask;
+    while (atomic_load_explicit(&t->slots[i], memory_order_relaxed) != 0) {
+        i = (i + 1) & t->mask;
+    }
+    atomic_store_explicit(&t->slots[i], slot_make(hash, n), memory_order_release);
+}
+
+/* Gives up the index for good: gets search the list from now on (correct at any time, since
+ * every node is in the list before it is in the index). */
+static void index_disable(memtable *m)
+{
+    m->index_off = true;
+    atomic_store_explicit(&m->index, NULL, memory_order_release);
+}
+
+/* Makes room for one more key before an insert, so that the insert cannot fail after the node is
+ * linked. SHALE_NOMEM if a bigger table cannot be had (nothing changes). */
+static shale_code index_reserve(memtable *m, shale_error *err)
+{
+    mem_index *t = atomic_load_explicit(&m->index, memory_order_relaxed);
+    mem_index *nt;
+
+    if (m->index_off || (t != NULL && m->index_keys < index_limit(t))) {
+        return SHALE_OK;
+    }
+    nt = index_alloc(t != NULL ? (size_t)(t->mask + 1) * 2 : INDEX_MIN_SLOTS);
+    if (nt == NULL) {
+        return err_nomem(err);
+    }
+    if (t != NULL) {
+        /* Rehash from the nodes' keys; the nodes a few slots ahead are fetched meanwhile. */
+        const uint64_t slots = t->mask + 1;
+        for (uint64_t i = 0; i < slots; i++) {
+            if (i + 16 < slots) {
+                uint64_t ahead = atomic_load_explicit(&t->slots[i + 16], memory_order_relaxed);
+                if (ahead != 0) {
+                    __builtin_prefetch((const char *)slot_node(ahead) - 32);
+                    __builtin_prefetch(slot_node(ahead));
+                }
+            }
+            uint64_t v = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
+            if (v != 0) {
+                const skiplist_node *n = slot_node(v);
+                index_put_new(nt, key_hash(skiplist_node_key(n), n->key_len), n);
+            }
+        }
+    }
+    index_publish(m, nt, m->index_keys);
+    return SHALE_OK;
+}
+
+/* Points the key's slot at n, its new newest version (older: the previous newest, or NULL for a
+ * new key). REQUIRES: index_reserve succeeded since the last key was added. */
+static void index_update(memtable *m, shale_slice key, const skiplist_node *older,
+                         const skiplist_node *n)
+{
+    mem_index *t = atomic_load_explicit(&m->index, memory_order_relaxed);
+    uint64_t hash = key_hash(key.data, key.len);
+
+    if (t == NULL || !node_fits(n)) {
+        if (!m->index_off) {
+            index_disable(m);
+        }
+        return;
+    }
+    if (older == NULL) {
+        index_put_new(t, hash, n);
+        m->index_keys++;
+        return;
+    }
+    const uint64_t want = slot_make(hash, older);
+    for (uint64_t i = hash & t->mask;; i = (i + 1) & t->mask) {
+        uint64_t v = atomic_load_explicit(&t->slots[i], memory_order_relaxed);
+        if (v == want) {
+            atomic_store_explicit(&t->slots[i], slot_make(hash, n), memory_order_release);
+            return;
+        }
+        if (NEVER(v == 0)) {
+            index_disable(m); /* the older version was not indexed: a bug; stay correct */
+            return;
+        }
+    }
+}
+
+/* The newest version of key in t, or NULL. */
+static const skiplist_node *index_find(const mem_index *t, shale_slice key)
+{
+    uint64_t hash = key_hash(key.data, key.len);
+    const uint64_t tag = hash >> INDEX_PTR_BITS;
+
+    for (uint64_t i = hash & t->mask;; i = (i + 1) & t->mask) {
+        uint64_t v = atomic_load_explicit(&((mem_index *)t)->slots[i], memory_order_acquire);
+        if (v == 0) {
+            return NULL;
+        }
+        if (v >> INDEX_PTR_BITS == tag) {
+            const skiplist_node *n = slot_node(v);
+            if (n->key_len == key.len &&
+                (key.len == 0 || memcmp(skiplist_node_key(n), key.data, key.len) == 0)) {
+                return n;
+            }
+        }
+    }
+}
 
 memtable *memtable_new(void)
 {
@@ -27,6 +272,11 @@ memtable *memtable_new(void)
     atomic_init(&m->refs, 1);
     atomic_init(&m->entry_count, 0);
     arena_init(&m->arena);
+    atomic_init(&m->index, NULL);
+    m->tables = NULL;
+    m->index_keys = 0;
+    m->index_off = false;
+    atomic_init(&m->index_bytes, 0);
     if (skiplist_init(&m->list, &m->arena, NULL) != SHALE_OK) {
         arena_destroy(&m->arena);
         free(m);
@@ -49,6 +299,7 @@ void memtable_unref(memtable *m)
     uint32_t old = atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel);
     assert(old > 0);
     if (old == 1) {
+        index_free_all(m->tables);
         arena_destroy(&m->arena);
         free(m);
     }
@@ -67,13 +318,21 @@ shale_code memtable_add(memtable *m, uint64_t seq, uint8_t type, shale_slice key
                         uint64_t expire_at_ms, bool *prev_found, memtable_entry *prev,
                         shale_error *err)
 {
-    const skiplist_node *older = NULL;
-    shale_code rc =
-        skiplist_insert(&m->list, seq, type, key.data, key.len, value.data, value.len, expire_at_ms,
-                        (prev != NULL || prev_found != NULL) ? &older : NULL, err);
+    const skiplist_node *older = NULL, *n = NULL;
+    shale_code rc = skiplist_check_entry(seq, type, key.len, value.len, err);
 
+    if (rc == SHALE_OK) {
+        rc = index_reserve(m, err); /* before the insert: after it, nothing may fail */
+    }
+    if (rc == SHALE_OK) {
+        rc = skiplist_insert(&m->list, seq, type, key.data, key.len, value.data, value.len,
+                             expire_at_ms, &older, &n, err);
+    }
     if (rc != SHALE_OK) {
         return rc;
+    }
+    if (!m->index_off) {
+        index_update(m, key, older, n);
     }
     atomic_store_explicit(&m->entry_count,
                           atomic_load_explicit(&m->entry_count, memory_order_relaxed) + 1,
@@ -87,11 +346,33 @@ shale_code memtable_add(memtable *m, uint64_t seq, uint8_t type, shale_slice key
     return SHALE_OK;
 }
 
+static bool same_key_slice(const skiplist_node *n, shale_slice key)
+{
+    return n->key_len == key.len &&
+           (key.len == 0 || memcmp(skiplist_node_key(n), key.data, key.len) == 0);
+}
+
 bool memtable_get(memtable *m, shale_slice key, uint64_t snapshot_seq, memtable_entry *out)
 {
-    const skiplist_node *n = skiplist_seek(&m->list, key.data, key.len, snapshot_seq);
+    const mem_index *t = atomic_load_explicit(&m->index, memory_order_acquire);
+    const skiplist_node *n;
 
-    if (n == NULL || !slice_eq(slice_make(skiplist_node_key(n), n->key_len), key)) {
+    if (t != NULL) {
+        n = index_find(t, key);
+        /* Newer than the snapshot: the older versions follow on level 0, newest first. */
+        while (n != NULL && skiplist_node_seq(n) > snapshot_seq) {
+            n = skiplist_next(n);
+            if (n != NULL && !same_key_slice(n, key)) {
+                n = NULL;
+            }
+        }
+    } else {
+        n = skiplist_seek(&m->list, key.data, key.len, snapshot_seq);
+        if (n != NULL && !same_key_slice(n, key)) {
+            n = NULL;
+        }
+    }
+    if (n == NULL) {
         return false;
     }
     fill_entry(n, out);
@@ -100,7 +381,17 @@ bool memtable_get(memtable *m, shale_slice key, uint64_t snapshot_seq, memtable_
 
 size_t memtable_memory_bytes(const memtable *m)
 {
-    return arena_memory_bytes(&m->arena);
+    return arena_memory_bytes(&m->arena) + memtable_index_bytes(m);
+}
+
+size_t memtable_index_bytes(const memtable *m)
+{
+    return atomic_load_explicit(&((memtable *)m)->index_bytes, memory_order_relaxed);
+}
+
+const struct skiplist *memtable_skiplist(const memtable *m)
+{
+    return &m->list;
 }
 
 uint64_t memtable_entry_count(const memtable *m)
@@ -165,4 +456,410 @@ void memtable_iter_entry(const memtable_iter *it, memtable_entry *out)
 {
     assert(it->node != NULL);
     fill_entry(it->node, out);
+}
+
+/* ---- Bulk load ----
+ *
+ * Each staged entry is a complete node (height drawn at add time, in arrival order, exactly as
+ * memtable_add would draw it), built in the loader's staging arena, plus a sort record. finish
+ * sorts the records into internal order, copies each node into the memtable's arena in that
+ * order and links it with skiplist_bulk.
+ *
+ * The sort: records hold the key's first 16 bytes, zero-padded, as two big-endian words. Bytewise
+ * order with a proper prefix first is the order of (zero-padded bytes, length), so an MSD radix
+ * sort on those 16 bytes does almost all the work without touching a node; records whose 16
+ * bytes tie are sorted again on the next 16 bytes of their keys, and keys that tie on every
+ * padded byte are ordered by length. Every pass is stable and the records enter in reverse
+ * arrival order (newest first), so versions of one key come out newest first: (key asc, seq
+ * desc) without ever comparing sequence numbers. */
+
+/* Entries whose node is bigger than this are built in place in the memtable's arena: the arena
+ * gives them a block of their own anyway, and copying them would cost more than it could save. */
+#define LOADER_IN_PLACE_BYTES (ARENA_BLOCK_BYTES / 4)
+#ifndef LOADER_RELOCATE
+#define LOADER_RELOCATE 1
+#endif
+/* Below this many records a range is finished by insertion sort. */
+#define LOADER_SMALL_SORT 32
+/* How far ahead of the copy the next source nodes are prefetched. */
+#define LOADER_PREFETCH 8
+
+typedef struct load_rec {
+    uint64_t hi, lo;     /* 16 key bytes from the current sort offset, zero-padded, big-endian */
+    skiplist_node *node; /* staged (or, if in_place, final) node */
+    uint32_t key_len;
+    uint8_t height;
+    uint8_t in_place;
+} load_rec;
+
+struct memtable_loader {
+    memtable *m;
+    arena staging;
+    load_rec *recs;
+    size_t count, cap;
+    uint64_t last_seq;
+};
+
+static inline uint64_t be64_at(const unsigned char *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
+/* Key bytes [off, off + 16) as two big-endian words, zero beyond the key's end. */
+static void load_padded(load_rec *r, const void *key, size_t len, size_t off)
+{
+    unsigned char b[16] = {0};
+    if (len > off) {
+        size_t k = len - off < sizeof b ? len - off : sizeof b;
+        memcpy(b, (const unsigned char *)key + off, k);
+    }
+    r->hi = be64_at(b);
+    r->lo = be64_at(b + 8);
+}
+
+shale_code memtable_loader_new(memtable *m, memtable_loader **out, shale_error *err)
+{
+    memtable_loader *l;
+
+    *out = NULL;
+    if (memtable_entry_count(m) != 0 || skiplist_first(&m->list) != NULL) {
+        return err_set(err, SHALE_INVALID, 0, "memtable loader: the memtable is not empty");
+    }
+    l = calloc(1, sizeof *l);
+    if (l == NULL) {
+        return err_nomem(err);
+    }
+    l->m = m;
+    arena_init(&l->staging);
+    *out = l;
+    return SHALE_OK;
+}
+
+void memtable_loader_free(memtable_loader *l)
+{
+    if (l == NULL) {
+        return;
+    }
+    arena_destroy(&l->staging);
+    free(l->recs);
+    free(l);
+}
+
+shale_code memtable_loader_add(memtable_loader *l, uint64_t seq, uint8_t type, shale_slice key,
+                               shale_slice value, uint64_t expire_at_ms, shale_error *err)
+{
+    shale_code rc = skiplist_check_entry(seq, type, key.len, value.len, err);
+
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    if (l->count > 0 && seq <= l->last_seq) {
+        return err_set(err, SHALE_INVALID, 0, "memtable loader: seq %llu is not after %llu",
+                       (unsigned long long)seq, (unsigned long long)l->last_seq);
+    }
+    if (l->count == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 1024;
+        load_rec *recs = cap <= SIZE_MAX / sizeof *recs ? realloc(l->recs, cap * sizeof *recs)
+                                                         : NULL;
+        if (recs == NULL) {
+            return err_nomem(err);
+        }
+        l->recs = recs;
+        l->cap = cap;
+    }
+
+    /* Drawn here, in arrival order, so heights match what memtable_add would have drawn. */
+    int height = skiplist_random_height(&l->m->list);
+    size_t bytes = key.len + value.len + 64 + (size_t)height * sizeof(skiplist_link);
+    bool in_place = !LOADER_RELOCATE || key.len + value.len > LOADER_IN_PLACE_BYTES ||
+                    bytes > LOADER_IN_PLACE_BYTES;
+    skiplist_node *n = skiplist_node_new(in_place ? &l->m->arena : &l->staging, height, seq, type,
+                                         key.data, key.len, value.data, value.len, expire_at_ms);
+    if (n == NULL) {
+        return err_nomem(err);
+    }
+    load_rec *r = &l->recs[l->count++];
+    load_padded(r, key.data, key.len, 0);
+    r->node = n;
+    r->key_len = (uint32_t)key.len;
+    r->height = (uint8_t)height;
+    r->in_place = in_place;
+    l->last_seq = seq;
+    return SHALE_OK;
+}
+
+static inline unsigned rec_byte(const load_rec *r, int d)
+{
+    uint64_t w = d < 8 ? r->hi : r->lo;
+    return (unsigned)(w >> (56 - 8 * (d & 7))) & 0xffu;
+}
+
+static inline bool rec_less(const load_rec *a, const load_rec *b)
+{
+    return a->hi < b->hi || (a->hi == b->hi && a->lo < b->lo);
+}
+
+static void insertion_sort(load_rec *a, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        if (!rec_less(&a[i], &a[i - 1])) {
+            continue;
+        }
+        load_rec x = a[i];
+        size_t j = i;
+        do {
+            a[j] = a[j - 1];
+            j--;
+        } while (j > 0 && rec_less(&x, &a[j - 1]));
+        a[j] = x;
+    }
+}
+
+/* Stable MSD radix sort of a[0, n) on (hi, lo), from byte `depth` on (the bytes before are equal
+ * across the range). tmp has room for n records. Recursion depth is at most 16. */
+static void radix_sort(load_rec *a, load_rec *tmp, size_t n, int depth)
+{
+    if (n > 4096) {
+        /* Skip the bytes every key shares in one pass rather than one counting pass each. */
+        uint64_t dhi = 0, dlo = 0;
+        for (size_t i = 1; i < n; i++) {
+            dhi |= a[i].hi ^ a[0].hi;
+            dlo |= a[i].lo ^ a[0].lo;
+        }
+        int first = dhi ? __builtin_clzll(dhi) / 8 : dlo ? 8 + __builtin_clzll(dlo) / 8 : 16;
+        depth = first > depth ? first : depth;
+    }
+    for (;;) {
+        if (n <= LOADER_SMALL_SORT) {
+            insertion_sort(a, n);
+            return;
+        }
+        if (depth >= 16) {
+            return; /* all 16 bytes equal */
+        }
+        size_t count[256] = {0};
+        for (size_t i = 0; i < n; i++) {
+            count[rec_byte(&a[i], depth)]++;
+        }
+        if (count[rec_byte(&a[0], depth)] == n) {
+            depth++; /* a byte every key shares: no pass needed */
+            continue;
+        }
+        size_t pos[256];
+        size_t sum = 0;
+        for (int b = 0; b < 256; b++) {
+            pos[b] = sum;
+            sum += count[b];
+        }
+        for (size_t i = 0; i < n; i++) {
+            tmp[pos[rec_byte(&a[i], depth)]++] = a[i];
+        }
+        memcpy(a, tmp, n * sizeof *a);
+        size_t start = 0;
+        for (int b = 0; b < 256; b++) {
+            if (count[b] > 1) {
+                radix_sort(a + start, tmp + start, count[b], depth + 1);
+            }
+            start += count[b];
+        }
+        return;
+    }
+}
+
+/* Stable merge sort of a[0, n) by key length (keys whose padded bytes all tie). */
+static void sort_by_len(load_rec *a, load_rec *tmp, size_t n)
+{
+    if (n <= LOADER_SMALL_SORT) {
+        for (size_t i = 1; i < n; i++) {
+            load_rec x = a[i];
+            size_t j = i;
+            while (j > 0 && x.key_len < a[j - 1].key_len) {
+                a[j] = a[j - 1];
+                j--;
+            }
+            a[j] = x;
+        }
+        return;
+    }
+    size_t mid = n / 2, i = 0, j = mid, k = 0;
+    sort_by_len(a, tmp, mid);
+    sort_by_len(a + mid, tmp + mid, n - mid);
+    while (i < mid && j < n) {
+        tmp[k++] = a[j].key_len < a[i].key_len ? a[j++] : a[i++];
+    }
+    while (i < mid) {
+        tmp[k++] = a[i++];
+    }
+    while (j < n) {
+        tmp[k++] = a[j++];
+    }
+    memcpy(a, tmp, n * sizeof *a);
+}
+
+/* Sorts a[0, n) into internal order. The keys share their first `off` bytes (zero-padded) and
+ * hi/lo hold bytes [off, off + 16). Recursion goes 16 bytes deeper per level, only for keys that
+ * tie on everything so far, so it ends at the longest such key. */
+static void sort_recs(load_rec *a, load_rec *tmp, size_t n, size_t off)
+{
+    radix_sort(a, tmp, n, 0);
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        uint32_t min_len = a[i].key_len, max_len = a[i].key_len;
+        while (j < n && a[j].hi == a[i].hi && a[j].lo == a[i].lo) {
+            min_len = a[j].key_len < min_len ? a[j].key_len : min_len;
+            max_len = a[j].key_len > max_len ? a[j].key_len : max_len;
+            j++;
+        }
+        if (j - i > 1) {
+            if (max_len > off + 16) {
+                for (size_t k = i; k < j; k++) {
+                    load_padded(&a[k], skiplist_node_key(a[k].node), a[k].key_len, off + 16);
+                }
+                sort_recs(a + i, tmp + i, j - i, off + 16);
+            } else if (min_len != max_len) {
+                sort_by_len(a + i, tmp + i, j - i);
+            }
+            /* else: one key, its versions already newest first */
+        }
+        i = j;
+    }
+}
+
+#ifdef LOADER_TIMING
+#include <stdio.h>
+#include <time.h>
+static double lt_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+#endif
+
+static bool same_key(const skiplist_node *a, const skiplist_node *b)
+{
+    return a->key_len == b->key_len &&
+           (a->key_len == 0 || memcmp(skiplist_node_key(a), skiplist_node_key(b), a->key_len) == 0);
+}
+
+static void prefetch_node(const skiplist_node *n)
+{
+    /* The header and the key before it; the value is further back and streams with the copy. */
+    __builtin_prefetch(n);
+    __builtin_prefetch((const char *)n - 64);
+}
+
+shale_code memtable_loader_finish(memtable_loader *l, memtable_load_stats *out, shale_error *err)
+{
+    memtable *m = l->m;
+    memtable_load_stats st = {0};
+    load_rec *tmp = NULL;
+    shale_code rc = SHALE_OK;
+    const size_t n = l->count;
+
+    if (out != NULL) {
+        *out = st;
+    }
+    if (memtable_entry_count(m) != 0 || skiplist_first(&m->list) != NULL) {
+        rc = err_set(err, SHALE_INVALID, 0, "memtable loader: the memtable was written to");
+        goto out;
+    }
+    if (n == 0) {
+        goto out;
+    }
+    tmp = malloc(n * sizeof *tmp);
+    if (tmp == NULL) {
+        rc = err_nomem(err);
+        goto out;
+    }
+    /* Newest first, so the stable sort leaves the versions of a key newest first. */
+    for (size_t i = 0, j = n - 1; i < j; i++, j--) {
+        load_rec x = l->recs[i];
+        l->recs[i] = l->recs[j];
+        l->recs[j] = x;
+    }
+#ifdef LOADER_TIMING
+    double t0 = lt_now();
+#endif
+    sort_recs(l->recs, tmp, n, 0);
+#ifdef LOADER_TIMING
+    double t1 = lt_now();
+#endif
+
+    skiplist_bulk bulk;
+    const skiplist_node *prev = NULL;
+    skiplist_bulk_init(&bulk);
+    for (size_t i = 0; i < n; i++) {
+        const load_rec *r = &l->recs[i];
+        if (i + LOADER_PREFETCH < n) {
+            prefetch_node(l->recs[i + LOADER_PREFETCH].node);
+        }
+        skiplist_node *node = r->in_place ? r->node : skiplist_node_copy(&m->arena, r->node, r->height);
+        if (node == NULL) {
+            rc = err_nomem(err);
+            goto out;
+        }
+        if (prev == NULL || !same_key(prev, node)) {
+            bool live = skiplist_node_type(node) == MEMTABLE_PUT;
+            /* The newest version of a new key, for the index; tmp's sort records are free. */
+            tmp[st.keys].node = node;
+            tmp[st.keys].hi = key_hash(skiplist_node_key(node), node->key_len);
+            st.keys++;
+            st.live_keys += live;
+            st.ttl_puts += live && (node->tag & SKIPLIST_HAS_EXPIRE) != 0;
+        }
+        skiplist_bulk_append(&bulk, node, r->height);
+        prev = node;
+    }
+#ifdef LOADER_TIMING
+    double t2 = lt_now();
+#endif
+
+    /* The index, sized for these keys at most 3/4 full. */
+    mem_index *t = NULL;
+    if (!m->index_off) {
+        size_t slots = INDEX_MIN_SLOTS;
+        while (slots / 4 * 3 <= st.keys) {
+            slots *= 2;
+        }
+        t = index_alloc(slots);
+        if (t == NULL) {
+            rc = err_nomem(err);
+            goto out;
+        }
+        for (size_t k = 0; k < st.keys; k++) {
+            if (k + 16 < st.keys) {
+                __builtin_prefetch(&t->slots[tmp[k + 16].hi & t->mask]);
+            }
+            if (!node_fits(tmp[k].node)) {
+                free(t);
+                t = NULL;
+                break;
+            }
+            index_put_new(t, tmp[k].hi, tmp[k].node);
+        }
+    }
+#ifdef LOADER_TIMING
+    fprintf(stderr, "sort %.3f link %.3f index %.3f\n", t1 - t0, t2 - t1, lt_now() - t2);
+#endif
+    if (t != NULL) {
+        index_publish(m, t, st.keys);
+    } else {
+        index_disable(m);
+    }
+    skiplist_bulk_publish(&m->list, &bulk);
+    atomic_store_explicit(&m->entry_count, n, memory_order_relaxed);
+    st.entries = n;
+    if (out != NULL) {
+        *out = st;
+    }
+out:
+    free(tmp);
+    memtable_loader_free(l);
+    return rc;
 }

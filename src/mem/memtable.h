@@ -5,10 +5,17 @@
  * newest version of a key first. Each entry is (key, seq, type, expire_at_ms, value); a DEL entry
  * has an empty value, a PUT with expire_at_ms 0 never expires.
  *
+ * Point reads go through a hash index from each key to its newest version (memtable.c explains
+ * it), not through the skiplist: a get costs a hash and about two cache misses.
+ *
  * Threads: one writer at a time (db.c's commit leader); any number of readers concurrently with
  * it, without locks: a node is fully built before it is published with a release store, and
  * readers follow links with acquire loads. Readers must hold a reference (memtable_ref) for as
  * long as they read; the last memtable_unref frees it.
+ * Visibility rule for memtable_get: it is guaranteed to find every add that completed before the
+ * reader obtained its snapshot seq through an acquire load of something the writer published
+ * with a release store after memtable_add returned (db.c's visible_seq). Iterators see every
+ * add whose node was linked before they reached its position, as before.
  *
  * Memory: entries live in the memtable's arena and die with its last unref. Every slice returned
  * by memtable_get or an iterator borrows from that arena.
@@ -50,17 +57,69 @@ void memtable_unref(memtable *m);
  * whether an older version of the key existed and *prev gets the newest such version (its slices
  * borrowed from the memtable) - found during the insert's own search, at no extra cost; db.c uses
  * it to keep the live-key count. REQUIRES: seq larger than every seq already added for this key.
- * SHALE_NOMEM if the arena cannot grow (nothing is added). Single writer. */
+ * SHALE_NOMEM if the arena or the index cannot grow (nothing is added, though the index may have
+ * grown). SHALE_INVALID / SHALE_FULL for bad arguments, as skiplist_insert. Single writer. */
 shale_code memtable_add(memtable *m, uint64_t seq, uint8_t type, shale_slice key,
                         shale_slice value, uint64_t expire_at_ms, bool *prev_found,
                         memtable_entry *prev, shale_error *err) SHALE_MUST_USE;
 
 /* Finds the newest version of `key` with seq <= snapshot_seq. Returns true and fills *out (which
- * may be a DEL or an expired PUT: the caller decides visibility) or false if no such version. */
+ * may be a DEL or an expired PUT: the caller decides visibility) or false if no such version.
+ * See the visibility rule above. */
 bool memtable_get(memtable *m, shale_slice key, uint64_t snapshot_seq, memtable_entry *out);
 
+/* Memory held: the arena's blocks plus the point-read index (every table it has had). */
 size_t memtable_memory_bytes(const memtable *m);
+/* The index's share of memtable_memory_bytes. */
+size_t memtable_index_bytes(const memtable *m);
 uint64_t memtable_entry_count(const memtable *m);
+
+/* The memtable's skiplist, for tests and diagnostics that check its structure. Read-only. */
+struct skiplist;
+const struct skiplist *memtable_skiplist(const memtable *m);
+
+/* ---- Bulk load ----
+ *
+ * Fills an EMPTY memtable with a stream of entries in sequence order (log replay at open) much
+ * faster than one memtable_add each: entries are staged, sorted once (radix sort on a 16-byte key
+ * prefix) and linked level by level in one pass, in sorted order, so the nodes also end up in
+ * the arena in key order (scans walk memory forwards). The result is exactly the list the same
+ * memtable_adds would have built: same order, same node heights, same links.
+ *
+ * Usage: memtable_loader_new, memtable_loader_add for each entry, then memtable_loader_finish
+ * (which frees the loader, also on failure) or memtable_loader_free to abandon the load.
+ * Threads: the loader is the memtable's writer from new until finish/free: no memtable_add in
+ * between. Readers see the memtable empty until finish publishes everything at once, then see it
+ * whole (they may run at any time, as with memtable_add, but recovery has none).
+ * Memory: staged entries live in a loader-owned arena until finish copies them into the
+ * memtable's; at finish both exist for a moment (about twice the data). */
+typedef struct memtable_loader memtable_loader;
+
+typedef struct memtable_load_stats {
+    uint64_t entries;   /* entries loaded (every version) */
+    uint64_t keys;      /* distinct keys */
+    uint64_t live_keys; /* keys whose newest version is a PUT (expired or not) */
+    uint64_t ttl_puts;  /* of those, how many have expire_at_ms != 0 */
+} memtable_load_stats;
+
+/* Starts a bulk load into `m`, which must be empty (SHALE_INVALID otherwise), and stores the
+ * loader in *out (NULL on failure). SHALE_NOMEM when out of memory. */
+shale_code memtable_loader_new(memtable *m, memtable_loader **out, shale_error *err) SHALE_MUST_USE;
+/* Stages one entry (copied; the slices may be reused at once). seq must be larger than the seq
+ * of every entry staged before (SHALE_INVALID otherwise); the other checks and codes are those of
+ * memtable_add. A failed add stages nothing and leaves the loader usable. */
+shale_code memtable_loader_add(memtable_loader *l, uint64_t seq, uint8_t type, shale_slice key,
+                               shale_slice value, uint64_t expire_at_ms,
+                               shale_error *err) SHALE_MUST_USE;
+/* Sorts and links every staged entry into the memtable, publishes them, fills *out (may be NULL)
+ * and frees the loader, whatever the outcome. On failure (SHALE_NOMEM; SHALE_INVALID if the
+ * memtable was written to during the load) the memtable is left empty and *out is zeroed; the
+ * arena may keep memory the failed load took until the memtable dies. */
+shale_code memtable_loader_finish(memtable_loader *l, memtable_load_stats *out,
+                                  shale_error *err) SHALE_MUST_USE;
+/* Abandons a load: frees the loader and everything staged; the memtable stays empty. Accepts
+ * NULL. */
+void memtable_loader_free(memtable_loader *l);
 
 /* An iterator over all entries in internal order (every version, tombstones included). It holds
  * a reference on the memtable from init until destroy. Caller-provided storage. */

@@ -144,7 +144,7 @@ static skiplist_node *find_ge(const skiplist *sl, const void *key, size_t key_le
     }
 }
 
-static int random_height(skiplist *sl)
+int skiplist_random_height(skiplist *sl)
 {
     uint64_t r = sl->rng;
     int height = 1;
@@ -186,24 +186,57 @@ shale_code skiplist_init(skiplist *sl, arena *a, shale_error *err)
     return SHALE_OK;
 }
 
-static skiplist_node *node_new(skiplist *sl, int height, uint64_t tag, const void *key,
-                               uint32_t key_len, const void *value, uint32_t val_len,
-                               uint64_t expire_at_ms)
+/* Bytes before the node pointer: value, key, expire_at_ms and the padding that aligns the header. */
+static inline size_t bytes_before(uint32_t key_len, uint32_t val_len, size_t exp)
+{
+    size_t data = (size_t)key_len + val_len;
+    return ((8 - (data & 7)) & 7) + data + exp;
+}
+
+shale_code skiplist_check_entry(uint64_t seq, uint8_t type, size_t key_len, size_t val_len,
+                                shale_error *err)
+{
+    if (seq > SEQ_LIMIT) {
+        return err_set(err, SHALE_INVALID, 0, "memtable: seq %llu beyond 2^56-1",
+                       (unsigned long long)seq);
+    }
+    if (type > SKIPLIST_TYPE_MASK) {
+        return err_set(err, SHALE_INVALID, 0, "memtable: entry type %u out of range", type);
+    }
+    if (key_len > UINT32_MAX || val_len > UINT32_MAX) {
+        return err_set(err, SHALE_FULL, 0, "memtable: key of %zu or value of %zu bytes too large",
+                       key_len, val_len);
+    }
+    return SHALE_OK;
+}
+
+size_t skiplist_node_bytes(const skiplist_node *n, int height)
+{
+    size_t exp = (n->tag & SKIPLIST_HAS_EXPIRE) ? sizeof(uint64_t) : 0;
+    return bytes_before(n->key_len, n->val_len, exp) + sizeof(skiplist_node) +
+           (size_t)height * sizeof(skiplist_link);
+}
+
+skiplist_node *skiplist_node_new(arena *a, int height, uint64_t seq, uint8_t type,
+                                 const void *key, size_t key_len, const void *value,
+                                 size_t val_len, uint64_t expire_at_ms)
 {
     size_t exp = expire_at_ms != 0 ? sizeof expire_at_ms : 0;
-    size_t data = (size_t)key_len + val_len;
-    size_t pad = (8 - (data & 7)) & 7;
-    size_t links = (size_t)height * sizeof(skiplist_link);
+    size_t data = key_len + val_len;
     if (data > SIZE_MAX / 2) {
         return NULL; /* only reachable where size_t is 32 bits */
     }
-    char *base = arena_alloc(sl->arena, pad + data + exp + sizeof(skiplist_node) + links, 8);
+    size_t before = bytes_before((uint32_t)key_len, (uint32_t)val_len, exp);
+    size_t pad = before - data - exp;
+    char *base = arena_alloc(a, before + sizeof(skiplist_node) +
+                                    (size_t)height * sizeof(skiplist_link), 8);
+    uint64_t tag = seq << 8 | type;
 
     if (base == NULL) {
         return NULL;
     }
     char *k = base + pad + val_len;
-    skiplist_node *n = (skiplist_node *)(void *)(k + key_len + exp);
+    skiplist_node *n = (skiplist_node *)(void *)(base + before);
     if (val_len > 0) {
         memcpy(base + pad, value, val_len);
     }
@@ -215,14 +248,30 @@ static skiplist_node *node_new(skiplist *sl, int height, uint64_t tag, const voi
         tag |= SKIPLIST_HAS_EXPIRE;
     }
     n->tag = tag;
-    n->key_len = key_len;
-    n->val_len = val_len;
+    n->key_len = (uint32_t)key_len;
+    n->val_len = (uint32_t)val_len;
     return n;
+}
+
+skiplist_node *skiplist_node_copy(arena *a, const skiplist_node *n, int height)
+{
+    size_t exp = (n->tag & SKIPLIST_HAS_EXPIRE) ? sizeof(uint64_t) : 0;
+    size_t before = bytes_before(n->key_len, n->val_len, exp);
+    char *base = arena_alloc(a, before + sizeof(skiplist_node) +
+                                    (size_t)height * sizeof(skiplist_link), 8);
+
+    if (base == NULL) {
+        return NULL;
+    }
+    /* Everything but the links, which the caller writes (they are not set yet in `n`). */
+    memcpy(base, (const char *)n - before, before + sizeof(skiplist_node));
+    return (skiplist_node *)(void *)(base + before);
 }
 
 shale_code skiplist_insert(skiplist *sl, uint64_t seq, uint8_t type, const void *key,
                            size_t key_len, const void *value, size_t val_len, uint64_t expire_at_ms,
-                           const skiplist_node **older, shale_error *err)
+                           const skiplist_node **older, const skiplist_node **inserted,
+                           shale_error *err)
 {
     skiplist_node *prev[SKIPLIST_MAX_HEIGHT];
     skiplist_node *succ;
@@ -230,16 +279,9 @@ shale_code skiplist_insert(skiplist *sl, uint64_t seq, uint8_t type, const void 
     int height;
     int cur;
 
-    if (seq > SEQ_LIMIT) {
-        return err_set(err, SHALE_INVALID, 0, "memtable: seq %llu beyond 2^56-1",
-                       (unsigned long long)seq);
-    }
-    if (type > SKIPLIST_TYPE_MASK) {
-        return err_set(err, SHALE_INVALID, 0, "memtable: entry type %u out of range", type);
-    }
-    if (key_len > UINT32_MAX || val_len > UINT32_MAX) {
-        return err_set(err, SHALE_FULL, 0, "memtable: key of %zu or value of %zu bytes too large",
-                       key_len, val_len);
+    shale_code rc = skiplist_check_entry(seq, type, key_len, val_len, err);
+    if (rc != SHALE_OK) {
+        return rc;
     }
 
     succ = find_ge(sl, key, key_len, seq, prev, NULL);
@@ -252,9 +294,9 @@ shale_code skiplist_insert(skiplist *sl, uint64_t seq, uint8_t type, const void 
                        (unsigned long long)seq);
     }
 
-    height = random_height(sl);
-    n = node_new(sl, height, seq << 8 | type, key, (uint32_t)key_len, value, (uint32_t)val_len,
-                 expire_at_ms);
+    height = skiplist_random_height(sl);
+    n = skiplist_node_new(sl->arena, height, seq, type, key, key_len, value, val_len,
+                          expire_at_ms);
     if (n == NULL) {
         return err_nomem(err);
     }
@@ -288,6 +330,9 @@ shale_code skiplist_insert(skiplist *sl, uint64_t seq, uint8_t type, const void 
         bool same = succ != NULL && succ->key_len == key_len &&
                     key_cmp(skiplist_node_key(succ), succ->key_len, key, key_len) == 0;
         *older = same ? succ : NULL;
+    }
+    if (inserted != NULL) {
+        *inserted = n;
     }
     return SHALE_OK;
 }
@@ -326,5 +371,50 @@ const skiplist_node *skiplist_last(const skiplist *sl)
             return x == sl->head ? NULL : x;
         }
         level--;
+    }
+}
+
+void skiplist_bulk_init(skiplist_bulk *b)
+{
+    memset(b, 0, sizeof *b);
+}
+
+void skiplist_bulk_append(skiplist_bulk *b, skiplist_node *n, int height)
+{
+    const uint64_t prefix = key_prefix(skiplist_node_key(n), n->key_len);
+
+    for (int i = 0; i < height; i++) {
+        skiplist_node *last = b->last[i];
+        if (last == NULL) {
+            b->first[i] = n;
+            b->first_prefix[i] = prefix;
+        } else {
+            /* Unpublished: nothing can see these nodes before skiplist_bulk_publish. */
+            atomic_store_explicit(&last->next[i].node, n, memory_order_relaxed);
+            atomic_store_explicit(&last->next[i].key_prefix, prefix, memory_order_relaxed);
+        }
+        b->last[i] = n;
+    }
+    if (height > b->height) {
+        b->height = height;
+    }
+}
+
+void skiplist_bulk_publish(skiplist *sl, skiplist_bulk *b)
+{
+    for (int i = 0; i < b->height; i++) {
+        atomic_store_explicit(&b->last[i]->next[i].node, NULL, memory_order_relaxed);
+        atomic_store_explicit(&b->last[i]->next[i].key_prefix, UINT64_MAX, memory_order_relaxed);
+    }
+    if (b->height > list_height(sl)) {
+        atomic_store_explicit(&sl->height, b->height, memory_order_relaxed);
+    }
+    /* As in skiplist_insert: the release store of each head link publishes every node reachable
+     * from it; the node before its prefix (a reader may pair the new node with the old
+     * UINT64_MAX prefix, an upper bound, which is safe). */
+    for (int i = 0; i < b->height; i++) {
+        atomic_store_explicit(&sl->head->next[i].node, b->first[i], memory_order_release);
+        atomic_store_explicit(&sl->head->next[i].key_prefix, b->first_prefix[i],
+                              memory_order_release);
     }
 }

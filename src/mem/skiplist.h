@@ -82,14 +82,56 @@ shale_code skiplist_init(skiplist *sl, arena *a, shale_error *err) SHALE_MUST_US
 
 /* Copies (key, value) into a new node tagged (seq, type), stores expire_at_ms when non-zero, and
  * links it in. If `older` is non-NULL it receives the newest version of the same key already in
- * the list (the new node's level-0 successor when the keys match), or NULL.
+ * the list (the new node's level-0 successor when the keys match), or NULL; if `inserted` is
+ * non-NULL it receives the new node.
  * Fails, leaving the list unchanged, with SHALE_NOMEM when the arena cannot grow, SHALE_INVALID
  * when seq > 2^56-1, type > SKIPLIST_TYPE_MASK or seq is not newer than every version of the key
  * already present, and SHALE_FULL when key_len or val_len does not fit in 32 bits.
  * Single writer. */
 shale_code skiplist_insert(skiplist *sl, uint64_t seq, uint8_t type, const void *key,
                            size_t key_len, const void *value, size_t val_len, uint64_t expire_at_ms,
-                           const skiplist_node **older, shale_error *err) SHALE_MUST_USE;
+                           const skiplist_node **older, const skiplist_node **inserted,
+                           shale_error *err) SHALE_MUST_USE;
+
+/* ---- Building blocks for a bulk load (memtable_loader) ----
+ *
+ * A bulk load builds nodes with skiplist_node_new (heights drawn with skiplist_random_height in
+ * the order the entries arrive, so the result is the very list one-by-one inserts would give),
+ * sorts them, and appends them in internal order to a skiplist_bulk, which links every level in
+ * one pass. skiplist_bulk_publish then makes the whole list visible at once. Nothing of it is
+ * visible to readers before the publish, which is a release store per level as in
+ * skiplist_insert, so readers may run during and after the build. */
+
+/* The argument checks of skiplist_insert (all but the per-key seq order). */
+shale_code skiplist_check_entry(uint64_t seq, uint8_t type, size_t key_len, size_t val_len,
+                                shale_error *err) SHALE_MUST_USE;
+/* Draws the next node height (1..SKIPLIST_MAX_HEIGHT) from the list's generator. Writer only. */
+int skiplist_random_height(skiplist *sl);
+/* Allocates a node of `height` links from `a` and copies the entry in; its links are left unset.
+ * REQUIRES: skiplist_check_entry passed. NULL when the arena cannot grow. */
+skiplist_node *skiplist_node_new(arena *a, int height, uint64_t seq, uint8_t type,
+                                 const void *key, size_t key_len, const void *value,
+                                 size_t val_len, uint64_t expire_at_ms);
+/* The bytes of the allocation holding a node of `height` links. */
+size_t skiplist_node_bytes(const skiplist_node *n, int height);
+/* Copies an unlinked node (everything but its links, which stay unset) into a new allocation from
+ * `a`. NULL when the arena cannot grow. */
+skiplist_node *skiplist_node_copy(arena *a, const skiplist_node *n, int height);
+
+typedef struct skiplist_bulk {
+    skiplist_node *first[SKIPLIST_MAX_HEIGHT];
+    uint64_t first_prefix[SKIPLIST_MAX_HEIGHT];
+    skiplist_node *last[SKIPLIST_MAX_HEIGHT];
+    int height;
+} skiplist_bulk;
+
+void skiplist_bulk_init(skiplist_bulk *b);
+/* Appends n (of `height` links) after every node appended before. REQUIRES: n sorts after them
+ * in internal order. */
+void skiplist_bulk_append(skiplist_bulk *b, skiplist_node *n, int height);
+/* Terminates every level and publishes the list. REQUIRES: sl is empty; b has been appended to at
+ * least once. */
+void skiplist_bulk_publish(skiplist *sl, skiplist_bulk *b);
 
 /* The first node >= (key, seq): the first whose key is greater than `key`, or equal to it with
  * a sequence number <= seq. NULL if none. */
