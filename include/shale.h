@@ -276,8 +276,8 @@ typedef struct shale_stats {
     uint64_t writes;            /* keys written (puts and deletes) since open */
     uint64_t reads;             /* point reads (get, exists, each key of a multi-get) since open */
     uint64_t batches;           /* commits since open */
-    uint64_t group_commits;     /* log writes that carried the commits; batches/group_commits is the
-                                   average group size */
+    uint64_t group_commits;     /* log records that carried the commits (one per commit group);
+                                   batches/group_commits is the average group size */
     uint64_t syncs;             /* fdatasync calls on the log since open */
     uint64_t expired_removed;   /* expired keys deleted by the background sweeper since open */
     uint64_t recovered_records; /* log records replayed at open */

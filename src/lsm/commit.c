@@ -365,8 +365,8 @@ shale_code commit_write(shale_db *db, const shale_batch *batch, shale_durability
         db->live_keys += res.apply.live_delta;
         atomic_fetch_add_explicit(&db->ttl_puts, res.apply.ttl_puts, memory_order_relaxed);
     }
-    if (rc == SHALE_OK) {
-        db->batches += res.writers;
+    if (rc == SHALE_OK && res.count > 0) {
+        db->batches += res.writers; /* a sweep that found nothing to delete is no commit */
         db->group_commits += res.logged;
     }
     db->syncs += res.synced;
