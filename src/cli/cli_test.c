@@ -178,7 +178,7 @@ static char *make_foreign_dir(void)
     return dir;
 }
 
-TestSuite(cli, .init = setup, .fini = teardown, .timeout = 60);
+TestSuite(cli, .init = setup, .fini = teardown);
 
 /* ---- the round trip ---- */
 

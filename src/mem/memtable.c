@@ -48,16 +48,16 @@
 #include "base/slice.h"
 #include "mem/skiplist.h"
 
-#define INDEX_PTR_BITS 53
-#define INDEX_TAG_BITS (64 - INDEX_PTR_BITS)
-#define INDEX_PTR_MASK ((UINT64_C(1) << INDEX_PTR_BITS) - 1)
-#define INDEX_MIN_SLOTS ((size_t)256)
+#define INDEX_PTR_BITS   53
+#define INDEX_TAG_BITS   (64 - INDEX_PTR_BITS)
+#define INDEX_PTR_MASK   ((UINT64_C(1) << INDEX_PTR_BITS) - 1)
+#define INDEX_MIN_SLOTS  ((size_t)256)
 /* Tables from this size up are 2 MiB-aligned and asked for huge pages: every probe is a random
  * access, and with 4 KiB pages it would usually miss the TLB too (see arena.c). */
 #define INDEX_HUGE_BYTES ((size_t)2 << 20)
 /* Keys hashed with a fixed seed: the index is in memory only, and a seed from the clock would
  * make runs irreproducible for no real defence (the keys come from the database's own users). */
-#define INDEX_SEED UINT64_C(0x5368616c65494458)
+#define INDEX_SEED       UINT64_C(0x5368616c65494458)
 
 typedef struct mem_index {
     struct mem_index *older; /* the previous table, kept for readers still on it */
@@ -71,11 +71,11 @@ struct memtable {
     _Atomic uint64_t entry_count; /* written by the single writer, read by anyone */
     arena arena;
     skiplist list;
-    _Atomic(mem_index *) index;  /* current table; NULL = search the list (see above) */
-    mem_index *tables;           /* every table, newest first, freed with the memtable; writer */
-    size_t index_keys;           /* keys in the current table; writer */
-    bool index_off;              /* the index was given up; writer */
-    _Atomic size_t index_bytes;  /* all tables; read by anyone (relaxed) */
+    _Atomic(mem_index *) index; /* current table; NULL = search the list (see above) */
+    mem_index *tables;          /* every table, newest first, freed with the memtable; writer */
+    size_t index_keys;          /* keys in the current table; writer */
+    bool index_off;             /* the index was given up; writer */
+    _Atomic size_t index_bytes; /* all tables; read by anyone (relaxed) */
 };
 
 static inline uint64_t key_hash(const void *key, size_t len)
@@ -210,11 +210,10 @@ static shale_code index_reserve(memtable *m, shale_error *err)
 
 /* Points the key's slot at n, its new newest version (older: the previous newest, or NULL for a
  * new key). REQUIRES: index_reserve succeeded since the last key was added. */
-static void index_update(memtable *m, shale_slice key, const skiplist_node *older,
+static void index_update(memtable *m, uint64_t hash, const skiplist_node *older,
                          const skiplist_node *n)
 {
     mem_index *t = atomic_load_explicit(&m->index, memory_order_relaxed);
-    uint64_t hash = key_hash(key.data, key.len);
 
     if (t == NULL || !node_fits(n)) {
         if (!m->index_off) {
@@ -321,8 +320,26 @@ shale_code memtable_add(memtable *m, uint64_t seq, uint8_t type, shale_slice key
     const skiplist_node *older = NULL, *n = NULL;
     shale_code rc = skiplist_check_entry(seq, type, key.len, value.len, err);
 
+    uint64_t hash = 0;
+
     if (rc == SHALE_OK) {
         rc = index_reserve(m, err); /* before the insert: after it, nothing may fail */
+    }
+    if (rc == SHALE_OK && m->arena.ptr != NULL) {
+        /* The new node goes at the arena's next free bytes, fresh memory that is not in any
+         * cache: writing it would stall on those lines (and the next locked instruction of the
+         * commit path would wait for the stores to drain). Fetch them for writing now, while the
+         * search runs. */
+        size_t ahead = m->arena.remaining < 256 ? m->arena.remaining : 256;
+        for (size_t off = 0; off < ahead; off += 64) {
+            __builtin_prefetch(m->arena.ptr + off, 1);
+        }
+    }
+    if (rc == SHALE_OK && !m->index_off) {
+        /* The key's slot is a cache miss of its own: start it now, to overlap the search. */
+        mem_index *t = atomic_load_explicit(&m->index, memory_order_relaxed);
+        hash = key_hash(key.data, key.len);
+        __builtin_prefetch(&t->slots[hash & t->mask], 1);
     }
     if (rc == SHALE_OK) {
         rc = skiplist_insert(&m->list, seq, type, key.data, key.len, value.data, value.len,
@@ -332,7 +349,7 @@ shale_code memtable_add(memtable *m, uint64_t seq, uint8_t type, shale_slice key
         return rc;
     }
     if (!m->index_off) {
-        index_update(m, key, older, n);
+        index_update(m, hash, older, n);
     }
     atomic_store_explicit(&m->entry_count,
                           atomic_load_explicit(&m->entry_count, memory_order_relaxed) + 1,
@@ -399,11 +416,142 @@ uint64_t memtable_entry_count(const memtable *m)
     return atomic_load_explicit(&((memtable *)m)->entry_count, memory_order_relaxed);
 }
 
+/* ---- Iterators ----
+ *
+ * Read-ahead. After a random fill the nodes of a long scan sit at random places in the arena, so
+ * each step of a plain level-0 walk is a cache miss (~200 ns on the test VM), one after the
+ * other. The links of the upper levels give independent starting points, though: the nodes with
+ * more than ITER_LEVEL links cut level 0 into segments of about 2^ITER_LEVEL nodes, and walking
+ * several segments at once overlaps their misses. So a scan gets MEMTABLE_ITER_LANES lanes, each
+ * walking one of the segments ahead of the iterator (the ring holds the next segments in order);
+ * every next() moves ITER_PUMP lanes one node forward each (round robin), prefetching that
+ * node's links and, once they are in, its key and value. A lane advances every few steps, by
+ * which time its last prefetch has usually arrived; together the lanes run faster than the
+ * iterator but no further ahead than the ring's segments. When the iterator reaches the start of
+ * the oldest lane's segment, that lane is freed, and each step hands a free lane the segment
+ * after the newest one (found on level ITER_LEVEL from the newest start).
+ *
+ * Nodes laid out in key order (a bulk load) need none of this - the hardware prefetcher streams
+ * them, and lanes would only cost time - so every ITER_WINDOW steps the iterator looks at how
+ * many steps landed just ahead in memory and runs lanes only where most did not. Short scans
+ * (under one window) never start lanes.
+ *
+ * Measured through the public API (1M random 16-byte keys, 100-byte values, 631k live): readseq
+ * after a random fill 4.0M -> 7.2-7.5M entries/s; after a reopen (bulk-loaded) unchanged,
+ * 15-16M. Tried: segments of 4, 8, 16, 32 nodes (ITER_LEVEL 2..5), 8..32 lanes, 1..3 lanes a
+ * step; 16 nodes, 16 lanes, 2 a step was best or within noise of it.
+ *
+ * The lanes only ever prefetch: what next() returns comes from the iterator's own level-0 link,
+ * so a concurrent insert, or a lane that lost its way, costs time, never correctness. A lane
+ * reads the level-ITER_LEVEL link only of nodes it reached on that level. */
+#define ITER_LEVEL      4 /* segments of about 16 nodes */
+#define ITER_PUMP       2 /* lanes advanced per step */
+/* Steps per decision on whether to run lanes, and what counts as "just ahead in memory". */
+#define ITER_WINDOW     32
+#define ITER_NEAR_BYTES 1024
+#define LANE_MASK       (MEMTABLE_ITER_LANES - 1)
+_Static_assert((MEMTABLE_ITER_LANES & LANE_MASK) == 0, "a power of two");
+
+static void lanes_off(memtable_iter *it)
+{
+    it->steps = 0;
+    it->near = 0;
+    it->lanes = 0;
+}
+
+/* Prefetches the bytes before n's header - expiry, key, value - that a scan reads: all of them
+ * for small entries, else the 256 bytes before the header and the value's first line. */
+static void prefetch_data(const skiplist_node *n)
+{
+    size_t exp = (n->tag & SKIPLIST_HAS_EXPIRE) ? sizeof(uint64_t) : 0;
+    const char *end = (const char *)n;
+    const char *from = end - exp - n->key_len - n->val_len;
+    const char *p = (size_t)(end - from) > 256 ? end - 256 : from;
+
+    __builtin_prefetch(from);
+    for (; p < end; p += 64) {
+        __builtin_prefetch(p);
+    }
+}
+
+/* Hands the next free lane the segment after last_start: lanes oldest .. oldest + count - 1
+ * hold consecutive segments, so the new one follows the newest. */
+static void lane_add(memtable_iter *it)
+{
+    const skiplist_node *s = skiplist_next_at(it->last_start, ITER_LEVEL);
+    uint32_t i = (it->oldest + it->count) & LANE_MASK;
+
+    it->last_start = s;
+    if (s == NULL) {
+        return; /* the last segment runs to the end of the list */
+    }
+    if (it->count > 0) {
+        it->lane[(i - 1) & LANE_MASK].end = s; /* the previous one ends here */
+    }
+    it->lane[i].start = s;
+    it->lane[i].cur = s;
+    it->lane[i].end = NULL;
+    it->count++;
+    __builtin_prefetch(s);
+}
+
+static void lanes_start(memtable_iter *it)
+{
+    const skiplist_node *x = it->node;
+    const skiplist_node *s = skiplist_seek_level(&it->m->list, skiplist_node_key(x), x->key_len,
+                                                 skiplist_node_seq(x), ITER_LEVEL);
+
+    for (uint32_t i = 0; i < MEMTABLE_ITER_LANES; i++) {
+        it->lane[i].start = it->lane[i].cur = it->lane[i].end = NULL;
+    }
+    if (s == NULL) {
+        return; /* no segment starts ahead: read-ahead stays off */
+    }
+    it->lanes = MEMTABLE_ITER_LANES;
+    it->turn = 0;
+    it->oldest = 0;
+    it->count = 1;
+    it->lane[0].start = it->lane[0].cur = s;
+    it->last_start = s;
+    __builtin_prefetch(s);
+}
+
+static void lanes_step(memtable_iter *it)
+{
+    if (it->count > 0 && it->node == it->lane[it->oldest].start) {
+        /* The walk entered the oldest lane's segment, which that lane has fetched: free it. */
+        it->lane[it->oldest].start = it->lane[it->oldest].cur = NULL;
+        it->oldest = (it->oldest + 1) & LANE_MASK;
+        it->count--;
+    }
+    if (it->count < MEMTABLE_ITER_LANES && it->last_start != NULL) {
+        lane_add(it); /* at most one a step: finding a start may be a miss */
+    }
+
+    /* ITER_PUMP lanes, one node forward each. */
+    for (int k = 0; k < ITER_PUMP; k++) {
+        uint32_t t = it->turn;
+        it->turn = (t + 1) & LANE_MASK;
+        const skiplist_node *cur = it->lane[t].cur;
+        if (cur != NULL) {
+            const skiplist_node *n = skiplist_next(cur);
+            prefetch_data(cur);
+            if (n == NULL || n == it->lane[t].end) {
+                it->lane[t].cur = NULL; /* segment done */
+            } else {
+                __builtin_prefetch(n);
+                it->lane[t].cur = n;
+            }
+        }
+    }
+}
+
 void memtable_iter_init(memtable_iter *it, memtable *m)
 {
     memtable_ref(m);
     it->m = m;
     it->node = NULL;
+    lanes_off(it);
 }
 
 void memtable_iter_destroy(memtable_iter *it)
@@ -411,6 +559,7 @@ void memtable_iter_destroy(memtable_iter *it)
     memtable_unref(it->m);
     it->m = NULL;
     it->node = NULL;
+    lanes_off(it);
 }
 
 bool memtable_iter_valid(const memtable_iter *it)
@@ -421,23 +570,49 @@ bool memtable_iter_valid(const memtable_iter *it)
 void memtable_iter_seek(memtable_iter *it, shale_slice key, uint64_t seq)
 {
     it->node = skiplist_seek(&it->m->list, key.data, key.len, seq);
+    lanes_off(it);
 }
 
 void memtable_iter_seek_first(memtable_iter *it)
 {
     it->node = skiplist_first(&it->m->list);
+    lanes_off(it);
 }
 
 void memtable_iter_seek_last(memtable_iter *it)
 {
     it->node = skiplist_last(&it->m->list);
+    lanes_off(it);
 }
 
 /* next and prev leave an invalid iterator invalid rather than trusting the caller. */
 void memtable_iter_next(memtable_iter *it)
 {
-    if (it->node != NULL) {
-        it->node = skiplist_next(it->node);
+    const skiplist_node *x = it->node;
+
+    if (x == NULL) {
+        return;
+    }
+    it->node = skiplist_next(x);
+    if (it->node == NULL) {
+        return;
+    }
+    /* Nodes laid out in key order (a bulk load) are streamed by the hardware prefetcher, and
+     * lanes would only cost time: count the steps that land just ahead in memory, and decide
+     * per window whether lanes are worth running. */
+    it->near += (uintptr_t)it->node - (uintptr_t)x < ITER_NEAR_BYTES;
+    if (it->lanes != 0) {
+        lanes_step(it);
+    }
+    if (++it->steps == ITER_WINDOW) {
+        bool sequential = it->near >= ITER_WINDOW / 4 * 3;
+        it->steps = 0;
+        it->near = 0;
+        if (sequential) {
+            it->lanes = 0;
+        } else if (it->lanes == 0) {
+            lanes_start(it);
+        }
     }
 }
 
@@ -450,6 +625,7 @@ void memtable_iter_prev(memtable_iter *it)
     }
     it->node = skiplist_find_less_than(&it->m->list, skiplist_node_key(n), n->key_len,
                                        skiplist_node_seq(n));
+    lanes_off(it);
 }
 
 void memtable_iter_entry(const memtable_iter *it, memtable_entry *out)
@@ -476,13 +652,10 @@ void memtable_iter_entry(const memtable_iter *it, memtable_entry *out)
 /* Entries whose node is bigger than this are built in place in the memtable's arena: the arena
  * gives them a block of their own anyway, and copying them would cost more than it could save. */
 #define LOADER_IN_PLACE_BYTES (ARENA_BLOCK_BYTES / 4)
-#ifndef LOADER_RELOCATE
-#define LOADER_RELOCATE 1
-#endif
 /* Below this many records a range is finished by insertion sort. */
-#define LOADER_SMALL_SORT 32
+#define LOADER_SMALL_SORT     32
 /* How far ahead of the copy the next source nodes are prefetched. */
-#define LOADER_PREFETCH 8
+#define LOADER_PREFETCH       8
 
 typedef struct load_rec {
     uint64_t hi, lo;     /* 16 key bytes from the current sort offset, zero-padded, big-endian */
@@ -564,8 +737,8 @@ shale_code memtable_loader_add(memtable_loader *l, uint64_t seq, uint8_t type, s
     }
     if (l->count == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 1024;
-        load_rec *recs = cap <= SIZE_MAX / sizeof *recs ? realloc(l->recs, cap * sizeof *recs)
-                                                         : NULL;
+        load_rec *recs =
+            cap <= SIZE_MAX / sizeof *recs ? realloc(l->recs, cap * sizeof *recs) : NULL;
         if (recs == NULL) {
             return err_nomem(err);
         }
@@ -576,10 +749,12 @@ shale_code memtable_loader_add(memtable_loader *l, uint64_t seq, uint8_t type, s
     /* Drawn here, in arrival order, so heights match what memtable_add would have drawn. */
     int height = skiplist_random_height(&l->m->list);
     size_t bytes = key.len + value.len + 64 + (size_t)height * sizeof(skiplist_link);
-    bool in_place = !LOADER_RELOCATE || key.len + value.len > LOADER_IN_PLACE_BYTES ||
-                    bytes > LOADER_IN_PLACE_BYTES;
-    skiplist_node *n = skiplist_node_new(in_place ? &l->m->arena : &l->staging, height, seq, type,
-                                         key.data, key.len, value.data, value.len, expire_at_ms);
+    bool in_place = key.len + value.len > LOADER_IN_PLACE_BYTES || bytes > LOADER_IN_PLACE_BYTES;
+    /* A staged node needs no links: finish gives its copy `height` of them. */
+    skiplist_node *n = in_place ? skiplist_node_new(&l->m->arena, height, seq, type, key.data,
+                                                    key.len, value.data, value.len, expire_at_ms)
+                                : skiplist_node_new(&l->staging, 0, seq, type, key.data, key.len,
+                                                    value.data, value.len, expire_at_ms);
     if (n == NULL) {
         return err_nomem(err);
     }
@@ -620,33 +795,37 @@ static void insertion_sort(load_rec *a, size_t n)
     }
 }
 
-/* Stable MSD radix sort of a[0, n) on (hi, lo), from byte `depth` on (the bytes before are equal
- * across the range). tmp has room for n records. Recursion depth is at most 16. */
-static void radix_sort(load_rec *a, load_rec *tmp, size_t n, int depth)
+/* Stable MSD radix sort on (hi, lo), from byte `depth` on (the bytes before are equal across the
+ * range): sorts the n records in src and leaves them in dst when to_dst, else in src; the other
+ * array is scratch. Each pass scatters from one array into the other and the buckets recurse the
+ * other way round, so no pass copies back. Recursion depth is at most 16. */
+static void radix_sort(load_rec *src, load_rec *dst, size_t n, int depth, bool to_dst)
 {
     if (n > 4096) {
         /* Skip the bytes every key shares in one pass rather than one counting pass each. */
         uint64_t dhi = 0, dlo = 0;
         for (size_t i = 1; i < n; i++) {
-            dhi |= a[i].hi ^ a[0].hi;
-            dlo |= a[i].lo ^ a[0].lo;
+            dhi |= src[i].hi ^ src[0].hi;
+            dlo |= src[i].lo ^ src[0].lo;
         }
         int first = dhi ? __builtin_clzll(dhi) / 8 : dlo ? 8 + __builtin_clzll(dlo) / 8 : 16;
         depth = first > depth ? first : depth;
     }
     for (;;) {
-        if (n <= LOADER_SMALL_SORT) {
-            insertion_sort(a, n);
+        if (n <= LOADER_SMALL_SORT || depth >= 16) {
+            if (to_dst) {
+                memcpy(dst, src, n * sizeof *src);
+            }
+            if (depth < 16) {
+                insertion_sort(to_dst ? dst : src, n);
+            }
             return;
-        }
-        if (depth >= 16) {
-            return; /* all 16 bytes equal */
         }
         size_t count[256] = {0};
         for (size_t i = 0; i < n; i++) {
-            count[rec_byte(&a[i], depth)]++;
+            count[rec_byte(&src[i], depth)]++;
         }
-        if (count[rec_byte(&a[0], depth)] == n) {
+        if (count[rec_byte(&src[0], depth)] == n) {
             depth++; /* a byte every key shares: no pass needed */
             continue;
         }
@@ -657,13 +836,12 @@ static void radix_sort(load_rec *a, load_rec *tmp, size_t n, int depth)
             sum += count[b];
         }
         for (size_t i = 0; i < n; i++) {
-            tmp[pos[rec_byte(&a[i], depth)]++] = a[i];
+            dst[pos[rec_byte(&src[i], depth)]++] = src[i];
         }
-        memcpy(a, tmp, n * sizeof *a);
         size_t start = 0;
         for (int b = 0; b < 256; b++) {
-            if (count[b] > 1) {
-                radix_sort(a + start, tmp + start, count[b], depth + 1);
+            if (count[b] > 0) {
+                radix_sort(dst + start, src + start, count[b], depth + 1, !to_dst);
             }
             start += count[b];
         }
@@ -706,7 +884,7 @@ static void sort_by_len(load_rec *a, load_rec *tmp, size_t n)
  * tie on everything so far, so it ends at the longest such key. */
 static void sort_recs(load_rec *a, load_rec *tmp, size_t n, size_t off)
 {
-    radix_sort(a, tmp, n, 0);
+    radix_sort(a, tmp, n, 0, false);
     for (size_t i = 0; i < n;) {
         size_t j = i + 1;
         uint32_t min_len = a[i].key_len, max_len = a[i].key_len;
@@ -729,17 +907,6 @@ static void sort_recs(load_rec *a, load_rec *tmp, size_t n, size_t off)
         i = j;
     }
 }
-
-#ifdef LOADER_TIMING
-#include <stdio.h>
-#include <time.h>
-static double lt_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-#endif
 
 static bool same_key(const skiplist_node *a, const skiplist_node *b)
 {
@@ -783,13 +950,7 @@ shale_code memtable_loader_finish(memtable_loader *l, memtable_load_stats *out, 
         l->recs[i] = l->recs[j];
         l->recs[j] = x;
     }
-#ifdef LOADER_TIMING
-    double t0 = lt_now();
-#endif
     sort_recs(l->recs, tmp, n, 0);
-#ifdef LOADER_TIMING
-    double t1 = lt_now();
-#endif
 
     skiplist_bulk bulk;
     const skiplist_node *prev = NULL;
@@ -799,7 +960,8 @@ shale_code memtable_loader_finish(memtable_loader *l, memtable_load_stats *out, 
         if (i + LOADER_PREFETCH < n) {
             prefetch_node(l->recs[i + LOADER_PREFETCH].node);
         }
-        skiplist_node *node = r->in_place ? r->node : skiplist_node_copy(&m->arena, r->node, r->height);
+        skiplist_node *node =
+            r->in_place ? r->node : skiplist_node_copy(&m->arena, r->node, r->height);
         if (node == NULL) {
             rc = err_nomem(err);
             goto out;
@@ -816,9 +978,6 @@ shale_code memtable_loader_finish(memtable_loader *l, memtable_load_stats *out, 
         skiplist_bulk_append(&bulk, node, r->height);
         prev = node;
     }
-#ifdef LOADER_TIMING
-    double t2 = lt_now();
-#endif
 
     /* The index, sized for these keys at most 3/4 full. */
     mem_index *t = NULL;
@@ -844,9 +1003,6 @@ shale_code memtable_loader_finish(memtable_loader *l, memtable_load_stats *out, 
             index_put_new(t, tmp[k].hi, tmp[k].node);
         }
     }
-#ifdef LOADER_TIMING
-    fprintf(stderr, "sort %.3f link %.3f index %.3f\n", t1 - t0, t2 - t1, lt_now() - t2);
-#endif
     if (t != NULL) {
         index_publish(m, t, st.keys);
     } else {

@@ -23,10 +23,10 @@
 #ifndef SHALE_MEM_MEMTABLE_H
 #define SHALE_MEM_MEMTABLE_H
 
-#include "shale.h"
-
 #include <stdbool.h>
 #include <stdint.h>
+
+#include "shale.h"
 
 /* Entry types. Values are stored on disk (batch encoding, later tables): never renumber. */
 enum memtable_type {
@@ -59,9 +59,9 @@ void memtable_unref(memtable *m);
  * it to keep the live-key count. REQUIRES: seq larger than every seq already added for this key.
  * SHALE_NOMEM if the arena or the index cannot grow (nothing is added, though the index may have
  * grown). SHALE_INVALID / SHALE_FULL for bad arguments, as skiplist_insert. Single writer. */
-shale_code memtable_add(memtable *m, uint64_t seq, uint8_t type, shale_slice key,
-                        shale_slice value, uint64_t expire_at_ms, bool *prev_found,
-                        memtable_entry *prev, shale_error *err) SHALE_MUST_USE;
+shale_code memtable_add(memtable *m, uint64_t seq, uint8_t type, shale_slice key, shale_slice value,
+                        uint64_t expire_at_ms, bool *prev_found, memtable_entry *prev,
+                        shale_error *err) SHALE_MUST_USE;
 
 /* Finds the newest version of `key` with seq <= snapshot_seq. Returns true and fills *out (which
  * may be a DEL or an expired PUT: the caller decides visibility) or false if no such version.
@@ -122,10 +122,24 @@ shale_code memtable_loader_finish(memtable_loader *l, memtable_load_stats *out,
 void memtable_loader_free(memtable_loader *l);
 
 /* An iterator over all entries in internal order (every version, tombstones included). It holds
- * a reference on the memtable from init until destroy. Caller-provided storage. */
+ * a reference on the memtable from init until destroy. Caller-provided storage (about 450
+ * bytes: long forward scans read ahead on several lanes at once, see memtable.c). */
+#define MEMTABLE_ITER_LANES 16 /* read-ahead lanes; a power of two */
+
 typedef struct memtable_iter {
     memtable *m;
     const void *node;
+    /* Read-ahead state for memtable_iter_next (memtable.c explains it); private. */
+    uint32_t steps;         /* nexts in the current window */
+    uint32_t near;          /* of those, how many landed just ahead in memory */
+    uint32_t lanes;         /* lanes in use (0 = read-ahead off) */
+    uint32_t turn;          /* the lane that advances on the next step */
+    uint32_t oldest;        /* the lane whose segment the walk enters next */
+    uint32_t count;         /* lanes holding segments: oldest, oldest + 1, ... (mod lanes) */
+    const void *last_start; /* start of the newest segment handed out; NULL = no more */
+    struct {
+        const void *start, *cur, *end; /* segment [start, end); cur: last node fetched */
+    } lane[MEMTABLE_ITER_LANES];
 } memtable_iter;
 
 void memtable_iter_init(memtable_iter *it, memtable *m);

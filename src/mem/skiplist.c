@@ -32,18 +32,41 @@ static inline uint64_t load_be64(const unsigned char *p)
     return v;
 }
 
-/* The first 8 bytes of a key as a big-endian integer, zero-padded: a < b bytewise implies
+/* The first 16 bytes of a key, zero-padded, as two big-endian words. a < b bytewise implies
  * prefix(a) <= prefix(b), so prefix(a) < prefix(b) proves a < b. */
-static inline uint64_t key_prefix(const void *key, size_t len)
+typedef struct prefix16 {
+    uint64_t hi, lo;
+} prefix16;
+
+static inline prefix16 key_prefix(const void *key, size_t len)
 {
-    unsigned char b[8] = {0};
-    if (len >= 8) {
-        return load_be64(key);
+    unsigned char b[16] = {0};
+    if (len >= 16) {
+        return (prefix16){load_be64(key), load_be64((const unsigned char *)key + 8)};
     }
     if (len > 0) {
         memcpy(b, key, len);
     }
-    return load_be64(b);
+    return (prefix16){load_be64(b), load_be64(b + 8)};
+}
+
+static inline bool prefix_lt(uint64_t hi, uint64_t lo, prefix16 b)
+{
+    return hi < b.hi || (hi == b.hi && lo < b.lo);
+}
+
+static inline bool prefix_gt(uint64_t hi, uint64_t lo, prefix16 b)
+{
+    return hi > b.hi || (hi == b.hi && lo > b.lo);
+}
+
+/* Stores a link's successor and its prefix in the order skiplist_link requires. */
+static inline void link_store(skiplist_link *l, skiplist_node *n, uint64_t hi, uint64_t lo,
+                              memory_order mo)
+{
+    atomic_store_explicit(&l->node, n, mo);
+    atomic_store_explicit(&l->key_lo, lo, mo);
+    atomic_store_explicit(&l->key_hi, hi, mo);
 }
 
 /* Bytewise three-way comparison, a proper prefix first. Keys of a few words (the common case)
@@ -102,24 +125,26 @@ static inline bool node_before(const skiplist_node *n, const void *key, size_t k
  * compare the successor's key. A node whose key comparison found it >= the target is not compared
  * again on the next level down (LevelDB's last_bigger); a node merely skipped on its prefix is
  * not remembered so, since under a race that prefix may belong to an older, larger successor. */
-static skiplist_node *find_ge(const skiplist *sl, const void *key, size_t key_len, uint64_t seq,
-                              skiplist_node **prev, const skiplist_node **before)
+static inline skiplist_node *find_ge_at(const skiplist *sl, const void *key, size_t key_len,
+                                        uint64_t seq, skiplist_node **prev,
+                                        const skiplist_node **before, int stop)
 {
-    const uint64_t target = key_prefix(key, key_len);
+    const prefix16 target = key_prefix(key, key_len);
     skiplist_node *x = sl->head;
     skiplist_node *known_ge = NULL;
     int level = list_height(sl) - 1;
 
     for (;;) {
         skiplist_link *link = &x->next[level];
-        uint64_t p = atomic_load_explicit(&link->key_prefix, memory_order_acquire);
+        uint64_t hi = atomic_load_explicit(&link->key_hi, memory_order_acquire);
+        uint64_t lo = atomic_load_explicit(&link->key_lo, memory_order_acquire);
         skiplist_node *next = atomic_load_explicit(&link->node, memory_order_acquire);
         bool forward;
         if (next == NULL || next == known_ge) {
             forward = false;
-        } else if (p < target) {
+        } else if (prefix_lt(hi, lo, target)) {
             forward = true;
-        } else if (p > target && level > 0) {
+        } else if (level > stop && prefix_gt(hi, lo, target)) {
             forward = false;
         } else {
             forward = node_before(next, key, key_len, seq);
@@ -134,7 +159,7 @@ static skiplist_node *find_ge(const skiplist *sl, const void *key, size_t key_le
         if (prev != NULL) {
             prev[level] = x;
         }
-        if (level == 0) {
+        if (level <= stop) {
             if (before != NULL) {
                 *before = x == sl->head ? NULL : x;
             }
@@ -142,6 +167,12 @@ static skiplist_node *find_ge(const skiplist *sl, const void *key, size_t key_le
         }
         level--;
     }
+}
+
+static skiplist_node *find_ge(const skiplist *sl, const void *key, size_t key_len, uint64_t seq,
+                              skiplist_node **prev, const skiplist_node **before)
+{
+    return find_ge_at(sl, key, key_len, seq, prev, before, 0);
 }
 
 int skiplist_random_height(skiplist *sl)
@@ -177,7 +208,8 @@ shale_code skiplist_init(skiplist *sl, arena *a, shale_error *err)
     head->val_len = 0;
     for (int i = 0; i < SKIPLIST_MAX_HEIGHT; i++) {
         atomic_init(&head->next[i].node, NULL);
-        atomic_init(&head->next[i].key_prefix, UINT64_MAX);
+        atomic_init(&head->next[i].key_hi, UINT64_MAX);
+        atomic_init(&head->next[i].key_lo, UINT64_MAX);
     }
     sl->arena = a;
     sl->head = head;
@@ -186,7 +218,7 @@ shale_code skiplist_init(skiplist *sl, arena *a, shale_error *err)
     return SHALE_OK;
 }
 
-/* Bytes before the node pointer: value, key, expire_at_ms and the padding that aligns the header. */
+/* Bytes before the node pointer: value, key, expire_at_ms, and padding to align the header. */
 static inline size_t bytes_before(uint32_t key_len, uint32_t val_len, size_t exp)
 {
     size_t data = (size_t)key_len + val_len;
@@ -217,9 +249,9 @@ size_t skiplist_node_bytes(const skiplist_node *n, int height)
            (size_t)height * sizeof(skiplist_link);
 }
 
-skiplist_node *skiplist_node_new(arena *a, int height, uint64_t seq, uint8_t type,
-                                 const void *key, size_t key_len, const void *value,
-                                 size_t val_len, uint64_t expire_at_ms)
+skiplist_node *skiplist_node_new(arena *a, int height, uint64_t seq, uint8_t type, const void *key,
+                                 size_t key_len, const void *value, size_t val_len,
+                                 uint64_t expire_at_ms)
 {
     size_t exp = expire_at_ms != 0 ? sizeof expire_at_ms : 0;
     size_t data = key_len + val_len;
@@ -228,8 +260,8 @@ skiplist_node *skiplist_node_new(arena *a, int height, uint64_t seq, uint8_t typ
     }
     size_t before = bytes_before((uint32_t)key_len, (uint32_t)val_len, exp);
     size_t pad = before - data - exp;
-    char *base = arena_alloc(a, before + sizeof(skiplist_node) +
-                                    (size_t)height * sizeof(skiplist_link), 8);
+    char *base =
+        arena_alloc(a, before + sizeof(skiplist_node) + (size_t)height * sizeof(skiplist_link), 8);
     uint64_t tag = seq << 8 | type;
 
     if (base == NULL) {
@@ -257,8 +289,8 @@ skiplist_node *skiplist_node_copy(arena *a, const skiplist_node *n, int height)
 {
     size_t exp = (n->tag & SKIPLIST_HAS_EXPIRE) ? sizeof(uint64_t) : 0;
     size_t before = bytes_before(n->key_len, n->val_len, exp);
-    char *base = arena_alloc(a, before + sizeof(skiplist_node) +
-                                    (size_t)height * sizeof(skiplist_link), 8);
+    char *base =
+        arena_alloc(a, before + sizeof(skiplist_node) + (size_t)height * sizeof(skiplist_link), 8);
 
     if (base == NULL) {
         return NULL;
@@ -295,8 +327,7 @@ shale_code skiplist_insert(skiplist *sl, uint64_t seq, uint8_t type, const void 
     }
 
     height = skiplist_random_height(sl);
-    n = skiplist_node_new(sl->arena, height, seq, type, key, key_len, value, val_len,
-                          expire_at_ms);
+    n = skiplist_node_new(sl->arena, height, seq, type, key, key_len, value, val_len, expire_at_ms);
     if (n == NULL) {
         return err_nomem(err);
     }
@@ -310,20 +341,16 @@ shale_code skiplist_insert(skiplist *sl, uint64_t seq, uint8_t type, const void 
          * NULL at those levels and moves down. */
         atomic_store_explicit(&sl->height, height, memory_order_relaxed);
     }
-    const uint64_t prefix = key_prefix(key, key_len);
+    const prefix16 prefix = key_prefix(key, key_len);
     for (int i = 0; i < height; i++) {
         skiplist_link *from = &prev[i]->next[i];
-        /* The node is not reachable yet, so its own links need no ordering; the release store
-         * into the predecessor publishes the node, its bytes and these links together. The
+        /* The node is not reachable yet, so its own links need no ordering; the release stores
+         * into the predecessor publish the node, its bytes and these links together. The
          * prefix follows the pointer (see skiplist_link). */
-        atomic_store_explicit(&n->next[i].node,
-                              atomic_load_explicit(&from->node, memory_order_relaxed),
-                              memory_order_relaxed);
-        atomic_store_explicit(&n->next[i].key_prefix,
-                              atomic_load_explicit(&from->key_prefix, memory_order_relaxed),
-                              memory_order_relaxed);
-        atomic_store_explicit(&from->node, n, memory_order_release);
-        atomic_store_explicit(&from->key_prefix, prefix, memory_order_release);
+        link_store(&n->next[i], atomic_load_explicit(&from->node, memory_order_relaxed),
+                   atomic_load_explicit(&from->key_hi, memory_order_relaxed),
+                   atomic_load_explicit(&from->key_lo, memory_order_relaxed), memory_order_relaxed);
+        link_store(from, n, prefix.hi, prefix.lo, memory_order_release);
     }
 
     if (older != NULL) {
@@ -341,6 +368,15 @@ const skiplist_node *skiplist_seek(const skiplist *sl, const void *key, size_t k
                                    uint64_t seq)
 {
     return find_ge(sl, key, key_len, seq, NULL, NULL);
+}
+
+const skiplist_node *skiplist_seek_level(const skiplist *sl, const void *key, size_t key_len,
+                                         uint64_t seq, int level)
+{
+    if (level >= list_height(sl)) {
+        return NULL;
+    }
+    return find_ge_at(sl, key, key_len, seq, NULL, NULL, level);
 }
 
 const skiplist_node *skiplist_find_less_than(const skiplist *sl, const void *key, size_t key_len,
@@ -381,17 +417,15 @@ void skiplist_bulk_init(skiplist_bulk *b)
 
 void skiplist_bulk_append(skiplist_bulk *b, skiplist_node *n, int height)
 {
-    const uint64_t prefix = key_prefix(skiplist_node_key(n), n->key_len);
+    const prefix16 prefix = key_prefix(skiplist_node_key(n), n->key_len);
 
     for (int i = 0; i < height; i++) {
         skiplist_node *last = b->last[i];
         if (last == NULL) {
             b->first[i] = n;
-            b->first_prefix[i] = prefix;
         } else {
             /* Unpublished: nothing can see these nodes before skiplist_bulk_publish. */
-            atomic_store_explicit(&last->next[i].node, n, memory_order_relaxed);
-            atomic_store_explicit(&last->next[i].key_prefix, prefix, memory_order_relaxed);
+            link_store(&last->next[i], n, prefix.hi, prefix.lo, memory_order_relaxed);
         }
         b->last[i] = n;
     }
@@ -403,18 +437,17 @@ void skiplist_bulk_append(skiplist_bulk *b, skiplist_node *n, int height)
 void skiplist_bulk_publish(skiplist *sl, skiplist_bulk *b)
 {
     for (int i = 0; i < b->height; i++) {
-        atomic_store_explicit(&b->last[i]->next[i].node, NULL, memory_order_relaxed);
-        atomic_store_explicit(&b->last[i]->next[i].key_prefix, UINT64_MAX, memory_order_relaxed);
+        link_store(&b->last[i]->next[i], NULL, UINT64_MAX, UINT64_MAX, memory_order_relaxed);
     }
     if (b->height > list_height(sl)) {
         atomic_store_explicit(&sl->height, b->height, memory_order_relaxed);
     }
     /* As in skiplist_insert: the release store of each head link publishes every node reachable
-     * from it; the node before its prefix (a reader may pair the new node with the old
-     * UINT64_MAX prefix, an upper bound, which is safe). */
+     * from it (a reader may pair the new node with the old UINT64_MAX prefix, an upper bound,
+     * which is safe). */
     for (int i = 0; i < b->height; i++) {
-        atomic_store_explicit(&sl->head->next[i].node, b->first[i], memory_order_release);
-        atomic_store_explicit(&sl->head->next[i].key_prefix, b->first_prefix[i],
-                              memory_order_release);
+        const skiplist_node *f = b->first[i];
+        prefix16 p = key_prefix(skiplist_node_key(f), f->key_len);
+        link_store(&sl->head->next[i], b->first[i], p.hi, p.lo, memory_order_release);
     }
 }

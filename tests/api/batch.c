@@ -1,7 +1,7 @@
 /* Write batches: building, atomic commit, ordering inside a batch, limits, reuse. */
 #include "api.h"
 
-TestSuite(batch, .timeout = 60);
+TestSuite(batch);
 
 Test(batch, new_free_clear_count)
 {

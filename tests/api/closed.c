@@ -3,7 +3,7 @@
 
 #include "api.h"
 
-TestSuite(closed, .timeout = 60);
+TestSuite(closed);
 
 Test(closed, every_call_on_a_closed_handle_returns_closed)
 {

@@ -7,7 +7,7 @@
 
 #include "api.h"
 
-TestSuite(concurrency, .timeout = 60);
+TestSuite(concurrency);
 
 enum { WRITERS = 4, READERS = 2, PER_WRITER = 150 };
 

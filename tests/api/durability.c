@@ -3,7 +3,7 @@
 
 #include "api.h"
 
-TestSuite(durability, .timeout = 60);
+TestSuite(durability);
 
 static const shale_durability all_levels[] = {
     SHALE_DURABILITY_DEFAULT, SHALE_DURABILITY_NONE, SHALE_DURABILITY_MEMORY,

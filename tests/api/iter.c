@@ -5,7 +5,7 @@
 
 #include "api.h"
 
-TestSuite(iter, .timeout = 60);
+TestSuite(iter);
 
 /* ---- a reference model: a pool of distinct keys, each live with a value or absent ---- */
 

@@ -4,7 +4,7 @@
 
 #include "api.h"
 
-TestSuite(kv, .timeout = 60);
+TestSuite(kv);
 
 Test(kv, put_get_overwrite_delete)
 {

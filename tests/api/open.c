@@ -3,7 +3,7 @@
 
 #include "api.h"
 
-TestSuite(open, .timeout = 60);
+TestSuite(open);
 
 Test(open, missing_dir_needs_create_if_missing)
 {

@@ -1,7 +1,7 @@
 /* shale_stats: exact counters and gauges through writes, reads, batches and reopen. */
 #include "api.h"
 
-TestSuite(stats, .timeout = 60);
+TestSuite(stats);
 
 Test(stats, fresh_database_is_zero)
 {

@@ -4,7 +4,7 @@
 
 #include "api.h"
 
-TestSuite(ttl, .timeout = 60);
+TestSuite(ttl);
 
 #define T0 1700000000000ull
 

@@ -3,7 +3,7 @@
 
 #include "api.h"
 
-TestSuite(util, .timeout = 60);
+TestSuite(util);
 
 Test(util, strerror_names_every_code)
 {

@@ -265,7 +265,7 @@ static void truncate_every_offset(const built *b)
     }
 }
 
-Test(corruption, torn_tail_at_every_offset, .timeout = 120)
+Test(corruption, torn_tail_at_every_offset)
 {
     size_t vlens[12];
     built b;
@@ -282,7 +282,7 @@ Test(corruption, torn_tail_at_every_offset, .timeout = 120)
 /* The last record starts near the end of a 32 KiB block, so it is split into a FIRST and a LAST
  * fragment: a cut anywhere in either (also exactly at the block boundary, where the FIRST
  * fragment is whole) is a torn tail. */
-Test(corruption, torn_tail_across_a_block_boundary, .timeout = 120)
+Test(corruption, torn_tail_across_a_block_boundary)
 {
     built b;
     shale_db *db;

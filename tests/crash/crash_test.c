@@ -570,7 +570,7 @@ static void run_variant(const variant *vin)
     tu_assert_no_leaks();
 }
 
-Test(crash, full_single_writer, .timeout = 120)
+Test(crash, full_single_writer)
 {
     static const variant v = {.name = "full/1",
                               .lanes = 1,
@@ -583,7 +583,7 @@ Test(crash, full_single_writer, .timeout = 120)
     run_variant(&v);
 }
 
-Test(crash, full_four_writers_group_commit, .timeout = 120)
+Test(crash, full_four_writers_group_commit)
 {
     static const variant v = {.name = "full/4",
                               .lanes = 4,
@@ -596,7 +596,7 @@ Test(crash, full_four_writers_group_commit, .timeout = 120)
     run_variant(&v);
 }
 
-Test(crash, os_single_writer, .timeout = 120)
+Test(crash, os_single_writer)
 {
     static const variant v = {.name = "os/1",
                               .lanes = 1,
@@ -609,7 +609,7 @@ Test(crash, os_single_writer, .timeout = 120)
     run_variant(&v);
 }
 
-Test(crash, os_four_writers, .timeout = 120)
+Test(crash, os_four_writers)
 {
     static const variant v = {.name = "os/4",
                               .lanes = 4,
@@ -622,7 +622,7 @@ Test(crash, os_four_writers, .timeout = 120)
     run_variant(&v);
 }
 
-Test(crash, memory_single_writer_prefix, .timeout = 120)
+Test(crash, memory_single_writer_prefix)
 {
     static const variant v = {.name = "memory/1",
                               .lanes = 1,

@@ -460,7 +460,7 @@ Test(powerloss, drop_all_keeps_every_full_ack)
 
 /* Many seeds, one fresh database each: mixed levels, block-spanning values, batches, deletes,
  * then a torn write of a random prefix of the unsynced bytes. */
-Test(powerloss, keep_random_many_seeds, .timeout = 120)
+Test(powerloss, keep_random_many_seeds)
 {
     env_fault *f = new_fault();
     uint64_t torn = 0, survivors = 0;
@@ -488,7 +488,7 @@ Test(powerloss, keep_random_many_seeds, .timeout = 120)
 
 /* 64 KiB segments and ~2 KiB values: the power goes after several segment rolls. An unsynced
  * tail of a rolled segment followed by a synced record in the next one would be a hole. */
-Test(powerloss, across_segment_rolls, .timeout = 120)
+Test(powerloss, across_segment_rolls)
 {
     env_fault *f = new_fault();
 
@@ -508,7 +508,7 @@ Test(powerloss, across_segment_rolls, .timeout = 120)
 }
 
 /* One directory through many power losses: every cycle opens what the last one left. */
-Test(powerloss, across_reopen_cycles, .timeout = 120)
+Test(powerloss, across_reopen_cycles)
 {
     env_fault *f = new_fault();
     char *dir = tu_tmpdir("pl-cycles");
