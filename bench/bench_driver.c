@@ -817,6 +817,12 @@ static void print_header(const config *c)
     printf("CPU:        %d * %s (%ld online)\n", cpus, model, sysconf(_SC_NPROCESSORS_ONLN));
     printf("CPUCache:   %s\n", cache);
     printf("Kernel:     %s %s %s\n", u.sysname, u.release, u.machine);
+    double load[3];
+    if (getloadavg(load, 3) == 3) {
+        /* Other processes on the machine skew every number: say how busy it was. */
+        printf("Load:       %.2f %.2f %.2f (1, 5, 15 min averages at start)\n", load[0], load[1],
+               load[2]);
+    }
     printf("Engine:     %s\n", line);
 #ifdef __VERSION__
     printf("Build:      %s; compiler %s\n", build_kind(), __VERSION__);
@@ -970,6 +976,18 @@ static int parse_flags(config *c, const bench_engine *const *engines, size_t eng
                 c->histogram = on;
             }
             continue;
+        }
+        static const char *const value_flags[] = {
+            "--benchmarks", "--engine",     "--db",       "--durability", "--num",     "--reads",
+            "--num-sync",   "--value-size", "--key-size", "--batch-size", "--threads", "--seed",
+        };
+        bool known = false;
+        for (size_t f = 0; f < sizeof(value_flags) / sizeof(value_flags[0]); f++) {
+            known = known || strcmp(name, value_flags[f]) == 0;
+        }
+        if (!known) {
+            fprintf(stderr, "%s: unknown flag '%s' (see --help)\n", c->prog, name);
+            return 2;
         }
         if (val == NULL) {
             if (i + 1 >= argc) {
@@ -1223,10 +1241,10 @@ int bench_main(const bench_engine *const *engines, size_t engine_count, const ch
         fprintf(stderr, "%s: out of memory\n", prog);
         goto out;
     }
-    print_header(&c);
     if (!c.use_existing && !reset_dir(&c)) {
         goto out;
     }
+    print_header(&c);
     if (!db_open(&c, &s, c.durability)) {
         goto out;
     }
