@@ -44,10 +44,10 @@ bench:
 	@cmake -S . -B build/release -DCMAKE_BUILD_TYPE=RelWithDebInfo $(CMAKE_FLAGS) >/dev/null
 	@cmake --build build/release -j $(JOBS)
 
-fmt:
+fmt: deps
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
-fmt-check:
+fmt-check: deps
 	@clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
 
 tidy: build

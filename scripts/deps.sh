@@ -3,7 +3,7 @@
 # `apt-get update` once first; does nothing when everything is present. Usage: deps.sh [bench]
 # ("bench" adds the peer engines measured by `shale bench --peers`).
 set -euo pipefail
-pkgs=(cmake make gcc clang pkg-config libcriterion-dev)
+pkgs=(cmake make gcc clang clang-format pkg-config libcriterion-dev)
 if [ "${1:-}" = "bench" ]; then
   pkgs+=(libleveldb-dev librocksdb-dev liblmdb-dev)
 fi
