@@ -52,6 +52,18 @@ static inline uint16_t coding_get_fixed16(const uint8_t *p)
     return (uint16_t)(p[0] | (p[1] << 8));
 }
 
+/* The 8 bytes at p as a big-endian number: memcmp order of 8-byte key chunks as one integer
+ * compare (skiplist link prefixes, the loader's sort). One load and one byte swap. */
+static inline uint64_t coding_get_be64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    return v;
+}
+
 /* Writes v at dst (room for CODING_MAX_VARINT32/64 bytes) and returns the end. */
 uint8_t *coding_put_varint32(uint8_t *dst, uint32_t v);
 uint8_t *coding_put_varint64(uint8_t *dst, uint64_t v);

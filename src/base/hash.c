@@ -3,6 +3,8 @@
 
 #include <string.h>
 
+#include "base/coding.h"
+
 /* wyhash's constants: odd, with balanced bits. */
 #define P0 0xa0761d6478bd642full
 #define P1 0xe7037ed1a0b428dbull
@@ -13,26 +15,6 @@ static inline uint64_t mum(uint64_t a, uint64_t b)
 {
     __uint128_t r = (__uint128_t)a * b;
     return (uint64_t)r ^ (uint64_t)(r >> 64);
-}
-
-static inline uint64_t r64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, sizeof v);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
-}
-
-static inline uint64_t r32(const unsigned char *p)
-{
-    uint32_t v;
-    memcpy(&v, p, sizeof v);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-    v = __builtin_bswap32(v);
-#endif
-    return v;
 }
 
 uint64_t hash_bytes(const void *data, size_t len, uint64_t seed)
@@ -46,8 +28,10 @@ uint64_t hash_bytes(const void *data, size_t len, uint64_t seed)
             /* Two overlapping 4-byte reads from each end cover 4..16 bytes without a branch
              * per length: q is 0 below 8 bytes, 4 from 8. */
             size_t q = (len >> 3) << 2;
-            a = r32(p) << 32 | r32(p + q);
-            b = r32(p + len - 4) << 32 | r32(p + len - 4 - q);
+            a = (uint64_t)coding_get_fixed32((const uint8_t *)p) << 32 |
+                (uint64_t)coding_get_fixed32((const uint8_t *)p + q);
+            b = (uint64_t)coding_get_fixed32((const uint8_t *)p + len - 4) << 32 |
+                (uint64_t)coding_get_fixed32((const uint8_t *)p + len - 4 - q);
         } else if (len > 0) {
             a = (uint64_t)p[0] << 16 | (uint64_t)p[len >> 1] << 8 | p[len - 1];
             b = 0;
@@ -60,22 +44,26 @@ uint64_t hash_bytes(const void *data, size_t len, uint64_t seed)
         if (i > 48) {
             uint64_t s1 = seed, s2 = seed;
             do {
-                seed = mum(r64(p) ^ P1, r64(p + 8) ^ seed);
-                s1 = mum(r64(p + 16) ^ P2, r64(p + 24) ^ s1);
-                s2 = mum(r64(p + 32) ^ P3, r64(p + 40) ^ s2);
+                seed = mum(coding_get_fixed64((const uint8_t *)p) ^ P1,
+                           coding_get_fixed64((const uint8_t *)p + 8) ^ seed);
+                s1 = mum(coding_get_fixed64((const uint8_t *)p + 16) ^ P2,
+                         coding_get_fixed64((const uint8_t *)p + 24) ^ s1);
+                s2 = mum(coding_get_fixed64((const uint8_t *)p + 32) ^ P3,
+                         coding_get_fixed64((const uint8_t *)p + 40) ^ s2);
                 p += 48;
                 i -= 48;
             } while (i > 48);
             seed ^= s1 ^ s2;
         }
         while (i > 16) {
-            seed = mum(r64(p) ^ P1, r64(p + 8) ^ seed);
+            seed = mum(coding_get_fixed64((const uint8_t *)p) ^ P1,
+                       coding_get_fixed64((const uint8_t *)p + 8) ^ seed);
             p += 16;
             i -= 16;
         }
         /* The last 16 bytes, overlapping what came before when len is not a multiple of 16. */
-        a = r64(p + i - 16);
-        b = r64(p + i - 8);
+        a = coding_get_fixed64((const uint8_t *)p + i - 16);
+        b = coding_get_fixed64((const uint8_t *)p + i - 8);
     }
     a ^= P1;
     b ^= seed;

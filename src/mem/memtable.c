@@ -43,6 +43,7 @@
 #include <sys/mman.h>
 
 #include "base/arena.h"
+#include "base/coding.h"
 #include "base/error.h"
 #include "base/hash.h"
 #include "base/slice.h"
@@ -673,16 +674,6 @@ struct memtable_loader {
     uint64_t last_seq;
 };
 
-static inline uint64_t be64_at(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, sizeof v);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
-}
-
 /* Key bytes [off, off + 16) as two big-endian words, zero beyond the key's end. */
 static void load_padded(load_rec *r, const void *key, size_t len, size_t off)
 {
@@ -691,8 +682,8 @@ static void load_padded(load_rec *r, const void *key, size_t len, size_t off)
         size_t k = len - off < sizeof b ? len - off : sizeof b;
         memcpy(b, (const unsigned char *)key + off, k);
     }
-    r->hi = be64_at(b);
-    r->lo = be64_at(b + 8);
+    r->hi = coding_get_be64((const uint8_t *)b);
+    r->lo = coding_get_be64((const uint8_t *)b + 8);
 }
 
 shale_code memtable_loader_new(memtable *m, memtable_loader **out, shale_error *err)

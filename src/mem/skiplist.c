@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "base/coding.h"
 #include "base/error.h"
 
 #define SEQ_LIMIT (((uint64_t)1 << 56) - 1)
@@ -22,16 +23,6 @@ static inline int list_height(const skiplist *sl)
     return atomic_load_explicit(&((skiplist *)sl)->height, memory_order_relaxed);
 }
 
-static inline uint64_t load_be64(const unsigned char *p)
-{
-    uint64_t v;
-    memcpy(&v, p, sizeof v);
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    v = __builtin_bswap64(v);
-#endif
-    return v;
-}
-
 /* The first 16 bytes of a key, zero-padded, as two big-endian words. a < b bytewise implies
  * prefix(a) <= prefix(b), so prefix(a) < prefix(b) proves a < b. */
 typedef struct prefix16 {
@@ -42,12 +33,13 @@ static inline prefix16 key_prefix(const void *key, size_t len)
 {
     unsigned char b[16] = {0};
     if (len >= 16) {
-        return (prefix16){load_be64(key), load_be64((const unsigned char *)key + 8)};
+        return (prefix16){coding_get_be64((const uint8_t *)key),
+                          coding_get_be64((const uint8_t *)(const unsigned char *)key + 8)};
     }
     if (len > 0) {
         memcpy(b, key, len);
     }
-    return (prefix16){load_be64(b), load_be64(b + 8)};
+    return (prefix16){coding_get_be64((const uint8_t *)b), coding_get_be64((const uint8_t *)b + 8)};
 }
 
 static inline bool prefix_lt(uint64_t hi, uint64_t lo, prefix16 b)
@@ -85,8 +77,8 @@ static inline int key_cmp(const void *a_, size_t alen, const void *b_, size_t bl
         }
     } else {
         while (n >= 8) {
-            uint64_t x = load_be64(a);
-            uint64_t y = load_be64(b);
+            uint64_t x = coding_get_be64((const uint8_t *)a);
+            uint64_t y = coding_get_be64((const uint8_t *)b);
             if (x != y) {
                 return x < y ? -1 : 1;
             }
