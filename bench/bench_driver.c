@@ -853,7 +853,7 @@ static void usage(const config *c, const bench_engine *const *engines, size_t en
                   FILE *out)
 {
     fprintf(out,
-            "Usage: %s [flags]\n"
+            "usage: %s [flags]\n"
             "A db_bench-style benchmark. Flags (also as --flag=value):\n"
             "  --benchmarks LIST   comma-separated workloads, run in order (default:\n"
             "                      " DEFAULT_BENCHMARKS ")\n"
@@ -934,11 +934,15 @@ static int parse_flags(config *c, const bench_engine *const *engines, size_t eng
     const char *db = NULL;
     uint64_t reads = 0, num_sync = 0, u = 0;
     bool have_reads = false, have_num_sync = false;
+    /* --help wins over every other argument, bad ones included (as in every shale command). */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            usage(c, engines, engine_count, stdout);
+            return 1;
+        }
+    }
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];
-        if (strcmp(arg, "-h") == 0) {
-            arg = "--help";
-        }
         if (strncmp(arg, "--", 2) != 0) {
             fprintf(stderr, "%s: unexpected argument '%s' (flags start with --)\n", c->prog, arg);
             return 2;
@@ -954,10 +958,6 @@ static int parse_flags(config *c, const bench_engine *const *engines, size_t eng
         name[name_len] = '\0';
         const char *val = eq ? eq + 1 : NULL;
 
-        if (strcmp(name, "--help") == 0) {
-            usage(c, engines, engine_count, stdout);
-            return 1;
-        }
         if (strcmp(name, "--use-existing") == 0 || strcmp(name, "--histogram") == 0) {
             bool on = true;
             if (val != NULL) {
