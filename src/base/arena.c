@@ -3,10 +3,11 @@
  * block gets a dedicated block of its own and leaves the current block current, so at most a
  * quarter of any block is wasted when it is abandoned for a fresh one.
  *
- * Full-size blocks are 2 MiB-aligned and marked MADV_HUGEPAGE: a memtable of a million nodes is
- * searched by pointer chasing across its whole arena, and with 4 KiB pages most steps also miss
- * the TLB (measured: random gets on 1M entries went from 200k to 356k per second with huge
- * pages). Where the kernel has THP off, madvise fails harmlessly and the block is ordinary.
+ * Blocks of 2 MiB or more are 2 MiB-aligned and marked MADV_HUGEPAGE (arena_huge_malloc): a
+ * memtable of a million nodes is searched by pointer chasing across its whole arena, and with 4 KiB
+ * pages most steps also miss the TLB (measured: random gets on 1M entries went from 200k to 356k
+ * per second with huge pages). Where the kernel has THP off, madvise fails harmlessly and the block
+ * is ordinary.
  *
  * memory_bytes is written only by the allocating thread and read by anyone (the memtable's size
  * check from other threads), hence the relaxed atomic: the value is a statistic, not a fence.
@@ -50,18 +51,24 @@ void arena_destroy(arena *a)
     arena_init(a);
 }
 
+void *arena_huge_malloc(size_t bytes)
+{
+    void *p = NULL;
+
+    if (bytes < ARENA_HUGE_PAGE_BYTES) {
+        return malloc(bytes);
+    }
+    if (posix_memalign(&p, ARENA_HUGE_PAGE_BYTES, bytes) != 0) {
+        return NULL;
+    }
+    (void)madvise(p, bytes, MADV_HUGEPAGE); /* fails harmlessly where THP is off */
+    return p;
+}
+
 /* Mallocs a block of `bytes` (header included), links it in and counts it. */
 static arena_block *new_block(arena *a, size_t bytes)
 {
-    arena_block *b = NULL;
-    if (bytes == ARENA_BLOCK_BYTES) {
-        if (posix_memalign((void **)&b, ARENA_HUGE_PAGE_BYTES, bytes) != 0) {
-            return NULL;
-        }
-        (void)madvise(b, bytes, MADV_HUGEPAGE);
-    } else {
-        b = malloc(bytes);
-    }
+    arena_block *b = arena_huge_malloc(bytes);
     if (b == NULL) {
         return NULL;
     }

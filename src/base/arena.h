@@ -33,4 +33,9 @@ void arena_destroy(arena *a);
 void *arena_alloc(arena *a, size_t bytes, size_t align);
 size_t arena_memory_bytes(const arena *a);
 
+/* malloc for large, randomly probed memory (arena blocks, the memtable's hash index): requests of
+ * at least a huge page (2 MiB) come 2 MiB-aligned and marked MADV_HUGEPAGE, smaller ones from
+ * malloc. Release with free(). NULL when out of memory. Thread-safe. */
+void *arena_huge_malloc(size_t bytes);
+
 #endif

@@ -569,15 +569,22 @@ typedef struct ref_entry {
     uint8_t type;
 } ref_entry;
 
+/* Internal order, for the reference models: key ascending, then seq descending. */
+static int cmp_key_seq(const void *ka, size_t la, uint64_t sa, const void *kb, size_t lb,
+                       uint64_t sb)
+{
+    int c = slice_cmp(slice_make(ka, la), slice_make(kb, lb));
+    if (c != 0) {
+        return c;
+    }
+    return sa > sb ? -1 : (sa < sb ? 1 : 0);
+}
+
 static int ref_cmp(const void *a_, const void *b_)
 {
     const ref_entry *a = a_;
     const ref_entry *b = b_;
-    int c = slice_cmp(slice_make(a->key, a->key_len), slice_make(b->key, b->key_len));
-    if (c != 0) {
-        return c;
-    }
-    return a->seq > b->seq ? -1 : (a->seq < b->seq ? 1 : 0);
+    return cmp_key_seq(a->key, a->key_len, a->seq, b->key, b->key_len, b->seq);
 }
 
 /* Keys drawn so that comparisons hit every path of the fast compare: shared 8-byte words, lengths
@@ -1179,11 +1186,7 @@ static int load_op_cmp(const void *a_, const void *b_)
 {
     const load_op *a = a_;
     const load_op *b = b_;
-    int c = slice_cmp(slice_make(a->key, a->key_len), slice_make(b->key, b->key_len));
-    if (c != 0) {
-        return c;
-    }
-    return a->seq > b->seq ? -1 : (a->seq < b->seq ? 1 : 0);
+    return cmp_key_seq(a->key, a->key_len, a->seq, b->key, b->key_len, b->seq);
 }
 
 /* What the stats of a load must say, from the ops alone. */

@@ -35,12 +35,10 @@
  */
 #include "mem/memtable.h"
 
-#include <assert.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #include "base/arena.h"
 #include "base/coding.h"
@@ -49,16 +47,15 @@
 #include "base/slice.h"
 #include "mem/skiplist.h"
 
-#define INDEX_PTR_BITS   53
-#define INDEX_TAG_BITS   (64 - INDEX_PTR_BITS)
-#define INDEX_PTR_MASK   ((UINT64_C(1) << INDEX_PTR_BITS) - 1)
-#define INDEX_MIN_SLOTS  ((size_t)256)
+#define INDEX_PTR_BITS  53
+#define INDEX_TAG_BITS  (64 - INDEX_PTR_BITS)
+#define INDEX_PTR_MASK  ((UINT64_C(1) << INDEX_PTR_BITS) - 1)
+#define INDEX_MIN_SLOTS ((size_t)256)
 /* Tables from this size up are 2 MiB-aligned and asked for huge pages: every probe is a random
  * access, and with 4 KiB pages it would usually miss the TLB too (see arena.c). */
-#define INDEX_HUGE_BYTES ((size_t)2 << 20)
 /* Keys hashed with a fixed seed: the index is in memory only, and a seed from the clock would
  * make runs irreproducible for no real defence (the keys come from the database's own users). */
-#define INDEX_SEED       UINT64_C(0x5368616c65494458)
+#define INDEX_SEED      UINT64_C(0x5368616c65494458)
 
 typedef struct mem_index {
     struct mem_index *older; /* the previous table, kept for readers still on it */
@@ -123,16 +120,9 @@ static mem_index *index_alloc(size_t slots)
         return NULL;
     }
     bytes = sizeof *t + slots * sizeof t->slots[0];
-    if (bytes >= INDEX_HUGE_BYTES) {
-        if (posix_memalign((void **)&t, INDEX_HUGE_BYTES, bytes) != 0) {
-            return NULL;
-        }
-        (void)madvise(t, bytes, MADV_HUGEPAGE);
-    } else {
-        t = malloc(bytes);
-        if (t == NULL) {
-            return NULL;
-        }
+    t = arena_huge_malloc(bytes);
+    if (t == NULL) {
+        return NULL;
     }
     t->older = NULL;
     t->bytes = bytes;
@@ -297,7 +287,9 @@ void memtable_unref(memtable *m)
     }
     /* acq_rel: every reader's last access happens before the free (the shared_ptr pattern). */
     uint32_t old = atomic_fetch_sub_explicit(&m->refs, 1, memory_order_acq_rel);
-    assert(old > 0);
+    if (NEVER(old == 0)) {
+        return; /* an unref too many: leak rather than free twice */
+    }
     if (old == 1) {
         index_free_all(m->tables);
         arena_destroy(&m->arena);
@@ -631,7 +623,10 @@ void memtable_iter_prev(memtable_iter *it)
 
 void memtable_iter_entry(const memtable_iter *it, memtable_entry *out)
 {
-    assert(it->node != NULL);
+    if (NEVER(it->node == NULL)) {
+        memset(out, 0, sizeof *out); /* REQUIRES valid; an empty DEL entry, never a crash */
+        return;
+    }
     fill_entry(it->node, out);
 }
 
