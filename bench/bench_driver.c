@@ -14,6 +14,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -27,13 +28,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_compare.h"
+
 #define DEFAULT_BENCHMARKS                                                                         \
     "fillseq,fillrandom,overwrite,readrandom,readmissing,readseq,deleterandom,fillsync"
-#define MAX_KEY_SIZE   4096 /* shale's default max_key_bytes; a longer key measures nothing new */
-#define MAX_VALUE_SIZE (4u << 20) /* shale's default max_value_bytes */
-#define MAX_THREADS    1024
-#define POOL_MIN_BYTES (1u << 20) /* db_bench's RandomGenerator size */
-#define PIECE_BYTES    100        /* db_bench builds its pool from 100-byte compressible pieces */
+#define MAX_KEY_SIZE      4096 /* shale's default max_key_bytes; a longer key measures nothing new */
+#define MAX_VALUE_SIZE    (4u << 20) /* shale's default max_value_bytes */
+#define MAX_THREADS       1024
+#define POOL_MIN_BYTES    (1u << 20) /* db_bench's RandomGenerator size */
+#define PIECE_BYTES       100 /* db_bench builds its pool from 100-byte compressible pieces */
+#define DEFAULT_MEMORY_MB 256 /* shale's default max_memory_mb */
 
 typedef struct config {
     const bench_engine *engine;
@@ -50,8 +54,17 @@ typedef struct config {
     uint64_t seed;
     bool use_existing;
     bool histogram;
+    uint64_t max_memory_mb;
     char db[PATH_MAX];
     bool db_is_temp; /* we made it with mkdtemp, so we remove it at the end */
+    /* --engines: the comparison (bench_compare.h); db is then the parent of one directory per
+     * engine, and each child sets engine and engine_db. */
+    bool compare;
+    int (*compare_fn)(const compare_spec *spec); /* NULL: this program does not compare */
+    int rounds;
+    const bench_engine *selected[COMPARE_MAX_ENGINES];
+    size_t selected_count;
+    compare_result *result; /* where the child records its rates; NULL outside --engines */
 } config;
 
 /* ---- random numbers, keys, values ---- */
@@ -490,8 +503,9 @@ static void *worker_main(void *arg)
     return NULL;
 }
 
-static void print_result(const char *name, uint64_t done, uint64_t bytes, double thread_sec,
-                         double wall_sec, const char *extra)
+/* Prints one db_bench result line; returns the ops/sec it printed. */
+static double print_result(const char *name, uint64_t done, uint64_t bytes, double thread_sec,
+                           double wall_sec, const char *extra)
 {
     if (done < 1) {
         done = 1; /* as db_bench: pretend one op so the rates stay finite */
@@ -509,10 +523,12 @@ static void print_result(const char *name, uint64_t done, uint64_t bytes, double
         printf(" %s", extra);
     }
     printf("\n");
+    return ops;
 }
 
-/* Runs one threaded benchmark. Returns false (with the first failure printed) on an error. */
-static bool run_threads(run *r, const char *name)
+/* Runs one threaded benchmark. Returns false (with the first failure printed) on an error. Under
+ * --engines also records the rate as workload `slot` of the engine's result. */
+static bool run_threads(run *r, const char *name, size_t slot)
 {
     const config *c = r->cfg;
     int n = c->threads;
@@ -592,7 +608,13 @@ static bool run_threads(run *r, const char *name)
         if (r->kind == K_READRANDOM || r->kind == K_READMISSING) {
             snprintf(extra, sizeof(extra), "(%" PRIu64 " of %" PRIu64 " found)", found, done);
         }
-        print_result(name, done, bytes, thread_sec, last - first, extra);
+        double ops = print_result(name, done, bytes, thread_sec, last - first, extra);
+        if (c->result != NULL && slot < COMPARE_MAX_WORKLOADS) {
+            c->result->ran[slot] = true;
+            c->result->ops[slot] = ops;
+            c->result->found[slot] = found;
+            c->result->done[slot] = done;
+        }
         if (c->histogram && total.n > 0) {
             const char *unit = (r->kind == K_FILLBATCH) ? "per batch" : "per op";
             printf("%-12s   latency micros %s: p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f  "
@@ -681,20 +703,71 @@ static void remove_tree(const char *path)
     (void)nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* The sum of the sizes (st_size) of the regular files under the directory open as dirfd, which
+ * it closes; subdirectories are followed `depth` levels down. */
+static uint64_t tree_bytes(int dirfd, int depth)
+{
+    DIR *d = fdopendir(dirfd);
+    if (d == NULL) {
+        close(dirfd);
+        return 0;
+    }
+    uint64_t sum = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        struct stat st;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+            fstatat(dirfd, e->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            continue;
+        }
+        if (S_ISREG(st.st_mode)) {
+            sum += (uint64_t)st.st_size;
+        } else if (S_ISDIR(st.st_mode) && depth > 0) {
+            int sub = openat(dirfd, e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (sub >= 0) {
+                sum += tree_bytes(sub, depth - 1);
+            }
+        }
+    }
+    closedir(d);
+    return sum;
+}
+
+static uint64_t dir_bytes(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return fd < 0 ? 0 : tree_bytes(fd, 8);
+}
+
 /* ---- the open database ---- */
 
 typedef struct db_state {
     void *db;
     bench_durability level; /* the level it was opened with */
+    bool for_fillsync;      /* opened afresh by fillsync (its size is not the one reported) */
+    bool used;              /* a workload ran on it since it was opened */
+    bool have_disk;         /* disk_bytes holds a measurement */
+    uint64_t disk_bytes;    /* the directory after the last close of a non-fillsync database */
 } db_state;
 
-static bool db_open(const config *c, db_state *s, bench_durability level)
+static bench_open_opts open_opts(const config *c, bench_durability level)
 {
+    uint64_t budget = c->max_memory_mb << 20;
     bench_open_opts o = {
         .durability = level,
         .create = !c->use_existing,
         .expected_bytes = c->num * (c->key_size + 1 + c->value_size),
+        .max_memory_bytes = budget,
+        .write_buffer_bytes = budget / 8,
+        .cache_bytes = budget - 2 * (budget / 8),
+        .threads = c->threads,
     };
+    return o;
+}
+
+static bool db_open(const config *c, db_state *s, bench_durability level)
+{
+    bench_open_opts o = open_opts(c, level);
     bench_err err;
     memset(&err, 0, sizeof(err));
     if (c->engine->open(c->db, &o, &s->db, &err) != BENCH_OK) {
@@ -703,6 +776,8 @@ static bool db_open(const config *c, db_state *s, bench_durability level)
         return false;
     }
     s->level = level;
+    s->used = false;
+    s->for_fillsync = false;
     return true;
 }
 
@@ -718,6 +793,10 @@ static bool db_close(const config *c, db_state *s)
     if (rc != BENCH_OK) {
         fprintf(stderr, "%s: close %s: %s\n", c->prog, c->db, err.msg);
         return false;
+    }
+    if (s->used && !s->for_fillsync) {
+        s->disk_bytes = dir_bytes(c->db);
+        s->have_disk = true;
     }
     return true;
 }
@@ -795,9 +874,10 @@ static const char *level_name(bench_durability d)
     return "?";
 }
 
+/* The lines that hold for every engine of the run. */
 static void print_header(const config *c)
 {
-    char model[256], cache[64], line[512];
+    char model[256], cache[64];
     int cpus = 0;
     cpu_info(model, sizeof(model), cache, sizeof(cache), &cpus);
     struct utsname u;
@@ -810,7 +890,6 @@ static void print_header(const config *c)
     if (localtime_r(&t, &tm) != NULL) {
         strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S %Z", &tm);
     }
-    c->engine->describe(line, sizeof(line));
     double raw_mb = (double)c->num * (double)(c->key_size + c->value_size) / 1048576.0;
     printf("%s: db_bench-style benchmark\n", c->prog);
     printf("Date:       %s\n", date);
@@ -823,7 +902,6 @@ static void print_header(const config *c)
         printf("Load:       %.2f %.2f %.2f (1, 5, 15 min averages at start)\n", load[0], load[1],
                load[2]);
     }
-    printf("Engine:     %s\n", line);
 #ifdef __VERSION__
     printf("Build:      %s; compiler %s\n", build_kind(), __VERSION__);
 #else
@@ -835,12 +913,34 @@ static void print_header(const config *c)
            c->value_size, c->value_size / 2);
     printf("Entries:    %" PRIu64 " per thread (reads %" PRIu64 ", fillsync %" PRIu64 ")\n", c->num,
            c->reads, c->num_sync);
-    printf("RawSize:    %.1f MB per thread (estimated)\n", raw_mb);
+    printf("RawSize:    %.1f MiB per thread (keys + values, before compression)\n", raw_mb);
     printf("Threads:    %d (each does the full count; ops/sec is the aggregate)\n", c->threads);
+    bench_open_opts o = open_opts(c, c->durability);
+    printf("Memory:     %" PRIu64 " MiB budget per engine: write buffer %" PRIu64
+           " MiB (two may be held), cache %" PRIu64 " MiB; --max-memory\n",
+           c->max_memory_mb, o.write_buffer_bytes >> 20, o.cache_bytes >> 20);
+    printf("Seed:       %" PRIu64 "\n", c->seed);
+    if (c->compare) {
+        printf("Engines:    ");
+        for (size_t i = 0; i < c->selected_count; i++) {
+            printf("%s%s", i ? ", " : "", c->selected[i]->name);
+        }
+        printf("; each in its own process, %d round(s), taking turns\n", c->rounds);
+        printf("Databases:  %s/<engine>%s\n", c->db, c->db_is_temp ? " (temporary)" : "");
+    }
+    fflush(stdout);
+}
+
+/* The lines about the engine being measured. */
+static void print_engine_header(const config *c)
+{
+    char line[1024];
+    bench_open_opts o = open_opts(c, c->durability);
+    c->engine->describe(&o, line, sizeof(line));
+    printf("Engine:     %s\n", line);
     printf("Durability: %s: %s\n", level_name(c->durability),
            c->engine->durability_desc(c->durability));
     printf("Fillsync:   %s\n", c->engine->durability_desc(BENCH_DUR_FULL));
-    printf("Seed:       %" PRIu64 "\n", c->seed);
     printf("Database:   %s%s\n", c->db,
            c->use_existing ? " (existing)" : (c->db_is_temp ? " (temporary)" : ""));
     printf("------------------------------------------------\n");
@@ -875,13 +975,27 @@ static void usage(const config *c, const bench_engine *const *engines, size_t en
             "                      before each fill\n"
             "  --use-existing      use the database in --db as it is; fills are skipped\n"
             "  --seed N            seed of the random key streams (default 301)\n"
+            "  --max-memory MIB    memory budget given to every engine (default 256, Shale's\n"
+            "                      default): Shale's max_memory_mb; LevelDB and RocksDB a write\n"
+            "                      buffer of 1/8 and a block cache of 3/4; SQLite's cache_size;\n"
+            "                      LMDB has no budget (the OS page cache holds its map)\n"
             "  --histogram         also print latency percentiles (two clock reads per op)\n"
             "  --engine NAME       the engine to measure:",
             c->prog);
     for (size_t i = 0; i < engine_count; i++) {
         fprintf(out, " %s", engines[i]->name);
     }
-    fprintf(out, "\n  --help              this text\n");
+    fprintf(out, "\n");
+    if (c->compare_fn != NULL) {
+        fprintf(
+            out,
+            "  --engines LIST|all  compare: run the workloads on each engine of LIST in its own\n"
+            "                      process, then print one table (ops/sec, peak RSS, size on\n"
+            "                      disk); databases go to --db DIR/<engine>, removed after each\n"
+            "  --rounds N          with --engines: N rounds, engines taking turns; the table\n"
+            "                      gives medians (default 1)\n");
+    }
+    fprintf(out, "  --help              this text\n");
 }
 
 static bool parse_u64(const config *c, const char *flag, const char *v, uint64_t min, uint64_t max,
@@ -925,12 +1039,68 @@ static const bench_def *find_bench(const char *name)
     return NULL;
 }
 
+/* Fills c->selected from a comma-separated list of engine names, or "all" (every engine built
+ * in, in the order given to bench_main). Returns 0, or 2 on a usage error. */
+static int parse_engines(config *c, const bench_engine *const *engines, size_t engine_count,
+                         const char *list)
+{
+    c->compare = true;
+    if (strcmp(list, "all") == 0) {
+        for (size_t i = 0; i < engine_count && i < COMPARE_MAX_ENGINES; i++) {
+            c->selected[c->selected_count++] = engines[i];
+        }
+        return 0;
+    }
+    char *copy = strdup(list);
+    if (copy == NULL) {
+        fprintf(stderr, "%s: out of memory\n", c->prog);
+        return 2;
+    }
+    int rc = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok != NULL && rc == 0;
+         tok = strtok_r(NULL, ",", &save)) {
+        const bench_engine *found = NULL;
+        for (size_t i = 0; i < engine_count; i++) {
+            if (strcmp(engines[i]->name, tok) == 0) {
+                found = engines[i];
+            }
+        }
+        for (size_t i = 0; i < c->selected_count; i++) {
+            if (c->selected[i] == found) {
+                fprintf(stderr, "%s: --engines: %s is listed twice\n", c->prog, tok);
+                rc = 2;
+            }
+        }
+        if (found == NULL) {
+            fprintf(stderr, "%s: --engines: %s is not built in (built with:", c->prog, tok);
+            for (size_t i = 0; i < engine_count; i++) {
+                fprintf(stderr, " %s", engines[i]->name);
+            }
+            fprintf(stderr, ")\n");
+            rc = 2;
+        } else if (rc == 0 && c->selected_count == COMPARE_MAX_ENGINES) {
+            fprintf(stderr, "%s: --engines: more than %d engines\n", c->prog, COMPARE_MAX_ENGINES);
+            rc = 2;
+        } else if (rc == 0) {
+            c->selected[c->selected_count++] = found;
+        }
+    }
+    free(copy);
+    if (rc == 0 && c->selected_count == 0) {
+        fprintf(stderr, "%s: --engines is empty\n", c->prog);
+        rc = 2;
+    }
+    return rc;
+}
+
 /* Returns 0 to run, 1 after --help, 2 on a usage error. */
 static int parse_flags(config *c, const bench_engine *const *engines, size_t engine_count, int argc,
                        char **argv)
 {
     const char *benchmarks = DEFAULT_BENCHMARKS;
     const char *engine_name = NULL;
+    const char *engine_list = NULL;
     const char *db = NULL;
     uint64_t reads = 0, num_sync = 0, u = 0;
     bool have_reads = false, have_num_sync = false;
@@ -978,8 +1148,9 @@ static int parse_flags(config *c, const bench_engine *const *engines, size_t eng
             continue;
         }
         static const char *const value_flags[] = {
-            "--benchmarks", "--engine",     "--db",       "--durability", "--num",     "--reads",
-            "--num-sync",   "--value-size", "--key-size", "--batch-size", "--threads", "--seed",
+            "--benchmarks", "--engine",     "--engines", "--rounds",   "--db",
+            "--durability", "--num",        "--reads",   "--num-sync", "--value-size",
+            "--key-size",   "--batch-size", "--threads", "--seed",     "--max-memory",
         };
         bool known = false;
         for (size_t f = 0; f < sizeof(value_flags) / sizeof(value_flags[0]); f++) {
@@ -1000,6 +1171,18 @@ static int parse_flags(config *c, const bench_engine *const *engines, size_t eng
             benchmarks = val;
         } else if (strcmp(name, "--engine") == 0) {
             engine_name = val;
+        } else if (strcmp(name, "--engines") == 0) {
+            engine_list = val;
+        } else if (strcmp(name, "--rounds") == 0) {
+            if (!parse_u64(c, name, val, 1, 100, &u)) {
+                return 2;
+            }
+            c->rounds = (int)u;
+        } else if (strcmp(name, "--max-memory") == 0) {
+            /* Shale's max_memory_mb range. */
+            if (!parse_u64(c, name, val, 4, 1048576, &c->max_memory_mb)) {
+                return 2;
+            }
         } else if (strcmp(name, "--db") == 0) {
             db = val;
         } else if (strcmp(name, "--durability") == 0) {
@@ -1052,7 +1235,23 @@ static int parse_flags(config *c, const bench_engine *const *engines, size_t eng
         }
     }
 
-    if (engine_name == NULL) {
+    if (engine_list != NULL) {
+        if (c->compare_fn == NULL) {
+            fprintf(stderr, "%s: --engines: this program measures one engine; peerbench compares\n",
+                    c->prog);
+            return 2;
+        }
+        if (engine_name != NULL) {
+            fprintf(stderr, "%s: give --engine or --engines, not both\n", c->prog);
+            return 2;
+        }
+        if (parse_engines(c, engines, engine_count, engine_list) != 0) {
+            return 2;
+        }
+    } else if (c->rounds > 1) {
+        fprintf(stderr, "%s: --rounds needs --engines\n", c->prog);
+        return 2;
+    } else if (engine_name == NULL) {
         if (engine_count != 1) {
             fprintf(stderr, "%s: --engine is required (built with:", c->prog);
             for (size_t i = 0; i < engine_count; i++) {
@@ -1085,6 +1284,12 @@ static int parse_flags(config *c, const bench_engine *const *engines, size_t eng
                 c->key_size, c->num - 1);
         return 2;
     }
+    if (c->compare && c->use_existing) {
+        fprintf(stderr,
+                "%s: --engines measures fresh databases; --use-existing cannot go with it\n",
+                c->prog);
+        return 2;
+    }
     if (c->use_existing && db == NULL) {
         fprintf(stderr, "%s: --use-existing needs --db DIR\n", c->prog);
         return 2;
@@ -1115,6 +1320,11 @@ static int parse_flags(config *c, const bench_engine *const *engines, size_t eng
         fprintf(stderr, "%s: --benchmarks is empty\n", c->prog);
         return 2;
     }
+    if (c->compare && count > COMPARE_MAX_WORKLOADS) {
+        fprintf(stderr, "%s: --engines: at most %d workloads in --benchmarks\n", c->prog,
+                COMPARE_MAX_WORKLOADS);
+        return 2;
+    }
 
     if (db != NULL) {
         if (strlen(db) >= sizeof(c->db)) {
@@ -1122,12 +1332,18 @@ static int parse_flags(config *c, const bench_engine *const *engines, size_t eng
             return 2;
         }
         snprintf(c->db, sizeof(c->db), "%s", db);
+        /* Under --engines, DIR holds one directory per engine. */
+        if (c->compare && mkdir(c->db, 0700) != 0 && errno != EEXIST) {
+            fprintf(stderr, "%s: --db %s: cannot create: %s\n", c->prog, c->db, strerror(errno));
+            return 2;
+        }
     } else {
         const char *tmp = getenv("TMPDIR");
         if (tmp == NULL || *tmp == '\0') {
             tmp = "/tmp";
         }
-        int n = snprintf(c->db, sizeof(c->db), "%s/%s-bench-XXXXXX", tmp, c->engine->name);
+        int n = snprintf(c->db, sizeof(c->db), "%s/%s-bench-XXXXXX", tmp,
+                         c->compare ? "compare" : c->engine->name);
         if (n < 0 || (size_t)n >= sizeof(c->db) || mkdtemp(c->db) == NULL) {
             fprintf(stderr, "%s: cannot create a temporary directory under %s: %s\n", c->prog, tmp,
                     strerror(errno));
@@ -1140,7 +1356,8 @@ static int parse_flags(config *c, const bench_engine *const *engines, size_t eng
 
 /* ---- the run ---- */
 
-static bool run_one(config *c, db_state *s, const bench_def *def, const char *pool,
+/* Runs workload def, the slot-th of the list. */
+static bool run_one(config *c, db_state *s, const bench_def *def, size_t slot, const char *pool,
                     size_t pool_size)
 {
     const bench_engine *e = c->engine;
@@ -1157,6 +1374,7 @@ static bool run_one(config *c, db_state *s, const bench_def *def, const char *po
         if (!db_close(c, s) || !reset_dir(c) || !db_open(c, s, level)) {
             return false;
         }
+        s->for_fillsync = def->kind == K_FILLSYNC;
     }
     if (def->kind == K_REOPEN) {
         bench_durability level = s->level;
@@ -1211,15 +1429,116 @@ static bool run_one(config *c, db_state *s, const bench_def *def, const char *po
         r.ops = c->num;
         break;
     }
-    return run_threads(&r, def->name);
+    s->used = true;
+    return run_threads(&r, def->name, slot);
 }
 
-int bench_main(const bench_engine *const *engines, size_t engine_count, const char *prog, int argc,
-               char **argv)
+/* Runs the workload list on c->engine in c->db and closes it; under --engines, records the size
+ * on disk in c->result. Returns the exit status. */
+static int run_engine(config *c)
+{
+    int status = 1;
+    db_state s;
+    memset(&s, 0, sizeof(s));
+    size_t pool_size = 0;
+    char *pool = build_value_pool(c->value_size, &pool_size);
+    if (pool == NULL) {
+        fprintf(stderr, "%s: out of memory\n", c->prog);
+        goto out;
+    }
+    if (!c->use_existing && !reset_dir(c)) {
+        goto out;
+    }
+    print_engine_header(c);
+    if (!db_open(c, &s, c->durability)) {
+        goto out;
+    }
+    char *save = NULL;
+    size_t slot = 0;
+    for (char *tok = strtok_r(c->benchmarks, ",", &save); tok != NULL;
+         tok = strtok_r(NULL, ",", &save), slot++) {
+        if (!run_one(c, &s, find_bench(tok), slot, pool, pool_size)) {
+            goto out;
+        }
+        fflush(stdout);
+    }
+    status = 0;
+out:
+    if (!db_close(c, &s)) {
+        status = 1;
+    }
+    if (s.have_disk) {
+        printf("%-12s : %.1f MiB in %s after close (%s)\n", "disk",
+               (double)s.disk_bytes / 1048576.0, c->db,
+               "the database the workloads before fillsync left");
+        if (c->result != NULL) {
+            c->result->have_disk = true;
+            c->result->disk_bytes = s.disk_bytes;
+        }
+    }
+    free(pool);
+    return status;
+}
+
+/* The child of one engine under --engines: its own directory under c->db, removed at the end
+ * (a 10,000,000-key database takes gigabytes; the next engine needs the space). */
+static int compare_child(void *ctx, size_t engine, compare_result *out)
+{
+    config *c = ctx;
+    c->engine = c->selected[engine];
+    c->result = out;
+    char base[PATH_MAX];
+    snprintf(base, sizeof(base), "%s", c->db);
+    int n = snprintf(c->db, sizeof(c->db), "%s/%s", base, c->engine->name);
+    if (n < 0 || (size_t)n >= sizeof(c->db)) {
+        fprintf(stderr, "%s: --db: path too long\n", c->prog);
+        return 2;
+    }
+    int status = run_engine(c);
+    remove_tree(c->db);
+    return status;
+}
+
+static int run_compare(config *c)
+{
+    const char *engine_names[COMPARE_MAX_ENGINES];
+    const char *workload_names[COMPARE_MAX_WORKLOADS];
+    size_t nw = 0;
+    char *copy = strdup(c->benchmarks);
+    if (copy == NULL) {
+        fprintf(stderr, "%s: out of memory\n", c->prog);
+        return 1;
+    }
+    char *save = NULL;
+    for (char *tok = strtok_r(copy, ",", &save); tok != NULL && nw < COMPARE_MAX_WORKLOADS;
+         tok = strtok_r(NULL, ",", &save)) {
+        workload_names[nw++] = tok;
+    }
+    for (size_t i = 0; i < c->selected_count; i++) {
+        engine_names[i] = c->selected[i]->name;
+    }
+    compare_spec spec = {
+        .prog = c->prog,
+        .engine_names = engine_names,
+        .engine_count = c->selected_count,
+        .workload_names = workload_names,
+        .workload_count = nw,
+        .rounds = c->rounds,
+        .child = compare_child,
+        .ctx = c,
+    };
+    int status = c->compare_fn(&spec);
+    free(copy);
+    return status;
+}
+
+int bench_main(const bench_engine *const *engines, size_t engine_count, const char *prog,
+               int (*compare)(const compare_spec *spec), int argc, char **argv)
 {
     config c;
     memset(&c, 0, sizeof(c));
     c.prog = prog;
+    c.compare_fn = compare;
     c.num = 1000000;
     c.key_size = 16;
     c.value_size = 100;
@@ -1227,44 +1546,19 @@ int bench_main(const bench_engine *const *engines, size_t engine_count, const ch
     c.threads = 1;
     c.durability = BENCH_DUR_OS;
     c.seed = 301;
+    c.max_memory_mb = DEFAULT_MEMORY_MB;
+    c.rounds = 1;
     int rc = parse_flags(&c, engines, engine_count, argc, argv);
     if (rc != 0) {
         free(c.benchmarks);
         return rc == 1 ? 0 : 2;
     }
 
-    int status = 1;
-    db_state s = {NULL, BENCH_DUR_OS};
-    size_t pool_size = 0;
-    char *pool = build_value_pool(c.value_size, &pool_size);
-    if (pool == NULL) {
-        fprintf(stderr, "%s: out of memory\n", prog);
-        goto out;
-    }
-    if (!c.use_existing && !reset_dir(&c)) {
-        goto out;
-    }
     print_header(&c);
-    if (!db_open(&c, &s, c.durability)) {
-        goto out;
-    }
-    char *save = NULL;
-    for (char *tok = strtok_r(c.benchmarks, ",", &save); tok != NULL;
-         tok = strtok_r(NULL, ",", &save)) {
-        if (!run_one(&c, &s, find_bench(tok), pool, pool_size)) {
-            goto out;
-        }
-        fflush(stdout);
-    }
-    status = 0;
-out:
-    if (!db_close(&c, &s)) {
-        status = 1;
-    }
+    int status = c.compare ? run_compare(&c) : run_engine(&c);
     if (c.db_is_temp) {
         remove_tree(c.db);
     }
-    free(pool);
     free(c.benchmarks);
     return status;
 }

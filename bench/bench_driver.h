@@ -3,8 +3,15 @@
  *
  * One driver runs the same workloads, with the same keys, values and random streams, on every
  * engine: `shale bench` (src/cli/cmd_bench.c, engine_shale.c) and `peerbench` (bench/peerbench.c
- * with engine_leveldb.c, engine_rocksdb.c, engine_lmdb.c). An engine is a table of functions
- * (bench_engine); the driver owns threads, timing, key and value generation and the report.
+ * with engine_shale.c, engine_leveldb.c, engine_rocksdb.c, engine_lmdb.c, engine_sqlite.c). An
+ * engine is a table of functions (bench_engine); the driver owns threads, timing, key and value
+ * generation and the report. `peerbench --engines all` is the side-by-side comparison: every
+ * engine in its own child process, one table with ops/sec, peak RSS and size on disk.
+ *
+ * Size on disk: the sum of the file sizes (st_size) in the database directory, measured after
+ * the engine closed the database that the non-fillsync workloads built (in the default order,
+ * the one fillrandom, overwrite and deleterandom left behind, closed before fillsync starts
+ * afresh).
  *
  * Workloads (names and semantics follow LevelDB's db_bench; each thread does --num operations and
  * the report gives the aggregate rate):
@@ -16,7 +23,8 @@
  *   readmissing   --reads point reads of keys that cannot exist (a random key plus ".")
  *   readseq       a forward scan of up to --reads entries (ops/sec = entries/sec)
  *   readreverse   the same scan backwards from the last key
- *   deleterandom  num random deletes
+ *   deleterandom  num random deletes of keys drawn uniformly from [0, num), as db_bench: after
+ *                 fillrandom and overwrite about 86% of them exist (readrandom's found count)
  *   fillsync      fresh database opened with durability full; --num-sync random writes per thread,
  *                 each synced to stable storage (default num/100: LevelDB uses num/1000, which is
  *                 too few at 8 threads to measure group commit over more than a few hundred syncs)
@@ -62,18 +70,26 @@ typedef struct bench_slice {
     size_t len;
 } bench_slice;
 
+/* The memory budget (--max-memory, default 256 MiB: Shale's default max_memory) is given to every
+ * engine, split the way Shale splits it: a write buffer (memtable) of an eighth, since an LSM
+ * engine may hold two (one filling, one being flushed), and a block cache of the rest (three
+ * quarters). Engines without a memtable give their cache the whole budget. */
 typedef struct bench_open_opts {
     bench_durability durability; /* the database's default level for this open */
     bool create;                 /* create it when missing (false with --use-existing) */
     uint64_t expected_bytes;     /* keys + values the whole run may write (sizes LMDB's map) */
+    uint64_t max_memory_bytes;   /* the budget, a whole number of MiB */
+    uint64_t write_buffer_bytes; /* max_memory_bytes / 8 */
+    uint64_t cache_bytes;        /* max_memory_bytes - 2 * write_buffer_bytes */
+    int threads;                 /* driver threads (engines with per-thread caches divide) */
 } bench_open_opts;
 
 typedef struct bench_engine {
-    const char *name;        /* "shale", "leveldb", "rocksdb", "lmdb" */
+    const char *name;        /* "shale", "leveldb", "rocksdb", "lmdb", "sqlite" */
     const char *marker_file; /* a file every database of this engine holds: the driver only
                                 deletes a directory that holds it (or is empty) */
-    /* Writes the engine's version and the options the adapter sets, one line. */
-    void (*describe)(char *out, size_t len);
+    /* Writes the engine's version and the options the adapter sets for `opts`, one line. */
+    void (*describe)(const bench_open_opts *opts, char *out, size_t len);
     /* What `level` means for this engine, one line. */
     const char *(*durability_desc)(bench_durability level);
 
@@ -113,12 +129,18 @@ extern const bench_engine bench_engine_shale;
 extern const bench_engine bench_engine_leveldb;
 extern const bench_engine bench_engine_rocksdb;
 extern const bench_engine bench_engine_lmdb;
+extern const bench_engine bench_engine_sqlite;
+
+struct compare_spec;
 
 /* Parses db_bench-style flags (argv[0] is the command name), runs the benchmarks on the engine
  * chosen by --engine (the first one when there is only one) and prints the report to stdout.
- * `prog` names the command in usage and messages ("shale bench", "peerbench"). Returns the exit
- * status: 0 on success, 1 when a benchmark or the database failed, 2 on a usage error. */
-int bench_main(const bench_engine *const *engines, size_t engine_count, const char *prog, int argc,
-               char **argv);
+ * `prog` names the command in usage and messages ("shale bench", "peerbench"). `compare` is
+ * compare_run (bench_compare.h) in the comparison program, NULL elsewhere: with it, --engines
+ * LIST (or "all") runs the benchmarks on each engine of LIST in turn, each in its own child
+ * process, --rounds times, and ends with one table of all of them. Returns the exit status: 0 on
+ * success, 1 when a benchmark or the database failed, 2 on a usage error. */
+int bench_main(const bench_engine *const *engines, size_t engine_count, const char *prog,
+               int (*compare)(const struct compare_spec *spec), int argc, char **argv);
 
 #endif /* SHALE_BENCH_DRIVER_H */

@@ -3,10 +3,14 @@
  *
  * LMDB is a copy-on-write B+tree in one memory map: there is no log and no compression, so only
  * the map size and the sync flags are set (default page size, one unnamed database, default
- * flags otherwise). Every put or delete is its own write transaction, as every Shale write is its
- * own commit; LMDB serialises writers, so it has no group commit. A thread reads through one
- * read-only transaction that it resets after each get and renews for the next (LMDB's cheap
- * read pattern; the value is not copied, as LMDB returns a pointer into the map).
+ * flags otherwise). LMDB has no cache of its own and so no memory budget: it reads and writes
+ * through the map, and the pages it has touched count in the process's RSS as mapped file pages
+ * (page cache), up to the whole database. The driver's --max-memory does not apply to it; its map
+ * size is four times the data the run may write (at least 1 GiB), so the map never fills. Every put
+ * or delete is its own write transaction, as every Shale write is its own commit; LMDB serialises
+ * writers, so it has no group commit. A thread reads through one read-only transaction that it
+ * resets after each get and renews for the next (LMDB's cheap read pattern; the value is not
+ * copied, as LMDB returns a pointer into the map).
  *
  * Durability mapping (environment flags):
  *   full    default flags: each commit fdatasyncs the data pages, then writes and syncs the
@@ -54,10 +58,20 @@ static int fail(bench_err *err, const char *what, int rc)
     return BENCH_ERROR;
 }
 
-static void describe(char *out, size_t len)
+/* Room for the data four times over (B-tree slack and copy-on-write pages); the map is virtual,
+ * so a generous size costs nothing. */
+static size_t map_bytes_for(const bench_open_opts *opts)
 {
-    snprintf(out, len, "lmdb %s (map size >= 1 GiB; one write transaction per write)",
-             mdb_version(NULL, NULL, NULL));
+    unsigned long long map = opts->expected_bytes * 4 + (256ull << 20);
+    return (size_t)(map < MAP_MIN_BYTES ? MAP_MIN_BYTES : map);
+}
+
+static void describe(const bench_open_opts *opts, char *out, size_t len)
+{
+    snprintf(out, len,
+             "lmdb %s (map size %zu MiB; no memory budget: its RSS is the page cache it maps; "
+             "one write transaction per write)",
+             mdb_version(NULL, NULL, NULL), map_bytes_for(opts) >> 20);
 }
 
 static const char *durability_desc(bench_durability d)
@@ -84,10 +98,7 @@ static int open_db(const char *dir, const bench_open_opts *opts, void **db, benc
         snprintf(err->msg, sizeof(err->msg), "out of memory");
         return BENCH_ERROR;
     }
-    /* Room for the data four times over (B-tree slack and copy-on-write pages); the map is
-     * virtual, so a generous size costs nothing. */
-    unsigned long long map = opts->expected_bytes * 4 + (256ull << 20);
-    l->map_bytes = (size_t)(map < MAP_MIN_BYTES ? MAP_MIN_BYTES : map);
+    l->map_bytes = map_bytes_for(opts);
     unsigned int flags = 0;
     if (opts->durability != BENCH_DUR_FULL) {
         flags |= MDB_NOSYNC;

@@ -1,10 +1,12 @@
 /*
  * engine_shale.c: the bench_driver adapter for Shale, through include/shale.h only.
  *
- * The database is opened with default options except create_if_missing and the durability level;
- * each write passes its level in shale_write_opts, so fillsync's per-write FULL is Shale's own
- * group-committed fdatasync. A thread keeps one shale_buf for its reads (the API's
- * no-malloc-per-get pattern).
+ * The database is opened with default options (LZ4 block compression, bloom filters of 10 bits
+ * per key, write buffer max_memory / 8, block cache the rest less two write buffers) except
+ * create_if_missing, the durability level and max_memory_mb, set to the driver's budget
+ * (--max-memory, default 256 = Shale's default). Each write passes its level in
+ * shale_write_opts, so fillsync's per-write FULL is Shale's own group-committed fdatasync. A
+ * thread keeps one shale_buf for its reads (the API's no-malloc-per-get pattern).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,9 +47,14 @@ static shale_slice sl(bench_slice s)
     return (shale_slice){s.data, s.len};
 }
 
-static void describe(char *out, size_t len)
+static void describe(const bench_open_opts *opts, char *out, size_t len)
 {
-    snprintf(out, len, "shale %s (default options)", shale_version());
+    snprintf(out, len,
+             "shale %s (default options: LZ4, bloom 10 bits/key; max_memory_mb=%llu, so write "
+             "buffer %llu MiB, block cache %llu MiB)",
+             shale_version(), (unsigned long long)(opts->max_memory_bytes >> 20),
+             (unsigned long long)(opts->write_buffer_bytes >> 20),
+             (unsigned long long)(opts->cache_bytes >> 20));
 }
 
 static const char *durability_desc(bench_durability d)
@@ -68,7 +75,11 @@ static const char *durability_desc(bench_durability d)
 
 static int open_db(const char *dir, const bench_open_opts *opts, void **db, bench_err *err)
 {
-    shale_options o = {.create_if_missing = opts->create, .durability = level_of(opts->durability)};
+    shale_options o = {
+        .create_if_missing = opts->create,
+        .durability = level_of(opts->durability),
+        .max_memory_mb = (uint32_t)(opts->max_memory_bytes >> 20),
+    };
     shale_error e;
     shale_db *h = NULL;
     shale_code rc = shale_open(dir, &o, &h, &e);

@@ -1,15 +1,17 @@
 /*
- * peerbench.c: `peerbench --engine leveldb|rocksdb|lmdb [flags]`, the workloads of `shale bench`
- * (bench_driver.c) run on the peer engines found at build time (bench/CMakeLists.txt).
+ * peerbench.c: `peerbench --engine NAME [flags]`, the workloads of `shale bench` (bench_driver.c)
+ * run on Shale or on one of the peer engines found at build time (bench/CMakeLists.txt), and
+ * `peerbench --engines all [flags]`, the side-by-side comparison of all of them (bench_compare.h).
  */
 #include <stddef.h>
 
+#include "bench_compare.h"
 #include "bench_driver.h"
 
 int main(int argc, char **argv)
 {
-    /* The NULL keeps the array non-empty whatever was found; it is not counted. */
     static const bench_engine *const engines[] = {
+        &bench_engine_shale,
 #ifdef HAVE_LEVELDB
         &bench_engine_leveldb,
 #endif
@@ -19,8 +21,10 @@ int main(int argc, char **argv)
 #ifdef HAVE_LMDB
         &bench_engine_lmdb,
 #endif
-        NULL,
+#ifdef HAVE_SQLITE
+        &bench_engine_sqlite,
+#endif
     };
-    size_t count = sizeof(engines) / sizeof(engines[0]) - 1;
-    return bench_main(engines, count, "peerbench", argc, argv);
+    size_t count = sizeof(engines) / sizeof(engines[0]);
+    return bench_main(engines, count, "peerbench", compare_run, argc, argv);
 }

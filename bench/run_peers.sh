@@ -1,54 +1,49 @@
 #!/usr/bin/env bash
-# Runs `shale bench` and `peerbench --engine E` (every engine peerbench was built with) with the
-# same flags, one engine after the other, and prints a markdown table of the results on stdout
-# (for docs/BENCHMARKS.md). Three runs per engine:
-#   1. the workloads fillseq fillrandom overwrite readrandom readmissing readseq readreverse
-#      deleterandom, with the flags given (default: --num 1000000 --value-size 100 --threads 1
-#      --durability os; a --benchmarks among them replaces the list), $ROUNDS times (default 1)
-#      with the engines taking turns; the table gives the median;
-#   2. fillsync with --threads 1 and with --threads 8 (same other flags), $FILLSYNC_ROUNDS times
-#      (default 3) with the engines taking turns; the table gives the median;
-#   3. fillseq,reopen: the time to open a database whose log holds --num records.
-# The raw output of every run goes to stderr, or to the file $BENCH_RAW when it is set.
+# Runs the side-by-side comparison of docs/BENCHMARKS.md: `peerbench --engines all` (Shale,
+# LevelDB, RocksDB, LMDB and SQLite, each engine in its own process, the same workloads, keys and
+# values) for 1,000,000 and 10,000,000 keys of 16 bytes with 100-byte values, each once with the
+# default memory budget (256 MiB, Shale's default) and once with --max-memory set to a tenth of
+# the data (keys + values), and prints the four markdown tables on stdout, each under the exact
+# command that made it. Workloads: fillseq fillrandom overwrite readrandom readmissing readseq
+# deleterandom fillsync (peerbench's default list, db_bench's order).
 #
-# Usage: bench/run_peers.sh [FLAG...]
-# Environment: BUILD_DIR (default build/bench-rel: configure it with
-#   cmake -S . -B build/bench-rel -DCMAKE_BUILD_TYPE=RelWithDebInfo and build the targets shale
-#   and peerbench), ENGINES (default "shale" plus every peer engine peerbench lists), ROUNDS,
-#   FILLSYNC_ROUNDS, BENCH_RAW (above).
+# Rounds: 1,000,000 keys $ROUNDS_1M rounds (default 3), 10,000,000 keys $ROUNDS_10M (default 1:
+# one round of the five engines takes over an hour at that size); with several rounds the
+# engines take turns and each cell is the median. At 10,000,000 keys the reads are cut to
+# 1,000,000 per read workload (readseq scans the first 1,000,000 entries) and fillsync to 10,000
+# writes, as at 1,000,000 keys ($FLAGS_10M, default "--reads 1000000 --num-sync 10000"): rates
+# per operation, not totals, are compared, and the writes take long enough.
+#
+# Usage: bench/run_peers.sh [FLAG...]   (extra peerbench flags, added to every run)
+# Environment:
+#   BUILD_DIR  default build/bench-rel: configure it with
+#              cmake -S . -B build/bench-rel -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHALE_TESTS=OFF
+#              and build the target peerbench (`make bench` builds it in build/release)
+#   ENGINES    default all; e.g. ENGINES=shale to measure Shale alone
+#   SIZES      default "1000000 10000000"
+#   BUDGETS    default "default tenth"
+#   ROUNDS_1M, ROUNDS_10M, FLAGS_10M (above); BENCH_RAW: a file for peerbench's full output
+#              (default stderr)
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-$root/build/bench-rel}
-shale_bin=$build/shale
-peer_bin=$build/bench/peerbench
+bin=$build/bench/peerbench
 
 if [ "${1:-}" = "--help" ] || [ "${1:-}" = "-h" ]; then
     awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
     exit 0
 fi
-if [ $# -eq 0 ]; then
-    set -- --num 1000000 --value-size 100 --threads 1 --durability os
-fi
-flags=("$@")
-
-if [ ! -x "$shale_bin" ]; then
-    echo "run_peers.sh: $shale_bin not found (build the target shale in $build)" >&2
+if [ ! -x "$bin" ]; then
+    echo "run_peers.sh: $bin not found (build the target peerbench in $build)" >&2
     exit 2
 fi
-if [ -z "${ENGINES:-}" ]; then
-    ENGINES=shale
-    if [ -x "$peer_bin" ]; then
-        # The --help text lists the engines this peerbench was built with.
-        peers=$("$peer_bin" --help | sed -n 's/.*--engine NAME *the engine to measure: *//p')
-        ENGINES="shale $peers"
-    else
-        echo "run_peers.sh: $peer_bin not found: measuring shale alone" >&2
-    fi
-fi
-read -r -a engines <<<"$ENGINES"
-repeats=${FILLSYNC_ROUNDS:-3}
-rounds=${ROUNDS:-1}
+
+engines=${ENGINES:-all}
+sizes=${SIZES:-1000000 10000000}
+budgets=${BUDGETS:-default tenth}
+key_size=16
+value_size=100
 
 raw() {
     if [ -n "${BENCH_RAW:-}" ]; then
@@ -58,142 +53,54 @@ raw() {
     fi
 }
 
-# run ENGINE FLAG...: runs one benchmark process; prints its output (also to the raw log).
-run() {
-    local engine=$1
-    shift
-    local cmd
-    if [ "$engine" = shale ]; then
-        cmd=("$shale_bin" bench "$@")
+status=0
+for num in $sizes; do
+    if [ "$num" -ge 10000000 ]; then
+        rounds=${ROUNDS_10M:-1}
     else
-        cmd=("$peer_bin" --engine "$engine" "$@")
+        rounds=${ROUNDS_1M:-3}
     fi
-    local out rc
-    out=$("${cmd[@]}" 2>&1)
-    rc=$?
-    {
-        echo "\$ ${cmd[*]}"
-        echo "$out"
-        [ $rc -eq 0 ] || echo "(exit status $rc)"
+    for budget in $budgets; do
+        cmd=("$bin" --engines "$engines" --num "$num" --key-size "$key_size"
+             --value-size "$value_size" --rounds "$rounds")
+        if [ "$num" -ge 10000000 ]; then
+            read -r -a more <<<"${FLAGS_10M---reads 1000000 --num-sync 10000}"
+            cmd+=("${more[@]}")
+        fi
+        what="default memory budget (256 MiB)"
+        if [ "$budget" = tenth ]; then
+            # A tenth of keys + values, in whole MiB (rounded to the nearest).
+            mib=$(( (num * (key_size + value_size) / 10 + 524288) / 1048576 ))
+            [ "$mib" -ge 4 ] || mib=4 # Shale's smallest max_memory_mb
+            cmd+=(--max-memory "$mib")
+            what="max_memory = a tenth of the data ($mib MiB)"
+        fi
+        cmd+=("$@")
+        echo "run_peers.sh: $(date +%H:%M:%S) $num keys, $what: ${cmd[*]}" >&2
+        start=$(date +%s)
+        out=$("${cmd[@]}" 2>&1)
+        rc=$?
+        end=$(date +%s)
+        {
+            echo "\$ ${cmd[*]}"
+            echo "$out"
+            [ $rc -eq 0 ] || echo "(exit status $rc)"
+            echo
+        } | raw
+        [ $rc -eq 0 ] || status=1
+        echo "### $num keys, $what"
         echo
-    } | raw
-    echo "$out"
-}
-
-# ops NAME: the ops/sec of workload NAME in the output on stdin, or "error".
-ops() {
-    awk -v n="$1" '$1 == n && $2 == ":" && /ops\/sec/ {
-        for (i = 1; i <= NF; i++) if ($i == "ops/sec" || $i == "ops/sec;") { print $(i-1); exit }
-    } END {}' | head -1
-}
-
-# group 1234567 -> 1,234,567
-group() {
-    awk '{ s = $1; if (s !~ /^[0-9]+$/) { print s; next }
-           r = ""; while (length(s) > 3) { r = "," substr(s, length(s) - 2) r; s = substr(s, 1, length(s) - 3) }
-           print s r }'
-}
-
-# median N...: the median of whole numbers (non-numbers are dropped; "n/a" when none is left).
-median() {
-    printf '%s\n' "$@" | grep -E '^[0-9]+$' | sort -n | awk '{ v[NR] = $1 }
-        END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2];
-              else printf "%d\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-
-declare -A cell
-workloads=(fillseq fillrandom overwrite readrandom readmissing readseq readreverse deleterandom)
-main_list=$(IFS=,; echo "${workloads[*]}")
-machine=""
-
-# Other processes on the machine only ever slow a run down, and they come and go: with
-# ROUNDS > 1 the engines take turns, round after round, and each cell is the median.
-declare -A runs
-for ((round = 1; round <= rounds; round++)); do
-    for e in "${engines[@]}"; do
-        echo "run_peers.sh: $e: workloads, round $round of $rounds" >&2
-        out=$(run "$e" --benchmarks "$main_list" "${flags[@]}")
-        [ -n "$machine" ] || machine=$(echo "$out" | sed -n 's/^CPU: *//p')
-        for w in "${workloads[@]}"; do
-            v=$(echo "$out" | ops "$w")
-            runs[$w,$e]="${runs[$w,$e]:-} ${v:-n/a}"
-        done
-        found=$(echo "$out" | sed -n 's/^readrandom .*(\([0-9]* of [0-9]*\) found).*/\1/p')
-        cell[found,$e]=${found:-n/a}
+        echo '```'
+        echo "${cmd[*]#"$root/"}"
+        echo '```'
+        echo
+        date_line=$(echo "$out" | sed -n 's/^Date: *//p' | head -1)
+        load_line=$(echo "$out" | sed -n 's/^Load: *\([0-9. ]*\).*/\1/p' | head -1)
+        echo "Started $date_line, load averages ${load_line% } (1, 5, 15 min); the whole run took" \
+            "$((end - start)) s."
+        echo
+        echo "$out" | sed -n '/^Operations per second/,$p'
+        echo
     done
 done
-for e in "${engines[@]}"; do
-    for w in "${workloads[@]}"; do
-        # shellcheck disable=SC2086 # word splitting is wanted: the values of the rounds
-        cell[$w,$e]=$(median ${runs[$w,$e]})
-    done
-done
-
-# fillsync measures the disk's sync latency, which drifts over minutes on shared or virtual
-# disks: the engines take turns, round after round, and each cell is the median of the rounds.
-declare -A syncs
-for ((round = 1; round <= repeats; round++)); do
-    for e in "${engines[@]}"; do
-        for t in 1 8; do
-            echo "run_peers.sh: $e: fillsync, $t thread(s), round $round of $repeats" >&2
-            out=$(run "$e" "${flags[@]}" --benchmarks fillsync --threads $t)
-            v=$(echo "$out" | ops fillsync)
-            syncs[$t,$e]="${syncs[$t,$e]:-} ${v:-n/a}"
-        done
-    done
-done
-for e in "${engines[@]}"; do
-    # shellcheck disable=SC2086 # word splitting is wanted: the values of the rounds
-    a=$(median ${syncs[1,$e]})
-    # shellcheck disable=SC2086
-    b=$(median ${syncs[8,$e]})
-    cell[fillsync1,$e]=$a
-    cell[fillsync8,$e]=$b
-    if [[ $a =~ ^[0-9]+$ && $b =~ ^[0-9]+$ && $a -gt 0 ]]; then
-        cell[speedup,$e]=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.1fx", b / a }')
-    else
-        cell[speedup,$e]=n/a
-    fi
-done
-
-for e in "${engines[@]}"; do
-    echo "run_peers.sh: $e: fillseq,reopen" >&2
-    out=$(run "$e" "${flags[@]}" --benchmarks fillseq,reopen --threads 1)
-    v=$(echo "$out" | awk '$1 == "reopen" && $2 == ":" { print $3; exit }')
-    cell[reopen,$e]=${v:-n/a}
-    r=$(echo "$out" | sed -n 's/^reopen .*; \([0-9]*\) log records replayed.*/\1/p')
-    cell[replayed,$e]=${r:-n/a}
-done
-
-echo "Flags: \`${flags[*]}\`  "
-echo "Machine: ${machine:-unknown}, $(uname -sr)  "
-echo "Units: operations per second (readseq/readreverse: entries per second) unless stated."
-echo
-printf '| workload |'
-for e in "${engines[@]}"; do printf ' %s |' "$e"; done
-printf '\n|---|'
-for e in "${engines[@]}"; do printf -- '---:|'; done
-printf '\n'
-row() {
-    local key=$1 label=$2 fmt=${3:-group}
-    printf '| %s |' "$label"
-    for e in "${engines[@]}"; do
-        local v=${cell[$key,$e]:-n/a}
-        [ "$fmt" = group ] && v=$(echo "$v" | group)
-        printf ' %s |' "$v"
-    done
-    printf '\n'
-}
-for w in "${workloads[@]}"; do
-    if [ "$rounds" -gt 1 ]; then
-        row "$w" "$w (median of $rounds)"
-    else
-        row "$w" "$w"
-    fi
-done
-row found "readrandom keys found" raw
-row fillsync1 "fillsync, 1 thread (median of $repeats)"
-row fillsync8 "fillsync, 8 threads, aggregate (median of $repeats)"
-row speedup "fillsync 8 threads / 1 thread" raw
-row reopen "reopen after fillseq (ms to open)" raw
-row replayed "log records replayed by that open" raw
+exit $status

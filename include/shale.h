@@ -110,6 +110,19 @@ SHALE_API SHALE_MUST_USE shale_code shale_durability_parse(const char *text, sha
                                                            shale_error *err);
 SHALE_API const char *shale_durability_name(shale_durability level);
 
+/* Table block compression. */
+typedef enum shale_compression {
+    SHALE_COMPRESSION_DEFAULT = 0, /* LZ4 */
+    SHALE_COMPRESSION_NONE = 1,
+    SHALE_COMPRESSION_LZ4 = 2,
+    SHALE_COMPRESSION_ZSTD = 3,
+} shale_compression;
+
+/* Parses "none", "lz4" or "zstd". Returns SHALE_INVALID for anything else. */
+SHALE_API SHALE_MUST_USE shale_code shale_compression_parse(const char *text,
+                                                            shale_compression *out,
+                                                            shale_error *err);
+
 /* The operating-system seam. NULL in the options means the real OS; tests pass a fault-injecting
  * env (see src/env/env.h). */
 typedef struct shale_env shale_env;
@@ -133,6 +146,27 @@ typedef struct shale_options {
     uint32_t ttl_sweep_interval_ms; /* how often expired keys are removed in the background;
                                        0 = 1000 ms; range 10 .. 3600000 */
     const shale_env *env;           /* NULL = the operating system */
+
+    /* Memory. max_memory_mb bounds what the database holds in memory: the memtables (a quarter,
+     * unless write_buffer_bytes says otherwise) and the block cache (the rest). Peak RSS stays
+     * within it plus a small overhead (docs/ARCHITECTURE.md, "Memory"). */
+    uint32_t max_memory_mb;      /* 0 = 256 MiB; range 4 .. 1048576 */
+    uint64_t write_buffer_bytes; /* flush a memtable at this size; 0 = max_memory / 8 (two can be
+                                    in memory at once: one filling, one being flushed);
+                                    range 64 KiB .. max_memory / 2 */
+    uint64_t max_log_bytes;      /* flush once the log holds this many bytes not yet in tables,
+                                    bounding recovery time; 0 = 64 MiB; range 64 KiB .. 64 GiB */
+    uint32_t flush_idle_ms;      /* flush a non-empty memtable after this long without writes;
+                                    0 = 60000; range 10 .. 86400000 */
+
+    /* Tables and compaction. */
+    shale_compression compression; /* data block compression; 0 = LZ4 */
+    uint64_t table_bytes;          /* target size of compaction output tables; 0 = 16 MiB;
+                                      range 64 KiB .. 1 GiB */
+    uint32_t compaction_threads;   /* background compaction threads; 0 = 2; range 1 .. 32 */
+    uint32_t max_open_tables; /* table readers kept open (LRU); 0 = 1000; range 16 .. 1000000 */
+    uint32_t l0_compaction_trigger; /* compact level 0 at this many tables; 0 = 4; range 2 .. 64.
+                                       Writes slow down at twice and stop at three times it. */
 } shale_options;
 
 typedef struct shale_db shale_db;
@@ -160,12 +194,18 @@ typedef struct shale_write_opts {
     shale_durability durability; /* 0 = the database's level */
 } shale_write_opts;
 
-/* Per-read options; NULL means defaults. Bounds and prefix apply to iterators only; the slices
+/* A snapshot: a point in time (a sequence number) that reads can be pinned to while writes and
+ * compactions go on; compaction keeps every version a live snapshot can see. */
+typedef struct shale_snapshot shale_snapshot;
+
+/* Per-read options; NULL means defaults. The snapshot applies to every read; bounds and prefix
+ * apply to iterators only; the slices
  * are copied by shale_iter_new. */
 typedef struct shale_read_opts {
-    shale_slice lower_bound; /* iterate keys >= this; empty = no lower bound */
-    shale_slice upper_bound; /* iterate keys < this; empty = no upper bound */
-    shale_slice prefix;      /* iterate only keys starting with this; combines with bounds */
+    const shale_snapshot *snapshot; /* read as of this snapshot; NULL = now */
+    shale_slice lower_bound;        /* iterate keys >= this; empty = no lower bound */
+    shale_slice upper_bound;        /* iterate keys < this; empty = no upper bound */
+    shale_slice prefix;             /* iterate only keys starting with this; combines with bounds */
 } shale_read_opts;
 
 /* Writes one key. Keys are 1 .. max_key_bytes bytes, values 0 .. max_value_bytes; anything else
@@ -208,7 +248,8 @@ SHALE_API SHALE_MUST_USE shale_code shale_exists(shale_db *db, const shale_read_
                                                  shale_slice key, bool *out, shale_error *err);
 
 /* Reads `count` keys at one consistent point in time. values[i] gets key i's value and codes[i]
- * SHALE_OK or SHALE_NOT_FOUND. Returns SHALE_OK unless the call itself fails (bad arguments,
+ * SHALE_OK or SHALE_NOT_FOUND (or SHALE_CORRUPTION / SHALE_IO for a key whose table could not be
+ * read). Returns SHALE_OK unless the call itself fails (bad arguments,
  * closed handle, no memory), in which case codes[] are unspecified. */
 SHALE_API SHALE_MUST_USE shale_code shale_multi_get(shale_db *db, const shale_read_opts *ropts,
                                                     size_t count, const shale_slice *keys,
@@ -266,11 +307,38 @@ SHALE_API shale_slice shale_iter_value(const shale_iter *it);
 SHALE_API shale_entry_info shale_iter_info(const shale_iter *it);
 SHALE_API SHALE_MUST_USE shale_code shale_iter_status(const shale_iter *it, shale_error *err);
 
+/* Takes a snapshot of the database as of now. NULL when out of memory or on a closed handle.
+ * Release it with shale_snapshot_release (before shale_close; close releases any left). */
+SHALE_API shale_snapshot *shale_snapshot_get(shale_db *db);
+SHALE_API void shale_snapshot_release(shale_db *db, shale_snapshot *snap);
+/* The sequence number a snapshot reads at. */
+SHALE_API uint64_t shale_snapshot_seq(const shale_snapshot *snap);
+
+/* Writes the memtable out as a table now and waits for it (and any flush in progress). */
+SHALE_API SHALE_MUST_USE shale_code shale_flush(shale_db *db, shale_error *err);
+
+/* Flushes, then compacts every level down until no level overlaps the next and each key is in
+ * one table at the bottom: shadowed versions no snapshot needs, tombstones and expired entries are
+ * dropped. Waits for it. */
+SHALE_API SHALE_MUST_USE shale_code shale_compact(shale_db *db, shale_error *err);
+
+/* Writes a consistent, openable copy of the database into directory `dir`, which must not exist
+ * (SHALE_INVALID otherwise). It flushes the memtable first, so the copy holds every write
+ * acknowledged before the call (and possibly some made during it), in tables only: tables are
+ * hard-linked when `dir` is on the same file system and copied otherwise, and the manifest is
+ * copied; no log is needed. Every file, `dir` and its parent are fsynced before it returns.
+ * Writes go on meanwhile. */
+SHALE_API SHALE_MUST_USE shale_code shale_checkpoint(shale_db *db, const char *dir,
+                                                     shale_error *err);
+
 /* Counters and gauges. Gauges describe the moment of the call; counters run since open. */
 typedef struct shale_stats {
-    uint64_t live_keys;         /* keys with a current value (expired keys count until swept) */
-    uint64_t memory_bytes;      /* memory held by the memtable (arena blocks) */
-    uint64_t log_bytes;         /* bytes in all log segments on disk, plus any buffered */
+    uint64_t live_keys;         /* keys with a current value (expired keys count until swept):
+                                   exact while every write is in the memtable, an estimate once
+                                   tables hold data (a put over a key in a table counts as new
+                                   until compaction meets both versions) */
+    uint64_t memory_bytes;      /* memory held by the memtables (arena blocks) */
+    uint64_t log_bytes;         /* bytes in the live log segments on disk, plus any buffered */
     uint64_t log_segments;      /* number of log segment files */
     uint64_t last_sequence;     /* the newest committed sequence number */
     uint64_t writes;            /* keys written (puts and deletes) since open */
@@ -284,8 +352,31 @@ typedef struct shale_stats {
     uint64_t salvaged_records;  /* damaged log records skipped at open (salvage only) */
     uint64_t salvaged_bytes;    /* bytes skipped at open (salvage only) */
     uint64_t truncated_bytes;   /* torn-tail bytes cut from the log at open */
-    bool writes_stopped;        /* a failed sync or write made the database refuse writes */
-    char stop_reason[256];      /* why, when writes_stopped */
+    /* Tables and compaction. */
+    uint32_t levels;                   /* number of levels below (7) */
+    uint64_t level_tables[8];          /* tables per level now */
+    uint64_t level_bytes[8];           /* bytes of tables per level now */
+    uint64_t immutable_memtables;      /* memtables waiting for their flush (0 or 1) */
+    uint64_t flushes, compactions;     /* finished since open */
+    uint64_t flush_bytes;              /* table bytes written by flushes since open */
+    uint64_t compaction_bytes_read;    /* table bytes read by compactions since open */
+    uint64_t compaction_bytes_written; /* table bytes written by compactions since open */
+    uint64_t user_bytes_written;       /* key and value bytes written by the user since open */
+    double write_amplification;        /* (flush + compaction bytes written) / user bytes */
+    uint64_t pending_compaction_bytes; /* estimated bytes compaction must still rewrite */
+    uint64_t stall_us, slowdown_us;    /* time writes spent stopped / slowed by level 0 */
+    uint64_t stalls;                   /* waits (of up to 100 ms each) of stopped writers */
+    uint64_t estimated_live_keys;      /* = live_keys; an estimate once data is in tables */
+    uint64_t open_tables;              /* table readers open now */
+    uint64_t block_cache_bytes;        /* block cache usage now */
+    uint64_t block_cache_capacity;
+    uint64_t block_cache_hits, block_cache_misses;
+    double block_cache_hit_rate;    /* hits / (hits + misses), 0 when none */
+    uint64_t memtable_budget_bytes; /* write_buffer_bytes in effect */
+    uint64_t table_bytes_on_disk;   /* sum of level_bytes */
+    uint64_t snapshots;             /* live snapshots */
+    bool writes_stopped;            /* a failed sync or write made the database refuse writes */
+    char stop_reason[256];          /* why, when writes_stopped */
 } shale_stats;
 
 SHALE_API SHALE_MUST_USE shale_code shale_stats_get(shale_db *db, shale_stats *out,

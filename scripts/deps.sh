@@ -3,9 +3,9 @@
 # `apt-get update` once first; does nothing when everything is present. Usage: deps.sh [bench]
 # ("bench" adds the peer engines measured by `shale bench --peers`).
 set -euo pipefail
-pkgs=(cmake make gcc clang clang-format pkg-config libcriterion-dev)
+pkgs=(cmake make gcc clang clang-format pkg-config libcriterion-dev liblz4-dev libzstd-dev)
 if [ "${1:-}" = "bench" ]; then
-  pkgs+=(libleveldb-dev librocksdb-dev liblmdb-dev)
+  pkgs+=(libleveldb-dev librocksdb-dev liblmdb-dev libsqlite3-dev)
 fi
 missing=()
 for p in "${pkgs[@]}"; do

@@ -16,11 +16,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+extern char **environ;
 
 char *tu_tmpdir(const char *tag)
 {
@@ -149,4 +154,205 @@ void tu_assert_no_leaks(void)
 #ifdef TU_LSAN
     cr_assert_eq(__lsan_do_recoverable_leak_check(), 0, "memory leaked (see the report above)");
 #endif
+}
+
+/* ---- issue 3 additions ---- */
+
+static int cmp_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+char **tu_list_dir(const char *dir, size_t *count)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+
+    *count = 0;
+    if (d == NULL) {
+        return NULL;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0) {
+            continue;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 32;
+            char **grown = realloc(names, cap * sizeof *names);
+            cr_assert_not_null(grown);
+            names = grown;
+        }
+        names[n] = strdup(e->d_name);
+        cr_assert_not_null(names[n]);
+        n++;
+    }
+    closedir(d);
+    if (n > 0) {
+        qsort(names, n, sizeof *names, cmp_name);
+    }
+    *count = n;
+    return names;
+}
+
+void tu_free_names(char **names, size_t count)
+{
+    for (size_t i = 0; i < count; i++) {
+        free(names[i]);
+    }
+    free(names);
+}
+
+static int has_suffix(const char *name, const char *suffix)
+{
+    size_t n = strlen(name), s = strlen(suffix);
+    return n >= s && strcmp(name + n - s, suffix) == 0;
+}
+
+size_t tu_count_suffix(const char *dir, const char *suffix)
+{
+    size_t n = 0, hits = 0;
+    char **names = tu_list_dir(dir, &n);
+
+    for (size_t i = 0; i < n; i++) {
+        hits += has_suffix(names[i], suffix) ? 1 : 0;
+    }
+    tu_free_names(names, n);
+    return hits;
+}
+
+int tu_is_numbered(const char *name, const char *ext)
+{
+    size_t digits = 0;
+
+    while (name[digits] >= '0' && name[digits] <= '9') {
+        digits++;
+    }
+    return digits >= 6 && name[digits] == '.' && strcmp(name + digits + 1, ext) == 0;
+}
+
+static int is_manifest(const char *name)
+{
+    size_t digits = 0;
+
+    if (strncmp(name, "MANIFEST-", 9) != 0) {
+        return 0;
+    }
+    while (name[9 + digits] >= '0' && name[9 + digits] <= '9') {
+        digits++;
+    }
+    return digits >= 6 && name[9 + digits] == '\0';
+}
+
+void tu_assert_db_files(shale_db *db, const char *dir, const char *ctx)
+{
+    shale_stats st;
+    shale_error err = {0};
+    size_t n = 0, ssts = 0, logs = 0, manifests = 0;
+    uint64_t tables = 0;
+
+    cr_assert_eq(shale_stats_get(db, &st, &err), SHALE_OK, "%s: stats: %s", ctx, err.msg);
+    for (int l = 0; l < 8; l++) {
+        tables += st.level_tables[l];
+    }
+    char **names = tu_list_dir(dir, &n);
+    char listing[1024];
+    size_t used = 0;
+    cr_assert_not_null(names, "%s: cannot list %s", ctx, dir);
+    listing[0] = '\0';
+    for (size_t i = 0; i < n && used < sizeof listing - 1; i++) {
+        int w = snprintf(listing + used, sizeof listing - used, " %s", names[i]);
+        used = w > 0 ? used + (size_t)w : used;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *name = names[i];
+        if (tu_is_numbered(name, "sst")) {
+            ssts++;
+        } else if (tu_is_numbered(name, "log")) {
+            logs++;
+        } else if (is_manifest(name)) {
+            manifests++;
+        } else {
+            cr_assert(strcmp(name, "SHALE") == 0 || strcmp(name, "LOCK") == 0 ||
+                          strcmp(name, "LOG") == 0 || strcmp(name, "LOG.old") == 0 ||
+                          strcmp(name, "CURRENT") == 0,
+                      "%s: unexpected file '%s' in the database directory:%s", ctx, name, listing);
+        }
+    }
+    tu_free_names(names, n);
+    cr_assert_eq(manifests, 1, "%s: %zu MANIFEST files (want exactly one):%s", ctx, manifests,
+                 listing);
+    cr_assert_eq((uint64_t)ssts, tables,
+                 "%s: %zu .sst files on disk but the database uses %llu tables (L0..L6: %llu %llu "
+                 "%llu %llu %llu %llu %llu; a leaked or missing table):%s",
+                 ctx, ssts, (unsigned long long)tables, (unsigned long long)st.level_tables[0],
+                 (unsigned long long)st.level_tables[1], (unsigned long long)st.level_tables[2],
+                 (unsigned long long)st.level_tables[3], (unsigned long long)st.level_tables[4],
+                 (unsigned long long)st.level_tables[5], (unsigned long long)st.level_tables[6],
+                 listing);
+    cr_assert_eq((uint64_t)logs, st.log_segments,
+                 "%s: %zu .log files on disk but stats.log_segments is %llu (a leaked log?):%s",
+                 ctx, logs, (unsigned long long)st.log_segments, listing);
+}
+
+int tu_run_shale(const char *const *args, char **output)
+{
+    const char *bin = getenv("SHALE_BIN");
+    const char *argv[32];
+    size_t n = 0;
+    posix_spawn_file_actions_t fa;
+    pid_t pid;
+    int status;
+
+    *output = NULL;
+    if (bin == NULL || bin[0] == '\0') {
+        return -1;
+    }
+    argv[n++] = bin;
+    for (size_t i = 0; args[i] != NULL; i++) {
+        cr_assert_lt(n, 31, "tu_run_shale: too many arguments");
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    int fd = memfd_create("shale-output", MFD_CLOEXEC);
+    cr_assert_geq(fd, 0, "memfd_create: %s", strerror(errno));
+    cr_assert_eq(posix_spawn_file_actions_init(&fa), 0);
+    cr_assert_eq(posix_spawn_file_actions_adddup2(&fa, fd, 1), 0);
+    cr_assert_eq(posix_spawn_file_actions_adddup2(&fa, fd, 2), 0);
+    cr_assert_eq(posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0), 0);
+    int rc = posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ);
+    posix_spawn_file_actions_destroy(&fa);
+    cr_assert_eq(rc, 0, "posix_spawn %s: %s", bin, strerror(rc));
+    while (waitpid(pid, &status, 0) < 0) {
+        cr_assert_eq(errno, EINTR, "waitpid: %s", strerror(errno));
+    }
+    off_t size = lseek(fd, 0, SEEK_END);
+    cr_assert_geq(size, 0);
+    char *buf = malloc((size_t)size + 1);
+    cr_assert_not_null(buf);
+    cr_assert_eq(pread(fd, buf, (size_t)size, 0), size);
+    buf[size] = '\0';
+    close(fd);
+    *output = buf;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void tu_close_as_crash(shale_db *db, const char *dir)
+{
+    size_t n = strlen(dir);
+    char *image = malloc(n + sizeof ".crash");
+    shale_error err = {0};
+
+    cr_assert_not_null(image);
+    memcpy(image, dir, n);
+    memcpy(image + n, ".crash", sizeof ".crash");
+    tu_rm_rf(image);
+    tu_copy_dir(dir, image);
+    shale_code rc = shale_close(db, &err);
+    cr_assert_eq(rc, SHALE_OK, "tu_close_as_crash %s: close: %s (%s)", dir, shale_strerror(rc),
+                 err.msg);
+    cr_assert_eq(tu_rm_rf(dir), 0, "tu_close_as_crash: rm -rf %s: %s", dir, strerror(errno));
+    cr_assert_eq(rename(image, dir), 0, "tu_close_as_crash: rename %s: %s", image, strerror(errno));
+    free(image);
 }

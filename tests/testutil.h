@@ -46,4 +46,38 @@ void tu_copy_dir(const char *from, const char *to);
  * without ASan. */
 void tu_assert_no_leaks(void);
 
+/* ---- issue 3 additions: directory listings and the file set of a database ---- */
+
+/* The names in directory `dir` (not "." or ".."), sorted bytewise, malloc'ed; *count gets how
+ * many. NULL with *count 0 when the directory cannot be read. Free with tu_free_names. */
+char **tu_list_dir(const char *dir, size_t *count);
+void tu_free_names(char **names, size_t count);
+
+/* How many names in `dir` end with `suffix` (".sst", ".log", ".tmp"). */
+size_t tu_count_suffix(const char *dir, const char *suffix);
+
+/* Asserts that the directory of the open database `db` (at `dir`) holds no leaked file: only
+ * SHALE, LOCK, LOG, LOG.old, CURRENT, exactly one MANIFEST-NNNNNN, NNNNNN.log files (as many as
+ * stats.log_segments) and NNNNNN.sst files (as many as the tables stats.level_tables counts);
+ * no *.tmp and nothing else. `ctx` starts every failure message. */
+void tu_assert_db_files(shale_db *db, const char *dir, const char *ctx);
+
+/* Whether `name` is NNNNNN.<ext> (six or more decimal digits, then ".ext"). */
+int tu_is_numbered(const char *name, const char *ext);
+
+/* Runs the `shale` program ($SHALE_BIN, which ctest sets) with the NULL-terminated `args` (after
+ * the program name), stdin from /dev/null. Returns its exit status (128 + signal if killed) and
+ * stores its stdout and stderr, interleaved, in *output (malloc'ed, NUL-terminated; free it).
+ * Returns -1 and runs nothing when SHALE_BIN is not set. */
+int tu_run_shale(const char *const *args, char **output);
+
+/* Closes the open database `db` (at directory `dir`) and leaves `dir` as a process crash just
+ * before the close would have left it: the files are copied while the database is still open,
+ * the database is closed (cr_assert: the close must succeed), and the copy replaces `dir`.
+ * A clean shale_close flushes the memtable into a table and deletes the log segments it covered;
+ * tests about the log (torn tails, damaged records, recovery reads) need the log a crash leaves.
+ * Call it right after the writes returned, with OS or FULL durability (their records are in the
+ * files), while no flush or compaction runs. Uses the sibling path `dir`.crash (removed). */
+void tu_close_as_crash(shale_db *db, const char *dir);
+
 #endif

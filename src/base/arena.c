@@ -32,12 +32,20 @@ _Static_assert(sizeof(arena_block) % 16 == 0, "arena_block header must keep 16-b
 /* x86-64 transparent huge page size; ARENA_BLOCK_BYTES is a multiple of it. */
 #define ARENA_HUGE_PAGE_BYTES ((size_t)2 << 20)
 
-void arena_init(arena *a)
+void arena_init_sized(arena *a, size_t block_bytes)
 {
     a->ptr = NULL;
     a->remaining = 0;
     a->blocks = NULL;
+    a->block_bytes = block_bytes < ARENA_MIN_BLOCK_BYTES ? ARENA_MIN_BLOCK_BYTES
+                     : block_bytes > ARENA_BLOCK_BYTES   ? ARENA_BLOCK_BYTES
+                                                         : block_bytes;
     atomic_init(&a->memory_bytes, 0);
+}
+
+void arena_init(arena *a)
+{
+    arena_init_sized(a, ARENA_BLOCK_BYTES);
 }
 
 void arena_destroy(arena *a)
@@ -48,7 +56,7 @@ void arena_destroy(arena *a)
         free(b);
         b = next;
     }
-    arena_init(a);
+    arena_init_sized(a, a->block_bytes);
 }
 
 void *arena_huge_malloc(size_t bytes)
@@ -97,7 +105,7 @@ void *arena_alloc(arena *a, size_t bytes, size_t align)
         bytes = 1; /* a distinct, valid pointer, as malloc(1) would give */
     }
 
-    if (bytes > ARENA_BLOCK_BYTES / 4) {
+    if (bytes > a->block_bytes / 4) {
         /* Always a dedicated block, even when the current block has room: the current block is
          * kept for the small entries that follow, and the big one costs exactly its size.
          * Dedicated block: header + bytes + worst-case alignment padding. */
@@ -122,7 +130,7 @@ void *arena_alloc(arena *a, size_t bytes, size_t align)
         }
     }
 
-    arena_block *b = new_block(a, ARENA_BLOCK_BYTES);
+    arena_block *b = new_block(a, a->block_bytes);
     if (b == NULL) {
         return NULL;
     }
@@ -130,7 +138,7 @@ void *arena_alloc(arena *a, size_t bytes, size_t align)
     size_t pad = padding(start, align);
     /* bytes <= a quarter block and pad < 64, so this always fits. */
     a->ptr = start + pad + bytes;
-    a->remaining = ARENA_BLOCK_BYTES - sizeof(arena_block) - pad - bytes;
+    a->remaining = a->block_bytes - sizeof(arena_block) - pad - bytes;
     return start + pad;
 }
 

@@ -13,8 +13,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* 4 MiB: block allocation is rare on the write path, and a block is two huge pages. */
-#define ARENA_BLOCK_BYTES ((size_t)4 << 20)
+/* 4 MiB by default: block allocation is rare on the write path, and a block is two huge pages.
+ * Small memtable budgets use smaller blocks (arena_init_sized), so one block is never a large
+ * share of the budget. */
+#define ARENA_BLOCK_BYTES     ((size_t)4 << 20)
+#define ARENA_MIN_BLOCK_BYTES ((size_t)16 << 10)
 
 typedef struct arena_block arena_block;
 
@@ -22,10 +25,14 @@ typedef struct arena {
     char *ptr;           /* next free byte in the current block */
     size_t remaining;    /* bytes left in the current block */
     arena_block *blocks; /* every block, newest first, for arena_free */
+    size_t block_bytes;  /* ARENA_MIN_BLOCK_BYTES .. ARENA_BLOCK_BYTES */
     _Atomic size_t memory_bytes;
 } arena;
 
+/* arena_init: 4 MiB blocks. arena_init_sized: blocks of block_bytes, clamped to
+ * ARENA_MIN_BLOCK_BYTES .. ARENA_BLOCK_BYTES. */
 void arena_init(arena *a);
+void arena_init_sized(arena *a, size_t block_bytes);
 /* Frees every block. The arena may be reused after arena_init. */
 void arena_destroy(arena *a);
 /* Returns `bytes` bytes aligned to `align` (a power of two, at most 64), or NULL when malloc

@@ -4,7 +4,8 @@
  *
  * A subcommand is `int cmd_NAME(int argc, char **argv)`: argv[0] is the subcommand's name ("put"),
  * the rest are its arguments. It returns the process exit code: CLI_OK, CLI_NOT_FOUND (a lookup
- * found nothing; not a failure) or CLI_ERROR (bad usage or a library failure). It prints results
+ * found nothing; not a failure), CLI_DAMAGED (only `check`: damage was found) or CLI_ERROR (bad
+ * usage or a library failure). It prints results
  * on stdout and every error on stderr as one line "shale NAME: message", where a library failure's
  * message is the library's own (shale_error.msg). `NAME --help` prints usage on stdout, exit 0.
  *
@@ -32,15 +33,20 @@
 /* Process exit codes. */
 #define CLI_OK        0
 #define CLI_NOT_FOUND 1
-#define CLI_ERROR     2
+#define CLI_DAMAGED                                                                                \
+    1 /* `shale check` found damage; shares 1 with "not found": both mean                          \
+         "ran fine, and the answer is no" */
+#define CLI_ERROR 2
 
 /* The subcommands (main.c dispatches to them). */
 int cmd_put(int argc, char **argv);
 int cmd_get(int argc, char **argv);
 int cmd_del(int argc, char **argv);
 int cmd_scan(int argc, char **argv);
-int cmd_stats(int argc, char **argv);
-int cmd_bench(int argc, char **argv); /* src/cli/cmd_bench.c */
+int cmd_stats(int argc, char **argv);   /* cmd_admin.c */
+int cmd_compact(int argc, char **argv); /* cmd_admin.c */
+int cmd_check(int argc, char **argv);   /* cmd_check.c */
+int cmd_bench(int argc, char **argv);   /* src/cli/cmd_bench.c */
 
 /* One flag: `--name` (no leading dashes here). `arg` names its value in the usage text ("LEVEL");
  * NULL makes it a switch that takes no value. `help` is one line for the usage text. */
@@ -63,6 +69,12 @@ typedef struct cli_flag_spec {
 #define CLI_FLAG_MAX_VALUE_BYTES                                                                   \
     {                                                                                              \
         "max-value-bytes", "N", "longest value accepted, 1..268435456 (default 4 MiB)"             \
+    }
+
+#define CLI_FLAG_MAX_MEMORY                                                                        \
+    {                                                                                              \
+        "max-memory", "MIB",                                                                       \
+            "memory budget in MiB (memtables + block cache), 4..1048576 (default 256)"             \
     }
 
 #define CLI_MAX_FLAGS      24 /* flags per subcommand, --help included */
@@ -115,14 +127,18 @@ int cli_fail(const char *cmd, const shale_error *err);
 bool cli_parse_u64(const char *cmd, const char *flag, const char *text, uint64_t min, uint64_t max,
                    uint64_t *out);
 
-/* Fills the fields of *opts that the flags --durability, --max-key-bytes and --max-value-bytes
- * control, for those of them that were given (the others keep their value). On a bad value prints
- * the error and returns false. Does not touch create_if_missing or anything else. */
+/* Fills the fields of *opts that the flags --durability, --max-key-bytes, --max-value-bytes and
+ * --max-memory control, for those of them that were given (the others keep their value). On a bad
+ * value prints the error and returns false. Does not touch create_if_missing or anything else. */
 bool cli_open_options(const cli_args *a, shale_options *opts);
 
 /* shale_open with error reporting: on failure prints "shale CMD: <library message>", sets *out
  * to NULL and returns CLI_ERROR; else CLI_OK. */
 int cli_open(const char *cmd, const char *dir, const shale_options *opts, shale_db **out);
+
+/* Opens the database in a->pos[0] with the open-related flags of `a` (cli_open_options), creating
+ * it when `create`. Prints any error; returns CLI_OK with *out set, or CLI_ERROR with *out NULL. */
+int cli_open_db(const cli_args *a, bool create, shale_db **out);
 
 /* shale_close with error reporting: returns `rc` when the close succeeds, else prints the error
  * and returns CLI_ERROR. A NULL db returns rc. */

@@ -1,7 +1,11 @@
 /*
  * cli_test: runs the real `shale` binary ($SHALE_BIN, set by ctest; the tests skip without it) in
  * child processes and checks stdout, stderr and the exit code: the round trip across processes,
- * scan bounds and escaping, stats, TTL, durability levels, and bad input for every subcommand.
+ * scan bounds and escaping, stats, TTL, durability levels, bad input for every subcommand, and
+ * check (clean, and each kind of damage: a flipped bit in a table, a log, the manifest, the
+ * identity file; torn tails; missing files; leftovers; a locked database), compact and
+ * --max-memory. Tables are made through the library (shale_flush), live logs by a child that
+ * exits without closing.
  * Each test works in its own temporary directory, removed at the end.
  */
 #include <criterion/criterion.h>
@@ -362,10 +366,16 @@ Test(cli, stats_lists_every_field)
     run_result r = RUN("stats", g_db);
     cr_assert_eq(r.code, 0, "stderr: %s", r.err);
     const char *names[] = {
-        "live_keys",        "memory_bytes",   "log_bytes",       "log_segments",
-        "last_sequence",    "writes",         "reads",           "batches",
-        "group_commits",    "syncs",          "expired_removed", "recovered_records",
-        "salvaged_records", "salvaged_bytes", "truncated_bytes"};
+        "live_keys", "memory_bytes", "log_bytes", "log_segments", "last_sequence", "writes",
+        "reads", "batches", "group_commits", "syncs", "expired_removed", "recovered_records",
+        "salvaged_records", "salvaged_bytes", "truncated_bytes",
+        /* issue 3: tables, compaction, cache */
+        "levels", "immutable_memtables", "flushes", "compactions", "flush_bytes",
+        "compaction_bytes_read", "compaction_bytes_written", "user_bytes_written",
+        "write_amplification", "pending_compaction_bytes", "stall_us", "slowdown_us", "stalls",
+        "estimated_live_keys", "open_tables", "block_cache_bytes", "block_cache_capacity",
+        "block_cache_hits", "block_cache_misses", "block_cache_hit_rate", "memtable_budget_bytes",
+        "table_bytes_on_disk", "snapshots"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         (void)stat_line(r.out, names[i]);
     }
@@ -374,7 +384,10 @@ Test(cli, stats_lists_every_field)
     cr_assert_eq(stat_line(r.out, "live_keys"), 2, "%s", r.out);
     uint64_t seq = stat_line(r.out, "last_sequence");
     cr_assert_geq(seq, 4, "%s", r.out); /* four writes, each its own sequence number */
-    cr_assert_eq(stat_line(r.out, "recovered_records"), 4, "%s", r.out);
+    /* Each command closes cleanly, and a clean close flushes the memtable into a table: the
+     * next open has no log to replay. */
+    cr_assert_eq(stat_line(r.out, "recovered_records"), 0, "%s", r.out);
+    cr_assert_geq(stat_line(r.out, "table_bytes_on_disk"), 1, "%s", r.out);
     run_free(&r);
 
     /* last_sequence is monotonic across restarts. */
@@ -435,9 +448,10 @@ Test(cli, durability_levels)
         expect(RUN("get", g_db, levels[i]), 1, "", "not found");
     }
     expect(RUN("put", g_db, "k", "kept", "--durability", "full"), 0, "", NULL);
-    /* NONE keeps no log: the write is accepted and gone when the process ends. */
+    /* NONE keeps no log: the write lives in the memtable until the command's clean close
+     * flushes it into a table (a crash before that would lose it). */
     expect(RUN("put", g_db, "volatile", "v", "--durability", "none"), 0, "", NULL);
-    expect(RUN("get", g_db, "volatile"), 1, "", "not found");
+    expect(RUN("get", g_db, "volatile"), 0, "v\n", NULL);
     expect(RUN("get", g_db, "k"), 0, "kept\n", NULL);
     /* Level names are case-sensitive, as shale_durability_parse defines them. */
     expect(RUN("put", g_db, "k", "v", "--durability", "FULL"), 2, "", "--durability");
@@ -447,7 +461,7 @@ Test(cli, durability_levels)
 
 Test(cli, help_for_every_subcommand)
 {
-    const char *cmds[] = {"put", "get", "del", "scan", "stats", "bench"};
+    const char *cmds[] = {"put", "get", "del", "scan", "stats", "compact", "check", "bench"};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char want[32];
         snprintf(want, sizeof want, "usage: shale %s", cmds[i]);
@@ -482,7 +496,7 @@ Test(cli, help_for_every_subcommand)
 
 Test(cli, top_level_help_and_version)
 {
-    const char *cmds[] = {"put", "get", "del", "scan", "stats", "bench"};
+    const char *cmds[] = {"put", "get", "del", "scan", "stats", "compact", "check", "bench"};
     const char *spellings[] = {"--help", "-h", "help"};
     for (size_t s = 0; s < 3; s++) {
         run_result r = RUN(spellings[s]);
@@ -539,6 +553,10 @@ Test(cli, wrong_argument_counts)
     expect(RUN("scan", g_db, "extra"), 2, "", "shale scan: unexpected argument");
     expect(RUN("stats"), 2, "", "shale stats: missing arguments");
     expect(RUN("stats", g_db, "extra"), 2, "", "shale stats: unexpected argument");
+    expect(RUN("compact"), 2, "", "shale compact: missing arguments");
+    expect(RUN("compact", g_db, "extra"), 2, "", "shale compact: unexpected argument");
+    expect(RUN("check"), 2, "", "shale check: missing arguments");
+    expect(RUN("check", g_db, "extra"), 2, "", "shale check: unexpected argument");
     /* Nothing above changed the data. */
     expect(RUN("scan", g_db), 0, "k\tv\n", NULL);
 }
@@ -546,11 +564,10 @@ Test(cli, wrong_argument_counts)
 Test(cli, unknown_flags)
 {
     put("k", "v");
-    const char *cmds[][4] = {{"put", "k", "v2", NULL},
-                             {"get", "k", NULL, NULL},
-                             {"del", "k", NULL, NULL},
-                             {"scan", NULL, NULL, NULL},
-                             {"stats", NULL, NULL, NULL}};
+    const char *cmds[][4] = {{"put", "k", "v2", NULL},    {"get", "k", NULL, NULL},
+                             {"del", "k", NULL, NULL},    {"scan", NULL, NULL, NULL},
+                             {"stats", NULL, NULL, NULL}, {"compact", NULL, NULL, NULL},
+                             {"check", NULL, NULL, NULL}};
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         const char *const *c = cmds[i];
         char prefix[32];
@@ -740,6 +757,8 @@ Test(cli, database_in_use_by_another_process)
     expect(RUN("del", g_db, "k"), 2, "", "in use");
     expect(RUN("scan", g_db), 2, "", "in use");
     expect(RUN("stats", g_db), 2, "", "in use");
+    expect(RUN("compact", g_db), 2, "", "in use");
+    expect(RUN("check", g_db), 2, "", "in use");
 
     close(release[1]);
     close(ready[0]);
@@ -747,5 +766,518 @@ Test(cli, database_in_use_by_another_process)
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     /* Released: the value is unchanged and usable again. */
+    expect(RUN("get", g_db, "k"), 0, "v\n", NULL);
+}
+
+/* ---- tables: check, compact, stats levels, --max-memory ---- */
+
+/* Writes `ntables` level-0 tables of `keys` keys each through the library (one flush per table),
+ * then closes the database cleanly (so no log is left: close flushes). Keys are "t<table>k<i>"
+ * with values "v<table>-<i>". Fewer than 4 tables stay in level 0 (the compaction trigger). */
+static void make_tables(int ntables, int keys)
+{
+    shale_options o = {.create_if_missing = true};
+    shale_db *db = NULL;
+    shale_error err = {0};
+
+    cr_assert_eq(shale_open(g_db, &o, &db, &err), SHALE_OK, "%s", err.msg);
+    for (int t = 0; t < ntables; t++) {
+        for (int i = 0; i < keys; i++) {
+            char k[32], v[32];
+            snprintf(k, sizeof k, "t%dk%04d", t, i);
+            snprintf(v, sizeof v, "v%d-%d", t, i);
+            cr_assert_eq(
+                shale_put(db, NULL, (shale_slice){k, strlen(k)}, (shale_slice){v, strlen(v)}, &err),
+                SHALE_OK, "%s", err.msg);
+        }
+        cr_assert_eq(shale_flush(db, &err), SHALE_OK, "%s", err.msg);
+    }
+    cr_assert_eq(shale_close(db, &err), SHALE_OK, "%s", err.msg);
+}
+
+/* Writes `n` keys "log%04d" in a child process that exits without closing, so the records stay
+ * in live log segments (one record per put) as after a crash. Values are "a value long enough to
+ * matter <i>" padded with '.' to `value_len` bytes (0: not padded); segment_bytes 0 = default. */
+static void make_live_log_ex(int n, size_t value_len, uint64_t segment_bytes)
+{
+    shale_bin(); /* skip before forking when the binary is not there */
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        shale_options o = {.create_if_missing = true, .wal_segment_bytes = segment_bytes};
+        shale_db *db = NULL;
+        shale_error err = {0};
+        char *v = malloc(value_len + 64);
+        if (v == NULL || shale_open(g_db, &o, &db, &err) != SHALE_OK) {
+            _exit(1);
+        }
+        for (int i = 0; i < n; i++) {
+            char k[32];
+            snprintf(k, sizeof k, "log%04d", i);
+            size_t len = (size_t)snprintf(v, 64, "a value long enough to matter %d", i);
+            for (; len < value_len; len++) {
+                v[len] = '.';
+            }
+            if (shale_put(db, NULL, (shale_slice){k, strlen(k)}, (shale_slice){v, len}, &err) !=
+                SHALE_OK) {
+                _exit(2);
+            }
+        }
+        _exit(0); /* no close: the log is not flushed into a table */
+    }
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child status %d", status);
+}
+
+static void make_live_log(int n)
+{
+    make_live_log_ex(n, 0, 0);
+}
+
+/* The path of the first file in g_db whose name ends with `suffix` (or starts with it, for
+ * "MANIFEST-"), malloc'ed; fails the test when there is none. */
+static char *db_file(const char *suffix)
+{
+    size_t count = 0;
+    char **names = tu_list_dir(g_db, &count);
+    char *path = NULL;
+    for (size_t i = 0; i < count && path == NULL; i++) {
+        size_t n = strlen(names[i]), sn = strlen(suffix);
+        if (strncmp(names[i], suffix, sn) == 0 ||
+            (n > sn && strcmp(names[i] + n - sn, suffix) == 0)) {
+            path = tu_path(g_db, names[i]);
+        }
+    }
+    tu_free_names(names, count);
+    cr_assert_not_null(path, "no *%s file in %s", suffix, g_db);
+    return path;
+}
+
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+/* The report line of file `name` in check output `out` (a static copy), or fails the test. */
+static const char *report_line(const char *out, const char *name)
+{
+    static char line[1024];
+    size_t n = strlen(name);
+    for (const char *p = out; p != NULL && *p != '\0';) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        if (len > n && strncmp(p, name, n) == 0 && p[n] == ' ') {
+            snprintf(line, sizeof line, "%.*s", (int)len, p);
+            return line;
+        }
+        p = nl ? nl + 1 : NULL;
+    }
+    cr_assert_fail("no report line for %s in\n%s", name, out);
+    return NULL;
+}
+
+/* "name size" of every file in g_db, one per line: to prove check changed nothing. */
+static char *dir_state(void)
+{
+    size_t count = 0, used = 0, cap = 4096;
+    char **names = tu_list_dir(g_db, &count);
+    char *s = malloc(cap);
+    cr_assert_not_null(s);
+    s[0] = '\0';
+    for (size_t i = 0; i < count; i++) {
+        char *p = tu_path(g_db, names[i]);
+        int w = snprintf(s + used, cap - used, "%s %lld\n", names[i], (long long)tu_file_size(p));
+        cr_assert(w > 0 && (size_t)w < cap - used);
+        used += (size_t)w;
+        free(p);
+    }
+    tu_free_names(names, count);
+    return s;
+}
+
+/* Runs check expecting exit `code`, and returns the result (stdout/stderr) for more asserts. */
+static run_result check_expect(int code)
+{
+    run_result r = RUN("check", g_db);
+    cr_assert_eq(r.code, code, "check: exit %d, want %d\nstdout:\n%s\nstderr: %s", r.code, code,
+                 r.out, r.err);
+    return r;
+}
+
+/* Asserts that check finds nothing wrong. */
+static void expect_clean(void)
+{
+    run_result r = check_expect(0);
+    cr_assert_not_null(strstr(r.out, "clean"), "%s", r.out);
+    cr_assert_str_empty(r.err);
+    run_free(&r);
+}
+
+Test(cli, check_clean_database_lists_every_file)
+{
+    make_tables(2, 200);
+    make_live_log(20);
+    char *before = dir_state();
+    run_result r = check_expect(0);
+    cr_assert_str_empty(r.err);
+    cr_assert_not_null(strstr(r.out, "FILE"), "%s", r.out);
+    cr_assert_not_null(strstr(report_line(r.out, "SHALE"), " OK"), "%s", r.out);
+    cr_assert_not_null(strstr(report_line(r.out, "CURRENT"), " OK"), "%s", r.out);
+    /* Every file of the directory has its line, and each table and log is OK. */
+    size_t count = 0, tables = 0, logs = 0;
+    char **names = tu_list_dir(g_db, &count);
+    for (size_t i = 0; i < count; i++) {
+        const char *line = report_line(r.out, names[i]);
+        if (tu_is_numbered(names[i], "sst")) {
+            tables++;
+            cr_assert_not_null(strstr(line, "table L"), "%s", line);
+            cr_assert_not_null(strstr(line, "blocks"), "%s", line);
+            cr_assert_not_null(strstr(line, " OK"), "%s", line);
+        } else if (tu_is_numbered(names[i], "log")) {
+            logs++;
+            cr_assert_not_null(strstr(line, "20 records"), "%s", line);
+            cr_assert_not_null(strstr(line, " OK"), "%s", line);
+        } else if (strncmp(names[i], "MANIFEST-", 9) == 0) {
+            cr_assert_not_null(strstr(line, " OK"), "%s", line);
+        }
+    }
+    tu_free_names(names, count);
+    cr_assert_geq(tables, 2, "%s", r.out);
+    cr_assert_eq(logs, 1, "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "0 damage findings"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "clean"), "%s", r.out);
+    run_free(&r);
+    /* Nothing changed, and the database still opens with every key. */
+    char *after = dir_state();
+    cr_assert_str_eq(before, after);
+    free(before);
+    free(after);
+    expect(RUN("get", g_db, "t1k0199"), 0, "v1-199\n", NULL);
+    expect(RUN("get", g_db, "log0019"), 0, "a value long enough to matter 19\n", NULL);
+}
+
+Test(cli, check_database_made_by_the_cli)
+{
+    put("a", "1");
+    put("b", "2");
+    expect_clean();
+}
+
+Test(cli, check_flipped_bit_in_a_table)
+{
+    make_tables(2, 200);
+    char *sst = db_file(".sst");
+    cr_assert_eq(tu_flip_bit(sst, 20, 3), 0); /* inside the first data block */
+    run_result r = check_expect(1);
+    const char *line = report_line(r.out, base_name(sst));
+    cr_assert_not_null(strstr(line, "DAMAGED"), "%s", line);
+    cr_assert_not_null(strstr(line, base_name(sst)), "%s", line);
+    cr_assert_not_null(strstr(r.err, "shale check: "), "%s", r.err);
+    cr_assert_not_null(strstr(r.err, "damage found"), "%s", r.err);
+    run_free(&r);
+    free(sst);
+}
+
+Test(cli, check_flipped_bit_in_a_middle_log_record)
+{
+    make_live_log(60);
+    char *log = db_file(".log");
+    int64_t size = tu_file_size(log);
+    cr_assert_gt(size, 1000);
+    cr_assert_eq(tu_flip_bit(log, (uint64_t)size / 2, 1), 0);
+    char *before = dir_state();
+    run_result r = check_expect(1);
+    const char *line = report_line(r.out, base_name(log));
+    cr_assert_not_null(strstr(line, "DAMAGED"), "%s", line);
+    cr_assert_not_null(strstr(line, "@"), "the offset: %s", line);
+    run_free(&r);
+    char *after = dir_state();
+    cr_assert_str_eq(before, after, "check changed the directory");
+    free(before);
+    free(after);
+    free(log);
+}
+
+Test(cli, check_torn_log_tail_is_a_note)
+{
+    make_live_log(10);
+    char *log = db_file(".log");
+    int64_t size = tu_file_size(log);
+    cr_assert_eq(tu_truncate(log, (uint64_t)size - 5), 0);
+    char *before = dir_state();
+    run_result r = check_expect(0);
+    const char *line = report_line(r.out, base_name(log));
+    cr_assert_not_null(strstr(line, "NOTE"), "%s", line);
+    cr_assert_not_null(strstr(line, "torn tail"), "%s", line);
+    cr_assert_not_null(strstr(line, "9 records"), "%s", line);
+    cr_assert_str_empty(r.err);
+    run_free(&r);
+    /* Not cut: check never truncates. */
+    char *after = dir_state();
+    cr_assert_str_eq(before, after, "check changed the directory");
+    cr_assert_eq(tu_file_size(log), size - 5);
+    free(before);
+    free(after);
+    free(log);
+}
+
+Test(cli, check_torn_tail_of_an_earlier_log_segment_is_damage)
+{
+    /* ~40 KiB per segment of 64 KiB: at least two segments. */
+    make_live_log_ex(100, 1000, 64 << 10);
+    size_t count = 0;
+    char **names = tu_list_dir(g_db, &count);
+    char *first = NULL;
+    size_t logs = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (tu_is_numbered(names[i], "log")) {
+            logs++;
+            if (first == NULL) {
+                first = tu_path(g_db, names[i]); /* sorted: the lowest number */
+            }
+        }
+    }
+    tu_free_names(names, count);
+    cr_assert_geq(logs, 2);
+    expect_clean();
+    cr_assert_eq(tu_truncate(first, (uint64_t)tu_file_size(first) - 10), 0);
+    run_result r = check_expect(1);
+    const char *line = report_line(r.out, base_name(first));
+    cr_assert_not_null(strstr(line, "DAMAGED"), "%s", line);
+    cr_assert_not_null(strstr(line, "not the last"), "%s", line);
+    run_free(&r);
+    free(first);
+}
+
+Test(cli, check_torn_final_manifest_record_is_a_note)
+{
+    make_tables(2, 50);
+    char *manifest = db_file("MANIFEST-");
+    cr_assert_eq(tu_truncate(manifest, (uint64_t)tu_file_size(manifest) - 3), 0);
+    run_result r = check_expect(0);
+    const char *line = report_line(r.out, base_name(manifest));
+    cr_assert_not_null(strstr(line, "NOTE"), "%s", line);
+    cr_assert_not_null(strstr(line, "torn final record"), "%s", line);
+    run_free(&r);
+    free(manifest);
+}
+
+Test(cli, check_flipped_bit_in_the_manifest)
+{
+    make_tables(3, 50); /* one edit per flush after the snapshot */
+    char *manifest = db_file("MANIFEST-");
+    cr_assert_gt(tu_file_size(manifest), 60);
+    cr_assert_eq(tu_flip_bit(manifest, 40, 2), 0); /* inside the first edit, valid ones follow */
+    run_result r = check_expect(1);
+    const char *line = report_line(r.out, base_name(manifest));
+    cr_assert_not_null(strstr(line, "DAMAGED"), "%s", line);
+    cr_assert_not_null(strstr(line, "MANIFEST-"), "%s", line);
+    run_free(&r);
+    free(manifest);
+}
+
+Test(cli, check_flipped_bit_in_the_identity_file)
+{
+    put("k", "v");
+    char *id = tu_path(g_db, "SHALE");
+    cr_assert_eq(tu_flip_bit(id, 17, 0), 0); /* the creation time: only the checksum notices */
+    run_result r = check_expect(1);
+    const char *line = report_line(r.out, "SHALE");
+    cr_assert_not_null(strstr(line, "DAMAGED"), "%s", line);
+    cr_assert_not_null(strstr(line, "checksum"), "%s", line);
+    run_free(&r);
+    cr_assert_eq(tu_flip_bit(id, 17, 0), 0); /* flipped back: clean again */
+    expect_clean();
+    cr_assert_eq(tu_flip_bit(id, 0, 0), 0); /* the magic */
+    r = check_expect(1);
+    cr_assert_not_null(strstr(report_line(r.out, "SHALE"), "DAMAGED"), "%s", r.out);
+    run_free(&r);
+    free(id);
+}
+
+Test(cli, check_missing_table)
+{
+    make_tables(2, 100);
+    char *sst = db_file(".sst");
+    cr_assert_eq(unlink(sst), 0);
+    run_result r = check_expect(1);
+    const char *line = report_line(r.out, base_name(sst));
+    cr_assert_not_null(strstr(line, "DAMAGED"), "%s", line);
+    cr_assert_not_null(strstr(line, "missing"), "%s", line);
+    run_free(&r);
+    free(sst);
+}
+
+Test(cli, check_missing_identity_or_current)
+{
+    make_tables(1, 10);
+    char *current = tu_path(g_db, "CURRENT");
+    char *saved = tu_path(g_dir, "CURRENT.saved");
+    cr_assert_eq(rename(current, saved), 0);
+    run_result r = check_expect(1);
+    cr_assert_not_null(strstr(report_line(r.out, "CURRENT"), "DAMAGED"), "%s", r.out);
+    /* Without a manifest the tables are still verified on their own. */
+    cr_assert_not_null(strstr(r.out, "level unknown"), "%s", r.out);
+    run_free(&r);
+    cr_assert_eq(rename(saved, current), 0);
+    char *id = tu_path(g_db, "SHALE");
+    cr_assert_eq(unlink(id), 0);
+    r = check_expect(1);
+    cr_assert_not_null(strstr(report_line(r.out, "SHALE"), "missing"), "%s", r.out);
+    run_free(&r);
+    free(id);
+    free(current);
+    free(saved);
+}
+
+Test(cli, check_leftovers_are_notes)
+{
+    make_tables(1, 10);
+    const char *extra[] = {"000999.sst", "CURRENT.tmp", "notes.txt"};
+    for (size_t i = 0; i < 3; i++) {
+        char *p = tu_path(g_db, extra[i]);
+        FILE *f = fopen(p, "w");
+        cr_assert_not_null(f);
+        fputs("junk\n", f);
+        fclose(f);
+        free(p);
+    }
+    run_result r = check_expect(0);
+    cr_assert_not_null(strstr(report_line(r.out, "000999.sst"), "NOTE: leftover"), "%s", r.out);
+    cr_assert_not_null(strstr(report_line(r.out, "CURRENT.tmp"), "NOTE"), "%s", r.out);
+    cr_assert_not_null(strstr(report_line(r.out, "notes.txt"), "not a Shale file"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "3 notes"), "%s", r.out);
+    cr_assert_str_empty(r.err);
+    run_free(&r);
+}
+
+Test(cli, check_database_open_in_this_process_is_refused)
+{
+    make_tables(1, 10);
+    shale_db *db = NULL;
+    shale_error err = {0};
+    cr_assert_eq(shale_open(g_db, NULL, &db, &err), SHALE_OK, "%s", err.msg);
+    expect(RUN("check", g_db), 2, "", "in use by another process");
+    cr_assert_eq(shale_close(db, &err), SHALE_OK, "%s", err.msg);
+    expect_clean();
+}
+
+Test(cli, check_bad_targets)
+{
+    char *missing = tu_path(g_dir, "missing");
+    expect(RUN("check", missing), 2, "", "does not exist");
+    cr_assert(!exists(missing));
+    free(missing);
+    char *foreign = make_foreign_dir();
+    expect(RUN("check", foreign), 2, "", "not a Shale database");
+    char *lock = tu_path(foreign, "LOCK");
+    cr_assert(!exists(lock), "check left a LOCK in a foreign directory");
+    free(lock);
+    free(foreign);
+    char *file = tu_path(g_dir, "plain");
+    FILE *f = fopen(file, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    expect(RUN("check", file), 2, "", "not a directory");
+    free(file);
+    run_result r = RUN("check", "--help");
+    cr_assert_eq(r.code, 0);
+    cr_assert_not_null(strstr(r.out, "Exit status: 0"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "1 damage found"), "%s", r.out);
+    run_free(&r);
+}
+
+/* The number of tables of level `level` in the levels table that follows `section` in `text`. */
+static uint64_t level_tables(const char *text, const char *section, int level)
+{
+    const char *p = strstr(text, section);
+    char row[16];
+    cr_assert_not_null(p, "no '%s' in\n%s", section, text);
+    snprintf(row, sizeof row, "\nL%d ", level);
+    p = strstr(p, row);
+    cr_assert_not_null(p, "no row L%d after '%s' in\n%s", level, section, text);
+    return strtoull(p + strlen(row), NULL, 10);
+}
+
+Test(cli, compact_prints_levels_before_and_after)
+{
+    make_tables(3, 100);
+    run_result r = RUN("compact", g_db);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert_str_empty(r.err);
+    cr_assert_eq(level_tables(r.out, "before:", 0), 3, "%s", r.out);
+    cr_assert_eq(level_tables(r.out, "after:", 0), 0, "%s", r.out);
+    uint64_t below = 0;
+    for (int l = 1; l < 7; l++) {
+        below += level_tables(r.out, "after:", l);
+    }
+    cr_assert_geq(below, 1, "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "compactions: "), "%s", r.out);
+    run_free(&r);
+    /* Same data, still clean. */
+    expect(RUN("get", g_db, "t0k0000"), 0, "v0-0\n", NULL);
+    expect(RUN("get", g_db, "t2k0099"), 0, "v2-99\n", NULL);
+    expect_clean();
+    /* Compacting a compacted database is a no-op that still succeeds. */
+    r = RUN("compact", g_db);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert_eq(level_tables(r.out, "before:", 0), 0, "%s", r.out);
+    run_free(&r);
+}
+
+Test(cli, stats_levels_and_cache)
+{
+    make_tables(2, 100);
+    run_result r = RUN("stats", g_db);
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert_eq(stat_line(r.out, "levels"), 7, "%s", r.out);
+    cr_assert_gt(stat_line(r.out, "table_bytes_on_disk"), 0, "%s", r.out);
+    cr_assert_gt(stat_line(r.out, "block_cache_capacity"), 0, "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "\nlevel "), "%s", r.out);
+    cr_assert_eq(level_tables(r.out, "\nlevel ", 0), 2, "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "\ntotal "), "%s", r.out);
+    run_free(&r);
+
+    r = RUN("stats", g_db, "--json");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert_not_null(strstr(r.out, "\"level_tables\": [2, 0, 0, 0, 0, 0, 0]"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "\"block_cache_hit_rate\": "), "%s", r.out);
+    cr_assert_eq(strchr(r.out, '\n'), r.out + r.out_len - 1, "one line: %s", r.out);
+    run_free(&r);
+}
+
+Test(cli, max_memory_flag)
+{
+    put("k", "v");
+    /* Accepted by every command that opens the database. */
+    expect(RUN("put", g_db, "k2", "v2", "--max-memory", "16"), 0, "", NULL);
+    expect(RUN("get", g_db, "k2", "--max-memory=16"), 0, "v2\n", NULL);
+    expect(RUN("scan", g_db, "--keys-only", "--max-memory", "4"), 0, "k\nk2\n", NULL);
+    expect(RUN("del", g_db, "k2", "--max-memory", "1048576"), 0, "", NULL);
+    run_result r = RUN("compact", g_db, "--max-memory", "32");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    run_free(&r);
+    /* It reaches the library: the write buffer defaults to an eighth of it. */
+    r = RUN("stats", g_db, "--max-memory", "64");
+    cr_assert_eq(r.code, 0, "%s", r.err);
+    cr_assert_eq(stat_line(r.out, "memtable_budget_bytes"), (64u << 20) / 8, "%s", r.out);
+    run_free(&r);
+    /* Bad values are refused before anything is opened or created. */
+    const char *bad[] = {"0", "3", "1048577", "abc", "-1", "", "16M", "1.5"};
+    char *fresh = tu_path(g_dir, "fresh");
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        expect(RUN("put", fresh, "k", "v", "--max-memory", bad[i]), 2, "", "--max-memory");
+        expect(RUN("get", g_db, "k", "--max-memory", bad[i]), 2, "", "shale get: --max-memory");
+        expect(RUN("stats", g_db, "--max-memory", bad[i]), 2, "", "shale stats: --max-memory");
+        expect(RUN("compact", g_db, "--max-memory", bad[i]), 2, "", "shale compact: --max-memory");
+    }
+    cr_assert(!exists(fresh));
+    free(fresh);
+    expect(RUN("put", g_db, "k", "v", "--max-memory"), 2, "", "'--max-memory' needs a value");
+    run_result h = RUN("put", "--help");
+    cr_assert_not_null(strstr(h.out, "--max-memory MIB"), "%s", h.out);
+    run_free(&h);
     expect(RUN("get", g_db, "k"), 0, "v\n", NULL);
 }

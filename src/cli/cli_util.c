@@ -227,7 +227,26 @@ bool cli_open_options(const cli_args *a, shale_options *opts)
         }
         opts->max_value_bytes = (uint32_t)v;
     }
+    /* 0 would mean "the default" to the library; on a command line it is more likely a mistake,
+     * so the flag takes only the real range and leaving it out gives the default. */
+    if ((text = cli_flag(a, "max-memory")) != NULL) {
+        if (!cli_parse_u64(cmd, "max-memory", text, 4, 1048576, &v)) {
+            return false;
+        }
+        opts->max_memory_mb = (uint32_t)v;
+    }
     return true;
+}
+
+int cli_open_db(const cli_args *a, bool create, shale_db **out)
+{
+    shale_options opts = {.create_if_missing = create};
+
+    *out = NULL;
+    if (!cli_open_options(a, &opts)) {
+        return CLI_ERROR;
+    }
+    return cli_open(a->spec->name, a->pos[0], &opts, out);
 }
 
 int cli_open(const char *cmd, const char *dir, const shale_options *opts, shale_db **out)

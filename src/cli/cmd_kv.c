@@ -1,7 +1,8 @@
 /*
- * cmd_kv: the key-value subcommands put, get, del, scan and stats. Each opens the database, does
- * one thing and closes it, so every run is a separate "session" of the engine (recovery included).
+ * cmd_kv: the key-value subcommands put, get, del and scan. Each opens the database, does one
+ * thing and closes it, so every run is a separate "session" of the engine (recovery included).
  * Only put creates a missing database; the others fail on a directory that does not hold one.
+ * (stats and compact are in cmd_admin.c, check in cmd_check.c.)
  */
 #include <inttypes.h>
 #include <stddef.h>
@@ -19,18 +20,6 @@ static shale_slice arg_slice(const char *s)
     return (shale_slice){s, strlen(s)};
 }
 
-/* Opens pos[0] with the open-related flags of `a`. */
-static int open_db(const cli_args *a, bool create, shale_db **db)
-{
-    shale_options opts = {.create_if_missing = create};
-
-    *db = NULL;
-    if (!cli_open_options(a, &opts)) {
-        return CLI_ERROR;
-    }
-    return cli_open(a->spec->name, a->pos[0], &opts, db);
-}
-
 /* An empty key is refused before the database is opened, so a bad put does not create one. */
 static bool key_ok(const cli_args *a, const char *key)
 {
@@ -46,6 +35,7 @@ static const cli_flag_spec put_flags[] = {
     {"ttl", "SECONDS", "expire the key SECONDS (a positive integer) from now"},
     CLI_FLAG_MAX_KEY_BYTES,
     CLI_FLAG_MAX_VALUE_BYTES,
+    CLI_FLAG_MAX_MEMORY,
     {NULL, NULL, NULL},
 };
 
@@ -75,7 +65,7 @@ int cmd_put(int argc, char **argv)
         !cli_parse_u64("put", "ttl", cli_flag(&a, "ttl"), 1, TTL_MAX_SECONDS, &ttl)) {
         return CLI_ERROR;
     }
-    if (!key_ok(&a, a.pos[1]) || open_db(&a, true, &db) != CLI_OK) {
+    if (!key_ok(&a, a.pos[1]) || cli_open_db(&a, true, &db) != CLI_OK) {
         return CLI_ERROR;
     }
     if (ttl > 0) {
@@ -93,6 +83,7 @@ int cmd_put(int argc, char **argv)
 
 static const cli_flag_spec get_flags[] = {
     CLI_FLAG_MAX_KEY_BYTES,
+    CLI_FLAG_MAX_MEMORY,
     {NULL, NULL, NULL},
 };
 
@@ -117,7 +108,7 @@ int cmd_get(int argc, char **argv)
     if (!cli_parse(&get_spec, argc, argv, &a, &rc)) {
         return rc;
     }
-    if (!key_ok(&a, a.pos[1]) || open_db(&a, false, &db) != CLI_OK) {
+    if (!key_ok(&a, a.pos[1]) || cli_open_db(&a, false, &db) != CLI_OK) {
         return CLI_ERROR;
     }
     switch (shale_get(db, NULL, arg_slice(a.pos[1]), &value, &err)) {
@@ -141,6 +132,7 @@ int cmd_get(int argc, char **argv)
 static const cli_flag_spec del_flags[] = {
     CLI_FLAG_DURABILITY,
     CLI_FLAG_MAX_KEY_BYTES,
+    CLI_FLAG_MAX_MEMORY,
     {NULL, NULL, NULL},
 };
 
@@ -165,7 +157,7 @@ int cmd_del(int argc, char **argv)
         return rc;
     }
     /* Unlike put, del does not create a database: a mistyped DIR should fail, not appear. */
-    if (!key_ok(&a, a.pos[1]) || open_db(&a, false, &db) != CLI_OK) {
+    if (!key_ok(&a, a.pos[1]) || cli_open_db(&a, false, &db) != CLI_OK) {
         return CLI_ERROR;
     }
     rc = shale_delete(db, NULL, arg_slice(a.pos[1]), &err) == SHALE_OK ? CLI_OK
@@ -180,6 +172,7 @@ static const cli_flag_spec scan_flags[] = {
     {"limit", "N", "print at most N keys"},
     {"reverse", NULL, "print in descending key order"},
     {"keys-only", NULL, "print keys without values"},
+    CLI_FLAG_MAX_MEMORY,
     {NULL, NULL, NULL},
 };
 
@@ -222,7 +215,7 @@ int cmd_scan(int argc, char **argv)
         .upper_bound = flag_slice(&a, "end"),
         .prefix = flag_slice(&a, "prefix"),
     };
-    if (open_db(&a, false, &db) != CLI_OK) {
+    if (cli_open_db(&a, false, &db) != CLI_OK) {
         return CLI_ERROR;
     }
     if (shale_iter_new(db, &ropts, &it, &err) != SHALE_OK) {
@@ -251,105 +244,4 @@ int cmd_scan(int argc, char **argv)
     rc = shale_iter_status(it, &err) == SHALE_OK ? CLI_OK : cli_fail("scan", &err);
     shale_iter_free(it);
     return cli_close("scan", db, rc);
-}
-
-/* Every counter and gauge of shale_stats, in declaration order, for both output formats. */
-static const struct {
-    const char *name;
-    size_t offset;
-} stat_fields[] = {
-/* clang-format off */
-#define STAT(f) {#f, offsetof(shale_stats, f)}
-    STAT(live_keys), STAT(memory_bytes), STAT(log_bytes), STAT(log_segments),
-    STAT(last_sequence), STAT(writes), STAT(reads), STAT(batches), STAT(group_commits),
-    STAT(syncs), STAT(expired_removed), STAT(recovered_records), STAT(salvaged_records),
-    STAT(salvaged_bytes), STAT(truncated_bytes),
-#undef STAT
-    /* clang-format on */
-};
-
-static uint64_t stat_value(const shale_stats *st, size_t i)
-{
-    uint64_t v;
-    memcpy(&v, (const char *)st + stat_fields[i].offset, sizeof v);
-    return v;
-}
-
-/* A JSON string body: quote, backslash and control bytes escaped; other bytes as they are. */
-static void print_json_string(const char *s)
-{
-    putchar('"');
-    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; p++) {
-        if (*p == '"' || *p == '\\') {
-            printf("\\%c", *p);
-        } else if (*p < 0x20 || *p == 0x7f) {
-            printf("\\u%04x", *p);
-        } else {
-            putchar(*p);
-        }
-    }
-    putchar('"');
-}
-
-static void print_stats(const shale_stats *st, bool json)
-{
-    size_t n = sizeof stat_fields / sizeof stat_fields[0];
-
-    if (!json) {
-        for (size_t i = 0; i < n; i++) {
-            printf("%s: %" PRIu64 "\n", stat_fields[i].name, stat_value(st, i));
-        }
-        printf("writes_stopped: %s\n", st->writes_stopped ? "true" : "false");
-        printf("stop_reason: "); /* escaped: it must stay one line */
-        cli_print_escaped(stdout, st->stop_reason, strlen(st->stop_reason));
-        putchar('\n');
-        return;
-    }
-    printf("{");
-    for (size_t i = 0; i < n; i++) {
-        printf("\"%s\": %" PRIu64 ", ", stat_fields[i].name, stat_value(st, i));
-    }
-    printf("\"writes_stopped\": %s, \"stop_reason\": ", st->writes_stopped ? "true" : "false");
-    print_json_string(st->stop_reason);
-    printf("}\n");
-}
-
-static const cli_flag_spec stats_flags[] = {
-    {"json", NULL, "print one JSON object instead of \"name: value\" lines"},
-    {NULL, NULL, NULL},
-};
-
-static const cli_spec stats_spec = {
-    .name = "stats",
-    .args = "DIR",
-    .summary = "Opens the database in DIR and prints its statistics, one \"name: value\" per line.",
-    .details = "Counters run since open, so they describe this run (recovery included).\n",
-    .min_args = 1,
-    .max_args = 1,
-    .flags = stats_flags,
-};
-
-int cmd_stats(int argc, char **argv)
-{
-    cli_args a;
-    shale_db *db;
-    shale_error err = {0};
-    shale_stats st;
-    int rc;
-
-    if (!cli_parse(&stats_spec, argc, argv, &a, &rc)) {
-        return rc;
-    }
-    if (open_db(&a, false, &db) != CLI_OK) {
-        return CLI_ERROR;
-    }
-    memset(&st, 0, sizeof st);
-    if (shale_stats_get(db, &st, &err) != SHALE_OK) {
-        rc = cli_fail("stats", &err);
-    } else {
-        st.stop_reason[sizeof st.stop_reason - 1] = '\0';
-        print_stats(&st, cli_has(&a, "json"));
-        rc = CLI_OK;
-    }
-    return cli_close("stats", db, rc);
 }

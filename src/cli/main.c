@@ -16,7 +16,9 @@ static const struct {
     {"get", cmd_get, "print a key's value; exit 1 if it is absent"},
     {"del", cmd_del, "delete a key"},
     {"scan", cmd_scan, "print keys and values in order, with bounds, prefix and limit"},
-    {"stats", cmd_stats, "print the database's statistics"},
+    {"stats", cmd_stats, "print the database's statistics and levels"},
+    {"compact", cmd_compact, "compact the whole database into its bottom level"},
+    {"check", cmd_check, "verify every checksum and the manifest; exit 1 on damage"},
     {"bench", cmd_bench, "measure the engine under a workload"},
 };
 
@@ -32,7 +34,7 @@ static void usage(FILE *f)
         fprintf(f, "  %-7s %s\n", commands[i].name, commands[i].summary);
     }
     fprintf(f, "\nRun 'shale COMMAND --help' for a command's arguments and flags.\n"
-               "Exit status: 0 success, 1 not found, 2 error.\n");
+               "Exit status: 0 success, 1 not found (get) or damage found (check), 2 error.\n");
 }
 
 static int find(const char *name)

@@ -49,6 +49,7 @@ typedef enum env_op {
     ENV_OP_REMOVE,
     ENV_OP_MKDIR,
     ENV_OP_LOCK,
+    ENV_OP_LINK,
     ENV_OP_COUNT_
 } env_op;
 
@@ -85,6 +86,11 @@ struct shale_env {
     shale_code (*remove_file)(const shale_env *env, const char *path, shale_error *err);
     shale_code (*rename_file)(const shale_env *env, const char *from, const char *to,
                               shale_error *err);
+    /* Creates `to` as a hard link to `from` (checkpoints). SHALE_INVALID with sys_errno EXDEV or
+     * EPERM when the file system cannot link them (the caller copies instead); SHALE_NOT_FOUND if
+     * `from` is missing. Like a creation, durable only after a sync_dir of `to`'s directory. */
+    shale_code (*link_file)(const shale_env *env, const char *from, const char *to,
+                            shale_error *err);
     /* Creates a directory (0700). SHALE_OK if it already exists as a directory. */
     shale_code (*mkdir)(const shale_env *env, const char *path, shale_error *err);
     /* Opens the directory and fsyncs it, making creations, renames and removals in it durable. */

@@ -9,7 +9,11 @@
  *     overwritten by a rename, or reset by drop_unsynced) is marked `gone` and freed when its
  *     last open file closes.
  *   - the renames not yet made durable by a sync_dir of the target's directory, newest first,
- *     so drop_unsynced can walk a chain a -> b -> c back to a.
+ *     so drop_unsynced can walk a chain a -> b -> c back to a. A rename over an existing file
+ *     keeps a copy of that file's bytes (and how many of them were synced), because a power loss
+ *     may undo the rename and bring the old file back; undoing walks newest first, so a pointer
+ *     file replaced twice (CURRENT) ends with its content from before the first rename.
+ *   - a hard link is tracked like a created file: undurable until a sync_dir of its directory.
  * Base operations run outside the mutex, except in drop_unsynced, which runs when the code
  * under test has stopped.
  */
@@ -35,10 +39,16 @@ typedef struct tracked {
     int refs;       /* open files pointing here */
 } tracked;
 
+/* A rename not yet durable. When it replaced an existing file, that file's bytes and its
+ * durability are kept, so a crash can put it back as a real file system may. */
 typedef struct moved {
     struct moved *next;
     char *from;
     char *to;
+    bool replaced;     /* `to` existed (as a file whose name was durable) before the rename */
+    uint8_t *old_data; /* its content then */
+    size_t old_len;
+    uint64_t old_synced; /* the durable prefix of old_data */
 } moved;
 
 struct env_fault {
@@ -64,7 +74,8 @@ typedef struct fault_file {
 } fault_file;
 
 static const char *const op_names[ENV_OP_COUNT_] = {
-    "open", "read", "write", "sync", "sync_dir", "truncate", "rename", "remove", "mkdir", "lock",
+    "open",   "read",   "write", "sync", "sync_dir", "truncate",
+    "rename", "remove", "mkdir", "lock", "link",
 };
 
 static env_fault *of(const shale_env *env)
@@ -151,14 +162,22 @@ static bool in_dir(const char *path, const char *dir)
     return plen == dlen && memcmp(path, dir, dlen) == 0;
 }
 
+static void free_moved(moved *m)
+{
+    if (m != NULL) {
+        free(m->from);
+        free(m->to);
+        free(m->old_data);
+        free(m);
+    }
+}
+
 static void free_renames(env_fault *fe)
 {
     while (fe->renames != NULL) {
         moved *m = fe->renames;
         fe->renames = m->next;
-        free(m->from);
-        free(m->to);
-        free(m);
+        free_moved(m);
     }
 }
 
@@ -397,6 +416,33 @@ static shale_code fault_remove_file(const shale_env *env, const char *path, shal
     return rc;
 }
 
+/* Copies the content of the existing regular file `path` (through the base env) into m, so a
+ * crash can restore it. A missing `path` (or a directory) leaves m->replaced false. */
+static shale_code save_target(const shale_env *b, const char *path, moved *m, shale_error *err)
+{
+    bool is_dir = false;
+    uint64_t size = 0;
+    void *data = NULL;
+    size_t len = 0;
+    shale_code rc = b->stat_path(b, path, &is_dir, &size, err);
+
+    if (rc == SHALE_NOT_FOUND || (rc == SHALE_OK && is_dir)) {
+        return SHALE_OK;
+    }
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    rc = env_read_file(b, path, SIZE_MAX, &data, &len, err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    m->replaced = true;
+    m->old_data = data;
+    m->old_len = len;
+    m->old_synced = len; /* an untracked file counts as durable at its size, as in track_open */
+    return SHALE_OK;
+}
+
 static shale_code fault_rename_file(const shale_env *env, const char *from, const char *to,
                                     shale_error *err)
 {
@@ -416,13 +462,25 @@ static shale_code fault_rename_file(const shale_env *env, const char *from, cons
         rc = err_nomem(err);
         goto out_free;
     }
+    rc = save_target(fe->base, to, m, err);
+    if (rc != SHALE_OK) {
+        goto out_free;
+    }
     rc = fe->base->rename_file(fe->base, from, to, err);
     if (rc != SHALE_OK) {
         goto out_free;
     }
     pthread_mutex_lock(&fe->mu);
     if ((t = lookup(fe, to)) != NULL) {
-        forget(fe, t); /* overwritten */
+        /* Overwritten. Only its synced prefix could come back, and nothing at all if its own
+         * name was never made durable. */
+        if (m->replaced) {
+            m->replaced = !t->undurable;
+            if (t->synced_len < m->old_synced) {
+                m->old_synced = t->synced_len;
+            }
+        }
+        forget(fe, t);
     }
     if ((t = lookup(fe, from)) != NULL) {
         free(t->path);
@@ -436,12 +494,54 @@ static shale_code fault_rename_file(const shale_env *env, const char *from, cons
 
 out_free:
     free(new_path);
-    if (m != NULL) {
-        free(m->from);
-        free(m->to);
-        free(m);
-    }
+    free_moved(m);
     return rc;
+}
+
+/* A hard link names an existing inode: its bytes share the source's durability, and the new name
+ * is a creation, durable only after a sync_dir of its directory (env.h). Links are meant for
+ * finished files (checkpoints): later appends through one name are not mirrored into the
+ * other's entry. */
+static shale_code fault_link_file(const shale_env *env, const char *from, const char *to,
+                                  shale_error *err)
+{
+    env_fault *fe = of(env);
+    shale_code rc = enter(fe, ENV_OP_LINK, from, NULL, err);
+    uint64_t size = 0;
+    tracked *t = NULL;
+    tracked *src;
+
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    if (fe->base->link_file == NULL) {
+        return err_set(err, SHALE_INVALID, EPERM, "%s: link to %s: not supported by env %s", from,
+                       to, fe->base->name);
+    }
+    t = calloc(1, sizeof *t);
+    if (t == NULL || (t->path = strdup(to)) == NULL) {
+        free(t);
+        return err_nomem(err);
+    }
+    rc = fe->base->link_file(fe->base, from, to, err);
+    if (rc != SHALE_OK) {
+        free(t->path);
+        free(t);
+        return rc;
+    }
+    (void)fe->base->stat_path(fe->base, to, NULL, &size, NULL);
+    pthread_mutex_lock(&fe->mu);
+    if ((src = lookup(fe, to)) != NULL) {
+        forget(fe, src); /* a stale entry: the name did not exist, or link would have failed */
+    }
+    src = lookup(fe, from);
+    t->synced_len = src != NULL ? src->synced_len : size;
+    t->cur_len = src != NULL ? src->cur_len : size;
+    t->undurable = true;
+    t->next = fe->files;
+    fe->files = t;
+    pthread_mutex_unlock(&fe->mu);
+    return SHALE_OK;
 }
 
 static shale_code fault_mkdir(const shale_env *env, const char *path, shale_error *err)
@@ -473,9 +573,7 @@ static shale_code fault_sync_dir(const shale_env *env, const char *path, shale_e
         moved *m = *p;
         if (in_dir(m->to, path)) {
             *p = m->next;
-            free(m->from);
-            free(m->to);
-            free(m);
+            free_moved(m);
         } else {
             p = &m->next;
         }
@@ -550,6 +648,7 @@ env_fault *env_fault_new(const shale_env *base)
         .open_file = fault_open_file,
         .remove_file = fault_remove_file,
         .rename_file = fault_rename_file,
+        .link_file = fault_link_file,
         .mkdir = fault_mkdir,
         .sync_dir = fault_sync_dir,
         .list_dir = fault_list_dir,
@@ -667,6 +766,43 @@ static void keep_first(shale_code rc, const shale_error *e, shale_code *first, s
     }
 }
 
+/* Writes the content a rename replaced back under its name, tracked with its old synced length
+ * so the cut below drops what was never durable. Locks: fe->mu held. */
+static shale_code restore(env_fault *fe, const moved *m, shale_error *err)
+{
+    const shale_env *b = fe->base;
+    env_file *f = NULL;
+    tracked *t = calloc(1, sizeof *t);
+    shale_code rc;
+
+    if (t == NULL || (t->path = strdup(m->to)) == NULL) {
+        free(t);
+        return err_nomem(err);
+    }
+    rc = b->open_file(b, m->to, ENV_WRITE | ENV_CREATE | ENV_TRUNC, &f, err);
+    if (rc == SHALE_OK && m->old_len > 0) {
+        rc = env_file_append(f, m->old_data, m->old_len, err);
+    }
+    if (f != NULL) {
+        shale_code crc = env_file_close(f, rc == SHALE_OK ? err : NULL);
+        rc = rc != SHALE_OK ? rc : crc;
+    }
+    if (rc != SHALE_OK) {
+        free(t->path);
+        free(t);
+        return rc;
+    }
+    tracked *old = lookup(fe, m->to);
+    if (old != NULL) {
+        forget(fe, old); /* whatever stood there since is not durable */
+    }
+    t->synced_len = m->old_synced;
+    t->cur_len = m->old_len;
+    t->next = fe->files;
+    fe->files = t;
+    return SHALE_OK;
+}
+
 shale_code env_fault_drop_unsynced(env_fault *fe, env_fault_drop_mode mode, uint64_t seed,
                                    shale_error *err)
 {
@@ -681,16 +817,20 @@ shale_code env_fault_drop_unsynced(env_fault *fe, env_fault_drop_mode mode, uint
     for (moved *m = fe->renames; m != NULL; m = m->next) {
         shale_code rc = b->rename_file(b, m->to, m->from, &e);
         keep_first(rc, &e, &first, err);
-        if (rc != SHALE_OK) {
-            continue;
+        if (rc == SHALE_OK) {
+            if ((t = lookup(fe, m->from)) != NULL) {
+                forget(fe, t); /* overwritten by the file moving back */
+            }
+            if ((t = lookup(fe, m->to)) != NULL) {
+                free(t->path);
+                t->path = m->from; /* moved into t */
+                m->from = NULL;
+            }
         }
-        if ((t = lookup(fe, m->from)) != NULL) {
-            forget(fe, t); /* overwritten by the file moving back */
-        }
-        if ((t = lookup(fe, m->to)) != NULL) {
-            free(t->path);
-            t->path = m->from; /* moved into t */
-            m->from = NULL;
+        /* The file the rename replaced comes back, even if `to` was removed since (that removal
+         * was not durable either). */
+        if (m->replaced) {
+            keep_first(restore(fe, m, &e), &e, &first, err);
         }
     }
     free_renames(fe);

@@ -2,7 +2,7 @@
  * env_fault: a fault-injecting env for tests. It wraps any env (normally env_posix() on a
  * temporary directory) and forwards every call, while:
  *
- *   - counting operations of each kind (env_op);
+ *   - counting operations of each kind (env_op; link_file counts as ENV_OP_LINK);
  *   - failing the Nth operation of a kind with a chosen errno (env_fault_fail_nth), once;
  *   - simulating power loss: env_fault_crash() freezes the env (every later operation fails with
  *     EIO, so nothing more reaches disk), and env_fault_drop_unsynced(), called after the code
@@ -12,8 +12,14 @@
  *         (ENV_FAULT_KEEP_RANDOM, a torn write), chosen with `seed`;
  *       * a file created through this env whose directory was not fsynced after its creation is
  *         removed;
- *       * a rename whose directory was not fsynced afterwards is undone (the old target content
- *         is not restored; the renamed file goes back to its old name).
+ *       * a rename whose directory was not fsynced afterwards is undone: the renamed file goes
+ *         back to its old name and, when the rename replaced an existing file, that file comes
+ *         back with its durable content (a real file system may lose an un-synced rename over
+ *         an existing file and keep the old one; a pointer file replaced by write-temp + rename
+ *         is then either new or old, never missing). The replaced file's bytes are kept in
+ *         memory until a sync_dir makes the rename durable;
+ *       * a hard link (link_file) whose directory was not fsynced after it is removed, like a
+ *         created file (the source keeps its content).
  *     Afterwards the env is unfrozen and its bookkeeping reset, ready for a reopen.
  *
  * Threads: all calls are thread-safe (one internal mutex).

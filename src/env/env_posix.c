@@ -237,6 +237,18 @@ static shale_code posix_rename_file(const shale_env *env, const char *from, cons
     return SHALE_OK;
 }
 
+static shale_code posix_link_file(const shale_env *env, const char *from, const char *to,
+                                  shale_error *err)
+{
+    (void)env;
+    if (link(from, to) != 0) {
+        int e = errno;
+        shale_code code = (e == EXDEV || e == EPERM || e == EMLINK) ? SHALE_INVALID : code_of(e);
+        return os_err(err_set(err, code, e, "%s: link to %s", from, to), err);
+    }
+    return SHALE_OK;
+}
+
 static shale_code posix_mkdir(const shale_env *env, const char *path, shale_error *err)
 {
     struct stat st;
@@ -437,6 +449,7 @@ static const shale_env posix_env = {
     .open_file = posix_open_file,
     .remove_file = posix_remove_file,
     .rename_file = posix_rename_file,
+    .link_file = posix_link_file,
     .mkdir = posix_mkdir,
     .sync_dir = posix_sync_dir,
     .list_dir = posix_list_dir,

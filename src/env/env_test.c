@@ -431,6 +431,16 @@ static shale_code run_op(const shale_env *env, env_op kind, int i, env_file *f, 
             close_ok(g);
         }
         return rc;
+    case ENV_OP_LINK:
+        snprintf(name, sizeof name, "l%d", i);
+        write_file(env_posix(), name, "l", false);
+        p = tu_path(dir, name);
+        name[0] = 'm';
+        q = tu_path(dir, name);
+        rc = env->link_file(env, p, q, err);
+        free(p);
+        free(q);
+        return rc;
     case ENV_OP_RENAME:
         snprintf(name, sizeof name, "r%d", i);
         write_file(env_posix(), name, "r", false);
@@ -449,7 +459,8 @@ static shale_code run_op(const shale_env *env, env_op kind, int i, env_file *f, 
 
 Test(fault, fail_nth_fires_once_on_the_nth_op)
 {
-    const env_op kinds[] = {ENV_OP_WRITE, ENV_OP_SYNC, ENV_OP_RENAME, ENV_OP_OPEN, ENV_OP_READ};
+    const env_op kinds[] = {ENV_OP_WRITE, ENV_OP_SYNC, ENV_OP_RENAME,
+                            ENV_OP_OPEN,  ENV_OP_READ, ENV_OP_LINK};
 
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
         env_fault *fe = env_fault_new(env_posix());
@@ -725,9 +736,12 @@ Test(fault, atomic_pointer_file_survives_or_reverts)
     cr_assert_eq(env_write_file_atomic(env, dir, "CURRENT", "two!", 4, NULL), SHALE_IO);
     env_fault_crash(fe);
     cr_assert_eq(env_fault_drop_unsynced(fe, ENV_FAULT_DROP_ALL, 1, NULL), SHALE_OK);
-    /* The old target content is not restored (documented): CURRENT.tmp is back, CURRENT gone,
-     * and the tmp file itself was created without a dir sync, so it is removed too. */
-    cr_assert(!exists("CURRENT"));
+    /* The rename is undone and the old CURRENT comes back; the tmp file was created without a
+     * dir sync, so it is removed too. */
+    cr_assert_eq(env_read_file(env, path, 64, &data, &len, NULL), SHALE_OK);
+    cr_assert_eq(len, 3);
+    cr_assert_eq(memcmp(data, "one", 3), 0);
+    free(data);
     cr_assert(!exists("CURRENT.tmp"));
 
     /* A failed write cleans up its tmp file. */
@@ -772,4 +786,231 @@ Test(fault, drop_resets_bookkeeping_and_faults)
     close_ok(f);
     cr_assert_eq(disk_size("a"), 5);
     env_fault_free(fe);
+}
+
+/* Reads dir/name whole into a NUL-terminated malloc'ed string; NULL if missing. */
+static char *slurp(const char *name)
+{
+    char *path = tu_path(dir, name);
+    void *data = NULL;
+    size_t len = 0;
+    char *s = NULL;
+
+    if (env_read_file(env_posix(), path, 1 << 20, &data, &len, NULL) == SHALE_OK) {
+        s = malloc(len + 1);
+        cr_assert_not_null(s);
+        memcpy(s, data, len);
+        s[len] = '\0';
+    }
+    free(data);
+    free(path);
+    return s;
+}
+
+static void assert_content(const char *name, const char *want)
+{
+    char *got = slurp(name);
+    cr_assert_not_null(got, "%s missing", name);
+    cr_assert_str_eq(got, want, "%s", name);
+    free(got);
+}
+
+static void rename_ok(const shale_env *env, const char *from, const char *to)
+{
+    char *p = tu_path(dir, from), *q = tu_path(dir, to);
+    shale_error err;
+    cr_assert_eq(env->rename_file(env, p, q, &err), SHALE_OK, "%s", err.msg);
+    free(p);
+    free(q);
+}
+
+static void sync_dir_ok(const shale_env *env)
+{
+    shale_error err;
+    cr_assert_eq(env->sync_dir(env, dir, &err), SHALE_OK, "%s", err.msg);
+}
+
+static void crash_and_drop(env_fault *fe, env_fault_drop_mode mode)
+{
+    shale_error err;
+    env_fault_crash(fe);
+    cr_assert_eq(env_fault_drop_unsynced(fe, mode, 3, &err), SHALE_OK, "%s", err.msg);
+}
+
+Test(fault, unsynced_rename_over_a_file_restores_the_old_file)
+{
+    env_fault *fe = env_fault_new(env_posix());
+    const shale_env *env = env_fault_env(fe);
+
+    /* A file the env never wrote counts as durable; one written through it, up to its sync. */
+    write_file(env_posix(), "outside", "old-outside", true);
+    write_file(env, "inside", "synced", true);
+    sync_dir_ok(env);
+    env_file *f = open_ok(env, "inside", ENV_WRITE);
+    append_ok(f, "+unsynced");
+    close_ok(f);
+
+    write_file(env, "new1", "NEW1", true);
+    write_file(env, "new2", "NEW2", true);
+    sync_dir_ok(env);
+    rename_ok(env, "new1", "outside");
+    rename_ok(env, "new2", "inside");
+    assert_content("outside", "NEW1");
+    assert_content("inside", "NEW2");
+
+    crash_and_drop(fe, ENV_FAULT_DROP_ALL);
+    assert_content("outside", "old-outside");
+    assert_content("inside", "synced");
+    assert_content("new1", "NEW1"); /* the renamed files go back to their durable names */
+    assert_content("new2", "NEW2");
+    env_fault_free(fe);
+}
+
+Test(fault, durable_rename_over_a_file_is_kept)
+{
+    env_fault *fe = env_fault_new(env_posix());
+    const shale_env *env = env_fault_env(fe);
+
+    write_file(env_posix(), "target", "old", true);
+    write_file(env, "src", "new", true);
+    sync_dir_ok(env);
+    rename_ok(env, "src", "target");
+    sync_dir_ok(env);
+    crash_and_drop(fe, ENV_FAULT_DROP_ALL);
+    assert_content("target", "new");
+    cr_assert(!exists("src"));
+    env_fault_free(fe);
+}
+
+Test(fault, replaced_file_whose_name_was_never_durable_does_not_come_back)
+{
+    env_fault *fe = env_fault_new(env_posix());
+    const shale_env *env = env_fault_env(fe);
+
+    write_file(env, "a", "aaa", true); /* created, no dir sync: its name is not durable */
+    write_file(env_posix(), "b", "bbb", true);
+    rename_ok(env, "b", "a");
+    crash_and_drop(fe, ENV_FAULT_DROP_ALL);
+    cr_assert(!exists("a"));
+    assert_content("b", "bbb");
+    env_fault_free(fe);
+}
+
+Test(fault, pointer_file_replaced_twice_without_dir_sync_reverts_to_the_first)
+{
+    for (int mode = ENV_FAULT_DROP_ALL; mode <= ENV_FAULT_KEEP_RANDOM; mode++) {
+        env_fault *fe = env_fault_new(env_posix());
+        const shale_env *env = env_fault_env(fe);
+        shale_error err;
+
+        cr_assert_eq(env_write_file_atomic(env, dir, "PTR", "v1", 2, &err), SHALE_OK, "%s",
+                     err.msg);
+        env_fault_fail_nth(fe, ENV_OP_SYNC_DIR, 1, EIO, false);
+        cr_assert_eq(env_write_file_atomic(env, dir, "PTR", "v2", 2, &err), SHALE_IO);
+        env_fault_fail_nth(fe, ENV_OP_SYNC_DIR, 1, EIO, false);
+        cr_assert_eq(env_write_file_atomic(env, dir, "PTR", "v3", 2, &err), SHALE_IO);
+        assert_content("PTR", "v3");
+        crash_and_drop(fe, (env_fault_drop_mode)mode);
+        assert_content("PTR", "v1");
+        cr_assert(!exists("PTR.tmp"));
+        env_fault_free(fe);
+    }
+}
+
+Test(fault, replaced_file_loses_its_own_unsynced_tail)
+{
+    env_fault *fe = env_fault_new(env_posix());
+    const shale_env *env = env_fault_env(fe);
+    env_file *f;
+
+    f = open_ok(env, "log", ENV_WRITE | ENV_CREATE);
+    append_ok(f, "durable");
+    cr_assert_eq(env_file_sync(f, true, NULL), SHALE_OK);
+    append_ok(f, "-lost");
+    close_ok(f);
+    sync_dir_ok(env);
+    write_file(env, "repl", "R", true);
+    sync_dir_ok(env);
+    rename_ok(env, "repl", "log");
+    crash_and_drop(fe, ENV_FAULT_DROP_ALL);
+    assert_content("log", "durable");
+    assert_content("repl", "R");
+    env_fault_free(fe);
+}
+
+Test(fault, link_is_counted_and_needs_a_dir_sync)
+{
+    env_fault *fe = env_fault_new(env_posix());
+    const shale_env *env = env_fault_env(fe);
+    char *src = tu_path(dir, "src"), *l1 = tu_path(dir, "l1"), *l2 = tu_path(dir, "l2");
+    char *missing = tu_path(dir, "missing"), *l3 = tu_path(dir, "l3");
+    shale_error err;
+
+    write_file(env, "src", "payload", true);
+    sync_dir_ok(env);
+    cr_assert_eq(env->link_file(env, src, l1, &err), SHALE_OK, "%s", err.msg);
+    sync_dir_ok(env); /* l1 is durable */
+    cr_assert_eq(env->link_file(env, src, l2, &err), SHALE_OK, "%s", err.msg);
+    cr_assert_eq(env->link_file(env, missing, l3, &err), SHALE_NOT_FOUND);
+    cr_assert_eq(env->link_file(env, src, l1, &err), SHALE_IO); /* EEXIST */
+    cr_assert_eq(err.sys_errno, EEXIST);
+    cr_assert_eq(env_fault_count(fe, ENV_OP_LINK), 4);
+    assert_content("l2", "payload");
+
+    crash_and_drop(fe, ENV_FAULT_DROP_ALL);
+    assert_content("src", "payload");
+    assert_content("l1", "payload");
+    cr_assert(!exists("l2"));
+    cr_assert(!exists("l3"));
+    env_fault_free(fe);
+    free(src);
+    free(l1);
+    free(l2);
+    free(missing);
+    free(l3);
+}
+
+Test(fault, link_of_a_file_with_an_unsynced_tail_keeps_only_the_synced_part)
+{
+    env_fault *fe = env_fault_new(env_posix());
+    const shale_env *env = env_fault_env(fe);
+    char *src = tu_path(dir, "src"), *lnk = tu_path(dir, "lnk");
+    env_file *f;
+
+    f = open_ok(env, "src", ENV_WRITE | ENV_CREATE);
+    append_ok(f, "12345");
+    cr_assert_eq(env_file_sync(f, true, NULL), SHALE_OK);
+    append_ok(f, "678");
+    close_ok(f);
+    cr_assert_eq(env->link_file(env, src, lnk, NULL), SHALE_OK);
+    sync_dir_ok(env);
+    crash_and_drop(fe, ENV_FAULT_DROP_ALL);
+    assert_content("src", "12345");
+    assert_content("lnk", "12345");
+    env_fault_free(fe);
+    free(src);
+    free(lnk);
+}
+
+Test(fault, link_failure_after_crash_and_injected)
+{
+    env_fault *fe = env_fault_new(env_posix());
+    const shale_env *env = env_fault_env(fe);
+    char *src = tu_path(dir, "src"), *lnk = tu_path(dir, "lnk");
+    shale_error err;
+
+    write_file(env, "src", "x", true);
+    env_fault_fail_nth(fe, ENV_OP_LINK, 1, ENOSPC, false);
+    cr_assert_eq(env->link_file(env, src, lnk, &err), SHALE_IO);
+    cr_assert_eq(err.sys_errno, ENOSPC);
+    cr_assert(strstr(err.msg, "link") != NULL, "%s", err.msg);
+    cr_assert(!exists("lnk"));
+    env_fault_crash(fe);
+    cr_assert_eq(env->link_file(env, src, lnk, &err), SHALE_IO);
+    cr_assert_eq(err.sys_errno, EIO);
+    cr_assert(!exists("lnk"));
+    cr_assert_eq(env_fault_drop_unsynced(fe, ENV_FAULT_DROP_ALL, 1, NULL), SHALE_OK);
+    env_fault_free(fe);
+    free(src);
+    free(lnk);
 }

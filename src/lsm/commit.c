@@ -87,6 +87,7 @@ shale_code commit_apply_op(void *arg, uint64_t seq, const batch_op *op, shale_er
     a->live_delta += (int64_t)is_live - (int64_t)was_live;
     a->ttl_puts += is_live && op->expire_at_ms != 0;
     a->ops++;
+    a->bytes += op->key.len + op->value.len;
     return SHALE_OK;
 }
 
@@ -116,7 +117,7 @@ static shale_code new_segment_locked(shale_db *db, wal_writer **out, shale_error
     shale_code rc;
 
     /* The number is spent even if creation fails: file numbers are never reused. */
-    uint64_t number = db->next_file_number++;
+    uint64_t number = version_set_new_file_number(db->vs);
     recovery_log_name(name, sizeof name, number);
     rc = wal_writer_create(db->env, db->path, name, number, out, err);
     if (rc == SHALE_OK) {
@@ -347,13 +348,15 @@ shale_code commit_write(shale_db *db, const shale_batch *batch, shale_durability
         return w.rc;
     }
 
-    /* This writer leads. */
-    commit_writer *last = form_group(&w);
-    uint64_t seq = db->last_seq + 1;
-    if (db->writes_stopped) {
-        last = &w;
+    /* This writer leads. Room first: making it may wait (mu released), and writers arriving
+     * meanwhile join the group formed after. */
+    rc = db->writes_stopped ? stopped_error(db, &w.err) : flush_make_room_locked(db, &w.err);
+    if (rc == SHALE_OK && db->writes_stopped) {
         rc = stopped_error(db, &w.err);
-    } else {
+    }
+    commit_writer *last = rc == SHALE_OK ? form_group(&w) : &w;
+    uint64_t seq = db->last_seq + 1;
+    if (rc == SHALE_OK) {
         pthread_mutex_unlock(&db->mu);
         rc = lead(db, &w, last, seq, &res, &fatal, &w.err);
         pthread_mutex_lock(&db->mu);
@@ -363,6 +366,8 @@ shale_code commit_write(shale_db *db, const shale_batch *batch, shale_durability
         atomic_store_explicit(&db->visible_seq, db->last_seq, memory_order_release);
         db->writes += res.count;
         db->live_keys += res.apply.live_delta;
+        db->user_bytes += res.apply.bytes;
+        db->last_write_ms = db->env->mono_us(db->env) / 1000;
         atomic_fetch_add_explicit(&db->ttl_puts, res.apply.ttl_puts, memory_order_relaxed);
     }
     if (rc == SHALE_OK && res.count > 0) {
@@ -430,7 +435,13 @@ static void *flusher_main(void *arg)
         while (!db->closing &&
                pthread_cond_timedwait(&db->log_cv, &db->log_mu, &deadline) != ETIMEDOUT) {
         }
-        if (db->closing || wal_writer_broken(db->log, NULL)) {
+        if (db->closing) {
+            break;
+        }
+        if (db->log == NULL) {
+            continue; /* a memtable switch closed (and synced) the segment meanwhile */
+        }
+        if (wal_writer_broken(db->log, NULL)) {
             break;
         }
         shale_error ferr;

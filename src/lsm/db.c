@@ -20,10 +20,12 @@
 
 #include "base/buf.h"
 #include "base/coding.h"
+#include "base/compress.h"
 #include "base/crc32c.h"
 #include "base/error.h"
 #include "base/slice.h"
 #include "lsm/db_impl.h"
+#include "lsm/merge_iter.h"
 
 #define DB_IDENTITY_NAME    "SHALE"
 #define DB_IDENTITY_MAGIC   "SHALEDB\0"
@@ -64,6 +66,27 @@ shale_code shale_durability_parse(const char *text, shale_durability *out, shale
 }
 
 /* ---- the info log ---- */
+
+shale_code shale_compression_parse(const char *text, shale_compression *out, shale_error *err)
+{
+    static const struct {
+        const char *name;
+        shale_compression c;
+    } names[] = {{"none", SHALE_COMPRESSION_NONE},
+                 {"lz4", SHALE_COMPRESSION_LZ4},
+                 {"zstd", SHALE_COMPRESSION_ZSTD}};
+
+    if (text == NULL || out == NULL) {
+        return err_set(err, SHALE_INVALID, 0, "shale_compression_parse: NULL argument");
+    }
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strcmp(text, names[i].name) == 0) {
+            *out = names[i].c;
+            return SHALE_OK;
+        }
+    }
+    return err_set(err, SHALE_INVALID, 0, "unknown compression '%s' (none, lz4 or zstd)", text);
+}
 
 void db_log(shale_db *db, const char *fmt, ...)
 {
@@ -130,7 +153,15 @@ static shale_code resolve_options(const shale_options *in, db_options *out, shal
         .wal_segment_bytes = DEFAULT(in->wal_segment_bytes, (uint64_t)64 << 20),
         .wal_flush_interval_ms = DEFAULT(in->wal_flush_interval_ms, 5u),
         .ttl_sweep_interval_ms = DEFAULT(in->ttl_sweep_interval_ms, 1000u),
+        .max_memory_bytes = (uint64_t)DEFAULT(in->max_memory_mb, 256u) << 20,
+        .max_log_bytes = DEFAULT(in->max_log_bytes, (uint64_t)64 << 20),
+        .flush_idle_ms = DEFAULT(in->flush_idle_ms, 60000u),
+        .table_bytes = DEFAULT(in->table_bytes, (uint64_t)16 << 20),
+        .compaction_threads = DEFAULT(in->compaction_threads, 2u),
+        .max_open_tables = DEFAULT(in->max_open_tables, 1000u),
+        .l0_trigger = DEFAULT(in->l0_compaction_trigger, 4u),
     };
+    out->write_buffer_bytes = DEFAULT(in->write_buffer_bytes, out->max_memory_bytes / 8);
     if ((unsigned)out->durability > SHALE_DURABILITY_FULL) {
         return err_set(err, SHALE_INVALID, 0, "option durability = %d is not a durability level",
                        (int)in->durability);
@@ -140,9 +171,37 @@ static shale_code resolve_options(const shale_options *in, db_options *out, shal
         (rc = check_range("wal_segment_bytes", out->wal_segment_bytes, 64u << 10, (uint64_t)4 << 30,
                           err)) ||
         (rc = check_range("wal_flush_interval_ms", out->wal_flush_interval_ms, 1, 10000, err)) ||
-        (rc = check_range("ttl_sweep_interval_ms", out->ttl_sweep_interval_ms, 10, 3600000, err))) {
+        (rc = check_range("ttl_sweep_interval_ms", out->ttl_sweep_interval_ms, 10, 3600000, err)) ||
+        (rc = check_range("max_memory_mb", out->max_memory_bytes >> 20, 4, 1048576, err)) ||
+        (rc = check_range("write_buffer_bytes", out->write_buffer_bytes, 64u << 10,
+                          out->max_memory_bytes / 2, err)) ||
+        (rc = check_range("max_log_bytes", out->max_log_bytes, 64u << 10, (uint64_t)64 << 30,
+                          err)) ||
+        (rc = check_range("flush_idle_ms", out->flush_idle_ms, 10, 86400000, err)) ||
+        (rc = check_range("table_bytes", out->table_bytes, 64u << 10, (uint64_t)1 << 30, err)) ||
+        (rc = check_range("compaction_threads", out->compaction_threads, 1, 32, err)) ||
+        (rc = check_range("max_open_tables", out->max_open_tables, 16, 1000000, err)) ||
+        (rc = check_range("l0_compaction_trigger", out->l0_trigger, 2, 64, err))) {
         return rc;
     }
+    switch (in->compression) {
+    case SHALE_COMPRESSION_DEFAULT:
+    case SHALE_COMPRESSION_LZ4:
+        out->compression = COMPRESS_LZ4;
+        break;
+    case SHALE_COMPRESSION_NONE:
+        out->compression = COMPRESS_NONE;
+        break;
+    case SHALE_COMPRESSION_ZSTD:
+        out->compression = COMPRESS_ZSTD;
+        break;
+    default:
+        return err_set(err, SHALE_INVALID, 0, "option compression = %d is not a compression",
+                       (int)in->compression);
+    }
+    out->block_cache_bytes = out->max_memory_bytes - 2 * out->write_buffer_bytes;
+    out->l0_slowdown = out->l0_trigger * 2;
+    out->l0_stop = out->l0_trigger * 3;
     return SHALE_OK;
 }
 
@@ -209,7 +268,7 @@ static shale_code dir_is_fresh(shale_db *db, bool *fresh, bool *has_identity, sh
     return SHALE_OK;
 }
 
-static char *join_path(const char *dir, const char *name)
+char *db_join_path(const char *dir, const char *name)
 {
     size_t n = strlen(dir) + strlen(name) + 2;
     char *p = malloc(n);
@@ -279,8 +338,8 @@ static shale_code prepare_dir(shale_db *db, shale_error *err)
         return err_set(err, SHALE_INVALID, 0, "%s: not a Shale database (no %s file)", db->path,
                        DB_IDENTITY_NAME);
     }
-    lock_path = join_path(db->path, "LOCK");
-    id_path = join_path(db->path, DB_IDENTITY_NAME);
+    lock_path = db_join_path(db->path, "LOCK");
+    id_path = db_join_path(db->path, DB_IDENTITY_NAME);
     if (lock_path == NULL || id_path == NULL) {
         rc = err_nomem(err);
         goto out;
@@ -314,7 +373,7 @@ out:
 
 static void open_info_log(shale_db *db)
 {
-    char *path = join_path(db->path, "LOG");
+    char *path = db_join_path(db->path, "LOG");
     if (path != NULL) {
         if (db->env->open_file(db->env, path, ENV_WRITE | ENV_CREATE, &db->info_log, NULL) !=
             SHALE_OK) {
@@ -324,11 +383,46 @@ static void open_info_log(shale_db *db)
     }
 }
 
-/* Releases everything the database holds except the handle itself. */
+void db_tables_unref(db_tables *t)
+{
+    if (t == NULL || atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1) {
+        return;
+    }
+    table_cache_free(t->tables); /* first: closing readers releases their cached blocks */
+    version_set_free(t->vs);
+    cache_free(t->block_cache);
+    free(t);
+}
+
+/* Releases everything the database holds except the handle itself. REQUIRES: the background
+ * threads are stopped. */
 static void db_release(shale_db *db)
 {
+    db_view_release(db->view);
+    db->view = NULL;
+    memtable_unref(db->imm);
+    db->imm = NULL;
     memtable_unref(db->mem);
     db->mem = NULL;
+    while (db->snap_head != NULL) {
+        shale_snapshot *s = db->snap_head;
+        db->snap_head = s->next;
+        free(s);
+    }
+    db->snap_tail = NULL;
+    if (db->shared != NULL) {
+        db_tables_unref(db->shared);
+    } else { /* a failed open before the holder existed */
+        table_cache_free(db->tables);
+        version_set_free(db->vs);
+        cache_free(db->block_cache);
+    }
+    db->shared = NULL;
+    db->tables = NULL;
+    db->vs = NULL;
+    db->block_cache = NULL;
+    free(db->pending);
+    db->pending = NULL;
     if (db->info_log != NULL) {
         (void)env_file_close(db->info_log, NULL);
         db->info_log = NULL;
@@ -343,8 +437,138 @@ static void db_release(shale_db *db)
     pthread_mutex_destroy(&db->log_mu);
     pthread_mutex_destroy(&db->ttl_mu);
     pthread_mutex_destroy(&db->info_mu);
+    pthread_mutex_destroy(&db->bg_mu);
+    pthread_mutex_destroy(&db->view_mu);
+    pthread_cond_destroy(&db->mu_cv);
+    pthread_cond_destroy(&db->bg_cv);
+    pthread_cond_destroy(&db->bg_done);
     free(db->path);
     db->path = NULL;
+}
+
+/* True if the directory holds tables or a manifest past the first (so a missing CURRENT is
+ * damage, not a creation cut short or an issue-2 database to upgrade). */
+static shale_code has_lsm_files(shale_db *db, bool *out, shale_error *err)
+{
+    char **names = NULL;
+    size_t count = 0;
+    shale_code rc = db->env->list_dir(db->env, db->path, &names, &count, err);
+
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    *out = false;
+    for (size_t i = 0; i < count; i++) {
+        size_t n = strlen(names[i]);
+        /* MANIFEST-000001 alone is a creation cut short before CURRENT: not damage. */
+        if ((strncmp(names[i], "MANIFEST-", 9) == 0 && strcmp(names[i], "MANIFEST-000001") != 0) ||
+            (n > 4 && strcmp(names[i] + n - 4, ".sst") == 0)) {
+            *out = true;
+        }
+    }
+    env_free_names(names, count);
+    return SHALE_OK;
+}
+
+/* Every file number in the directory is spent, also those of tables a crash left unrecorded
+ * (a flush or compaction whose edit never became durable): they are deleted as obsolete, and
+ * their numbers are never handed out again. */
+static shale_code mark_numbers_used(shale_db *db, shale_error *err)
+{
+    char **names = NULL;
+    size_t count = 0;
+    shale_code rc = db->env->list_dir(db->env, db->path, &names, &count, err);
+
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    for (size_t i = 0; i < count; i++) {
+        const char *p = names[i];
+        if (strncmp(p, "MANIFEST-", 9) == 0) {
+            p += 9;
+        }
+        char *end = NULL;
+        unsigned long long v = strtoull(p, &end, 10);
+        if (end != p && (strcmp(end, ".sst") == 0 || strcmp(end, ".log") == 0 ||
+                         (*end == '\0' && p != names[i]))) {
+            version_set_mark_file_number_used(db->vs, (uint64_t)v + 1);
+        }
+    }
+    env_free_names(names, count);
+    return SHALE_OK;
+}
+
+/* Reads the manifest (or creates one for a new database, or one written by a version without
+ * tables), replays the log tail, and installs the first view. */
+static shale_code open_tables(shale_db *db, shale_error *err)
+{
+    version_options vo = {
+        .l0_compaction_trigger = db->opts.l0_trigger,
+        .base_level_bytes = db->opts.table_bytes * 4,
+        .table_bytes = db->opts.table_bytes,
+    };
+    shale_code rc;
+
+    db->block_cache = cache_new(db->opts.block_cache_bytes, 4);
+    db->tables = table_cache_new(db->env, db->path, db->opts.max_open_tables, db->block_cache);
+    db->vs = version_set_new(db->env, db->path, &vo);
+    db->shared = calloc(1, sizeof *db->shared);
+    if (db->shared != NULL) {
+        atomic_init(&db->shared->refs, 1);
+        db->shared->vs = db->vs;
+        db->shared->tables = db->tables;
+        db->shared->block_cache = db->block_cache;
+    }
+    if (db->block_cache == NULL || db->tables == NULL || db->vs == NULL || db->shared == NULL) {
+        return err_nomem(err);
+    }
+    rc = version_set_recover(db->vs, err);
+    if (rc == SHALE_NOT_FOUND) {
+        bool damaged = false;
+        rc = has_lsm_files(db, &damaged, err);
+        if (rc != SHALE_OK) {
+            return rc;
+        }
+        if (damaged) {
+            return err_set(err, SHALE_CORRUPTION, 0,
+                           "%s: CURRENT is missing but tables or a manifest exist", db->path);
+        }
+        /* An issue-2 directory has logs: the new manifest takes a number none of them has. */
+        rc = mark_numbers_used(db, err);
+        if (rc == SHALE_OK) {
+            rc = version_set_create(db->vs, err);
+        }
+    }
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    rc = mark_numbers_used(db, err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    rc = recovery_replay(db, err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    if (version_set_last_seq(db->vs) > db->last_seq) {
+        db->last_seq = version_set_last_seq(db->vs);
+        atomic_store_explicit(&db->visible_seq, db->last_seq, memory_order_release);
+    }
+    pthread_mutex_lock(&db->mu);
+    rc = db_view_install_locked(db, err);
+    pthread_mutex_unlock(&db->mu);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    /* Leftovers of a crash: a half-written CURRENT, tables of an unfinished flush or compaction,
+     * logs and manifests already superseded. */
+    char *tmp = db_join_path(db->path, "CURRENT.tmp");
+    if (tmp != NULL) {
+        (void)db->env->remove_file(db->env, tmp, NULL);
+        free(tmp);
+    }
+    flush_delete_obsolete(db);
+    return SHALE_OK;
 }
 
 /*
@@ -404,15 +628,28 @@ shale_code shale_open(const char *path, const shale_options *opts, shale_db **ou
     pthread_mutex_init(&db->log_mu, NULL);
     pthread_mutex_init(&db->ttl_mu, NULL);
     pthread_mutex_init(&db->info_mu, NULL);
+    pthread_mutex_init(&db->bg_mu, NULL);
+    pthread_mutex_init(&db->view_mu, NULL);
+    pthread_condattr_t mono;
+    pthread_condattr_init(&mono);
+    pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
+    pthread_cond_init(&db->mu_cv, &mono);
+    pthread_cond_init(&db->bg_cv, &mono);
+    pthread_cond_init(&db->bg_done, &mono);
+    pthread_condattr_destroy(&mono);
     db->env = opts && opts->env ? opts->env : env_posix();
     db->path = strdup(path);
-    db->mem = memtable_new();
-    if (db->path == NULL || db->mem == NULL) {
+    if (db->path == NULL) {
         rc = err_nomem(err);
         goto fail;
     }
     rc = resolve_options(opts, &db->opts, err);
     if (rc != SHALE_OK) {
+        goto fail;
+    }
+    db->mem = memtable_new_sized((size_t)(db->opts.write_buffer_bytes / 16));
+    if (db->mem == NULL) {
+        rc = err_nomem(err);
         goto fail;
     }
     rc = prepare_dir(db, err);
@@ -427,16 +664,13 @@ shale_code shale_open(const char *path, const shale_options *opts, shale_db **ou
            db->opts.max_key_bytes, db->opts.max_value_bytes, db->opts.wal_segment_bytes,
            db->opts.wal_flush_interval_ms, db->opts.ttl_sweep_interval_ms,
            db->opts.salvage ? ", salvage" : "");
-    rc = recovery_replay(db, err);
+    rc = open_tables(db, err);
     if (rc != SHALE_OK) {
         goto fail;
     }
-    rc = commit_start(db, err);
-    if (rc != SHALE_OK) {
-        goto fail_stop;
-    }
-    rc = ttl_start(db, err);
-    if (rc != SHALE_OK) {
+    db->last_write_ms = db->env->mono_us(db->env) / 1000;
+    if ((rc = commit_start(db, err)) != SHALE_OK || (rc = flush_start(db, err)) != SHALE_OK ||
+        (rc = compaction_start(db, err)) != SHALE_OK || (rc = ttl_start(db, err)) != SHALE_OK) {
         goto fail_stop;
     }
     *out = db;
@@ -444,6 +678,8 @@ shale_code shale_open(const char *path, const shale_options *opts, shale_db **ou
 
 fail_stop:
     ttl_stop(db);
+    flush_stop(db);
+    compaction_stop(db);
     (void)commit_stop(db, NULL);
 fail:
     if (db->info_log != NULL && err != NULL) {
@@ -465,7 +701,26 @@ shale_code shale_close(shale_db *db, shale_error *err)
         return err_set(err, SHALE_CLOSED, 0, "database handle is already closed");
     }
     ttl_stop(db);
+    /* Close flushes: a clean reopen replays no log. A failed flush loses nothing (the log
+     * keeps the data), except with durability NONE, where the error says so. */
+    shale_error ferr;
+    shale_code frc = SHALE_OK;
+    pthread_mutex_lock(&db->mu);
+    bool need = !db->writes_stopped && (memtable_entry_count(db->mem) > 0 || db->imm != NULL);
+    pthread_mutex_unlock(&db->mu);
+    if (need) {
+        frc = flush_now(db, &ferr);
+        if (frc != SHALE_OK) {
+            db_log(db, "close: flush failed: %s", ferr.msg);
+        }
+    }
+    flush_stop(db);
+    compaction_stop(db);
     rc = commit_stop(db, err);
+    if (rc == SHALE_OK && frc != SHALE_OK && db->opts.durability == SHALE_DURABILITY_NONE) {
+        rc = err_set(err, frc, ferr.sys_errno, "close: unlogged data could not be flushed: %s",
+                     ferr.msg);
+    }
     db_log(db, "close: last sequence %" PRIu64 "%s", db->last_seq,
            rc == SHALE_OK ? "" : " (the log could not be closed cleanly)");
     db_release(db);
@@ -490,28 +745,38 @@ static shale_code check_key(const shale_db *db, shale_slice key, shale_error *er
     return SHALE_OK;
 }
 
-/* Finds the live value of key at snapshot seq and time now_ms (0: read the clock only if the
- * entry has a deadline); SHALE_NOT_FOUND if none. */
-static shale_code lookup(shale_db *db, shale_slice key, uint64_t snapshot, uint64_t now_ms,
-                         memtable_entry *e)
+/* Finds the live value of key at seq and time now_ms (0: read the clock only if the entry has a
+ * deadline). SHALE_NOT_FOUND if none; SHALE_CORRUPTION / SHALE_IO from a table. On SHALE_OK the
+ * value is in `value` (when not NULL) and *info filled (when not NULL). */
+static shale_code lookup(shale_db *db, db_view *view, shale_slice key, uint64_t seq,
+                         uint64_t now_ms, shale_buf *value, shale_entry_info *info,
+                         shale_buf *scratch, shale_error *err)
 {
+    ikey_entry e;
+    bool found = false;
+
     atomic_fetch_add_explicit(&db->reads, 1, memory_order_relaxed);
-    if (!memtable_get(db->mem, key, snapshot, e) || e->type != MEMTABLE_PUT) {
+    shale_code rc = db_view_get(db, view, key, seq, &found, &e, scratch, err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    if (!found || e.type != IKEY_PUT ||
+        (e.expire_at_ms != 0 && e.expire_at_ms <= (now_ms ? now_ms : db->env->now_ms(db->env)))) {
         return SHALE_NOT_FOUND;
     }
-    if (e->expire_at_ms != 0 && e->expire_at_ms <= (now_ms ? now_ms : db->env->now_ms(db->env))) {
-        return SHALE_NOT_FOUND;
+    if (info != NULL) {
+        info->seq = e.seq;
+        info->expire_at_ms = e.expire_at_ms;
     }
-    return SHALE_OK;
+    return value != NULL ? buf_set(value, e.value.data, e.value.len, err) : SHALE_OK;
 }
 
 shale_code shale_get_info(shale_db *db, const shale_read_opts *ropts, shale_slice key,
                           shale_buf *value, shale_entry_info *info, shale_error *err)
 {
-    memtable_entry e;
+    shale_buf scratch = {0};
     shale_code rc;
 
-    (void)ropts;
     rc = db_check_open(db, err);
     if (rc != SHALE_OK) {
         return rc;
@@ -520,18 +785,18 @@ shale_code shale_get_info(shale_db *db, const shale_read_opts *ropts, shale_slic
     if (rc != SHALE_OK) {
         return rc;
     }
-    rc = lookup(db, key, db_visible_seq(db), 0, &e);
-    if (rc != SHALE_OK) {
-        if (value != NULL) {
-            value->len = 0;
-        }
+    uint64_t seq = db_read_seq(db, ropts); /* the seq first, then the view (db_impl.h) */
+    db_view *view = db_view_acquire(db);
+    rc = lookup(db, view, key, seq, 0, value, info, &scratch, err);
+    db_view_release(view);
+    buf_free(&scratch);
+    if (rc != SHALE_OK && value != NULL) {
+        value->len = 0;
+    }
+    if (rc == SHALE_NOT_FOUND) {
         return err_set(err, rc, 0, "key not found");
     }
-    if (info != NULL) {
-        info->seq = e.seq;
-        info->expire_at_ms = e.expire_at_ms;
-    }
-    return value != NULL ? buf_set(value, e.value.data, e.value.len, err) : SHALE_OK;
+    return rc;
 }
 
 shale_code shale_get(shale_db *db, const shale_read_opts *ropts, shale_slice key, shale_buf *value,
@@ -565,7 +830,6 @@ shale_code shale_multi_get(shale_db *db, const shale_read_opts *ropts, size_t co
                            const shale_slice *keys, shale_buf *values, shale_code *codes,
                            shale_error *err)
 {
-    (void)ropts;
     shale_code orc = db_check_open(db, err);
     if (orc != SHALE_OK) {
         return orc;
@@ -581,19 +845,21 @@ shale_code shale_multi_get(shale_db *db, const shale_read_opts *ropts, size_t co
         }
     }
     /* One snapshot and one clock reading for all keys: the answers agree with each other. */
-    uint64_t snapshot = db_visible_seq(db), now_ms = db->env->now_ms(db->env);
-    for (size_t i = 0; i < count; i++) {
-        memtable_entry e;
-        codes[i] = lookup(db, keys[i], snapshot, now_ms, &e);
+    uint64_t seq = db_read_seq(db, ropts), now_ms = db->env->now_ms(db->env);
+    db_view *view = db_view_acquire(db);
+    shale_buf scratch = {0};
+    shale_code rc = SHALE_OK;
+    for (size_t i = 0; i < count && rc == SHALE_OK; i++) {
         values[i].len = 0;
-        if (codes[i] == SHALE_OK) {
-            shale_code rc = buf_set(&values[i], e.value.data, e.value.len, err);
-            if (rc != SHALE_OK) {
-                return rc;
-            }
+        shale_error kerr;
+        codes[i] = lookup(db, view, keys[i], seq, now_ms, &values[i], NULL, &scratch, &kerr);
+        if (codes[i] == SHALE_NOMEM) {
+            rc = err_copy(err, &kerr);
         }
     }
-    return SHALE_OK;
+    db_view_release(view);
+    buf_free(&scratch);
+    return rc;
 }
 
 /* ---- writes ---- */
@@ -739,8 +1005,126 @@ shale_code shale_stats_get(shale_db *db, shale_stats *out, shale_error *err)
     if (db->writes_stopped) {
         snprintf(out->stop_reason, sizeof out->stop_reason, "%s", db->stop_err.msg);
     }
+    int64_t mem_live = db->live_keys + db->imm_live;
+    out->immutable_memtables = db->imm != NULL;
+    out->user_bytes_written = db->user_bytes;
+    out->stall_us = db->stall_us;
+    out->slowdown_us = db->slowdown_us;
+    out->stalls = db->stalls;
     pthread_mutex_unlock(&db->mu);
     out->reads = atomic_load_explicit(&db->reads, memory_order_relaxed);
-    out->memory_bytes = memtable_memory_bytes(db->mem);
+
+    db_view *view = db_view_acquire(db);
+    out->memory_bytes =
+        memtable_memory_bytes(view->mem) + (view->imm ? memtable_memory_bytes(view->imm) : 0);
+    /* Live keys: exact for the memtables' share; a table adds its puts minus its tombstones
+     * (each tombstone is taken to hide one put below it) - an estimate that compaction makes
+     * exact as it merges versions. */
+    int64_t live = mem_live;
+    out->levels = VERSION_LEVELS;
+    for (int l = 0; l < VERSION_LEVELS; l++) {
+        out->level_tables[l] = view->v->nfiles[l];
+        out->level_bytes[l] = view->v->level_bytes[l];
+        out->table_bytes_on_disk += view->v->level_bytes[l];
+        for (size_t i = 0; i < view->v->nfiles[l]; i++) {
+            const file_meta *f = view->v->files[l][i];
+            live += (int64_t)f->entries - 2 * (int64_t)f->deletions;
+        }
+    }
+    db_view_release(view);
+    out->live_keys = live > 0 ? (uint64_t)live : 0;
+    out->estimated_live_keys = out->live_keys;
+
+    pthread_mutex_lock(&db->bg_mu);
+    out->flushes = db->flushes;
+    out->compactions = db->compactions;
+    out->flush_bytes = db->flush_bytes;
+    out->compaction_bytes_read = db->compaction_read;
+    out->compaction_bytes_written = db->compaction_written;
+    out->snapshots = db->nsnapshots;
+    version_pressure pr;
+    version_set_pressure(db->vs, &pr);
+    out->pending_compaction_bytes = pr.pending_bytes;
+    pthread_mutex_unlock(&db->bg_mu);
+    out->write_amplification = out->user_bytes_written
+                                   ? (double)(out->flush_bytes + out->compaction_bytes_written) /
+                                         (double)out->user_bytes_written
+                                   : 0.0;
+
+    cache_stats cs;
+    cache_get_stats(db->block_cache, &cs);
+    out->block_cache_bytes = cs.usage_bytes;
+    out->block_cache_capacity = cs.capacity_bytes;
+    out->block_cache_hits = cs.hits;
+    out->block_cache_misses = cs.misses;
+    out->block_cache_hit_rate =
+        cs.hits + cs.misses ? (double)cs.hits / (double)(cs.hits + cs.misses) : 0.0;
+    out->open_tables = table_cache_open_count(db->tables);
+    out->memtable_budget_bytes = db->opts.write_buffer_bytes;
     return SHALE_OK;
+}
+
+/* ---- flush, compaction, snapshots ---- */
+
+shale_code shale_flush(shale_db *db, shale_error *err)
+{
+    shale_code rc = db_check_open(db, err);
+    return rc != SHALE_OK ? rc : flush_now(db, err);
+}
+
+shale_code shale_compact(shale_db *db, shale_error *err)
+{
+    shale_code rc = db_check_open(db, err);
+    return rc != SHALE_OK ? rc : compaction_manual(db, err);
+}
+
+shale_snapshot *shale_snapshot_get(shale_db *db)
+{
+    if (db_check_open(db, NULL) != SHALE_OK) {
+        return NULL;
+    }
+    shale_snapshot *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        return NULL;
+    }
+    /* The seq is read under bg_mu: a flush or compaction that copies the list after this has
+     * only entries at or below it (compaction.c relies on it). */
+    pthread_mutex_lock(&db->bg_mu);
+    s->seq = db_visible_seq(db);
+    s->prev = db->snap_tail;
+    if (db->snap_tail != NULL) {
+        db->snap_tail->next = s;
+    } else {
+        db->snap_head = s;
+    }
+    db->snap_tail = s;
+    db->nsnapshots++;
+    pthread_mutex_unlock(&db->bg_mu);
+    return s;
+}
+
+void shale_snapshot_release(shale_db *db, shale_snapshot *s)
+{
+    if (s == NULL || db_check_open(db, NULL) != SHALE_OK) {
+        return;
+    }
+    pthread_mutex_lock(&db->bg_mu);
+    if (s->prev != NULL) {
+        s->prev->next = s->next;
+    } else {
+        db->snap_head = s->next;
+    }
+    if (s->next != NULL) {
+        s->next->prev = s->prev;
+    } else {
+        db->snap_tail = s->prev;
+    }
+    db->nsnapshots--;
+    pthread_mutex_unlock(&db->bg_mu);
+    free(s);
+}
+
+uint64_t shale_snapshot_seq(const shale_snapshot *s)
+{
+    return s ? s->seq : 0;
 }

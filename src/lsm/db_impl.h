@@ -4,13 +4,24 @@
  * expiry sweeper). Not part of the public API.
  *
  * Locks, in the order they may be taken:
- *   mu      the commit queue, sequence numbers, counters, the stop state.
+ *   mu      the commit queue, sequence numbers, counters, the stop state, the memtable switch
+ *           (mem, imm) and the stall waits (mu_cv).
+ *   bg_mu   background work: the version set (apply, compaction picking), pending outputs,
+ *           flush/compaction requests and counters, snapshots list. Waits on bg_cv.
  *   log_mu  the log writer (append, flush, sync, roll), shared by the commit leader and the
  *           background log flusher. Never held while waiting for mu.
- * Readers take neither: they read visible_seq (acquire) and the memtable (lock-free).
+ *   view_mu (leaf) the current read view.
+ * A thread holding a later lock never takes an earlier one.
+ *
+ * Readers take only view_mu, briefly: they read visible_seq (acquire) FIRST and then acquire the
+ * view (memtable, immutable memtable, version). Every write with seq <= the value read is in
+ * that view: a write is applied to the memtable before visible_seq covers it, and data moves from
+ * a memtable to a table only by installing a view that holds the table before dropping the
+ * memtable.
  *
  * The memtable has one writer at a time: the commit leader, which is unique because only the
  * writer at the head of the queue leads and it leaves the queue only after applying its group.
+ * Only the leader switches memtables (flush.c, flush_make_room_locked).
  */
 #ifndef SHALE_LSM_DB_IMPL_H
 #define SHALE_LSM_DB_IMPL_H
@@ -22,8 +33,12 @@
 
 #include "shale.h"
 
+#include "base/cache.h"
+#include "base/iter.h"
 #include "env/env.h"
 #include "lsm/batch.h"
+#include "lsm/table_cache.h"
+#include "lsm/version.h"
 #include "mem/memtable.h"
 #include "wal/wal_writer.h"
 
@@ -38,7 +53,42 @@ typedef struct db_options {
     uint64_t wal_segment_bytes;
     uint32_t wal_flush_interval_ms;
     uint32_t ttl_sweep_interval_ms;
+    uint64_t max_memory_bytes;
+    uint64_t write_buffer_bytes;
+    uint64_t block_cache_bytes; /* max_memory - 2 * write_buffer_bytes */
+    uint64_t max_log_bytes;
+    uint32_t flush_idle_ms;
+    int compression; /* enum compress_type */
+    uint64_t table_bytes;
+    uint32_t compaction_threads;
+    uint32_t max_open_tables;
+    uint32_t l0_trigger, l0_slowdown, l0_stop;
 } db_options;
+
+/* What readers read: the memtables and the version, reference counted as one (db.c). */
+typedef struct db_view {
+    _Atomic int refs;
+    memtable *mem;
+    memtable *imm; /* NULL when no flush is pending */
+    version *v;
+} db_view;
+
+/* The table machinery (version set, table cache, block cache), shared by the database and its
+ * iterators: an iterator left open past shale_close keeps reading its view, whose tables need
+ * these, so the last of the database and its iterators frees them (db.c). */
+typedef struct db_tables {
+    _Atomic int refs;
+    version_set *vs;
+    table_cache *tables;
+    cache *block_cache;
+} db_tables;
+
+void db_tables_unref(db_tables *t);
+
+struct shale_snapshot {
+    uint64_t seq;
+    shale_snapshot *prev, *next; /* the db's list, oldest first; under bg_mu */
+};
 
 /* A writer waiting in (or leading) the commit queue. Lives on its caller's stack. */
 typedef struct commit_writer commit_writer;
@@ -58,7 +108,45 @@ struct shale_db {
     env_file *info_log;      /* LOG: human-readable, not durable; may be NULL */
     pthread_mutex_t info_mu; /* serialises LOG lines (leaf lock) */
 
-    memtable *mem;
+    memtable *mem;           /* written by the commit leader only; switched under mu */
+    memtable *imm;           /* the memtable being flushed, or NULL; under mu */
+    uint64_t imm_log_number; /* the first log segment NOT covered by imm */
+    uint64_t imm_seq;        /* the newest seq in imm */
+    uint64_t imm_log_bytes, imm_log_segments; /* the segments imm's flush makes obsolete */
+    int64_t imm_live;                         /* imm's share of live_keys (see stats) */
+    bool force_switch;      /* under mu: the next leader switches even a small memtable */
+    pthread_cond_t mu_cv;   /* under mu: a flush or compaction finished (stalled writers) */
+    uint64_t last_write_ms; /* mono ms of the newest commit; under mu */
+
+    /* Tables (version.h, table_cache.h) and the read view. */
+    version_set *vs; /* = shared->vs, and so on: the database's own reference */
+    cache *block_cache;
+    table_cache *tables;
+    db_tables *shared;
+    pthread_mutex_t view_mu;
+    db_view *view;
+
+    /* Background work (flush.c, compaction.c), under bg_mu. */
+    pthread_mutex_t bg_mu;
+    pthread_cond_t bg_cv;   /* wakes the background threads */
+    pthread_cond_t bg_done; /* a background job finished (shale_flush, shale_compact wait) */
+    _Atomic bool bg_stop;
+    bool flush_requested;
+    bool flush_running, flusher_thread_running;
+    pthread_t flush_thread;
+    pthread_t *compact_threads;
+    uint32_t compact_threads_running;
+    uint32_t compactions_running;
+    uint32_t manual_waiting;     /* shale_compact callers: background picking pauses */
+    uint32_t deletions_disabled; /* checkpoints in progress: no obsolete file is deleted */
+    uint64_t *pending;           /* output file numbers being written */
+    size_t npending, pending_cap;
+    shale_snapshot *snap_head, *snap_tail;
+    uint64_t nsnapshots;
+    bool bg_error; /* a compaction met damage: no more compactions until reopen */
+    shale_error bg_err;
+    uint64_t flushes, compactions, flush_bytes, compaction_read, compaction_written;
+    uint64_t flush_failures, compaction_failures;
 
     /* Commit pipeline (commit.c). */
     pthread_mutex_t mu;
@@ -74,8 +162,7 @@ struct shale_db {
     pthread_mutex_t log_mu;
     pthread_cond_t log_cv; /* wakes the flusher: bytes buffered, or closing */
     wal_writer *log;
-    uint64_t next_file_number; /* under log_mu after open */
-    uint64_t log_bytes_closed; /* bytes in segments no longer written */
+    uint64_t log_bytes_closed; /* bytes in live segments no longer written */
     uint64_t log_segments;
     bool bg_log_failed; /* the last background flush failed; under log_mu */
     shale_error bg_log_err;
@@ -89,8 +176,11 @@ struct shale_db {
     pthread_t ttl_thread;
     _Atomic uint64_t ttl_puts; /* TTL'd puts applied: the sweeper idles while nothing new */
 
-    /* Counters. Under mu unless atomic. */
+    /* Counters. Under mu unless atomic. live_keys is the current memtable's share of the
+     * estimate (stats: tables contribute entries - 2 * deletions, imm its imm_live). */
     int64_t live_keys;
+    uint64_t user_bytes;
+    uint64_t stall_us, slowdown_us, stalls;
     uint64_t writes, batches, group_commits, syncs, expired_removed;
     _Atomic uint64_t reads;
     uint64_t recovered_records, salvaged_records, salvaged_bytes, truncated_bytes;
@@ -114,6 +204,7 @@ typedef struct commit_apply {
     int64_t live_delta;
     uint64_t ttl_puts;
     uint64_t ops;
+    uint64_t bytes; /* key + value bytes */
 } commit_apply;
 shale_code commit_apply_op(void *apply, uint64_t seq, const batch_op *op,
                            shale_error *err) SHALE_MUST_USE;
@@ -128,12 +219,73 @@ shale_code recovery_replay(shale_db *db, shale_error *err) SHALE_MUST_USE;
 /* "dir/NNNNNN.log" into out (size >= strlen(dir) + 16). */
 void recovery_log_name(char *out, size_t cap, uint64_t number);
 
+/* ---- flush.c ---- */
+
+/* Makes room in the memtable for the leader's group: switches to a fresh memtable when the
+ * current one is full (or the log too long, or a switch was forced), and slows or stops the
+ * writer while level 0 is piling up or both memtables are full. REQUIRES: mu held by the commit
+ * leader; may release and retake it while waiting. */
+shale_code flush_make_room_locked(shale_db *db, shale_error *err) SHALE_MUST_USE;
+/* Starts / stops the flush thread. */
+shale_code flush_start(shale_db *db, shale_error *err) SHALE_MUST_USE;
+void flush_stop(shale_db *db);
+/* Switches the memtable (through an empty commit) and waits until it is in a table. */
+shale_code flush_now(shale_db *db, shale_error *err) SHALE_MUST_USE;
+/* Deletes files no live version, pending output, or live log needs. Best effort; logs failures.
+ * REQUIRES: bg_mu NOT held. */
+void flush_delete_obsolete(shale_db *db);
+/* Pending outputs. REQUIRES: bg_mu held. */
+shale_code db_pending_add(shale_db *db, uint64_t number, shale_error *err) SHALE_MUST_USE;
+void db_pending_remove(shale_db *db, uint64_t number);
+
+/* ---- compaction.c ---- */
+
+/* Writes the entries of `in` (internal order) as tables of `level`, dropping what no reader can
+ * see: versions shadowed within a snapshot stripe, expired values (written as tombstones), and
+ * tombstones in the oldest stripe where `c` (or, with c NULL, the version `base`) says no lower
+ * table can hold the key. Tables are split at max_table_bytes (0: one table) on user-key
+ * boundaries and, with c, where compaction_should_stop_before says. Every output is synced and
+ * the directory too; the outputs are added to `edit` and stay in the pending list until the
+ * caller applied the edit (then calls db_pending_remove for each). */
+typedef struct table_writer_stats {
+    uint64_t tables, bytes, entries_in, entries_out;
+    uint64_t *numbers; /* the outputs' numbers, malloc'ed; caller frees */
+} table_writer_stats;
+shale_code compaction_write_tables(shale_db *db, iter *in, int level, compaction *c, version *base,
+                                   uint64_t max_table_bytes, version_edit *edit,
+                                   table_writer_stats *out, shale_error *err) SHALE_MUST_USE;
+shale_code compaction_start(shale_db *db, shale_error *err) SHALE_MUST_USE;
+void compaction_stop(shale_db *db);
+/* Wakes the compaction threads (something may need compacting). REQUIRES: bg_mu held. */
+void compaction_wake_locked(shale_db *db);
+/* shale_compact's body. */
+shale_code compaction_manual(shale_db *db, shale_error *err) SHALE_MUST_USE;
+
 /* ---- ttl.c ---- */
 
 shale_code ttl_start(shale_db *db, shale_error *err) SHALE_MUST_USE;
 void ttl_stop(shale_db *db);
 
 /* ---- db.c ---- */
+
+/* The current view with one more reference. */
+db_view *db_view_acquire(shale_db *db);
+/* Accepts NULL. */
+void db_view_release(db_view *v);
+/* Installs a view of db->mem, db->imm and the version set's current version.
+ * REQUIRES: mu held (so mem and imm are stable). */
+shale_code db_view_install_locked(shale_db *db, shale_error *err) SHALE_MUST_USE;
+/* One internal iterator over everything in the view (memtables, level 0 tables, each level).
+ * NULL when out of memory. */
+iter *db_view_iter(shale_db *db, db_view *view, bool fill_cache);
+/* Point lookup in a view: the newest version of key with seq <= `seq` (*found false if none).
+ * out's slices borrow from the view's memtables or from `scratch`. */
+shale_code db_view_get(shale_db *db, db_view *view, shale_slice key, uint64_t seq, bool *found,
+                       ikey_entry *out, shale_buf *scratch, shale_error *err) SHALE_MUST_USE;
+/* The seq a read runs at: the snapshot's, or the newest visible. */
+uint64_t db_read_seq(shale_db *db, const shale_read_opts *ro);
+/* "dir/name" (malloc'ed) or NULL. */
+char *db_join_path(const char *dir, const char *name);
 
 /* SHALE_CLOSED if db is a closed handle, SHALE_INVALID if NULL; else SHALE_OK. */
 shale_code db_check_open(const shale_db *db, shale_error *err) SHALE_MUST_USE;

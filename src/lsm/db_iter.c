@@ -1,18 +1,24 @@
 /*
  * db_iter: the public ordered iterator (shale_iter) over a point-in-time view.
  *
- * It walks the memtable's internal order (key ascending, seq descending) and shows, for each user
- * key, the newest version with seq <= the snapshot taken at creation, skipping tombstones and
- * values expired at the creation time (so one scan is consistent about TTL too).
+ * Under it is one internal iterator (base/iter.h): the merge of the memtables and every level of
+ * the version current at creation, yielding every version of every key in internal order (key
+ * ascending, seq descending). For each user key it shows the newest version with seq <= the
+ * snapshot, skipping tombstones and values expired at the creation time (so one scan is consistent
+ * about TTL too).
+ *
+ * Directions (LevelDB's DBIter): going forward, the internal iterator sits ON the entry shown and
+ * the key and value borrow from it. Going backward it sits on the last entry of the key BEFORE the
+ * one shown, which was met oldest version first, so the shown key and value are copied into saved
+ * buffers. Switching direction re-seeks around the current key.
  *
  * Bounds: the prefix is turned into a range [prefix, successor(prefix)) and intersected with the
  * caller's [lower, upper), so the scan loop checks only two bounds.
  *
- * Lifetime: the iterator holds a reference on the memtable, whose arena keeps every slice it
- * returns valid, and it never touches the database handle after creation: an iterator left open
- * past shale_close keeps reading its frozen view and can still be freed safely.
- *
- * Reverse steps re-seek (the skiplist has no back links): O(log n) per key.
+ * Lifetime: the iterator holds references on the memtables and the version (through its internal
+ * iterators and its view), so every slice it returns stays valid and no table it reads is deleted;
+ * it never touches the database handle after creation: an iterator left open past shale_close
+ * keeps reading its frozen view and can still be freed safely.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -23,13 +29,20 @@
 #include "lsm/db_impl.h"
 
 struct shale_iter {
-    memtable_iter mi;
+    iter *in;          /* the merged internal iterator */
+    db_view *view;     /* keeps the version's tables alive */
+    db_tables *shared; /* keeps the caches and the version set alive, even past shale_close */
     uint64_t snapshot;
     uint64_t now_ms;
     shale_buf lo, hi; /* effective bounds; has_* say whether they apply */
     bool has_lo, has_hi;
     bool valid;
-    memtable_entry cur; /* slices borrow from the memtable's arena */
+    bool reverse;          /* direction of the last move (see above) */
+    ikey_entry cur;        /* forward: borrows from `in`; reverse: from saved_key/saved_value */
+    shale_buf saved_key;   /* reverse: the shown key; forward: scratch for skipping */
+    shale_buf saved_value; /* reverse: the shown value */
+    shale_code status;
+    shale_error err;
 };
 
 static bool below_hi(const shale_iter *it, shale_slice key)
@@ -42,75 +55,140 @@ static bool below_lo(const shale_iter *it, shale_slice key)
     return it->has_lo && slice_cmp(key, (shale_slice){it->lo.data, it->lo.len}) < 0;
 }
 
-/* From the current memtable position, forward to the first live key within bounds. */
+static shale_slice saved(const shale_buf *b)
+{
+    return (shale_slice){b->data, b->len};
+}
+
+/* Records an out-of-memory failure: the iterator becomes invalid with that status. */
+static void fail_nomem(shale_iter *it)
+{
+    it->status = err_nomem(&it->err);
+    it->valid = false;
+}
+
+/* The internal iterator became invalid: the end, or a failure to report. */
+static void at_end(shale_iter *it)
+{
+    it->valid = false;
+    if (it->status == SHALE_OK) {
+        it->status = iter_status(it->in, &it->err);
+    }
+}
+
+/* Skips every remaining version of `key` (a copy, the iterator moves). */
+static void skip_key(shale_iter *it, shale_slice key)
+{
+    ikey_entry e;
+
+    while (iter_valid(it->in)) {
+        iter_entry(it->in, &e);
+        if (!slice_eq(e.key, key)) {
+            return;
+        }
+        iter_next(it->in);
+    }
+}
+
+/* From the current internal position, forward to the first live key within bounds. */
 static void find_next(shale_iter *it)
 {
-    memtable_entry e;
+    ikey_entry e;
 
-    while (memtable_iter_valid(&it->mi)) {
-        memtable_iter_entry(&it->mi, &e);
+    it->reverse = false;
+    while (iter_valid(it->in)) {
+        iter_entry(it->in, &e);
         if (!below_hi(it, e.key)) {
-            break;
+            it->valid = false;
+            return;
         }
         if (e.seq > it->snapshot) {
-            memtable_iter_next(&it->mi); /* newer than the view: look at older versions */
+            iter_next(it->in); /* newer than the view: look at older versions */
             continue;
         }
-        if (db_entry_live(&e, it->now_ms)) {
+        if (ikey_live(&e, it->now_ms)) {
             it->cur = e;
             it->valid = true;
             return;
         }
         /* The newest visible version is a tombstone or expired: skip the key's older versions. */
-        shale_slice dead = e.key;
-        do {
-            memtable_iter_next(&it->mi);
-            if (!memtable_iter_valid(&it->mi)) {
-                break;
-            }
-            memtable_iter_entry(&it->mi, &e);
-        } while (slice_eq(e.key, dead));
+        shale_error berr;
+        if (buf_set(&it->saved_key, e.key.data, e.key.len, &berr) != SHALE_OK) {
+            fail_nomem(it);
+            return;
+        }
+        skip_key(it, saved(&it->saved_key));
     }
-    it->valid = false;
+    at_end(it);
 }
 
-/* The memtable is positioned at the last (oldest) entry of some key, or invalid: backward to the
- * last live key within bounds. */
+/* The internal iterator sits on the last (oldest) entry of some key, or is invalid: backward to
+ * the last live key within bounds, saving it. Leaves the internal iterator before it. */
 static void find_prev(shale_iter *it)
 {
-    memtable_entry e, f;
+    ikey_entry e;
+    shale_error berr;
 
-    while (memtable_iter_valid(&it->mi)) {
-        memtable_iter_entry(&it->mi, &e);
+    it->reverse = true;
+    while (iter_valid(it->in)) {
+        iter_entry(it->in, &e);
         if (below_lo(it, e.key)) {
             break;
         }
-        memtable_iter_seek(&it->mi, e.key, it->snapshot);
-        if (memtable_iter_valid(&it->mi)) {
-            memtable_iter_entry(&it->mi, &f);
-            if (slice_eq(f.key, e.key) && db_entry_live(&f, it->now_ms) && below_hi(it, f.key)) {
-                it->cur = f;
-                it->valid = true;
-                return;
-            }
+        /* Walk this key's versions, oldest first; the last visible one met is the newest. */
+        if (buf_set(&it->saved_key, e.key.data, e.key.len, &berr) != SHALE_OK) {
+            fail_nomem(it);
+            return;
         }
-        /* To the last entry of the previous key. */
-        memtable_iter_seek(&it->mi, e.key, MEMTABLE_MAX_SEQ);
-        memtable_iter_prev(&it->mi);
+        bool have = false;
+        ikey_entry best = {0};
+        do {
+            if (e.seq <= it->snapshot) {
+                have = true;
+                best = e;
+                if (buf_set(&it->saved_value, e.value.data, e.value.len, &berr) != SHALE_OK) {
+                    fail_nomem(it);
+                    return;
+                }
+            }
+            iter_prev(it->in);
+            if (!iter_valid(it->in)) {
+                break;
+            }
+            iter_entry(it->in, &e);
+        } while (slice_eq(e.key, saved(&it->saved_key)));
+        if (have && ikey_live(&best, it->now_ms) && below_hi(it, saved(&it->saved_key))) {
+            it->cur = best;
+            it->cur.key = saved(&it->saved_key);
+            it->cur.value = saved(&it->saved_value);
+            it->valid = true;
+            return;
+        }
     }
-    it->valid = false;
+    if (iter_valid(it->in)) {
+        it->valid = false; /* below the lower bound */
+        return;
+    }
+    at_end(it);
 }
 
-/* Positions the memtable at the last entry whose key is < target (or <= with inclusive). */
+/* Positions the internal iterator at the last entry whose key is < target (or <= with
+ * inclusive). */
 static void position_before(shale_iter *it, shale_slice target, bool inclusive)
 {
     /* (target, 0) sorts after every version of target (sequence numbers start at 1). */
-    memtable_iter_seek(&it->mi, target, inclusive ? 0 : MEMTABLE_MAX_SEQ);
-    if (memtable_iter_valid(&it->mi)) {
-        memtable_iter_prev(&it->mi);
-    } else {
-        memtable_iter_seek_last(&it->mi);
+    iter_seek(it->in, target, inclusive ? 0 : IKEY_MAX_SEQ);
+    if (iter_valid(it->in)) {
+        iter_prev(it->in);
+    } else if (iter_status(it->in, NULL) == SHALE_OK) {
+        iter_seek_last(it->in);
     }
+}
+
+static void reset(shale_iter *it)
+{
+    it->status = SHALE_OK;
+    it->valid = false;
 }
 
 void shale_iter_seek(shale_iter *it, shale_slice target)
@@ -118,10 +196,11 @@ void shale_iter_seek(shale_iter *it, shale_slice target)
     if (it == NULL) {
         return;
     }
+    reset(it);
     if (below_lo(it, target) || target.data == NULL) {
         target = it->has_lo ? (shale_slice){it->lo.data, it->lo.len} : (shale_slice){"", 0};
     }
-    memtable_iter_seek(&it->mi, target, MEMTABLE_MAX_SEQ);
+    iter_seek(it->in, target, IKEY_MAX_SEQ);
     find_next(it);
 }
 
@@ -134,7 +213,8 @@ void shale_iter_seek_first(shale_iter *it)
         shale_iter_seek(it, (shale_slice){it->lo.data, it->lo.len});
         return;
     }
-    memtable_iter_seek_first(&it->mi);
+    reset(it);
+    iter_seek_first(it->in);
     find_next(it);
 }
 
@@ -143,10 +223,11 @@ void shale_iter_seek_last(shale_iter *it)
     if (it == NULL) {
         return;
     }
+    reset(it);
     if (it->has_hi) {
         position_before(it, (shale_slice){it->hi.data, it->hi.len}, false);
     } else {
-        memtable_iter_seek_last(&it->mi);
+        iter_seek_last(it->in);
     }
     find_prev(it);
 }
@@ -156,8 +237,8 @@ void shale_iter_seek_for_prev(shale_iter *it, shale_slice target)
     if (it == NULL) {
         return;
     }
+    reset(it);
     if (target.data == NULL && target.len > 0) {
-        it->valid = false;
         return;
     }
     if (!below_hi(it, target)) {
@@ -170,19 +251,19 @@ void shale_iter_seek_for_prev(shale_iter *it, shale_slice target)
 
 void shale_iter_next(shale_iter *it)
 {
-    memtable_entry e;
+    shale_error berr;
 
     if (it == NULL || !it->valid) {
         return;
     }
-    shale_slice done = it->cur.key;
-    do {
-        memtable_iter_next(&it->mi);
-        if (!memtable_iter_valid(&it->mi)) {
-            break;
-        }
-        memtable_iter_entry(&it->mi, &e);
-    } while (slice_eq(e.key, done));
+    if (it->reverse) {
+        /* The internal iterator is before the shown key: move past all of its versions. */
+        iter_seek(it->in, saved(&it->saved_key), IKEY_MAX_SEQ);
+    } else if (buf_set(&it->saved_key, it->cur.key.data, it->cur.key.len, &berr) != SHALE_OK) {
+        fail_nomem(it);
+        return;
+    }
+    skip_key(it, saved(&it->saved_key));
     find_next(it);
 }
 
@@ -191,7 +272,16 @@ void shale_iter_prev(shale_iter *it)
     if (it == NULL || !it->valid) {
         return;
     }
-    position_before(it, it->cur.key, false);
+    if (!it->reverse) {
+        /* The internal iterator is on the shown key: go to the entry before its newest version
+         * (the key is copied first: it borrows from the iterator that moves). */
+        shale_error berr;
+        if (buf_set(&it->saved_key, it->cur.key.data, it->cur.key.len, &berr) != SHALE_OK) {
+            fail_nomem(it);
+            return;
+        }
+        position_before(it, saved(&it->saved_key), false);
+    }
     find_prev(it);
 }
 
@@ -223,6 +313,9 @@ shale_code shale_iter_status(const shale_iter *it, shale_error *err)
     if (it == NULL) {
         return err_set(err, SHALE_INVALID, 0, "iterator is NULL");
     }
+    if (it->status != SHALE_OK) {
+        return err_copy(err, &it->err);
+    }
     return SHALE_OK;
 }
 
@@ -231,9 +324,13 @@ void shale_iter_free(shale_iter *it)
     if (it == NULL) {
         return;
     }
-    memtable_iter_destroy(&it->mi);
+    iter_destroy(it->in);
+    db_view_release(it->view);
+    db_tables_unref(it->shared);
     buf_free(&it->lo);
     buf_free(&it->hi);
+    buf_free(&it->saved_key);
+    buf_free(&it->saved_value);
     free(it);
 }
 
@@ -317,14 +414,20 @@ shale_code shale_iter_new(shale_db *db, const shale_read_opts *ropts, shale_iter
     }
     rc = set_bounds(it, ropts ? ropts : &none, err);
     if (rc != SHALE_OK) {
-        buf_free(&it->lo);
-        buf_free(&it->hi);
-        free(it);
+        shale_iter_free(it);
         return rc;
     }
-    it->snapshot = db_visible_seq(db);
+    /* The seq first, then the view: every write up to the seq is in the view (db_impl.h). */
+    it->snapshot = db_read_seq(db, ropts);
     it->now_ms = db->env->now_ms(db->env);
-    memtable_iter_init(&it->mi, db->mem);
+    it->shared = db->shared;
+    atomic_fetch_add_explicit(&it->shared->refs, 1, memory_order_relaxed);
+    it->view = db_view_acquire(db);
+    it->in = db_view_iter(db, it->view, true);
+    if (it->in == NULL) {
+        shale_iter_free(it);
+        return err_nomem(err);
+    }
     *out = it;
     return SHALE_OK;
 }

@@ -1,5 +1,7 @@
 /*
- * recovery: rebuilds the memtable at open by replaying every log segment in file-number order.
+ * recovery: rebuilds the memtable at open by replaying the log segments the manifest does not
+ * cover (numbered >= its log_number), in file-number order, skipping records whose writes are
+ * already in tables (seq <= its flushed_seq).
  *
  * The rules (docs/ARCHITECTURE.md, "Recovery"): a torn tail of the LAST segment is cut off - the
  * file is truncated to the end of its last complete record and synced. Damage anywhere else is
@@ -64,9 +66,14 @@ static shale_code list_segments(shale_db *db, uint64_t **out, size_t *out_count,
         env_free_names(names, count);
         return err_nomem(err);
     }
+    uint64_t first = version_set_log_number(db->vs);
     for (size_t i = 0; i < count; i++) {
         if (parse_log_name(names[i], &(*out)[n])) {
-            n++;
+            /* Every number seen is spent, also those of obsolete segments not yet deleted. */
+            version_set_mark_file_number_used(db->vs, (*out)[n] + 1);
+            if ((*out)[n] >= first) {
+                n++;
+            }
         }
     }
     env_free_names(names, count);
@@ -118,6 +125,7 @@ typedef struct replay_state {
     shale_db *db;
     memtable_loader *loader; /* the memtable is empty at open: bulk-load it */
     uint64_t last_seq;
+    uint64_t flushed_seq; /* records at or below are in tables (the manifest says) */
 } replay_state;
 
 static shale_code load_op(void *arg, uint64_t seq, const batch_op *op, shale_error *err)
@@ -171,6 +179,11 @@ static shale_code replay_segment(replay_state *st, uint64_t number, bool is_last
                          "%s @%" PRIu64 ": batch sequence %" PRIu64 " (+%u) after %" PRIu64, name,
                          off, seq, count, st->last_seq);
             goto salvage_or_fail;
+        }
+        if (seq + count - 1 <= st->flushed_seq) {
+            st->last_seq = seq + count - 1; /* already in a table */
+            db->recovered_records++;
+            continue;
         }
         shale_error berr;
         rc = batch_iterate(p + 1, rec.len - 1, load_op, st, &berr);
@@ -242,7 +255,7 @@ shale_code recovery_replay(shale_db *db, shale_error *err)
 {
     uint64_t *numbers = NULL;
     size_t count = 0;
-    replay_state st = {.db = db};
+    replay_state st = {.db = db, .flushed_seq = version_set_flushed_seq(db->vs)};
     memtable_load_stats loaded;
     shale_code rc;
 
@@ -272,7 +285,6 @@ shale_code recovery_replay(shale_db *db, shale_error *err)
         atomic_store_explicit(&db->visible_seq, st.last_seq, memory_order_release);
         db->live_keys += (int64_t)loaded.live_keys;
         atomic_fetch_add_explicit(&db->ttl_puts, loaded.ttl_puts, memory_order_relaxed);
-        db->next_file_number = count ? numbers[count - 1] + 1 : 1;
         db_log(db, "recovery: %zu segments, %" PRIu64 " records, last sequence %" PRIu64, count,
                db->recovered_records, db->last_seq);
     }

@@ -86,7 +86,13 @@ static bool sweep(shale_db *db, ttl_sweep *sw)
     shale_slice last_key = {NULL, 0};
 
     sw->now_ms = db->env->now_ms(db->env);
-    memtable_iter_init(&it, db->mem);
+    /* The memtable through the view: a switch may replace db->mem at any time. Keys already in
+     * the immutable memtable or in tables are left to compaction, which drops expired values. */
+    db_view *view = db_view_acquire(db);
+    memtable *mem = view->mem;
+    memtable_ref(mem);
+    db_view_release(view); /* a view pins tables; the sweep needs only the memtable */
+    memtable_iter_init(&it, mem);
     for (memtable_iter_seek_first(&it); memtable_iter_valid(&it); memtable_iter_next(&it)) {
         memtable_entry e;
         memtable_iter_entry(&it, &e);
@@ -114,6 +120,7 @@ static bool sweep(shale_db *db, ttl_sweep *sw)
         }
     }
     memtable_iter_destroy(&it);
+    memtable_unref(mem);
     commit_candidates(db, sw);
     return pending;
 }

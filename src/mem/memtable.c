@@ -254,6 +254,11 @@ static const skiplist_node *index_find(const mem_index *t, shale_slice key)
 
 memtable *memtable_new(void)
 {
+    return memtable_new_sized(ARENA_BLOCK_BYTES);
+}
+
+memtable *memtable_new_sized(size_t arena_block_bytes)
+{
     memtable *m = malloc(sizeof *m);
 
     if (m == NULL) {
@@ -261,7 +266,7 @@ memtable *memtable_new(void)
     }
     atomic_init(&m->refs, 1);
     atomic_init(&m->entry_count, 0);
-    arena_init(&m->arena);
+    arena_init_sized(&m->arena, arena_block_bytes);
     atomic_init(&m->index, NULL);
     m->tables = NULL;
     m->index_keys = 0;

@@ -28,27 +28,23 @@
 
 #include "shale.h"
 
-/* Entry types. Values are stored on disk (batch encoding, later tables): never renumber. */
+#include "base/ikey.h"
+
+/* The memtable's entries are the engine's internal entries (base/ikey.h). */
 enum memtable_type {
-    MEMTABLE_DEL = 0,
-    MEMTABLE_PUT = 1,
+    MEMTABLE_DEL = IKEY_DEL,
+    MEMTABLE_PUT = IKEY_PUT,
 };
-
-/* Sequence numbers are 56 bits: the tag packs (seq << 8 | type), as in LevelDB. */
-#define MEMTABLE_MAX_SEQ (((uint64_t)1 << 56) - 1)
-
-typedef struct memtable_entry {
-    shale_slice key;
-    shale_slice value;
-    uint64_t seq;
-    uint64_t expire_at_ms; /* 0 = never */
-    uint8_t type;          /* enum memtable_type */
-} memtable_entry;
+#define MEMTABLE_MAX_SEQ IKEY_MAX_SEQ
+typedef ikey_entry memtable_entry;
 
 typedef struct memtable memtable;
 
 /* Returns a memtable with one reference, or NULL when out of memory. */
 memtable *memtable_new(void);
+/* As memtable_new, with arena blocks of about arena_block_bytes (see arena_init_sized): small
+ * memtable budgets use small blocks. */
+memtable *memtable_new_sized(size_t arena_block_bytes);
 void memtable_ref(memtable *m);
 /* Accepts NULL. */
 void memtable_unref(memtable *m);

@@ -22,6 +22,7 @@
  *   WAL_REC_HEADER  first record of every segment:
  *                   kind(1) "SHALEWAL"(8) version u32 (=1) file_number u64     (21 bytes)
  *   WAL_REC_BATCH   kind(1) followed by a write batch (src/lsm/batch.h)
+ *   WAL_REC_EDIT    kind(1) followed by a version edit, in MANIFEST files (src/lsm/version.h)
  *
  * Why 32 KiB blocks: resynchronisation points for salvage and torn-tail detection at a cost of
  * at most 6 padding bytes per block (LevelDB's choice). Why a 16-bit length: fragments are
@@ -47,6 +48,7 @@ enum wal_frag_type {
 enum wal_rec_kind {
     WAL_REC_HEADER = 1,
     WAL_REC_BATCH = 2,
+    WAL_REC_EDIT = 3, /* a manifest's version edit (src/lsm/version.h) */
 };
 
 #define WAL_MAGIC              "SHALEWAL"

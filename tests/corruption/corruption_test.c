@@ -10,7 +10,9 @@
  *
  * Every case works on a fresh copy of a database built once per test; log record boundaries are
  * measured by stat'ing the newest segment around each put (OS durability: the bytes are in the
- * file when the put returns).
+ * file when the put returns). A clean shale_close flushes the memtable into a table and deletes
+ * the log it covered, so the pristine copy is the directory as a crash leaves it: copied while
+ * the database is still open (tu_close_as_crash), with every record still in its log segment.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -164,6 +166,18 @@ static void built_init(built *b)
     b->work = tu_path(b->root, "work");
 }
 
+/* Ends a building session: b->src becomes the directory as a crash right after the last put
+ * leaves it (the log holds every record; no table), not as a clean close leaves it (a table, no
+ * log). Checks that the log is there to be damaged. */
+static void end_session(built *b, shale_db *db)
+{
+    tu_close_as_crash(db, b->src);
+    char *log = tu_path(b->src, b->log_name);
+    cr_assert_gt(tu_file_size(log), 0, "setup: %s is missing from the crash image", b->log_name);
+    cr_assert_eq(tu_count_suffix(b->src, ".sst"), 0, "setup: the crash image holds tables");
+    free(log);
+}
+
 /* Builds a database of n puts with the given value lengths (OS durability, the default). */
 static void build(built *b, size_t n, const size_t *vlens)
 {
@@ -176,7 +190,7 @@ static void build(built *b, size_t n, const size_t *vlens)
         put_measured(b, db, i, vlens[i]);
     }
     b->n = n;
-    close_ok(db);
+    end_session(b, db);
 }
 
 static void built_free(built *b)
@@ -243,21 +257,29 @@ static void truncate_every_offset(const built *b)
         cr_assert_eq(st.truncated_bytes, want_cut, "%s: truncated_bytes %" PRIu64 ", want %" PRIu64,
                      ctx, st.truncated_bytes, want_cut);
         cr_assert_eq(st.salvaged_records, 0, "%s", ctx);
+        /* Exact: the image holds no table, every key is in the memtable replayed from the log. */
         cr_assert_eq(st.live_keys, off == end ? b->n : b->n - 1, "%s: live_keys %" PRIu64, ctx,
                      st.live_keys);
+        cr_assert_eq(st.recovered_records, off == end ? b->n : b->n - 1,
+                     "%s: recovered_records %" PRIu64, ctx, st.recovered_records);
         for (uint64_t i = 0; i < b->n; i++) {
             expect_key(db, b, i, i < last || off == end, ctx);
         }
-        close_ok(db);
-        /* The file was cut back to the record boundary. */
+        /* The file was cut back to the record boundary by the open (checked while the database
+         * is open: a clean close would flush it into a table and delete it). */
         cr_assert_eq(tu_file_size(log), (int64_t)(off == end ? end : start),
                      "%s: the log is %" PRId64 " bytes after recovery", ctx, tu_file_size(log));
+        /* The cut log is clean for the next recovery: reopen the directory as a crash right
+         * after this open leaves it, so the next open replays the same (cut) log again. */
+        tu_close_as_crash(db, b->work);
 
         rc = open_db(b->work, false, false, &db, &err);
         cr_assert_eq(rc, SHALE_OK, "%s: second open: %s (%s)", ctx, shale_strerror(rc), err.msg);
         st = stats_of(db);
         cr_assert_eq(st.truncated_bytes, 0, "%s: second open truncated %" PRIu64, ctx,
                      st.truncated_bytes);
+        cr_assert_eq(st.recovered_records, off == end ? b->n : b->n - 1,
+                     "%s: second open replayed %" PRIu64 " records", ctx, st.recovered_records);
         expect_key(db, b, last, off == end, ctx);
         expect_key(db, b, 0, true, ctx);
         close_ok(db);
@@ -305,7 +327,7 @@ Test(corruption, torn_tail_across_a_block_boundary)
     i++;
     put_measured(&b, db, i, 250);
     b.n = i + 1;
-    close_ok(db);
+    end_session(&b, db);
     free(log);
     cr_assert(b.start[i] + 7 < BLOCK && b.end[i] > BLOCK + 7,
               "setup: the last record %" PRIu64 "..%" PRIu64 " does not span the block boundary",
@@ -446,7 +468,9 @@ Test(corruption, bitflip_in_last_record_is_a_torn_tail)
 
 /* ---- segments that are not the last --------------------------------------------------------- */
 
-/* Three sessions: segments with records, and the last session's. */
+/* Three sessions: segments with records, and the last session's. Each session ends as a crash
+ * (nothing flushed into a table), so the next one recovers from the log and every segment stays
+ * live: recovery must read all of them. */
 static void build_segments(built *b, char names[][32], size_t *nseg)
 {
     shale_db *db;
@@ -460,7 +484,9 @@ static void build_segments(built *b, char names[][32], size_t *nseg)
         for (size_t i = 0; i < 10; i++) {
             put_measured(b, db, (uint64_t)s * 10 + i, vlens[0]);
         }
-        close_ok(db);
+        free(b->log_name);
+        b->log_name = newest_log(b->src);
+        end_session(b, db);
     }
     b->n = 30;
     *nseg = list_logs(b->src, names, 64);
@@ -474,6 +500,21 @@ Test(corruption, damaged_header_of_non_last_segment)
     size_t nseg;
 
     build_segments(&b, names, &nseg);
+    /* Undamaged, the image opens and recovery replays every record of every segment. */
+    {
+        shale_error err = {0};
+        shale_db *db;
+        tu_rm_rf(b.work);
+        tu_copy_dir(b.src, b.work);
+        cr_assert_eq(open_db(b.work, false, false, &db, &err), SHALE_OK, "undamaged: %s", err.msg);
+        shale_stats st = stats_of(db);
+        cr_assert_eq(st.recovered_records, b.n, "undamaged: recovered_records %" PRIu64,
+                     st.recovered_records);
+        for (uint64_t i = 0; i < b.n; i++) {
+            expect_key(db, &b, i, true, "undamaged");
+        }
+        close_ok(db);
+    }
     /* Every segment but the last: flip a bit in its header record (magic), or cut it inside the
      * header, or cut its last record short. */
     for (size_t s = 0; s + 1 < nseg; s++) {

@@ -1,0 +1,660 @@
+/*
+ * merge_iter: the merging iterator, the level (concatenating) iterator and the memtable adapter
+ * (contracts in merge_iter.h, base/iter.h).
+ *
+ * Merging. Each child's current entry is cached beside it (one entry() call per move of that
+ * child), so comparisons never go through the vtable. The children that are valid sit in a binary
+ * heap ordered for the current direction: a min-heap on (key, seq) going forward, a max-heap going
+ * back; heap[0] is the current child. A step moves heap[0] and sifts it down, which costs one
+ * comparison with two children, so two children need no special case; one child is not merged at
+ * all (merge_iter_new returns it). Changing direction follows LevelDB's MergingIterator:
+ *   to reverse: every other child is sought to the current (key, seq) and stepped back once (or
+ *     put on its last entry if nothing is >= the current one), so all sit before it;
+ *   to forward: every other child is sought to the current (key, seq) and stepped past an equal
+ *     entry, so all sit after it.
+ * Errors: the first child that reports a status makes the merge invalid with that status until
+ * the next seek (LevelDB would drop the child and go on, silently skipping its entries).
+ *
+ * Readings of the contract (merge_iter.h) chosen here:
+ *   - merge_iter_new with a NULL child (its constructor ran out of memory) destroys the others
+ *     and returns NULL, so callers need not check each constructor.
+ *   - merge_iter_new with n == 0 returns an empty iterator; the `children` array itself stays the
+ *     caller's (only the iterators are taken).
+ *   - level_iter_new for level 0 (tables may overlap) or a level out of range returns an iterator
+ *     whose status is SHALE_INVALID: level 0 is merged table by table.
+ *   - level_iter opens tables with table_cache_get + sst_reader_iter itself rather than through
+ *     table_cache_iter, saving one vtable layer on every step of a scan; the behaviour is the
+ *     same (the table stays pinned while the walk is on it). It lets go of the table when the walk
+ *     runs off either end of the level.
+ *   - mem_iter_new(NULL) returns an empty iterator (a view without an immutable memtable).
+ */
+#include "lsm/merge_iter.h"
+
+#include <stdlib.h>
+
+#include "base/error.h"
+
+/* ---- Merging iterator ---- */
+
+typedef struct merge_child {
+    iter *it;
+    ikey_entry e; /* its current entry, while it is in the heap */
+} merge_child;
+
+typedef struct merge_iter {
+    iter base;
+    size_t heap_n; /* valid children, in heap[0 .. heap_n); 0 = the merge is invalid */
+    bool forward;  /* heap order: min-heap forward, max-heap in reverse */
+    size_t n;      /* children */
+    merge_child **heap;
+    shale_error err; /* first error of a child since the last seek */
+    merge_child kids[];
+} merge_iter;
+
+/* True if a belongs above b in the heap of direction `fwd`. */
+static inline bool above(const merge_child *a, const merge_child *b, bool fwd)
+{
+    int c = ikey_cmp(a->e.key, a->e.seq, b->e.key, b->e.seq);
+    return fwd ? c < 0 : c > 0;
+}
+
+static inline __attribute__((always_inline)) void sift_down(merge_iter *m, size_t i, bool fwd)
+{
+    merge_child **h = m->heap;
+    size_t n = m->heap_n;
+    merge_child *x = h[i];
+
+    for (;;) {
+        size_t l = 2 * i + 1;
+        if (l >= n) {
+            break;
+        }
+        if (l + 1 < n && above(h[l + 1], h[l], fwd)) {
+            l++;
+        }
+        if (!above(h[l], x, fwd)) {
+            break;
+        }
+        h[i] = h[l];
+        i = l;
+    }
+    h[i] = x;
+}
+
+/* Records a child's failure; the first one wins. */
+static void child_failed(merge_iter *m, const merge_child *c)
+{
+    if (m->err.code == SHALE_OK) {
+        (void)iter_status(c->it, &m->err);
+    }
+}
+
+/* After moving child c: caches its entry and returns true, or returns false when it is at its
+ * end (recording its error, if that is why). */
+static inline bool load(merge_iter *m, merge_child *c)
+{
+    if (iter_valid(c->it)) {
+        iter_entry(c->it, &c->e);
+        return true;
+    }
+    if (iter_status(c->it, NULL) != SHALE_OK) {
+        child_failed(m, c);
+    }
+    return false;
+}
+
+/* Heap of every child that load()s, for direction fwd. */
+static void rebuild(merge_iter *m, bool fwd)
+{
+    m->heap_n = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        if (load(m, &m->kids[i])) {
+            m->heap[m->heap_n++] = &m->kids[i];
+        }
+    }
+    m->forward = fwd;
+    if (m->err.code != SHALE_OK) {
+        m->heap_n = 0;
+        return;
+    }
+    for (size_t i = m->heap_n / 2; i-- > 0;) {
+        sift_down(m, i, fwd);
+    }
+}
+
+/* heap[0] moved: re-place it, or drop it at its end. */
+static inline void settle_top(merge_iter *m, bool fwd)
+{
+    merge_child *c = m->heap[0];
+
+    if (load(m, c)) {
+        sift_down(m, 0, fwd);
+        return;
+    }
+    if (m->err.code != SHALE_OK) {
+        m->heap_n = 0;
+        return;
+    }
+    m->heap[0] = m->heap[--m->heap_n];
+    if (m->heap_n > 1) {
+        sift_down(m, 0, fwd);
+    }
+}
+
+static bool merge_valid(const iter *it)
+{
+    return ((const merge_iter *)it)->heap_n != 0;
+}
+
+static void merge_seek(iter *it, shale_slice key, uint64_t seq)
+{
+    merge_iter *m = (merge_iter *)it;
+
+    err_clear(&m->err);
+    for (size_t i = 0; i < m->n; i++) {
+        iter_seek(m->kids[i].it, key, seq);
+    }
+    rebuild(m, true);
+}
+
+static void merge_seek_first(iter *it)
+{
+    merge_iter *m = (merge_iter *)it;
+
+    err_clear(&m->err);
+    for (size_t i = 0; i < m->n; i++) {
+        iter_seek_first(m->kids[i].it);
+    }
+    rebuild(m, true);
+}
+
+static void merge_seek_last(iter *it)
+{
+    merge_iter *m = (merge_iter *)it;
+
+    err_clear(&m->err);
+    for (size_t i = 0; i < m->n; i++) {
+        iter_seek_last(m->kids[i].it);
+    }
+    rebuild(m, false);
+}
+
+/* Puts every child other than the current one after it (see the top of the file). */
+static void turn_forward(merge_iter *m)
+{
+    merge_child *cur = m->heap[0];
+
+    for (size_t i = 0; i < m->n; i++) {
+        merge_child *c = &m->kids[i];
+        if (c == cur) {
+            continue;
+        }
+        iter_seek(c->it, cur->e.key, cur->e.seq);
+        if (iter_valid(c->it)) {
+            ikey_entry e;
+            iter_entry(c->it, &e);
+            if (ikey_cmp(e.key, e.seq, cur->e.key, cur->e.seq) == 0) {
+                iter_next(c->it);
+            }
+        }
+    }
+    /* The current child is the smallest, so it lands on heap[0] again. */
+    rebuild(m, true);
+}
+
+/* Puts every child other than the current one before it. */
+static void turn_reverse(merge_iter *m)
+{
+    merge_child *cur = m->heap[0];
+
+    for (size_t i = 0; i < m->n; i++) {
+        merge_child *c = &m->kids[i];
+        if (c == cur) {
+            continue;
+        }
+        iter_seek(c->it, cur->e.key, cur->e.seq);
+        if (iter_valid(c->it)) {
+            iter_prev(c->it); /* first entry >= current: the one before it is < current */
+        } else if (iter_status(c->it, NULL) == SHALE_OK) {
+            iter_seek_last(c->it); /* every entry is < current */
+        }
+    }
+    rebuild(m, false);
+}
+
+static void merge_next(iter *it)
+{
+    merge_iter *m = (merge_iter *)it;
+
+    if (m->heap_n == 0) {
+        return; /* REQUIRES valid; stay invalid rather than crash */
+    }
+    if (!m->forward) {
+        turn_forward(m);
+        if (m->heap_n == 0) {
+            return;
+        }
+    }
+    iter_next(m->heap[0]->it);
+    settle_top(m, true);
+}
+
+static void merge_prev(iter *it)
+{
+    merge_iter *m = (merge_iter *)it;
+
+    if (m->heap_n == 0) {
+        return;
+    }
+    if (m->forward) {
+        turn_reverse(m);
+        if (m->heap_n == 0) {
+            return;
+        }
+    }
+    iter_prev(m->heap[0]->it);
+    settle_top(m, false);
+}
+
+static void merge_entry(const iter *it, ikey_entry *out)
+{
+    const merge_iter *m = (const merge_iter *)it;
+
+    if (NEVER(m->heap_n == 0)) {
+        *out = (ikey_entry){0};
+        return;
+    }
+    *out = m->heap[0]->e;
+}
+
+static shale_code merge_status(const iter *it, shale_error *err)
+{
+    return err_copy(err, &((const merge_iter *)it)->err);
+}
+
+static void merge_destroy(iter *it)
+{
+    merge_iter *m = (merge_iter *)it;
+
+    for (size_t i = 0; i < m->n; i++) {
+        iter_destroy(m->kids[i].it);
+    }
+    free(m->heap);
+    free(m);
+}
+
+static const iter_ops merge_ops = {
+    .valid = merge_valid,
+    .seek = merge_seek,
+    .seek_first = merge_seek_first,
+    .seek_last = merge_seek_last,
+    .next = merge_next,
+    .prev = merge_prev,
+    .entry = merge_entry,
+    .status = merge_status,
+    .destroy = merge_destroy,
+};
+
+static void destroy_all(iter **children, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        iter_destroy(children[i]);
+    }
+}
+
+iter *merge_iter_new(iter **children, size_t n)
+{
+    merge_iter *m;
+
+    for (size_t i = 0; i < n; i++) {
+        if (children[i] == NULL) {
+            destroy_all(children, n);
+            return NULL;
+        }
+    }
+    if (n == 0) {
+        return iter_new_error(SHALE_OK, NULL);
+    }
+    if (n == 1) {
+        return children[0]; /* nothing to merge: no layer at all on the scan path */
+    }
+    m = calloc(1, sizeof *m + n * sizeof m->kids[0]);
+    if (m == NULL) {
+        destroy_all(children, n);
+        return NULL;
+    }
+    m->heap = calloc(n, sizeof(merge_child *));
+    if (m->heap == NULL) {
+        free(m);
+        destroy_all(children, n);
+        return NULL;
+    }
+    m->base.ops = &merge_ops;
+    m->n = n;
+    m->forward = true;
+    for (size_t i = 0; i < n; i++) {
+        m->kids[i].it = children[i];
+    }
+    return &m->base;
+}
+
+/* ---- Level iterator ---- */
+
+typedef struct level_iter {
+    iter base;
+    bool valid;
+    bool fill_cache;
+    table_cache *tc;
+    version *v;
+    file_meta *const *files; /* v->files[level], sorted and disjoint */
+    size_t nfiles;
+    size_t idx;      /* the table `table` walks, while table != NULL */
+    table_handle *h; /* its pin */
+    iter *table;
+    shale_error err;
+} level_iter;
+
+static void close_table(level_iter *l)
+{
+    if (l->table != NULL) {
+        iter_destroy(l->table);
+        table_cache_release(l->tc, l->h);
+        l->table = NULL;
+        l->h = NULL;
+    }
+}
+
+/* Puts the walk on table i (reusing the open one if it is i). False on failure, with l->err set
+ * and the iterator invalid. */
+static bool open_table(level_iter *l, size_t i)
+{
+    const file_meta *f = l->files[i];
+    table_handle *h = NULL;
+    shale_code rc;
+
+    if (l->table != NULL && l->idx == i) {
+        return true;
+    }
+    close_table(l);
+    rc = table_cache_get(l->tc, f->number, f->size, &h, &l->err);
+    if (rc != SHALE_OK) {
+        l->valid = false;
+        return false;
+    }
+    l->table = sst_reader_iter(table_handle_reader(h), l->fill_cache);
+    if (l->table == NULL) {
+        table_cache_release(l->tc, h);
+        (void)err_nomem(&l->err);
+        l->valid = false;
+        return false;
+    }
+    l->h = h;
+    l->idx = i;
+    return true;
+}
+
+/* The table iterator was just positioned (or moved): if it is at its end, walk on to the next
+ * (fwd) or previous table until one has an entry, the level ends, or an error stops the walk. */
+static void level_settle(level_iter *l, bool fwd)
+{
+    while (!iter_valid(l->table)) {
+        if (iter_status(l->table, NULL) != SHALE_OK) {
+            (void)iter_status(l->table, &l->err);
+            close_table(l);
+            l->valid = false;
+            return;
+        }
+        if (fwd ? l->idx + 1 >= l->nfiles : l->idx == 0) {
+            close_table(l);
+            l->valid = false;
+            return;
+        }
+        if (!open_table(l, fwd ? l->idx + 1 : l->idx - 1)) {
+            return;
+        }
+        if (fwd) {
+            iter_seek_first(l->table);
+        } else {
+            iter_seek_last(l->table);
+        }
+    }
+    l->valid = true;
+}
+
+static bool level_valid(const iter *it)
+{
+    return ((const level_iter *)it)->valid;
+}
+
+static void level_seek(iter *it, shale_slice key, uint64_t seq)
+{
+    level_iter *l = (level_iter *)it;
+    size_t lo = 0, hi = l->nfiles;
+
+    err_clear(&l->err);
+    /* The first table whose largest entry is >= (key, seq): the only one that can hold it. */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        const file_meta *f = l->files[mid];
+        shale_slice largest = {f->largest.data, f->largest.len};
+        if (ikey_cmp(largest, f->largest_seq, key, seq) < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    if (lo == l->nfiles) {
+        close_table(l);
+        l->valid = false;
+        return;
+    }
+    if (!open_table(l, lo)) {
+        return;
+    }
+    iter_seek(l->table, key, seq);
+    level_settle(l, true);
+}
+
+static void level_seek_first(iter *it)
+{
+    level_iter *l = (level_iter *)it;
+
+    err_clear(&l->err);
+    if (l->nfiles == 0) {
+        l->valid = false;
+        return;
+    }
+    if (!open_table(l, 0)) {
+        return;
+    }
+    iter_seek_first(l->table);
+    level_settle(l, true);
+}
+
+static void level_seek_last(iter *it)
+{
+    level_iter *l = (level_iter *)it;
+
+    err_clear(&l->err);
+    if (l->nfiles == 0) {
+        l->valid = false;
+        return;
+    }
+    if (!open_table(l, l->nfiles - 1)) {
+        return;
+    }
+    iter_seek_last(l->table);
+    level_settle(l, false);
+}
+
+static void level_next(iter *it)
+{
+    level_iter *l = (level_iter *)it;
+
+    if (!l->valid) {
+        return;
+    }
+    iter_next(l->table);
+    if (!iter_valid(l->table)) {
+        level_settle(l, true);
+    }
+}
+
+static void level_prev(iter *it)
+{
+    level_iter *l = (level_iter *)it;
+
+    if (!l->valid) {
+        return;
+    }
+    iter_prev(l->table);
+    if (!iter_valid(l->table)) {
+        level_settle(l, false);
+    }
+}
+
+static void level_entry(const iter *it, ikey_entry *out)
+{
+    const level_iter *l = (const level_iter *)it;
+
+    if (NEVER(!l->valid)) {
+        *out = (ikey_entry){0};
+        return;
+    }
+    iter_entry(l->table, out);
+}
+
+static shale_code level_status(const iter *it, shale_error *err)
+{
+    return err_copy(err, &((const level_iter *)it)->err);
+}
+
+static void level_destroy(iter *it)
+{
+    level_iter *l = (level_iter *)it;
+
+    close_table(l);
+    version_unref(l->v);
+    free(l);
+}
+
+static const iter_ops level_ops = {
+    .valid = level_valid,
+    .seek = level_seek,
+    .seek_first = level_seek_first,
+    .seek_last = level_seek_last,
+    .next = level_next,
+    .prev = level_prev,
+    .entry = level_entry,
+    .status = level_status,
+    .destroy = level_destroy,
+};
+
+iter *level_iter_new(table_cache *tc, version *v, int level, bool fill_cache)
+{
+    level_iter *l;
+
+    if (level < 1 || level >= VERSION_LEVELS) {
+        shale_error e;
+        (void)err_set(&e, SHALE_INVALID, 0, "level_iter_new: level %d is not in 1 .. %d", level,
+                      VERSION_LEVELS - 1);
+        return iter_new_error(SHALE_INVALID, &e);
+    }
+    l = calloc(1, sizeof *l);
+    if (l == NULL) {
+        return NULL;
+    }
+    l->base.ops = &level_ops;
+    l->tc = tc;
+    l->v = v;
+    l->files = v->files[level];
+    l->nfiles = v->nfiles[level];
+    l->fill_cache = fill_cache;
+    version_ref(v);
+    return &l->base;
+}
+
+/* ---- Memtable adapter ---- */
+
+typedef struct mem_iter {
+    iter base;
+    memtable_iter mi;
+} mem_iter;
+
+static bool mem_valid(const iter *it)
+{
+    return memtable_iter_valid(&((const mem_iter *)it)->mi);
+}
+
+static void mem_seek(iter *it, shale_slice key, uint64_t seq)
+{
+    memtable_iter_seek(&((mem_iter *)it)->mi, key, seq);
+}
+
+static void mem_seek_first(iter *it)
+{
+    memtable_iter_seek_first(&((mem_iter *)it)->mi);
+}
+
+static void mem_seek_last(iter *it)
+{
+    memtable_iter_seek_last(&((mem_iter *)it)->mi);
+}
+
+static void mem_next(iter *it)
+{
+    memtable_iter_next(&((mem_iter *)it)->mi);
+}
+
+static void mem_prev(iter *it)
+{
+    memtable_iter_prev(&((mem_iter *)it)->mi);
+}
+
+static void mem_entry(const iter *it, ikey_entry *out)
+{
+    memtable_iter_entry(&((const mem_iter *)it)->mi, out);
+}
+
+static shale_code mem_status(const iter *it, shale_error *err)
+{
+    (void)it;
+    err_clear(err);
+    return SHALE_OK; /* memory cannot fail a walk */
+}
+
+static void mem_destroy(iter *it)
+{
+    mem_iter *mi = (mem_iter *)it;
+
+    memtable_iter_destroy(&mi->mi);
+    free(mi);
+}
+
+static const iter_ops mem_ops = {
+    .valid = mem_valid,
+    .seek = mem_seek,
+    .seek_first = mem_seek_first,
+    .seek_last = mem_seek_last,
+    .next = mem_next,
+    .prev = mem_prev,
+    .entry = mem_entry,
+    .status = mem_status,
+    .destroy = mem_destroy,
+};
+
+iter *mem_iter_new(memtable *m)
+{
+    mem_iter *mi;
+
+    if (m == NULL) {
+        return iter_new_error(SHALE_OK, NULL);
+    }
+    mi = malloc(sizeof *mi);
+    if (mi == NULL) {
+        return NULL;
+    }
+    mi->base.ops = &mem_ops;
+    memtable_iter_init(&mi->mi, m);
+    return &mi->base;
+}

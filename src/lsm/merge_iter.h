@@ -1,0 +1,38 @@
+/*
+ * merge_iter: iterators built from other iterators (base/iter.h).
+ *
+ * merge_iter_new: the merging iterator. Yields the union of its children in internal order
+ * (key ascending, seq descending), forward and reverse, switching direction as LevelDB's
+ * MergingIterator does (re-seeking the other children around the current key). Forward uses a
+ * binary min-heap, reverse a max-heap, so each step costs O(log n) comparisons. Children never
+ * share (key, seq) (sequence numbers are unique), so the order is total.
+ * An error in any child makes the merge invalid with that child's status.
+ *
+ * level_iter_new: the concatenating iterator over one level >= 1 (sorted, disjoint tables): it
+ * opens each table through the table cache only when the walk reaches it (binary search on the
+ * tables' key ranges for seeks), so a scan holds one table at a time.
+ *
+ * mem_iter_new: an adapter from a memtable to the interface; holds a memtable reference.
+ *
+ * merge_iter_new with n == 1 returns the child itself and with n == 0 an empty iterator: callers
+ * must not assume the result is a merge. A NULL child makes it destroy the others and return NULL.
+ *
+ * Ownership: merge_iter_new takes ownership of the children (also on failure, destroying them);
+ * level_iter_new references `v` (the version whose file list it walks) until destroyed.
+ * Every constructor returns NULL only when out of memory.
+ */
+#ifndef SHALE_LSM_MERGE_ITER_H
+#define SHALE_LSM_MERGE_ITER_H
+
+#include <stddef.h>
+
+#include "base/iter.h"
+#include "lsm/table_cache.h"
+#include "lsm/version.h"
+#include "mem/memtable.h"
+
+iter *merge_iter_new(iter **children, size_t n);
+iter *level_iter_new(table_cache *tc, version *v, int level, bool fill_cache);
+iter *mem_iter_new(memtable *m);
+
+#endif

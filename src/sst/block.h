@@ -1,0 +1,137 @@
+/*
+ * block: the raw block format of data and index blocks (sst_format.h): a builder that
+ * prefix-compresses internal keys with restart points, and an iterator that decodes entries in
+ * place.
+ *
+ * Keys are internal keys (user key | tag fixed64, tag = seq << 8 | type). The iterator never
+ * allocates per entry: it keeps the current key in a buffer that only grows (inline for keys up
+ * to BLOCK_ITER_INLINE_KEY bytes), and values point into the block.
+ *
+ * Damage: block_parse checks the restart array once (in bounds, increasing, the first at 0), so
+ * later restart accesses need no checks; every entry's varints and lengths are checked as it is
+ * decoded. A damaged entry makes the iterator invalid with status SHALE_CORRUPTION and
+ * `bad_offset` telling where; the caller names the file and block.
+ *
+ * Ownership: a block borrows its bytes (a cache entry, a reader's buffer); a block_iter borrows
+ * its block and owns only its key buffer (block_iter_destroy). Threads: a block is immutable and
+ * shared; a builder or iterator is used by one thread.
+ */
+#ifndef SHALE_SST_BLOCK_H
+#define SHALE_SST_BLOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shale.h"
+
+#include "base/buf.h"
+#include "base/coding.h"
+
+/* ---- builder ------------------------------------------------------------------------------ */
+
+typedef struct block_builder {
+    shale_buf buf;      /* entries so far */
+    shale_buf restarts; /* fixed32 offsets, appended to buf by finish */
+    shale_buf last_key; /* previous internal key (for prefix compression) */
+    uint32_t interval;
+    uint32_t counter; /* entries since the last restart */
+    uint64_t entries;
+} block_builder;
+
+void block_builder_init(block_builder *b, uint32_t restart_interval);
+void block_builder_destroy(block_builder *b);
+/* Empties the builder for the next block (keeps its memory). */
+void block_builder_reset(block_builder *b);
+/* Appends an entry: key is the internal key (user key ++ tag), the value the concatenation of
+ * v1[0, n1) and v2[0, n2) (a TTL deadline and the value, without a copy). REQUIRES: key after
+ * the previous one (the caller checks the order). */
+shale_code block_builder_add(block_builder *b, const uint8_t *key, size_t key_len, const void *v1,
+                             size_t n1, const void *v2, size_t n2, shale_error *err) SHALE_MUST_USE;
+/* Size of the block if finished now. */
+size_t block_builder_size(const block_builder *b);
+static inline bool block_builder_empty(const block_builder *b)
+{
+    return b->entries == 0;
+}
+/* Appends the restart array and count; the block is then b->buf.data[0, b->buf.len). */
+shale_code block_builder_finish(block_builder *b, shale_error *err) SHALE_MUST_USE;
+
+/* ---- parsed block ------------------------------------------------------------------------- */
+
+typedef struct block {
+    const uint8_t *data;
+    uint32_t restarts;     /* offset of the restart array = end of the entries */
+    uint32_t num_restarts; /* >= 1 unless the block has no entries */
+} block;
+
+/* Checks the restart array of data[0, n) and fills *out. Returns NULL, or what is wrong. */
+const char *block_parse(const uint8_t *data, size_t n, block *out);
+
+static inline uint32_t block_restart(const block *b, uint32_t i)
+{
+    return coding_get_fixed32(b->data + b->restarts + 4 * (size_t)i);
+}
+
+/* ---- iterator ----------------------------------------------------------------------------- */
+
+#define BLOCK_ITER_INLINE_KEY 48u
+
+typedef struct block_iter {
+    const uint8_t *data;
+    uint32_t restarts; /* end of entries; cur == restarts means not valid */
+    uint32_t num_restarts;
+    uint32_t cur;           /* offset of the current entry */
+    uint32_t next;          /* offset just after it */
+    uint32_t restart_index; /* the restart run holding cur */
+    uint32_t next_restart;  /* offset of restart restart_index + 1 (or restarts) */
+    bool data_block;        /* check entry types and TTL values (data blocks only) */
+    shale_code status;      /* SHALE_OK, SHALE_CORRUPTION or SHALE_NOMEM */
+    uint32_t bad_offset;    /* where the damage is, when status is SHALE_CORRUPTION */
+    uint8_t *key;           /* current internal key: inline_key or heap */
+    uint32_t key_len;
+    uint32_t key_cap;
+    const uint8_t *val;
+    uint32_t val_len;
+    uint8_t inline_key[BLOCK_ITER_INLINE_KEY];
+} block_iter;
+
+/* A not-yet-attached iterator (valid() false). */
+void block_iter_init(block_iter *it, bool data_block);
+void block_iter_destroy(block_iter *it);
+/* Attaches to b (not positioned; status cleared). */
+void block_iter_set(block_iter *it, const block *b);
+/* Detaches (not valid, status kept). */
+static inline void block_iter_clear(block_iter *it)
+{
+    it->data = NULL;
+    it->restarts = it->cur = it->next = 0;
+    it->num_restarts = 0;
+}
+
+static inline bool block_iter_valid(const block_iter *it)
+{
+    return it->cur < it->restarts;
+}
+
+void block_iter_seek_first(block_iter *it);
+void block_iter_seek_last(block_iter *it);
+/* First entry >= (ukey, seq) in internal order. */
+void block_iter_seek(block_iter *it, const void *ukey, size_t ukey_len, uint64_t seq);
+void block_iter_next(block_iter *it);
+void block_iter_prev(block_iter *it);
+
+/* The current key's user key length, tag, seq and type. REQUIRES valid(). */
+static inline uint32_t block_iter_ukey_len(const block_iter *it)
+{
+    return it->key_len - 8;
+}
+static inline uint64_t block_iter_tag(const block_iter *it)
+{
+    return coding_get_fixed64(it->key + it->key_len - 8);
+}
+
+/* Internal order of the internal key k[0, n) (n >= 8) against (ukey, seq): <0, 0, >0. */
+int block_key_cmp(const uint8_t *k, size_t n, const void *ukey, size_t ukey_len, uint64_t seq);
+
+#endif

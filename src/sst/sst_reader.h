@@ -1,0 +1,74 @@
+/*
+ * sst_reader: reads one sorted table (format: sst_format.h).
+ *
+ * Opening reads and checks the footer (magic, version, file number, checksum) and the properties
+ * block, nothing else: index, filter and data blocks are read on demand through the block cache
+ * (base/cache.h) when one is given, so what a table costs in memory is bounded by the cache.
+ * Without a cache, index and filter are read once at the first use and kept by the reader, and
+ * data blocks are read per access.
+ *
+ * Every block is checked against its CRC32C when read from the file (not on a cache hit). Every
+ * error names the file and the block: "000012.sst: data block @4096+3900: bad checksum",
+ * "000012.sst: footer: bad magic". Damaged input never crashes: lengths, offsets, restart arrays
+ * and varints are bounds-checked before use; the result is SHALE_CORRUPTION.
+ *
+ * Threads: a reader is shared by any number of threads (gets and iterators) without locks; the
+ * cache synchronises itself. sst_reader_close REQUIRES that no get runs and no iterator from it
+ * is alive (the table cache guarantees it with references).
+ */
+#ifndef SHALE_SST_SST_READER_H
+#define SHALE_SST_SST_READER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "shale.h"
+
+#include "base/buf.h"
+#include "base/cache.h"
+#include "base/ikey.h"
+#include "base/iter.h"
+#include "env/env.h"
+#include "sst/sst_builder.h"
+
+typedef struct sst_reader sst_reader;
+
+/* Opens `path`; `file_number` must match the footer's (SHALE_CORRUPTION otherwise). file_size 0
+ * means "ask the file"; a non-zero one must equal the file's size (SHALE_CORRUPTION otherwise). block_cache may be NULL. SHALE_NOT_FOUND if the file is missing. */
+shale_code sst_reader_open(const shale_env *env, const char *path, uint64_t file_number,
+                           uint64_t file_size, cache *block_cache, sst_reader **out,
+                           shale_error *err) SHALE_MUST_USE;
+/* Accepts NULL. */
+void sst_reader_close(sst_reader *r);
+
+const sst_props *sst_reader_props(const sst_reader *r);
+uint64_t sst_reader_file_number(const sst_reader *r);
+
+/* Finds the newest version of `key` with seq <= snapshot_seq. On SHALE_OK, *found says whether
+ * there is one; if so *out is filled (type, seq, expire_at_ms) and out->key / out->value point
+ * into `scratch` (overwritten; the caller owns it). The bloom filter is consulted first; a
+ * filter that says "absent" costs no data block read. stats (may be NULL) counts filter checks. */
+typedef struct sst_get_stats {
+    uint64_t filter_checked, filter_negative;
+} sst_get_stats;
+shale_code sst_reader_get(sst_reader *r, shale_slice key, uint64_t snapshot_seq, bool *found,
+                          ikey_entry *out, shale_buf *scratch, sst_get_stats *stats,
+                          shale_error *err) SHALE_MUST_USE;
+
+/* True unless the filter proves `key` is absent (a filter read error also gives true, so the
+ * caller's data read reports it). */
+bool sst_reader_may_contain(sst_reader *r, shale_slice key);
+
+/* A new iterator over every entry of the table (base/iter.h). It pins at most one data block at a
+ * time plus the index. The reader must outlive it. NULL when out of memory. fill_cache false
+ * reads blocks without inserting them into the cache (compaction inputs, checks). */
+iter *sst_reader_iter(sst_reader *r, bool fill_cache);
+
+/* Full verification for `shale check`: footer, properties, index, filter and every data block's
+ * checksum, entries in strictly increasing internal order, counts matching the properties.
+ * Returns SHALE_OK or the first damage found (SHALE_CORRUPTION naming the file and the block);
+ * *blocks_checked gets how many blocks were verified. Uses no cache. */
+shale_code sst_verify(const shale_env *env, const char *path, uint64_t file_number,
+                      uint64_t *blocks_checked, shale_error *err) SHALE_MUST_USE;
+
+#endif
