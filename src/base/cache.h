@@ -31,11 +31,11 @@ typedef struct cache_handle cache_handle;
 typedef void (*cache_deleter)(void *value, void *arg);
 
 typedef struct cache_stats {
-    uint64_t hits, misses;  /* lookups that found / did not find their key */
-    uint64_t inserts;       /* entries inserted */
-    uint64_t evictions;     /* entries pushed out by the capacity bound */
-    uint64_t usage_bytes;   /* total charge of the entries held now (pinned ones included) */
-    uint64_t pinned_bytes;  /* of that, the charge of entries some handle holds */
+    uint64_t hits, misses; /* lookups that found / did not find their key */
+    uint64_t inserts;      /* entries inserted */
+    uint64_t evictions;    /* entries pushed out by the capacity bound */
+    uint64_t usage_bytes;  /* total charge of the entries held now (pinned ones included) */
+    uint64_t pinned_bytes; /* of that, the charge of entries some handle holds */
     uint64_t capacity_bytes;
     uint64_t entries;
 } cache_stats;

@@ -47,13 +47,34 @@ struct iter {
     const iter_ops *ops;
 };
 
-static inline bool iter_valid(const iter *it) { return it->ops->valid(it); }
-static inline void iter_seek(iter *it, shale_slice key, uint64_t seq) { it->ops->seek(it, key, seq); }
-static inline void iter_seek_first(iter *it) { it->ops->seek_first(it); }
-static inline void iter_seek_last(iter *it) { it->ops->seek_last(it); }
-static inline void iter_next(iter *it) { it->ops->next(it); }
-static inline void iter_prev(iter *it) { it->ops->prev(it); }
-static inline void iter_entry(const iter *it, ikey_entry *out) { it->ops->entry(it, out); }
+static inline bool iter_valid(const iter *it)
+{
+    return it->ops->valid(it);
+}
+static inline void iter_seek(iter *it, shale_slice key, uint64_t seq)
+{
+    it->ops->seek(it, key, seq);
+}
+static inline void iter_seek_first(iter *it)
+{
+    it->ops->seek_first(it);
+}
+static inline void iter_seek_last(iter *it)
+{
+    it->ops->seek_last(it);
+}
+static inline void iter_next(iter *it)
+{
+    it->ops->next(it);
+}
+static inline void iter_prev(iter *it)
+{
+    it->ops->prev(it);
+}
+static inline void iter_entry(const iter *it, ikey_entry *out)
+{
+    it->ops->entry(it, out);
+}
 static inline shale_code iter_status(const iter *it, shale_error *err)
 {
     return it->ops->status(it, err);

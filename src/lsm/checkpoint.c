@@ -22,8 +22,8 @@
 #define CHECKPOINT_COPY_CHUNK ((size_t)1 << 20)
 
 /* Copies the first `limit` bytes of src (UINT64_MAX: all) into the new file dst, synced. */
-static shale_code copy_file(const shale_env *env, const char *src, const char *dst,
-                            uint64_t limit, shale_error *err)
+static shale_code copy_file(const shale_env *env, const char *src, const char *dst, uint64_t limit,
+                            shale_error *err)
 {
     env_file *in = NULL, *out = NULL;
     char *buf = malloc(CHECKPOINT_COPY_CHUNK);
@@ -42,8 +42,8 @@ static shale_code copy_file(const shale_env *env, const char *src, const char *d
         goto out;
     }
     while (off < limit) {
-        size_t want = limit - off < CHECKPOINT_COPY_CHUNK ? (size_t)(limit - off)
-                                                          : CHECKPOINT_COPY_CHUNK;
+        size_t want =
+            limit - off < CHECKPOINT_COPY_CHUNK ? (size_t)(limit - off) : CHECKPOINT_COPY_CHUNK;
         size_t got = 0;
         rc = in->ops->read_at(in, off, buf, want, &got, err);
         if (rc != SHALE_OK) {
@@ -59,8 +59,9 @@ static shale_code copy_file(const shale_env *env, const char *src, const char *d
         off += got;
     }
     if (limit != UINT64_MAX && off != limit) {
-        rc = err_set(err, SHALE_IO, 0, "%s: shorter (%" PRIu64 " bytes) than expected (%" PRIu64 ")",
-                     src, off, limit);
+        rc =
+            err_set(err, SHALE_IO, 0, "%s: shorter (%" PRIu64 " bytes) than expected (%" PRIu64 ")",
+                    src, off, limit);
         goto out;
     }
     rc = env_file_sync(out, false, err);
@@ -129,8 +130,8 @@ shale_code shale_checkpoint(shale_db *db, const char *dir, shale_error *err)
     }
     rc = db->env->stat_path(db->env, dir, &is_dir, &size, err);
     if (rc == SHALE_OK) {
-        return err_set(err, SHALE_INVALID, 0, "%s: already exists (a checkpoint needs a new directory)",
-                       dir);
+        return err_set(err, SHALE_INVALID, 0,
+                       "%s: already exists (a checkpoint needs a new directory)", dir);
     }
     if (rc != SHALE_NOT_FOUND) {
         return rc;

@@ -40,9 +40,9 @@ typedef struct dropper {
     uint64_t now_ms;
     shale_buf key; /* the user key being walked */
     bool have_key;
-    size_t stripe;   /* the stripe of the last entry kept for it */
-    bool kept_any;   /* an entry of this key was kept, or a tombstone for it dropped */
-    bool bottom;     /* no table below the output can hold the key */
+    size_t stripe; /* the stripe of the last entry kept for it */
+    bool kept_any; /* an entry of this key was kept, or a tombstone for it dropped */
+    bool bottom;   /* no table below the output can hold the key */
 } dropper;
 
 static size_t stripe_of(const dropper *d, uint64_t seq)
@@ -172,8 +172,8 @@ static shale_code finish_output(writer *w, shale_error *err)
     return rc;
 }
 
-shale_code compaction_write_tables(shale_db *db, iter *in, int level, compaction *c,
-                                   version *base, uint64_t max_table_bytes, version_edit *edit,
+shale_code compaction_write_tables(shale_db *db, iter *in, int level, compaction *c, version *base,
+                                   uint64_t max_table_bytes, version_edit *edit,
                                    table_writer_stats *out, shale_error *err)
 {
     dropper d = {.now_ms = db->env->now_ms(db->env)};
@@ -196,13 +196,13 @@ shale_code compaction_write_tables(shale_db *db, iter *in, int level, compaction
             }
             d.have_key = true;
             d.kept_any = false;
-            d.bottom = c != NULL ? compaction_is_bottom_for_key(c, e.key)
-                                 : !version_may_hold(base, e.key);
+            d.bottom =
+                c != NULL ? compaction_is_bottom_for_key(c, e.key) : !version_may_hold(base, e.key);
             /* Split only between user keys, so a key's versions never straddle two tables of
              * one level. */
             bool split = c != NULL && compaction_should_stop_before(c, e.key);
-            if (w.b != NULL && (split || (max_table_bytes > 0 &&
-                                          sst_builder_file_size(w.b) >= max_table_bytes))) {
+            if (w.b != NULL &&
+                (split || (max_table_bytes > 0 && sst_builder_file_size(w.b) >= max_table_bytes))) {
                 rc = finish_output(&w, err);
                 if (rc != SHALE_OK) {
                     goto fail;
@@ -282,11 +282,11 @@ static shale_code run_compaction(shale_db *db, compaction *c, shale_error *err)
     if (!c->manual && c->ninputs[0] == 1 && c->ninputs[1] == 0 &&
         gp_bytes <= 10 * c->max_output_bytes) {
         file_meta *f = c->inputs[0][0];
-        rc = version_edit_add_file(&edit, c->output_level, f->number, f->size,
-                                   (shale_slice){f->smallest.data, f->smallest.len},
-                                   f->smallest_seq, (shale_slice){f->largest.data, f->largest.len},
-                                   f->largest_seq, f->min_seq, f->max_seq, f->entries,
-                                   f->deletions, err);
+        rc =
+            version_edit_add_file(&edit, c->output_level, f->number, f->size,
+                                  (shale_slice){f->smallest.data, f->smallest.len}, f->smallest_seq,
+                                  (shale_slice){f->largest.data, f->largest.len}, f->largest_seq,
+                                  f->min_seq, f->max_seq, f->entries, f->deletions, err);
     } else {
         iter **children = calloc(n ? n : 1, sizeof *children);
         if (children == NULL) {
@@ -343,8 +343,8 @@ static shale_code run_compaction(shale_db *db, compaction *c, shale_error *err)
         goto out_pending;
     }
     db_log(db,
-           "compaction: L%d %zu + L%d %zu tables -> %" PRIu64 " tables, %" PRIu64
-           " bytes (%" PRIu64 " of %" PRIu64 " entries kept)",
+           "compaction: L%d %zu + L%d %zu tables -> %" PRIu64 " tables, %" PRIu64 " bytes (%" PRIu64
+           " of %" PRIu64 " entries kept)",
            c->level, c->ninputs[0], c->output_level, c->ninputs[1], st.tables, st.bytes,
            st.entries_out, st.entries_in);
     pthread_mutex_lock(&db->mu);
@@ -501,9 +501,9 @@ shale_code compaction_manual(shale_db *db, shale_error *err)
         for (size_t i = 0; i < v->nfiles[level]; i++) {
             deletions += v->files[level][i]->deletions;
         }
-        bool work = v->nfiles[level] > 0 &&
-                    (level < bottom || level == 0 ||
-                     (level == bottom && deletions > 0 && db->nsnapshots == 0));
+        bool work =
+            v->nfiles[level] > 0 && (level < bottom || level == 0 ||
+                                     (level == bottom && deletions > 0 && db->nsnapshots == 0));
         version_unref(v);
         if (!work) {
             if (level >= bottom) {

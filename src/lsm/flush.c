@@ -390,7 +390,8 @@ static shale_code flush_imm(shale_db *db, shale_error *err)
         pthread_mutex_unlock(&db->mu);
         goto out_pending;
     }
-    db_log(db, "flush: %" PRIu64 " entries -> %" PRIu64 " table(s), %" PRIu64 " bytes, seq <= %" PRIu64,
+    db_log(db,
+           "flush: %" PRIu64 " entries -> %" PRIu64 " table(s), %" PRIu64 " bytes, seq <= %" PRIu64,
            st.entries_in, st.tables, st.bytes, seq);
     pthread_mutex_lock(&db->mu);
     db->imm = NULL;
@@ -492,8 +493,7 @@ static void *flush_main(void *arg)
         /* Idle flush: a memtable nobody wrote to for flush_idle_ms goes to a table. */
         pthread_mutex_unlock(&db->bg_mu);
         pthread_mutex_lock(&db->mu);
-        bool idle = db->imm == NULL && !db->writes_stopped &&
-                    memtable_entry_count(db->mem) > 0 &&
+        bool idle = db->imm == NULL && !db->writes_stopped && memtable_entry_count(db->mem) > 0 &&
                     now_us(db) / 1000 - db->last_write_ms >= db->opts.flush_idle_ms;
         pthread_mutex_unlock(&db->mu);
         if (idle) {

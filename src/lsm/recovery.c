@@ -7,8 +7,9 @@
  * file is truncated to the end of its last complete record and synced. Damage anywhere else is
  * corruption: segments are synced before the next one is created, so only the last can be torn.
  * With salvage, damaged regions are skipped and counted instead; salvage never rewrites damaged
- * records (they stay on disk as evidence, and a later open without salvage reports them again),
- * though a torn tail of the last segment is still cut as in a normal open.
+ * records (they stay on disk as evidence, and a later open without salvage reports them again,
+ * until the memtable holding the salvaged data is flushed and its segments are deleted like any
+ * covered log), though a torn tail of the last segment is still cut as in a normal open.
  * Sequence numbers must increase from batch to batch; one that goes backwards is corruption.
  */
 #include <inttypes.h>

@@ -33,17 +33,17 @@ void table_cache_free(table_cache *tc);
 /* The reader of table `number` (file_size from the manifest, checked against the file), pinned.
  * Errors of sst_reader_open (SHALE_NOT_FOUND for a missing file is reported as SHALE_CORRUPTION:
  * the manifest lists it: "000012.sst: missing (listed in the manifest)"). */
-shale_code table_cache_get(table_cache *tc, uint64_t number, uint64_t file_size,
-                           table_handle **out, shale_error *err) SHALE_MUST_USE;
+shale_code table_cache_get(table_cache *tc, uint64_t number, uint64_t file_size, table_handle **out,
+                           shale_error *err) SHALE_MUST_USE;
 sst_reader *table_handle_reader(table_handle *h);
 void table_cache_release(table_cache *tc, table_handle *h);
 /* Forgets table `number` (it was deleted); its reader closes once the last pin goes. */
 void table_cache_evict(table_cache *tc, uint64_t number);
 
 /* A point read through the cache: sst_reader_get on table `number`. */
-shale_code table_cache_lookup(table_cache *tc, uint64_t number, uint64_t file_size,
-                              shale_slice key, uint64_t snapshot_seq, bool *found,
-                              ikey_entry *out, shale_buf *scratch, sst_get_stats *stats,
+shale_code table_cache_lookup(table_cache *tc, uint64_t number, uint64_t file_size, shale_slice key,
+                              uint64_t snapshot_seq, bool *found, ikey_entry *out,
+                              shale_buf *scratch, sst_get_stats *stats,
                               shale_error *err) SHALE_MUST_USE;
 
 /* An iterator over table `number` that pins the table until destroyed. If the table cannot be

@@ -54,12 +54,12 @@
 typedef struct file_meta {
     uint64_t number;
     uint64_t size;
-    shale_buf smallest, largest;          /* user keys of the first and last entries */
-    uint64_t smallest_seq, largest_seq;   /* the seqs of those two entries */
-    uint64_t min_seq, max_seq;            /* the table's seq range */
+    shale_buf smallest, largest;        /* user keys of the first and last entries */
+    uint64_t smallest_seq, largest_seq; /* the seqs of those two entries */
+    uint64_t min_seq, max_seq;          /* the table's seq range */
     uint64_t entries, deletions;
-    _Atomic int refs;                     /* versions (and edits) holding it; private */
-    bool being_compacted;                 /* under the caller's version mutex */
+    _Atomic int refs;     /* versions (and edits) holding it; private */
+    bool being_compacted; /* under the caller's version mutex */
 } file_meta;
 
 typedef struct version {
@@ -163,7 +163,7 @@ void version_set_live_files(version_set *vs, void (*fn)(uint64_t number, void *a
 /* ---- Compaction picking (caller holds its version mutex) ---- */
 
 typedef struct compaction {
-    int level;         /* inputs[0] are in `level`, inputs[1] in level + 1 (the output level) */
+    int level; /* inputs[0] are in `level`, inputs[1] in level + 1 (the output level) */
     int output_level;
     file_meta **inputs[2];
     size_t ninputs[2];
@@ -204,8 +204,8 @@ void compaction_free(compaction *c);
 /* Compaction pressure for stats and write stalls. */
 typedef struct version_pressure {
     size_t l0_tables;
-    double max_score;              /* >= 1 means some level needs compaction */
-    uint64_t pending_bytes;        /* estimated bytes compactions must rewrite to reach targets */
+    double max_score;       /* >= 1 means some level needs compaction */
+    uint64_t pending_bytes; /* estimated bytes compactions must rewrite to reach targets */
 } version_pressure;
 void version_set_pressure(version_set *vs, version_pressure *out);
 

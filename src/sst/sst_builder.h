@@ -37,17 +37,17 @@ sst_builder_options sst_builder_default_options(void);
 
 /* What a finished table holds; also stored in its properties block. */
 typedef struct sst_props {
-    uint64_t entries;        /* every version, tombstones included */
-    uint64_t deletions;      /* of which tombstones */
-    uint64_t ttl_entries;    /* of which PUTs with a deadline */
+    uint64_t entries;     /* every version, tombstones included */
+    uint64_t deletions;   /* of which tombstones */
+    uint64_t ttl_entries; /* of which PUTs with a deadline */
     uint64_t min_seq, max_seq;
     uint64_t raw_key_bytes, raw_value_bytes; /* sum of user key / value lengths */
-    uint64_t data_bytes;     /* data blocks on disk, trailers included */
+    uint64_t data_bytes;                     /* data blocks on disk, trailers included */
     uint64_t index_bytes, filter_bytes;
     uint64_t data_blocks;
     uint64_t file_size;
     uint64_t created_at_ms;
-    uint32_t compression;    /* enum compress_type of the data blocks */
+    uint32_t compression; /* enum compress_type of the data blocks */
     /* The first and last internal keys (user key and seq). Owned by the props: sst_props_free. */
     shale_buf smallest_key, largest_key;
     uint64_t smallest_seq, largest_seq;

@@ -34,7 +34,8 @@
 typedef struct sst_reader sst_reader;
 
 /* Opens `path`; `file_number` must match the footer's (SHALE_CORRUPTION otherwise). file_size 0
- * means "ask the file"; a non-zero one must equal the file's size (SHALE_CORRUPTION otherwise). block_cache may be NULL. SHALE_NOT_FOUND if the file is missing. */
+ * means "ask the file"; a non-zero one must equal the file's size (SHALE_CORRUPTION otherwise).
+ * block_cache may be NULL. SHALE_NOT_FOUND if the file is missing. */
 shale_code sst_reader_open(const shale_env *env, const char *path, uint64_t file_number,
                            uint64_t file_size, cache *block_cache, sst_reader **out,
                            shale_error *err) SHALE_MUST_USE;

@@ -25,6 +25,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -351,7 +352,17 @@ static void crash_cycle(run *r, tu_rng *rng, unsigned cycle)
     uint64_t delay = mode == 0 ? 0 : tu_rng_below(rng, v->max_delay_us + 1);
     uint64_t seen = 0;
     bool alive = true;
+    /* Waiting for acks is bounded in time too (writes may stall behind compaction under a slow
+     * sanitizer build): past 2 s the kill comes anyway. */
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     while (seen < want && alive) {
+        struct pollfd pfd = {.fd = fds[0], .events = POLLIN};
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        long waited_ms = (long)(t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+        if (waited_ms >= 2000 || poll(&pfd, 1, (int)(2000 - waited_ms)) == 0) {
+            break;
+        }
         if (!read_record(fds[0], &rec)) {
             alive = false;
             break;

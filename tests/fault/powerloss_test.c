@@ -836,8 +836,8 @@ Test(fault, sync_failure_then_power_loss_keeps_acks)
 static const char *op_name(env_op op)
 {
     static const char *const names[ENV_OP_COUNT_] = {
-        "open",     "read",   "write",  "sync",  "sync_dir",
-        "truncate", "rename", "remove", "mkdir", "lock",
+        "open",   "read",   "write", "sync", "sync_dir", "truncate",
+        "rename", "remove", "mkdir", "lock", "link",
     };
     return names[op];
 }
