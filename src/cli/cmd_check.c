@@ -96,23 +96,10 @@ static char *join(const checker *c, const char *name)
     return p;
 }
 
-/* Parses prefix, then six or more decimal digits, then suffix: the whole name. */
-static bool parse_numbered(const char *name, const char *prefix, const char *suffix, uint64_t *out)
+/* Whether `name` is a file of `kind` (version_parse_file_name), its number into *out. */
+static bool is_kind(const char *name, version_file_kind kind, uint64_t *out)
 {
-    size_t pn = strlen(prefix), sn = strlen(suffix), n = strlen(name);
-    uint64_t v = 0;
-
-    if (n < pn + 6 + sn || strncmp(name, prefix, pn) != 0 || strcmp(name + n - sn, suffix) != 0) {
-        return false;
-    }
-    for (const char *p = name + pn; p < name + n - sn; p++) {
-        if (*p < '0' || *p > '9' || v > (UINT64_MAX - 9) / 10) {
-            return false;
-        }
-        v = v * 10 + (uint64_t)(*p - '0');
-    }
-    *out = v;
-    return true;
+    return version_parse_file_name(name, out) == kind;
 }
 
 static bool has_suffix(const char *name, const char *suffix)
@@ -252,8 +239,8 @@ static bool dir_has_tables_or_manifests(const checker *c)
 {
     uint64_t n;
     for (size_t i = 0; i < c->nfiles; i++) {
-        if (parse_numbered(c->files[i].name, "", ".sst", &n) ||
-            parse_numbered(c->files[i].name, "MANIFEST-", "", &n)) {
+        if (is_kind(c->files[i].name, VERSION_FILE_TABLE, &n) ||
+            is_kind(c->files[i].name, VERSION_FILE_MANIFEST, &n)) {
             return true;
         }
     }
@@ -266,7 +253,7 @@ static void check_current(checker *c)
     shale_error err = {0};
     void *data = NULL;
     size_t len = 0;
-    char *path, text[64];
+    char *path, text[32];
     uint64_t number;
 
     if (e == NULL) {
@@ -291,14 +278,7 @@ static void check_current(checker *c)
         report_failure(c, "CURRENT", "pointer", e, "-", &err);
         return;
     }
-    /* Exactly "MANIFEST-NNNNNN\n": no NUL, no second line, no spaces. */
-    bool ok = len >= 2 && len < sizeof text && ((const char *)data)[len - 1] == '\n';
-    if (ok) {
-        memcpy(text, data, len - 1);
-        text[len - 1] = '\0';
-        ok =
-            strlen(text) == len - 1 && parse_numbered(text, "MANIFEST-", "", &number) && number > 0;
-    }
+    bool ok = version_parse_current(data, len, &number);
     free(data);
     if (!ok) {
         report(c, "CURRENT", "pointer", e, "1 name", V_DAMAGED,
@@ -306,6 +286,7 @@ static void check_current(checker *c)
         return;
     }
     c->manifest_number = number;
+    snprintf(text, sizeof text, "MANIFEST-%06" PRIu64, number);
     report(c, "CURRENT", "pointer", e, "1 name", V_OK, "%s", text);
 }
 
@@ -484,7 +465,7 @@ static void check_tables(checker *c)
         return;
     }
     for (size_t i = 0; i < c->nfiles; i++) {
-        if (!c->files[i].is_dir && parse_numbered(c->files[i].name, "", ".sst", &number)) {
+        if (!c->files[i].is_dir && is_kind(c->files[i].name, VERSION_FILE_TABLE, &number)) {
             check_table(c, number, -1, 0, false);
         }
     }
@@ -591,12 +572,6 @@ out:
     free(path);
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* The live segments (numbered from the manifest's log number; all of them when no manifest is
  * readable), in order: the last one alone may have a torn tail. */
 static void check_logs(checker *c)
@@ -610,12 +585,12 @@ static void check_logs(checker *c)
         return;
     }
     for (size_t i = 0; i < c->nfiles; i++) {
-        if (!c->files[i].is_dir && parse_numbered(c->files[i].name, "", ".log", &numbers[n]) &&
+        if (!c->files[i].is_dir && is_kind(c->files[i].name, VERSION_FILE_LOG, &numbers[n]) &&
             numbers[n] >= first) {
             n++;
         }
     }
-    qsort(numbers, n, sizeof *numbers, cmp_u64);
+    qsort(numbers, n, sizeof *numbers, version_cmp_u64);
     for (size_t i = 0; i < n; i++) {
         check_log(c, numbers[i], i + 1 == n, &last_seq);
     }
@@ -644,15 +619,15 @@ static void check_rest(checker *c)
         } else if (has_suffix(name, ".tmp")) {
             report(c, name, "temporary", e, "-", V_NOTE,
                    "leftover of an interrupted write, never used; the next open deletes it");
-        } else if (parse_numbered(name, "", ".log", &n)) {
+        } else if (is_kind(name, VERSION_FILE_LOG, &n)) {
             report(c, name, "log", e, "-", V_NOTE,
                    "leftover: obsolete (the manifest's logs start at #%" PRIu64
                    "); the next open deletes it",
                    first);
-        } else if (parse_numbered(name, "", ".sst", &n)) {
+        } else if (is_kind(name, VERSION_FILE_TABLE, &n)) {
             report(c, name, "table", e, "-", V_NOTE,
                    "leftover: the manifest does not list it; the next open deletes it");
-        } else if (parse_numbered(name, "MANIFEST-", "", &n)) {
+        } else if (is_kind(name, VERSION_FILE_MANIFEST, &n)) {
             if (c->manifest_number != 0) {
                 report(c, name, "manifest", e, "-", V_NOTE,
                        "leftover: CURRENT names another; the next open deletes it");
@@ -719,8 +694,8 @@ static shale_code looks_like_db(const checker *c, bool *out, shale_error *err)
     for (size_t i = 0; i < count; i++) {
         const char *name = names[i];
         if (strcmp(name, ID_NAME) == 0 || strcmp(name, "CURRENT") == 0 ||
-            parse_numbered(name, "MANIFEST-", "", &n) || parse_numbered(name, "", ".sst", &n) ||
-            parse_numbered(name, "", ".log", &n)) {
+            is_kind(name, VERSION_FILE_MANIFEST, &n) || is_kind(name, VERSION_FILE_TABLE, &n) ||
+            is_kind(name, VERSION_FILE_LOG, &n)) {
             *out = true;
         }
     }

@@ -22,6 +22,30 @@ void env_free_names(char **names, size_t count)
     free(names);
 }
 
+shale_code env_sync_parent(const shale_env *env, const char *path, shale_error *err)
+{
+    char *parent = strdup(path);
+
+    if (parent == NULL) {
+        return err_nomem(err);
+    }
+    size_t n = strlen(parent);
+    while (n > 1 && parent[n - 1] == '/') {
+        parent[--n] = '\0';
+    }
+    char *slash = strrchr(parent, '/');
+    if (slash == NULL) {
+        strcpy(parent, ".");
+    } else if (slash == parent) {
+        parent[1] = '\0';
+    } else {
+        *slash = '\0';
+    }
+    shale_code rc = env->sync_dir(env, parent, err);
+    free(parent);
+    return rc;
+}
+
 shale_code env_file_close(env_file *f, shale_error *err)
 {
     if (f == NULL) {

@@ -116,6 +116,10 @@ const shale_env *env_posix(void);
 
 void env_free_names(char **names, size_t count);
 
+/* Syncs the directory that holds `path` (a file or a directory just created or renamed), so its
+ * entry there is durable: "a/b/" syncs "a", "b" syncs ".", "/b" syncs "/". */
+shale_code env_sync_parent(const shale_env *env, const char *path, shale_error *err) SHALE_MUST_USE;
+
 /* Thin call-through helpers, so callers read `env_file_append(f, ...)`. */
 static inline shale_code env_file_read_at(env_file *f, uint64_t off, void *buf, size_t n,
                                           size_t *out_read, shale_error *err)

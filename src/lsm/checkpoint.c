@@ -92,29 +92,6 @@ static shale_code place_table(shale_db *db, const char *dir, uint64_t number, sh
     return rc;
 }
 
-static shale_code sync_parent_of(const shale_env *env, const char *dir, shale_error *err)
-{
-    char *parent = strdup(dir);
-    if (parent == NULL) {
-        return err_nomem(err);
-    }
-    size_t n = strlen(parent);
-    while (n > 1 && parent[n - 1] == '/') {
-        parent[--n] = '\0';
-    }
-    char *slash = strrchr(parent, '/');
-    if (slash == NULL) {
-        strcpy(parent, ".");
-    } else if (slash == parent) {
-        parent[1] = '\0';
-    } else {
-        *slash = '\0';
-    }
-    shale_code rc = env->sync_dir(env, parent, err);
-    free(parent);
-    return rc;
-}
-
 shale_code shale_checkpoint(shale_db *db, const char *dir, shale_error *err)
 {
     bool is_dir;
@@ -182,7 +159,7 @@ shale_code shale_checkpoint(shale_db *db, const char *dir, shale_error *err)
         rc = env_write_file_atomic(db->env, dir, "CURRENT", current, n, err);
     }
     if (rc == SHALE_OK) {
-        rc = sync_parent_of(db->env, dir, err);
+        rc = env_sync_parent(db->env, dir, err);
     }
 
     pthread_mutex_lock(&db->bg_mu);

@@ -373,16 +373,6 @@ void compaction_wake_locked(shale_db *db)
     pthread_cond_broadcast(&db->bg_cv);
 }
 
-static void wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t ns = (uint64_t)ts.tv_nsec + ms * 1000000u;
-    ts.tv_sec += (time_t)(ns / 1000000000u);
-    ts.tv_nsec = (long)(ns % 1000000000u);
-    pthread_cond_timedwait(cv, mu, &ts);
-}
-
 /* After a job failed: corruption halts compactions, anything else pauses this thread. */
 static void after_failure_locked(shale_db *db, const shale_error *err)
 {
@@ -397,7 +387,7 @@ static void after_failure_locked(shale_db *db, const shale_error *err)
     db->compaction_failures++;
     db_log(db, "compaction failed (will retry): %s", err->msg);
     if (!db->bg_stop) {
-        wait_ms(&db->bg_cv, &db->bg_mu, 1000);
+        db_wait_ms(&db->bg_cv, &db->bg_mu, 1000);
     }
 }
 
@@ -412,7 +402,7 @@ static void *compact_main(void *arg)
             c = version_set_pick_compaction(db->vs);
         }
         if (c == NULL) {
-            wait_ms(&db->bg_cv, &db->bg_mu, 1000);
+            db_wait_ms(&db->bg_cv, &db->bg_mu, 1000);
             continue;
         }
         db->compactions_running++;

@@ -278,29 +278,14 @@ char *db_join_path(const char *dir, const char *name)
     return p;
 }
 
-static shale_code sync_parent(shale_db *db, shale_error *err)
+void db_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t ms)
 {
-    char *parent = strdup(db->path);
-    shale_code rc;
-
-    if (parent == NULL) {
-        return err_nomem(err);
-    }
-    size_t n = strlen(parent);
-    while (n > 1 && parent[n - 1] == '/') {
-        parent[--n] = '\0';
-    }
-    char *slash = strrchr(parent, '/');
-    if (slash == NULL) {
-        strcpy(parent, ".");
-    } else if (slash == parent) {
-        parent[1] = '\0';
-    } else {
-        *slash = '\0';
-    }
-    rc = db->env->sync_dir(db->env, parent, err);
-    free(parent);
-    return rc;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t ns = (uint64_t)ts.tv_nsec + ms * 1000000u;
+    ts.tv_sec += (time_t)(ns / 1000000000u);
+    ts.tv_nsec = (long)(ns % 1000000000u);
+    pthread_cond_timedwait(cv, mu, &ts);
 }
 
 /* Checks or creates the directory and its identity, and takes the lock. */
@@ -319,7 +304,8 @@ static shale_code prepare_dir(shale_db *db, shale_error *err)
         }
         rc = db->env->mkdir(db->env, db->path, err);
         if (rc == SHALE_OK) {
-            rc = sync_parent(db, err); /* the new directory's own entry must be durable too */
+            rc = env_sync_parent(db->env, db->path,
+                                 err); /* the new directory's own entry must be durable too */
         }
         is_dir = true;
     }
@@ -483,15 +469,9 @@ static shale_code mark_numbers_used(shale_db *db, shale_error *err)
         return rc;
     }
     for (size_t i = 0; i < count; i++) {
-        const char *p = names[i];
-        if (strncmp(p, "MANIFEST-", 9) == 0) {
-            p += 9;
-        }
-        char *end = NULL;
-        unsigned long long v = strtoull(p, &end, 10);
-        if (end != p && (strcmp(end, ".sst") == 0 || strcmp(end, ".log") == 0 ||
-                         (*end == '\0' && p != names[i]))) {
-            version_set_mark_file_number_used(db->vs, (uint64_t)v + 1);
+        uint64_t number;
+        if (version_parse_file_name(names[i], &number) != VERSION_FILE_OTHER) {
+            version_set_mark_file_number_used(db->vs, number + 1);
         }
     }
     env_free_names(names, count);

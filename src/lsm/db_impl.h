@@ -287,6 +287,9 @@ uint64_t db_read_seq(shale_db *db, const shale_read_opts *ro);
 /* "dir/name" (malloc'ed) or NULL. */
 char *db_join_path(const char *dir, const char *name);
 
+/* A timed wait of `ms` on cv, which was made with a CLOCK_MONOTONIC condattr (as all of db's). */
+void db_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t ms);
+
 /* SHALE_CLOSED if db is a closed handle, SHALE_INVALID if NULL; else SHALE_OK. */
 shale_code db_check_open(const shale_db *db, shale_error *err) SHALE_MUST_USE;
 

@@ -41,17 +41,6 @@ static uint64_t now_us(const shale_db *db)
     return db->env->mono_us(db->env);
 }
 
-/* A timed wait of `ms` on cv (CLOCK_MONOTONIC condition variables). */
-static void wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t ms)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t ns = (uint64_t)ts.tv_nsec + ms * 1000000u;
-    ts.tv_sec += (time_t)(ns / 1000000000u);
-    ts.tv_nsec = (long)(ns % 1000000000u);
-    pthread_cond_timedwait(cv, mu, &ts);
-}
-
 static size_t l0_tables(shale_db *db)
 {
     pthread_mutex_lock(&db->view_mu);
@@ -177,7 +166,7 @@ shale_code flush_make_room_locked(shale_db *db, shale_error *err)
             }
             uint64_t t0 = now_us(db);
             db->stalls++;
-            wait_ms(&db->mu_cv, &db->mu, 100);
+            db_wait_ms(&db->mu_cv, &db->mu, 100);
             db->stall_us += now_us(db) - t0;
             continue;
         }
@@ -236,31 +225,6 @@ static void live_add(uint64_t number, void *arg)
     s->v[s->n++] = number;
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Parses "<digits><suffix>" or "<prefix><digits>". */
-static bool parse_number(const char *name, const char *prefix, const char *suffix, uint64_t *out)
-{
-    size_t n = strlen(name), pl = strlen(prefix), sl = strlen(suffix);
-    uint64_t v = 0;
-
-    if (n <= pl + sl || strncmp(name, prefix, pl) != 0 || strcmp(name + n - sl, suffix) != 0) {
-        return false;
-    }
-    for (const char *p = name + pl; p < name + n - sl; p++) {
-        if (*p < '0' || *p > '9' || v > (UINT64_MAX - 9) / 10) {
-            return false;
-        }
-        v = v * 10 + (uint64_t)(*p - '0');
-    }
-    *out = v;
-    return true;
-}
-
 void flush_delete_obsolete(shale_db *db)
 {
     live_set live = {0};
@@ -291,20 +255,26 @@ void flush_delete_obsolete(shale_db *db)
     }
     /* Deletions happen under bg_mu too: short (unlink), and it keeps checkpoints simple. */
     if (live.n > 0) {
-        qsort(live.v, live.n, sizeof *live.v, cmp_u64);
+        qsort(live.v, live.n, sizeof *live.v, version_cmp_u64);
     }
     bool removed = false;
     for (size_t i = 0; i < count; i++) {
         uint64_t number;
         bool drop = false, table = false;
-        if (parse_number(names[i], "", ".sst", &number)) {
+        switch (version_parse_file_name(names[i], &number)) {
+        case VERSION_FILE_TABLE:
             table = true;
-            drop = number < next &&
-                   (live.n == 0 || !bsearch(&number, live.v, live.n, sizeof *live.v, cmp_u64));
-        } else if (parse_number(names[i], "", ".log", &number)) {
+            drop = number < next && (live.n == 0 || !bsearch(&number, live.v, live.n,
+                                                             sizeof *live.v, version_cmp_u64));
+            break;
+        case VERSION_FILE_LOG:
             drop = number < log_number;
-        } else if (parse_number(names[i], "MANIFEST-", "", &number)) {
+            break;
+        case VERSION_FILE_MANIFEST:
             drop = manifest != 0 && number != manifest && number < next;
+            break;
+        case VERSION_FILE_OTHER:
+            break;
         }
         if (!drop) {
             continue;
@@ -478,7 +448,7 @@ static void *flush_main(void *arg)
                 if (stopped) {
                     db->flush_requested = false;
                 } else if (!db->bg_stop) {
-                    wait_ms(&db->bg_cv, &db->bg_mu, backoff_ms);
+                    db_wait_ms(&db->bg_cv, &db->bg_mu, backoff_ms);
                 }
                 backoff_ms = backoff_ms < 5000 ? backoff_ms * 2 : 5000;
             }
@@ -486,7 +456,7 @@ static void *flush_main(void *arg)
             continue;
         }
         uint64_t period = db->opts.flush_idle_ms < 1000 ? db->opts.flush_idle_ms : 1000;
-        wait_ms(&db->bg_cv, &db->bg_mu, period);
+        db_wait_ms(&db->bg_cv, &db->bg_mu, period);
         if (db->bg_stop || db->flush_requested) {
             continue;
         }
@@ -549,7 +519,7 @@ shale_code flush_now(shale_db *db, shale_error *err)
             return err_set(err, ferr.code ? ferr.code : SHALE_IO, ferr.sys_errno,
                            "flush failed: %s", ferr.msg);
         }
-        wait_ms(&db->mu_cv, &db->mu, 100);
+        db_wait_ms(&db->mu_cv, &db->mu, 100);
     }
     if (db->imm != NULL) {
         rc = err_copy(err, &db->stop_err);

@@ -27,31 +27,6 @@ void recovery_log_name(char *out, size_t cap, uint64_t number)
     snprintf(out, cap, "%06llu.log", (unsigned long long)number);
 }
 
-/* Parses "NNNNNN.log" (at least 6 digits); false for any other name. */
-static bool parse_log_name(const char *name, uint64_t *out)
-{
-    size_t n = strlen(name), digits = 0;
-    uint64_t v = 0;
-
-    if (n < 10 || strcmp(name + n - 4, ".log") != 0) {
-        return false;
-    }
-    for (const char *p = name; p < name + n - 4; p++, digits++) {
-        if (*p < '0' || *p > '9' || v > (UINT64_MAX - 9) / 10) {
-            return false;
-        }
-        v = v * 10 + (uint64_t)(*p - '0');
-    }
-    *out = v;
-    return digits >= 6;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 static shale_code list_segments(shale_db *db, uint64_t **out, size_t *out_count, shale_error *err)
 {
     char **names = NULL;
@@ -69,7 +44,7 @@ static shale_code list_segments(shale_db *db, uint64_t **out, size_t *out_count,
     }
     uint64_t first = version_set_log_number(db->vs);
     for (size_t i = 0; i < count; i++) {
-        if (parse_log_name(names[i], &(*out)[n])) {
+        if (version_parse_file_name(names[i], &(*out)[n]) == VERSION_FILE_LOG) {
             /* Every number seen is spent, also those of obsolete segments not yet deleted. */
             version_set_mark_file_number_used(db->vs, (*out)[n] + 1);
             if ((*out)[n] >= first) {
@@ -78,7 +53,7 @@ static shale_code list_segments(shale_db *db, uint64_t **out, size_t *out_count,
         }
     }
     env_free_names(names, count);
-    qsort(*out, n, sizeof **out, cmp_u64);
+    qsort(*out, n, sizeof **out, version_cmp_u64);
     *out_count = n;
     return SHALE_OK;
 }

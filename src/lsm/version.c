@@ -175,6 +175,63 @@ void version_manifest_name(char *out, size_t cap, const char *dir, uint64_t numb
     snprintf(out, cap, "%s/MANIFEST-%06" PRIu64, dir, number);
 }
 
+/* Parses the whole of [p, end) as six or more decimal digits. */
+static bool parse_digits(const char *p, const char *end, uint64_t *out)
+{
+    uint64_t v = 0;
+
+    if (end - p < 6) {
+        return false;
+    }
+    for (; p < end; p++) {
+        if (*p < '0' || *p > '9' || v > (UINT64_MAX - 9) / 10) {
+            return false;
+        }
+        v = v * 10 + (uint64_t)(*p - '0');
+    }
+    *out = v;
+    return true;
+}
+
+version_file_kind version_parse_file_name(const char *name, uint64_t *number)
+{
+    static const char manifest[] = "MANIFEST-";
+    const size_t mlen = sizeof manifest - 1;
+    size_t n = strlen(name);
+
+    if (n > mlen && memcmp(name, manifest, mlen) == 0) {
+        return parse_digits(name + mlen, name + n, number) ? VERSION_FILE_MANIFEST
+                                                           : VERSION_FILE_OTHER;
+    }
+    if (n > 4 && strcmp(name + n - 4, ".sst") == 0) {
+        return parse_digits(name, name + n - 4, number) ? VERSION_FILE_TABLE : VERSION_FILE_OTHER;
+    }
+    if (n > 4 && strcmp(name + n - 4, ".log") == 0) {
+        return parse_digits(name, name + n - 4, number) ? VERSION_FILE_LOG : VERSION_FILE_OTHER;
+    }
+    return VERSION_FILE_OTHER;
+}
+
+bool version_parse_current(const void *data, size_t len, uint64_t *number)
+{
+    char text[CURRENT_MAX_BYTES];
+
+    /* Exactly "MANIFEST-NNNNNN\n": no NUL, no second line, no spaces. */
+    if (len < 2 || len > sizeof text || ((const char *)data)[len - 1] != '\n') {
+        return false;
+    }
+    memcpy(text, data, len - 1);
+    text[len - 1] = '\0';
+    return strlen(text) == len - 1 &&
+           version_parse_file_name(text, number) == VERSION_FILE_MANIFEST && *number > 0;
+}
+
+int version_cmp_u64(const void *pa, const void *pb)
+{
+    uint64_t a = *(const uint64_t *)pa, b = *(const uint64_t *)pb;
+    return a < b ? -1 : (a > b ? 1 : 0);
+}
+
 /* ---- edits ---- */
 
 void version_edit_init(version_edit *e)
@@ -1005,12 +1062,6 @@ uint64_t version_set_manifest_bytes(version_set *vs)
     return locked_get(vs, &vs->manifest_bytes);
 }
 
-static int cmp_u64(const void *pa, const void *pb)
-{
-    uint64_t a = *(const uint64_t *)pa, b = *(const uint64_t *)pb;
-    return a < b ? -1 : (a > b ? 1 : 0);
-}
-
 /* Collects the numbers under the lock and calls fn outside it (deduplicated), so fn may take
  * other locks or call back into the set. Out of memory, it falls back to calling fn under the
  * lock, once per (version, table). */
@@ -1041,7 +1092,7 @@ void version_set_live_files(version_set *vs, void (*fn)(uint64_t number, void *a
     if (nums == NULL) {
         return;
     }
-    qsort(nums, n, sizeof *nums, cmp_u64);
+    qsort(nums, n, sizeof *nums, version_cmp_u64);
     for (size_t i = 0; i < n; i++) {
         if (i == 0 || nums[i] != nums[i - 1]) {
             fn(nums[i], arg);
@@ -1329,17 +1380,7 @@ static shale_code read_current(const version_set *vs, uint64_t *number, shale_er
     if (rc != SHALE_OK) {
         return rc;
     }
-    const char *s = data;
-    const size_t plen = sizeof "MANIFEST-" - 1;
-    size_t i = plen;
-    bool ok = len > plen + 1 && memcmp(s, "MANIFEST-", plen) == 0 && s[len - 1] == '\n';
-    for (; ok && i < len - 1; i++) {
-        if (s[i] < '0' || s[i] > '9' || n > (UINT64_MAX - 9) / 10) {
-            ok = false;
-        } else {
-            n = n * 10 + (uint64_t)(s[i] - '0');
-        }
-    }
+    bool ok = version_parse_current(data, len, &n);
     free(data);
     if (!ok || n == 0) {
         return err_set(err, SHALE_CORRUPTION, 0, "%s: not a manifest name (%zu bytes)", path, len);

@@ -213,6 +213,27 @@ void version_set_pressure(version_set *vs, version_pressure *out);
 void version_table_name(char *out, size_t cap, const char *dir, uint64_t number);
 void version_manifest_name(char *out, size_t cap, const char *dir, uint64_t number);
 
+/* The numbered files of a database directory. Every reader of a directory listing (open,
+ * recovery, obsolete-file deletion, `shale check`) classifies names with this one parser, so they
+ * agree on what is a table, a log segment or a manifest. */
+typedef enum version_file_kind {
+    VERSION_FILE_OTHER = 0, /* anything else: CURRENT, LOCK, LOG, *.tmp, foreign files */
+    VERSION_FILE_TABLE,     /* NNNNNN.sst */
+    VERSION_FILE_LOG,       /* NNNNNN.log */
+    VERSION_FILE_MANIFEST,  /* MANIFEST-NNNNNN */
+} version_file_kind;
+
+/* Classifies a bare file name: six or more decimal digits (what the writers produce, %06),
+ * fitting in 64 bits, with exactly the prefix or suffix of its kind. *number is set for every
+ * kind but VERSION_FILE_OTHER. */
+version_file_kind version_parse_file_name(const char *name, uint64_t *number);
+
+/* Parses the contents of CURRENT: exactly "MANIFEST-NNNNNN\n" naming a manifest numbered > 0. */
+bool version_parse_current(const void *data, size_t len, uint64_t *number);
+
+/* qsort/bsearch comparator for uint64_t arrays of file numbers. */
+int version_cmp_u64(const void *a, const void *b);
+
 /* For `shale check`: replays the manifest read-only and checks it: every table listed exists with
  * the recorded size, L1+ tables are sorted and disjoint, file numbers below next_file_number.
  * Appends one human-readable line per problem to `report`; returns SHALE_CORRUPTION if any. */
