@@ -58,6 +58,18 @@ static void group(char *out, size_t len, double v)
     out[o] = '\0';
 }
 
+/* Waits for child pid (retrying on EINTR), filling its wait status and resource usage (zeroed
+ * when the wait fails). Returns wait4's result: pid, or -1. */
+static pid_t wait_child(pid_t pid, int *status, struct rusage *ru)
+{
+    pid_t got;
+    memset(ru, 0, sizeof(*ru));
+    do {
+        got = wait4(pid, status, 0, ru);
+    } while (got < 0 && errno == EINTR);
+    return got;
+}
+
 /* Forks one child that runs engine e and waits for it. Returns false if the fork failed. */
 static bool run_child(const compare_spec *spec, size_t e, compare_result *shared, child_run *out)
 {
@@ -78,11 +90,7 @@ static bool run_child(const compare_spec *spec, size_t e, compare_result *shared
     }
     int st = 0;
     struct rusage ru;
-    memset(&ru, 0, sizeof(ru));
-    pid_t got;
-    do {
-        got = wait4(pid, &st, 0, &ru);
-    } while (got < 0 && errno == EINTR);
+    pid_t got = wait_child(pid, &st, &ru);
     out->seconds = now_sec() - t0;
     out->ok = got == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
     out->maxrss_kib = ru.ru_maxrss;
@@ -109,11 +117,7 @@ static long baseline_rss_kib(void)
     }
     int st = 0;
     struct rusage ru;
-    memset(&ru, 0, sizeof(ru));
-    pid_t got;
-    do {
-        got = wait4(pid, &st, 0, &ru);
-    } while (got < 0 && errno == EINTR);
+    pid_t got = wait_child(pid, &st, &ru);
     return got == pid ? ru.ru_maxrss : -1;
 }
 

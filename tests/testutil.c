@@ -23,6 +23,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 extern char **environ;
@@ -87,6 +88,61 @@ uint64_t tu_rng_next(tu_rng *r)
 uint64_t tu_rng_below(tu_rng *r, uint64_t n)
 {
     return tu_rng_next(r) % n;
+}
+
+uint64_t tu_mix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return x;
+}
+
+void tu_sleep_us(uint64_t us)
+{
+    struct timespec ts = {.tv_sec = (time_t)(us / 1000000), .tv_nsec = (long)(us % 1000000) * 1000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+char *tu_head(char *out, size_t cap, const void *data, size_t len)
+{
+    size_t n = len < cap - 1 ? len : cap - 1;
+
+    memcpy(out, data, n);
+    out[n] = '\0';
+    return out;
+}
+
+char *tu_read_fd(int fd, size_t *len)
+{
+    off_t size = lseek(fd, 0, SEEK_END);
+    cr_assert_geq(size, 0);
+    char *buf = malloc((size_t)size + 1);
+    cr_assert_not_null(buf);
+    cr_assert_eq(pread(fd, buf, (size_t)size, 0), size);
+    buf[size] = '\0';
+    if (len != NULL) {
+        *len = (size_t)size;
+    }
+    close(fd);
+    return buf;
+}
+
+char *tu_diff_keys(char *msg, size_t cap, const uint64_t *want, const uint64_t *got, size_t n)
+{
+    size_t len = 0;
+
+    msg[0] = '\0';
+    for (size_t k = 0; k < n && len + 64 < cap; k++) {
+        if (want[k] != got[k]) {
+            len += (size_t)snprintf(msg + len, cap - len, " key %zu: want %llu got %llu;", k,
+                                    (unsigned long long)want[k], (unsigned long long)got[k]);
+        }
+    }
+    return msg;
 }
 
 int64_t tu_file_size(const char *path)
@@ -327,14 +383,7 @@ int tu_run_shale(const char *const *args, char **output)
     while (waitpid(pid, &status, 0) < 0) {
         cr_assert_eq(errno, EINTR, "waitpid: %s", strerror(errno));
     }
-    off_t size = lseek(fd, 0, SEEK_END);
-    cr_assert_geq(size, 0);
-    char *buf = malloc((size_t)size + 1);
-    cr_assert_not_null(buf);
-    cr_assert_eq(pread(fd, buf, (size_t)size, 0), size);
-    buf[size] = '\0';
-    close(fd);
-    *output = buf;
+    *output = tu_read_fd(fd, NULL);
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
@@ -355,4 +404,14 @@ void tu_close_as_crash(shale_db *db, const char *dir)
     cr_assert_eq(tu_rm_rf(dir), 0, "tu_close_as_crash: rm -rf %s: %s", dir, strerror(errno));
     cr_assert_eq(rename(image, dir), 0, "tu_close_as_crash: rename %s: %s", image, strerror(errno));
     free(image);
+}
+
+shale_options tu_small_lsm_options(uint32_t l0_trigger)
+{
+    return (shale_options){
+        .max_memory_mb = 4,
+        .write_buffer_bytes = 64 * 1024,
+        .table_bytes = 64 * 1024,
+        .l0_compaction_trigger = l0_trigger,
+    };
 }

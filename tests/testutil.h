@@ -33,6 +33,25 @@ uint64_t tu_rng_next(tu_rng *r);
 /* Uniform in [0, n). n > 0. */
 uint64_t tu_rng_below(tu_rng *r, uint64_t n);
 
+/* splitmix64's finalizer: a bijective mix of x, for deriving per-item seeds and lengths. */
+uint64_t tu_mix64(uint64_t x);
+
+/* Sleeps `us` microseconds (resumed after a signal). */
+void tu_sleep_us(uint64_t us);
+
+/* Copies the start of data[0, len) (at most cap - 1 bytes) into out as a C string, to parse a
+ * value's header with sscanf or print it; returns out. */
+char *tu_head(char *out, size_t cap, const void *data, size_t len);
+
+/* Writes " key K: want W got G;" for the first keys K where want[K] != got[K] (as many as fit)
+ * into msg, NUL-terminated; returns msg. For failure messages of model comparisons. */
+char *tu_diff_keys(char *msg, size_t cap, const uint64_t *want, const uint64_t *got, size_t n);
+
+/* Reads the whole file behind `fd` (from offset 0, e.g. a memfd a child wrote to) into a malloc'ed
+ * NUL-terminated string (free it), stores its length in *len when len is not NULL, and closes fd.
+ * cr_assert on failure. */
+char *tu_read_fd(int fd, size_t *len);
+
 /* File helpers for corruption tests: size, read whole, write whole, flip one bit, truncate. */
 int64_t tu_file_size(const char *path);
 int tu_flip_bit(const char *path, uint64_t offset, int bit);
@@ -79,5 +98,9 @@ int tu_run_shale(const char *const *args, char **output);
  * Call it right after the writes returned, with OS or FULL durability (their records are in the
  * files), while no flush or compaction runs. Uses the sibling path `dir`.crash (removed). */
 void tu_close_as_crash(shale_db *db, const char *dir);
+
+/* Options with tiny budgets (4 MiB of memory, 64 KiB write buffer and tables) and level-0
+ * trigger `l0_trigger`, so a few hundred KiB of writes flush and compact; the rest default. */
+shale_options tu_small_lsm_options(uint32_t l0_trigger);
 
 #endif

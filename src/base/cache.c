@@ -201,17 +201,23 @@ static bool table_remove(shard *s, cache_handle *e)
     return detach(s, e);
 }
 
-/* Evicts the oldest unpinned entries while usage passes capacity; evicted entries are pushed on
- * *dead for the caller to free after unlocking. */
+/* Removes the oldest unpinned entry (the LRU list must not be empty) and pushes it on *dead for
+ * the caller to free after unlocking. */
+static void drop_oldest(shard *s, cache_handle **dead)
+{
+    cache_handle *old = entry_of(s->lru.next);
+    bool last = table_remove(s, old);
+    assert(last);
+    (void)last;
+    old->next_hash = *dead;
+    *dead = old;
+}
+
+/* Evicts the oldest unpinned entries while usage passes capacity. */
 static void evict_to_fit(shard *s, cache_handle **dead)
 {
     while (s->usage > s->capacity && !list_empty(&s->lru)) {
-        cache_handle *old = entry_of(s->lru.next);
-        bool last = table_remove(s, old);
-        assert(last);
-        (void)last;
-        old->next_hash = *dead;
-        *dead = old;
+        drop_oldest(s, dead);
         s->evictions++;
     }
 }
@@ -289,12 +295,7 @@ void cache_free(cache *c)
         assert(list_empty(&s->in_use));
         cache_handle *dead = NULL;
         while (!list_empty(&s->lru)) {
-            cache_handle *e = entry_of(s->lru.next);
-            bool last = table_remove(s, e);
-            assert(last);
-            (void)last;
-            e->next_hash = dead;
-            dead = e;
+            drop_oldest(s, &dead);
         }
         free_chain(dead);
         pthread_mutex_destroy(&s->mu);
@@ -435,12 +436,7 @@ void cache_prune(cache *c)
         cache_handle *dead = NULL;
         pthread_mutex_lock(&s->mu);
         while (!list_empty(&s->lru)) {
-            cache_handle *e = entry_of(s->lru.next);
-            bool last = table_remove(s, e);
-            assert(last);
-            (void)last;
-            e->next_hash = dead;
-            dead = e;
+            drop_oldest(s, &dead);
         }
         pthread_mutex_unlock(&s->mu);
         free_chain(dead);

@@ -5,6 +5,7 @@
 #include <criterion/criterion.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -67,6 +68,29 @@ static cache_stats stats(cache *c)
     return st;
 }
 
+/* Asserts the cache's resident bytes, pinned bytes and entry count. */
+static void expect_usage(cache *c, uint64_t usage, uint64_t pinned, uint64_t entries)
+{
+    cache_stats st = stats(c);
+    cr_assert_eq(st.usage_bytes, usage, "usage_bytes %llu, want %llu",
+                 (unsigned long long)st.usage_bytes, (unsigned long long)usage);
+    cr_assert_eq(st.pinned_bytes, pinned, "pinned_bytes %llu, want %llu",
+                 (unsigned long long)st.pinned_bytes, (unsigned long long)pinned);
+    cr_assert_eq(st.entries, entries, "entries %llu, want %llu", (unsigned long long)st.entries,
+                 (unsigned long long)entries);
+}
+
+/* Frees the cache; then the deleter must have run `total` times in all and, with `each_once`,
+ * exactly once for each of the values 1..total. */
+static void free_expect(cache *c, const counts *k, int total, bool each_once)
+{
+    cache_free(c);
+    cr_assert_eq(k->total, total, "%d deleter calls, want %d", k->total, total);
+    for (int v = 1; each_once && v <= total; v++) {
+        cr_assert_eq(k->deleted[v], 1, "value %d deleted %d times", v, k->deleted[v]);
+    }
+}
+
 Test(cache, new_rejects_bad_shard_bits_and_free_accepts_null)
 {
     cr_assert_null(cache_new(100, -1));
@@ -116,15 +140,11 @@ Test(cache, insert_lookup_release_erase)
     cr_assert_eq(look(c, 1), 0);
     cr_assert_eq(k.deleted[1], 0);
     cr_assert_eq(cache_value(h), V(1));
-    cache_stats st = stats(c);
-    cr_assert_eq(st.usage_bytes, 0, "an erased entry leaves usage even while held");
-    cr_assert_eq(st.pinned_bytes, 0);
-    cr_assert_eq(st.entries, 0);
+    expect_usage(c, 0, 0, 0); /* an erased entry leaves usage even while held */
     cache_release(c, h);
     cr_assert_eq(k.deleted[1], 1);
 
-    cache_free(c);
-    cr_assert_eq(k.total, 2);
+    free_expect(c, &k, 2, false);
     tu_assert_no_leaks();
 }
 
@@ -138,8 +158,7 @@ Test(cache, replace_runs_old_deleter_once)
     cache_handle *h = ins(c, 1, 2, 20, &k);
     cr_assert_eq(k.deleted[1], 1);
     cr_assert_eq(k.total, 1);
-    cr_assert_eq(stats(c).usage_bytes, 20);
-    cr_assert_eq(stats(c).entries, 1);
+    expect_usage(c, 20, 20, 1);
     cache_release(c, h);
     cr_assert_eq(look(c, 1), 2);
 
@@ -149,8 +168,7 @@ Test(cache, replace_runs_old_deleter_once)
     ins_rel(c, 1, 3, 30, &k);
     cr_assert_eq(k.deleted[2], 0);
     cr_assert_eq(look(c, 1), 3);
-    cr_assert_eq(stats(c).usage_bytes, 30);
-    cr_assert_eq(stats(c).pinned_bytes, 0);
+    expect_usage(c, 30, 0, 1);
     cache_release(c, old);
     cr_assert_eq(k.deleted[2], 1);
     cr_assert_eq(k.deleted[3], 0);
@@ -162,10 +180,7 @@ Test(cache, replace_runs_old_deleter_once)
     cache_release(c, big);
     cr_assert_eq(k.deleted[4], 1);
 
-    cache_free(c);
-    for (int v = 1; v <= 4; v++) {
-        cr_assert_eq(k.deleted[v], 1, "value %d deleted %d times", v, k.deleted[v]);
-    }
+    free_expect(c, &k, 4, true);
     tu_assert_no_leaks();
 }
 
@@ -200,11 +215,7 @@ Test(cache, byte_bound_holds_across_random_charges)
         cr_assert_eq(st.inserts, MAXV - 1);
         /* Every value not resident has been deleted exactly once; resident ones not at all. */
         cr_assert_eq((uint64_t)k.total + st.entries, MAXV - 1);
-        cache_free(c);
-        cr_assert_eq(k.total, MAXV - 1);
-        for (int v = 1; v < MAXV; v++) {
-            cr_assert_eq(k.deleted[v], 1);
-        }
+        free_expect(c, &k, MAXV - 1, true);
     }
     tu_assert_no_leaks();
 }
@@ -231,8 +242,7 @@ Test(cache, lru_order_decides_what_goes)
     cr_assert_eq(look(c, 5), 5);
     cr_assert_eq(stats(c).evictions, 3);
     cr_assert_eq(stats(c).usage_bytes, 3);
-    cache_free(c);
-    cr_assert_eq(k.total, 5);
+    free_expect(c, &k, 5, false);
     tu_assert_no_leaks();
 }
 
@@ -244,10 +254,7 @@ Test(cache, pinned_entries_are_not_evicted)
     for (uintptr_t v = 1; v <= 5; v++) {
         h[v] = ins(c, v, v, 1, &k);
     }
-    cache_stats st = stats(c);
-    cr_assert_eq(st.usage_bytes, 5, "pins may carry usage past the capacity");
-    cr_assert_eq(st.pinned_bytes, 5);
-    cr_assert_eq(st.entries, 5);
+    expect_usage(c, 5, 5, 5); /* pins may carry usage past the capacity */
     cr_assert_eq(k.total, 0);
     for (uintptr_t v = 1; v <= 5; v++) {
         cr_assert_eq(look(c, v), v);
@@ -260,10 +267,7 @@ Test(cache, pinned_entries_are_not_evicted)
     for (uintptr_t v = 1; v <= 5; v++) {
         cache_release(c, h[v]);
     }
-    st = stats(c);
-    cr_assert_eq(st.usage_bytes, 3);
-    cr_assert_eq(st.pinned_bytes, 0);
-    cr_assert_eq(st.entries, 3);
+    expect_usage(c, 3, 0, 3);
     cr_assert_eq(k.deleted[1], 1);
     cr_assert_eq(k.deleted[2], 1);
     cr_assert_eq(look(c, 3), 3);
@@ -280,8 +284,7 @@ Test(cache, pinned_entries_are_not_evicted)
     cr_assert_eq(cache_value(p), V(3));
     cache_release(c, p);
     cr_assert_leq(stats(c).usage_bytes, 3);
-    cache_free(c);
-    cr_assert_eq(k.total, 9);
+    free_expect(c, &k, 9, false);
     tu_assert_no_leaks();
 }
 
@@ -292,18 +295,15 @@ Test(cache, capacity_zero_keeps_nothing)
     cache_handle *h = ins(c, 1, 1, 1, &k);
     cr_assert_eq(cache_value(h), V(1));
     cr_assert_eq(look(c, 1), 0);
-    cache_stats st = stats(c);
-    cr_assert_eq(st.usage_bytes, 0);
-    cr_assert_eq(st.entries, 0);
-    cr_assert_eq(st.inserts, 1);
+    expect_usage(c, 0, 0, 0);
+    cr_assert_eq(stats(c).inserts, 1);
     cr_assert_eq(k.total, 0, "the holder's value lives until release");
     cache_release(c, h);
     cr_assert_eq(k.deleted[1], 1);
     ins_rel(c, 2, 2, 0, &k); /* even a zero charge is not kept */
     cr_assert_eq(k.deleted[2], 1);
     cr_assert_eq(stats(c).entries, 0);
-    cache_free(c);
-    cr_assert_eq(k.total, 2);
+    free_expect(c, &k, 2, false);
 
     /* The same with shards. */
     counts k2 = {0};
@@ -313,8 +313,7 @@ Test(cache, capacity_zero_keeps_nothing)
         cr_assert_eq(k2.deleted[v], 1);
     }
     cr_assert_eq(stats(c).evictions, 0);
-    cache_free(c);
-    cr_assert_eq(k2.total, 50);
+    free_expect(c, &k2, 50, true);
     tu_assert_no_leaks();
 }
 
@@ -327,8 +326,7 @@ Test(cache, oversize_insert_is_returned_not_kept)
     cr_assert_eq(cache_value(h), V(2));
     cr_assert_eq(look(c, 2), 0);
     cr_assert_eq(look(c, 1), 1, "an oversize insert evicts nothing");
-    cr_assert_eq(stats(c).usage_bytes, 60);
-    cr_assert_eq(stats(c).pinned_bytes, 0);
+    expect_usage(c, 60, 0, 1);
     cr_assert_eq(k.total, 0);
     cache_release(c, h);
     cr_assert_eq(k.deleted[2], 1);
@@ -351,8 +349,7 @@ Test(cache, oversize_insert_is_returned_not_kept)
     }
     cr_assert_leq(stats(c).usage_bytes, 100);
     cr_assert_gt(stats(c).entries, 0);
-    cache_free(c);
-    cr_assert_eq(k2.total, 40);
+    free_expect(c, &k2, 40, false);
     tu_assert_no_leaks();
 }
 
@@ -366,10 +363,8 @@ Test(cache, capacity_split_sums_to_the_capacity)
         ins_rel(c, v, v, 1, &k);
         cr_assert_leq(stats(c).usage_bytes, 10);
     }
-    cr_assert_eq(stats(c).usage_bytes, 10);
-    cr_assert_eq(stats(c).entries, 10);
-    cache_free(c);
-    cr_assert_eq(k.total, 2000);
+    expect_usage(c, 10, 0, 10);
+    free_expect(c, &k, 2000, false);
     tu_assert_no_leaks();
 }
 
@@ -390,11 +385,7 @@ Test(cache, free_runs_every_deleter_once)
     cr_assert_eq(st.evictions, 0);
     cr_assert_gt(st.entries, 1000);
     cr_assert_eq((uint64_t)k.total + st.entries, MAXV - 1);
-    cache_free(c);
-    cr_assert_eq(k.total, MAXV - 1);
-    for (int v = 1; v < MAXV; v++) {
-        cr_assert_eq(k.deleted[v], 1, "value %d deleted %d times", v, k.deleted[v]);
-    }
+    free_expect(c, &k, MAXV - 1, true);
     tu_assert_no_leaks();
 }
 
@@ -409,8 +400,7 @@ Test(cache, table_growth_keeps_every_entry_findable)
         cr_assert_eq(look(c, v * 4096), v);
     }
     cr_assert_eq(stats(c).entries, MAXV - 1);
-    cache_free(c);
-    cr_assert_eq(k.total, MAXV - 1);
+    free_expect(c, &k, MAXV - 1, false);
     tu_assert_no_leaks();
 }
 
@@ -429,9 +419,7 @@ Test(cache, prune_evicts_only_unpinned)
     }
     cache_prune(c);
     cache_stats st = stats(c);
-    cr_assert_eq(st.entries, 5);
-    cr_assert_eq(st.usage_bytes, 50);
-    cr_assert_eq(st.pinned_bytes, 50);
+    expect_usage(c, 50, 50, 5);
     cr_assert_eq(st.evictions, 0, "pruning is not eviction by the bound");
     cr_assert_eq(k.total, 15);
     for (uintptr_t v = 1; v <= 20; v++) {
@@ -443,12 +431,10 @@ Test(cache, prune_evicts_only_unpinned)
     }
     cr_assert_eq(stats(c).pinned_bytes, 0);
     cache_prune(c);
-    cr_assert_eq(stats(c).entries, 0);
-    cr_assert_eq(stats(c).usage_bytes, 0);
+    expect_usage(c, 0, 0, 0);
     cr_assert_eq(k.total, 20);
     cache_prune(c); /* on an empty cache */
-    cache_free(c);
-    cr_assert_eq(k.total, 20);
+    free_expect(c, &k, 20, false);
     tu_assert_no_leaks();
 }
 
@@ -472,9 +458,7 @@ Test(cache, counters_are_exact)
     cr_assert_eq(st.misses, 10);
     cr_assert_eq(st.hits, 7);
     cr_assert_eq(st.inserts, 1);
-    cr_assert_eq(st.usage_bytes, 1);
-    cr_assert_eq(st.pinned_bytes, 1);
-    cr_assert_eq(st.entries, 1);
+    expect_usage(c, 1, 1, 1);
     cr_assert_eq(st.capacity_bytes, 4);
     cache_release(c, h);
 
@@ -490,8 +474,7 @@ Test(cache, counters_are_exact)
     cr_assert_eq(st.entries, 1);
     cr_assert_eq(st.hits + st.misses, 0);
     cache_free(one);
-    cache_free(c);
-    cr_assert_eq(k.total, 11);
+    free_expect(c, &k, 11, false);
     tu_assert_no_leaks();
 }
 

@@ -20,7 +20,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "shale.h"
@@ -65,21 +64,6 @@ static const char *shale_bin(void)
     return bin;
 }
 
-static char *slurp(int fd, size_t *len_out)
-{
-    off_t size = lseek(fd, 0, SEEK_END);
-    cr_assert_geq(size, 0);
-    char *buf = malloc((size_t)size + 1);
-    cr_assert_not_null(buf);
-    cr_assert_eq(pread(fd, buf, (size_t)size, 0), size);
-    buf[size] = '\0';
-    if (len_out != NULL) {
-        *len_out = (size_t)size;
-    }
-    close(fd);
-    return buf;
-}
-
 /* Runs `shale args...` (args ends with NULL) with stdout and stderr captured in memory files. */
 static run_result run_argv(const char *const *args)
 {
@@ -114,8 +98,8 @@ static run_result run_argv(const char *const *args)
         cr_assert_eq(errno, EINTR);
     }
     r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.out = slurp(out_fd, &r.out_len);
-    r.err = slurp(err_fd, NULL);
+    r.out = tu_read_fd(out_fd, &r.out_len);
+    r.err = tu_read_fd(err_fd, NULL);
     return r;
 }
 
@@ -159,13 +143,6 @@ static bool exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
-    }
 }
 
 /* A directory that exists but is not a database: it holds an unrelated file. */
@@ -423,7 +400,7 @@ Test(cli, ttl_key_expires)
     put("forever", "x");
     /* The short key may already be gone on a slow machine, so only the long one is checked now. */
     expect(RUN("get", g_db, "long"), 0, "stays\n", NULL);
-    sleep_ms(1200);
+    tu_sleep_us(1200000);
     expect(RUN("get", g_db, "short"), 1, "", "not found");
     expect(RUN("scan", g_db, "--keys-only"), 0, "forever\nlong\n", NULL);
     /* A plain put over an expiring key clears its deadline. */
@@ -906,6 +883,19 @@ static run_result check_expect(int code)
     return r;
 }
 
+/* Runs check expecting exit `code`; the report line of file `path` (its base name) must say
+ * `verdict` and, unless NULL, `detail`. */
+static void expect_line(int code, const char *path, const char *verdict, const char *detail)
+{
+    run_result r = check_expect(code);
+    const char *line = report_line(r.out, base_name(path));
+    cr_assert_not_null(strstr(line, verdict), "%s", line);
+    if (detail != NULL) {
+        cr_assert_not_null(strstr(line, detail), "%s", line);
+    }
+    run_free(&r);
+}
+
 /* Asserts that check finds nothing wrong. */
 static void expect_clean(void)
 {
@@ -988,11 +978,7 @@ Test(cli, check_flipped_bit_in_a_middle_log_record)
     cr_assert_gt(size, 1000);
     cr_assert_eq(tu_flip_bit(log, (uint64_t)size / 2, 1), 0);
     char *before = dir_state();
-    run_result r = check_expect(1);
-    const char *line = report_line(r.out, base_name(log));
-    cr_assert_not_null(strstr(line, "DAMAGED"), "%s", line);
-    cr_assert_not_null(strstr(line, "@"), "the offset: %s", line);
-    run_free(&r);
+    expect_line(1, log, "DAMAGED", "@");
     char *after = dir_state();
     cr_assert_str_eq(before, after, "check changed the directory");
     free(before);
@@ -1043,11 +1029,7 @@ Test(cli, check_torn_tail_of_an_earlier_log_segment_is_damage)
     cr_assert_geq(logs, 2);
     expect_clean();
     cr_assert_eq(tu_truncate(first, (uint64_t)tu_file_size(first) - 10), 0);
-    run_result r = check_expect(1);
-    const char *line = report_line(r.out, base_name(first));
-    cr_assert_not_null(strstr(line, "DAMAGED"), "%s", line);
-    cr_assert_not_null(strstr(line, "not the last"), "%s", line);
-    run_free(&r);
+    expect_line(1, first, "DAMAGED", "not the last");
     free(first);
 }
 
@@ -1056,11 +1038,7 @@ Test(cli, check_torn_final_manifest_record_is_a_note)
     make_tables(2, 50);
     char *manifest = db_file("MANIFEST-");
     cr_assert_eq(tu_truncate(manifest, (uint64_t)tu_file_size(manifest) - 3), 0);
-    run_result r = check_expect(0);
-    const char *line = report_line(r.out, base_name(manifest));
-    cr_assert_not_null(strstr(line, "NOTE"), "%s", line);
-    cr_assert_not_null(strstr(line, "torn final record"), "%s", line);
-    run_free(&r);
+    expect_line(0, manifest, "NOTE", "torn final record");
     free(manifest);
 }
 
@@ -1070,11 +1048,7 @@ Test(cli, check_flipped_bit_in_the_manifest)
     char *manifest = db_file("MANIFEST-");
     cr_assert_gt(tu_file_size(manifest), 60);
     cr_assert_eq(tu_flip_bit(manifest, 40, 2), 0); /* inside the first edit, valid ones follow */
-    run_result r = check_expect(1);
-    const char *line = report_line(r.out, base_name(manifest));
-    cr_assert_not_null(strstr(line, "DAMAGED"), "%s", line);
-    cr_assert_not_null(strstr(line, "MANIFEST-"), "%s", line);
-    run_free(&r);
+    expect_line(1, manifest, "DAMAGED", "MANIFEST-");
     free(manifest);
 }
 
@@ -1083,17 +1057,11 @@ Test(cli, check_flipped_bit_in_the_identity_file)
     put("k", "v");
     char *id = tu_path(g_db, "SHALE");
     cr_assert_eq(tu_flip_bit(id, 17, 0), 0); /* the creation time: only the checksum notices */
-    run_result r = check_expect(1);
-    const char *line = report_line(r.out, "SHALE");
-    cr_assert_not_null(strstr(line, "DAMAGED"), "%s", line);
-    cr_assert_not_null(strstr(line, "checksum"), "%s", line);
-    run_free(&r);
+    expect_line(1, "SHALE", "DAMAGED", "checksum");
     cr_assert_eq(tu_flip_bit(id, 17, 0), 0); /* flipped back: clean again */
     expect_clean();
     cr_assert_eq(tu_flip_bit(id, 0, 0), 0); /* the magic */
-    r = check_expect(1);
-    cr_assert_not_null(strstr(report_line(r.out, "SHALE"), "DAMAGED"), "%s", r.out);
-    run_free(&r);
+    expect_line(1, "SHALE", "DAMAGED", NULL);
     free(id);
 }
 
@@ -1102,11 +1070,7 @@ Test(cli, check_missing_table)
     make_tables(2, 100);
     char *sst = db_file(".sst");
     cr_assert_eq(unlink(sst), 0);
-    run_result r = check_expect(1);
-    const char *line = report_line(r.out, base_name(sst));
-    cr_assert_not_null(strstr(line, "DAMAGED"), "%s", line);
-    cr_assert_not_null(strstr(line, "missing"), "%s", line);
-    run_free(&r);
+    expect_line(1, sst, "DAMAGED", "missing");
     free(sst);
 }
 
@@ -1124,9 +1088,7 @@ Test(cli, check_missing_identity_or_current)
     cr_assert_eq(rename(saved, current), 0);
     char *id = tu_path(g_db, "SHALE");
     cr_assert_eq(unlink(id), 0);
-    r = check_expect(1);
-    cr_assert_not_null(strstr(report_line(r.out, "SHALE"), "missing"), "%s", r.out);
-    run_free(&r);
+    expect_line(1, "SHALE", "missing", NULL);
     free(id);
     free(current);
     free(saved);

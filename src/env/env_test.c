@@ -75,6 +75,33 @@ static int64_t disk_size(const char *name)
     return n;
 }
 
+/* Reads dir/name whole into a NUL-terminated malloc'ed string; NULL if missing. */
+static char *slurp(const char *name)
+{
+    char *path = tu_path(dir, name);
+    void *data = NULL;
+    size_t len = 0;
+    char *s = NULL;
+
+    if (env_read_file(env_posix(), path, 1 << 20, &data, &len, NULL) == SHALE_OK) {
+        s = malloc(len + 1);
+        cr_assert_not_null(s);
+        memcpy(s, data, len);
+        s[len] = '\0';
+    }
+    free(data);
+    free(path);
+    return s;
+}
+
+static void assert_content(const char *name, const char *want)
+{
+    char *got = slurp(name);
+    cr_assert_not_null(got, "%s missing", name);
+    cr_assert_str_eq(got, want, "%s", name);
+    free(got);
+}
+
 static bool exists(const char *name)
 {
     return disk_size(name) >= 0;
@@ -405,6 +432,27 @@ Test(fault, counts_each_kind)
     free(sub);
 }
 
+typedef shale_code (*two_path_fn)(const shale_env *env, const char *from, const char *to,
+                                  shale_error *err);
+
+/* Makes file `from`<i> and runs fn (link or rename) from it to `to`<i>, through env. */
+static shale_code two_path_op(const shale_env *env, two_path_fn fn, char from, char to, int i,
+                              shale_error *err)
+{
+    char name[16];
+    const char content[2] = {from, '\0'};
+
+    snprintf(name, sizeof name, "%c%d", from, i);
+    write_file(env_posix(), name, content, false);
+    char *p = tu_path(dir, name);
+    name[0] = to;
+    char *q = tu_path(dir, name);
+    shale_code rc = fn(env, p, q, err);
+    free(p);
+    free(q);
+    return rc;
+}
+
 /* Performs one operation of `kind` (the i-th of the test) through env or on f. */
 static shale_code run_op(const shale_env *env, env_op kind, int i, env_file *f, shale_error *err)
 {
@@ -412,7 +460,7 @@ static shale_code run_op(const shale_env *env, env_op kind, int i, env_file *f, 
     char buf[2];
     size_t got;
     env_file *g = NULL;
-    char *p, *q;
+    char *p;
     shale_code rc;
 
     switch (kind) {
@@ -432,25 +480,9 @@ static shale_code run_op(const shale_env *env, env_op kind, int i, env_file *f, 
         }
         return rc;
     case ENV_OP_LINK:
-        snprintf(name, sizeof name, "l%d", i);
-        write_file(env_posix(), name, "l", false);
-        p = tu_path(dir, name);
-        name[0] = 'm';
-        q = tu_path(dir, name);
-        rc = env->link_file(env, p, q, err);
-        free(p);
-        free(q);
-        return rc;
+        return two_path_op(env, env->link_file, 'l', 'm', i, err);
     case ENV_OP_RENAME:
-        snprintf(name, sizeof name, "r%d", i);
-        write_file(env_posix(), name, "r", false);
-        p = tu_path(dir, name);
-        name[0] = 's';
-        q = tu_path(dir, name);
-        rc = env->rename_file(env, p, q, err);
-        free(p);
-        free(q);
-        return rc;
+        return two_path_op(env, env->rename_file, 'r', 's', i, err);
     default:
         cr_assert_fail("kind %d not handled", kind);
         return SHALE_INVALID;
@@ -524,14 +556,7 @@ Test(fault, short_write_leaves_half)
     append_ok(f, "z");
     cr_assert_eq(disk_size("w"), 7);
     close_ok(f);
-
-    void *data = NULL;
-    size_t len = 0;
-    char *path = tu_path(dir, "w");
-    cr_assert_eq(env_read_file(env_posix(), path, 64, &data, &len, NULL), SHALE_OK);
-    cr_assert_eq(memcmp(data, "12abcdz", 7), 0);
-    free(data);
-    free(path);
+    assert_content("w", "12abcdz");
     env_fault_free(fe);
 }
 
@@ -622,14 +647,7 @@ Test(fault, drop_all_cuts_to_synced_length)
     cr_assert_eq(env_fault_drop_unsynced(fe, ENV_FAULT_DROP_ALL, 7, NULL), SHALE_OK);
     cr_assert_eq(disk_size("new"), 6);
     cr_assert_eq(disk_size("old"), 6);
-
-    void *data;
-    size_t len;
-    char *path = tu_path(dir, "old");
-    cr_assert_eq(env_read_file(env, path, 64, &data, &len, NULL), SHALE_OK);
-    cr_assert_eq(memcmp(data, "0123XY", 6), 0);
-    free(data);
-    free(path);
+    assert_content("old", "0123XY");
     env_fault_free(fe);
 }
 
@@ -786,33 +804,6 @@ Test(fault, drop_resets_bookkeeping_and_faults)
     close_ok(f);
     cr_assert_eq(disk_size("a"), 5);
     env_fault_free(fe);
-}
-
-/* Reads dir/name whole into a NUL-terminated malloc'ed string; NULL if missing. */
-static char *slurp(const char *name)
-{
-    char *path = tu_path(dir, name);
-    void *data = NULL;
-    size_t len = 0;
-    char *s = NULL;
-
-    if (env_read_file(env_posix(), path, 1 << 20, &data, &len, NULL) == SHALE_OK) {
-        s = malloc(len + 1);
-        cr_assert_not_null(s);
-        memcpy(s, data, len);
-        s[len] = '\0';
-    }
-    free(data);
-    free(path);
-    return s;
-}
-
-static void assert_content(const char *name, const char *want)
-{
-    char *got = slurp(name);
-    cr_assert_not_null(got, "%s missing", name);
-    cr_assert_str_eq(got, want, "%s", name);
-    free(got);
 }
 
 static void rename_ok(const shale_env *env, const char *from, const char *to)

@@ -243,29 +243,61 @@ static shale_code identity_check(shale_db *db, const char *path, shale_error *er
     return rc;
 }
 
-/* Is the directory empty but for files an aborted creation may leave (LOCK, LOG, the identity's
- * temporary file)? */
-static shale_code dir_is_fresh(shale_db *db, bool *fresh, bool *has_identity, shale_error *err)
+/* What the database directory holds, from one listing. Open lists it more than once (before
+ * taking the lock, when CURRENT is missing, after reading the manifest), each time afresh, and
+ * each caller takes the facts it needs. */
+typedef struct dir_facts {
+    bool fresh;           /* nothing but what an aborted creation may leave: LOCK, LOG, the
+                             identity's temporary file (the identity itself aside) */
+    bool has_identity;    /* DB_IDENTITY_NAME */
+    bool has_lsm_files;   /* tables, or a manifest past the first */
+    uint64_t next_number; /* one past the largest file number in use (0: none) */
+} dir_facts;
+
+static shale_code scan_dir(shale_db *db, dir_facts *out, shale_error *err)
 {
     char **names = NULL;
     size_t count = 0;
     shale_code rc = db->env->list_dir(db->env, db->path, &names, &count, err);
 
+    *out = (dir_facts){.fresh = true};
     if (rc != SHALE_OK) {
         return rc;
     }
-    *fresh = true;
-    *has_identity = false;
     for (size_t i = 0; i < count; i++) {
-        if (strcmp(names[i], DB_IDENTITY_NAME) == 0) {
-            *has_identity = true;
-        } else if (strcmp(names[i], "LOCK") != 0 && strcmp(names[i], "LOG") != 0 &&
-                   strcmp(names[i], DB_IDENTITY_NAME ".tmp") != 0) {
-            *fresh = false;
+        const char *name = names[i];
+        size_t n = strlen(name);
+        uint64_t number;
+        if (strcmp(name, DB_IDENTITY_NAME) == 0) {
+            out->has_identity = true;
+        } else if (strcmp(name, "LOCK") != 0 && strcmp(name, "LOG") != 0 &&
+                   strcmp(name, DB_IDENTITY_NAME ".tmp") != 0) {
+            out->fresh = false;
+        }
+        /* MANIFEST-000001 alone is a creation cut short before CURRENT: not damage. */
+        if ((strncmp(name, "MANIFEST-", 9) == 0 && strcmp(name, "MANIFEST-000001") != 0) ||
+            (n > 4 && strcmp(name + n - 4, ".sst") == 0)) {
+            out->has_lsm_files = true;
+        }
+        if (version_parse_file_name(name, &number) != VERSION_FILE_OTHER &&
+            number + 1 > out->next_number) {
+            out->next_number = number + 1;
         }
     }
     env_free_names(names, count);
     return SHALE_OK;
+}
+
+/* Is the directory empty but for files an aborted creation may leave (LOCK, LOG, the identity's
+ * temporary file)? */
+static shale_code dir_is_fresh(shale_db *db, bool *fresh, bool *has_identity, shale_error *err)
+{
+    dir_facts f;
+    shale_code rc = scan_dir(db, &f, err);
+
+    *fresh = f.fresh;
+    *has_identity = f.has_identity;
+    return rc;
 }
 
 char *db_join_path(const char *dir, const char *name)
@@ -436,24 +468,11 @@ static void db_release(shale_db *db)
  * damage, not a creation cut short or an issue-2 database to upgrade). */
 static shale_code has_lsm_files(shale_db *db, bool *out, shale_error *err)
 {
-    char **names = NULL;
-    size_t count = 0;
-    shale_code rc = db->env->list_dir(db->env, db->path, &names, &count, err);
+    dir_facts f;
+    shale_code rc = scan_dir(db, &f, err);
 
-    if (rc != SHALE_OK) {
-        return rc;
-    }
-    *out = false;
-    for (size_t i = 0; i < count; i++) {
-        size_t n = strlen(names[i]);
-        /* MANIFEST-000001 alone is a creation cut short before CURRENT: not damage. */
-        if ((strncmp(names[i], "MANIFEST-", 9) == 0 && strcmp(names[i], "MANIFEST-000001") != 0) ||
-            (n > 4 && strcmp(names[i] + n - 4, ".sst") == 0)) {
-            *out = true;
-        }
-    }
-    env_free_names(names, count);
-    return SHALE_OK;
+    *out = f.has_lsm_files;
+    return rc;
 }
 
 /* Every file number in the directory is spent, also those of tables a crash left unrecorded
@@ -461,21 +480,13 @@ static shale_code has_lsm_files(shale_db *db, bool *out, shale_error *err)
  * their numbers are never handed out again. */
 static shale_code mark_numbers_used(shale_db *db, shale_error *err)
 {
-    char **names = NULL;
-    size_t count = 0;
-    shale_code rc = db->env->list_dir(db->env, db->path, &names, &count, err);
+    dir_facts f;
+    shale_code rc = scan_dir(db, &f, err);
 
-    if (rc != SHALE_OK) {
-        return rc;
+    if (rc == SHALE_OK) {
+        version_set_mark_file_number_used(db->vs, f.next_number);
     }
-    for (size_t i = 0; i < count; i++) {
-        uint64_t number;
-        if (version_parse_file_name(names[i], &number) != VERSION_FILE_OTHER) {
-            version_set_mark_file_number_used(db->vs, number + 1);
-        }
-    }
-    env_free_names(names, count);
-    return SHALE_OK;
+    return rc;
 }
 
 /* Reads the manifest (or creates one for a new database, or one written by a version without

@@ -141,46 +141,61 @@ static inline void settle_top(merge_iter *m, bool fwd)
     }
 }
 
+/* What a seek aims at: (key, seq), or one end. */
+typedef enum seek_target { SEEK_KEY, SEEK_FIRST, SEEK_LAST } seek_target;
+
+/* Seeks child c to `to` (key and seq count only for SEEK_KEY). */
+static void seek_child(iter *c, seek_target to, shale_slice key, uint64_t seq)
+{
+    switch (to) {
+    case SEEK_KEY:
+        iter_seek(c, key, seq);
+        break;
+    case SEEK_FIRST:
+        iter_seek_first(c);
+        break;
+    case SEEK_LAST:
+        iter_seek_last(c);
+        break;
+    }
+}
+
 static bool merge_valid(const iter *it)
 {
     return ((const merge_iter *)it)->heap_n != 0;
 }
 
-static void merge_seek(iter *it, shale_slice key, uint64_t seq)
+/* Every seek: clears the error, seeks every child and rebuilds the heap for the direction the
+ * walk goes from there (forward, except from the last entry). */
+static void merge_seek_to(iter *it, seek_target to, shale_slice key, uint64_t seq)
 {
     merge_iter *m = (merge_iter *)it;
 
     err_clear(&m->err);
     for (size_t i = 0; i < m->n; i++) {
-        iter_seek(m->kids[i].it, key, seq);
+        seek_child(m->kids[i].it, to, key, seq);
     }
-    rebuild(m, true);
+    rebuild(m, to != SEEK_LAST);
+}
+
+static void merge_seek(iter *it, shale_slice key, uint64_t seq)
+{
+    merge_seek_to(it, SEEK_KEY, key, seq);
 }
 
 static void merge_seek_first(iter *it)
 {
-    merge_iter *m = (merge_iter *)it;
-
-    err_clear(&m->err);
-    for (size_t i = 0; i < m->n; i++) {
-        iter_seek_first(m->kids[i].it);
-    }
-    rebuild(m, true);
+    merge_seek_to(it, SEEK_FIRST, (shale_slice){NULL, 0}, 0);
 }
 
 static void merge_seek_last(iter *it)
 {
-    merge_iter *m = (merge_iter *)it;
-
-    err_clear(&m->err);
-    for (size_t i = 0; i < m->n; i++) {
-        iter_seek_last(m->kids[i].it);
-    }
-    rebuild(m, false);
+    merge_seek_to(it, SEEK_LAST, (shale_slice){NULL, 0}, 0);
 }
 
-/* Puts every child other than the current one after it (see the top of the file). */
-static void turn_forward(merge_iter *m)
+/* Puts every child other than the current one after it (fwd) or before it (see the top of the
+ * file), then rebuilds the heap for that direction. */
+static void turn(merge_iter *m, bool fwd)
 {
     merge_child *cur = m->heap[0];
 
@@ -190,70 +205,55 @@ static void turn_forward(merge_iter *m)
             continue;
         }
         iter_seek(c->it, cur->e.key, cur->e.seq);
-        if (iter_valid(c->it)) {
-            ikey_entry e;
-            iter_entry(c->it, &e);
-            if (ikey_cmp(e.key, e.seq, cur->e.key, cur->e.seq) == 0) {
-                iter_next(c->it);
+        if (fwd) {
+            if (iter_valid(c->it)) {
+                ikey_entry e;
+                iter_entry(c->it, &e);
+                if (ikey_cmp(e.key, e.seq, cur->e.key, cur->e.seq) == 0) {
+                    iter_next(c->it);
+                }
             }
-        }
-    }
-    /* The current child is the smallest, so it lands on heap[0] again. */
-    rebuild(m, true);
-}
-
-/* Puts every child other than the current one before it. */
-static void turn_reverse(merge_iter *m)
-{
-    merge_child *cur = m->heap[0];
-
-    for (size_t i = 0; i < m->n; i++) {
-        merge_child *c = &m->kids[i];
-        if (c == cur) {
-            continue;
-        }
-        iter_seek(c->it, cur->e.key, cur->e.seq);
-        if (iter_valid(c->it)) {
+        } else if (iter_valid(c->it)) {
             iter_prev(c->it); /* first entry >= current: the one before it is < current */
         } else if (iter_status(c->it, NULL) == SHALE_OK) {
             iter_seek_last(c->it); /* every entry is < current */
         }
     }
-    rebuild(m, false);
+    /* The current child is now the first of all in the new direction, so it lands on heap[0]
+     * again. */
+    rebuild(m, fwd);
 }
 
-static void merge_next(iter *it)
+/* next (fwd) or prev: on the hot path of every scan, so inlined into both. */
+static inline __attribute__((always_inline)) void merge_step(iter *it, bool fwd)
 {
     merge_iter *m = (merge_iter *)it;
 
     if (m->heap_n == 0) {
         return; /* REQUIRES valid; stay invalid rather than crash */
     }
-    if (!m->forward) {
-        turn_forward(m);
+    if (m->forward != fwd) {
+        turn(m, fwd);
         if (m->heap_n == 0) {
             return;
         }
     }
-    iter_next(m->heap[0]->it);
-    settle_top(m, true);
+    if (fwd) {
+        iter_next(m->heap[0]->it);
+    } else {
+        iter_prev(m->heap[0]->it);
+    }
+    settle_top(m, fwd);
+}
+
+static void merge_next(iter *it)
+{
+    merge_step(it, true);
 }
 
 static void merge_prev(iter *it)
 {
-    merge_iter *m = (merge_iter *)it;
-
-    if (m->heap_n == 0) {
-        return;
-    }
-    if (m->forward) {
-        turn_reverse(m);
-        if (m->heap_n == 0) {
-            return;
-        }
-    }
-    iter_prev(m->heap[0]->it);
-    settle_top(m, false);
+    merge_step(it, false);
 }
 
 static void merge_entry(const iter *it, ikey_entry *out)
@@ -426,91 +426,84 @@ static bool level_valid(const iter *it)
     return ((const level_iter *)it)->valid;
 }
 
-static void level_seek(iter *it, shale_slice key, uint64_t seq)
+/* Every seek: clears the error, puts the walk on the one table that can hold the target and
+ * seeks it there, walking on past tables without a matching entry. */
+static void level_seek_to(iter *it, seek_target to, shale_slice key, uint64_t seq)
 {
     level_iter *l = (level_iter *)it;
-    size_t lo = 0, hi = l->nfiles;
+    size_t i = l->nfiles; /* the table, or nfiles for none */
 
     err_clear(&l->err);
-    /* The first table whose largest entry is >= (key, seq): the only one that can hold it. */
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        const file_meta *f = l->files[mid];
-        shale_slice largest = {f->largest.data, f->largest.len};
-        if (ikey_cmp(largest, f->largest_seq, key, seq) < 0) {
-            lo = mid + 1;
-        } else {
-            hi = mid;
+    if (to == SEEK_KEY) {
+        /* The first table whose largest entry is >= (key, seq): the only one that can hold it. */
+        size_t lo = 0, hi = l->nfiles;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            const file_meta *f = l->files[mid];
+            shale_slice largest = {f->largest.data, f->largest.len};
+            if (ikey_cmp(largest, f->largest_seq, key, seq) < 0) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
         }
+        i = lo;
+    } else if (l->nfiles > 0) {
+        i = to == SEEK_FIRST ? 0 : l->nfiles - 1;
     }
-    if (lo == l->nfiles) {
+    if (i == l->nfiles) {
         close_table(l);
         l->valid = false;
         return;
     }
-    if (!open_table(l, lo)) {
+    if (!open_table(l, i)) {
         return;
     }
-    iter_seek(l->table, key, seq);
-    level_settle(l, true);
+    seek_child(l->table, to, key, seq);
+    level_settle(l, to != SEEK_LAST);
+}
+
+static void level_seek(iter *it, shale_slice key, uint64_t seq)
+{
+    level_seek_to(it, SEEK_KEY, key, seq);
 }
 
 static void level_seek_first(iter *it)
 {
-    level_iter *l = (level_iter *)it;
-
-    err_clear(&l->err);
-    if (l->nfiles == 0) {
-        l->valid = false;
-        return;
-    }
-    if (!open_table(l, 0)) {
-        return;
-    }
-    iter_seek_first(l->table);
-    level_settle(l, true);
+    level_seek_to(it, SEEK_FIRST, (shale_slice){NULL, 0}, 0);
 }
 
 static void level_seek_last(iter *it)
 {
+    level_seek_to(it, SEEK_LAST, (shale_slice){NULL, 0}, 0);
+}
+
+/* next (fwd) or prev. */
+static inline __attribute__((always_inline)) void level_step(iter *it, bool fwd)
+{
     level_iter *l = (level_iter *)it;
 
-    err_clear(&l->err);
-    if (l->nfiles == 0) {
-        l->valid = false;
+    if (!l->valid) {
         return;
     }
-    if (!open_table(l, l->nfiles - 1)) {
-        return;
+    if (fwd) {
+        iter_next(l->table);
+    } else {
+        iter_prev(l->table);
     }
-    iter_seek_last(l->table);
-    level_settle(l, false);
+    if (!iter_valid(l->table)) {
+        level_settle(l, fwd);
+    }
 }
 
 static void level_next(iter *it)
 {
-    level_iter *l = (level_iter *)it;
-
-    if (!l->valid) {
-        return;
-    }
-    iter_next(l->table);
-    if (!iter_valid(l->table)) {
-        level_settle(l, true);
-    }
+    level_step(it, true);
 }
 
 static void level_prev(iter *it)
 {
-    level_iter *l = (level_iter *)it;
-
-    if (!l->valid) {
-        return;
-    }
-    iter_prev(l->table);
-    if (!iter_valid(l->table)) {
-        level_settle(l, false);
-    }
+    level_step(it, false);
 }
 
 static void level_entry(const iter *it, ikey_entry *out)

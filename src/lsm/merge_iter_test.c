@@ -487,20 +487,29 @@ static void expect_failed(iter *it)
     cr_assert_eq(iter_status(it, NULL), SHALE_CORRUPTION);
 }
 
+/* Walks the whole merge forward from the first entry (or backward from the last), checking each
+ * entry against f->all, until it stops; returns how many entries it passed. */
+static size_t walk(fail_setup *f, bool forward)
+{
+    size_t passed = 0;
+
+    for (forward ? iter_seek_first(f->it) : iter_seek_last(f->it); iter_valid(f->it);
+         forward ? iter_next(f->it) : iter_prev(f->it)) {
+        ikey_entry e;
+        iter_entry(f->it, &e);
+        cr_assert_eq(e.seq, f->all[forward ? passed : 149 - passed].e.seq);
+        passed++;
+    }
+    return passed;
+}
+
 Test(merge_iter, child_error_stops_forward_walk)
 {
     fail_setup f;
     /* Child 1's entry 20 is merged entry 61; child 1 steps onto it (and fails) when its entry
      * 19, merged entry 58, is consumed: the merge stops at once rather than when 61 is due. */
     fail_make(&f, 1, 20, false);
-    size_t seen = 0;
-    for (iter_seek_first(f.it); iter_valid(f.it); iter_next(f.it)) {
-        ikey_entry e;
-        iter_entry(f.it, &e);
-        cr_assert_eq(e.seq, f.all[seen].e.seq);
-        seen++;
-    }
-    cr_assert_eq(seen, 59);
+    cr_assert_eq(walk(&f, true), 59);
     expect_failed(f.it);
 
     /* A seek resets the error: positions before the bad one work again. */
@@ -521,15 +530,24 @@ Test(merge_iter, child_error_stops_reverse_walk)
 {
     fail_setup f;
     fail_make(&f, 1, 20, false);
-    size_t pos = 150;
-    for (iter_seek_last(f.it); iter_valid(f.it); iter_prev(f.it)) {
-        ikey_entry e;
-        iter_entry(f.it, &e);
-        cr_assert_eq(e.seq, f.all[--pos].e.seq);
-    }
-    cr_assert_eq(pos, 64); /* child 1 steps back onto 61 as its entry 21, merged 64, goes */
+    /* Entries 149..64: child 1 steps back onto 61 as its entry 21, merged 64, goes. */
+    cr_assert_eq(walk(&f, false), 150 - 64);
     expect_failed(f.it);
     fail_free(&f);
+}
+
+/* With child 1's seeks failing: from one end (the first entry, or the last), 9 steps on (onto
+ * merged entry 9, child 0's, or 140, child 2's), then one step back must report the error. */
+static void turn_after_nine_steps(fail_setup *f, bool forward)
+{
+    fail_make(f, 1, 20, true);
+    (forward ? iter_seek_first : iter_seek_last)(f->it);
+    for (int i = 0; i < 9; i++) {
+        (forward ? iter_next : iter_prev)(f->it);
+    }
+    cr_assert(iter_valid(f->it));
+    (forward ? iter_prev : iter_next)(f->it);
+    expect_failed(f->it);
 }
 
 Test(merge_iter, child_error_while_changing_direction)
@@ -537,28 +555,14 @@ Test(merge_iter, child_error_while_changing_direction)
     fail_setup f;
     /* Child 1's seeks fail (its walk never reaches position 20 here). Changing direction seeks
      * every other child, so the change reports the error. */
-    fail_make(&f, 1, 20, true);
-    iter_seek_first(f.it);
-    for (int i = 0; i < 9; i++) { /* onto merged entry 9, child 0's */
-        iter_next(f.it);
-    }
-    cr_assert(iter_valid(f.it));
-    iter_prev(f.it);
-    expect_failed(f.it);
+    turn_after_nine_steps(&f, true);
     iter_next(f.it); /* REQUIRES valid; must neither crash nor revive */
     iter_prev(f.it);
     cr_assert(!iter_valid(f.it));
     cr_assert_eq(iter_status(f.it, NULL), SHALE_CORRUPTION);
     fail_free(&f);
 
-    fail_make(&f, 1, 20, true);
-    iter_seek_last(f.it);
-    for (int i = 0; i < 9; i++) { /* onto merged entry 140, child 2's */
-        iter_prev(f.it);
-    }
-    cr_assert(iter_valid(f.it));
-    iter_next(f.it);
-    expect_failed(f.it);
+    turn_after_nine_steps(&f, false);
     /* seek_first resets the error (child 1 fails only seeks to a key). */
     iter_seek_first(f.it);
     cr_assert(iter_valid(f.it));

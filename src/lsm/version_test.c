@@ -1411,31 +1411,32 @@ Test(vpick, busy_tables_are_skipped)
     version_set_free(vs);
 }
 
-Test(vpick, level_inputs_grow_when_the_next_level_does_not)
+/* In a new set built from `specs`, the picked compaction's inputs are `level` and `next`. */
+static void expect_pick(const char *const *specs, const char *level, const char *next)
 {
     version_set *vs = pick_set();
-    /* 20 [a,d] covers 10 and 11: taking 11 too is free. 12 would pull in 21. */
-    build(vs, (const char *const[]){"1:10:a:b:400", "1:11:c:d:400", "1:12:e:f:400", "2:20:a:d:100",
-                                    "2:21:e:g:100", NULL});
+    build(vs, specs);
     compaction *c = version_set_pick_compaction(vs);
     cr_assert_not_null(c);
-    cr_assert_str_eq(inputs(c, 0), "10 11");
-    cr_assert_str_eq(inputs(c, 1), "20");
+    cr_assert_str_eq(inputs(c, 0), level);
+    cr_assert_str_eq(inputs(c, 1), next);
     compaction_free(c);
     version_set_free(vs);
 }
 
+Test(vpick, level_inputs_grow_when_the_next_level_does_not)
+{
+    /* 20 [a,d] covers 10 and 11: taking 11 too is free. 12 would pull in 21. */
+    expect_pick((const char *const[]){"1:10:a:b:400", "1:11:c:d:400", "1:12:e:f:400",
+                                      "2:20:a:d:100", "2:21:e:g:100", NULL},
+                "10 11", "20");
+}
+
 Test(vpick, level_inputs_do_not_grow_when_the_next_level_would)
 {
-    version_set *vs = pick_set();
-    build(vs, (const char *const[]){"1:10:a:b:400", "1:11:c:d:400", "1:12:x:y:400", "2:20:a:c:100",
-                                    "2:21:d:e:100", NULL});
-    compaction *c = version_set_pick_compaction(vs);
-    cr_assert_not_null(c);
-    cr_assert_str_eq(inputs(c, 0), "10");
-    cr_assert_str_eq(inputs(c, 1), "20");
-    compaction_free(c);
-    version_set_free(vs);
+    expect_pick((const char *const[]){"1:10:a:b:400", "1:11:c:d:400", "1:12:x:y:400",
+                                      "2:20:a:c:100", "2:21:d:e:100", NULL},
+                "10", "20");
 }
 
 Test(vpick, the_highest_score_wins_and_the_last_level_never_compacts)

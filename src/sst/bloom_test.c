@@ -31,16 +31,24 @@ static uint64_t absent_hash(uint64_t i)
     return bloom_hash(k, (size_t)n);
 }
 
-static double measure(uint32_t bits, uint64_t keys, uint64_t probes)
+/* Builds into f a filter of `bits` per key over present keys 0..keys-1; returns their hashes
+ * (malloc'ed). */
+static uint64_t *build_present(shale_buf *f, uint64_t keys, uint32_t bits)
 {
     uint64_t *h = malloc(keys * sizeof *h);
-    shale_buf f = {0};
-    bloom_filter bf;
     cr_assert_not_null(h);
     for (uint64_t i = 0; i < keys; i++) {
         h[i] = present_hash(i);
     }
-    cr_assert_eq(bloom_build(h, keys, bits, &f, NULL), SHALE_OK);
+    cr_assert_eq(bloom_build(h, keys, bits, f, NULL), SHALE_OK);
+    return h;
+}
+
+static double measure(uint32_t bits, uint64_t keys, uint64_t probes)
+{
+    shale_buf f = {0};
+    bloom_filter bf;
+    uint64_t *h = build_present(&f, keys, bits);
     cr_assert_eq(f.len, bloom_filter_bytes(keys, bits));
     cr_assert_null(bloom_parse(f.data, f.len, &bf));
     cr_assert_eq(bf.num_probes, (uint32_t)bloom_num_probes(bits));
@@ -119,13 +127,9 @@ Test(bloom, empty_filter_matches_nothing)
 
 Test(bloom, one_line_per_512_bits)
 {
-    uint64_t h[100];
     shale_buf f = {0};
     bloom_filter bf;
-    for (int i = 0; i < 100; i++) {
-        h[i] = present_hash((uint64_t)i);
-    }
-    cr_assert_eq(bloom_build(h, 100, 10, &f, NULL), SHALE_OK);
+    free(build_present(&f, 100, 10));
     cr_assert_null(bloom_parse(f.data, f.len, &bf));
     cr_assert_eq(bf.num_lines, 2); /* ceil(1000 / 512) */
     cr_assert_eq(f.len, 2 * 64 + BLOOM_META_BYTES);
@@ -134,13 +138,9 @@ Test(bloom, one_line_per_512_bits)
 
 Test(bloom, parse_rejects_bad_layouts)
 {
-    uint64_t h[50];
     shale_buf f = {0};
     bloom_filter bf;
-    for (int i = 0; i < 50; i++) {
-        h[i] = present_hash((uint64_t)i);
-    }
-    cr_assert_eq(bloom_build(h, 50, 10, &f, NULL), SHALE_OK);
+    free(build_present(&f, 50, 10));
     uint8_t *d = f.data;
     size_t meta = f.len - BLOOM_META_BYTES;
 

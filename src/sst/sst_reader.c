@@ -829,7 +829,9 @@ static void data_error(sst_iter *it)
     set_error(it, rc, &e);
 }
 
-static void skip_forward(sst_iter *it)
+/* The data iterator ran off its block: moves the index on (fwd) or back to the nearest block
+ * with an entry, stopping at the index's end or at an error. */
+static void skip_empty(sst_iter *it, bool fwd)
 {
     while (!block_iter_valid(&it->di)) {
         if (it->di.status != SHALE_OK) {
@@ -839,29 +841,37 @@ static void skip_forward(sst_iter *it)
         if (!block_iter_valid(&it->ii)) {
             return;
         }
-        block_iter_next(&it->ii);
+        if (fwd) {
+            block_iter_next(&it->ii);
+        } else {
+            block_iter_prev(&it->ii);
+        }
         if (!init_data(it) || !block_iter_valid(&it->ii)) {
             return;
         }
-        block_iter_seek_first(&it->di);
+        if (fwd) {
+            block_iter_seek_first(&it->di);
+        } else {
+            block_iter_seek_last(&it->di);
+        }
     }
 }
 
-static void skip_backward(sst_iter *it)
+/* What a seek aims at: (key, seq), or one end. */
+typedef enum seek_target { SEEK_KEY, SEEK_FIRST, SEEK_LAST } seek_target;
+
+static void block_seek(block_iter *bi, seek_target to, shale_slice key, uint64_t seq)
 {
-    while (!block_iter_valid(&it->di)) {
-        if (it->di.status != SHALE_OK) {
-            data_error(it);
-            return;
-        }
-        if (!block_iter_valid(&it->ii)) {
-            return;
-        }
-        block_iter_prev(&it->ii);
-        if (!init_data(it) || !block_iter_valid(&it->ii)) {
-            return;
-        }
-        block_iter_seek_last(&it->di);
+    switch (to) {
+    case SEEK_KEY:
+        block_iter_seek(bi, key.data, key.len, seq);
+        break;
+    case SEEK_FIRST:
+        block_iter_seek_first(bi);
+        break;
+    case SEEK_LAST:
+        block_iter_seek_last(bi);
+        break;
     }
 }
 
@@ -871,52 +881,37 @@ static bool it_valid(const iter *base)
     return block_iter_valid(&it->di);
 }
 
-static void it_seek(iter *base, shale_slice key, uint64_t seq)
+/* Every seek: the index block and then the data block it points to are sought to the same
+ * target (an index entry's key is >= every key of its block, so the index finds the block). */
+static void it_seek_to(iter *base, seek_target to, shale_slice key, uint64_t seq)
 {
     sst_iter *it = (sst_iter *)base;
     if (!ensure_index(it)) {
         return;
     }
-    block_iter_seek(&it->ii, key.data, key.len, seq);
+    block_seek(&it->ii, to, key, seq);
     if (!init_data(it)) {
         return;
     }
     if (block_iter_valid(&it->ii)) {
-        block_iter_seek(&it->di, key.data, key.len, seq);
+        block_seek(&it->di, to, key, seq);
     }
-    skip_forward(it);
+    skip_empty(it, to != SEEK_LAST);
+}
+
+static void it_seek(iter *base, shale_slice key, uint64_t seq)
+{
+    it_seek_to(base, SEEK_KEY, key, seq);
 }
 
 static void it_seek_first(iter *base)
 {
-    sst_iter *it = (sst_iter *)base;
-    if (!ensure_index(it)) {
-        return;
-    }
-    block_iter_seek_first(&it->ii);
-    if (!init_data(it)) {
-        return;
-    }
-    if (block_iter_valid(&it->ii)) {
-        block_iter_seek_first(&it->di);
-    }
-    skip_forward(it);
+    it_seek_to(base, SEEK_FIRST, (shale_slice){NULL, 0}, 0);
 }
 
 static void it_seek_last(iter *base)
 {
-    sst_iter *it = (sst_iter *)base;
-    if (!ensure_index(it)) {
-        return;
-    }
-    block_iter_seek_last(&it->ii);
-    if (!init_data(it)) {
-        return;
-    }
-    if (block_iter_valid(&it->ii)) {
-        block_iter_seek_last(&it->di);
-    }
-    skip_backward(it);
+    it_seek_to(base, SEEK_LAST, (shale_slice){NULL, 0}, 0);
 }
 
 static void it_next(iter *base)
@@ -924,7 +919,7 @@ static void it_next(iter *base)
     sst_iter *it = (sst_iter *)base;
     block_iter_next(&it->di);
     if (!block_iter_valid(&it->di)) {
-        skip_forward(it);
+        skip_empty(it, true);
     }
 }
 
@@ -933,7 +928,7 @@ static void it_prev(iter *base)
     sst_iter *it = (sst_iter *)base;
     block_iter_prev(&it->di);
     if (!block_iter_valid(&it->di)) {
-        skip_backward(it);
+        skip_empty(it, false);
     }
 }
 

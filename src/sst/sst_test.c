@@ -1088,20 +1088,46 @@ static void reseal(uint8_t *d, const sst_handle *h)
     coding_put_fixed32(d + h->offset + h->size + 1, crc32c_mask(crc));
 }
 
+/* A fixture, its table's bytes (orig) and a copy of them to damage (d, n bytes). */
+typedef struct image {
+    fixture f;
+    uint8_t *orig, *d;
+    size_t n;
+} image;
+
+static void image_init(image *im, size_t entries, int compression)
+{
+    fixture_init(&im->f, entries, compression);
+    im->orig = slurp(im->f.path, &im->n);
+    im->d = malloc(im->n);
+    cr_assert_not_null(im->d);
+}
+
+/* Reseals block h of the damaged copy and writes the copy over the table. */
+static void image_store(const image *im, const sst_handle *h)
+{
+    reseal(im->d, h);
+    spill(im->f.path, im->d, im->n);
+}
+
+static void image_destroy(image *im)
+{
+    free(im->d);
+    free(im->orig);
+    fixture_destroy(&im->f);
+}
+
 /* Damage behind a valid checksum (what a buggy writer or a crafted file gives): the parsers'
  * own bounds checks must hold. Random bytes in the index and in the first data block (stored
  * raw, so the parser sees them), then every read path; nothing may crash. */
 Test(sst, damage_behind_a_valid_checksum_never_crashes)
 {
-    fixture f;
-    fixture_init(&f, 800, COMPRESS_NONE);
-    size_t n;
-    uint8_t *orig = slurp(f.path, &n);
-    uint8_t *d = malloc(n);
+    image im;
+    image_init(&im, 800, COMPRESS_NONE);
     tu_rng rng;
     tu_rng_seed(&rng, 8);
     /* First data block's handle: from the index's first entry, which is whole (restart 1). */
-    const uint8_t *ie = orig + f.index.offset;
+    const uint8_t *ie = im.orig + im.f.index.offset;
     uint32_t shared, nonshared, vlen;
     const uint8_t *p = coding_get_varint32(ie, ie + 5, &shared);
     p = coding_get_varint32(p, p + 5, &nonshared);
@@ -1115,17 +1141,16 @@ Test(sst, damage_behind_a_valid_checksum_never_crashes)
     int corrupt = 0;
 
     for (int round = 0; round < 120; round++) {
-        memcpy(d, orig, n);
-        const sst_handle *h = round % 2 ? &f.index : &d0;
+        memcpy(im.d, im.orig, im.n);
+        const sst_handle *h = round % 2 ? &im.f.index : &d0;
         int k = 1 + (int)tu_rng_below(&rng, 3);
         for (int j = 0; j < k; j++) {
-            d[h->offset + tu_rng_below(&rng, h->size)] = (uint8_t)tu_rng_next(&rng);
+            im.d[h->offset + tu_rng_below(&rng, h->size)] = (uint8_t)tu_rng_next(&rng);
         }
-        reseal(d, h);
-        spill(f.path, d, n);
+        image_store(&im, h);
 
         sst_reader *r;
-        cr_assert_eq(sst_reader_open(env_posix(), f.path, FNUM, 0, NULL, &r, NULL), SHALE_OK);
+        cr_assert_eq(sst_reader_open(env_posix(), im.f.path, FNUM, 0, NULL, &r, NULL), SHALE_OK);
         iter *it = sst_reader_iter(r, false);
         int steps = 0;
         for (iter_seek_first(it); iter_valid(it) && steps < 5000; iter_next(it), steps++) {
@@ -1150,14 +1175,12 @@ Test(sst, damage_behind_a_valid_checksum_never_crashes)
         }
         iter_destroy(it);
         sst_reader_close(r);
-        shale_code rc = sst_verify(env_posix(), f.path, FNUM, NULL, NULL);
+        shale_code rc = sst_verify(env_posix(), im.f.path, FNUM, NULL, NULL);
         cr_assert(rc == SHALE_OK || rc == SHALE_CORRUPTION);
         corrupt += rc == SHALE_CORRUPTION;
     }
     cr_assert_gt(corrupt, 30, "verify noticed only %d of 120 damaged tables", corrupt);
-    free(d);
-    free(orig);
-    fixture_destroy(&f);
+    image_destroy(&im);
     tu_assert_no_leaks();
 }
 
@@ -1165,13 +1188,10 @@ Test(sst, damage_behind_a_valid_checksum_never_crashes)
  * error, named after the block. Also an unknown compression type and an absurd raw length. */
 Test(sst, compressed_block_damage_behind_a_valid_checksum)
 {
-    fixture f;
-    fixture_init(&f, 2000, COMPRESS_LZ4);
-    size_t n;
-    uint8_t *orig = slurp(f.path, &n);
-    uint8_t *d = malloc(n);
-    sst_handle h = block_at(orig, 0, f.props.data_bytes);
-    cr_assert_eq(orig[h.size], COMPRESS_LZ4, "the fixture's text values compress");
+    image im;
+    image_init(&im, 2000, COMPRESS_LZ4);
+    sst_handle h = block_at(im.orig, 0, im.f.props.data_bytes);
+    cr_assert_eq(im.orig[h.size], COMPRESS_LZ4, "the fixture's text values compress");
     struct {
         const char *needle;
         int what;
@@ -1180,46 +1200,40 @@ Test(sst, compressed_block_damage_behind_a_valid_checksum)
                  {"bad raw length", 2},
                  {"lz4: damaged input", 3}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        memcpy(d, orig, n);
+        memcpy(im.d, im.orig, im.n);
         switch (cases[i].what) {
         case 0: { /* the stream becomes endless literal-length bytes: runs past its input */
             uint32_t raw;
-            const uint8_t *q = coding_get_varint32(d, d + h.size, &raw);
+            const uint8_t *q = coding_get_varint32(im.d, im.d + h.size, &raw);
             cr_assert_not_null(q);
-            memset(d + (q - d), 0xff, h.size - (size_t)(q - d));
+            memset(im.d + (q - im.d), 0xff, h.size - (size_t)(q - im.d));
             break;
         }
         case 1:
-            d[h.size] = 7;
+            im.d[h.size] = 7;
             break;
         case 2: /* raw length varint > SST_MAX_BLOCK_BYTES (1 GiB) */
-            memcpy(d, "\x80\x80\x80\x80\x04", 5);
+            memcpy(im.d, "\x80\x80\x80\x80\x04", 5);
             break;
         default: /* claims one byte more than it expands to */
-            d[0]++;
+            im.d[0]++;
             break;
         }
-        reseal(d, &h);
-        spill(f.path, d, n);
-        expect_damage_on_read(&f, "data block @0+", true, true);
+        image_store(&im, &h);
+        expect_damage_on_read(&im.f, "data block @0+", true, true);
         shale_error err;
-        assert_err(sst_verify(env_posix(), f.path, FNUM, NULL, &err), &err, cases[i].needle);
+        assert_err(sst_verify(env_posix(), im.f.path, FNUM, NULL, &err), &err, cases[i].needle);
     }
-    free(d);
-    free(orig);
-    fixture_destroy(&f);
+    image_destroy(&im);
     tu_assert_no_leaks();
 }
 
 /* Properties that pass their checksum but not their checks (or disagree with the data). */
 Test(sst, properties_damage_behind_a_valid_checksum)
 {
-    fixture f;
-    fixture_init(&f, 300, COMPRESS_NONE);
-    size_t n;
-    uint8_t *orig = slurp(f.path, &n);
-    uint8_t *d = malloc(n);
-    uint8_t *p = d + f.propsh.offset;
+    image im;
+    image_init(&im, 300, COMPRESS_NONE);
+    uint8_t *p = im.d + im.f.propsh.offset;
     struct {
         int field; /* enum sst_prop_field, or -1: the field count */
         uint64_t value;
@@ -1239,17 +1253,16 @@ Test(sst, properties_damage_behind_a_valid_checksum)
         {SST_PROP_INDEX_BYTES, 1, true, "index or filter size"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        memcpy(d, orig, n);
+        memcpy(im.d, im.orig, im.n);
         if (cases[i].field < 0) {
             coding_put_fixed32(p, (uint32_t)cases[i].value);
         } else {
             coding_put_fixed64(p + 4 + 8 * (size_t)cases[i].field, cases[i].value);
         }
-        reseal(d, &f.propsh);
-        spill(f.path, d, n);
+        image_store(&im, &im.f.propsh);
         shale_error err;
         sst_reader *r = NULL;
-        shale_code rc = sst_reader_open(env_posix(), f.path, FNUM, 0, NULL, &r, &err);
+        shale_code rc = sst_reader_open(env_posix(), im.f.path, FNUM, 0, NULL, &r, &err);
         if (cases[i].opens) {
             cr_assert_eq(rc, SHALE_OK, "case %zu: %s", i, err.msg);
             sst_reader_close(r);
@@ -1257,20 +1270,17 @@ Test(sst, properties_damage_behind_a_valid_checksum)
             assert_err(rc, &err, cases[i].needle);
             assert_err(rc, &err, "properties block");
         }
-        assert_err(sst_verify(env_posix(), f.path, FNUM, NULL, &err), &err, cases[i].needle);
+        assert_err(sst_verify(env_posix(), im.f.path, FNUM, NULL, &err), &err, cases[i].needle);
     }
     /* The key bounds: a smallest key that claims more bytes than there are. */
-    memcpy(d, orig, n);
+    memcpy(im.d, im.orig, im.n);
     p[4 + 8 * SST_PROP_COUNT] = 0x7f;
-    reseal(d, &f.propsh);
-    spill(f.path, d, n);
+    image_store(&im, &im.f.propsh);
     shale_error err;
     sst_reader *r;
-    assert_err(sst_reader_open(env_posix(), f.path, FNUM, 0, NULL, &r, &err), &err,
+    assert_err(sst_reader_open(env_posix(), im.f.path, FNUM, 0, NULL, &r, &err), &err,
                "bad key bounds");
-    free(d);
-    free(orig);
-    fixture_destroy(&f);
+    image_destroy(&im);
     tu_assert_no_leaks();
 }
 
@@ -1282,10 +1292,23 @@ static bool exists(const char *path)
     return stat(path, &st) == 0;
 }
 
+/* A new scratch directory (*dir) and the path of table NAME in it; free with scratch_free. */
+static char *scratch_table(char **dir)
+{
+    *dir = tu_tmpdir("sst");
+    return tu_path(*dir, NAME);
+}
+
+static void scratch_free(char *dir, char *path)
+{
+    free(path);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
 Test(sst, out_of_order_adds_are_rejected_and_break_the_builder)
 {
-    char *dir = tu_tmpdir("sst");
-    char *path = tu_path(dir, NAME);
+    char *dir, *path = scratch_table(&dir);
     sst_builder *b;
     shale_error err;
     ikey_entry e = {.key = SLICE_LIT("b"), .value = SLICE_LIT("v"), .seq = 5, .type = IKEY_PUT};
@@ -1317,16 +1340,13 @@ Test(sst, out_of_order_adds_are_rejected_and_break_the_builder)
         cr_assert_eq(sst_builder_finish(b, NULL, &err), SHALE_INVALID, "finish of a broken one");
         cr_assert_not(exists(path));
     }
-    free(path);
-    tu_rm_rf(dir);
-    free(dir);
+    scratch_free(dir, path);
     tu_assert_no_leaks();
 }
 
 Test(sst, bad_entries_are_rejected)
 {
-    char *dir = tu_tmpdir("sst");
-    char *path = tu_path(dir, NAME);
+    char *dir, *path = scratch_table(&dir);
     sst_builder *b;
     ikey_entry bad[] = {
         {.key = SLICE_LIT(""), .seq = 1, .type = IKEY_PUT},
@@ -1357,15 +1377,12 @@ Test(sst, bad_entries_are_rejected)
     cr_assert_eq(sst_builder_add(b, &too_big, NULL), SHALE_INVALID);
     sst_builder_abandon(b);
     free(big);
-    free(path);
-    tu_rm_rf(dir);
-    free(dir);
+    scratch_free(dir, path);
 }
 
 Test(sst, extreme_seqs_and_a_huge_key_round_trip)
 {
-    char *dir = tu_tmpdir("sst");
-    char *path = tu_path(dir, NAME);
+    char *dir, *path = scratch_table(&dir);
     uint8_t *big = malloc(SST_MAX_KEY_BYTES);
     memset(big, 0xff, SST_MAX_KEY_BYTES);
     ikey_entry es[] = {
@@ -1417,15 +1434,12 @@ Test(sst, extreme_seqs_and_a_huge_key_round_trip)
     sst_reader_close(r);
     buf_free(&scratch);
     free(big);
-    free(path);
-    tu_rm_rf(dir);
-    free(dir);
+    scratch_free(dir, path);
 }
 
 Test(sst, empty_table_is_rejected_and_removed)
 {
-    char *dir = tu_tmpdir("sst");
-    char *path = tu_path(dir, NAME);
+    char *dir, *path = scratch_table(&dir);
     sst_builder *b;
     shale_error err;
     cr_assert_eq(sst_builder_new(env_posix(), path, FNUM, NULL, &b, NULL), SHALE_OK);
@@ -1433,15 +1447,12 @@ Test(sst, empty_table_is_rejected_and_removed)
     cr_assert_eq(sst_builder_finish(b, NULL, &err), SHALE_INVALID);
     cr_assert(strstr(err.msg, "at least one entry") != NULL, "%s", err.msg);
     cr_assert_not(exists(path));
-    free(path);
-    tu_rm_rf(dir);
-    free(dir);
+    scratch_free(dir, path);
 }
 
 Test(sst, abandon_removes_the_file)
 {
-    char *dir = tu_tmpdir("sst");
-    char *path = tu_path(dir, NAME);
+    char *dir, *path = scratch_table(&dir);
     sst_builder *b;
     model m = seq_model(5000);
     sst_builder_options o = sst_builder_default_options();
@@ -1456,15 +1467,12 @@ Test(sst, abandon_removes_the_file)
     sst_builder_abandon(NULL);
     cr_assert_not(exists(path));
     model_free(&m);
-    free(path);
-    tu_rm_rf(dir);
-    free(dir);
+    scratch_free(dir, path);
 }
 
 Test(sst, bad_options_and_existing_paths)
 {
-    char *dir = tu_tmpdir("sst");
-    char *path = tu_path(dir, NAME);
+    char *dir, *path = scratch_table(&dir);
     sst_builder *b;
     shale_error err;
     sst_builder_options bad[] = {
@@ -1498,17 +1506,14 @@ Test(sst, bad_options_and_existing_paths)
     cr_assert_eq(d.restart_interval, 16);
     cr_assert_eq(d.bloom_bits_per_key, 10);
     cr_assert_eq(d.compression, COMPRESS_LZ4);
-    free(path);
-    tu_rm_rf(dir);
-    free(dir);
+    scratch_free(dir, path);
 }
 
 /* Builds the 5000-entry table through a fault env that fails the nth op of `op`; the failure
  * must surface as SHALE_IO from add or finish, and no file may remain. */
 static void fault_run(env_op op, uint64_t nth, bool short_write)
 {
-    char *dir = tu_tmpdir("sst");
-    char *path = tu_path(dir, NAME);
+    char *dir, *path = scratch_table(&dir);
     env_fault *fe = env_fault_new(env_posix());
     const shale_env *env = env_fault_env(fe);
     model m = seq_model(5000); /* ~600 KiB: a few 256 KiB appends, then the tail */
@@ -1538,9 +1543,7 @@ static void fault_run(env_op op, uint64_t nth, bool short_write)
     cr_assert_not(exists(path), "op %d #%" PRIu64 ": the partial file remains", op, nth);
     env_fault_free(fe);
     model_free(&m);
-    free(path);
-    tu_rm_rf(dir);
-    free(dir);
+    scratch_free(dir, path);
 }
 
 Test(sst, write_failures_leave_no_file)
@@ -1554,8 +1557,7 @@ Test(sst, write_failures_leave_no_file)
 
 Test(sst, write_failure_at_finish_of_a_small_table)
 {
-    char *dir = tu_tmpdir("sst");
-    char *path = tu_path(dir, NAME);
+    char *dir, *path = scratch_table(&dir);
     env_fault *fe = env_fault_new(env_posix());
     sst_builder *b;
     shale_error err;
@@ -1568,8 +1570,6 @@ Test(sst, write_failure_at_finish_of_a_small_table)
     cr_assert_eq(err.sys_errno, ENOSPC);
     cr_assert_not(exists(path));
     env_fault_free(fe);
-    free(path);
-    tu_rm_rf(dir);
-    free(dir);
+    scratch_free(dir, path);
     tu_assert_no_leaks();
 }

@@ -7,7 +7,6 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include "api.h"
 
@@ -17,12 +16,7 @@ TestSuite(checkpoint);
 
 static shale_options small_opts(void)
 {
-    return (shale_options){
-        .max_memory_mb = 4,
-        .write_buffer_bytes = 64 * 1024,
-        .table_bytes = 64 * 1024,
-        .l0_compaction_trigger = 4,
-    };
+    return tu_small_lsm_options(4);
 }
 
 /* For opening a copy whose files are then listed: no compaction may start at open (level 0 of a
@@ -85,9 +79,7 @@ static void read_state(shale_db *db, cstate *out, const char *ctx)
         }
         cr_assert_eq(rc, SHALE_OK, "%s: get key %d: %s", ctx, k, shale_strerror(rc));
         char head[40];
-        size_t hl = buf.len < sizeof head - 1 ? buf.len : sizeof head - 1;
-        memcpy(head, buf.data, hl);
-        head[hl] = '\0';
+        tu_head(head, sizeof head, buf.data, buf.len);
         unsigned long long id = 0;
         int vk = -1;
         cr_assert(sscanf(head, "id%llu:k%d:", &id, &vk) == 2 && vk == k && id > 0,
@@ -117,6 +109,15 @@ static void expect_equal(const cstate *got, const cstate *want, const char *ctx)
         cr_assert_eq(got->ids[k], want->ids[k], "%s: key %d holds write %llu, want %llu", ctx, k,
                      (unsigned long long)got->ids[k], (unsigned long long)want->ids[k]);
     }
+}
+
+/* Reads db (read_state) and asserts it holds exactly `want`. */
+static void expect_db(shale_db *db, const cstate *want, const char *ctx)
+{
+    static cstate got; /* static: large */
+
+    read_state(db, &got, ctx);
+    expect_equal(&got, want, ctx);
 }
 
 static uint64_t level_tables(shale_db *db, int from, int to)
@@ -158,7 +159,7 @@ Test(checkpoint, copies_memtable_level0_and_deeper_levels)
 {
     api_fx fx = {0};
     shale_options o = small_opts();
-    static cstate model, got;
+    static cstate model;
     uint64_t next_id = 1;
 
     memset(&model, 0, sizeof model);
@@ -169,8 +170,7 @@ Test(checkpoint, copies_memtable_level0_and_deeper_levels)
     static cstate at_cp;
     at_cp = model;
     /* The original goes on as before. */
-    read_state(fx.db, &got, "original after the checkpoint");
-    expect_equal(&got, &model, "original after the checkpoint");
+    expect_db(fx.db, &model, "original after the checkpoint");
     cput(fx.db, &model, next_id++, 0);
     cdel(fx.db, &model, 3);
 
@@ -178,15 +178,13 @@ Test(checkpoint, copies_memtable_level0_and_deeper_levels)
      * writes after it). */
     shale_options q = quiet_opts();
     shale_db *copy = api_open(cp, &q);
-    read_state(copy, &got, "checkpoint");
-    expect_equal(&got, &at_cp, "checkpoint");
+    expect_db(copy, &at_cp, "checkpoint");
     /* The copy holds only what a database directory holds, and no leftover. */
     tu_assert_db_files(copy, cp, "checkpoint");
     ASSERT_OK(shale_close(copy, &ERR));
     /* Reopened, it still holds the same (its log tail was complete). */
     copy = api_open(cp, &o);
-    read_state(copy, &got, "checkpoint reopened");
-    expect_equal(&got, &at_cp, "checkpoint reopened");
+    expect_db(copy, &at_cp, "checkpoint reopened");
     ASSERT_OK(shale_close(copy, &ERR));
     free(cp);
     api_end(&fx);
@@ -199,7 +197,7 @@ Test(checkpoint, copy_and_original_are_independent)
 {
     api_fx fx = {0};
     shale_options o = small_opts();
-    static cstate model, at_cp, got;
+    static cstate model, at_cp;
     uint64_t next_id = 1;
 
     memset(&model, 0, sizeof model);
@@ -236,13 +234,11 @@ Test(checkpoint, copy_and_original_are_independent)
         }
     }
     ASSERT_OK(shale_compact(fx.db, &ERR));
-    read_state(fx.db, &got, "original after changes");
-    expect_equal(&got, &model, "original after changes");
+    expect_db(fx.db, &model, "original after changes");
     api_close(&fx);
 
     shale_db *copy = api_open(cp, &o);
-    read_state(copy, &got, "checkpoint after the original changed");
-    expect_equal(&got, &at_cp, "checkpoint after the original changed");
+    expect_db(copy, &at_cp, "checkpoint after the original changed");
     /* Now write to the copy, compact it; the original does not see it. */
     static cstate cp_model;
     cp_model = at_cp;
@@ -250,13 +246,11 @@ Test(checkpoint, copy_and_original_are_independent)
         cput(copy, &cp_model, 1000000 + (uint64_t)k, k);
     }
     ASSERT_OK(shale_compact(copy, &ERR));
-    read_state(copy, &got, "checkpoint after its own changes");
-    expect_equal(&got, &cp_model, "checkpoint after its own changes");
+    expect_db(copy, &cp_model, "checkpoint after its own changes");
     ASSERT_OK(shale_close(copy, &ERR));
 
     fx.db = api_open(fx.path, &o);
-    read_state(fx.db, &got, "original after the copy changed");
-    expect_equal(&got, &model, "original after the copy changed");
+    expect_db(fx.db, &model, "original after the copy changed");
     free(cp);
     api_end(&fx);
 }
@@ -330,12 +324,6 @@ static void *cp_writer_main(void *arg)
     return NULL;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Finds P in [lo, hi] such that the writer's ops 1..P over `base` give `got`; fails if there is
  * none. */
 static uint64_t match_prefix(const cstate *base, const cstate *got, uint64_t lo, uint64_t hi,
@@ -393,7 +381,7 @@ Test(checkpoint, consistent_prefix_while_a_writer_runs)
     cr_assert_eq(pthread_create(&th, NULL, cp_writer_main, &w), 0);
     for (int c = 0; c < CHECKPOINTS && !atomic_load(&w.failed); c++) {
         char name[32], ctx[64];
-        sleep_ms(40 + c * 30);
+        tu_sleep_us((uint64_t)(40 + c * 30) * 1000);
         if (c == 2) {
             ASSERT_OK(shale_compact(fx.db, &ERR));
         }
@@ -479,15 +467,14 @@ Test(checkpoint, of_a_fresh_database_and_of_a_checkpoint)
 {
     api_fx fx = {0};
     shale_options o = small_opts();
-    static cstate model, got;
+    static cstate model;
 
     memset(&model, 0, sizeof model);
     api_begin(&fx, "api-cp", &o);
     char *empty_cp = tu_path(fx.root, "empty");
     ASSERT_OK(shale_checkpoint(fx.db, empty_cp, &ERR));
     shale_db *copy = api_open(empty_cp, &o);
-    read_state(copy, &got, "checkpoint of an empty database");
-    expect_equal(&got, &model, "checkpoint of an empty database");
+    expect_db(copy, &model, "checkpoint of an empty database");
     ASSERT_OK(shale_close(copy, &ERR));
 
     for (int k = 0; k < 50; k++) {
@@ -497,14 +484,12 @@ Test(checkpoint, of_a_fresh_database_and_of_a_checkpoint)
     char *mem_cp = tu_path(fx.root, "mem");
     ASSERT_OK(shale_checkpoint(fx.db, mem_cp, &ERR));
     copy = api_open(mem_cp, &o);
-    read_state(copy, &got, "checkpoint of a memtable-only database");
-    expect_equal(&got, &model, "checkpoint of a memtable-only database");
+    expect_db(copy, &model, "checkpoint of a memtable-only database");
     char *second = tu_path(fx.root, "second");
     ASSERT_OK(shale_checkpoint(copy, second, &ERR));
     ASSERT_OK(shale_close(copy, &ERR));
     copy = api_open(second, &o);
-    read_state(copy, &got, "checkpoint of a checkpoint");
-    expect_equal(&got, &model, "checkpoint of a checkpoint");
+    expect_db(copy, &model, "checkpoint of a checkpoint");
     ASSERT_OK(shale_close(copy, &ERR));
     free(second);
     free(mem_cp);

@@ -6,7 +6,6 @@
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <time.h>
 
 #include "api.h"
 
@@ -16,12 +15,7 @@ TestSuite(snapshot);
 
 static shale_options small_opts(void)
 {
-    return (shale_options){
-        .max_memory_mb = 4,
-        .write_buffer_bytes = 64 * 1024,
-        .table_bytes = 64 * 1024,
-        .l0_compaction_trigger = 2,
-    };
+    return tu_small_lsm_options(2);
 }
 
 static shale_slice skey(char *buf, int k)
@@ -149,6 +143,23 @@ static uint64_t tables_below_l0(shale_db *db)
     return n;
 }
 
+/* Both snapshots (and, when `now` is given, the live view) at `when`. */
+static void expect_views(shale_db *db, const shale_snapshot *s1, const sstate *at1,
+                         const shale_snapshot *s2, const sstate *at2, const sstate *now,
+                         const char *when)
+{
+    char ctx[96];
+
+    snprintf(ctx, sizeof ctx, "s1 %s", when);
+    expect_state(db, s1, at1, ctx);
+    snprintf(ctx, sizeof ctx, "s2 %s", when);
+    expect_state(db, s2, at2, ctx);
+    if (now != NULL) {
+        snprintf(ctx, sizeof ctx, "now %s", when);
+        expect_state(db, NULL, now, ctx);
+    }
+}
+
 Test(snapshot, point_in_time_across_flush_and_compaction)
 {
     api_fx fx = {0};
@@ -184,18 +195,12 @@ Test(snapshot, point_in_time_across_flush_and_compaction)
         del_key(fx.db, &now, k);
     }
 
-    expect_state(fx.db, s1, &at1, "s1 in memory");
-    expect_state(fx.db, s2, &at2, "s2 in memory");
-    expect_state(fx.db, NULL, &now, "now in memory");
+    expect_views(fx.db, s1, &at1, s2, &at2, &now, "in memory");
     ASSERT_OK(shale_flush(fx.db, &ERR));
-    expect_state(fx.db, s1, &at1, "s1 after flush");
-    expect_state(fx.db, s2, &at2, "s2 after flush");
-    expect_state(fx.db, NULL, &now, "now after flush");
+    expect_views(fx.db, s1, &at1, s2, &at2, &now, "after flush");
     ASSERT_OK(shale_compact(fx.db, &ERR));
     cr_assert_gt(tables_below_l0(fx.db), 0, "shale_compact left nothing below level 0");
-    expect_state(fx.db, s1, &at1, "s1 after compact");
-    expect_state(fx.db, s2, &at2, "s2 after compact");
-    expect_state(fx.db, NULL, &now, "now after compact");
+    expect_views(fx.db, s1, &at1, s2, &at2, &now, "after compact");
 
     /* More generations, flushed and compacted on their own (tiny budgets) and by hand. */
     for (int g = 4; g < 8; g++) {
@@ -206,12 +211,9 @@ Test(snapshot, point_in_time_across_flush_and_compaction)
             ASSERT_OK(shale_flush(fx.db, &ERR));
         }
     }
-    expect_state(fx.db, s1, &at1, "s1 after more writes");
-    expect_state(fx.db, s2, &at2, "s2 after more writes");
+    expect_views(fx.db, s1, &at1, s2, &at2, NULL, "after more writes");
     ASSERT_OK(shale_compact(fx.db, &ERR));
-    expect_state(fx.db, s1, &at1, "s1 after a second compact");
-    expect_state(fx.db, s2, &at2, "s2 after a second compact");
-    expect_state(fx.db, NULL, &now, "now after a second compact");
+    expect_views(fx.db, s1, &at1, s2, &at2, &now, "after a second compact");
 
     shale_snapshot_release(fx.db, s1);
     cr_assert_eq(api_stats(fx.db).snapshots, 1);
@@ -397,9 +399,7 @@ static void scan_gens(shale_db *db, const shale_snapshot *snap, sstate *out, con
         shale_slice v = shale_iter_value(it);
         int g = 0, vk = -1;
         char head[32];
-        size_t hl = v.len < sizeof head - 1 ? v.len : sizeof head - 1;
-        memcpy(head, v.data, hl);
-        head[hl] = '\0';
+        tu_head(head, sizeof head, v.data, v.len);
         cr_assert(sscanf(head, "g%d:k%d:", &g, &vk) == 2 && vk == k, "%s: position %d holds '%s'",
                   ctx, k, head);
         shale_slice want = sval(vb, g, k);
@@ -444,8 +444,7 @@ Test(snapshot, consistent_while_a_writer_flushes_and_compacts)
     w.db = fx.db;
     cr_assert_eq(pthread_create(&th, NULL, bg_writer_main, &w), 0);
     while (atomic_load(&w.gens_done) < 1 && !atomic_load(&w.failed)) {
-        struct timespec ts = {0, 1000000};
-        nanosleep(&ts, NULL);
+        tu_sleep_us(1000);
     }
     for (int r = 0; r < ROUNDS && !atomic_load(&w.failed); r++) {
         char ctx[96];

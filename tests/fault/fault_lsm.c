@@ -34,11 +34,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "shale.h"
 
+#include "base/error.h"
 #include "env/env.h"
 #include "env/env_fault.h"
 #include "testutil.h"
@@ -104,23 +104,27 @@ static trip_action tick(trip_env *te, const char *op, const char *path, int *sys
 
 static shale_code trip_err(shale_error *err, int e, const char *op, const char *path)
 {
-    if (err != NULL) {
-        err->code = SHALE_IO;
-        err->sys_errno = e;
-        snprintf(err->msg, sizeof err->msg, "%s: tripwire: injected %s failure (errno %d)", path,
-                 op, e);
+    return err_set(err, SHALE_IO, e, "%s: tripwire: injected %s failure (errno %d)", path, op, e);
+}
+
+/* Counts one operation that either fails whole or goes on: whether it failed (err set). */
+static bool tripped(trip_env *te, const char *op, const char *path, shale_error *err)
+{
+    int e = 0;
+    if (tick(te, op, path, &e) == GO) {
+        return false;
     }
-    return SHALE_IO;
+    trip_err(err, e, op, path);
+    return true;
 }
 
 static shale_code tf_read_at(env_file *f, uint64_t off, void *buf, size_t n, size_t *out_read,
                              shale_error *err)
 {
     trip_file *tf = (trip_file *)f;
-    int e = 0;
-    if (tick(tf->te, "read", f->path, &e) != GO) {
+    if (tripped(tf->te, "read", f->path, err)) {
         *out_read = 0;
-        return trip_err(err, e, "read", f->path);
+        return SHALE_IO;
     }
     return env_file_read_at(tf->inner, off, buf, n, out_read, err);
 }
@@ -142,21 +146,15 @@ static shale_code tf_append(env_file *f, const void *data, size_t n, shale_error
 static shale_code tf_sync(env_file *f, bool data_only, shale_error *err)
 {
     trip_file *tf = (trip_file *)f;
-    int e = 0;
-    if (tick(tf->te, "sync", f->path, &e) != GO) {
-        return trip_err(err, e, "sync", f->path);
-    }
-    return env_file_sync(tf->inner, data_only, err);
+    return tripped(tf->te, "sync", f->path, err) ? SHALE_IO
+                                                 : env_file_sync(tf->inner, data_only, err);
 }
 
 static shale_code tf_truncate(env_file *f, uint64_t size, shale_error *err)
 {
     trip_file *tf = (trip_file *)f;
-    int e = 0;
-    if (tick(tf->te, "truncate", f->path, &e) != GO) {
-        return trip_err(err, e, "truncate", f->path);
-    }
-    return env_file_truncate(tf->inner, size, err);
+    return tripped(tf->te, "truncate", f->path, err) ? SHALE_IO
+                                                     : env_file_truncate(tf->inner, size, err);
 }
 
 static shale_code tf_size(env_file *f, uint64_t *out, shale_error *err)
@@ -186,21 +184,15 @@ static shale_code te_open_file(const shale_env *env, const char *path, int flags
                                shale_error *err)
 {
     trip_env *te = te_of(env);
-    int e = 0;
-    if (tick(te, "open", path, &e) != GO) {
-        return trip_err(err, e, "open", path);
+    if (tripped(te, "open", path, err)) {
+        return SHALE_IO;
     }
     trip_file *tf = calloc(1, sizeof *tf);
     char *p = strdup(path);
     if (tf == NULL || p == NULL) {
         free(tf);
         free(p);
-        if (err != NULL) {
-            err->code = SHALE_NOMEM;
-            err->sys_errno = ENOMEM;
-            snprintf(err->msg, sizeof err->msg, "tripwire: out of memory");
-        }
-        return SHALE_NOMEM;
+        return err_set(err, SHALE_NOMEM, ENOMEM, "tripwire: out of memory");
     }
     shale_code rc = te->inner->open_file(te->inner, path, flags, &tf->inner, err);
     if (rc != SHALE_OK) {
@@ -218,53 +210,37 @@ static shale_code te_open_file(const shale_env *env, const char *path, int flags
 static shale_code te_remove_file(const shale_env *env, const char *path, shale_error *err)
 {
     trip_env *te = te_of(env);
-    int e = 0;
-    if (tick(te, "remove", path, &e) != GO) {
-        return trip_err(err, e, "remove", path);
-    }
-    return te->inner->remove_file(te->inner, path, err);
+    return tripped(te, "remove", path, err) ? SHALE_IO
+                                            : te->inner->remove_file(te->inner, path, err);
 }
 
 static shale_code te_rename_file(const shale_env *env, const char *from, const char *to,
                                  shale_error *err)
 {
     trip_env *te = te_of(env);
-    int e = 0;
-    if (tick(te, "rename", from, &e) != GO) {
-        return trip_err(err, e, "rename", from);
-    }
-    return te->inner->rename_file(te->inner, from, to, err);
+    return tripped(te, "rename", from, err) ? SHALE_IO
+                                            : te->inner->rename_file(te->inner, from, to, err);
 }
 
 static shale_code te_link_file(const shale_env *env, const char *from, const char *to,
                                shale_error *err)
 {
     trip_env *te = te_of(env);
-    int e = 0;
-    if (tick(te, "link", from, &e) != GO) {
-        return trip_err(err, e, "link", from);
-    }
-    return te->inner->link_file(te->inner, from, to, err);
+    return tripped(te, "link", from, err) ? SHALE_IO
+                                          : te->inner->link_file(te->inner, from, to, err);
 }
 
 static shale_code te_mkdir(const shale_env *env, const char *path, shale_error *err)
 {
     trip_env *te = te_of(env);
-    int e = 0;
-    if (tick(te, "mkdir", path, &e) != GO) {
-        return trip_err(err, e, "mkdir", path);
-    }
-    return te->inner->mkdir(te->inner, path, err);
+    return tripped(te, "mkdir", path, err) ? SHALE_IO : te->inner->mkdir(te->inner, path, err);
 }
 
 static shale_code te_sync_dir(const shale_env *env, const char *path, shale_error *err)
 {
     trip_env *te = te_of(env);
-    int e = 0;
-    if (tick(te, "sync_dir", path, &e) != GO) {
-        return trip_err(err, e, "sync_dir", path);
-    }
-    return te->inner->sync_dir(te->inner, path, err);
+    return tripped(te, "sync_dir", path, err) ? SHALE_IO
+                                              : te->inner->sync_dir(te->inner, path, err);
 }
 
 static shale_code te_list_dir(const shale_env *env, const char *path, char ***out,
@@ -283,11 +259,8 @@ static shale_code te_lock_file(const shale_env *env, const char *path, env_lock 
                                shale_error *err)
 {
     trip_env *te = te_of(env);
-    int e = 0;
-    if (tick(te, "lock", path, &e) != GO) {
-        return trip_err(err, e, "lock", path);
-    }
-    return te->inner->lock_file(te->inner, path, out, err);
+    return tripped(te, "lock", path, err) ? SHALE_IO
+                                          : te->inner->lock_file(te->inner, path, out, err);
 }
 
 static shale_code te_unlock_file(const shale_env *env, env_lock *lock, shale_error *err)
@@ -337,19 +310,13 @@ static void trip_arm(trip_env *te, uint64_t n)
     atomic_store(&te->trip_at, n);
 }
 
-static void sleep_ms(unsigned ms)
-{
-    struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)ms * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* Waits until no operation has been counted for 30 ms (background work the operation left
  * behind, such as deleting obsolete files, settles), then disarms. Returns whether it fired. */
 static bool trip_settle(trip_env *te)
 {
     uint64_t last = atomic_load(&te->count);
     for (int i = 0; i < 40; i++) {
-        sleep_ms(30);
+        tu_sleep_us(30000);
         uint64_t now = atomic_load(&te->count);
         if (now == last) {
             break;
@@ -438,9 +405,7 @@ static void check_model(shale_db *db, const model *m, const char *ctx)
         uint64_t id = 0;
         if (rc == SHALE_OK) {
             char head[48];
-            size_t hl = got.len < sizeof head - 1 ? got.len : sizeof head - 1;
-            memcpy(head, got.data, hl);
-            head[hl] = '\0';
+            tu_head(head, sizeof head, got.data, got.len);
             unsigned vk = 0;
             cr_assert(sscanf(head, "w%" SCNu64 " k%u|", &id, &vk) == 2 && vk == k,
                       "%s: key %u holds a foreign value '%.30s'", ctx, k, head);
@@ -487,9 +452,7 @@ static void settle_doubts(shale_db *db, model *m)
         uint64_t id = 0;
         if (rc == SHALE_OK) {
             char head[48];
-            size_t hl = got.len < sizeof head - 1 ? got.len : sizeof head - 1;
-            memcpy(head, got.data, hl);
-            head[hl] = '\0';
+            tu_head(head, sizeof head, got.data, got.len);
             cr_assert_eq(sscanf(head, "w%" SCNu64, &id), 1);
         }
         m->state[k] = id;
@@ -507,17 +470,14 @@ typedef enum scenario {
 
 static shale_options base_opts(const shale_env *env)
 {
-    return (shale_options){
-        .create_if_missing = true,
-        .durability = SHALE_DURABILITY_FULL,
-        .env = env,
-        .max_memory_mb = 4,
-        .write_buffer_bytes = 64 * 1024,
-        .table_bytes = 64 * 1024,
-        /* No compaction starts on its own: the rounds control when it runs. */
-        .l0_compaction_trigger = 8,
-        .ttl_sweep_interval_ms = 3600000,
-    };
+    /* Level-0 trigger 8: no compaction starts on its own, the rounds control when it runs. */
+    shale_options o = tu_small_lsm_options(8);
+
+    o.create_if_missing = true;
+    o.durability = SHALE_DURABILITY_FULL;
+    o.env = env;
+    o.ttl_sweep_interval_ms = 3600000;
+    return o;
 }
 
 static shale_db *open_ok(const char *dir, const shale_options *o, const char *ctx)

@@ -61,20 +61,10 @@ typedef struct model {
     shale_buf got;
 } model;
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
-
 static void gen_wop(const model *m, uint64_t id, wop *out)
 {
     tu_rng r;
-    tu_rng_seed(&r, mix64(m->seed ^ mix64(id)));
+    tu_rng_seed(&r, tu_mix64(m->seed ^ tu_mix64(id)));
     uint64_t kind = tu_rng_below(&r, 20);
     uint64_t level = tu_rng_below(&r, 20);
 
@@ -97,7 +87,7 @@ static void gen_wop(const model *m, uint64_t id, wop *out)
 
 static size_t make_value(const model *m, char *buf, uint64_t id, uint32_t k)
 {
-    uint64_t h = mix64(m->seed ^ mix64(id) ^ 0xabcdef);
+    uint64_t h = tu_mix64(m->seed ^ tu_mix64(id) ^ 0xabcdef);
     size_t len;
 
     if (m->value_mode == 1 && h % 16 == 0) {
@@ -198,9 +188,7 @@ static uint64_t read_actual(model *m, shale_db *db, const char *ctx)
         }
         present++;
         char head[64];
-        size_t hl = m->got.len < sizeof head - 1 ? m->got.len : sizeof head - 1;
-        memcpy(head, m->got.data, hl);
-        head[hl] = '\0';
+        tu_head(head, sizeof head, m->got.data, m->got.len);
         uint64_t id = 0;
         unsigned vk = 0;
         cr_assert(sscanf(head, "I%" SCNu64 " K%u|", &id, &vk) == 2 && vk == k && id > 0,
@@ -276,14 +264,7 @@ static uint64_t match(model *m, uint64_t first, uint64_t lo, uint64_t hi, const 
     }
     if (!found) {
         char msg[400];
-        size_t len = 0;
-        for (uint32_t k = 0; k < PL_KEYS && len < sizeof msg - 64; k++) {
-            if (want_lo[k] != m->actual[k]) {
-                len += (size_t)snprintf(msg + len, sizeof msg - len,
-                                        " key %u: want %" PRIu64 " got %" PRIu64 ";", k, want_lo[k],
-                                        m->actual[k]);
-            }
-        }
+        tu_diff_keys(msg, sizeof msg, want_lo, m->actual, PL_KEYS);
         cr_assert_fail("%s: the database equals the model after no write in %" PRIu64 "..%" PRIu64
                        " (last FULL ack %" PRIu64 "); against the state after the "
                        "last FULL ack:%s",

@@ -111,16 +111,6 @@ typedef struct mt {
 
 /* ---- deterministic data -------------------------------------------------------------------- */
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ull;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebull;
-    x ^= x >> 31;
-    return x;
-}
-
 static int key_cmp(const unsigned char *a, size_t alen, const unsigned char *b, size_t blen)
 {
     size_t n = alen < blen ? alen : blen;
@@ -178,7 +168,7 @@ static shale_slice kslice(const mt *m, size_t k)
 /* The value write `id` stores under key k. */
 static size_t make_value(const mt *m, unsigned char *buf, uint64_t id, size_t k)
 {
-    uint64_t h = mix64(m->v.seed ^ mix64(id * 0x9e3779b97f4a7c15ull + k));
+    uint64_t h = tu_mix64(m->v.seed ^ tu_mix64(id * 0x9e3779b97f4a7c15ull + k));
     uint64_t pick = h % 100;
     size_t len;
 
@@ -480,29 +470,21 @@ static void check_iter(mt *m, const kstate *st, const shale_snapshot *snap)
                 move = "seek_last";
                 break;
             case 2:
+            case 3: {
+                bool back = pick == 3;
                 random_target(m, t, &tl);
-                shale_iter_seek(it, (shale_slice){t, tl});
-                pos = find_pos(m, exp, n, t, tl, false);
-                move = "seek";
+                (back ? shale_iter_seek_for_prev : shale_iter_seek)(it, (shale_slice){t, tl});
+                pos = find_pos(m, exp, n, t, tl, back);
+                move = back ? "seek_for_prev" : "seek";
                 break;
-            case 3:
-                random_target(m, t, &tl);
-                shale_iter_seek_for_prev(it, (shale_slice){t, tl});
-                pos = find_pos(m, exp, n, t, tl, true);
-                move = "seek_for_prev";
+            }
+            default: { /* 4..6 next, 7..9 prev */
+                bool fwd = pick < 7;
+                (fwd ? shale_iter_next : shale_iter_prev)(it);
+                pos += fwd ? 1 : -1;
+                move = fwd ? "next" : "prev";
                 break;
-            case 4:
-            case 5:
-            case 6:
-                shale_iter_next(it);
-                pos++;
-                move = "next";
-                break;
-            default:
-                shale_iter_prev(it);
-                pos--;
-                move = "prev";
-                break;
+            }
             }
             check_at(m, it, exp, n, pos, st, move);
         }
@@ -825,7 +807,7 @@ static void run(const variant *vin)
     m->opname = "setup";
     m->next_id = 1;
     atomic_store(&g_now, T0);
-    tu_rng_seed(&m->rng, mix64(m->v.seed));
+    tu_rng_seed(&m->rng, tu_mix64(m->v.seed));
     make_keys(m);
     m->vbuf = malloc(VALUE_CAP);
     cr_assert_not_null(m->vbuf);
@@ -834,19 +816,14 @@ static void run(const variant *vin)
     m->env = *env_posix();
     m->env.name = "model-fake-clock";
     m->env.now_ms = fake_now_ms;
-    m->opts = (shale_options){
-        .create_if_missing = true,
-        .durability = m->v.durability,
-        .env = &m->env,
-        .max_memory_mb = 4,
-        .write_buffer_bytes = 64 * 1024,
-        .table_bytes = 64 * 1024,
-        .l0_compaction_trigger = m->v.l0_trigger ? m->v.l0_trigger : 2,
-        .compression = m->v.compression,
-        .ttl_sweep_interval_ms = m->v.ttl_sweep_ms,
-        .compaction_threads = m->v.compaction_threads,
-        .wal_segment_bytes = 64 * 1024,
-    };
+    m->opts = tu_small_lsm_options(m->v.l0_trigger ? m->v.l0_trigger : 2);
+    m->opts.create_if_missing = true;
+    m->opts.durability = m->v.durability;
+    m->opts.env = &m->env;
+    m->opts.compression = m->v.compression;
+    m->opts.ttl_sweep_interval_ms = m->v.ttl_sweep_ms;
+    m->opts.compaction_threads = m->v.compaction_threads;
+    m->opts.wal_segment_bytes = 64 * 1024;
     cr_log_info("%s: seed %" PRIu64 " (SHALE_MODEL_SEED=%" PRIu64 " reproduces it)", m->v.name,
                 m->v.seed, m->v.seed);
     open_db(m);
