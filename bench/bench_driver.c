@@ -45,6 +45,7 @@ typedef struct config {
     char *benchmarks; /* owned copy, split in place */
     uint64_t num;
     uint64_t reads;
+    uint64_t writes;
     uint64_t num_sync;
     size_t key_size;
     size_t value_size;
@@ -911,8 +912,9 @@ static void print_header(const config *c)
     printf("Values:     %zu bytes each (%zu bytes after compression: 50 random printable bytes "
            "repeated twice per 100)\n",
            c->value_size, c->value_size / 2);
-    printf("Entries:    %" PRIu64 " per thread (reads %" PRIu64 ", fillsync %" PRIu64 ")\n", c->num,
-           c->reads, c->num_sync);
+    printf("Entries:    %" PRIu64 " per thread (reads %" PRIu64 ", overwrite/deleterandom %" PRIu64
+           ", fillsync %" PRIu64 ")\n",
+           c->num, c->reads, c->writes, c->num_sync);
     printf("RawSize:    %.1f MiB per thread (keys + values, before compression)\n", raw_mb);
     printf("Threads:    %d (each does the full count; ops/sec is the aggregate)\n", c->threads);
     bench_open_opts o = open_opts(c, c->durability);
@@ -952,36 +954,39 @@ static void print_engine_header(const config *c)
 static void usage(const config *c, const bench_engine *const *engines, size_t engine_count,
                   FILE *out)
 {
-    fprintf(out,
-            "usage: %s [flags]\n"
-            "A db_bench-style benchmark. Flags (also as --flag=value):\n"
-            "  --benchmarks LIST   comma-separated workloads, run in order (default:\n"
-            "                      " DEFAULT_BENCHMARKS ")\n"
-            "                      available: fillseq fillrandom fillbatch overwrite readrandom\n"
-            "                      readmissing readseq readreverse deleterandom fillsync reopen "
-            "stats\n"
-            "  --num N             operations per thread for fills, overwrite and deleterandom;\n"
-            "                      keys come from [0, N) (default 1000000)\n"
-            "  --reads N           operations per thread for the read workloads (default --num)\n"
-            "  --num-sync N        writes per thread for fillsync (default --num / 100)\n"
-            "  --value-size N      bytes per value (default 100)\n"
-            "  --key-size N        bytes per key, zero-padded decimal (default 16)\n"
-            "  --batch-size N      keys per batch for fillbatch (default 1000)\n"
-            "  --threads N         threads; each does the full count (default 1)\n"
-            "  --durability LEVEL  none|memory|os|full: the database's level (default os);\n"
-            "                      fillsync opens its fresh database with full\n"
-            "  --db DIR            database directory (default: a new directory under $TMPDIR\n"
-            "                      or /tmp, removed at the end); emptied before the run and\n"
-            "                      before each fill\n"
-            "  --use-existing      use the database in --db as it is; fills are skipped\n"
-            "  --seed N            seed of the random key streams (default 301)\n"
-            "  --max-memory MIB    memory budget given to every engine (default 256, Shale's\n"
-            "                      default): Shale's max_memory_mb; LevelDB and RocksDB a write\n"
-            "                      buffer of 1/8 and a block cache of 3/4; SQLite's cache_size;\n"
-            "                      LMDB has no budget (the OS page cache holds its map)\n"
-            "  --histogram         also print latency percentiles (two clock reads per op)\n"
-            "  --engine NAME       the engine to measure:",
-            c->prog);
+    fprintf(
+        out,
+        "usage: %s [flags]\n"
+        "A db_bench-style benchmark. Flags (also as --flag=value):\n"
+        "  --benchmarks LIST   comma-separated workloads, run in order (default:\n"
+        "                      " DEFAULT_BENCHMARKS ")\n"
+        "                      available: fillseq fillrandom fillbatch overwrite readrandom\n"
+        "                      readmissing readseq readreverse deleterandom fillsync reopen "
+        "stats\n"
+        "  --num N             operations per thread for fills, overwrite and deleterandom;\n"
+        "                      keys come from [0, N) (default 1000000)\n"
+        "  --reads N           operations per thread for the read workloads (default --num)\n"
+        "  --writes N          operations per thread for overwrite and deleterandom, keys still\n"
+        "                      drawn from [0, num) (default --num)\n"
+        "  --num-sync N        writes per thread for fillsync (default --num / 100)\n"
+        "  --value-size N      bytes per value (default 100)\n"
+        "  --key-size N        bytes per key, zero-padded decimal (default 16)\n"
+        "  --batch-size N      keys per batch for fillbatch (default 1000)\n"
+        "  --threads N         threads; each does the full count (default 1)\n"
+        "  --durability LEVEL  none|memory|os|full: the database's level (default os);\n"
+        "                      fillsync opens its fresh database with full\n"
+        "  --db DIR            database directory (default: a new directory under $TMPDIR\n"
+        "                      or /tmp, removed at the end); emptied before the run and\n"
+        "                      before each fill\n"
+        "  --use-existing      use the database in --db as it is; fills are skipped\n"
+        "  --seed N            seed of the random key streams (default 301)\n"
+        "  --max-memory MIB    memory budget given to every engine (default 256, Shale's\n"
+        "                      default): Shale's max_memory_mb; LevelDB and RocksDB a write\n"
+        "                      buffer of 1/8 and a block cache of 3/4; SQLite's cache_size;\n"
+        "                      LMDB has no budget (the OS page cache holds its map)\n"
+        "  --histogram         also print latency percentiles (two clock reads per op)\n"
+        "  --engine NAME       the engine to measure:",
+        c->prog);
     for (size_t i = 0; i < engine_count; i++) {
         fprintf(out, " %s", engines[i]->name);
     }
@@ -1102,8 +1107,8 @@ static int parse_flags(config *c, const bench_engine *const *engines, size_t eng
     const char *engine_name = NULL;
     const char *engine_list = NULL;
     const char *db = NULL;
-    uint64_t reads = 0, num_sync = 0, u = 0;
-    bool have_reads = false, have_num_sync = false;
+    uint64_t reads = 0, writes = 0, num_sync = 0, u = 0;
+    bool have_reads = false, have_writes = false, have_num_sync = false;
     /* --help wins over every other argument, bad ones included (as in every shale command). */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -1148,9 +1153,10 @@ static int parse_flags(config *c, const bench_engine *const *engines, size_t eng
             continue;
         }
         static const char *const value_flags[] = {
-            "--benchmarks", "--engine",     "--engines", "--rounds",   "--db",
-            "--durability", "--num",        "--reads",   "--num-sync", "--value-size",
-            "--key-size",   "--batch-size", "--threads", "--seed",     "--max-memory",
+            "--benchmarks", "--engine",     "--engines",    "--rounds",
+            "--db",         "--durability", "--num",        "--reads",
+            "--writes",     "--num-sync",   "--value-size", "--key-size",
+            "--batch-size", "--threads",    "--seed",       "--max-memory",
         };
         bool known = false;
         for (size_t f = 0; f < sizeof(value_flags) / sizeof(value_flags[0]); f++) {
@@ -1195,6 +1201,11 @@ static int parse_flags(config *c, const bench_engine *const *engines, size_t eng
             if (!parse_u64(c, name, val, 1, UINT64_C(1) << 40, &c->num)) {
                 return 2;
             }
+        } else if (strcmp(name, "--writes") == 0) {
+            if (!parse_u64(c, name, val, 1, UINT64_C(1) << 40, &writes)) {
+                return 2;
+            }
+            have_writes = true;
         } else if (strcmp(name, "--reads") == 0) {
             if (!parse_u64(c, name, val, 1, UINT64_C(1) << 40, &reads)) {
                 return 2;
@@ -1278,6 +1289,7 @@ static int parse_flags(config *c, const bench_engine *const *engines, size_t eng
     }
 
     c->reads = have_reads ? reads : c->num;
+    c->writes = have_writes ? writes : c->num;
     c->num_sync = have_num_sync ? num_sync : (c->num / 100 > 0 ? c->num / 100 : 1);
     if (decimal_digits(c->num - 1) > c->key_size) {
         fprintf(stderr, "%s: --key-size %zu is too short for keys up to %" PRIu64 "\n", c->prog,
@@ -1424,6 +1436,10 @@ static bool run_one(config *c, db_state *s, const bench_def *def, size_t slot, c
         break;
     case K_FILLSYNC:
         r.ops = c->num_sync;
+        break;
+    case K_OVERWRITE:
+    case K_DELETERANDOM:
+        r.ops = c->writes;
         break;
     default:
         r.ops = c->num;

@@ -18,13 +18,13 @@
  *   fillseq       fresh database; keys 0, 1, ..., num-1 in order
  *   fillrandom    fresh database; num keys drawn uniformly from [0, num)
  *   fillbatch     fresh database; fillrandom in batches of --batch-size keys (engines with batches)
- *   overwrite     num random keys over the existing database
+ *   overwrite     --writes (default num) random keys from [0, num) over the existing database
  *   readrandom    --reads random point reads over [0, num); reports how many were found
  *   readmissing   --reads point reads of keys that cannot exist (a random key plus ".")
  *   readseq       a forward scan of up to --reads entries (ops/sec = entries/sec)
  *   readreverse   the same scan backwards from the last key
- *   deleterandom  num random deletes of keys drawn uniformly from [0, num), as db_bench: after
- *                 fillrandom and overwrite about 86% of them exist (readrandom's found count)
+ *   deleterandom  --writes (default num) random deletes of keys drawn uniformly from [0, num), as
+ * db_bench: after fillrandom and overwrite about 86% of them exist (readrandom's found count)
  *   fillsync      fresh database opened with durability full; --num-sync random writes per thread,
  *                 each synced to stable storage (default num/100: LevelDB uses num/1000, which is
  *                 too few at 8 threads to measure group commit over more than a few hundred syncs)

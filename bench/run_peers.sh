@@ -8,17 +8,17 @@
 # deleterandom fillsync (peerbench's default list, db_bench's order).
 #
 # Rounds: 1,000,000 keys $ROUNDS_1M rounds (default 3), 10,000,000 keys $ROUNDS_10M (default 1:
-# one round of the five engines takes over an hour at that size); with several rounds the
-# engines take turns and each cell is the median. At 10,000,000 keys the reads are cut to
-# 1,000,000 per read workload (readseq scans the first 1,000,000 entries) and fillsync to 10,000
-# writes, as at 1,000,000 keys ($FLAGS_10M, default "--reads 1000000 --num-sync 10000"): rates
-# per operation, not totals, are compared, and the writes take long enough.
+# a round of the five engines takes about half an hour at that size); with several rounds the
+# engines take turns and each cell is the median. At 10,000,000 keys both fills write all
+# 10,000,000 keys, but the reads are cut to 1,000,000 per read workload (readseq scans the first
+# 1,000,000 entries), overwrite and deleterandom to 1,000,000 random keys of the 10,000,000, and
+# fillsync to 10,000 writes, as at 1,000,000 keys ($FLAGS_10M, default "--reads 1000000 --writes
+# 1000000 --num-sync 10000"): rates per operation, not totals, are compared, and SQLite alone
+# would otherwise take an hour per run.
 #
 # Usage: bench/run_peers.sh [FLAG...]   (extra peerbench flags, added to every run)
 # Environment:
-#   BUILD_DIR  default build/bench-rel: configure it with
-#              cmake -S . -B build/bench-rel -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHALE_TESTS=OFF
-#              and build the target peerbench (`make bench` builds it in build/release)
+#   BUILD_DIR  default build/release, where `make bench` builds peerbench (RelWithDebInfo)
 #   ENGINES    default all; e.g. ENGINES=shale to measure Shale alone
 #   SIZES      default "1000000 10000000"
 #   BUDGETS    default "default tenth"
@@ -27,7 +27,7 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-build=${BUILD_DIR:-$root/build/bench-rel}
+build=${BUILD_DIR:-$root/build/release}
 bin=$build/bench/peerbench
 
 if [ "${1:-}" = "--help" ] || [ "${1:-}" = "-h" ]; then
@@ -35,7 +35,7 @@ if [ "${1:-}" = "--help" ] || [ "${1:-}" = "-h" ]; then
     exit 0
 fi
 if [ ! -x "$bin" ]; then
-    echo "run_peers.sh: $bin not found (build the target peerbench in $build)" >&2
+    echo "run_peers.sh: $bin not found (run make bench, or set BUILD_DIR)" >&2
     exit 2
 fi
 
@@ -64,7 +64,7 @@ for num in $sizes; do
         cmd=("$bin" --engines "$engines" --num "$num" --key-size "$key_size"
              --value-size "$value_size" --rounds "$rounds")
         if [ "$num" -ge 10000000 ]; then
-            read -r -a more <<<"${FLAGS_10M---reads 1000000 --num-sync 10000}"
+            read -r -a more <<<"${FLAGS_10M---reads 1000000 --writes 1000000 --num-sync 10000}"
             cmd+=("${more[@]}")
         fi
         what="default memory budget (256 MiB)"

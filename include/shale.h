@@ -161,8 +161,9 @@ typedef struct shale_options {
 
     /* Tables and compaction. */
     shale_compression compression; /* data block compression; 0 = LZ4 */
-    uint64_t table_bytes;          /* target size of compaction output tables; 0 = 16 MiB;
-                                      range 64 KiB .. 1 GiB */
+    uint64_t table_bytes;          /* target size of compaction output tables; 0 = half the
+                                      write buffer, within 1 .. 16 MiB (16 MiB at the default
+                                      budget); range 64 KiB .. 1 GiB */
     uint32_t compaction_threads;   /* background compaction threads; 0 = 2; range 1 .. 32 */
     uint32_t max_open_tables; /* table readers kept open (LRU); 0 = 1000; range 16 .. 1000000 */
     uint32_t l0_compaction_trigger; /* compact level 0 at this many tables; 0 = 4; range 2 .. 64.
