@@ -86,16 +86,6 @@ typedef struct checker {
 
 /* ---- small helpers ---- */
 
-static char *join(const checker *c, const char *name)
-{
-    size_t n = strlen(c->dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p != NULL) {
-        snprintf(p, n, "%s/%s", c->dir, name);
-    }
-    return p;
-}
-
 /* Whether `name` is a file of `kind` (version_parse_file_name), its number into *out. */
 static bool is_kind(const char *name, version_file_kind kind, uint64_t *out)
 {
@@ -205,7 +195,7 @@ static void check_identity(checker *c)
         return;
     }
     e->reported = true;
-    if ((path = join(c, ID_NAME)) == NULL) {
+    if ((path = env_join_path(c->dir, ID_NAME)) == NULL) {
         report_nomem(c, ID_NAME, "identity", e);
         return;
     }
@@ -268,7 +258,7 @@ static void check_current(checker *c)
         return;
     }
     e->reported = true;
-    if ((path = join(c, "CURRENT")) == NULL) {
+    if ((path = env_join_path(c->dir, "CURRENT")) == NULL) {
         report_nomem(c, "CURRENT", "pointer", e);
         return;
     }
@@ -349,7 +339,7 @@ static void check_manifest(checker *c)
         return;
     }
     e->reported = true;
-    if ((path = join(c, name)) == NULL) {
+    if ((path = env_join_path(c->dir, name)) == NULL) {
         report_nomem(c, name, "manifest", e);
         return;
     }
@@ -433,7 +423,7 @@ static void check_table(checker *c, uint64_t number, int level, uint64_t size, b
                e->size, size);
         return;
     }
-    if ((path = join(c, name)) == NULL) {
+    if ((path = env_join_path(c->dir, name)) == NULL) {
         report_nomem(c, name, kind, e);
         return;
     }
@@ -527,7 +517,7 @@ static void check_log(checker *c, uint64_t number, bool is_last, uint64_t *last_
         return; /* cannot happen: the number came from the listing */
     }
     e->reported = true;
-    if ((path = join(c, name)) == NULL) {
+    if ((path = env_join_path(c->dir, name)) == NULL) {
         report_nomem(c, name, "log", e);
         return;
     }
@@ -665,7 +655,7 @@ static shale_code load_dir(checker *c, shale_error *err)
     /* The names move into the entries; only the array is freed here. */
     for (size_t i = 0; i < count; i++) {
         entry *e = &c->files[c->nfiles++];
-        char *path = join(c, names[i]);
+        char *path = env_join_path(c->dir, names[i]);
         e->name = names[i];
         if (path != NULL) {
             e->size_known = c->env->stat_path(c->env, path, &e->is_dir, &e->size, NULL) == SHALE_OK;
@@ -755,7 +745,7 @@ static int run_check(checker *c)
     if (!is_db) {
         return cli_errorf("check", "%s: not a Shale database (no %s file)", c->dir, ID_NAME);
     }
-    if ((lock_path = join(c, "LOCK")) == NULL) {
+    if ((lock_path = env_join_path(c->dir, "LOCK")) == NULL) {
         return cli_errorf("check", "out of memory");
     }
     code = c->env->lock_file(c->env, lock_path, &lock, &err);

@@ -82,6 +82,11 @@ static char *join(const char *dir, const char *name, const char *suffix)
     return p;
 }
 
+char *env_join_path(const char *dir, const char *name)
+{
+    return join(dir, name, "");
+}
+
 shale_code env_write_file_atomic(const shale_env *env, const char *dir, const char *name,
                                  const void *data, size_t n, shale_error *err)
 {

@@ -116,6 +116,9 @@ const shale_env *env_posix(void);
 
 void env_free_names(char **names, size_t count);
 
+/* "dir/name", malloc'ed (free it); NULL when out of memory. */
+char *env_join_path(const char *dir, const char *name);
+
 /* Syncs the directory that holds `path` (a file or a directory just created or renamed), so its
  * entry there is durable: "a/b/" syncs "a", "b" syncs ".", "/b" syncs "/". */
 shale_code env_sync_parent(const shale_env *env, const char *path, shale_error *err) SHALE_MUST_USE;

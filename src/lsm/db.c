@@ -307,16 +307,6 @@ static shale_code dir_is_fresh(shale_db *db, bool *fresh, bool *has_identity, sh
     return rc;
 }
 
-char *db_join_path(const char *dir, const char *name)
-{
-    size_t n = strlen(dir) + strlen(name) + 2;
-    char *p = malloc(n);
-    if (p != NULL) {
-        snprintf(p, n, "%s/%s", dir, name);
-    }
-    return p;
-}
-
 void db_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t ms)
 {
     struct timespec ts;
@@ -363,8 +353,8 @@ static shale_code prepare_dir(shale_db *db, shale_error *err)
         return err_set(err, SHALE_INVALID, 0, "%s: not a Shale database (no %s file)", db->path,
                        DB_IDENTITY_NAME);
     }
-    lock_path = db_join_path(db->path, "LOCK");
-    id_path = db_join_path(db->path, DB_IDENTITY_NAME);
+    lock_path = env_join_path(db->path, "LOCK");
+    id_path = env_join_path(db->path, DB_IDENTITY_NAME);
     if (lock_path == NULL || id_path == NULL) {
         rc = err_nomem(err);
         goto out;
@@ -398,7 +388,7 @@ out:
 
 static void open_info_log(shale_db *db)
 {
-    char *path = db_join_path(db->path, "LOG");
+    char *path = env_join_path(db->path, "LOG");
     if (path != NULL) {
         if (db->env->open_file(db->env, path, ENV_WRITE | ENV_CREATE, &db->info_log, NULL) !=
             SHALE_OK) {
@@ -560,7 +550,7 @@ static shale_code open_tables(shale_db *db, shale_error *err)
     }
     /* Leftovers of a crash: a half-written CURRENT, tables of an unfinished flush or compaction,
      * logs and manifests already superseded. */
-    char *tmp = db_join_path(db->path, "CURRENT.tmp");
+    char *tmp = env_join_path(db->path, "CURRENT.tmp");
     if (tmp != NULL) {
         (void)db->env->remove_file(db->env, tmp, NULL);
         free(tmp);

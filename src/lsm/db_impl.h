@@ -284,8 +284,6 @@ shale_code db_view_get(shale_db *db, db_view *view, shale_slice key, uint64_t se
                        ikey_entry *out, shale_buf *scratch, shale_error *err) SHALE_MUST_USE;
 /* The seq a read runs at: the snapshot's, or the newest visible. */
 uint64_t db_read_seq(shale_db *db, const shale_read_opts *ro);
-/* "dir/name" (malloc'ed) or NULL. */
-char *db_join_path(const char *dir, const char *name);
 
 /* A timed wait of `ms` on cv, which was made with a CLOCK_MONOTONIC condattr (as all of db's). */
 void db_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t ms);

@@ -279,7 +279,7 @@ void flush_delete_obsolete(shale_db *db)
         if (!drop) {
             continue;
         }
-        char *path = db_join_path(db->path, names[i]);
+        char *path = env_join_path(db->path, names[i]);
         if (path == NULL) {
             break;
         }

@@ -118,14 +118,12 @@ static shale_code replay_segment(replay_state *st, uint64_t number, bool is_last
     wal_reader *r = NULL;
     wal_reader_stats stats;
     shale_code rc;
-    size_t plen = strlen(db->path) + sizeof name + 2;
 
     recovery_log_name(name, sizeof name, number);
-    path = malloc(plen);
+    path = env_join_path(db->path, name);
     if (path == NULL) {
         return err_nomem(err);
     }
-    snprintf(path, plen, "%s/%s", db->path, name);
     rc = wal_reader_open(db->env, path, number, db->opts.salvage, &r, err);
     if (rc != SHALE_OK) {
         goto out;
