@@ -32,15 +32,22 @@ _Static_assert(sizeof(arena_block) % 16 == 0, "arena_block header must keep 16-b
 /* x86-64 transparent huge page size; ARENA_BLOCK_BYTES is a multiple of it. */
 #define ARENA_HUGE_PAGE_BYTES ((size_t)2 << 20)
 
+static size_t clamp_block(size_t block_bytes)
+{
+    return block_bytes < ARENA_MIN_BLOCK_BYTES ? ARENA_MIN_BLOCK_BYTES
+           : block_bytes > ARENA_BLOCK_BYTES   ? ARENA_BLOCK_BYTES
+                                               : block_bytes;
+}
+
 void arena_init_sized(arena *a, size_t block_bytes)
 {
     a->ptr = NULL;
     a->remaining = 0;
     a->blocks = NULL;
-    a->block_bytes = block_bytes < ARENA_MIN_BLOCK_BYTES ? ARENA_MIN_BLOCK_BYTES
-                     : block_bytes > ARENA_BLOCK_BYTES   ? ARENA_BLOCK_BYTES
-                                                         : block_bytes;
+    a->block_bytes = clamp_block(block_bytes);
     atomic_init(&a->memory_bytes, 0);
+    a->spare = NULL;
+    atomic_init(&a->spare_bytes, 0);
 }
 
 void arena_init(arena *a)
@@ -48,15 +55,88 @@ void arena_init(arena *a)
     arena_init_sized(a, ARENA_BLOCK_BYTES);
 }
 
-void arena_destroy(arena *a)
+void arena_free_blocks(arena_block *b)
 {
-    arena_block *b = a->blocks;
     while (b != NULL) {
         arena_block *next = b->next;
         free(b);
         b = next;
     }
+}
+
+void arena_destroy(arena *a)
+{
+    arena_free_blocks(a->blocks);
+    arena_free_blocks(a->spare);
     arena_init_sized(a, a->block_bytes);
+}
+
+size_t arena_destroy_keep(arena *a, arena_block **keep)
+{
+    size_t kept = 0;
+    arena_block *lists[2] = {a->blocks, a->spare};
+
+    for (int i = 0; i < 2; i++) {
+        for (arena_block *b = lists[i], *next; b != NULL; b = next) {
+            next = b->next;
+            if (b->bytes == a->block_bytes) {
+                b->next = *keep;
+                *keep = b;
+                kept += b->bytes;
+            } else {
+                free(b);
+            }
+        }
+    }
+    a->blocks = a->spare = NULL;
+    arena_init_sized(a, a->block_bytes);
+    return kept;
+}
+
+void arena_give_spare(arena *a, arena_block *list)
+{
+    size_t bytes = atomic_load_explicit(&a->spare_bytes, memory_order_relaxed);
+
+    for (arena_block *b = list, *next; b != NULL; b = next) {
+        next = b->next;
+        if (b->bytes != a->block_bytes) {
+            free(b);
+            continue;
+        }
+        b->next = a->spare;
+        a->spare = b;
+        bytes += b->bytes;
+    }
+    atomic_store_explicit(&a->spare_bytes, bytes, memory_order_relaxed);
+}
+
+arena_block *arena_blocks_new_faulted(size_t block_bytes, size_t total, size_t *bytes)
+{
+    arena_block *list = NULL;
+    size_t size = clamp_block(block_bytes);
+
+    *bytes = 0;
+    for (size_t i = 0; i < total / size; i++) {
+        arena_block *b = arena_huge_malloc(size);
+        if (b == NULL) {
+            break;
+        }
+        /* One write per 4 KiB page (a huge page faults in whole on its first). volatile: the
+         * stores must happen although nothing reads them. */
+        for (size_t off = sizeof *b; off < size; off += 4096) {
+            ((volatile char *)b)[off] = 0;
+        }
+        b->bytes = size;
+        b->next = list;
+        list = b;
+        *bytes += size;
+    }
+    return list;
+}
+
+size_t arena_spare_bytes(const arena *a)
+{
+    return atomic_load_explicit(&a->spare_bytes, memory_order_relaxed);
 }
 
 void *arena_huge_malloc(size_t bytes)
@@ -76,7 +156,16 @@ void *arena_huge_malloc(size_t bytes)
 /* Mallocs a block of `bytes` (header included), links it in and counts it. */
 static arena_block *new_block(arena *a, size_t bytes)
 {
-    arena_block *b = arena_huge_malloc(bytes);
+    arena_block *b;
+    if (a->spare != NULL && bytes == a->block_bytes) {
+        b = a->spare; /* every spare block is block_bytes (arena_give_spare) */
+        a->spare = b->next;
+        atomic_store_explicit(&a->spare_bytes,
+                              atomic_load_explicit(&a->spare_bytes, memory_order_relaxed) - bytes,
+                              memory_order_relaxed);
+    } else {
+        b = arena_huge_malloc(bytes);
+    }
     if (b == NULL) {
         return NULL;
     }

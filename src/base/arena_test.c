@@ -194,3 +194,74 @@ Test(arena, overflowing_request_returns_null)
     cr_assert_not_null(arena_alloc(&a, 8, 8), "still usable afterwards");
     arena_destroy(&a);
 }
+
+/* Recycling: the standard blocks of a dead arena serve the next one (the same memory, no
+ * malloc), counted in memory_bytes only once used; large dedicated blocks are not kept; blocks
+ * of another size are refused; destroy frees unused spares (ASan checks leaks). */
+Test(arena, destroy_keep_and_give_spare)
+{
+    const size_t block = 64 << 10;
+    arena a;
+    arena_init_sized(&a, block);
+    void *first = arena_alloc(&a, 100, 8);
+    cr_assert_not_null(first);
+    for (int i = 0; i < 3 * 64; i++) {
+        cr_assert_not_null(arena_alloc(&a, 1000, 8)); /* about three more blocks */
+    }
+    cr_assert_not_null(arena_alloc(&a, block, 8)); /* dedicated: not kept */
+    size_t used = arena_memory_bytes(&a);
+    arena_block *keep = NULL;
+    size_t kept = arena_destroy_keep(&a, &keep);
+    cr_assert_not_null(keep);
+    cr_assert_eq(kept % block, 0);
+    cr_assert_geq(kept, 3 * block);
+    cr_assert_eq(kept, used - (16 + block + 7), "all but the dedicated block (header, padding)");
+    cr_assert_eq(arena_memory_bytes(&a), 0);
+
+    arena b;
+    arena_init_sized(&b, block);
+    arena_give_spare(&b, keep);
+    cr_assert_eq(arena_spare_bytes(&b), kept);
+    cr_assert_eq(arena_memory_bytes(&b), 0, "a spare counts once used");
+    char *p = arena_alloc(&b, 100, 8);
+    cr_assert_not_null(p);
+    cr_assert_eq(arena_memory_bytes(&b), block);
+    cr_assert_eq(arena_spare_bytes(&b), kept - block);
+    memset(p, 0x5a, 100);
+    /* Using every spare, then one more block from malloc. */
+    size_t n = 0;
+    while (arena_memory_bytes(&b) <= kept) {
+        char *q = arena_alloc(&b, 1000, 8);
+        cr_assert_not_null(q);
+        memset(q, (int)(n++ & 0xff), 1000);
+        cr_assert_eq(arena_memory_bytes(&b) + arena_spare_bytes(&b),
+                     arena_memory_bytes(&b) <= kept ? kept : kept + block);
+    }
+    cr_assert_eq(arena_spare_bytes(&b), 0);
+    cr_assert_eq(arena_memory_bytes(&b), kept + block);
+    for (int i = 0; i < 100; i++) {
+        cr_assert_eq((unsigned char)p[i], 0x5a, "nothing overlaps");
+    }
+
+    /* Blocks of another size are freed, not kept; destroy frees unused spares. */
+    arena_block *more = NULL;
+    cr_assert_eq(arena_destroy_keep(&b, &more), kept + block);
+    arena c;
+    arena_init_sized(&c, 2 * block);
+    arena_give_spare(&c, more);
+    cr_assert_eq(arena_spare_bytes(&c), 0, "the wrong size is refused");
+    arena_destroy(&c);
+    arena d;
+    arena_init_sized(&d, block);
+    arena_block *none = NULL;
+    cr_assert_eq(arena_destroy_keep(&d, &none), 0);
+    cr_assert_null(none);
+    arena_init_sized(&d, block);
+    cr_assert_not_null(arena_alloc(&d, 10, 1));
+    arena_block *one = NULL;
+    cr_assert_eq(arena_destroy_keep(&d, &one), block);
+    arena_init_sized(&d, block);
+    arena_give_spare(&d, one);
+    arena_destroy(&d); /* the unused spare is freed */
+    cr_assert_eq(arena_spare_bytes(&d), 0);
+}

@@ -227,8 +227,27 @@ roll:
         res->synced |= synced;
     }
 out:
+    db_log_bytes_note_locked(db);
     pthread_mutex_unlock(&db->log_mu);
     return rc;
+}
+
+/* Starts the memtable's cache misses for the group's first ops, so that they overlap the log
+ * write instead of stalling the apply after it. */
+#define COMMIT_PREFETCH_OPS 8
+
+typedef struct prefetch_state {
+    memtable *mem;
+    int left;
+} prefetch_state;
+
+static shale_code prefetch_op(void *arg, uint64_t seq, const batch_op *op, shale_error *err)
+{
+    prefetch_state *st = arg;
+    (void)seq, (void)err;
+    memtable_prefetch(st->mem, op->key);
+    /* Any code but OK ends the walk; batch_iterate hands it back, and we ignore it. */
+    return --st->left > 0 ? SHALE_OK : SHALE_FULL;
 }
 
 /* Leads the group [w, last]: prepare, frame, log, apply. Runs without db->mu. */
@@ -278,6 +297,10 @@ static shale_code lead(shale_db *db, commit_writer *w, commit_writer *last, uint
         return rc;
     }
     if (db->opts.durability != SHALE_DURABILITY_NONE) {
+        prefetch_state st = {db->mem, COMMIT_PREFETCH_OPS};
+        shale_code hint =
+            batch_iterate((const uint8_t *)rec->data + 1, rec->len - 1, prefetch_op, &st, NULL);
+        (void)hint; /* a hint: the apply below checks the batch for real */
         rc = log_record(db, rec, level, res, fatal, err);
         if (rc != SHALE_OK) {
             return rc;
@@ -316,21 +339,41 @@ static commit_writer *form_group(commit_writer *w)
 shale_code commit_write(shale_db *db, const shale_batch *batch, shale_durability level,
                         commit_prepare_fn prepare, void *prepare_arg, shale_error *err)
 {
-    commit_writer w = {
-        .batch = batch, .level = level, .prepare = prepare, .prepare_arg = prepare_arg};
-    group_result res = {0};
+    /* Field by field: the two shale_errors (256-byte messages) are filled only on failure, and
+     * zeroing them costs more than the rest of an uncontended commit's bookkeeping. */
+    commit_writer w;
+    w.batch = batch;
+    w.level = level;
+    w.prepare = prepare;
+    w.prepare_arg = prepare_arg;
+    w.done = false;
+    w.rc = SHALE_OK;
+    w.err.code = SHALE_OK;
+    w.err.sys_errno = 0;
+    w.err.msg[0] = '\0';
+    w.next = NULL;
+    group_result res;
+    res.count = res.writers = 0;
+    res.logged = res.synced = res.stop = false;
+    res.stop_err.code = SHALE_OK;
+    res.stop_err.sys_errno = 0;
+    res.stop_err.msg[0] = '\0';
+    res.apply = (commit_apply){0};
     bool fatal = false;
     shale_code rc;
 
-    pthread_cond_init(&w.cv, NULL);
     pthread_mutex_lock(&db->mu);
     if (db->writes_stopped) {
         rc = stopped_error(db, err);
         pthread_mutex_unlock(&db->mu);
-        pthread_cond_destroy(&w.cv);
         return rc;
     }
-    if (db->queue_tail != NULL) {
+    /* Only a writer that queues behind another ever waits on (or is signalled through) its cv: a
+     * writer that finds the queue empty leads at once, and a leader signals only writers queued
+     * after it. So the uncontended path skips the condition variable altogether. */
+    bool has_cv = db->queue_tail != NULL;
+    if (has_cv) {
+        pthread_cond_init(&w.cv, NULL);
         db->queue_tail->next = &w;
     } else {
         db->queue_head = &w;
@@ -341,7 +384,7 @@ shale_code commit_write(shale_db *db, const shale_batch *batch, shale_durability
     }
     if (w.done) {
         pthread_mutex_unlock(&db->mu);
-        pthread_cond_destroy(&w.cv);
+        pthread_cond_destroy(&w.cv); /* done: it was a follower, so it has a cv */
         if (w.rc != SHALE_OK) {
             err_copy(err, &w.err);
         }
@@ -367,7 +410,6 @@ shale_code commit_write(shale_db *db, const shale_batch *batch, shale_durability
         db->writes += res.count;
         db->live_keys += res.apply.live_delta;
         db->user_bytes += res.apply.bytes;
-        db->last_write_ms = db->env->mono_us(db->env) / 1000;
         atomic_fetch_add_explicit(&db->ttl_puts, res.apply.ttl_puts, memory_order_relaxed);
     }
     if (rc == SHALE_OK && res.count > 0) {
@@ -406,7 +448,9 @@ shale_code commit_write(shale_db *db, const shale_batch *batch, shale_durability
         pthread_cond_signal(&after->cv);
     }
     pthread_mutex_unlock(&db->mu);
-    pthread_cond_destroy(&w.cv);
+    if (has_cv) {
+        pthread_cond_destroy(&w.cv);
+    }
     if (rc != SHALE_OK) {
         err_copy(err, &w.err);
     }

@@ -413,12 +413,18 @@ void db_tables_unref(db_tables *t)
  * threads are stopped. */
 static void db_release(shale_db *db)
 {
+    if (db->recycler != NULL) {
+        /* Memtables still read by iterators past close free their memory when they die. */
+        memtable_recycler_set_accepting(db->recycler, false);
+    }
     db_view_release(db->view);
     db->view = NULL;
     memtable_unref(db->imm);
     db->imm = NULL;
     memtable_unref(db->mem);
     db->mem = NULL;
+    memtable_recycler_unref(db->recycler);
+    db->recycler = NULL;
     while (db->snap_head != NULL) {
         shale_snapshot *s = db->snap_head;
         db->snap_head = s->next;
@@ -538,6 +544,9 @@ static shale_code open_tables(shale_db *db, shale_error *err)
     if (rc != SHALE_OK) {
         return rc;
     }
+    pthread_mutex_lock(&db->log_mu);
+    db_log_bytes_note_locked(db); /* the replayed segments are live until the first flush */
+    pthread_mutex_unlock(&db->log_mu);
     if (version_set_last_seq(db->vs) > db->last_seq) {
         db->last_seq = version_set_last_seq(db->vs);
         atomic_store_explicit(&db->visible_seq, db->last_seq, memory_order_release);
@@ -635,7 +644,10 @@ shale_code shale_open(const char *path, const shale_options *opts, shale_db **ou
     if (rc != SHALE_OK) {
         goto fail;
     }
-    db->mem = memtable_new_sized((size_t)(db->opts.write_buffer_bytes / 16));
+    db->recycler = memtable_recycler_new();
+    db->mem = db->recycler != NULL
+                  ? memtable_new_recycled((size_t)(db->opts.write_buffer_bytes / 16), db->recycler)
+                  : NULL;
     if (db->mem == NULL) {
         rc = err_nomem(err);
         goto fail;
@@ -765,7 +777,16 @@ static shale_code lookup(shale_db *db, db_view *view, shale_slice key, uint64_t 
         info->seq = e.seq;
         info->expire_at_ms = e.expire_at_ms;
     }
-    return value != NULL ? buf_set(value, e.value.data, e.value.len, err) : SHALE_OK;
+    if (value == NULL) {
+        return SHALE_OK;
+    }
+    if (value == scratch && e.key.data == value->data) {
+        /* A table's answer, already in the caller's buffer as key ++ value (sst_reader_get). */
+        memmove(value->data, (const uint8_t *)value->data + e.key.len, e.value.len);
+        value->len = e.value.len;
+        return SHALE_OK;
+    }
+    return buf_set(value, e.value.data, e.value.len, err);
 }
 
 shale_code shale_get_info(shale_db *db, const shale_read_opts *ropts, shale_slice key,
@@ -784,7 +805,9 @@ shale_code shale_get_info(shale_db *db, const shale_read_opts *ropts, shale_slic
     }
     uint64_t seq = db_read_seq(db, ropts); /* the seq first, then the view (db_impl.h) */
     db_view *view = db_view_acquire(db);
-    rc = lookup(db, view, key, seq, 0, value, info, &scratch, err);
+    /* The value buffer doubles as the table's scratch: no allocation per get once it is big
+     * enough, and one copy less. */
+    rc = lookup(db, view, key, seq, 0, value, info, value != NULL ? value : &scratch, err);
     db_view_release(view);
     buf_free(&scratch);
     if (rc != SHALE_OK && value != NULL) {
@@ -1012,8 +1035,13 @@ shale_code shale_stats_get(shale_db *db, shale_stats *out, shale_error *err)
     out->reads = atomic_load_explicit(&db->reads, memory_order_relaxed);
 
     db_view *view = db_view_acquire(db);
-    out->memory_bytes =
-        memtable_memory_bytes(view->mem) + (view->imm ? memtable_memory_bytes(view->imm) : 0);
+    /* Held, not just used: recycled blocks a memtable has not used yet, and what the recycler
+     * keeps for the next memtable, count too. */
+    out->memory_bytes = memtable_memory_bytes(view->mem) + memtable_spare_bytes(view->mem) +
+                        memtable_recycler_bytes(db->recycler);
+    if (view->imm != NULL) {
+        out->memory_bytes += memtable_memory_bytes(view->imm) + memtable_spare_bytes(view->imm);
+    }
     /* Live keys: exact for the memtables' share; a table adds its puts minus its tombstones
      * (each tombstone is taken to hide one put below it) - an estimate that compaction makes
      * exact as it merges versions. */

@@ -11,7 +11,12 @@
  *   log_mu  the log writer (append, flush, sync, roll), shared by the commit leader and the
  *           background log flusher. Never held while waiting for mu.
  *   view_mu (leaf) the current read view.
- * A thread holding a later lock never takes an earlier one.
+ * A thread holding a later lock never takes an earlier one. (The memtable recycler's own lock,
+ * inside src/mem/, is a leaf below all of these.)
+ *
+ * The uncontended commit takes mu twice and log_mu once, and reads no clock: the max_log_bytes
+ * check reads log_live_bytes, the level-0 count is read from the view under mu, and the idle
+ * timer is kept by the flush thread (flush.c).
  *
  * Readers take only view_mu, briefly: they read visible_seq (acquire) FIRST and then acquire the
  * view (memtable, immutable memtable, version). Every write with seq <= the value read is in
@@ -108,15 +113,25 @@ struct shale_db {
     env_file *info_log;      /* LOG: human-readable, not durable; may be NULL */
     pthread_mutex_t info_mu; /* serialises LOG lines (leaf lock) */
 
-    memtable *mem;           /* written by the commit leader only; switched under mu */
-    memtable *imm;           /* the memtable being flushed, or NULL; under mu */
-    uint64_t imm_log_number; /* the first log segment NOT covered by imm */
-    uint64_t imm_seq;        /* the newest seq in imm */
+    memtable *mem; /* written by the commit leader only; switched under mu */
+    memtable *imm; /* the memtable being flushed, or NULL; under mu */
+    /* Keeps a flushed memtable's memory for the next one; accepting only while imm is NULL
+     * (flush.c), so at most two memtables' memory is ever held. */
+    memtable_recycler *recycler;
+    /* Under mu: the current memtable asked the flush thread to prefill the recycler (once per
+     * memtable; flush.c). prefill_wanted is the request, under bg_mu. */
+    bool prefill_asked;
+    bool prefill_wanted;
+    uint64_t imm_log_number;                  /* the first log segment NOT covered by imm */
+    uint64_t imm_seq;                         /* the newest seq in imm */
     uint64_t imm_log_bytes, imm_log_segments; /* the segments imm's flush makes obsolete */
     int64_t imm_live;                         /* imm's share of live_keys (see stats) */
-    bool force_switch;      /* under mu: the next leader switches even a small memtable */
-    pthread_cond_t mu_cv;   /* under mu: a flush or compaction finished (stalled writers) */
-    uint64_t last_write_ms; /* mono ms of the newest commit; under mu */
+    bool force_switch;    /* under mu: the next leader switches even a small memtable */
+    pthread_cond_t mu_cv; /* under mu: a flush or compaction finished (stalled writers) */
+    /* The idle-flush clock, kept by the flush thread (not the commit path, which reads no clock):
+     * last_write_ms is when it last saw `writes` change (idle_writes is the value it saw); under
+     * mu. */
+    uint64_t last_write_ms, idle_writes;
 
     /* Tables (version.h, table_cache.h) and the read view. */
     version_set *vs; /* = shared->vs, and so on: the database's own reference */
@@ -163,6 +178,9 @@ struct shale_db {
     pthread_cond_t log_cv; /* wakes the flusher: bytes buffered, or closing */
     wal_writer *log;
     uint64_t log_bytes_closed; /* bytes in live segments no longer written */
+    /* log_bytes_closed + the open segment's size, refreshed under log_mu whenever either changes
+     * (db_log_bytes_note_locked), so that the commit leader checks max_log_bytes without log_mu. */
+    _Atomic uint64_t log_live_bytes;
     uint64_t log_segments;
     bool bg_log_failed; /* the last background flush failed; under log_mu */
     shale_error bg_log_err;
@@ -297,6 +315,13 @@ void db_log(shale_db *db, const char *fmt, ...) __attribute__((format(printf, 2,
 static inline bool db_entry_live(const memtable_entry *e, uint64_t now_ms)
 {
     return e->type == MEMTABLE_PUT && (e->expire_at_ms == 0 || e->expire_at_ms > now_ms);
+}
+/* Refreshes log_live_bytes. REQUIRES: log_mu held. */
+static inline void db_log_bytes_note_locked(shale_db *db)
+{
+    atomic_store_explicit(&db->log_live_bytes,
+                          db->log_bytes_closed + (db->log ? wal_writer_size(db->log) : 0),
+                          memory_order_relaxed);
 }
 static inline uint64_t db_visible_seq(shale_db *db)
 {

@@ -12,6 +12,11 @@
  * one shown, which was met oldest version first, so the shown key and value are copied into saved
  * buffers. Switching direction re-seeks around the current key.
  *
+ * Cost per step (a scan's whole cost above the tables): the internal iterator's next entry comes
+ * from merge_iter_step (one call, around the vtable layers) and is looked at once; passing over
+ * the older versions of the key just shown compares with a copy of it kept inline (keys up to
+ * SKIP_INLINE bytes: no call, no allocation), lengths first.
+ *
  * Bounds: the prefix is turned into a range [prefix, successor(prefix)) and intersected with the
  * caller's [lower, upper), so the scan loop checks only two bounds.
  *
@@ -27,6 +32,10 @@
 #include "base/error.h"
 #include "base/slice.h"
 #include "lsm/db_impl.h"
+#include "lsm/merge_iter.h"
+
+/* Keys up to this long are saved for skipping in the iterator itself (no call, no allocation). */
+#define SKIP_INLINE 64
 
 struct shale_iter {
     iter *in;          /* the merged internal iterator */
@@ -39,8 +48,11 @@ struct shale_iter {
     bool valid;
     bool reverse;          /* direction of the last move (see above) */
     ikey_entry cur;        /* forward: borrows from `in`; reverse: from saved_key/saved_value */
-    shale_buf saved_key;   /* reverse: the shown key; forward: scratch for skipping */
+    shale_buf saved_key;   /* reverse: the shown key; forward: a long key being skipped */
     shale_buf saved_value; /* reverse: the shown value */
+    shale_slice skip;      /* forward: the key whose older versions are being passed over */
+    ikey_entry scratch;    /* for merge_iter_step */
+    uint8_t skip_inline[SKIP_INLINE]; /* skip's bytes when short */
     shale_code status;
     shale_error err;
 };
@@ -76,48 +88,153 @@ static void at_end(shale_iter *it)
     }
 }
 
-/* Skips every remaining version of `key` (a copy, the iterator moves). */
-static void skip_key(shale_iter *it, shale_slice key)
+static inline uint64_t load64(const uint8_t *p)
 {
-    ikey_entry e;
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
 
-    while (iter_valid(it->in)) {
-        iter_entry(it->in, &e);
-        if (!slice_eq(e.key, key)) {
-            return;
+static inline uint32_t load32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
+
+/* Same bytes? Inline, words at a time (the last word overlapping the one before): a scan
+ * compares every entry with the key before it, and most keys are short. */
+static inline bool key_eq(shale_slice a, shale_slice b)
+{
+    const uint8_t *p = a.data, *q = b.data;
+    size_t n = a.len;
+
+    if (n != b.len) {
+        return false;
+    }
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            if (load64(p + i) != load64(q + i)) {
+                return false;
+            }
         }
-        iter_next(it->in);
+        return load64(p + n - 8) == load64(q + n - 8);
+    }
+    if (n >= 4) {
+        return load32(p) == load32(q) && load32(p + n - 4) == load32(q + n - 4);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] != q[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Copies n <= SKIP_INLINE bytes inline, in overlapping 16- or 8-byte moves for n >= 8. */
+static inline void copy_short(uint8_t *d, const uint8_t *s, size_t n)
+{
+    if (n >= 16) {
+        for (size_t i = 0; i + 16 < n; i += 16) {
+            memcpy(d + i, s + i, 16);
+        }
+        memcpy(d + n - 16, s + n - 16, 16);
+    } else if (n >= 8) {
+        memcpy(d, s, 8);
+        memcpy(d + n - 8, s + n - 8, 8);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            d[i] = s[i];
+        }
     }
 }
 
-/* From the current internal position, forward to the first live key within bounds. */
-static void find_next(shale_iter *it)
+/* buf_set when the buffer must grow (out of line: its error buffer would give every caller a
+ * big frame). */
+static __attribute__((noinline)) bool copy_grow(shale_buf *b, shale_slice s)
 {
-    ikey_entry e;
+    shale_error berr;
+    return buf_set(b, s.data, s.len, &berr) == SHALE_OK;
+}
 
+/* b = a copy of s; false when out of memory. A scan backward copies every key and value it shows,
+ * almost always into a buffer already big enough. */
+static inline bool copy_to(shale_buf *b, shale_slice s)
+{
+    if (s.len > b->cap) {
+        return copy_grow(b, s);
+    }
+    if (s.len > 0) {
+        memcpy(b->data, s.data, s.len);
+    }
+    b->len = s.len;
+    return true;
+}
+
+/* save_skip for a long key (out of line: its error buffer would give every call a big frame). */
+static __attribute__((noinline)) bool save_skip_long(shale_iter *it, shale_slice key)
+{
+    if (!copy_to(&it->saved_key, key)) {
+        return false;
+    }
+    it->skip = saved(&it->saved_key);
+    return true;
+}
+
+/* Makes `key` (which may borrow from the internal iterator, about to move) the skip key. False
+ * when out of memory. */
+static inline __attribute__((always_inline)) bool save_skip(shale_iter *it, shale_slice key)
+{
+    if (key.len <= SKIP_INLINE) {
+        copy_short(it->skip_inline, key.data, key.len);
+        it->skip = (shale_slice){it->skip_inline, key.len};
+        return true;
+    }
+    return save_skip_long(it, key);
+}
+
+/* The internal iterator's entry, and its next one (NULL: invalid). */
+static inline const ikey_entry *in_cur(shale_iter *it)
+{
+    return merge_iter_current(it->in, &it->scratch);
+}
+
+static inline const ikey_entry *in_next(shale_iter *it)
+{
+    return merge_iter_step(it->in, true, &it->scratch);
+}
+
+/* From e, the internal iterator's current entry (NULL: not valid), forward to the first live key
+ * within bounds. With `skipping`, the versions of it->skip come first and are passed over. Each
+ * entry is looked at once. */
+static void find_next(shale_iter *it, const ikey_entry *e, bool skipping)
+{
     it->reverse = false;
-    while (iter_valid(it->in)) {
-        iter_entry(it->in, &e);
-        if (!below_hi(it, e.key)) {
+    for (; e != NULL; e = in_next(it)) {
+        if (skipping) {
+            if (key_eq(e->key, it->skip)) {
+                continue;
+            }
+            skipping = false;
+        }
+        if (!below_hi(it, e->key)) {
             it->valid = false;
             return;
         }
-        if (e.seq > it->snapshot) {
-            iter_next(it->in); /* newer than the view: look at older versions */
-            continue;
+        if (e->seq > it->snapshot) {
+            continue; /* newer than the view: look at older versions */
         }
-        if (ikey_live(&e, it->now_ms)) {
-            it->cur = e;
+        if (ikey_live(e, it->now_ms)) {
+            it->cur = *e;
             it->valid = true;
             return;
         }
         /* The newest visible version is a tombstone or expired: skip the key's older versions. */
-        shale_error berr;
-        if (buf_set(&it->saved_key, e.key.data, e.key.len, &berr) != SHALE_OK) {
+        if (!save_skip(it, e->key)) {
             fail_nomem(it);
             return;
         }
-        skip_key(it, saved(&it->saved_key));
+        skipping = true;
     }
     at_end(it);
 }
@@ -126,37 +243,31 @@ static void find_next(shale_iter *it)
  * the last live key within bounds, saving it. Leaves the internal iterator before it. */
 static void find_prev(shale_iter *it)
 {
-    ikey_entry e;
-    shale_error berr;
+    const ikey_entry *e = in_cur(it);
 
     it->reverse = true;
-    while (iter_valid(it->in)) {
-        iter_entry(it->in, &e);
-        if (below_lo(it, e.key)) {
+    while (e != NULL) {
+        if (below_lo(it, e->key)) {
             break;
         }
         /* Walk this key's versions, oldest first; the last visible one met is the newest. */
-        if (buf_set(&it->saved_key, e.key.data, e.key.len, &berr) != SHALE_OK) {
+        if (!copy_to(&it->saved_key, e->key)) {
             fail_nomem(it);
             return;
         }
         bool have = false;
         ikey_entry best = {0};
         do {
-            if (e.seq <= it->snapshot) {
+            if (e->seq <= it->snapshot) {
                 have = true;
-                best = e;
-                if (buf_set(&it->saved_value, e.value.data, e.value.len, &berr) != SHALE_OK) {
+                best = *e;
+                if (!copy_to(&it->saved_value, e->value)) {
                     fail_nomem(it);
                     return;
                 }
             }
-            iter_prev(it->in);
-            if (!iter_valid(it->in)) {
-                break;
-            }
-            iter_entry(it->in, &e);
-        } while (slice_eq(e.key, saved(&it->saved_key)));
+            e = merge_iter_step(it->in, false, &it->scratch);
+        } while (e != NULL && key_eq(e->key, saved(&it->saved_key)));
         if (have && ikey_live(&best, it->now_ms) && below_hi(it, saved(&it->saved_key))) {
             it->cur = best;
             it->cur.key = saved(&it->saved_key);
@@ -165,7 +276,7 @@ static void find_prev(shale_iter *it)
             return;
         }
     }
-    if (iter_valid(it->in)) {
+    if (e != NULL) {
         it->valid = false; /* below the lower bound */
         return;
     }
@@ -201,7 +312,7 @@ void shale_iter_seek(shale_iter *it, shale_slice target)
         target = it->has_lo ? (shale_slice){it->lo.data, it->lo.len} : (shale_slice){"", 0};
     }
     iter_seek(it->in, target, IKEY_MAX_SEQ);
-    find_next(it);
+    find_next(it, in_cur(it), false);
 }
 
 void shale_iter_seek_first(shale_iter *it)
@@ -215,7 +326,7 @@ void shale_iter_seek_first(shale_iter *it)
     }
     reset(it);
     iter_seek_first(it->in);
-    find_next(it);
+    find_next(it, in_cur(it), false);
 }
 
 void shale_iter_seek_last(shale_iter *it)
@@ -251,20 +362,23 @@ void shale_iter_seek_for_prev(shale_iter *it, shale_slice target)
 
 void shale_iter_next(shale_iter *it)
 {
-    shale_error berr;
-
     if (it == NULL || !it->valid) {
         return;
     }
     if (it->reverse) {
         /* The internal iterator is before the shown key: move past all of its versions. */
         iter_seek(it->in, saved(&it->saved_key), IKEY_MAX_SEQ);
-    } else if (buf_set(&it->saved_key, it->cur.key.data, it->cur.key.len, &berr) != SHALE_OK) {
+        it->skip = saved(&it->saved_key);
+        find_next(it, in_cur(it), true);
+        return;
+    }
+    /* The internal iterator is on the shown key, which borrows from it: save the key, then pass
+     * over its older versions. */
+    if (!save_skip(it, it->cur.key)) {
         fail_nomem(it);
         return;
     }
-    skip_key(it, saved(&it->saved_key));
-    find_next(it);
+    find_next(it, in_next(it), true);
 }
 
 void shale_iter_prev(shale_iter *it)
@@ -275,8 +389,7 @@ void shale_iter_prev(shale_iter *it)
     if (!it->reverse) {
         /* The internal iterator is on the shown key: go to the entry before its newest version
          * (the key is copied first: it borrows from the iterator that moves). */
-        shale_error berr;
-        if (buf_set(&it->saved_key, it->cur.key.data, it->cur.key.len, &berr) != SHALE_OK) {
+        if (!copy_to(&it->saved_key, it->cur.key)) {
             fail_nomem(it);
             return;
         }
@@ -285,24 +398,30 @@ void shale_iter_prev(shale_iter *it)
     find_prev(it);
 }
 
-bool shale_iter_valid(const shale_iter *it)
+/* (Not a call to shale_iter_valid: an exported function is not inlined in a shared library.) */
+static inline bool is_valid(const shale_iter *it)
 {
     return it != NULL && it->valid;
 }
 
+bool shale_iter_valid(const shale_iter *it)
+{
+    return is_valid(it);
+}
+
 shale_slice shale_iter_key(const shale_iter *it)
 {
-    return shale_iter_valid(it) ? it->cur.key : (shale_slice){NULL, 0};
+    return is_valid(it) ? it->cur.key : (shale_slice){NULL, 0};
 }
 
 shale_slice shale_iter_value(const shale_iter *it)
 {
-    return shale_iter_valid(it) ? it->cur.value : (shale_slice){NULL, 0};
+    return is_valid(it) ? it->cur.value : (shale_slice){NULL, 0};
 }
 
 shale_entry_info shale_iter_info(const shale_iter *it)
 {
-    if (!shale_iter_valid(it)) {
+    if (!is_valid(it)) {
         return (shale_entry_info){0, 0};
     }
     return (shale_entry_info){it->cur.seq, it->cur.expire_at_ms};

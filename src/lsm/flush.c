@@ -19,6 +19,11 @@
  * stall meanwhile (both memtables full), and after FLUSH_MAX_FAILURES consecutive failures they
  * get the flush's error instead of waiting on. A failed manifest write is final: writes stop.
  *
+ * Memory: a flushed memtable's arena blocks and index go to db->recycler for the next memtable
+ * (memtable.h, recycling), which accepts only while no imm is pending, so the memtables never hold
+ * more than two write buffers; the first memtable's successor is prefilled in the background
+ * (maybe_prefill_locked).
+ *
  * Stalls: writes slow down by 1 ms each while level 0 holds l0_slowdown tables or more, and stop
  * while it holds l0_stop or both memtables are full, until a flush or compaction finishes
  * (mu_cv). Time spent is counted in stall_us / slowdown_us.
@@ -41,22 +46,19 @@ static uint64_t now_us(const shale_db *db)
     return db->env->mono_us(db->env);
 }
 
-static size_t l0_tables(shale_db *db)
+/* Level 0's table count in the read view. REQUIRES: mu held: the view is only replaced under mu
+ * (db_view_install_locked), so with mu it is stable without view_mu. */
+static size_t l0_tables_locked(shale_db *db)
 {
-    pthread_mutex_lock(&db->view_mu);
-    size_t n = db->view ? db->view->v->nfiles[0] : 0;
-    pthread_mutex_unlock(&db->view_mu);
-    return n;
+    return db->view ? db->view->v->nfiles[0] : 0;
 }
 
-static uint64_t live_log_bytes(shale_db *db)
+/* REQUIRES: mu held (imm, imm_log_bytes). */
+static uint64_t live_log_bytes_locked(shale_db *db)
 {
-    pthread_mutex_lock(&db->log_mu);
     /* The segments of a memtable being flushed do not count: they go when its flush is done. */
-    uint64_t n = db->log_bytes_closed - (db->imm != NULL ? db->imm_log_bytes : 0) +
-                 (db->log ? wal_writer_size(db->log) : 0);
-    pthread_mutex_unlock(&db->log_mu);
-    return n;
+    return atomic_load_explicit(&db->log_live_bytes, memory_order_relaxed) -
+           (db->imm != NULL ? db->imm_log_bytes : 0);
 }
 
 static uint64_t consecutive_failures(shale_db *db, shale_error *last)
@@ -74,7 +76,7 @@ static uint64_t consecutive_failures(shale_db *db, shale_error *last)
 static shale_code switch_locked(shale_db *db, shale_error *err)
 {
     size_t block = (size_t)(db->opts.write_buffer_bytes / 16);
-    memtable *fresh = memtable_new_sized(block);
+    memtable *fresh = memtable_new_recycled(block, db->recycler);
     shale_code rc = SHALE_OK;
 
     if (fresh == NULL) {
@@ -92,6 +94,7 @@ static shale_code switch_locked(shale_db *db, shale_error *err)
         }
         db->imm_log_bytes = db->log_bytes_closed;
         db->imm_log_segments = db->log_segments;
+        db_log_bytes_note_locked(db);
         pthread_mutex_unlock(&db->log_mu);
         if (rc != SHALE_OK) {
             /* A failed sync is final (durable I/O rules). */
@@ -108,6 +111,7 @@ static shale_code switch_locked(shale_db *db, shale_error *err)
     db->imm_live = db->live_keys;
     db->live_keys = 0;
     db->force_switch = false;
+    db->prefill_asked = false;
     rc = db_view_install_locked(db, err);
     if (rc != SHALE_OK) {
         /* Back out: the old memtable stays the current one (its log segment is closed; the next
@@ -119,11 +123,36 @@ static shale_code switch_locked(shale_db *db, shale_error *err)
         memtable_unref(fresh);
         return rc;
     }
+    /* With imm pending, a dying memtable's memory is freed, not kept: active + imm is all the
+     * budget allows. */
+    memtable_recycler_set_accepting(db->recycler, false);
     pthread_mutex_lock(&db->bg_mu);
     db->flush_requested = true;
     pthread_cond_broadcast(&db->bg_cv);
     pthread_mutex_unlock(&db->bg_mu);
     return SHALE_OK;
+}
+
+/* The first memtables of a database get fresh memory, which the writer faults in page by page
+ * (the kernel zeroing each: ~5% of a sequential fill). Once the first one is half full, the
+ * flush thread fills the recycler with the next memtable's blocks, faulted in on its own thread.
+ * Only while no memtable is being flushed (the recycler accepts only then) and only when neither
+ * the recycler nor this memtable has recycled memory already: at most one memtable's memory
+ * beside the active one, as recycling. REQUIRES: mu held by the leader. */
+static void maybe_prefill_locked(shale_db *db)
+{
+    if (db->prefill_asked || db->imm != NULL ||
+        memtable_memory_bytes(db->mem) < db->opts.write_buffer_bytes / 2) {
+        return;
+    }
+    db->prefill_asked = true;
+    if (memtable_spare_bytes(db->mem) > 0 || memtable_recycler_bytes(db->recycler) > 0) {
+        return;
+    }
+    pthread_mutex_lock(&db->bg_mu);
+    db->prefill_wanted = true;
+    pthread_cond_broadcast(&db->bg_cv);
+    pthread_mutex_unlock(&db->bg_mu);
 }
 
 shale_code flush_make_room_locked(shale_db *db, shale_error *err)
@@ -134,7 +163,7 @@ shale_code flush_make_room_locked(shale_db *db, shale_error *err)
         if (db->writes_stopped) {
             return SHALE_OK; /* the caller reports it */
         }
-        size_t l0 = l0_tables(db);
+        size_t l0 = l0_tables_locked(db);
         bool compacting = !db->bg_error; /* with compactions halted, level 0 never shrinks */
         if (compacting && !slowed && l0 >= db->opts.l0_slowdown && l0 < db->opts.l0_stop) {
             /* Give compaction a millisecond of this writer's time, once per write. */
@@ -151,11 +180,12 @@ shale_code flush_make_room_locked(shale_db *db, shale_error *err)
         bool full = !empty && (db->force_switch ||
                                memtable_memory_bytes(db->mem) >= db->opts.write_buffer_bytes ||
                                (db->opts.durability != SHALE_DURABILITY_NONE &&
-                                live_log_bytes(db) >= db->opts.max_log_bytes));
+                                live_log_bytes_locked(db) >= db->opts.max_log_bytes));
         if (!full) {
             if (empty) {
                 db->force_switch = false;
             }
+            maybe_prefill_locked(db);
             return SHALE_OK;
         }
         if (db->imm != NULL || (compacting && l0 >= db->opts.l0_stop)) {
@@ -366,6 +396,9 @@ static shale_code flush_imm(shale_db *db, shale_error *err)
     pthread_mutex_lock(&db->mu);
     db->imm = NULL;
     db->imm_live = 0;
+    /* imm's memory (freed below, or when its last reader lets go) may now wait for the next
+     * memtable. */
+    memtable_recycler_set_accepting(db->recycler, true);
     shale_error verr;
     if (db_view_install_locked(db, &verr) != SHALE_OK) {
         /* Out of memory for a new view: the old one still shows imm, which holds the same data
@@ -375,6 +408,7 @@ static shale_code flush_imm(shale_db *db, shale_error *err)
     pthread_mutex_lock(&db->log_mu);
     db->log_bytes_closed -= db->imm_log_bytes;
     db->log_segments -= db->imm_log_segments;
+    db_log_bytes_note_locked(db);
     pthread_mutex_unlock(&db->log_mu);
     db->imm_log_bytes = db->imm_log_segments = 0;
     pthread_cond_broadcast(&db->mu_cv);
@@ -420,6 +454,14 @@ static void *flush_main(void *arg)
 
     pthread_mutex_lock(&db->bg_mu);
     while (!db->bg_stop) {
+        if (db->prefill_wanted && !db->flush_requested) {
+            db->prefill_wanted = false;
+            pthread_mutex_unlock(&db->bg_mu);
+            memtable_recycler_prefill(db->recycler, (size_t)(db->opts.write_buffer_bytes / 16),
+                                      (size_t)db->opts.write_buffer_bytes);
+            pthread_mutex_lock(&db->bg_mu);
+            continue;
+        }
         if (db->flush_requested) {
             db->flush_requested = false;
             db->flush_running = true;
@@ -457,14 +499,21 @@ static void *flush_main(void *arg)
         }
         uint64_t period = db->opts.flush_idle_ms < 1000 ? db->opts.flush_idle_ms : 1000;
         db_wait_ms(&db->bg_cv, &db->bg_mu, period);
-        if (db->bg_stop || db->flush_requested) {
+        if (db->bg_stop || db->flush_requested || db->prefill_wanted) {
             continue;
         }
         /* Idle flush: a memtable nobody wrote to for flush_idle_ms goes to a table. */
         pthread_mutex_unlock(&db->bg_mu);
         pthread_mutex_lock(&db->mu);
+        uint64_t now_ms = now_us(db) / 1000;
+        if (db->writes != db->idle_writes) {
+            /* Writes since the last look: the newest was at most one period ago. (The commit path
+             * reads no clock; an idle flush may come up to one period late.) */
+            db->idle_writes = db->writes;
+            db->last_write_ms = now_ms;
+        }
         bool idle = db->imm == NULL && !db->writes_stopped && memtable_entry_count(db->mem) > 0 &&
-                    now_us(db) / 1000 - db->last_write_ms >= db->opts.flush_idle_ms;
+                    now_ms - db->last_write_ms >= db->opts.flush_idle_ms;
         pthread_mutex_unlock(&db->mu);
         if (idle) {
             shale_error err;

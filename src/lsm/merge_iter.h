@@ -35,4 +35,14 @@ iter *merge_iter_new(iter **children, size_t n);
 iter *level_iter_new(table_cache *tc, version *v, int level, bool fill_cache);
 iter *mem_iter_new(memtable *m);
 
+/* merge_iter_step: iter_next (fwd) or iter_prev on ANY internal iterator, then the entry it is
+ * on: a pointer to it, valid until `it` next moves or is destroyed, or NULL when `it` became
+ * invalid (its status() tells whether by an error). For the iterators made here it goes around
+ * the vtable layers (a scan step is then one call instead of next + valid + entry through every
+ * layer); `scratch` receives the entry when `it` has none cached to point at.
+ * REQUIRES: `it` is valid.
+ * merge_iter_current: the entry `it` is on (same pointer rules), or NULL when it is not valid. */
+const ikey_entry *merge_iter_step(iter *it, bool fwd, ikey_entry *scratch);
+const ikey_entry *merge_iter_current(const iter *it, ikey_entry *scratch);
+
 #endif

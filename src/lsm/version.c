@@ -1630,12 +1630,100 @@ static uint64_t target_bytes(const version_set *vs, int level)
     return t;
 }
 
-static double level_score(const version_set *vs, const version *v, int level)
+/*
+ * The size each level L1+ should have; a level's score is its size over its target. Dynamic
+ * targets, in the spirit of RocksDB's level_compaction_dynamic_level_bytes, sized from the bottom:
+ * with Lmax the deepest non-empty level, Lmax keeps its static target (it is compacted into an
+ * empty level below only when it outgrows that), and going up each level's target is a ratio-th of
+ * the one below it (for the level just above Lmax, of Lmax's actual size), never below
+ * base_level_bytes and never above the static target base * ratio^(level - 1).
+ *
+ * Why: the static targets fill the tree from the top. With a small base (a small memory budget)
+ * the data settles with, say, L2 and L3 about equal and L2 under its static target, so L2 is never
+ * compacted into L3 and the versions and tombstones in L3 shadowed by L2 stay on disk forever.
+ * Sized from the bottom, L2's target is a tenth of L3 and the shadowed bytes are bounded by about
+ * 1/ratio of the data.
+ *
+ * No compaction loop: a compaction of level l (1 <= l < Lmax) moves bytes out of l, and l's
+ * target depends only on Lmax's size (through the chain) and never falls below base_level_bytes,
+ * so repeated compactions of l bring its score below 1. When l + 1 == Lmax the target even grows
+ * as l's bytes arrive there. Lmax itself is scored on its static target, as before. L1's target is
+ * always base_level_bytes (the static L1 target is the floor), so the L0 -> L1 path is unchanged.
+ *
+ * Growth: when Lmax passes its static target it pushes tables into the empty level below, which
+ * becomes Lmax. The old Lmax's target then drops to about a tenth of the new one's size, so it
+ * keeps draining into it until the new bottom holds about ratio times its size: while the new
+ * bottom is sparse these are mostly trivial moves (no overlap), so the move is cheap.
+ */
+static void level_targets(const version_set *vs, const version *v, uint64_t target[VERSION_LEVELS])
+{
+    int lmax = 0;
+
+    target[0] = 0; /* L0 is scored by table count */
+    for (int l = 1; l < VERSION_LEVELS; l++) {
+        target[l] = target_bytes(vs, l);
+        if (v->nfiles[l] > 0) {
+            lmax = l;
+        }
+    }
+    uint64_t below = lmax > 0 ? v->level_bytes[lmax] : 0;
+    for (int l = lmax - 1; l >= 1; l--) {
+        uint64_t t = below / vs->opts.level_ratio;
+        if (t < vs->opts.base_level_bytes) {
+            t = vs->opts.base_level_bytes;
+        }
+        if (t < target[l]) {
+            target[l] = t;
+        }
+        below = target[l];
+    }
+}
+
+/*
+ * A level's bytes for scoring, with RocksDB's compensation for deletions: a tombstone is a few
+ * bytes but shadows a whole entry somewhere below, which stays on disk until the tombstone is
+ * compacted down to it. A table at least half tombstones counts (2 * deletions - entries) more
+ * entries of the version's average size per live entry, twice (RocksDB's
+ * kDeletionWeightOnCompaction), so a burst of deletes is pushed to the bottom, where it drops what
+ * it shadows. Only scores use it: targets and the pending bytes are actual sizes. The deepest
+ * non-empty level is not compensated: its tombstones (kept for a snapshot, or moved there whole)
+ * shadow nothing below, and pushing them into an empty level would drop nothing but would make
+ * that level the deepest, shrinking every target above it. Compensation cannot make compaction
+ * loop: every compaction moves its level's inputs down a level.
+ */
+static void compensated_bytes(const version *v, double out[VERSION_LEVELS])
+{
+    uint64_t bytes = 0, live = 0;
+    int lmax = 0;
+
+    for (int l = 0; l < VERSION_LEVELS; l++) {
+        bytes = sat_add(bytes, v->level_bytes[l]);
+        for (size_t i = 0; i < v->nfiles[l]; i++) {
+            const file_meta *f = v->files[l][i];
+            live = sat_add(live, f->entries > f->deletions ? f->entries - f->deletions : 0);
+            lmax = l;
+        }
+    }
+    double avg = live > 0 ? (double)bytes / (double)live : 0.0;
+    for (int l = 0; l < VERSION_LEVELS; l++) {
+        out[l] = (double)v->level_bytes[l];
+        for (size_t i = 0; l < lmax && i < v->nfiles[l]; i++) {
+            const file_meta *f = v->files[l][i];
+            double extra = 2.0 * (double)f->deletions - (double)f->entries;
+            if (f->deletions <= f->entries && extra > 0.0) {
+                out[l] += extra * avg * 2.0;
+            }
+        }
+    }
+}
+
+static double level_score(const version_set *vs, const version *v, const double *compensated,
+                          const uint64_t *target, int level)
 {
     if (level == 0) {
         return (double)v->nfiles[0] / (double)vs->opts.l0_compaction_trigger;
     }
-    return (double)v->level_bytes[level] / (double)target_bytes(vs, level);
+    return compensated[level] / (double)target[level];
 }
 
 /* A growable list of tables. */
@@ -1886,11 +1974,15 @@ compaction *version_set_pick_compaction(version_set *vs)
 {
     version *v = version_set_current(vs);
     double score[VERSION_LEVELS - 1];
+    uint64_t target[VERSION_LEVELS];
+    double comp[VERSION_LEVELS];
     bool tried[VERSION_LEVELS - 1] = {false};
     compaction *c = NULL;
 
+    level_targets(vs, v, target);
+    compensated_bytes(v, comp);
     for (int l = 0; l < VERSION_LEVELS - 1; l++) {
-        score[l] = level_score(vs, v, l);
+        score[l] = level_score(vs, v, comp, target, l);
     }
     /* Highest score first; a level whose candidates are all busy gives way to the next. */
     for (int round = 0; round < VERSION_LEVELS - 1 && c == NULL; round++) {
@@ -2030,11 +2122,15 @@ void version_set_pressure(version_set *vs, version_pressure *out)
 {
     version *v = version_set_current(vs);
     uint64_t pending = 0, to_next = 0, next_size = 0;
+    uint64_t targets[VERSION_LEVELS];
+    double comp[VERSION_LEVELS];
 
     memset(out, 0, sizeof *out);
     out->l0_tables = v->nfiles[0];
+    level_targets(vs, v, targets);
+    compensated_bytes(v, comp);
     for (int l = 0; l < VERSION_LEVELS - 1; l++) {
-        double s = level_score(vs, v, l);
+        double s = level_score(vs, v, comp, targets, l);
         if (s > out->max_score) {
             out->max_score = s;
         }
@@ -2053,7 +2149,7 @@ void version_set_pressure(version_set *vs, version_pressure *out)
         }
         size = sat_add(size, to_next);
         to_next = 0;
-        uint64_t target = target_bytes(vs, l);
+        uint64_t target = targets[l];
         if (size > target) {
             to_next = size - target;
             next_size = v->level_bytes[l + 1];

@@ -179,9 +179,14 @@ typedef struct compaction {
 } compaction;
 
 /* The most urgent compaction (L0 by table count against the trigger; other levels by size against
- * their target, i.e. base_level_bytes * ratio^(level-1)), skipping tables being compacted, or NULL
- * if nothing needs it. Marks its inputs being_compacted. At most one L0->L1 compaction runs at a
- * time (a newer L0 table could otherwise fall in a gap of a running one's range). */
+ * their target), skipping tables being compacted, or NULL if nothing needs it. Targets are sized
+ * from the bottom (see version.c): the deepest non-empty level against its static target
+ * base_level_bytes * ratio^(level-1), each level above it against a ratio-th of the level below
+ * (for the level just above the deepest, of its actual size), at least base_level_bytes and at
+ * most the static target; sizes above the deepest level count tombstone-heavy tables as the
+ * entries they shadow (RocksDB's compensated size). Marks its inputs being_compacted. At most one
+ * L0->L1 compaction runs at a time (a newer L0 table could otherwise fall in a gap of a running
+ * one's range). */
 compaction *version_set_pick_compaction(version_set *vs);
 /* A compaction of the tables of `level` overlapping [begin, end] (empty slices = unbounded), or
  * NULL if none (or they are busy). Marks its inputs being_compacted. */

@@ -1230,8 +1230,9 @@ static char *inputs(const compaction *c, int w)
 }
 
 /* Applies the compaction's edit: inputs deleted, one output at level n+1 covering their hull
- * (numbered from 1000 up, away from the tables the tests build). */
-static void finish(version_set *vs, compaction *c)
+ * (numbered from 1000 up, away from the tables the tests build) holding keep_pct percent of the
+ * input bytes (what the merge kept; at least 1 byte). */
+static void finish_keeping(version_set *vs, compaction *c, unsigned keep_pct)
 {
     static uint64_t next_output = 1000;
     version_edit e;
@@ -1256,12 +1257,21 @@ static void finish(version_set *vs, compaction *c)
             size += f->size;
         }
     }
+    size = size * keep_pct / 100;
+    if (size == 0) {
+        size = 1;
+    }
     version_set_mark_file_number_used(vs, next_output + 1);
     cr_assert_eq(version_edit_add_file(&e, c->output_level, next_output++, size, lo, 1, hi, 1, 1, 1,
                                        1, 0, NULL),
                  SHALE_OK);
     apply_ok(vs, &e);
     compaction_free(c);
+}
+
+static void finish(version_set *vs, compaction *c)
+{
+    finish_keeping(vs, c, 100);
 }
 
 Test(vpick, nothing_to_do_below_the_triggers)
@@ -1538,6 +1548,323 @@ Test(vpick, outputs_stop_before_overlapping_too_many_grandparent_bytes)
     cr_assert(!compaction_should_stop_before(c, S("h"))); /* past 32: 600 */
     compaction_free(c);
     version_set_free(vs);
+}
+
+/* ---- dynamic level targets ---- */
+
+/* Adds n tables of `size` bytes to `level`, numbered from `first`, table i covering
+ * [<prefix><i>a, <prefix><i><last>]. */
+static void build_level(version_set *vs, int level, uint64_t first, int n, const char *prefix,
+                        char last, uint64_t size)
+{
+    version_edit e;
+    version_edit_init(&e);
+    for (int i = 0; i < n; i++) {
+        char lo[32], hi[32];
+        snprintf(lo, sizeof lo, "%s%02da", prefix, i);
+        snprintf(hi, sizeof hi, "%s%02d%c", prefix, i, last);
+        add(&e, level, first + (uint64_t)i, lo, hi, size, first + (uint64_t)i);
+    }
+    version_set_mark_file_number_used(vs, first + (uint64_t)n);
+    apply_ok(vs, &e);
+}
+
+/* A table with its entry and deletion counts. */
+static void add_counted(version_edit *e, int level, uint64_t number, const char *lo, const char *hi,
+                        uint64_t size, uint64_t entries, uint64_t deletions)
+{
+    shale_error err;
+    cr_assert_eq(version_edit_add_file(e, level, number, size, S(lo), number, S(hi), number, number,
+                                       number, entries, deletions, &err),
+                 SHALE_OK, "%s", err.msg);
+}
+
+static uint64_t level_bytes(version_set *vs, int level)
+{
+    version *v = version_set_current(vs);
+    uint64_t b = v->level_bytes[level];
+    version_unref(v);
+    return b;
+}
+
+/* Runs picked compactions to completion (each keeping keep_pct of its bytes) until nothing is
+ * picked; fails if that takes more than `limit`. Returns how many ran. */
+static int settle(version_set *vs, unsigned keep_pct, int limit)
+{
+    int n = 0;
+    compaction *c;
+    while ((c = version_set_pick_compaction(vs)) != NULL) {
+        cr_assert_lt(n, limit, "compaction does not settle (level %d)", c->level);
+        finish_keeping(vs, c, keep_pct);
+        n++;
+    }
+    version_pressure p;
+    version_set_pressure(vs, &p);
+    cr_assert_lt(p.max_score, 1.0, "settled, yet a score is %f", p.max_score);
+    return n;
+}
+
+Test(vpick, a_level_as_big_as_the_one_below_is_compacted_into_it)
+{
+    version_set *vs = pick_set();
+    /* L2 9000 under its static 10000 target, L3 9000: sized from the bottom, L2's target is
+     * max(9000 / 10, base 1000) = 1000. */
+    build_level(vs, 1, 10, 1, "k", 'z', 500);
+    build_level(vs, 2, 20, 9, "k", 'm', 1000);
+    build_level(vs, 3, 40, 9, "k", 'z', 1000);
+    version_pressure p;
+    version_set_pressure(vs, &p);
+    cr_assert_float_eq(p.max_score, 9.0, 1e-9);
+    /* L2's excess 8000 moves into L3 (9000 / 9000 + 1 = 2 times). */
+    cr_assert_eq(p.pending_bytes, 16000);
+    compaction *c = version_set_pick_compaction(vs);
+    cr_assert_not_null(c);
+    cr_assert_eq(c->level, 2);
+    cr_assert_eq(c->output_level, 3);
+    cr_assert_str_eq(inputs(c, 0), "20");
+    cr_assert_str_eq(inputs(c, 1), "40");
+    compaction_free(c);
+
+    /* Each merge drops the shadowed half: L3 stays at 9000, L2 drains to its target. */
+    int n = settle(vs, 50, 20);
+    cr_assert_eq(n, 9, "L2 at exactly its target still scores 1 and moves once more");
+    cr_assert_eq(level_bytes(vs, 2), 0);
+    cr_assert_eq(level_bytes(vs, 3), 9000);
+    cr_assert_eq(level_bytes(vs, 1), 500, "L1 (500 of 1000) was left alone");
+    version_set_free(vs);
+    tu_assert_no_leaks();
+}
+
+Test(vpick, pushing_down_without_drops_settles_once_the_level_is_under_its_target)
+{
+    version_set *vs = pick_set();
+    /* Nothing dropped: L3 grows as L2 drains and L2's target grows with it (L3 / 10). */
+    build_level(vs, 2, 20, 9, "k", 'm', 1000);
+    build_level(vs, 3, 40, 9, "k", 'z', 1000);
+    int n = settle(vs, 100, 20);
+    cr_assert_eq(n, 8);
+    cr_assert_eq(level_bytes(vs, 2), 1000);
+    cr_assert_eq(level_bytes(vs, 3), 17000, "1000 / (17000 / 10) < 1");
+    version_set_free(vs);
+}
+
+Test(vpick, the_deepest_level_keeps_its_static_target_and_growth_adds_a_level)
+{
+    version_set *vs = pick_set();
+    /* L2 is the deepest level: scored on its static 10000 target, it never moves into the
+     * empty L3 while under it. */
+    build_level(vs, 2, 20, 9, "k", 'z', 1000);
+    cr_assert_null(version_set_pick_compaction(vs));
+    version_pressure p;
+    version_set_pressure(vs, &p);
+    cr_assert_float_eq(p.max_score, 0.9, 1e-9);
+    cr_assert_eq(p.pending_bytes, 0);
+
+    /* Past it (15000 / 10000): a table moves into L3, which becomes the deepest level; L2's
+     * target becomes max(L3 / 10, 1000), so L2 keeps draining into L3 until it holds about a
+     * tenth of it (a cascade of moves, not a loop). */
+    build_level(vs, 2, 30, 6, "p", 'z', 1000);
+    compaction *c = version_set_pick_compaction(vs);
+    cr_assert_not_null(c);
+    cr_assert_eq(c->level, 2);
+    cr_assert_eq(c->output_level, 3);
+    cr_assert_eq(c->ninputs[1], 0);
+    finish(vs, c);
+    cr_assert_eq(level_bytes(vs, 3), 1000);
+    version_set_pressure(vs, &p);
+    cr_assert_float_eq(p.max_score, 14.0, 1e-9, "L2 14000 against 1000");
+
+    int n = settle(vs, 100, 20);
+    cr_assert_eq(n, 13);
+    cr_assert_eq(level_bytes(vs, 2), 1000);
+    cr_assert_eq(level_bytes(vs, 3), 14000);
+    version_set_free(vs);
+}
+
+Test(vpick, with_only_l1_its_target_is_the_base_and_l1_never_shrinks_below_it)
+{
+    version_set *vs = pick_set();
+    build_level(vs, 1, 10, 3, "k", 'z', 300);
+    cr_assert_null(version_set_pick_compaction(vs), "L1 900 of 1000");
+    build_level(vs, 1, 20, 2, "m", 'z', 300);
+    compaction *c = version_set_pick_compaction(vs);
+    cr_assert_not_null(c);
+    cr_assert_eq(c->level, 1);
+    cr_assert_eq(c->output_level, 2);
+    compaction_free(c);
+    /* 1500 -> 1200 -> 900: L2 (600) is far under 10 x 1000 yet L1 keeps its 1000 target. */
+    cr_assert_eq(settle(vs, 100, 10), 2);
+    cr_assert_eq(level_bytes(vs, 1), 900);
+    cr_assert_eq(level_bytes(vs, 2), 600);
+    version_set_free(vs);
+}
+
+Test(vpick, dynamic_targets_are_floored_at_the_base_and_capped_at_the_static_ones)
+{
+    version_set *vs = pick_set();
+    /* A huge L6: every target is the static one (capped): L1 900 of 1000, L2 9000 of 10000,
+     * L3 90000 of 100000. */
+    build(vs, (const char *const[]){"1:10:a:b:900", "2:20:a:b:9000", "3:30:a:b:90000",
+                                    "6:60:a:z:999999999", NULL});
+    cr_assert_null(version_set_pick_compaction(vs));
+    version_pressure p;
+    version_set_pressure(vs, &p);
+    cr_assert_float_eq(p.max_score, 0.9, 1e-9);
+    version_set_free(vs);
+
+    /* A small L4 (20000): L3's target 2000, L2's and L1's the base 1000. */
+    char *d2 = tu_path(dir, "b");
+    cr_assert_eq(env_posix()->mkdir(env_posix(), d2, NULL), SHALE_OK);
+    vs = create_set(env_posix(), d2, &pick_opts);
+    build(vs, (const char *const[]){"1:10:a:b:900", "2:20:a:b:900", "3:30:a:b:5000",
+                                    "4:40:a:z:20000", NULL});
+    version_set_pressure(vs, &p);
+    cr_assert_float_eq(p.max_score, 2.5, 1e-9);
+    compaction *c = version_set_pick_compaction(vs);
+    cr_assert_not_null(c);
+    cr_assert_eq(c->level, 3);
+    cr_assert_null(version_set_pick_compaction(vs), "L1 and L2 are under 1000");
+    compaction_free(c);
+    version_set_free(vs);
+    free(d2);
+}
+
+Test(vpick, tombstone_heavy_tables_score_as_the_entries_they_shadow)
+{
+    version_set *vs = pick_set();
+    version_edit e;
+    version_edit_init(&e);
+    /* L1: 500 bytes of 100 tombstones. L3: 9000 bytes of 90 live entries, so an entry averages
+     * 9500 / 90 bytes; the tombstones count (2 * 100 - 100) * 9500 / 90 * 2 = 21111 more. */
+    add_counted(&e, 1, 10, "a", "m", 500, 100, 100);
+    add_counted(&e, 3, 30, "a", "z", 9000, 90, 0);
+    version_set_mark_file_number_used(vs, 31);
+    apply_ok(vs, &e);
+    version_pressure p;
+    version_set_pressure(vs, &p);
+    cr_assert_float_eq(p.max_score, (500.0 + 100.0 * 9500.0 / 90.0 * 2.0) / 1000.0, 1e-9);
+    cr_assert_eq(p.pending_bytes, 0, "pending bytes are actual sizes: L1 is under 1000");
+    compaction *c = version_set_pick_compaction(vs);
+    cr_assert_not_null(c);
+    cr_assert_eq(c->level, 1);
+    finish(vs, c); /* into L2 (as one live entry, as finish writes it) */
+    /* In L2 it is compensated no more; L2 (500) is under its target 1000. */
+    cr_assert_null(version_set_pick_compaction(vs));
+    version_set_free(vs);
+
+    /* Fewer than half tombstones: no compensation (L1 at 900 of 1000). */
+    char *d2 = tu_path(dir, "b");
+    cr_assert_eq(env_posix()->mkdir(env_posix(), d2, NULL), SHALE_OK);
+    vs = create_set(env_posix(), d2, &pick_opts);
+    version_edit_init(&e);
+    add_counted(&e, 1, 10, "a", "m", 900, 100, 49);
+    add_counted(&e, 3, 30, "a", "z", 9000, 90, 0);
+    version_set_mark_file_number_used(vs, 31);
+    apply_ok(vs, &e);
+    version_set_pressure(vs, &p);
+    cr_assert_float_eq(p.max_score, 0.9, 1e-9);
+    cr_assert_null(version_set_pick_compaction(vs));
+    version_set_free(vs);
+    free(d2);
+}
+
+Test(vpick, tombstones_in_the_deepest_level_are_not_compensated)
+{
+    version_set *vs = pick_set();
+    version_edit e;
+    version_edit_init(&e);
+    /* Only tombstones (kept for a snapshot, say) in the deepest level, under its static target:
+     * moving them into an empty level would drop nothing, so they stay. */
+    add_counted(&e, 1, 10, "a", "b", 900, 10, 0);
+    add_counted(&e, 2, 20, "a", "z", 5000, 1000, 1000);
+    version_set_mark_file_number_used(vs, 21);
+    apply_ok(vs, &e);
+    version_pressure p;
+    version_set_pressure(vs, &p);
+    cr_assert_float_eq(p.max_score, 0.9, 1e-9);
+    cr_assert_null(version_set_pick_compaction(vs));
+    /* With a level below them they shadow what it holds, and are pushed down to it. */
+    version_edit_init(&e);
+    add_counted(&e, 3, 30, "a", "z", 20000, 100, 0);
+    version_set_mark_file_number_used(vs, 31);
+    apply_ok(vs, &e);
+    compaction *c = version_set_pick_compaction(vs);
+    cr_assert_not_null(c);
+    cr_assert_eq(c->level, 2);
+    cr_assert_str_eq(inputs(c, 1), "30");
+    finish(vs, c);
+    cr_assert_eq(settle(vs, 100, 10), 0);
+    cr_assert_eq(level_bytes(vs, 2), 0);
+    cr_assert_eq(level_bytes(vs, 1), 900);
+    version_set_free(vs);
+}
+
+Test(vpick, random_trees_settle_with_every_score_below_one)
+{
+    tu_rng r;
+    int compactions = 0;
+    tu_rng_seed(&r, 0x1e7e15);
+    for (int trial = 0; trial < 40; trial++) {
+        char *d = tu_path(dir, "t");
+        tu_rm_rf(d);
+        cr_assert_eq(env_posix()->mkdir(env_posix(), d, NULL), SHALE_OK);
+        version_set *vs = create_set(env_posix(), d, &pick_opts);
+        version_edit e;
+        version_edit_init(&e);
+        uint64_t number = 10;
+        for (int level = 1; level <= 4; level++) {
+            /* Disjoint tables in distinct slots of 100. */
+            bool used[100] = {false};
+            int n = (int)tu_rng_below(&r, 12);
+            for (int i = 0; i < n; i++) {
+                int slot = (int)tu_rng_below(&r, 100);
+                if (used[slot]) {
+                    continue;
+                }
+                used[slot] = true;
+                int a = (int)tu_rng_below(&r, 9);
+                int b = a + 1 + (int)tu_rng_below(&r, (uint64_t)(9 - a));
+                char lo[16], hi[16];
+                snprintf(lo, sizeof lo, "k%02d%d", slot, a);
+                snprintf(hi, sizeof hi, "k%02d%d", slot, b);
+                uint64_t entries = 1 + tu_rng_below(&r, 100);
+                uint64_t deletions = tu_rng_below(&r, 3) == 0 ? tu_rng_below(&r, entries + 1) : 0;
+                add_counted(&e, level, number, lo, hi, 100 + tu_rng_below(&r, 4000), entries,
+                            deletions);
+                number++;
+            }
+        }
+        version_set_mark_file_number_used(vs, number);
+        apply_ok(vs, &e);
+        unsigned keep = 30 + (unsigned)tu_rng_below(&r, 71);
+        compactions += settle(vs, keep, 200);
+        /* Settled: every level above the deepest holds at most its target. */
+        version *v = version_set_current(vs);
+        int lmax = 0;
+        for (int l = 1; l < VERSION_LEVELS; l++) {
+            if (v->nfiles[l] > 0) {
+                lmax = l;
+            }
+        }
+        for (int l = 1; l < lmax; l++) {
+            uint64_t t = v->level_bytes[lmax];
+            for (int k = lmax - 1; k >= l; k--) {
+                uint64_t cap = 1000;
+                for (int j = 2; j <= k; j++) {
+                    cap *= 10;
+                }
+                t = t / 10 < 1000 ? 1000 : t / 10;
+                t = t < cap ? t : cap;
+            }
+            cr_assert_lt(v->level_bytes[l], t, "trial %d: L%d %" PRIu64 " of %" PRIu64, trial, l,
+                         v->level_bytes[l], t);
+        }
+        version_unref(v);
+        version_set_free(vs);
+        tu_rm_rf(d);
+        free(d);
+    }
+    cr_assert_gt(compactions, 40, "the trees needed work");
 }
 
 /* ---- check ---- */

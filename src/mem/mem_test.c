@@ -1828,3 +1828,362 @@ Test(skiplist, seek_level_matches_a_walk)
     }
     arena_destroy(&a);
 }
+
+/* ---- The tail fast path (skiplist.last) ---- */
+
+/* Mostly ascending loads (each new key above every key so far takes the fast path), mixed with
+ * newer versions of the last key, keys below the tail, and an empty key first: the list is the
+ * very one the loader builds, and every get agrees. */
+Test(skiplist, ascending_appends_build_the_searched_list)
+{
+    enum { N = 6000 };
+    load_op *ops = calloc(N, sizeof *ops);
+    tu_rng r;
+    uint64_t seq = 0, next_key = 1000;
+    cr_assert_not_null(ops);
+    tu_rng_seed(&r, 77);
+    for (size_t i = 0; i < N; i++) {
+        load_op *o = &ops[i];
+        unsigned pick = (unsigned)tu_rng_below(&r, 10);
+        if (i == 0) {
+            o->key_len = 0; /* the empty key: below everything that follows */
+        } else if (pick == 0 && i > 1) {
+            *o = ops[i - 1]; /* a newer version of the tail's key: not the fast path */
+        } else if (pick == 1) {
+            /* Below the tail: a search. */
+            o->key_len = (size_t)snprintf(o->key, sizeof o->key, "%016llu",
+                                          (unsigned long long)tu_rng_below(&r, next_key));
+        } else {
+            next_key += 1 + tu_rng_below(&r, 3);
+            o->key_len =
+                (size_t)snprintf(o->key, sizeof o->key, "%016llu", (unsigned long long)next_key);
+            if (pick == 2) {
+                /* Longer than the prefix, and a proper extension of the previous tail. */
+                memset(o->key + o->key_len, 'x', 20);
+                o->key_len += 20;
+            }
+        }
+        seq += 1 + tu_rng_below(&r, 2);
+        o->seq = seq;
+        o->type = tu_rng_below(&r, 5) == 0 ? MEMTABLE_DEL : MEMTABLE_PUT;
+        o->expire_at_ms = 0;
+        o->val_len = tu_rng_below(&r, 30);
+    }
+    check_load(ops, N);
+    memtable *m = build_by_adds(ops, N);
+    assert_index_matches_list(m, ops, N, 5);
+    memtable_unref(m);
+    free(ops);
+}
+
+/* The fast path still reports the previous version and refuses a seq that is not newer, for the
+ * tail's own key. */
+Test(skiplist, tail_key_versions_and_bad_seq)
+{
+    memtable *m = new_mt();
+    shale_error err = {0};
+    bool found = true;
+    memtable_entry prev;
+
+    cr_assert_eq(
+        memtable_add(m, 5, MEMTABLE_PUT, SLICE_LIT("a"), SLICE_LIT("1"), 0, &found, &prev, &err),
+        SHALE_OK);
+    cr_assert(!found);
+    cr_assert_eq(
+        memtable_add(m, 6, MEMTABLE_PUT, SLICE_LIT("b"), SLICE_LIT("2"), 0, &found, &prev, &err),
+        SHALE_OK);
+    cr_assert(!found, "a key above the tail has no older version");
+    cr_assert_eq(
+        memtable_add(m, 7, MEMTABLE_PUT, SLICE_LIT("b"), SLICE_LIT("3"), 0, &found, &prev, &err),
+        SHALE_OK);
+    cr_assert(found);
+    cr_assert_eq(prev.seq, 6);
+    cr_assert(slice_is(prev.value, "2"));
+    /* Same seq, and an older seq, for the tail's key: refused, nothing added. */
+    cr_assert_eq(
+        memtable_add(m, 7, MEMTABLE_PUT, SLICE_LIT("b"), SLICE_LIT("x"), 0, NULL, NULL, &err),
+        SHALE_INVALID);
+    cr_assert_eq(
+        memtable_add(m, 4, MEMTABLE_PUT, SLICE_LIT("b"), SLICE_LIT("x"), 0, NULL, NULL, &err),
+        SHALE_INVALID);
+    cr_assert_eq(memtable_entry_count(m), 3);
+    /* Appends after the refusals land at the end, in order. */
+    put(m, 8, "c", "4");
+    memtable_entry e;
+    cr_assert(memtable_get(m, SLICE_LIT("c"), MEMTABLE_MAX_SEQ, &e));
+    cr_assert_eq(skiplist_last(memtable_skiplist(m)),
+                 skiplist_next(skiplist_next(skiplist_next(skiplist_first(memtable_skiplist(m))))));
+    memtable_unref(m);
+}
+
+/* memtable_prefetch is only a hint: a hint for another key, a stale hint, or a long key change
+ * nothing about what adds do. */
+Test(memtable, prefetch_hints_change_nothing)
+{
+    memtable *m = new_mt();
+    char kb[17], vb[17], long_key[100];
+    memset(long_key, 'q', sizeof long_key);
+    for (uint64_t i = 0; i < 3000; i++) {
+        memtable_prefetch(m, tu_key(kb, (i * 7) % 1000));
+        if (i % 3 == 0) {
+            memtable_prefetch(m, tu_key(kb, i + 100000)); /* never added */
+        }
+        if (i % 5 == 0) {
+            memtable_prefetch(m, slice_make(long_key, sizeof long_key));
+        }
+        add(m, i + 1, MEMTABLE_PUT, tu_key(kb, (i * 7) % 1000), tu_key(vb, i), 0);
+    }
+    for (uint64_t k = 0; k < 1000; k++) {
+        memtable_entry e;
+        cr_assert(memtable_get(m, tu_key(kb, k), MEMTABLE_MAX_SEQ, &e), "key %llu",
+                  (unsigned long long)k);
+        /* The newest i with i * 7 % 1000 == k, i < 3000. */
+        uint64_t newest = 0;
+        for (uint64_t i = 0; i < 3000; i++) {
+            if ((i * 7) % 1000 == k) {
+                newest = i;
+            }
+        }
+        cr_assert_eq(e.seq, newest + 1);
+    }
+    memtable_unref(m);
+}
+
+/* ---- Recycling ---- */
+
+static void recycled_round(memtable_recycler *r, size_t block, unsigned round, size_t keys)
+{
+    memtable *m = memtable_new_recycled(block, r);
+    char kb[17], vb[64];
+    cr_assert_not_null(m);
+    cr_assert_eq(memtable_recycler_bytes(r), 0, "a new memtable takes everything");
+    tu_rng rng;
+    tu_rng_seed(&rng, round);
+    /* Half ascending, half random keys, values naming the round: stale bytes from an earlier
+     * round's memtable must never show through. */
+    for (size_t i = 0; i < keys; i++) {
+        uint64_t k = i % 2 ? i : tu_rng_below(&rng, keys);
+        int n = snprintf(vb, sizeof vb, "round %u key %llu seq %zu", round, (unsigned long long)k,
+                         i + 1);
+        add(m, i + 1, MEMTABLE_PUT, tu_key(kb, k), slice_make(vb, (size_t)n), 0);
+    }
+    size_t found = 0;
+    memtable_iter it;
+    memtable_iter_init(&it, m);
+    uint64_t last_seq = 0;
+    char last_key[17] = {0};
+    for (memtable_iter_seek_first(&it); memtable_iter_valid(&it); memtable_iter_next(&it)) {
+        memtable_entry e;
+        memtable_iter_entry(&it, &e);
+        char want[64];
+        int n = snprintf(want, sizeof want, "round %u key %.*s", round, 0, "");
+        cr_assert(e.value.len > (size_t)n && memcmp(e.value.data, want, (size_t)n) == 0,
+                  "round %u: a value from elsewhere", round);
+        cr_assert(found == 0 || memcmp(last_key, e.key.data, 16) < 0 ||
+                      (memcmp(last_key, e.key.data, 16) == 0 && e.seq < last_seq),
+                  "order");
+        memcpy(last_key, e.key.data, 16);
+        last_seq = e.seq;
+        memtable_entry g;
+        cr_assert(memtable_get(m, e.key, e.seq, &g));
+        cr_assert_eq(g.seq, e.seq);
+        found++;
+    }
+    memtable_iter_destroy(&it);
+    cr_assert_eq(found, keys);
+    memtable_unref(m);
+}
+
+/* Many memtables in a row from one recycler: each correct, and from the second on built from
+ * the first's memory (no more than it held, and the recycler never holds more than one). */
+Test(memtable_recycler, many_switches_stay_correct)
+{
+    memtable_recycler *r = memtable_recycler_new();
+    const size_t block = 64 << 10, keys = 4000;
+    cr_assert_not_null(r);
+    cr_assert_eq(memtable_recycler_bytes(r), 0);
+    recycled_round(r, block, 0, keys);
+    size_t held = memtable_recycler_bytes(r);
+    cr_assert_gt(held, keys * 40, "the dead memtable's blocks and index are kept");
+    for (unsigned round = 1; round < 12; round++) {
+        recycled_round(r, block, round, keys);
+        cr_assert_gt(memtable_recycler_bytes(r), 0);
+        cr_assert_leq(memtable_recycler_bytes(r), held + 2 * block,
+                      "round %u: the recycler keeps one memtable's memory", round);
+    }
+    memtable_recycler_unref(r);
+}
+
+/* Accounting: recycled blocks count as used only when used, so a recycled memtable reports the
+ * same arena memory as a fresh one with the same contents; what is not used yet is spare. */
+Test(memtable_recycler, accounting_matches_a_fresh_memtable)
+{
+    memtable_recycler *r = memtable_recycler_new();
+    const size_t block = 64 << 10;
+    char kb[17];
+    cr_assert_not_null(r);
+
+    memtable *first = memtable_new_recycled(block, r);
+    cr_assert_not_null(first);
+    for (uint64_t i = 0; i < 5000; i++) {
+        add(first, i + 1, MEMTABLE_PUT, tu_key(kb, i), SLICE_LIT("0123456789abcdef"), 0);
+    }
+    size_t first_arena = memtable_memory_bytes(first) - memtable_index_bytes(first);
+    size_t first_index = memtable_index_bytes(first);
+    memtable_unref(first);
+    size_t held = memtable_recycler_bytes(r);
+    cr_assert_geq(held, first_arena, "every standard block kept");
+
+    memtable *fresh = memtable_new_sized(block);
+    memtable *reused = memtable_new_recycled(block, r);
+    cr_assert_not_null(fresh);
+    cr_assert_not_null(reused);
+    cr_assert_eq(memtable_spare_bytes(fresh), 0);
+    size_t spare0 = memtable_spare_bytes(reused);
+    cr_assert_gt(spare0, 0);
+    cr_assert_eq(memtable_index_bytes(reused), held - spare0 - block,
+                 "the recycled index counts at once (the list head took one block)");
+    cr_assert_leq(memtable_index_bytes(reused), first_index, "only the newest table is kept");
+    for (uint64_t i = 0; i < 1000; i++) {
+        add(fresh, i + 1, MEMTABLE_PUT, tu_key(kb, i), SLICE_LIT("0123456789abcdef"), 0);
+        add(reused, i + 1, MEMTABLE_PUT, tu_key(kb, i), SLICE_LIT("0123456789abcdef"), 0);
+        cr_assert_eq(memtable_memory_bytes(fresh) - memtable_index_bytes(fresh),
+                     memtable_memory_bytes(reused) - memtable_index_bytes(reused),
+                     "arena bytes after %llu adds", (unsigned long long)i);
+        cr_assert_eq(memtable_memory_bytes(reused) - memtable_index_bytes(reused) +
+                         memtable_spare_bytes(reused),
+                     spare0 + block, "held = used + spare, constant while spares last");
+    }
+    cr_assert_lt(memtable_spare_bytes(reused), spare0);
+    memtable_unref(fresh);
+    memtable_unref(reused);
+    memtable_recycler_unref(r);
+}
+
+/* Not accepting: the recycler frees what it held and keeps nothing, and memtables made then are
+ * ordinary. Accepting again: it keeps the next dead memtable. Also: memtables outliving the
+ * recycler's owner (iterators past close) free everything themselves (ASan checks leaks). */
+Test(memtable_recycler, accepting_and_lifetimes)
+{
+    memtable_recycler *r = memtable_recycler_new();
+    char kb[17];
+    cr_assert_not_null(r);
+    recycled_round(r, 32 << 10, 1, 1000);
+    cr_assert_gt(memtable_recycler_bytes(r), 0);
+    memtable_recycler_set_accepting(r, false);
+    cr_assert_eq(memtable_recycler_bytes(r), 0, "turned off: holds nothing");
+    recycled_round(r, 32 << 10, 2, 1000);
+    cr_assert_eq(memtable_recycler_bytes(r), 0, "not accepting: the dead memtable is freed");
+
+    memtable_recycler_set_accepting(r, true);
+    memtable *a = memtable_new_recycled(32 << 10, r);
+    memtable *b = memtable_new_recycled(32 << 10, r);
+    cr_assert_not_null(a);
+    cr_assert_not_null(b);
+    for (uint64_t i = 0; i < 500; i++) {
+        add(a, i + 1, MEMTABLE_PUT, tu_key(kb, i), SLICE_LIT("a"), 0);
+        add(b, i + 1, MEMTABLE_PUT, tu_key(kb, i), SLICE_LIT("bb"), 0);
+    }
+    memtable_unref(a);
+    size_t held = memtable_recycler_bytes(r);
+    cr_assert_gt(held, 0);
+    memtable_ref(b);
+    memtable_unref(b);
+    cr_assert_eq(memtable_recycler_bytes(r), held, "b still referenced");
+    /* The owner lets go while b lives: b keeps the recycler alive and frees into it... */
+    memtable_recycler_unref(r);
+    memtable_entry e;
+    cr_assert(memtable_get(b, tu_key(kb, 7), MEMTABLE_MAX_SEQ, &e));
+    cr_assert(slice_is(e.value, "bb"));
+    memtable_unref(b); /* ...which is full, so b is freed; then the recycler goes too */
+}
+
+/* Through a database: many memtable switches with recycling, with reads racing none of it. The
+ * memory the memtables hold (stats.memory_bytes, which counts recycled memory not yet used)
+ * stays within the two write buffers the budget allows (plus a block of rounding each), and
+ * every write reads back, before and after reopening. */
+Test(memtable_recycler, database_stays_in_budget)
+{
+    char *dir = tu_tmpdir("recycle");
+    char *path = tu_path(dir, "db");
+    const uint64_t wb = 128 << 10, keys = 12000;
+    shale_options o = {.create_if_missing = true, .max_memory_mb = 4, .write_buffer_bytes = wb};
+    shale_db *db = NULL;
+    shale_error err = {0};
+    char kb[17], vb[100];
+    cr_assert_eq(shale_open(path, &o, &db, &err), SHALE_OK, "%s", err.msg);
+    uint64_t most = 0;
+    for (uint64_t i = 0; i < keys; i++) {
+        memset(vb, 'a' + (int)(i % 26), sizeof vb);
+        cr_assert_eq(shale_put(db, NULL, tu_key(kb, i), slice_make(vb, sizeof vb), &err), SHALE_OK,
+                     "%s", err.msg);
+        if (i % 100 == 0) {
+            shale_stats st;
+            cr_assert_eq(shale_stats_get(db, &st, &err), SHALE_OK);
+            most = st.memory_bytes > most ? st.memory_bytes : most;
+            cr_assert_leq(st.memory_bytes, 2 * (wb + wb / 16) + 16384, "at %llu: %llu bytes",
+                          (unsigned long long)i, (unsigned long long)st.memory_bytes);
+        }
+    }
+    shale_stats st;
+    cr_assert_eq(shale_stats_get(db, &st, &err), SHALE_OK);
+    cr_assert_geq(st.flushes, 5, "many switches");
+    cr_assert_gt(most, wb, "the recycled memory is counted");
+    for (int pass = 0; pass < 2; pass++) {
+        shale_buf v = {0};
+        for (uint64_t i = 0; i < keys; i++) {
+            cr_assert_eq(shale_get(db, NULL, tu_key(kb, i), &v, &err), SHALE_OK, "key %llu: %s",
+                         (unsigned long long)i, err.msg);
+            cr_assert_eq(v.len, sizeof vb);
+            cr_assert_eq(((char *)v.data)[0], 'a' + (int)(i % 26));
+            cr_assert_eq(((char *)v.data)[sizeof vb - 1], 'a' + (int)(i % 26));
+        }
+        shale_buf_free(&v);
+        cr_assert_eq(shale_close(db, &err), SHALE_OK, "%s", err.msg);
+        db = NULL;
+        if (pass == 0) {
+            cr_assert_eq(shale_open(path, &o, &db, &err), SHALE_OK, "%s", err.msg);
+        }
+    }
+    tu_rm_rf(dir);
+    free(path);
+    free(dir);
+}
+
+/* Prefill: only into an accepting, empty recycler, never more than asked (in whole blocks), and
+ * the next memtable runs on those blocks. */
+Test(memtable_recycler, prefill)
+{
+    memtable_recycler *r = memtable_recycler_new();
+    const size_t block = 64 << 10;
+    char kb[17];
+    cr_assert_not_null(r);
+    memtable_recycler_prefill(r, block, 10 * block + block / 2);
+    cr_assert_eq(memtable_recycler_bytes(r), 10 * block, "whole blocks, never above the ask");
+    memtable_recycler_prefill(r, block, 10 * block);
+    cr_assert_eq(memtable_recycler_bytes(r), 10 * block, "not empty: nothing added");
+
+    memtable *m = memtable_new_recycled(block, r);
+    cr_assert_not_null(m);
+    cr_assert_eq(memtable_recycler_bytes(r), 0);
+    cr_assert_eq(memtable_spare_bytes(m), 9 * block, "the list head took one");
+    for (uint64_t i = 0; i < 3000; i++) {
+        add(m, i + 1, MEMTABLE_PUT, tu_key(kb, i), SLICE_LIT("prefilled"), 0);
+    }
+    cr_assert_lt(memtable_spare_bytes(m), 9 * block);
+    memtable_entry e;
+    cr_assert(memtable_get(m, tu_key(kb, 2999), MEMTABLE_MAX_SEQ, &e));
+    cr_assert(slice_is(e.value, "prefilled"));
+
+    memtable_recycler_set_accepting(r, false);
+    memtable_recycler_prefill(r, block, 4 * block);
+    cr_assert_eq(memtable_recycler_bytes(r), 0, "not accepting: nothing added");
+    /* A block size below the arena minimum is rounded up as the arena does, and still never
+     * exceeds the ask. */
+    memtable_recycler_set_accepting(r, true);
+    memtable_recycler_prefill(r, 1024, 3 * ARENA_MIN_BLOCK_BYTES - 1);
+    cr_assert_eq(memtable_recycler_bytes(r), 2 * ARENA_MIN_BLOCK_BYTES);
+    memtable_unref(m); /* the recycler is not empty: m's memory is freed */
+    cr_assert_eq(memtable_recycler_bytes(r), 2 * ARENA_MIN_BLOCK_BYTES);
+    memtable_recycler_unref(r); /* frees the prefilled blocks */
+}

@@ -35,6 +35,7 @@
  */
 #include "mem/memtable.h"
 
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -69,11 +70,30 @@ struct memtable {
     _Atomic uint64_t entry_count; /* written by the single writer, read by anyone */
     arena arena;
     skiplist list;
-    _Atomic(mem_index *) index; /* current table; NULL = search the list (see above) */
-    mem_index *tables;          /* every table, newest first, freed with the memtable; writer */
-    size_t index_keys;          /* keys in the current table; writer */
-    bool index_off;             /* the index was given up; writer */
-    _Atomic size_t index_bytes; /* all tables; read by anyone (relaxed) */
+    _Atomic(mem_index *) index;  /* current table; NULL = search the list (see above) */
+    mem_index *tables;           /* every table, newest first, freed with the memtable; writer */
+    size_t index_keys;           /* keys in the current table; writer */
+    bool index_off;              /* the index was given up; writer */
+    _Atomic size_t index_bytes;  /* all tables; read by anyone (relaxed) */
+    memtable_recycler *recycler; /* where the memory goes at the last unref; may be NULL */
+    /* The key memtable_prefetch hashed last, so that its memtable_add need not hash it again
+     * (compared by content, so a stale hint is merely unused); writer only. */
+    bool hint_valid;
+    uint32_t hint_len;
+    uint64_t hint_hash;
+    unsigned char hint_key[32];
+};
+
+/* Recycling (memtable.h). The last unref of a memtable happens on any thread, hence the mutex (a
+ * leaf lock: nothing is called under it but list operations). */
+struct memtable_recycler {
+    _Atomic uint32_t refs; /* the creator's + one per memtable made from it */
+    pthread_mutex_t mu;
+    bool accepting;
+    arena_block *blocks;  /* spare arena blocks */
+    size_t block_bytes;   /* their total */
+    mem_index *index;     /* a zeroed, unpublished index table, or NULL */
+    _Atomic size_t bytes; /* block_bytes + the index table's; read by anyone */
 };
 
 static inline uint64_t key_hash(const void *key, size_t len)
@@ -259,7 +279,148 @@ memtable *memtable_new(void)
 
 memtable *memtable_new_sized(size_t arena_block_bytes)
 {
+    return memtable_new_recycled(arena_block_bytes, NULL);
+}
+
+/* ---- recycling ---- */
+
+memtable_recycler *memtable_recycler_new(void)
+{
+    memtable_recycler *r = calloc(1, sizeof *r);
+
+    if (r == NULL) {
+        return NULL;
+    }
+    atomic_init(&r->refs, 1);
+    pthread_mutex_init(&r->mu, NULL);
+    r->accepting = true;
+    atomic_init(&r->bytes, 0);
+    return r;
+}
+
+static void recycler_ref(memtable_recycler *r)
+{
+    atomic_fetch_add_explicit(&r->refs, 1, memory_order_relaxed);
+}
+
+/* Empties r (REQUIRES: r->mu held) into *blocks and *index, for the caller to use or free. */
+static void recycler_take_locked(memtable_recycler *r, arena_block **blocks, mem_index **index)
+{
+    *blocks = r->blocks;
+    *index = r->index;
+    r->blocks = NULL;
+    r->index = NULL;
+    r->block_bytes = 0;
+    atomic_store_explicit(&r->bytes, 0, memory_order_relaxed);
+}
+
+void memtable_recycler_unref(memtable_recycler *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    uint32_t old = atomic_fetch_sub_explicit(&r->refs, 1, memory_order_acq_rel);
+    if (NEVER(old == 0) || old != 1) {
+        return;
+    }
+    arena_free_blocks(r->blocks);
+    free(r->index);
+    pthread_mutex_destroy(&r->mu);
+    free(r);
+}
+
+void memtable_recycler_set_accepting(memtable_recycler *r, bool on)
+{
+    arena_block *blocks = NULL;
+    mem_index *index = NULL;
+
+    pthread_mutex_lock(&r->mu);
+    r->accepting = on;
+    if (!on) {
+        recycler_take_locked(r, &blocks, &index);
+    }
+    pthread_mutex_unlock(&r->mu);
+    arena_free_blocks(blocks);
+    free(index);
+}
+
+void memtable_recycler_prefill(memtable_recycler *r, size_t arena_block_bytes, size_t bytes)
+{
+    pthread_mutex_lock(&r->mu);
+    bool want = r->accepting && r->blocks == NULL && r->index == NULL;
+    pthread_mutex_unlock(&r->mu);
+    if (!want) {
+        return;
+    }
+    size_t got = 0;
+    arena_block *blocks = arena_blocks_new_faulted(arena_block_bytes, bytes, &got);
+    pthread_mutex_lock(&r->mu);
+    if (r->accepting && r->blocks == NULL && r->index == NULL) {
+        r->blocks = blocks;
+        r->block_bytes = got;
+        blocks = NULL;
+        atomic_store_explicit(&r->bytes, r->block_bytes + (r->index ? r->index->bytes : 0),
+                              memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&r->mu);
+    arena_free_blocks(blocks);
+}
+
+size_t memtable_recycler_bytes(const memtable_recycler *r)
+{
+    return r == NULL ? 0 : atomic_load_explicit(&r->bytes, memory_order_relaxed);
+}
+
+/* The last unref of a memtable made from r: its arena blocks and its newest (largest) index
+ * table go to r if r accepts and is empty, everything else is freed. The index is zeroed here,
+ * on the releasing thread (usually the flush thread), not on the commit path that reuses it. */
+static void recycle(memtable *m)
+{
+    memtable_recycler *r = m->recycler;
+    mem_index *keep = NULL;
+    arena_block *blocks = NULL;
+
+    /* All or nothing: the recycler holds one memtable's memory at most, never parts of two. */
+    pthread_mutex_lock(&r->mu);
+    bool want_blocks = r->accepting && r->blocks == NULL && r->index == NULL;
+    bool want_index = want_blocks;
+    pthread_mutex_unlock(&r->mu);
+
+    if (want_index && !m->index_off && m->tables != NULL) {
+        keep = m->tables;
+        m->tables = keep->older;
+        keep->older = NULL;
+        memset((void *)keep->slots, 0, (size_t)(keep->mask + 1) * sizeof keep->slots[0]);
+    }
+    index_free_all(m->tables);
+    size_t kept = 0;
+    if (want_blocks) {
+        kept = arena_destroy_keep(&m->arena, &blocks);
+    } else {
+        arena_destroy(&m->arena);
+    }
+
+    pthread_mutex_lock(&r->mu);
+    if (r->accepting && r->blocks == NULL && r->index == NULL) {
+        r->blocks = blocks;
+        r->block_bytes = kept;
+        r->index = keep;
+        blocks = NULL;
+        keep = NULL;
+    }
+    atomic_store_explicit(&r->bytes, r->block_bytes + (r->index ? r->index->bytes : 0),
+                          memory_order_relaxed);
+    pthread_mutex_unlock(&r->mu);
+    arena_free_blocks(blocks);
+    free(keep);
+    memtable_recycler_unref(r);
+}
+
+memtable *memtable_new_recycled(size_t arena_block_bytes, memtable_recycler *r)
+{
     memtable *m = malloc(sizeof *m);
+    arena_block *blocks = NULL;
+    mem_index *index = NULL;
 
     if (m == NULL) {
         return NULL;
@@ -272,12 +433,32 @@ memtable *memtable_new_sized(size_t arena_block_bytes)
     m->index_keys = 0;
     m->index_off = false;
     atomic_init(&m->index_bytes, 0);
+    m->recycler = r;
+    m->hint_valid = false;
+    if (r != NULL) {
+        recycler_ref(r);
+        pthread_mutex_lock(&r->mu);
+        recycler_take_locked(r, &blocks, &index);
+        pthread_mutex_unlock(&r->mu);
+        arena_give_spare(&m->arena, blocks); /* before the list's head takes the first block */
+    }
     if (skiplist_init(&m->list, &m->arena, NULL) != SHALE_OK) {
+        free(index);
+        m->recycler = NULL;
+        memtable_recycler_unref(r);
         arena_destroy(&m->arena);
         free(m);
         return NULL;
     }
+    if (index != NULL) {
+        index_publish(m, index, 0); /* zeroed when recycled */
+    }
     return m;
+}
+
+size_t memtable_spare_bytes(const memtable *m)
+{
+    return arena_spare_bytes(&m->arena);
 }
 
 void memtable_ref(memtable *m)
@@ -296,8 +477,12 @@ void memtable_unref(memtable *m)
         return; /* an unref too many: leak rather than free twice */
     }
     if (old == 1) {
-        index_free_all(m->tables);
-        arena_destroy(&m->arena);
+        if (m->recycler != NULL) {
+            recycle(m);
+        } else {
+            index_free_all(m->tables);
+            arena_destroy(&m->arena);
+        }
         free(m);
     }
 }
@@ -309,6 +494,41 @@ static void fill_entry(const skiplist_node *n, memtable_entry *out)
     out->seq = skiplist_node_seq(n);
     out->expire_at_ms = skiplist_node_expire_at_ms(n);
     out->type = skiplist_node_type(n);
+}
+
+void memtable_prefetch(memtable *m, shale_slice key)
+{
+    if (m->arena.ptr != NULL) {
+        size_t ahead = m->arena.remaining < 256 ? m->arena.remaining : 256;
+        for (size_t off = 0; off < ahead; off += 64) {
+            __builtin_prefetch(m->arena.ptr + off, 1);
+        }
+    }
+    mem_index *t = atomic_load_explicit(&m->index, memory_order_relaxed);
+    if (t == NULL || m->index_off) {
+        return;
+    }
+    uint64_t hash = key_hash(key.data, key.len);
+    __builtin_prefetch(&t->slots[hash & t->mask], 1);
+    m->hint_valid = key.len <= sizeof m->hint_key;
+    if (m->hint_valid) {
+        m->hint_len = (uint32_t)key.len;
+        m->hint_hash = hash;
+        if (key.len > 0) {
+            memcpy(m->hint_key, key.data, key.len);
+        }
+    }
+}
+
+/* The key's index hash, from the prefetch hint when it matches. */
+static uint64_t add_hash(memtable *m, shale_slice key)
+{
+    if (m->hint_valid && key.len == m->hint_len &&
+        (key.len == 0 || memcmp(key.data, m->hint_key, key.len) == 0)) {
+        m->hint_valid = false;
+        return m->hint_hash;
+    }
+    return key_hash(key.data, key.len);
 }
 
 shale_code memtable_add(memtable *m, uint64_t seq, uint8_t type, shale_slice key, shale_slice value,
@@ -336,7 +556,7 @@ shale_code memtable_add(memtable *m, uint64_t seq, uint8_t type, shale_slice key
     if (rc == SHALE_OK && !m->index_off) {
         /* The key's slot is a cache miss of its own: start it now, to overlap the search. */
         mem_index *t = atomic_load_explicit(&m->index, memory_order_relaxed);
-        hash = key_hash(key.data, key.len);
+        hash = add_hash(m, key);
         __builtin_prefetch(&t->slots[hash & t->mask], 1);
     }
     if (rc == SHALE_OK) {

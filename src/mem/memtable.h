@@ -45,6 +45,41 @@ memtable *memtable_new(void);
 /* As memtable_new, with arena blocks of about arena_block_bytes (see arena_init_sized): small
  * memtable budgets use small blocks. */
 memtable *memtable_new_sized(size_t arena_block_bytes);
+/* ---- Recycling ----
+ * A database makes one memtable after another, each about as big as the last. A recycler keeps
+ * the memory of a dead memtable (its arena blocks and its index table) for the next one, which
+ * then skips malloc, the kernel's page faults and zeroing, and the index's growth by rehashing.
+ *
+ * A memtable made by memtable_new_recycled takes everything the recycler holds; at its last
+ * unref it gives its memory back if the recycler is accepting and empty, else frees it. So the
+ * recycler holds at most one memtable's memory, and only while accepting: the database accepts
+ * only while no immutable memtable is pending, so that memory held never exceeds the active
+ * memtable plus one more (the budget's two write buffers).
+ * Accounting: a recycled block counts in memtable_memory_bytes once the arena uses it (as a
+ * fresh one would, so memtables fill as before); until then it is memtable_spare_bytes. A
+ * recycled index table counts at once (it is in use from the start). memtable_recycler_bytes is
+ * what the recycler holds. All three may be read from any thread.
+ * Threads: any; the recycler has its own (leaf) lock. It lives until the last of its creator's
+ * reference and its memtables' is gone. */
+typedef struct memtable_recycler memtable_recycler;
+
+/* An accepting recycler with one reference; NULL when out of memory. */
+memtable_recycler *memtable_recycler_new(void);
+/* Accepts NULL. */
+void memtable_recycler_unref(memtable_recycler *r);
+/* Turning it off also frees what it holds. */
+void memtable_recycler_set_accepting(memtable_recycler *r, bool on);
+size_t memtable_recycler_bytes(const memtable_recycler *r);
+/* If r is accepting and empty, fills it with about `bytes` of new arena blocks for memtables of
+ * arena_block_bytes, faulted in by the calling thread: the first memtables of a database then
+ * start on memory as warm as a recycled one's. Meant for a background thread; best effort (no
+ * memory, or r filled meanwhile: nothing happens). */
+void memtable_recycler_prefill(memtable_recycler *r, size_t arena_block_bytes, size_t bytes);
+/* As memtable_new_sized, taking r's memory (r may be NULL: plain memtable_new_sized). */
+memtable *memtable_new_recycled(size_t arena_block_bytes, memtable_recycler *r);
+/* Recycled arena blocks the memtable holds but has not used yet. */
+size_t memtable_spare_bytes(const memtable *m);
+
 void memtable_ref(memtable *m);
 /* Accepts NULL. */
 void memtable_unref(memtable *m);
@@ -58,6 +93,11 @@ void memtable_unref(memtable *m);
 shale_code memtable_add(memtable *m, uint64_t seq, uint8_t type, shale_slice key, shale_slice value,
                         uint64_t expire_at_ms, bool *prev_found, memtable_entry *prev,
                         shale_error *err) SHALE_MUST_USE;
+
+/* A hint from the writer that memtable_add(key) comes soon (say, after a log write): starts the
+ * cache misses that add would wait on (the key's index slot, the arena's next free bytes). No
+ * effect on contents. Single writer, as memtable_add. */
+void memtable_prefetch(memtable *m, shale_slice key);
 
 /* Finds the newest version of `key` with seq <= snapshot_seq. Returns true and fills *out (which
  * may be a DEL or an expired PUT: the caller decides visibility) or false if no such version.

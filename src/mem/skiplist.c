@@ -202,6 +202,7 @@ shale_code skiplist_init(skiplist *sl, arena *a, shale_error *err)
         atomic_init(&head->next[i].node, NULL);
         atomic_init(&head->next[i].key_hi, UINT64_MAX);
         atomic_init(&head->next[i].key_lo, UINT64_MAX);
+        sl->last[i] = head;
     }
     sl->arena = a;
     sl->head = head;
@@ -308,14 +309,23 @@ shale_code skiplist_insert(skiplist *sl, uint64_t seq, uint8_t type, const void 
         return rc;
     }
 
-    succ = find_ge(sl, key, key_len, seq, prev, NULL);
-    if ((prev[0] != sl->head &&
-         key_cmp(skiplist_node_key(prev[0]), prev[0]->key_len, key, key_len) == 0) ||
-        (succ != NULL && skiplist_node_seq(succ) == seq &&
-         key_cmp(skiplist_node_key(succ), succ->key_len, key, key_len) == 0)) {
-        return err_set(err, SHALE_INVALID, 0,
-                       "memtable: seq %llu is not newer than every version of its key",
-                       (unsigned long long)seq);
+    cur = list_height(sl);
+    const skiplist_node *tail = sl->last[0];
+    if (tail == sl->head || key_cmp(skiplist_node_key(tail), tail->key_len, key, key_len) < 0) {
+        /* A key larger than every key in the list: it goes after the last node of each level,
+         * with no successor, so no older version and no seq to check. */
+        memcpy(prev, sl->last, (size_t)cur * sizeof prev[0]);
+        succ = NULL;
+    } else {
+        succ = find_ge(sl, key, key_len, seq, prev, NULL);
+        if ((prev[0] != sl->head &&
+             key_cmp(skiplist_node_key(prev[0]), prev[0]->key_len, key, key_len) == 0) ||
+            (succ != NULL && skiplist_node_seq(succ) == seq &&
+             key_cmp(skiplist_node_key(succ), succ->key_len, key, key_len) == 0)) {
+            return err_set(err, SHALE_INVALID, 0,
+                           "memtable: seq %llu is not newer than every version of its key",
+                           (unsigned long long)seq);
+        }
     }
 
     height = skiplist_random_height(sl);
@@ -324,7 +334,6 @@ shale_code skiplist_insert(skiplist *sl, uint64_t seq, uint8_t type, const void 
         return err_nomem(err);
     }
 
-    cur = list_height(sl);
     if (height > cur) {
         for (int i = cur; i < height; i++) {
             prev[i] = sl->head;
@@ -343,6 +352,9 @@ shale_code skiplist_insert(skiplist *sl, uint64_t seq, uint8_t type, const void 
                    atomic_load_explicit(&from->key_hi, memory_order_relaxed),
                    atomic_load_explicit(&from->key_lo, memory_order_relaxed), memory_order_relaxed);
         link_store(from, n, prefix.hi, prefix.lo, memory_order_release);
+        if (prev[i] == sl->last[i]) {
+            sl->last[i] = n;
+        }
     }
 
     if (older != NULL) {
@@ -441,5 +453,6 @@ void skiplist_bulk_publish(skiplist *sl, skiplist_bulk *b)
         const skiplist_node *f = b->first[i];
         prefix16 p = key_prefix(skiplist_node_key(f), f->key_len);
         link_store(&sl->head->next[i], b->first[i], p.hi, p.lo, memory_order_release);
+        sl->last[i] = b->last[i];
     }
 }

@@ -350,6 +350,11 @@ Test(block, restart_in_the_middle_of_an_entry_is_corruption)
     for (block_iter_seek_first(&it); block_iter_valid(&it); block_iter_next(&it)) {
     }
     cr_assert_eq(it.status, SHALE_CORRUPTION);
+    /* A seek just past entry 8 meets the moved restart (in the binary search or the scan of
+     * run 0): damage, not a wrong entry. */
+    block_iter_seek(&it, t[8].k, t[8].ulen, 0);
+    cr_assert_not(block_iter_valid(&it));
+    cr_assert_eq(it.status, SHALE_CORRUPTION);
     block_iter_destroy(&it);
     block_builder_destroy(&bb);
     free(t);

@@ -65,6 +65,8 @@ struct sst_reader {
     sst_props props;
     _Atomic(sst_block *) index_kept; /* without a cache only */
     _Atomic(sst_block *) filter_kept;
+    _Atomic(cache_handle *) index_pin; /* with a cache: held from the first use to the close */
+    _Atomic(cache_handle *) filter_pin;
 };
 
 /* A block in use: either held through a cache handle, owned (freed on unpin), or borrowed from
@@ -328,12 +330,34 @@ static shale_code get_block(sst_reader *r, int kind, const sst_handle *h, bool f
     return SHALE_OK;
 }
 
-/* The index or filter block: through the cache, or kept by the reader. */
+/* The index or filter block, borrowed from the reader: with a cache, the handle the reader took
+ * at the first use that went through the cache (every later use costs an atomic load, no cache
+ * lock); without one, the copy it loaded. A use that does not fill the cache (a compaction
+ * input) and misses gets an owned copy and leaves nothing behind. */
 static shale_code get_meta(sst_reader *r, int kind, bool fill, pin *out, shale_error *err)
 {
     const sst_handle *h = kind == BK_INDEX ? &r->index_h : &r->filter_h;
     if (r->cache != NULL) {
-        return get_block(r, kind, h, fill, out, err);
+        _Atomic(cache_handle *) *hslot = kind == BK_INDEX ? &r->index_pin : &r->filter_pin;
+        cache_handle *kept = atomic_load_explicit(hslot, memory_order_acquire);
+        if (kept == NULL) {
+            shale_code rc = get_block(r, kind, h, fill, out, err);
+            if (rc != SHALE_OK || out->h == NULL) {
+                return rc;
+            }
+            cache_handle *expected = NULL;
+            if (atomic_compare_exchange_strong_explicit(
+                    hslot, &expected, out->h, memory_order_acq_rel, memory_order_acquire)) {
+                kept = out->h;
+            } else {
+                cache_release(r->cache, out->h);
+                kept = expected;
+            }
+        }
+        out->h = NULL;
+        out->obj = cache_value(kept);
+        out->owned = false;
+        return SHALE_OK;
     }
     _Atomic(sst_block *) *slot = kind == BK_INDEX ? &r->index_kept : &r->filter_kept;
     sst_block *o = atomic_load_explicit(slot, memory_order_acquire);
@@ -506,6 +530,8 @@ shale_code sst_reader_open(const shale_env *env, const char *path, uint64_t file
     r->file_number = file_number;
     atomic_init(&r->index_kept, NULL);
     atomic_init(&r->filter_kept, NULL);
+    atomic_init(&r->index_pin, NULL);
+    atomic_init(&r->filter_pin, NULL);
 
     rc = env->open_file(env, path, ENV_READ, &r->file, err);
     if (rc != SHALE_OK) {
@@ -561,8 +587,16 @@ void sst_reader_close(sst_reader *r)
     if (r == NULL) {
         return;
     }
-    /* Cached blocks of this reader age out of the cache (see the top of the file); erasing
-     * them here would need the list of their offsets. */
+    /* The pinned index and filter leave the cache with the reader (their offsets are known);
+     * its data blocks age out (see the top of the file): erasing them would need their list. */
+    cache_handle *pins[2] = {atomic_load(&r->index_pin), atomic_load(&r->filter_pin)};
+    const sst_handle *where[2] = {&r->index_h, &r->filter_h};
+    for (int i = 0; i < 2; i++) {
+        if (pins[i] != NULL) {
+            cache_release(r->cache, pins[i]);
+            cache_erase(r->cache, r->cache_id, where[i]->offset);
+        }
+    }
     free(atomic_load(&r->index_kept));
     free(atomic_load(&r->filter_kept));
     (void)env_file_close(r->file, NULL);

@@ -4,8 +4,10 @@
  * Opening reads and checks the footer (magic, version, file number, checksum) and the properties
  * block, nothing else: index, filter and data blocks are read on demand through the block cache
  * (base/cache.h) when one is given, so what a table costs in memory is bounded by the cache.
- * Without a cache, index and filter are read once at the first use and kept by the reader, and
- * data blocks are read per access.
+ * The index and filter, once a use has brought them into the cache, stay pinned there (charged
+ * to it) until the reader closes, so later gets take no cache lock for them. Without a cache, index
+ * and filter are read once at the first use and kept by the reader, and data blocks are read per
+ * access.
  *
  * Every block is checked against its CRC32C when read from the file (not on a cache hit). Every
  * error names the file and the block: "000012.sst: data block @4096+3900: bad checksum",

@@ -592,16 +592,19 @@ Test(sst, gets_fill_the_cache_and_hit_it)
     assert_same(&e, &f.m.e[7], "get");
     cache_get_stats(c, &cs);
     cr_assert_eq(cs.inserts, 3, "filter, index and one data block");
-    cr_assert_eq(cs.pinned_bytes, 0);
+    cr_assert_geq(cs.pinned_bytes, f.index.size + f.filter.size,
+                  "the reader holds its index and filter");
     uint64_t usage = cs.usage_bytes;
-    cr_assert_gt(usage, f.index.size + f.filter.size + 4096 / 2);
+    cr_assert_gt(usage, cs.pinned_bytes + 4096 / 2, "the data block is not held");
+    uint64_t meta_pinned = cs.pinned_bytes;
 
     cr_assert_eq(sst_reader_get(r, tu_key(k, 8), IKEY_MAX_SEQ, &found, &e, &scratch, NULL, NULL),
                  SHALE_OK);
     cr_assert(found);
     cache_get_stats(c, &cs);
     cr_assert_eq(cs.inserts, 3, "same block: all hits");
-    cr_assert_geq(cs.hits, 3);
+    cr_assert_eq(cs.hits, 1, "index and filter are the reader's: only the data block is looked up");
+    cr_assert_eq(cs.pinned_bytes, meta_pinned);
 
     /* An absent key stops at the filter (almost always) and inserts nothing. */
     sst_get_stats st = {0};
@@ -622,8 +625,13 @@ Test(sst, gets_fill_the_cache_and_hit_it)
     cr_assert(found);
     cache_prune(c);
     assert_same(&e, &f.m.e[1999], "after prune");
+    cache_get_stats(c, &cs);
+    cr_assert_eq(cs.entries, 2, "prune keeps only what the reader holds");
 
     sst_reader_close(r);
+    cache_get_stats(c, &cs);
+    cr_assert_eq(cs.entries, 0, "index and filter leave the cache with their reader");
+    cr_assert_eq(cs.pinned_bytes, 0);
     cache_free(c);
     buf_free(&scratch);
     fixture_destroy(&f);
@@ -658,7 +666,8 @@ Test(sst, iterator_fill_cache_false_never_inserts)
     cr_assert_eq(cs.inserts, 1 + f.props.data_blocks);
     iter_destroy(it);
     cache_get_stats(c, &cs);
-    cr_assert_eq(cs.pinned_bytes, 0);
+    cr_assert_gt(cs.pinned_bytes, 0, "the reader holds its index");
+    cr_assert_lt(cs.pinned_bytes * 2, cs.usage_bytes, "but no data block");
 
     /* A non-filling iterator still uses what is cached. */
     uint64_t hits = cs.hits;
@@ -670,6 +679,9 @@ Test(sst, iterator_fill_cache_false_never_inserts)
     cr_assert_eq(cs.inserts, 1 + f.props.data_blocks);
 
     sst_reader_close(r);
+    cache_get_stats(c, &cs);
+    cr_assert_eq(cs.pinned_bytes, 0);
+    cr_assert_eq(cs.entries, f.props.data_blocks, "the index leaves with its reader");
     cache_free(c);
     fixture_destroy(&f);
     tu_assert_no_leaks();
@@ -1503,7 +1515,7 @@ Test(sst, bad_options_and_existing_paths)
     sst_props_free(&p);
     sst_builder_options d = sst_builder_default_options();
     cr_assert_eq(d.block_bytes, 4096);
-    cr_assert_eq(d.restart_interval, 16);
+    cr_assert_eq(d.restart_interval, 8);
     cr_assert_eq(d.bloom_bits_per_key, 10);
     cr_assert_eq(d.compression, COMPRESS_LZ4);
     scratch_free(dir, path);
