@@ -334,21 +334,22 @@ SHALE_API SHALE_MUST_USE shale_code shale_checkpoint(shale_db *db, const char *d
 
 /* Counters and gauges. Gauges describe the moment of the call; counters run since open. */
 typedef struct shale_stats {
-    uint64_t live_keys;         /* keys with a current value (expired keys count until swept):
-                                   exact while every write is in the memtable, an estimate once
-                                   tables hold data (a put over a key in a table counts as new
-                                   until compaction meets both versions) */
-    uint64_t memory_bytes;      /* memory held by the memtables (arena blocks) */
-    uint64_t log_bytes;         /* bytes in the live log segments on disk, plus any buffered */
-    uint64_t log_segments;      /* number of log segment files */
-    uint64_t last_sequence;     /* the newest committed sequence number */
-    uint64_t writes;            /* keys written (puts and deletes) since open */
-    uint64_t reads;             /* point reads (get, exists, each key of a multi-get) since open */
-    uint64_t batches;           /* commits since open */
-    uint64_t group_commits;     /* log records that carried the commits (one per commit group);
-                                   batches/group_commits is the average group size */
-    uint64_t syncs;             /* fdatasync calls on the log since open */
-    uint64_t expired_removed;   /* expired keys deleted by the background sweeper since open */
+    uint64_t live_keys;       /* keys with a current value (expired keys count until swept):
+                                 exact while every write is in the memtable, an estimate once
+                                 tables hold data (a put over a key in a table counts as new
+                                 until compaction meets both versions) */
+    uint64_t memory_bytes;    /* memory held by the memtables: arena blocks and index, with what is
+                                 kept for the next memtable */
+    uint64_t log_bytes;       /* bytes in the live log segments on disk, plus any buffered */
+    uint64_t log_segments;    /* number of log segment files */
+    uint64_t last_sequence;   /* the newest committed sequence number */
+    uint64_t writes;          /* keys written (puts and deletes) since open */
+    uint64_t reads;           /* point reads (get, exists, each key of a multi-get) since open */
+    uint64_t batches;         /* commits since open */
+    uint64_t group_commits;   /* log records that carried the commits (one per commit group);
+                                 batches/group_commits is the average group size */
+    uint64_t syncs;           /* fdatasync calls on the log since open */
+    uint64_t expired_removed; /* expired keys deleted by the background sweeper since open */
     uint64_t recovered_records; /* log records replayed at open */
     uint64_t salvaged_records;  /* damaged log records skipped at open (salvage only) */
     uint64_t salvaged_bytes;    /* bytes skipped at open (salvage only) */

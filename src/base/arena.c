@@ -164,6 +164,22 @@ static arena_block *new_block(arena *a, size_t bytes)
                               atomic_load_explicit(&a->spare_bytes, memory_order_relaxed) - bytes,
                               memory_order_relaxed);
     } else {
+        /* A dedicated (large) block cannot use a spare: free spares of at least its size, so
+         * used + spare never passes what the arena was given (a memtable fed large values would
+         * otherwise reach a full write buffer used beside a full write buffer of spares). */
+        size_t freed = 0;
+        while (a->spare != NULL && freed < bytes) {
+            arena_block *s = a->spare;
+            a->spare = s->next;
+            freed += s->bytes;
+            free(s);
+        }
+        if (freed > 0) {
+            atomic_store_explicit(&a->spare_bytes,
+                                  atomic_load_explicit(&a->spare_bytes, memory_order_relaxed) -
+                                      freed,
+                                  memory_order_relaxed);
+        }
         b = arena_huge_malloc(bytes);
     }
     if (b == NULL) {

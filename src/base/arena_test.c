@@ -265,3 +265,46 @@ Test(arena, destroy_keep_and_give_spare)
     arena_destroy(&d); /* the unused spare is freed */
     cr_assert_eq(arena_spare_bytes(&d), 0);
 }
+
+/* Large entries cannot use spare blocks: each one frees spares of at least its size, so memory
+ * used plus spare never passes what the arena was given plus the current block (the memtable's
+ * bound: a memtable fed large values must not hold a write buffer of idle spares beside a full
+ * write buffer of its own). */
+Test(arena, large_entries_free_spares_of_their_size)
+{
+    const size_t block = 64 << 10;
+    arena a;
+    arena_init_sized(&a, block);
+    for (int i = 0; i < 8 * 64; i++) {
+        cr_assert_not_null(arena_alloc(&a, 1000, 8));
+    }
+    arena_block *keep = NULL;
+    size_t kept = arena_destroy_keep(&a, &keep);
+    cr_assert_geq(kept, 7 * block);
+
+    arena b;
+    arena_init_sized(&b, block);
+    arena_give_spare(&b, keep);
+    size_t spare_before = arena_spare_bytes(&b);
+    cr_assert_eq(spare_before, kept);
+    const size_t big = 40000; /* over a quarter block: a dedicated block each */
+    for (int i = 0; i < 20; i++) {
+        size_t spare = arena_spare_bytes(&b), used = arena_memory_bytes(&b);
+        char *p = arena_alloc(&b, big, 8);
+        cr_assert_not_null(p);
+        memset(p, 0x33, big);
+        size_t grew = arena_memory_bytes(&b) - used;
+        cr_assert_geq(grew, big);
+        cr_assert(arena_spare_bytes(&b) == 0 || spare - arena_spare_bytes(&b) >= grew,
+                  "entry %d: %zu spare bytes before, %zu after, %zu used", i, spare,
+                  arena_spare_bytes(&b), grew);
+        if (spare > 0) {
+            cr_assert_leq(arena_memory_bytes(&b) + arena_spare_bytes(&b), kept + block,
+                          "while spares last, held memory stays within what was given");
+        }
+    }
+    cr_assert_eq(arena_spare_bytes(&b), 0, "20 large entries used up every spare");
+    /* Standard-size allocations still work once the spares are gone. */
+    cr_assert_not_null(arena_alloc(&b, 100, 8));
+    arena_destroy(&b);
+}

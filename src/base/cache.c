@@ -83,6 +83,7 @@ struct cache {
     int shard_bits;
     size_t capacity;
     _Atomic uint64_t last_id;
+    _Atomic size_t held; /* long-term pins (cache_hold_try) */
 };
 
 /* ---- lists ---- */
@@ -248,6 +249,7 @@ cache *cache_new(size_t capacity, int shard_bits)
     c->shard_bits = shard_bits;
     c->capacity = capacity;
     atomic_init(&c->last_id, 0);
+    atomic_init(&c->held, 0);
     /* sizeof(shard) is a multiple of its alignment, as aligned_alloc requires of the size. */
     c->shards = aligned_alloc(_Alignof(shard), n * sizeof(shard));
     if (c->shards == NULL) {
@@ -308,6 +310,23 @@ void cache_free(cache *c)
 uint64_t cache_new_id(cache *c)
 {
     return atomic_fetch_add_explicit(&c->last_id, 1, memory_order_relaxed) + 1;
+}
+
+bool cache_hold_try(cache *c, size_t bytes)
+{
+    size_t cur = atomic_load_explicit(&c->held, memory_order_relaxed);
+    do {
+        if (bytes > c->capacity / 2 || cur > c->capacity / 2 - bytes) {
+            return false;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(&c->held, &cur, cur + bytes,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    return true;
+}
+
+void cache_hold_done(cache *c, size_t bytes)
+{
+    atomic_fetch_sub_explicit(&c->held, bytes, memory_order_relaxed);
 }
 
 cache_handle *cache_lookup(cache *c, uint64_t id, uint64_t off)

@@ -6,8 +6,9 @@
  * Bound: every entry has a charge (its bytes); once the total charge passes the capacity, the
  * least recently used entries that nobody holds are evicted. Entries held by a handle cannot be
  * evicted, so usage may pass the capacity while callers pin more than it (the engine pins a
- * block only while an iterator sits on it or a get reads it). An insert whose charge alone
- * exceeds the capacity of its shard is still returned to the caller but not kept.
+ * block while an iterator sits on it or a get reads it, and a table reader holds its index and
+ * filter for its life, but only within cache_hold_try's half of the capacity). An insert whose
+ * charge alone exceeds the capacity of its shard is still returned to the caller but not kept.
  *
  * Sharding: 2^shard_bits shards, each with its own mutex, LRU list and hash table; a key's shard
  * is picked by its hash. Capacity is split evenly between shards.
@@ -21,6 +22,7 @@
 #ifndef SHALE_BASE_CACHE_H
 #define SHALE_BASE_CACHE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -49,6 +51,13 @@ void cache_free(cache *c);
 
 /* A fresh id for a new user of the cache (a table reader), so two users never share keys. */
 uint64_t cache_new_id(cache *c);
+
+/* Long-term pins, kept within half the capacity so that they never crowd out the entries that
+ * come and go: cache_hold_try counts `bytes` as held if they fit (true) or refuses (false);
+ * cache_hold_done gives them back. The caller keeps its handles itself; this is only the count.
+ * Lock-free. */
+bool cache_hold_try(cache *c, size_t bytes);
+void cache_hold_done(cache *c, size_t bytes);
 
 /* The entry for (id, off), pinned, or NULL on a miss. */
 cache_handle *cache_lookup(cache *c, uint64_t id, uint64_t off);

@@ -478,6 +478,31 @@ Test(cache, counters_are_exact)
     tu_assert_no_leaks();
 }
 
+/* Long-term holds share half the capacity: refused past it, given back by done, and a hold
+ * bigger than the half alone is refused even on an empty count. */
+Test(cache, holds_stay_within_half_the_capacity)
+{
+    cache *c = cache_new(1000, 2);
+    cr_assert_not_null(c);
+    cr_assert(cache_hold_try(c, 400));
+    cr_assert(cache_hold_try(c, 100), "exactly half is allowed");
+    cr_assert_not(cache_hold_try(c, 1), "past half");
+    cache_hold_done(c, 100);
+    cr_assert(cache_hold_try(c, 60));
+    cr_assert_not(cache_hold_try(c, 41));
+    cache_hold_done(c, 460);
+    cr_assert_not(cache_hold_try(c, 501), "bigger than the half on its own");
+    cr_assert(cache_hold_try(c, 500));
+    cache_hold_done(c, 500);
+    cache_free(c);
+
+    cache *zero = cache_new(0, 0);
+    cr_assert_not(cache_hold_try(zero, 1), "a zero-capacity cache holds nothing");
+    cr_assert(cache_hold_try(zero, 0));
+    cache_hold_done(zero, 0);
+    cache_free(zero);
+}
+
 Test(cache, new_id_is_fresh)
 {
     cache *c = cache_new(10, 0);

@@ -348,16 +348,12 @@ shale_code commit_write(shale_db *db, const shale_batch *batch, shale_durability
     w.prepare_arg = prepare_arg;
     w.done = false;
     w.rc = SHALE_OK;
-    w.err.code = SHALE_OK;
-    w.err.sys_errno = 0;
-    w.err.msg[0] = '\0';
+    err_clear(&w.err);
     w.next = NULL;
     group_result res;
     res.count = res.writers = 0;
     res.logged = res.synced = res.stop = false;
-    res.stop_err.code = SHALE_OK;
-    res.stop_err.sys_errno = 0;
-    res.stop_err.msg[0] = '\0';
+    err_clear(&res.stop_err);
     res.apply = (commit_apply){0};
     bool fatal = false;
     shale_code rc;

@@ -333,7 +333,10 @@ static shale_code get_block(sst_reader *r, int kind, const sst_handle *h, bool f
 /* The index or filter block, borrowed from the reader: with a cache, the handle the reader took
  * at the first use that went through the cache (every later use costs an atomic load, no cache
  * lock); without one, the copy it loaded. A use that does not fill the cache (a compaction
- * input) and misses gets an owned copy and leaves nothing behind. */
+ * input) and misses gets an owned copy and leaves nothing behind. Held blocks count against
+ * half the cache's capacity (cache_hold_try); past that, the block is pinned per use, as data
+ * blocks are, so the readers of a database far larger than its cache never hold more than half
+ * of it. */
 static shale_code get_meta(sst_reader *r, int kind, bool fill, pin *out, shale_error *err)
 {
     const sst_handle *h = kind == BK_INDEX ? &r->index_h : &r->filter_h;
@@ -345,11 +348,16 @@ static shale_code get_meta(sst_reader *r, int kind, bool fill, pin *out, shale_e
             if (rc != SHALE_OK || out->h == NULL) {
                 return rc;
             }
+            size_t charge = out->obj->charge;
+            if (!cache_hold_try(r->cache, charge)) {
+                return SHALE_OK; /* over the cache's share for held blocks: pinned per use */
+            }
             cache_handle *expected = NULL;
             if (atomic_compare_exchange_strong_explicit(
                     hslot, &expected, out->h, memory_order_acq_rel, memory_order_acquire)) {
                 kept = out->h;
             } else {
+                cache_hold_done(r->cache, charge);
                 cache_release(r->cache, out->h);
                 kept = expected;
             }
@@ -593,6 +601,7 @@ void sst_reader_close(sst_reader *r)
     const sst_handle *where[2] = {&r->index_h, &r->filter_h};
     for (int i = 0; i < 2; i++) {
         if (pins[i] != NULL) {
+            cache_hold_done(r->cache, ((const sst_block *)cache_value(pins[i]))->charge);
             cache_release(r->cache, pins[i]);
             cache_erase(r->cache, r->cache_id, where[i]->offset);
         }

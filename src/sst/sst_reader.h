@@ -5,7 +5,8 @@
  * block, nothing else: index, filter and data blocks are read on demand through the block cache
  * (base/cache.h) when one is given, so what a table costs in memory is bounded by the cache.
  * The index and filter, once a use has brought them into the cache, stay pinned there (charged
- * to it) until the reader closes, so later gets take no cache lock for them. Without a cache, index
+ * to it, within half the cache's capacity for all readers: cache_hold_try) until the reader
+ * closes, so later gets take no cache lock for them. Without a cache, index
  * and filter are read once at the first use and kept by the reader, and data blocks are read per
  * access.
  *

@@ -707,7 +707,11 @@ Test(sst, tiny_and_zero_capacity_caches_still_read)
         cache_stats cs;
         cache_get_stats(c, &cs);
         cr_assert_leq(cs.usage_bytes, caps[i]);
+        cr_assert_leq(cs.pinned_bytes, caps[i] / 2, "a reader holds at most half the cache");
         sst_reader_close(r);
+        cache_get_stats(c, &cs);
+        cr_assert_eq(cs.pinned_bytes, 0);
+        cr_assert(cache_hold_try(c, caps[i] / 2), "the reader gave its holds back");
         cache_free(c);
     }
     fixture_destroy(&f);
