@@ -88,67 +88,6 @@ static void at_end(shale_iter *it)
     }
 }
 
-static inline uint64_t load64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return v;
-}
-
-static inline uint32_t load32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-/* Same bytes? Inline, words at a time (the last word overlapping the one before): a scan
- * compares every entry with the key before it, and most keys are short. */
-static inline bool key_eq(shale_slice a, shale_slice b)
-{
-    const uint8_t *p = a.data, *q = b.data;
-    size_t n = a.len;
-
-    if (n != b.len) {
-        return false;
-    }
-    if (n >= 8) {
-        for (size_t i = 0; i + 8 < n; i += 8) {
-            if (load64(p + i) != load64(q + i)) {
-                return false;
-            }
-        }
-        return load64(p + n - 8) == load64(q + n - 8);
-    }
-    if (n >= 4) {
-        return load32(p) == load32(q) && load32(p + n - 4) == load32(q + n - 4);
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] != q[i]) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* Copies n <= SKIP_INLINE bytes inline, in overlapping 16- or 8-byte moves for n >= 8. */
-static inline void copy_short(uint8_t *d, const uint8_t *s, size_t n)
-{
-    if (n >= 16) {
-        for (size_t i = 0; i + 16 < n; i += 16) {
-            memcpy(d + i, s + i, 16);
-        }
-        memcpy(d + n - 16, s + n - 16, 16);
-    } else if (n >= 8) {
-        memcpy(d, s, 8);
-        memcpy(d + n - 8, s + n - 8, 8);
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            d[i] = s[i];
-        }
-    }
-}
-
 /* buf_set when the buffer must grow (out of line: its error buffer would give every caller a
  * big frame). */
 static __attribute__((noinline)) bool copy_grow(shale_buf *b, shale_slice s)
@@ -186,7 +125,7 @@ static __attribute__((noinline)) bool save_skip_long(shale_iter *it, shale_slice
 static inline __attribute__((always_inline)) bool save_skip(shale_iter *it, shale_slice key)
 {
     if (key.len <= SKIP_INLINE) {
-        copy_short(it->skip_inline, key.data, key.len);
+        slice_copy_short(it->skip_inline, key.data, key.len);
         it->skip = (shale_slice){it->skip_inline, key.len};
         return true;
     }
@@ -212,7 +151,7 @@ static void find_next(shale_iter *it, const ikey_entry *e, bool skipping)
     it->reverse = false;
     for (; e != NULL; e = in_next(it)) {
         if (skipping) {
-            if (key_eq(e->key, it->skip)) {
+            if (slice_eq(e->key, it->skip)) {
                 continue;
             }
             skipping = false;
@@ -267,7 +206,7 @@ static void find_prev(shale_iter *it)
                 }
             }
             e = merge_iter_step(it->in, false, &it->scratch);
-        } while (e != NULL && key_eq(e->key, saved(&it->saved_key)));
+        } while (e != NULL && slice_eq(e->key, saved(&it->saved_key)));
         if (have && ikey_live(&best, it->now_ms) && below_hi(it, saved(&it->saved_key))) {
             it->cur = best;
             it->cur.key = saved(&it->saved_key);

@@ -243,21 +243,6 @@ static inline const uint8_t *decode_header(const uint8_t *p, const uint8_t *limi
     return coding_get_varint32(p, limit, vlen);
 }
 
-/* memcpy for a key's unshared bytes, inline for the usual few dozen: overlapping 16- or 8-byte
- * moves that stay inside [d, d + n) and [s, s + n) (a libc call per entry cost 5% of a scan). */
-static inline void copy_delta(uint8_t *d, const uint8_t *s, size_t n)
-{
-    if (n >= 16 && n <= 32) {
-        memcpy(d, s, 16);
-        memcpy(d + n - 16, s + n - 16, 16);
-    } else if (n >= 8 && n < 16) {
-        memcpy(d, s, 8);
-        memcpy(d + n - 8, s + n - 8, 8);
-    } else {
-        memcpy(d, s, n);
-    }
-}
-
 /* Decodes the entry at it->next and makes it current. False at the end of the block (not
  * valid, status unchanged) or on damage (not valid, status set). */
 static inline bool decode_next(block_iter *it)
@@ -284,7 +269,7 @@ static inline bool decode_next(block_iter *it)
     if (key_len > it->key_cap && !grow_key(it, key_len)) {
         return false;
     }
-    copy_delta(it->key + shared, p, non_shared);
+    slice_copy_short(it->key + shared, p, non_shared);
     it->key_len = key_len;
     it->val = p + non_shared;
     it->val_len = vlen;
@@ -437,7 +422,7 @@ void block_iter_seek(block_iter *it, const void *ukey, size_t ukey_len, uint64_t
                 return;
             }
         }
-        copy_delta(it->key + shared, p, non_shared);
+        slice_copy_short(it->key + shared, p, non_shared);
         if (block_key_cmp(it->key, n, ukey, ukey_len, seq) >= 0) {
             it->key_len = n; /* decode_next rewrites the same bytes */
             it->next = off;
