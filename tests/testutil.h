@@ -76,9 +76,12 @@ void tu_free_names(char **names, size_t count);
 size_t tu_count_suffix(const char *dir, const char *suffix);
 
 /* Asserts that the directory of the open database `db` (at `dir`) holds no leaked file: only
- * SHALE, LOCK, LOG, LOG.old, CURRENT, exactly one MANIFEST-NNNNNN, NNNNNN.log files (as many as
- * stats.log_segments) and NNNNNN.sst files (as many as the tables stats.level_tables counts);
- * no *.tmp and nothing else. `ctx` starts every failure message. */
+ * SHALE, LOCK, LOG, LOG.old, CURRENT, exactly one MANIFEST-NNNNNN, NNNNNN.log files (as many
+ * numbered >= the manifest's log_number as stats.log_segments) and NNNNNN.sst files (every table
+ * the current version lists, as many as stats.level_tables counts); no *.tmp and nothing else.
+ * Also allowed, and only these: the files kept one edit longer for the state before the last
+ * manifest edit (logs from version_set_kept_log_number, tables the last edit removed; see
+ * testutil.c). `ctx` starts every failure message. */
 void tu_assert_db_files(shale_db *db, const char *dir, const char *ctx);
 
 /* Whether `name` is NNNNNN.<ext> (six or more decimal digits, then ".ext"). */

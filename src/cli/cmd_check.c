@@ -20,6 +20,14 @@
  * manifest record, is what a crash mid-write leaves and recovery cuts or ignores, so it is a note,
  * not damage; a torn record anywhere else is damage. Leftovers are notes too.
  *
+ * A damaged final manifest record cannot be told from a torn one (nothing valid follows it), by
+ * recovery or here. That is no blind spot: the engine keeps every file the state before the last
+ * edit needs until a later edit is durable (src/lsm/version.h), so recovery falls back to that
+ * state and loses nothing. The check does the same: it recovers the manifest as an open would
+ * and checks the tables and logs of the state it gets, so "clean" still means nothing is lost.
+ * Files kept for the state before the last edit (logs from the kept log number, tables the last
+ * edit removed) are listed as notes.
+ *
  * It modifies nothing: no recovery, no truncation, no deletion. It takes the database's LOCK for
  * the duration (creating the LOCK file if missing, as any open does), so no process can open the
  * database while it runs, and it refuses (exit 2) a database another process has open: a live
@@ -386,7 +394,9 @@ static void check_manifest(checker *c)
         report_failure(c, name, "manifest", e, checked, &err);
     } else if (torn) {
         report(c, name, "manifest", e, checked, V_NOTE,
-               "torn final record @%" PRIu64 " ignored: a crash mid-write, never acknowledged",
+               "torn final record @%" PRIu64
+               " ignored: a crash mid-write, or a damaged last edit; the state before it, which "
+               "the engine keeps whole, is what is checked",
                torn_at);
     } else {
         report(c, name, "manifest", e, checked, V_OK, "logs from #%" PRIu64,
@@ -589,9 +599,27 @@ static void check_logs(checker *c)
 
 /* ---- everything else ---- */
 
+static bool numbers_has(const version_numbers *s, uint64_t number)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->v[i] == number) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void check_rest(checker *c)
 {
     uint64_t first = c->vs != NULL ? version_set_log_number(c->vs) : 0, n;
+    /* The one-edit lag: what the state before the manifest's last edit needs stays on disk. */
+    uint64_t kept_first = c->vs != NULL ? version_set_kept_log_number(c->vs) : 0;
+    version_numbers kept = {
+        0}; /* the current tables (reported already) and those the last edit removed */
+
+    if (c->vs != NULL) {
+        version_set_live_files(c->vs, version_numbers_add, &kept);
+    }
 
     for (size_t i = 0; i < c->nfiles; i++) {
         entry *e = &c->files[i];
@@ -609,6 +637,14 @@ static void check_rest(checker *c)
         } else if (has_suffix(name, ".tmp")) {
             report(c, name, "temporary", e, "-", V_NOTE,
                    "leftover of an interrupted write, never used; the next open deletes it");
+        } else if (is_kind(name, VERSION_FILE_LOG, &n) && n >= kept_first) {
+            report(c, name, "log", e, "-", V_NOTE,
+                   "kept: covered by a table, but the state before the manifest's last edit "
+                   "replays it; deleted after the next edit");
+        } else if (is_kind(name, VERSION_FILE_TABLE, &n) && numbers_has(&kept, n)) {
+            report(c, name, "table", e, "-", V_NOTE,
+                   "kept: the manifest's last edit removed it, but the state before that edit "
+                   "lists it; deleted after the next edit");
         } else if (is_kind(name, VERSION_FILE_LOG, &n)) {
             report(c, name, "log", e, "-", V_NOTE,
                    "leftover: obsolete (the manifest's logs start at #%" PRIu64
@@ -628,6 +664,7 @@ static void check_rest(checker *c)
             report(c, name, "unknown", e, "-", V_NOTE, "not a Shale file");
         }
     }
+    free(kept.v);
 }
 
 /* ---- the command ---- */

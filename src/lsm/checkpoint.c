@@ -2,13 +2,20 @@
  * checkpoint: shale_checkpoint, a consistent and openable copy of a live database.
  *
  * Method: flush the memtable (so every write acknowledged before the call is in a table), then,
- * with obsolete-file deletion paused, take the current version and the manifest's length under
- * bg_mu (no edit can be half-appended then), and copy: the identity file, the manifest's first
- * `length` bytes (which describe exactly that version), every table of the version (hard-linked
- * when the file system allows: tables are immutable), and a fresh CURRENT. No log is copied: the
- * flush made the log tail unnecessary, and the copied manifest's log_number says so.
- * Every file is fsynced, then the directory, then its parent, before the call returns.
- * Writes and compactions go on meanwhile; only deletions wait.
+ * with obsolete-file deletion paused, take the current version and encode a snapshot of the
+ * state under bg_mu (no edit can be applied meanwhile), and write: the identity file (copied), a
+ * manifest holding only that snapshot (same number as the source's live manifest), every table
+ * of the version (hard-linked when the file system allows: tables are immutable), and a fresh
+ * CURRENT. No log is copied: the flush made the log tail unnecessary, and the snapshot's
+ * log_number says so. Every file is fsynced, then the directory, then its parent, before the call
+ * returns. Writes and compactions go on meanwhile; only deletions wait.
+ *
+ * Why a fresh snapshot and not a copy of the source manifest: the source keeps the files its
+ * state before the last edit needs (version.h: a damaged final record is taken for a torn one),
+ * but a checkpoint holds only the current version's tables and no log. A copied manifest whose
+ * last edit got damaged would fall back to a state whose files the checkpoint lacks. A manifest
+ * that is one snapshot has no earlier state to fall back to, and a damaged snapshot is reported
+ * as corruption at open.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -16,8 +23,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/buf.h"
 #include "base/error.h"
 #include "lsm/db_impl.h"
+#include "wal/wal_writer.h"
 
 #define CHECKPOINT_COPY_CHUNK ((size_t)1 << 20)
 
@@ -79,6 +88,24 @@ out:
     return rc;
 }
 
+/* dir/MANIFEST-<number>: the header, then the one record `snap`, synced (wal_writer_create syncs
+ * the directory entry). */
+static shale_code write_manifest(const shale_env *env, const char *dir, uint64_t number,
+                                 const shale_buf *snap, shale_error *err)
+{
+    char name[64];
+    wal_writer *w = NULL;
+
+    snprintf(name, sizeof name, "MANIFEST-%06" PRIu64, number);
+    shale_code rc = wal_writer_create(env, dir, name, number, &w, err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    rc = wal_writer_add(w, snap->data, snap->len, err);
+    shale_code crc = wal_writer_close(w, rc == SHALE_OK, rc == SHALE_OK ? err : NULL);
+    return rc != SHALE_OK ? rc : crc;
+}
+
 static shale_code place_table(shale_db *db, const char *dir, uint64_t number, shale_error *err)
 {
     char src[4096], dst[4096];
@@ -126,19 +153,22 @@ shale_code shale_checkpoint(shale_db *db, const char *dir, shale_error *err)
     snprintf(dst, sizeof dst, "%s/SHALE", dir);
     rc = copy_file(db->env, src, dst, UINT64_MAX, err);
 
-    /* The manifest is copied under bg_mu: no edit is appended meanwhile and no roll-over removes
-     * it, so the copy describes exactly version v. */
+    /* The snapshot is encoded under bg_mu: no edit is applied meanwhile, so it describes exactly
+     * version v. */
+    shale_buf snap = {0};
     pthread_mutex_lock(&db->bg_mu);
     db->deletions_disabled++;
     version *v = version_set_current(db->vs);
     uint64_t manifest = version_set_manifest_number(db->vs);
-    uint64_t manifest_len = version_set_manifest_bytes(db->vs);
     if (rc == SHALE_OK) {
-        version_manifest_name(src, sizeof src, db->path, manifest);
-        version_manifest_name(dst, sizeof dst, dir, manifest);
-        rc = copy_file(db->env, src, dst, manifest_len, err);
+        rc = version_set_snapshot_record(db->vs, &snap, err);
     }
     pthread_mutex_unlock(&db->bg_mu);
+    if (rc == SHALE_OK) {
+        rc = write_manifest(db->env, dir, manifest, &snap, err);
+    }
+    uint64_t manifest_len = snap.len;
+    buf_free(&snap);
     for (int level = 0; level < VERSION_LEVELS && rc == SHALE_OK; level++) {
         for (size_t i = 0; i < v->nfiles[level] && rc == SHALE_OK; i++) {
             rc = place_table(db, dir, v->files[level][i]->number, err);
@@ -167,8 +197,8 @@ shale_code shale_checkpoint(shale_db *db, const char *dir, shale_error *err)
     pthread_mutex_unlock(&db->bg_mu);
     version_unref(v);
     if (rc == SHALE_OK) {
-        db_log(db, "checkpoint: %s (manifest %" PRIu64 ", %" PRIu64 " bytes)", dir, manifest,
-               manifest_len);
+        db_log(db, "checkpoint: %s (manifest %" PRIu64 ", a %" PRIu64 "-byte snapshot)", dir,
+               manifest, manifest_len);
     } else {
         db_log(db, "checkpoint to %s failed: %s", dir, err ? err->msg : "");
     }

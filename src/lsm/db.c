@@ -725,6 +725,25 @@ shale_code shale_close(shale_db *db, shale_error *err)
     }
     flush_stop(db);
     compaction_stop(db);
+    /* The last edit's files are kept until a later edit is durable (version.h): one empty edit
+     * lets them go, so a clean close leaves exactly the live files. Its loss is harmless: the
+     * state before it is the one after the close's flush. */
+    pthread_mutex_lock(&db->mu);
+    bool stopped = db->writes_stopped;
+    pthread_mutex_unlock(&db->mu);
+    if (!stopped) {
+        /* Not after writes stopped: the manifest may be in doubt (CURRENT possibly naming a
+         * manifest the set does not know), so nothing may be written or deleted. */
+        shale_error serr;
+        pthread_mutex_lock(&db->bg_mu);
+        shale_code src = version_set_settle(db->vs, &serr);
+        pthread_mutex_unlock(&db->bg_mu);
+        if (src != SHALE_OK) {
+            db_log(db, "close: cannot record the last edit's obsolete files: %s", serr.msg);
+        } else {
+            flush_delete_obsolete(db);
+        }
+    }
     rc = commit_stop(db, err);
     if (rc == SHALE_OK && frc != SHALE_OK && db->opts.durability == SHALE_DURABILITY_NONE) {
         rc = err_set(err, frc, ferr.sys_errno, "close: unlogged data could not be flushed: %s",

@@ -11,9 +11,12 @@
  * Flush (the flush thread): imm is written as a level-0 table (compaction_write_tables drops what
  * no snapshot can see), the table is synced and its directory too, and one manifest edit records
  * the table, log_number = imm_log_number and flushed_seq = imm_seq. Only after that edit is durable
- * does imm leave the read view and are the covered log segments deleted: a log segment goes only
- * once every write in it is in a table the manifest records (recovery also skips records at or
- * below flushed_seq, so the two agree even if a deletion is lost in a crash).
+ * does imm leave the read view. The covered log segments are deleted one edit later: a log
+ * segment goes only once every write in it is in a table the manifest records AND a later edit is
+ * durable too (version_set_kept_log_number), because recovery takes a damaged final manifest
+ * record for a torn one and must then find the logs the state before it needs. Likewise the
+ * tables an edit removes stay until the next edit (version_set_live_files lists them). Recovery
+ * skips records at or below flushed_seq, so the two agree even if a deletion is lost in a crash.
  *
  * Failures: a failed table write leaves imm in place and is retried with a growing pause; writers
  * stall meanwhile (both memtables full), and after FLUSH_MAX_FAILURES consecutive failures they
@@ -233,31 +236,9 @@ void db_pending_remove(shale_db *db, uint64_t number)
 
 /* ---- obsolete files ---- */
 
-typedef struct live_set {
-    uint64_t *v;
-    size_t n, cap;
-    bool nomem;
-} live_set;
-
-static void live_add(uint64_t number, void *arg)
-{
-    live_set *s = arg;
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 64;
-        uint64_t *p = realloc(s->v, cap * sizeof *p);
-        if (p == NULL) {
-            s->nomem = true;
-            return;
-        }
-        s->v = p;
-        s->cap = cap;
-    }
-    s->v[s->n++] = number;
-}
-
 void flush_delete_obsolete(shale_db *db)
 {
-    live_set live = {0};
+    version_numbers live = {0};
     char **names = NULL;
     size_t count = 0;
     shale_error err;
@@ -267,13 +248,15 @@ void flush_delete_obsolete(shale_db *db)
         pthread_mutex_unlock(&db->bg_mu);
         return;
     }
-    version_set_live_files(db->vs, live_add, &live);
+    version_set_live_files(db->vs, version_numbers_add, &live);
     for (size_t i = 0; i < db->npending; i++) {
-        live_add(db->pending[i], &live);
+        version_numbers_add(db->pending[i], &live);
     }
     /* Files created after this point have numbers >= next: never candidates. */
     uint64_t next = version_set_next_file_number(db->vs);
-    uint64_t log_number = version_set_log_number(db->vs);
+    /* One edit late (version.h): the logs the state before the last edit replays stay, so a
+     * damaged final manifest record, taken for a torn one at open, loses nothing. */
+    uint64_t log_number = version_set_kept_log_number(db->vs);
     uint64_t manifest = version_set_manifest_number(db->vs);
     /* Listing under bg_mu: a checkpoint cannot start copying a file we then delete. */
     shale_code rc = db->env->list_dir(db->env, db->path, &names, &count, &err);

@@ -1,7 +1,9 @@
 /*
  * recovery: rebuilds the memtable at open by replaying the log segments the manifest does not
  * cover (numbered >= its log_number), in file-number order, skipping records whose writes are
- * already in tables (seq <= its flushed_seq).
+ * already in tables (seq <= its flushed_seq). Segments below log_number are skipped unread:
+ * those from version_set_kept_log_number up are kept on disk one edit longer (version.h), and
+ * are replayed only when the manifest's last edit was lost, since log_number is then older.
  *
  * The rules (docs/ARCHITECTURE.md, "Recovery"): a torn tail of the LAST segment is cut off - the
  * file is truncated to the end of its last complete record and synced. Damage anywhere else is
@@ -45,7 +47,8 @@ static shale_code list_segments(shale_db *db, uint64_t **out, size_t *out_count,
     uint64_t first = version_set_log_number(db->vs);
     for (size_t i = 0; i < count; i++) {
         if (version_parse_file_name(names[i], &(*out)[n]) == VERSION_FILE_LOG) {
-            /* Every number seen is spent, also those of obsolete segments not yet deleted. */
+            /* Every number seen is spent, also those of obsolete segments not yet deleted and of
+             * covered ones kept for the state before the last edit. */
             version_set_mark_file_number_used(db->vs, (*out)[n] + 1);
             if ((*out)[n] >= first) {
                 n++;

@@ -62,6 +62,23 @@
  *     CURRENT switch left in doubt, breaks the set.
  *   - version_set_free with versions still referenced (an iterator kept past shale_close) keeps
  *     the set's memory until the last of them is unreferenced.
+ *
+ * ---- The last edit ----
+ *
+ * Recovery cannot tell a damaged final manifest record from a torn one (the WAL reader's rule:
+ * damage with nothing valid after it is a torn tail), so it ignores it, and the state it recovers
+ * is the one before that edit. The set makes that harmless by keeping, until the NEXT edit is
+ * durable, every file the state before the last edit needs: version_set_kept_log_number is the
+ * log_number in force before the last edit (logs below it may go), and version_set_live_files
+ * also reports the tables the last edit removed. If the last edit is lost, the previous state
+ * finds its logs and tables on disk (a lost flush's table is unlisted and deleted at open, its
+ * data replayed from the kept logs). At open the last edit is the last valid record; a manifest
+ * holding only its snapshot keeps nothing beyond the snapshot's own state: a roll writes the
+ * snapshot and the edit that caused it with one sync before CURRENT names the file, so the
+ * snapshot alone means that edit was lost (and the snapshot is the state before it), and a
+ * damaged snapshot is corruption ("no snapshot edit"), never an empty database. Across a roll in
+ * a session the lag is simply kept in memory: the new manifest's snapshot is the state before
+ * its edit, which is exactly what the lag protects.
  */
 #include "lsm/version.h"
 
@@ -118,6 +135,11 @@ struct version_set {
     uint64_t log_number, flushed_seq, last_seq;
     uint64_t manifest_number, manifest_bytes;
     _Atomic uint64_t next_file;
+    /* The one-edit lag (see "The last edit" above): the log_number in force before the last
+     * durable edit, and the tables that edit removed. Under mu. */
+    uint64_t kept_log_number;
+    uint64_t *kept_tables;
+    size_t nkept_tables;
 
     /* Under the caller's version mutex. */
     bool closing; /* under mu: version_set_free ran; the last version frees the set */
@@ -681,6 +703,7 @@ static void link_live(version_set *vs, version *v)
 static void set_destroy(version_set *vs)
 {
     pthread_mutex_destroy(&vs->mu);
+    free(vs->kept_tables);
     free(vs->dir);
     free(vs);
 }
@@ -1052,6 +1075,27 @@ uint64_t version_set_last_seq(version_set *vs)
     return locked_get(vs, &vs->last_seq);
 }
 
+void version_numbers_add(uint64_t number, void *arg)
+{
+    version_numbers *s = arg;
+    if (s->n == s->cap) {
+        size_t cap = s->cap ? s->cap * 2 : 64;
+        uint64_t *p = realloc(s->v, cap * sizeof *p);
+        if (p == NULL) {
+            s->nomem = true;
+            return;
+        }
+        s->v = p;
+        s->cap = cap;
+    }
+    s->v[s->n++] = number;
+}
+
+uint64_t version_set_kept_log_number(version_set *vs)
+{
+    return locked_get(vs, &vs->kept_log_number);
+}
+
 uint64_t version_set_manifest_number(version_set *vs)
 {
     return locked_get(vs, &vs->manifest_number);
@@ -1076,7 +1120,15 @@ void version_set_live_files(version_set *vs, void (*fn)(uint64_t number, void *a
             cap += v->nfiles[l];
         }
     }
+    cap += vs->nkept_tables;
     nums = malloc((cap ? cap : 1) * sizeof *nums);
+    for (size_t i = 0; i < vs->nkept_tables; i++) {
+        if (nums != NULL) {
+            nums[n++] = vs->kept_tables[i];
+        } else {
+            fn(vs->kept_tables[i], arg);
+        }
+    }
     for (version *v = vs->live.next; v != &vs->live; v = v->next) {
         for (int l = 0; l < VERSION_LEVELS; l++) {
             for (size_t i = 0; i < v->nfiles[l]; i++) {
@@ -1291,7 +1343,8 @@ shale_code version_set_apply(version_set *vs, version_edit *edit, shale_error *e
     builder b = {0};
     version *nv = NULL;
     shale_buf rec = {0};
-    uint64_t number = 0;
+    uint64_t number = 0, *kept = NULL;
+    size_t nkept = edit->ndeleted;
     vstate st;
     shale_code rc;
 
@@ -1316,6 +1369,14 @@ shale_code version_set_apply(version_set *vs, version_edit *edit, shale_error *e
         (rc = encode_record(vs, NULL, edit, false, &rec, err)) != SHALE_OK) {
         goto out;
     }
+    /* Allocated before the edit is written: once it is durable, nothing may fail. */
+    if (nkept > 0 && (kept = malloc(nkept * sizeof *kept)) == NULL) {
+        rc = err_nomem(err);
+        goto out;
+    }
+    for (size_t i = 0; i < nkept; i++) {
+        kept[i] = edit->deleted[i].number;
+    }
     if (roll) {
         rc = write_new_manifest(vs, number, &rec, err);
     } else {
@@ -1336,6 +1397,12 @@ shale_code version_set_apply(version_set *vs, version_edit *edit, shale_error *e
     }
     version_set_mark_file_number_used(vs, st.next_file);
     pthread_mutex_lock(&vs->mu);
+    /* The state before this edit must stay recoverable until the next edit is durable. */
+    vs->kept_log_number = vs->log_number;
+    uint64_t *old_kept = vs->kept_tables;
+    vs->kept_tables = kept;
+    vs->nkept_tables = nkept;
+    kept = old_kept;
     vs->log_number = st.log_number;
     vs->flushed_seq = st.flushed_seq;
     vs->last_seq = st.last_seq;
@@ -1360,8 +1427,33 @@ out:
     }
     b_free(&b);
     buf_free(&rec);
+    free(kept);
     drop_added(edit);
     return rc;
+}
+
+shale_code version_set_settle(version_set *vs, shale_error *err)
+{
+    version_edit e;
+
+    if (vs->broken) {
+        return err_copy(err, &vs->sticky);
+    }
+    pthread_mutex_lock(&vs->mu);
+    bool lag = vs->kept_log_number < vs->log_number || vs->nkept_tables > 0;
+    pthread_mutex_unlock(&vs->mu);
+    if (!lag || !vs->loaded) {
+        return SHALE_OK;
+    }
+    version_edit_init(&e);
+    shale_code rc = version_set_apply(vs, &e, err);
+    version_edit_free(&e);
+    return rc;
+}
+
+shale_code version_set_snapshot_record(version_set *vs, shale_buf *out, shale_error *err)
+{
+    return encode_record(vs, vs->current, NULL, true, out, err);
 }
 
 /* ---- recovery ---- */
@@ -1397,14 +1489,44 @@ typedef struct replayed {
     shale_buf pointer[VERSION_LEVELS];
     uint64_t number, valid_end;
     char name[64];
+    /* The one-edit lag as of the last valid edit (version_set_kept_log_number). */
+    uint64_t kept_log_number;
+    uint64_t *kept_tables;
+    size_t nkept_tables;
 } replayed;
 
 static void replayed_free(replayed *r)
 {
     b_free(&r->b);
+    free(r->kept_tables);
+    r->kept_tables = NULL;
     for (int l = 0; l < VERSION_LEVELS; l++) {
         buf_free(&r->pointer[l]);
     }
+}
+
+/* Records the lag of edit e, which may be the last: the log_number in force before it and the
+ * tables it removes. A snapshot opens the manifest: no state before it is recorded there (CURRENT
+ * names a manifest only once its snapshot is synced, so a damaged snapshot is corruption, never
+ * taken for a torn tail), so it keeps nothing beyond itself. Called before e is merged. */
+static shale_code note_last_edit(replayed *r, const version_edit *e, bool snap, shale_error *err)
+{
+    uint64_t *kept = NULL;
+
+    if (e->ndeleted > 0 && (kept = malloc(e->ndeleted * sizeof *kept)) == NULL) {
+        return err_nomem(err);
+    }
+    for (size_t i = 0; i < e->ndeleted; i++) {
+        kept[i] = e->deleted[i].number;
+    }
+    free(r->kept_tables);
+    r->kept_tables = kept;
+    r->nkept_tables = e->ndeleted;
+    r->kept_log_number = r->st.log_number;
+    if (snap) {
+        r->kept_log_number = e->has_log_number ? e->log_number : 0;
+    }
+    return SHALE_OK;
 }
 
 /* Reads CURRENT and every edit of the manifest it names into *r (tables not yet sorted). */
@@ -1453,6 +1575,9 @@ static shale_code replay(const version_set *vs, replayed *r, shale_error *err)
             rc = err_set(err, SHALE_CORRUPTION, 0, "%s: a second snapshot", where);
         } else {
             rc = b_apply(&r->b, &e, SHALE_CORRUPTION, where, err);
+        }
+        if (rc == SHALE_OK) {
+            rc = note_last_edit(r, &e, snap, err);
         }
         if (rc == SHALE_OK) {
             state_merge(&r->st, &e);
@@ -1520,6 +1645,11 @@ shale_code version_set_recover(version_set *vs, shale_error *err)
     vs->last_seq = r.st.last_seq;
     vs->manifest_number = r.number;
     vs->manifest_bytes = r.valid_end;
+    vs->kept_log_number = r.kept_log_number;
+    free(vs->kept_tables);
+    vs->kept_tables = r.kept_tables;
+    vs->nkept_tables = r.nkept_tables;
+    r.kept_tables = NULL;
     pthread_mutex_unlock(&vs->mu);
     install(vs, v);
     vs->loaded = true;

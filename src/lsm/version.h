@@ -26,7 +26,9 @@
  * CURRENT switched to it. A failed sync or write of the manifest is final: the set is broken and
  * every later apply fails with the same error (the caller stops writes). Recovery reads CURRENT and
  * replays the manifest; a torn final record (never acknowledged) is ignored, any other damage is
- * SHALE_CORRUPTION naming the file and offset.
+ * SHALE_CORRUPTION naming the file and offset. A damaged final record looks torn and is ignored
+ * too; that is harmless because the files the state before the last edit needs are kept until
+ * the next edit is durable (version_set_kept_log_number, version_set_live_files).
  *
  * Lazy: recovery reads only the manifest. Opening (version_set_recover) writes nothing; the first
  * version_set_apply writes a fresh manifest, so a read-only session leaves the directory untouched.
@@ -140,6 +142,18 @@ shale_code version_set_recover(version_set *vs, shale_error *err) SHALE_MUST_USE
  * metas either way; the caller still calls version_edit_free. */
 shale_code version_set_apply(version_set *vs, version_edit *edit, shale_error *err) SHALE_MUST_USE;
 
+/* If the last edit left files kept for the state before it (a lower kept log number, or removed
+ * tables), applies an empty edit so that they become obsolete; otherwise does nothing (no I/O).
+ * For a clean close: the directory is then left holding only the live files. Caller holds its
+ * version mutex. */
+shale_code version_set_settle(version_set *vs, shale_error *err) SHALE_MUST_USE;
+
+/* Appends to `out` a manifest record (kind byte included) holding a snapshot of the current state:
+ * what a new manifest starts with. For shale_checkpoint, whose manifest is that one record (so it
+ * has no last edit to lose). Caller holds its version mutex. */
+shale_code version_set_snapshot_record(version_set *vs, shale_buf *out,
+                                       shale_error *err) SHALE_MUST_USE;
+
 /* The current version with one more reference. */
 version *version_set_current(version_set *vs);
 void version_ref(version *v);
@@ -153,12 +167,28 @@ uint64_t version_set_next_file_number(version_set *vs);
 uint64_t version_set_log_number(version_set *vs);
 uint64_t version_set_flushed_seq(version_set *vs);
 uint64_t version_set_last_seq(version_set *vs);
+/* The log_number in force before the last durable edit (at open: before the manifest's last
+ * valid record; for a manifest holding only its snapshot, the snapshot's own). Log segments
+ * numbered below it are obsolete; those from it up to version_set_log_number are kept one edit
+ * longer, so that losing the last edit (a damaged final manifest record is taken for a torn one)
+ * loses no log the state before it needs. */
+uint64_t version_set_kept_log_number(version_set *vs);
 uint64_t version_set_manifest_number(version_set *vs); /* 0 before the first manifest is known */
 uint64_t version_set_manifest_bytes(version_set *vs);
 
-/* Calls fn(number, arg) once for every table listed by any live version, outside the set's
- * lock. */
+/* Calls fn(number, arg) once for every table listed by any live version, and for every table
+ * the last durable edit removed (kept until the next edit is durable, like the logs above), outside
+ * the set's lock. */
 void version_set_live_files(version_set *vs, void (*fn)(uint64_t number, void *arg), void *arg);
+
+/* A growable list of file numbers; version_numbers_add(number, list) appends (the callback for
+ * version_set_live_files). Out of memory sets `nomem` and drops the number. Free `v`. */
+typedef struct version_numbers {
+    uint64_t *v;
+    size_t n, cap;
+    bool nomem;
+} version_numbers;
+void version_numbers_add(uint64_t number, void *arg);
 
 /* ---- Compaction picking (caller holds its version mutex) ---- */
 

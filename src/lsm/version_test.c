@@ -1118,10 +1118,23 @@ Test(vset, a_table_stays_live_while_an_old_version_holds_it)
     version_unref(old);
     live[0] = 0;
     version_set_live_files(vs, collect, live);
-    cr_assert_eq(live[0], 2);
+    cr_assert_eq(live[0], 3,
+                 "5 is kept until the next edit: the state before the last edit "
+                 "needs it if that edit is lost");
+    cr_assert_eq(live[1], 5);
+    cr_assert_eq(live[2], 6);
+    cr_assert_eq(live[3], 7);
+    cr_assert_eq(atomic_load(&shared->refs), 1);
+
+    cr_assert_eq(version_set_settle(vs, NULL), SHALE_OK);
+    live[0] = 0;
+    version_set_live_files(vs, collect, live);
+    cr_assert_eq(live[0], 2, "a later durable edit lets 5 go");
     cr_assert_eq(live[1], 6);
     cr_assert_eq(live[2], 7);
-    cr_assert_eq(atomic_load(&shared->refs), 1);
+    uint64_t bytes = version_set_manifest_bytes(vs);
+    cr_assert_eq(version_set_settle(vs, NULL), SHALE_OK);
+    cr_assert_eq(version_set_manifest_bytes(vs), bytes, "nothing kept: settle writes nothing");
     version_unref(cur);
     version_unref(NULL);
     version_set_free(vs);
@@ -1179,8 +1192,9 @@ Test(vset, readers_on_other_threads_while_applying)
     }
     uint64_t live[8] = {0};
     version_set_live_files(vs, collect, live);
-    cr_assert_eq(live[0], 1);
-    cr_assert_eq(live[1], 139);
+    cr_assert_eq(live[0], 2, "139, and 138 which the last edit removed");
+    cr_assert_eq(live[1], 138);
+    cr_assert_eq(live[2], 139);
     version_set_free(vs);
     tu_assert_no_leaks();
 }
