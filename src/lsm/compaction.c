@@ -486,13 +486,17 @@ shale_code compaction_manual(shale_db *db, shale_error *err)
             }
         }
         /* The bottom level is rewritten one level down too when its tables still hold
-         * tombstones (kept for a snapshot since released, say): that is what drops them. */
+         * tombstones (kept for a snapshot since released, say): that is what drops them; and
+         * when it holds its static target or more, which would make the background push part of
+         * it down right after: the data ends in one level with nothing left to do. */
         uint64_t deletions = 0;
         for (size_t i = 0; i < v->nfiles[level]; i++) {
             deletions += v->files[level][i]->deletions;
         }
+        bool full = level == bottom && level > 0 &&
+                    v->level_bytes[level] >= version_set_static_target(db->vs, level);
         bool work =
-            v->nfiles[level] > 0 && (level < bottom || level == 0 ||
+            v->nfiles[level] > 0 && (level < bottom || level == 0 || full ||
                                      (level == bottom && deletions > 0 && db->nsnapshots == 0));
         version_unref(v);
         if (!work) {

@@ -1760,6 +1760,11 @@ static uint64_t target_bytes(const version_set *vs, int level)
     return t;
 }
 
+uint64_t version_set_static_target(const version_set *vs, int level)
+{
+    return level < 1 ? 0 : target_bytes(vs, level);
+}
+
 /*
  * The size each level L1+ should have; a level's score is its size over its target. Dynamic
  * targets, in the spirit of RocksDB's level_compaction_dynamic_level_bytes, sized from the bottom:

@@ -218,6 +218,10 @@ typedef struct compaction {
  * L0->L1 compaction runs at a time (a newer L0 table could otherwise fall in a gap of a running
  * one's range). */
 compaction *version_set_pick_compaction(version_set *vs);
+/* The static target of level >= 1, base_level_bytes * ratio^(level-1): the deepest non-empty
+ * level is scored against it (0 for level 0). For shale_compact, which leaves the data in a level
+ * under it, so that no background compaction is due right after. */
+uint64_t version_set_static_target(const version_set *vs, int level);
 /* A compaction of the tables of `level` overlapping [begin, end] (empty slices = unbounded), or
  * NULL if none (or they are busy). Marks its inputs being_compacted. */
 compaction *version_set_compact_range(version_set *vs, int level, shale_slice begin,

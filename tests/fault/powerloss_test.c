@@ -1066,7 +1066,10 @@ Test(fault, background_write_failure_is_retried_and_loses_nothing)
     env_fault *f = new_fault();
     shale_options o = {.create_if_missing = true,
                        .durability = SHALE_DURABILITY_MEMORY,
-                       .wal_flush_interval_ms = 1,
+                       /* The failure is visible to commits from the failed write to its
+                        * retry, one interval later: 20 ms is a window a put every 0.1 ms
+                        * cannot miss, even on a loaded machine (1 ms could be). */
+                       .wal_flush_interval_ms = 20,
                        .env = env_fault_env(f)};
     shale_db *db = NULL;
     shale_error err;
@@ -1074,12 +1077,12 @@ Test(fault, background_write_failure_is_retried_and_loses_nothing)
 
     cr_assert_eq(shale_open(dir, &o, &db, &err), SHALE_OK, "%s", err.msg);
     put_ok(db, acked++, "first"); /* creates the segment */
-    usleep(20000);
+    usleep(60000);                /* its background write is done */
     /* The next background write fails half-way (a short write); its retry succeeds. */
     env_fault_fail_nth(f, ENV_OP_WRITE, 1, EIO, true);
     put_ok(db, acked++, "before the failure");
     bool saw_failure = false;
-    for (int i = 0; i < 2000 && acked < 400; i++) {
+    for (int i = 0; i < 20000 && (acked < 400 || !saw_failure); i++) {
         char kb[17];
         shale_code rc = shale_put(db, NULL, tu_key(kb, acked), (shale_slice){"x", 1}, &err);
         if (rc == SHALE_IO) {
