@@ -244,6 +244,18 @@ static void settle_and_recheck(fixture *fx, shale_db *db, const char *ctx)
     fx_close(db);
 }
 
+/* Damages the final record of the closed database (which must hold at least min_records), then
+ * checks it, reopens it, compares every acknowledged key and settles it; frees the fixture. */
+static void damage_reopen_verify(fixture *fx, where w, unsigned min_records, const char *ctx)
+{
+    damage_last_record(fx->dir, w, min_records);
+    check_clean(fx->dir, ctx);
+    shale_db *db = fx_open(fx);
+    fx_verify(fx, db, ctx);
+    settle_and_recheck(fx, db, ctx);
+    fx_free(fx);
+}
+
 /* A flush's edit is the manifest's final record: a crash right after the flush, then damage. */
 static void flush_edit_damaged(where w)
 {
@@ -261,12 +273,7 @@ static void flush_edit_damaged(where w)
     fx_write(&fx, db, 2 * PER_BATCH, PER_BATCH / 2, 4); /* in the newest log only */
     tu_close_as_crash(db, fx.dir);
 
-    damage_last_record(fx.dir, w, 3);
-    check_clean(fx.dir, ctx);
-    db = fx_open(&fx);
-    fx_verify(&fx, db, ctx);
-    settle_and_recheck(&fx, db, ctx);
-    fx_free(&fx);
+    damage_reopen_verify(&fx, w, 3, ctx);
 }
 
 Test(manifest_damage, flush_edit_payload)
@@ -304,12 +311,7 @@ static void compaction_edit_damaged(where w)
     cr_assert_eq(st.level_tables[0], 0, "everything compacted out of level 0");
     tu_close_as_crash(db, fx.dir); /* the compaction's edit is the last record */
 
-    damage_last_record(fx.dir, w, 3);
-    check_clean(fx.dir, ctx);
-    db = fx_open(&fx);
-    fx_verify(&fx, db, ctx);
-    settle_and_recheck(&fx, db, ctx);
-    fx_free(&fx);
+    damage_reopen_verify(&fx, w, 3, ctx);
 }
 
 Test(manifest_damage, compaction_edit_payload)
@@ -337,12 +339,7 @@ static void close_edit_damaged(where w)
     fx_write(&fx, db, PER_BATCH, PER_BATCH, 2);
     fx_close(db); /* flushes round 2, then appends the empty edit */
 
-    damage_last_record(fx.dir, w, 5);
-    check_clean(fx.dir, ctx);
-    db = fx_open(&fx);
-    fx_verify(&fx, db, ctx);
-    settle_and_recheck(&fx, db, ctx);
-    fx_free(&fx);
+    damage_reopen_verify(&fx, w, 5, ctx);
 }
 
 Test(manifest_damage, close_edit_payload)
