@@ -1323,6 +1323,24 @@ shale_code version_set_create(version_set *vs, shale_error *err)
     return rc;
 }
 
+/* The numbers of the tables e deletes, in a fresh array (NULL when none): what the one-edit lag
+ * keeps (see "The last edit" above). */
+static shale_code deleted_numbers(const version_edit *e, uint64_t **out, shale_error *err)
+{
+    *out = NULL;
+    if (e->ndeleted == 0) {
+        return SHALE_OK;
+    }
+    uint64_t *v = malloc(e->ndeleted * sizeof *v);
+    if (v == NULL) {
+        return err_nomem(err);
+    }
+    for (size_t i = 0; i < e->ndeleted; i++) {
+        v[i] = e->deleted[i].number;
+    }
+    *out = v;
+    return SHALE_OK;
+}
 /* Fills in the edit's unset fields and the state it leads to. */
 static void fill_edit(version_set *vs, version_edit *e, vstate *next)
 {
@@ -1370,12 +1388,8 @@ shale_code version_set_apply(version_set *vs, version_edit *edit, shale_error *e
         goto out;
     }
     /* Allocated before the edit is written: once it is durable, nothing may fail. */
-    if (nkept > 0 && (kept = malloc(nkept * sizeof *kept)) == NULL) {
-        rc = err_nomem(err);
+    if ((rc = deleted_numbers(edit, &kept, err)) != SHALE_OK) {
         goto out;
-    }
-    for (size_t i = 0; i < nkept; i++) {
-        kept[i] = edit->deleted[i].number;
     }
     if (roll) {
         rc = write_new_manifest(vs, number, &rec, err);
@@ -1512,12 +1526,10 @@ static void replayed_free(replayed *r)
 static shale_code note_last_edit(replayed *r, const version_edit *e, bool snap, shale_error *err)
 {
     uint64_t *kept = NULL;
+    shale_code rc = deleted_numbers(e, &kept, err);
 
-    if (e->ndeleted > 0 && (kept = malloc(e->ndeleted * sizeof *kept)) == NULL) {
-        return err_nomem(err);
-    }
-    for (size_t i = 0; i < e->ndeleted; i++) {
-        kept[i] = e->deleted[i].number;
+    if (rc != SHALE_OK) {
+        return rc;
     }
     free(r->kept_tables);
     r->kept_tables = kept;

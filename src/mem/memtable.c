@@ -76,12 +76,6 @@ struct memtable {
     bool index_off;              /* the index was given up; writer */
     _Atomic size_t index_bytes;  /* all tables; read by anyone (relaxed) */
     memtable_recycler *recycler; /* where the memory goes at the last unref; may be NULL */
-    /* The key memtable_prefetch hashed last, so that its memtable_add need not hash it again
-     * (compared by content, so a stale hint is merely unused); writer only. */
-    bool hint_valid;
-    uint32_t hint_len;
-    uint64_t hint_hash;
-    unsigned char hint_key[32];
 };
 
 /* Recycling (memtable.h). The last unref of a memtable happens on any thread, hence the mutex (a
@@ -359,8 +353,7 @@ void memtable_recycler_prefill(memtable_recycler *r, size_t arena_block_bytes, s
         r->blocks = blocks;
         r->block_bytes = got;
         blocks = NULL;
-        atomic_store_explicit(&r->bytes, r->block_bytes + (r->index ? r->index->bytes : 0),
-                              memory_order_relaxed);
+        atomic_store_explicit(&r->bytes, got, memory_order_relaxed); /* no index: it was empty */
     }
     pthread_mutex_unlock(&r->mu);
     arena_free_blocks(blocks);
@@ -382,11 +375,10 @@ static void recycle(memtable *m)
 
     /* All or nothing: the recycler holds one memtable's memory at most, never parts of two. */
     pthread_mutex_lock(&r->mu);
-    bool want_blocks = r->accepting && r->blocks == NULL && r->index == NULL;
-    bool want_index = want_blocks;
+    bool want = r->accepting && r->blocks == NULL && r->index == NULL;
     pthread_mutex_unlock(&r->mu);
 
-    if (want_index && !m->index_off && m->tables != NULL) {
+    if (want && !m->index_off && m->tables != NULL) {
         keep = m->tables;
         m->tables = keep->older;
         keep->older = NULL;
@@ -394,7 +386,7 @@ static void recycle(memtable *m)
     }
     index_free_all(m->tables);
     size_t kept = 0;
-    if (want_blocks) {
+    if (want) {
         kept = arena_destroy_keep(&m->arena, &blocks);
     } else {
         arena_destroy(&m->arena);
@@ -434,7 +426,6 @@ memtable *memtable_new_recycled(size_t arena_block_bytes, memtable_recycler *r)
     m->index_off = false;
     atomic_init(&m->index_bytes, 0);
     m->recycler = r;
-    m->hint_valid = false;
     if (r != NULL) {
         recycler_ref(r);
         pthread_mutex_lock(&r->mu);
@@ -510,25 +501,6 @@ void memtable_prefetch(memtable *m, shale_slice key)
     }
     uint64_t hash = key_hash(key.data, key.len);
     __builtin_prefetch(&t->slots[hash & t->mask], 1);
-    m->hint_valid = key.len <= sizeof m->hint_key;
-    if (m->hint_valid) {
-        m->hint_len = (uint32_t)key.len;
-        m->hint_hash = hash;
-        if (key.len > 0) {
-            memcpy(m->hint_key, key.data, key.len);
-        }
-    }
-}
-
-/* The key's index hash, from the prefetch hint when it matches. */
-static uint64_t add_hash(memtable *m, shale_slice key)
-{
-    if (m->hint_valid && key.len == m->hint_len &&
-        (key.len == 0 || memcmp(key.data, m->hint_key, key.len) == 0)) {
-        m->hint_valid = false;
-        return m->hint_hash;
-    }
-    return key_hash(key.data, key.len);
 }
 
 shale_code memtable_add(memtable *m, uint64_t seq, uint8_t type, shale_slice key, shale_slice value,
@@ -556,7 +528,7 @@ shale_code memtable_add(memtable *m, uint64_t seq, uint8_t type, shale_slice key
     if (rc == SHALE_OK && !m->index_off) {
         /* The key's slot is a cache miss of its own: start it now, to overlap the search. */
         mem_index *t = atomic_load_explicit(&m->index, memory_order_relaxed);
-        hash = add_hash(m, key);
+        hash = key_hash(key.data, key.len);
         __builtin_prefetch(&t->slots[hash & t->mask], 1);
     }
     if (rc == SHALE_OK) {
