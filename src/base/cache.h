@@ -1,14 +1,16 @@
 /*
- * cache: a sharded LRU cache bounded in bytes, keyed by (id, offset) pairs of u64. The block
+ * cache: a sharded cache bounded in bytes, keyed by (id, offset) pairs of u64. The block
  * cache holds table blocks (data, index, filter) under (table's cache id, block offset); the
  * table cache holds open table readers under (file number, 0) with a charge of 1 each.
  *
  * Bound: every entry has a charge (its bytes); once the total charge passes the capacity, the
- * least recently used entries that nobody holds are evicted. Entries held by a handle cannot be
- * evicted, so usage may pass the capacity while callers pin more than it (the engine pins a
- * block while an iterator sits on it or a get reads it, and a table reader holds its index and
- * filter for its life, but only within cache_hold_try's half of the capacity). An insert whose
- * charge alone exceeds the capacity of its shard is still returned to the caller but not kept.
+ * oldest entries that nobody holds are evicted, where an entry hit since eviction last passed it
+ * gets one more round (LRU with a second chance, CLOCK's approximation of LRU). Entries held by a
+ * handle cannot be evicted, so usage may pass the capacity while callers pin more than it (the
+ * engine pins a block while an iterator sits on it or a get reads it, and a table reader holds its
+ * index and filter for its life, but only within cache_hold_try's half of the capacity). An insert
+ * whose charge alone exceeds the capacity of its shard is still returned to the caller but not
+ * kept.
  *
  * Sharding: 2^shard_bits shards, each with its own mutex, LRU list and hash table; a key's shard
  * is picked by its hash. Capacity is split evenly between shards.

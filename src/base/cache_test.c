@@ -227,14 +227,14 @@ Test(cache, lru_order_decides_what_goes)
     ins_rel(c, 1, 1, 1, &k);
     ins_rel(c, 2, 2, 1, &k);
     ins_rel(c, 3, 3, 1, &k);
-    cr_assert_eq(look(c, 1), 1); /* touch: 1 is now the youngest, 2 the oldest */
+    cr_assert_eq(look(c, 1), 1); /* a hit: 1 gets a second chance, so 2 goes first */
     ins_rel(c, 4, 4, 1, &k);
     cr_assert_eq(k.total, 1);
     cr_assert_eq(k.deleted[2], 1);
     cr_assert_eq(look(c, 2), 0);
-    cr_assert_eq(look(c, 3), 3); /* order (oldest first) was 3 1 4; now 1 4 3 */
+    cr_assert_eq(look(c, 3), 3); /* order (oldest first) is 3 1 4, with 3 and 1 hit */
     cr_assert_eq(look(c, 1), 1);
-    /* Order (oldest first): 4, 3, 1. A charge-2 insert pushes out 4 and 3. */
+    /* A charge-2 insert: 3 and 1 lose their bits and go young, then 4 and 3 go. */
     ins_rel(c, 5, 5, 2, &k);
     cr_assert_eq(k.deleted[4], 1);
     cr_assert_eq(k.deleted[3], 1);
@@ -243,6 +243,29 @@ Test(cache, lru_order_decides_what_goes)
     cr_assert_eq(stats(c).evictions, 3);
     cr_assert_eq(stats(c).usage_bytes, 3);
     free_expect(c, &k, 5, false);
+    tu_assert_no_leaks();
+}
+
+Test(cache, a_hit_buys_one_second_chance)
+{
+    counts k = {0};
+    cache *c = cache_new(3, 0);
+    for (uintptr_t v = 1; v <= 3; v++) {
+        ins_rel(c, v, v, 1, &k);
+    }
+    cr_assert_eq(look(c, 1), 1);
+    ins_rel(c, 4, 4, 1, &k); /* 1 passed over (bit cleared), 2 evicted */
+    ins_rel(c, 5, 5, 1, &k); /* 3 evicted */
+    cr_assert_eq(k.deleted[2], 1);
+    cr_assert_eq(k.deleted[3], 1);
+    cr_assert_eq(k.deleted[1], 0);
+    ins_rel(c, 6, 6, 1, &k); /* no hit since: 1 is now the oldest without a bit */
+    cr_assert_eq(k.deleted[1], 1);
+    cr_assert_eq(look(c, 4), 4);
+    cr_assert_eq(look(c, 5), 5);
+    cr_assert_eq(look(c, 6), 6);
+    expect_usage(c, 3, 0, 3);
+    free_expect(c, &k, 6, false);
     tu_assert_no_leaks();
 }
 
