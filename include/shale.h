@@ -15,8 +15,8 @@
  * database all get SHALE_INVALID (or the code documented at the call).
  *
  * Threads: a shale_db may be shared by any number of threads; every call on it is thread-safe
- * except shale_close, which must be the last call on the handle. A shale_batch and a shale_iter
- * belong to one thread at a time.
+ * except shale_close, which must be the last call on the handle. A shale_batch, a shale_iter and
+ * a shale_txn belong to one thread at a time.
  */
 #ifndef SHALE_H
 #define SHALE_H
@@ -49,7 +49,7 @@ typedef enum shale_code {
     SHALE_CORRUPTION = 3, /* a checksum, magic or length on disk does not match */
     SHALE_IO = 4,         /* the operating system failed a call; err->sys_errno says why */
     SHALE_NOMEM = 5,      /* an allocation failed */
-    SHALE_CONFLICT = 6,   /* a concurrent change wins (transactions, later) */
+    SHALE_CONFLICT = 6,   /* a concurrent change wins (transactions, conditional writes) */
     SHALE_BUSY = 7,       /* another process holds the database directory */
     SHALE_FULL = 8,       /* a size limit was reached (key, value, batch) */
     SHALE_CLOSED = 9,     /* the handle is closed, or the database stopped taking writes */
@@ -332,6 +332,117 @@ SHALE_API SHALE_MUST_USE shale_code shale_compact(shale_db *db, shale_error *err
 SHALE_API SHALE_MUST_USE shale_code shale_checkpoint(shale_db *db, const char *dir,
                                                      shale_error *err);
 
+/* ---- Conditional writes ----
+ * Compare-and-set by version, without a transaction: the version of a value is the sequence
+ * number of the write that stored it (shale_entry_info.seq, from shale_get_info or an iterator).
+ * The check and the write are one step: no other write can come between them. */
+
+/* Writes `key` only if its current value has version `version`, or, with version 0, only if the
+ * key has no live value (absent, deleted or expired): insert-if-absent. SHALE_CONFLICT otherwise,
+ * with nothing written. On success *new_version (may be NULL) gets the version of this write. */
+SHALE_API SHALE_MUST_USE shale_code shale_put_if_version(shale_db *db,
+                                                         const shale_write_opts *wopts,
+                                                         shale_slice key, shale_slice value,
+                                                         uint64_t version, uint64_t *new_version,
+                                                         shale_error *err);
+/* Deletes `key` only if its current value has version `version` (not 0). SHALE_NOT_FOUND if the
+ * key has no live value, SHALE_CONFLICT if it has another version; nothing is written then. */
+SHALE_API SHALE_MUST_USE shale_code shale_delete_if_version(shale_db *db,
+                                                            const shale_write_opts *wopts,
+                                                            shale_slice key, uint64_t version,
+                                                            shale_error *err);
+
+/* ---- Transactions ----
+ * Optimistic, multi-key, all or nothing. A transaction reads at a snapshot taken at begin and
+ * buffers its writes in memory; reads inside it see its own writes first. Nothing it writes is
+ * visible to anyone else until commit, which validates and then writes everything as one log
+ * record (one atomic batch), durable at the transaction's level: after a crash a transaction is
+ * wholly there or wholly absent.
+ *
+ * Isolation:
+ *   SNAPSHOT (the default)  every read sees the database as of begin. Commit fails with
+ *       SHALE_CONFLICT if any key the transaction writes was written by anyone else (another
+ *       transaction or a plain write) after begin: the first committer wins. Write skew (two
+ *       transactions each reading what the other writes) is possible.
+ *   SERIALIZABLE  as SNAPSHOT, and commit also fails if any key the transaction read (found or
+ *       not) or any key range its iterators covered was written after begin, which rules out
+ *       write skew and phantoms. Costs memory for the read set and, at commit, a scan of every
+ *       range read.
+ * A conflict's message names the key. A failed commit leaves the database unchanged; retry with
+ * a new transaction.
+ *
+ * Versions: values read in a transaction carry their version (shale_txn_get_info); values the
+ * transaction wrote itself report version 0 until commit.
+ *
+ * Lifetime: begin, any number of reads and writes, then commit or rollback; either ends the
+ * transaction, and every later call on it but shale_txn_free fails with SHALE_INVALID ("already
+ * committed" / "already rolled back"). shale_txn_free ends (rolls back) a transaction still open
+ * and frees it. shale_close rolls back every transaction still open on the database; their
+ * calls then return SHALE_CLOSED, and shale_txn_free still frees them.
+ *
+ * Limits: a transaction's buffered writes (and, serializable, its read set) are bounded by
+ * shale_txn_opts.max_bytes: a write that would pass it fails with SHALE_FULL and is not applied
+ * (the transaction stays usable). Keys and values obey the database's limits.
+ *
+ * Threads: a transaction belongs to one thread at a time; any number of transactions (and plain
+ * writes) run concurrently on one database. Commit validation runs in the commit pipeline, so a
+ * commit briefly delays other writes by the lookups it makes (one per key written, plus the
+ * read set when serializable). */
+typedef struct shale_txn shale_txn;
+
+typedef enum shale_isolation {
+    SHALE_ISOLATION_DEFAULT = 0, /* SNAPSHOT */
+    SHALE_ISOLATION_SNAPSHOT = 1,
+    SHALE_ISOLATION_SERIALIZABLE = 2,
+} shale_isolation;
+
+/* Transaction options; NULL means defaults. */
+typedef struct shale_txn_opts {
+    shale_isolation isolation;
+    shale_durability durability; /* of the commit; 0 = the database's level */
+    uint64_t max_bytes;          /* memory for buffered writes and the read set; 0 = the
+                                    database's write buffer size; range 64 KiB .. 1 GiB */
+} shale_txn_opts;
+
+SHALE_API SHALE_MUST_USE shale_code shale_txn_begin(shale_db *db, const shale_txn_opts *opts,
+                                                    shale_txn **out, shale_error *err);
+/* Reads `key`: the transaction's own write if it made one, else the value as of begin.
+ * SHALE_NOT_FOUND when absent, deleted or expired. */
+SHALE_API SHALE_MUST_USE shale_code shale_txn_get(shale_txn *txn, shale_slice key, shale_buf *value,
+                                                  shale_error *err);
+/* As shale_txn_get, also filling *info (version 0 for the transaction's own writes). `value` may
+ * be NULL. */
+SHALE_API SHALE_MUST_USE shale_code shale_txn_get_info(shale_txn *txn, shale_slice key,
+                                                       shale_buf *value, shale_entry_info *info,
+                                                       shale_error *err);
+SHALE_API SHALE_MUST_USE shale_code shale_txn_exists(shale_txn *txn, shale_slice key, bool *out,
+                                                     shale_error *err);
+SHALE_API SHALE_MUST_USE shale_code shale_txn_put(shale_txn *txn, shale_slice key,
+                                                  shale_slice value, shale_error *err);
+SHALE_API SHALE_MUST_USE shale_code shale_txn_put_ttl(shale_txn *txn, shale_slice key,
+                                                      shale_slice value, uint64_t expire_at_ms,
+                                                      shale_error *err);
+SHALE_API SHALE_MUST_USE shale_code shale_txn_delete(shale_txn *txn, shale_slice key,
+                                                     shale_error *err);
+/* An iterator over the database as of begin merged with the transaction's writes made before
+ * this call (later writes are not seen, as with every shale_iter). ropts->snapshot must be NULL;
+ * bounds and prefix work as for shale_iter_new. Free it with shale_iter_free; it stays readable
+ * after the transaction ends. */
+SHALE_API SHALE_MUST_USE shale_code shale_txn_iter_new(shale_txn *txn, const shale_read_opts *ropts,
+                                                       shale_iter **out, shale_error *err);
+/* Validates and commits. SHALE_CONFLICT (naming the key) when validation fails; SHALE_OK with
+ * nothing written for a transaction that wrote nothing. Either way the transaction is over. */
+SHALE_API SHALE_MUST_USE shale_code shale_txn_commit(shale_txn *txn, shale_error *err);
+/* Discards the transaction's writes. */
+SHALE_API SHALE_MUST_USE shale_code shale_txn_rollback(shale_txn *txn, shale_error *err);
+/* Rolls back if still open, then frees. Accepts NULL. */
+SHALE_API void shale_txn_free(shale_txn *txn);
+/* The sequence number the transaction reads at. */
+SHALE_API uint64_t shale_txn_snapshot_seq(const shale_txn *txn);
+/* After a successful commit that wrote something: the version of its last write (its writes
+ * carry versions in (snapshot, commit seq]). 0 otherwise. */
+SHALE_API uint64_t shale_txn_commit_seq(const shale_txn *txn);
+
 /* Counters and gauges. Gauges describe the moment of the call; counters run since open. */
 typedef struct shale_stats {
     uint64_t live_keys;       /* keys with a current value (expired keys count until swept):
@@ -376,7 +487,12 @@ typedef struct shale_stats {
     double block_cache_hit_rate;    /* hits / (hits + misses), 0 when none */
     uint64_t memtable_budget_bytes; /* write_buffer_bytes in effect */
     uint64_t table_bytes_on_disk;   /* sum of level_bytes */
-    uint64_t snapshots;             /* live snapshots */
+    uint64_t snapshots;             /* live snapshots (open transactions hold one each) */
+    uint64_t txns_open;             /* transactions begun and not yet ended */
+    uint64_t txn_commits;           /* transactions committed since open (read-only ones too) */
+    uint64_t txn_conflicts;         /* commits refused with SHALE_CONFLICT since open, conditional
+                                       writes included */
+    uint64_t txn_rollbacks;         /* transactions rolled back (or freed open) since open */
     bool writes_stopped;            /* a failed sync or write made the database refuse writes */
     char stop_reason[256];          /* why, when writes_stopped */
 } shale_stats;

@@ -261,12 +261,16 @@ static shale_code lead(shale_db *db, commit_writer *w, commit_writer *last, uint
     uint8_t head[1 + BATCH_HEADER_BYTES];
 
     if (w->prepare != NULL) {
-        shale_batch_clear(&db->prepare_batch);
-        rc = w->prepare(db, w->prepare_arg, &db->prepare_batch, err);
+        shale_batch *fill = NULL;
+        if (w->batch == NULL) {
+            shale_batch_clear(&db->prepare_batch);
+            fill = &db->prepare_batch;
+            single = fill;
+        }
+        rc = w->prepare(db, w->prepare_arg, seq, fill, err);
         if (rc != SHALE_OK) {
             return rc;
         }
-        single = &db->prepare_batch;
     }
     for (commit_writer *p = w;; p = p->next) {
         const shale_batch *b = p == w ? single : p->batch;

@@ -460,6 +460,7 @@ static void db_release(shale_db *db)
     pthread_mutex_destroy(&db->info_mu);
     pthread_mutex_destroy(&db->bg_mu);
     pthread_mutex_destroy(&db->view_mu);
+    pthread_mutex_destroy(&db->txn_mu);
     pthread_cond_destroy(&db->mu_cv);
     pthread_cond_destroy(&db->bg_cv);
     pthread_cond_destroy(&db->bg_done);
@@ -627,6 +628,7 @@ shale_code shale_open(const char *path, const shale_options *opts, shale_db **ou
     pthread_mutex_init(&db->info_mu, NULL);
     pthread_mutex_init(&db->bg_mu, NULL);
     pthread_mutex_init(&db->view_mu, NULL);
+    pthread_mutex_init(&db->txn_mu, NULL);
     pthread_condattr_t mono;
     pthread_condattr_init(&mono);
     pthread_condattr_setclock(&mono, CLOCK_MONOTONIC);
@@ -709,6 +711,7 @@ shale_code shale_close(shale_db *db, shale_error *err)
     if (db->closed) {
         return err_set(err, SHALE_CLOSED, 0, "database handle is already closed");
     }
+    txn_close_all(db);
     ttl_stop(db);
     /* Close flushes: a clean reopen replays no log. A failed flush loses nothing (the log
      * keeps the data), except with durability NONE, where the error says so. */
@@ -758,7 +761,7 @@ shale_code shale_close(shale_db *db, shale_error *err)
 
 /* ---- point reads ---- */
 
-static shale_code check_key(const shale_db *db, shale_slice key, shale_error *err)
+shale_code db_check_key(const shale_db *db, shale_slice key, shale_error *err)
 {
     if (key.len == 0) {
         return err_set(err, SHALE_INVALID, 0, "empty key");
@@ -818,7 +821,7 @@ shale_code shale_get_info(shale_db *db, const shale_read_opts *ropts, shale_slic
     if (rc != SHALE_OK) {
         return rc;
     }
-    rc = check_key(db, key, err);
+    rc = db_check_key(db, key, err);
     if (rc != SHALE_OK) {
         return rc;
     }
@@ -878,7 +881,7 @@ shale_code shale_multi_get(shale_db *db, const shale_read_opts *ropts, size_t co
     }
     for (size_t i = 0; i < count; i++) {
         shale_error kerr;
-        shale_code rc = check_key(db, keys[i], &kerr);
+        shale_code rc = db_check_key(db, keys[i], &kerr);
         if (rc != SHALE_OK) {
             return err_set(err, rc, 0, "key %zu: %s", i, kerr.msg);
         }
@@ -903,26 +906,39 @@ shale_code shale_multi_get(shale_db *db, const shale_read_opts *ropts, size_t co
 
 /* ---- writes ---- */
 
+shale_code db_check_level(const shale_db *db, shale_durability level, shale_error *err)
+{
+    if ((unsigned)level > SHALE_DURABILITY_FULL) {
+        return err_set(err, SHALE_INVALID, 0, "write durability %d is not a level", (int)level);
+    }
+    if (db->opts.durability == SHALE_DURABILITY_NONE && level > SHALE_DURABILITY_NONE) {
+        return err_set(err, SHALE_INVALID, 0,
+                       "durability %s asked of a database opened with durability none (it has "
+                       "no log)",
+                       shale_durability_name(level));
+    }
+    return SHALE_OK;
+}
+
+shale_code db_check_value(const shale_db *db, shale_slice value, shale_error *err)
+{
+    if (value.data == NULL && value.len > 0) {
+        return err_set(err, SHALE_INVALID, 0, "value has NULL data and length %zu", value.len);
+    }
+    if (value.len > db->opts.max_value_bytes) {
+        return err_set(err, SHALE_FULL, 0, "value of %zu bytes exceeds max_value_bytes %u",
+                       value.len, db->opts.max_value_bytes);
+    }
+    return SHALE_OK;
+}
+
 static shale_code check_write(shale_db *db, const shale_write_opts *wopts, shale_error *err)
 {
     shale_code rc = db_check_open(db, err);
     if (rc != SHALE_OK) {
         return rc;
     }
-    if (wopts != NULL) {
-        if ((unsigned)wopts->durability > SHALE_DURABILITY_FULL) {
-            return err_set(err, SHALE_INVALID, 0, "write durability %d is not a level",
-                           (int)wopts->durability);
-        }
-        if (db->opts.durability == SHALE_DURABILITY_NONE &&
-            wopts->durability > SHALE_DURABILITY_NONE) {
-            return err_set(err, SHALE_INVALID, 0,
-                           "durability %s asked of a database opened with durability none (it has "
-                           "no log)",
-                           shale_durability_name(wopts->durability));
-        }
-    }
-    return SHALE_OK;
+    return wopts != NULL ? db_check_level(db, wopts->durability, err) : SHALE_OK;
 }
 
 static shale_code write_one(shale_db *db, const shale_write_opts *wopts, uint8_t type,
@@ -934,15 +950,9 @@ static shale_code write_one(shale_db *db, const shale_write_opts *wopts, uint8_t
     const shale_batch *b = &single;
     shale_code rc;
 
-    if ((rc = check_write(db, wopts, err)) != SHALE_OK || (rc = check_key(db, key, err))) {
+    if ((rc = check_write(db, wopts, err)) != SHALE_OK || (rc = db_check_key(db, key, err)) ||
+        (rc = db_check_value(db, value, err))) {
         return rc;
-    }
-    if (value.data == NULL && value.len > 0) {
-        return err_set(err, SHALE_INVALID, 0, "value has NULL data and length %zu", value.len);
-    }
-    if (value.len > db->opts.max_value_bytes) {
-        return err_set(err, SHALE_FULL, 0, "value of %zu bytes exceeds max_value_bytes %u",
-                       value.len, db->opts.max_value_bytes);
     }
     if (!batch_init_single(&single, stack, sizeof stack, type, key, value, expire_at_ms)) {
         heap = shale_batch_new();
@@ -1090,6 +1100,12 @@ shale_code shale_stats_get(shale_db *db, shale_stats *out, shale_error *err)
     version_set_pressure(db->vs, &pr);
     out->pending_compaction_bytes = pr.pending_bytes;
     pthread_mutex_unlock(&db->bg_mu);
+    pthread_mutex_lock(&db->txn_mu);
+    out->txns_open = db->txns_open;
+    pthread_mutex_unlock(&db->txn_mu);
+    out->txn_commits = atomic_load_explicit(&db->txn_commits, memory_order_relaxed);
+    out->txn_conflicts = atomic_load_explicit(&db->txn_conflicts, memory_order_relaxed);
+    out->txn_rollbacks = atomic_load_explicit(&db->txn_rollbacks, memory_order_relaxed);
     out->write_amplification = out->user_bytes_written
                                    ? (double)(out->flush_bytes + out->compaction_bytes_written) /
                                          (double)out->user_bytes_written

@@ -98,10 +98,13 @@ struct shale_snapshot {
 /* A writer waiting in (or leading) the commit queue. Lives on its caller's stack. */
 typedef struct commit_writer commit_writer;
 
-/* Run by the leader with the memtable to itself, before the batch is logged: lets a caller decide
- * the batch's contents from the current state with no write racing it (the TTL sweeper, later
- * transactions). May fill `batch` (initially the writer's own) or fail the commit. */
-typedef shale_code (*commit_prepare_fn)(shale_db *db, void *arg, shale_batch *batch,
+/* Run by the leader with the memtable to itself, before the batch is logged, when every earlier
+ * commit is applied and no later one can start: lets a caller decide or check the batch against
+ * the current state with no write racing it (the TTL sweeper, conditional writes, transaction
+ * validation). `seq` is the sequence number the batch's first op will get. A writer that passed
+ * no batch of its own fills `batch` (empty at the call); one that passed a batch gets `batch`
+ * NULL and only checks. A failure fails the commit, which then writes nothing. */
+typedef shale_code (*commit_prepare_fn)(shale_db *db, void *arg, uint64_t seq, shale_batch *batch,
                                         shale_error *err);
 
 struct shale_db {
@@ -158,6 +161,11 @@ struct shale_db {
     size_t npending, pending_cap;
     shale_snapshot *snap_head, *snap_tail;
     uint64_t nsnapshots;
+    /* Open transactions (txn.c), under txn_mu (a leaf lock), and their counters. */
+    pthread_mutex_t txn_mu;
+    shale_txn *txn_head;
+    uint64_t txns_open;
+    _Atomic uint64_t txn_commits, txn_conflicts, txn_rollbacks;
     bool bg_error; /* a compaction met damage: no more compactions until reopen */
     shale_error bg_err;
     uint64_t flushes, compactions, flush_bytes, compaction_read, compaction_written;
@@ -303,11 +311,50 @@ shale_code db_view_get(shale_db *db, db_view *view, shale_slice key, uint64_t se
 /* The seq a read runs at: the snapshot's, or the newest visible. */
 uint64_t db_read_seq(shale_db *db, const shale_read_opts *ro);
 
+/* ---- db_iter.c: transaction iterators ---- */
+
+/* The key range a serializable transaction's iterator has looked at, for commit validation: from
+ * the smallest key it showed or sought to the largest, widened to its bound (or without limit)
+ * on a side where it ran off the end. Owned by the transaction; the iterator updates it while
+ * both live (`iter` and the iterator's pointer to it are cleared when either side goes). */
+typedef struct db_iter_track {
+    shale_iter *iter;
+    shale_buf lo, hi; /* valid when `any` */
+    bool any;
+    bool lo_open, hi_open; /* ran off the front / the back */
+    bool failed;           /* out of memory while tracking: the range is unknown */
+    shale_buf bound_lo, bound_hi;
+    bool has_bound_lo, has_bound_hi; /* the iterator's bounds: bound_hi is exclusive */
+    struct db_iter_track *next;
+} db_iter_track;
+
+/* An iterator over the database as of `snapshot` merged with `writes` (a transaction's own
+ * writes, numbered 1 .. writes_upto and shown above the snapshot; NULL for none): the writes win
+ * over the database's versions of the same key. Own entries report seq 0. With `track`, every
+ * move updates it (and the track's bounds are set from ropts). */
+shale_code db_iter_new_txn(shale_db *db, const shale_read_opts *ropts, uint64_t snapshot,
+                           memtable *writes, uint64_t writes_upto, db_iter_track *track,
+                           shale_iter **out, shale_error *err) SHALE_MUST_USE;
+/* Stops the track's iterator from updating it (the transaction ended). */
+void db_iter_untrack(db_iter_track *track);
+
+/* ---- txn.c ---- */
+
+/* Ends every transaction still open on db (shale_close): rolled back, detached from db. */
+void txn_close_all(shale_db *db);
+
 /* A timed wait of `ms` on cv, which was made with a CLOCK_MONOTONIC condattr (as all of db's). */
 void db_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t ms);
 
 /* SHALE_CLOSED if db is a closed handle, SHALE_INVALID if NULL; else SHALE_OK. */
 shale_code db_check_open(const shale_db *db, shale_error *err) SHALE_MUST_USE;
+/* Argument checks shared by every write path: a key (not empty, within max_key_bytes), a value
+ * (within max_value_bytes) and a per-write durability level (a level, and not more than NONE on
+ * a database without a log). */
+shale_code db_check_key(const shale_db *db, shale_slice key, shale_error *err) SHALE_MUST_USE;
+shale_code db_check_value(const shale_db *db, shale_slice value, shale_error *err) SHALE_MUST_USE;
+shale_code db_check_level(const shale_db *db, shale_durability level,
+                          shale_error *err) SHALE_MUST_USE;
 
 /* Appends a line to the LOG file (best effort; printf-style). */
 void db_log(shale_db *db, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -53,6 +53,8 @@ struct shale_iter {
     shale_slice skip;      /* forward: the key whose older versions are being passed over */
     ikey_entry scratch;    /* for merge_iter_step */
     uint8_t skip_inline[SKIP_INLINE]; /* skip's bytes when short */
+    uint64_t own_above;   /* entries above this seq are a transaction's own: shown as seq 0 */
+    db_iter_track *track; /* a serializable transaction's read range, or NULL */
     shale_code status;
     shale_error err;
 };
@@ -235,6 +237,57 @@ static void position_before(shale_iter *it, shale_slice target, bool inclusive)
     }
 }
 
+/* ---- read-range tracking (serializable transactions) ---- */
+
+static void track_fail(db_iter_track *t)
+{
+    t->failed = true;
+}
+
+/* Widens the tracked range to include key. */
+static void track_key(db_iter_track *t, shale_slice key)
+{
+    shale_error e;
+    if (!t->any) {
+        if (buf_set(&t->lo, key.data, key.len, &e) != SHALE_OK ||
+            buf_set(&t->hi, key.data, key.len, &e) != SHALE_OK) {
+            track_fail(t);
+            return;
+        }
+        t->any = true;
+        return;
+    }
+    if (slice_cmp(key, saved(&t->lo)) < 0 && buf_set(&t->lo, key.data, key.len, &e) != SHALE_OK) {
+        track_fail(t);
+    }
+    if (slice_cmp(key, saved(&t->hi)) > 0 && buf_set(&t->hi, key.data, key.len, &e) != SHALE_OK) {
+        track_fail(t);
+    }
+}
+
+/* After a move: the key shown, or the open side the move ran off (fwd: the back). */
+static void track_move(shale_iter *it, bool fwd)
+{
+    db_iter_track *t = it->track;
+    if (t == NULL) {
+        return;
+    }
+    if (it->valid) {
+        track_key(t, it->cur.key);
+    } else if (fwd) {
+        t->hi_open = true;
+    } else {
+        t->lo_open = true;
+    }
+}
+
+static void track_target(shale_iter *it, shale_slice target)
+{
+    if (it->track != NULL) {
+        track_key(it->track, target);
+    }
+}
+
 static void reset(shale_iter *it)
 {
     it->status = SHALE_OK;
@@ -252,6 +305,8 @@ void shale_iter_seek(shale_iter *it, shale_slice target)
     }
     iter_seek(it->in, target, IKEY_MAX_SEQ);
     find_next(it, in_cur(it), false);
+    track_target(it, target);
+    track_move(it, true);
 }
 
 void shale_iter_seek_first(shale_iter *it)
@@ -266,6 +321,10 @@ void shale_iter_seek_first(shale_iter *it)
     reset(it);
     iter_seek_first(it->in);
     find_next(it, in_cur(it), false);
+    if (it->track != NULL) {
+        it->track->lo_open = true;
+    }
+    track_move(it, true);
 }
 
 void shale_iter_seek_last(shale_iter *it)
@@ -280,6 +339,10 @@ void shale_iter_seek_last(shale_iter *it)
         iter_seek_last(it->in);
     }
     find_prev(it);
+    if (it->track != NULL) {
+        it->track->hi_open = true;
+    }
+    track_move(it, false);
 }
 
 void shale_iter_seek_for_prev(shale_iter *it, shale_slice target)
@@ -297,6 +360,8 @@ void shale_iter_seek_for_prev(shale_iter *it, shale_slice target)
     }
     position_before(it, target, true);
     find_prev(it);
+    track_target(it, target);
+    track_move(it, false);
 }
 
 void shale_iter_next(shale_iter *it)
@@ -309,6 +374,7 @@ void shale_iter_next(shale_iter *it)
         iter_seek(it->in, saved(&it->saved_key), IKEY_MAX_SEQ);
         it->skip = saved(&it->saved_key);
         find_next(it, in_cur(it), true);
+        track_move(it, true);
         return;
     }
     /* The internal iterator is on the shown key, which borrows from it: save the key, then pass
@@ -318,6 +384,7 @@ void shale_iter_next(shale_iter *it)
         return;
     }
     find_next(it, in_next(it), true);
+    track_move(it, true);
 }
 
 void shale_iter_prev(shale_iter *it)
@@ -335,6 +402,7 @@ void shale_iter_prev(shale_iter *it)
         position_before(it, saved(&it->saved_key), false);
     }
     find_prev(it);
+    track_move(it, false);
 }
 
 /* (Not a call to shale_iter_valid: an exported function is not inlined in a shared library.) */
@@ -363,7 +431,7 @@ shale_entry_info shale_iter_info(const shale_iter *it)
     if (!is_valid(it)) {
         return (shale_entry_info){0, 0};
     }
-    return (shale_entry_info){it->cur.seq, it->cur.expire_at_ms};
+    return (shale_entry_info){it->cur.seq > it->own_above ? 0 : it->cur.seq, it->cur.expire_at_ms};
 }
 
 shale_code shale_iter_status(const shale_iter *it, shale_error *err)
@@ -381,6 +449,9 @@ void shale_iter_free(shale_iter *it)
 {
     if (it == NULL) {
         return;
+    }
+    if (it->track != NULL) {
+        it->track->iter = NULL;
     }
     iter_destroy(it->in);
     db_view_release(it->view);
@@ -451,35 +522,50 @@ static shale_code set_bounds(shale_iter *it, const shale_read_opts *ro, shale_er
     return rc;
 }
 
-shale_code shale_iter_new(shale_db *db, const shale_read_opts *ropts, shale_iter **out,
-                          shale_error *err)
+/* The parts of every iterator: bounds, clock, references. */
+static shale_code iter_alloc(shale_db *db, const shale_read_opts *ropts, shale_iter **out,
+                             shale_error *err)
 {
     shale_read_opts none = {0};
-    shale_iter *it;
     shale_code rc;
 
-    if (out == NULL) {
-        return err_set(err, SHALE_INVALID, 0, "shale_iter_new: out is NULL");
-    }
+    *out = NULL;
     rc = db_check_open(db, err);
     if (rc != SHALE_OK) {
         return rc;
     }
-    *out = NULL;
-    it = calloc(1, sizeof *it);
+    shale_iter *it = calloc(1, sizeof *it);
     if (it == NULL) {
         return err_nomem(err);
     }
+    it->own_above = UINT64_MAX;
     rc = set_bounds(it, ropts ? ropts : &none, err);
     if (rc != SHALE_OK) {
         shale_iter_free(it);
         return rc;
     }
-    /* The seq first, then the view: every write up to the seq is in the view (db_impl.h). */
-    it->snapshot = db_read_seq(db, ropts);
     it->now_ms = db->env->now_ms(db->env);
     it->shared = db->shared;
     atomic_fetch_add_explicit(&it->shared->refs, 1, memory_order_relaxed);
+    *out = it;
+    return SHALE_OK;
+}
+
+shale_code shale_iter_new(shale_db *db, const shale_read_opts *ropts, shale_iter **out,
+                          shale_error *err)
+{
+    if (out == NULL) {
+        return err_set(err, SHALE_INVALID, 0, "shale_iter_new: out is NULL");
+    }
+    *out = NULL;
+    shale_iter *it;
+    shale_code rc = iter_alloc(db, ropts, &it, err);
+
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    /* The seq first, then the view: every write up to the seq is in the view (db_impl.h). */
+    it->snapshot = db_read_seq(db, ropts);
     it->view = db_view_acquire(db);
     it->in = db_view_iter(db, it->view, true);
     if (it->in == NULL) {
@@ -488,4 +574,53 @@ shale_code shale_iter_new(shale_db *db, const shale_read_opts *ropts, shale_iter
     }
     *out = it;
     return SHALE_OK;
+}
+
+shale_code db_iter_new_txn(shale_db *db, const shale_read_opts *ropts, uint64_t snapshot,
+                           memtable *writes, uint64_t writes_upto, db_iter_track *track,
+                           shale_iter **out, shale_error *err)
+{
+    shale_iter *it;
+    shale_code rc = iter_alloc(db, ropts, &it, err);
+
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    /* The database's versions above the snapshot are hidden below the merge, so the merge can
+     * show the transaction's writes above it: db_iter then reads at the top of both. */
+    it->snapshot = snapshot + writes_upto;
+    it->own_above = snapshot;
+    it->view = db_view_acquire(db);
+    iter *children[2];
+    size_t n = 0;
+    children[n++] = seq_window_iter_new(db_view_iter(db, it->view, true), snapshot, 0);
+    if (writes != NULL && writes_upto > 0) {
+        children[n++] = seq_window_iter_new(mem_iter_new(writes), writes_upto, snapshot);
+    }
+    it->in = merge_iter_new(children, n);
+    if (it->in == NULL) {
+        shale_iter_free(it);
+        return err_nomem(err);
+    }
+    if (track != NULL) {
+        track->has_bound_lo = it->has_lo;
+        track->has_bound_hi = it->has_hi;
+        if ((it->has_lo && buf_set(&track->bound_lo, it->lo.data, it->lo.len, err) != SHALE_OK) ||
+            (it->has_hi && buf_set(&track->bound_hi, it->hi.data, it->hi.len, err) != SHALE_OK)) {
+            shale_iter_free(it);
+            return SHALE_NOMEM;
+        }
+        track->iter = it;
+        it->track = track;
+    }
+    *out = it;
+    return SHALE_OK;
+}
+
+void db_iter_untrack(db_iter_track *track)
+{
+    if (track->iter != NULL) {
+        track->iter->track = NULL;
+        track->iter = NULL;
+    }
 }

@@ -416,9 +416,10 @@ out:
 }
 
 /* Empty commit whose only effect is to let a leader run flush_make_room_locked. */
-static shale_code noop_prepare(shale_db *db, void *arg, shale_batch *batch, shale_error *err)
+static shale_code noop_prepare(shale_db *db, void *arg, uint64_t seq, shale_batch *batch,
+                               shale_error *err)
 {
-    (void)db, (void)arg, (void)batch, (void)err;
+    (void)db, (void)arg, (void)seq, (void)batch, (void)err;
     return SHALE_OK;
 }
 

@@ -786,3 +786,119 @@ iter *mem_iter_new(memtable *m)
     memtable_iter_init(&mi->mi, m);
     return &mi->base;
 }
+
+/* ---- seq window ------------------------------------------------------------------------------ */
+
+typedef struct seq_window {
+    iter base;
+    iter *in;
+    uint64_t max;   /* entries of `in` with a larger seq are passed over */
+    uint64_t shift; /* added to every seq shown */
+} seq_window;
+
+static void window_skip(seq_window *w, bool fwd)
+{
+    ikey_entry e;
+    while (iter_valid(w->in)) {
+        iter_entry(w->in, &e);
+        if (e.seq <= w->max) {
+            return;
+        }
+        if (fwd) {
+            iter_next(w->in);
+        } else {
+            iter_prev(w->in);
+        }
+    }
+}
+
+static bool window_valid(const iter *base)
+{
+    return iter_valid(((const seq_window *)base)->in);
+}
+
+static void window_seek(iter *base, shale_slice key, uint64_t seq)
+{
+    seq_window *w = (seq_window *)base;
+    /* (key, seq) outside is (key, seq - shift) inside; below the shift no version of key
+     * qualifies, and (key, 0) sorts after all of them. */
+    uint64_t inner = seq == IKEY_MAX_SEQ ? IKEY_MAX_SEQ : (seq > w->shift ? seq - w->shift : 0);
+    iter_seek(w->in, key, inner);
+    window_skip(w, true);
+}
+
+static void window_seek_first(iter *base)
+{
+    seq_window *w = (seq_window *)base;
+    iter_seek_first(w->in);
+    window_skip(w, true);
+}
+
+static void window_seek_last(iter *base)
+{
+    seq_window *w = (seq_window *)base;
+    iter_seek_last(w->in);
+    window_skip(w, false);
+}
+
+static void window_next(iter *base)
+{
+    seq_window *w = (seq_window *)base;
+    iter_next(w->in);
+    window_skip(w, true);
+}
+
+static void window_prev(iter *base)
+{
+    seq_window *w = (seq_window *)base;
+    iter_prev(w->in);
+    window_skip(w, false);
+}
+
+static void window_entry(const iter *base, ikey_entry *out)
+{
+    const seq_window *w = (const seq_window *)base;
+    iter_entry(w->in, out);
+    out->seq += w->shift;
+}
+
+static shale_code window_status(const iter *base, shale_error *err)
+{
+    return iter_status(((const seq_window *)base)->in, err);
+}
+
+static void window_destroy(iter *base)
+{
+    seq_window *w = (seq_window *)base;
+    iter_destroy(w->in);
+    free(w);
+}
+
+static const iter_ops window_ops = {
+    .valid = window_valid,
+    .seek = window_seek,
+    .seek_first = window_seek_first,
+    .seek_last = window_seek_last,
+    .next = window_next,
+    .prev = window_prev,
+    .entry = window_entry,
+    .status = window_status,
+    .destroy = window_destroy,
+};
+
+iter *seq_window_iter_new(iter *in, uint64_t max_seq, uint64_t shift)
+{
+    if (in == NULL) {
+        return NULL;
+    }
+    seq_window *w = malloc(sizeof *w);
+    if (w == NULL) {
+        iter_destroy(in);
+        return NULL;
+    }
+    w->base.ops = &window_ops;
+    w->in = in;
+    w->max = max_seq;
+    w->shift = shift;
+    return &w->base;
+}

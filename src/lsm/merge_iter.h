@@ -14,6 +14,8 @@
  *
  * mem_iter_new: an adapter from a memtable to the interface; holds a memtable reference.
  *
+ * seq_window_iter_new: hides the entries above a sequence number and shifts the rest (below).
+ *
  * merge_iter_new with n == 1 returns the child itself and with n == 0 an empty iterator: callers
  * must not assume the result is a merge. A NULL child makes it destroy the others and return NULL.
  *
@@ -34,6 +36,10 @@
 iter *merge_iter_new(iter **children, size_t n);
 iter *level_iter_new(table_cache *tc, version *v, int level, bool fill_cache);
 iter *mem_iter_new(memtable *m);
+/* seq_window_iter_new: the entries of `in` with seq <= max_seq, each shown with seq + shift (a
+ * transaction's view: the database as of its snapshot, and its own writes, numbered from 1,
+ * shown above that snapshot). Takes ownership of `in`, also on failure. */
+iter *seq_window_iter_new(iter *in, uint64_t max_seq, uint64_t shift);
 
 /* merge_iter_step: iter_next (fwd) or iter_prev on ANY internal iterator, then the entry it is
  * on: a pointer to it, valid until `it` next moves or is destroyed, or NULL when `it` became

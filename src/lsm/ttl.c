@@ -39,9 +39,11 @@ typedef struct ttl_sweep {
     uint64_t deleted;
 } ttl_sweep;
 
-static shale_code ttl_prepare(shale_db *db, void *arg, shale_batch *batch, shale_error *err)
+static shale_code ttl_prepare(shale_db *db, void *arg, uint64_t seq, shale_batch *batch,
+                              shale_error *err)
 {
     ttl_sweep *sw = arg;
+    (void)seq;
 
     sw->deleted = 0;
     for (size_t i = 0; i < sw->count; i++) {
