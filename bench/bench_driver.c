@@ -9,6 +9,10 @@
  * Random keys are uniform over [0, num): thread t of workload w draws from a splitmix64 stream
  * seeded by (--seed, w, t), so every engine sees the same key sequences, a run repeats exactly,
  * and readrandom does not replay the exact sequence fillrandom wrote.
+ *
+ * Transactions (txndisjoint, txnhot): each transaction's keys are drawn from the same streams,
+ * distinct within the transaction, so a conflict's retry reads and writes exactly the keys the
+ * refused attempt did (with the next values of the thread's walk through the pool).
  */
 #include "bench_driver.h"
 
@@ -36,8 +40,9 @@
 #define MAX_VALUE_SIZE    (4u << 20) /* shale's default max_value_bytes */
 #define MAX_THREADS       1024
 #define POOL_MIN_BYTES    (1u << 20) /* db_bench's RandomGenerator size */
-#define PIECE_BYTES       100 /* db_bench builds its pool from 100-byte compressible pieces */
-#define DEFAULT_MEMORY_MB 256 /* shale's default max_memory_mb */
+#define PIECE_BYTES       100  /* db_bench builds its pool from 100-byte compressible pieces */
+#define DEFAULT_MEMORY_MB 256  /* shale's default max_memory_mb */
+#define MAX_TXN_KEYS      1000 /* keys per transaction; drawing them is quadratic in the count */
 
 typedef struct config {
     const bench_engine *engine;
@@ -50,6 +55,10 @@ typedef struct config {
     size_t key_size;
     size_t value_size;
     size_t batch_size;
+    uint64_t txns;     /* transactions per thread for txndisjoint and txnhot */
+    size_t txn_keys;   /* keys read and written per transaction */
+    uint64_t hot_keys; /* txnhot's shared key set: [0, hot_keys) */
+    bool has_txn;      /* --benchmarks names a transaction workload */
     int threads;
     bench_durability durability;
     uint64_t seed;
@@ -227,6 +236,8 @@ typedef struct worker {
     uint64_t done;
     uint64_t bytes;
     uint64_t found;
+    uint64_t reads;     /* transactions: every read, retries included (found counts the hits) */
+    uint64_t conflicts; /* transactions: commits refused with a conflict, then retried */
     double start;
     double finish;
     bool failed;
@@ -247,6 +258,8 @@ typedef enum bench_kind {
     K_FILLSYNC,
     K_REOPEN,
     K_STATS,
+    K_TXNDISJOINT,
+    K_TXNHOT,
 } bench_kind;
 
 typedef struct bench_def {
@@ -268,6 +281,10 @@ static const bench_def BENCHES[] = {
     {"fillsync", K_FILLSYNC, true},
     {"reopen", K_REOPEN, false},
     {"stats", K_STATS, false},
+    /* Appended, not grouped by kind: a workload's position seeds its key streams, and the older
+     * workloads keep theirs. */
+    {"txndisjoint", K_TXNDISJOINT, false},
+    {"txnhot", K_TXNHOT, false},
 };
 
 struct run {
@@ -458,6 +475,99 @@ static void do_delete_random(worker *w)
     }
 }
 
+/* Fills keys[0..n) with n distinct keys drawn from [base, base + range), range >= n. */
+static void draw_distinct(worker *w, uint64_t base, uint64_t range, uint64_t *keys, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        bool dup;
+        do {
+            keys[i] = base + splitmix64(&w->rng) % range;
+            dup = false;
+            for (size_t j = 0; j < i && !dup; j++) {
+                dup = keys[j] == keys[i];
+            }
+        } while (dup);
+    }
+}
+
+/* One attempt at the read-modify-write of the n keys (key_size bytes each) at `keys`. Returns the
+ * engine's txn_commit code, or BENCH_ERROR after a failed read or write (the transaction then
+ * rolled back). */
+static int txn_attempt(worker *w, const char *keys, size_t n, bench_err *err)
+{
+    run *r = w->r;
+    const bench_engine *e = r->eng;
+    size_t ks = r->cfg->key_size;
+    if (e->txn_begin(w->state, r->level, err) != BENCH_OK) {
+        return BENCH_ERROR;
+    }
+    for (size_t i = 0; i < n; i++) {
+        size_t vlen = 0;
+        int rc = e->txn_get(w->state, (bench_slice){keys + i * ks, ks}, &vlen, err);
+        w->reads++;
+        if (rc == BENCH_OK) {
+            w->found++;
+        } else if (rc != BENCH_NOT_FOUND) {
+            e->txn_abort(w->state);
+            return BENCH_ERROR;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (e->txn_put(w->state, (bench_slice){keys + i * ks, ks}, next_value(w), err) !=
+            BENCH_OK) {
+            e->txn_abort(w->state);
+            return BENCH_ERROR;
+        }
+    }
+    return e->txn_commit(w->state, err);
+}
+
+/* txndisjoint and txnhot: r->ops committed transactions, each retried until it commits. */
+static void do_txn(worker *w)
+{
+    run *r = w->r;
+    const config *c = r->cfg;
+    size_t n = c->txn_keys;
+    uint64_t base = 0, range = c->hot_keys;
+    if (r->kind == K_TXNDISJOINT) {
+        range = c->num / (uint64_t)c->threads; /* parse_flags checked range >= n */
+        base = range * (uint64_t)w->index;
+    }
+    uint64_t *ids = malloc(n * sizeof(*ids));
+    char *keys = malloc(n * c->key_size);
+    bench_err err;
+    if (ids == NULL || keys == NULL) {
+        snprintf(err.msg, sizeof(err.msg), "out of memory for a transaction of %zu keys", n);
+        fail(w, &err);
+        goto out;
+    }
+    for (uint64_t i = 0; i < r->ops && !stopped(w); i++) {
+        draw_distinct(w, base, range, ids, n);
+        for (size_t j = 0; j < n; j++) {
+            format_key(keys + j * c->key_size, c->key_size, ids[j]);
+        }
+        uint64_t t0 = w->h ? now_ns() : 0;
+        int rc;
+        while ((rc = txn_attempt(w, keys, n, &err)) == BENCH_CONFLICT) {
+            w->conflicts++;
+            if (stopped(w)) {
+                goto out;
+            }
+        }
+        if (rc != BENCH_OK) {
+            fail(w, &err);
+            goto out;
+        }
+        if (w->h) {
+            hist_add(w->h, now_ns() - t0);
+        }
+        w->done++;
+    }
+out:
+    free(keys);
+    free(ids);
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -491,6 +601,10 @@ static void *worker_main(void *arg)
             break;
         case K_DELETERANDOM:
             do_delete_random(w);
+            break;
+        case K_TXNDISJOINT:
+        case K_TXNHOT:
+            do_txn(w);
             break;
         case K_REOPEN:
         case K_STATS:
@@ -580,7 +694,7 @@ static bool run_threads(run *r, const char *name, size_t slot)
         pthread_join(ws[i].tid, NULL);
     }
 
-    uint64_t done = 0, bytes = 0, found = 0;
+    uint64_t done = 0, bytes = 0, found = 0, reads = 0, conflicts = 0;
     double thread_sec = 0, first = 0, last = 0;
     hist total;
     memset(&total, 0, sizeof(total));
@@ -593,6 +707,8 @@ static bool run_threads(run *r, const char *name, size_t slot)
         done += w->done;
         bytes += w->bytes;
         found += w->found;
+        reads += w->reads;
+        conflicts += w->conflicts;
         thread_sec += w->finish - w->start;
         if (i == 0 || w->start < first) {
             first = w->start;
@@ -605,9 +721,21 @@ static bool run_threads(run *r, const char *name, size_t slot)
         }
     }
     if (ok) {
-        char extra[128] = "";
+        char extra[256] = "";
         if (r->kind == K_READRANDOM || r->kind == K_READMISSING) {
             snprintf(extra, sizeof(extra), "(%" PRIu64 " of %" PRIu64 " found)", found, done);
+        } else if (r->kind == K_TXNDISJOINT || r->kind == K_TXNHOT) {
+            double wall = last - first > 0 ? last - first : 1e-9;
+            uint64_t tries = done + conflicts;
+            char hot[48] = "";
+            if (r->kind == K_TXNHOT) {
+                snprintf(hot, sizeof(hot), " of %" PRIu64 " hot", c->hot_keys);
+            }
+            snprintf(extra, sizeof(extra),
+                     "(%zu%s keys/txn: %.0f keys/sec; %" PRIu64 " commits, %" PRIu64
+                     " conflicts, conflict rate %.1f%%; %" PRIu64 " of %" PRIu64 " reads found)",
+                     c->txn_keys, hot, (double)(done * c->txn_keys) / wall, done, conflicts,
+                     tries > 0 ? 100.0 * (double)conflicts / (double)tries : 0.0, found, reads);
         }
         double ops = print_result(name, done, bytes, thread_sec, last - first, extra);
         if (c->result != NULL && slot < COMPARE_MAX_WORKLOADS) {
@@ -617,7 +745,10 @@ static bool run_threads(run *r, const char *name, size_t slot)
             c->result->done[slot] = done;
         }
         if (c->histogram && total.n > 0) {
-            const char *unit = (r->kind == K_FILLBATCH) ? "per batch" : "per op";
+            const char *unit = r->kind == K_FILLBATCH ? "per batch"
+                               : (r->kind == K_TXNDISJOINT || r->kind == K_TXNHOT)
+                                   ? "per committed txn"
+                                   : "per op";
             printf("%-12s   latency micros %s: p50 %.2f  p99 %.2f  p99.9 %.2f  max %.2f  "
                    "(%" PRIu64 " samples)\n",
                    "", unit, hist_percentile_us(&total, 50), hist_percentile_us(&total, 99),
@@ -917,6 +1048,12 @@ static void print_header(const config *c)
            c->num, c->reads, c->writes, c->num_sync);
     printf("RawSize:    %.1f MiB per thread (keys + values, before compression)\n", raw_mb);
     printf("Threads:    %d (each does the full count; ops/sec is the aggregate)\n", c->threads);
+    if (c->has_txn) {
+        printf("Txns:       %" PRIu64
+               " per thread, each a read-modify-write of %zu keys committed at "
+               "%s; txnhot's hot set: %" PRIu64 " keys\n",
+               c->txns, c->txn_keys, level_name(c->durability), c->hot_keys);
+    }
     bench_open_opts o = open_opts(c, c->durability);
     printf("Memory:     %" PRIu64 " MiB budget per engine: write buffer %" PRIu64
            " MiB (two may be held), cache %" PRIu64 " MiB; --max-memory\n",
@@ -963,6 +1100,7 @@ static void usage(const config *c, const bench_engine *const *engines, size_t en
         "                      available: fillseq fillrandom fillbatch overwrite readrandom\n"
         "                      readmissing readseq readreverse deleterandom fillsync reopen "
         "stats\n"
+        "                      txndisjoint txnhot (engines with transactions; never by default)\n"
         "  --num N             operations per thread for fills, overwrite and deleterandom;\n"
         "                      keys come from [0, N) (default 1000000)\n"
         "  --reads N           operations per thread for the read workloads (default --num)\n"
@@ -972,6 +1110,14 @@ static void usage(const config *c, const bench_engine *const *engines, size_t en
         "  --value-size N      bytes per value (default 100)\n"
         "  --key-size N        bytes per key, zero-padded decimal (default 16)\n"
         "  --batch-size N      keys per batch for fillbatch (default 1000)\n"
+        "  --txns N            transactions per thread for txndisjoint and txnhot (default\n"
+        "                      --num / --txn-keys; with --durability full, --num-sync)\n"
+        "  --txn-keys N        keys each transaction reads, then writes, then commits\n"
+        "                      (default 4); txndisjoint draws them from the thread's own\n"
+        "                      slice of [0, num), txnhot from the hot set\n"
+        "  --hot-keys N        txnhot's hot set, keys [0, N) shared by every thread (default\n"
+        "                      16); a conflicting commit is retried; reports ops/sec =\n"
+        "                      commits/sec and the conflict rate conflicts/(commits+conflicts)\n"
         "  --threads N         threads; each does the full count (default 1)\n"
         "  --durability LEVEL  none|memory|os|full: the database's level (default os);\n"
         "                      fillsync opens its fresh database with full\n"
@@ -1107,8 +1253,8 @@ static int parse_flags(config *c, const bench_engine *const *engines, size_t eng
     const char *engine_name = NULL;
     const char *engine_list = NULL;
     const char *db = NULL;
-    uint64_t reads = 0, writes = 0, num_sync = 0, u = 0;
-    bool have_reads = false, have_writes = false, have_num_sync = false;
+    uint64_t reads = 0, writes = 0, num_sync = 0, txns = 0, u = 0;
+    bool have_reads = false, have_writes = false, have_num_sync = false, have_txns = false;
     /* --help wins over every other argument, bad ones included (as in every shale command). */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
@@ -1153,10 +1299,10 @@ static int parse_flags(config *c, const bench_engine *const *engines, size_t eng
             continue;
         }
         static const char *const value_flags[] = {
-            "--benchmarks", "--engine",     "--engines",    "--rounds",
-            "--db",         "--durability", "--num",        "--reads",
-            "--writes",     "--num-sync",   "--value-size", "--key-size",
-            "--batch-size", "--threads",    "--seed",       "--max-memory",
+            "--benchmarks", "--engine",   "--engines",    "--rounds",   "--db",
+            "--durability", "--num",      "--reads",      "--writes",   "--num-sync",
+            "--value-size", "--key-size", "--batch-size", "--threads",  "--seed",
+            "--max-memory", "--txns",     "--txn-keys",   "--hot-keys",
         };
         bool known = false;
         for (size_t f = 0; f < sizeof(value_flags) / sizeof(value_flags[0]); f++) {
@@ -1231,6 +1377,20 @@ static int parse_flags(config *c, const bench_engine *const *engines, size_t eng
                 return 2;
             }
             c->batch_size = (size_t)u;
+        } else if (strcmp(name, "--txns") == 0) {
+            if (!parse_u64(c, name, val, 1, UINT64_C(1) << 40, &txns)) {
+                return 2;
+            }
+            have_txns = true;
+        } else if (strcmp(name, "--txn-keys") == 0) {
+            if (!parse_u64(c, name, val, 1, MAX_TXN_KEYS, &u)) {
+                return 2;
+            }
+            c->txn_keys = (size_t)u;
+        } else if (strcmp(name, "--hot-keys") == 0) {
+            if (!parse_u64(c, name, val, 1, UINT64_C(1) << 40, &c->hot_keys)) {
+                return 2;
+            }
         } else if (strcmp(name, "--threads") == 0) {
             if (!parse_u64(c, name, val, 1, MAX_THREADS, &u)) {
                 return 2;
@@ -1319,15 +1479,41 @@ static int parse_flags(config *c, const bench_engine *const *engines, size_t eng
     }
     char *save = NULL;
     int count = 0;
+    bool disjoint = false, hot = false;
     for (char *tok = strtok_r(copy, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
-        if (find_bench(tok) == NULL) {
+        const bench_def *def = find_bench(tok);
+        if (def == NULL) {
             fprintf(stderr, "%s: unknown benchmark '%s' (see --help)\n", c->prog, tok);
             free(copy);
             return 2;
         }
+        disjoint = disjoint || def->kind == K_TXNDISJOINT;
+        hot = hot || def->kind == K_TXNHOT;
         count++;
     }
     free(copy);
+    c->has_txn = disjoint || hot;
+    c->txns = have_txns                         ? txns
+              : c->durability == BENCH_DUR_FULL ? c->num_sync
+              : c->num / c->txn_keys > 0        ? c->num / c->txn_keys
+                                                : 1;
+    if (disjoint && c->num / (uint64_t)c->threads < c->txn_keys) {
+        fprintf(stderr,
+                "%s: txndisjoint: --num %" PRIu64 " split over %d threads leaves fewer keys per "
+                "thread than --txn-keys %zu\n",
+                c->prog, c->num, c->threads, c->txn_keys);
+        return 2;
+    }
+    if (hot && c->hot_keys < c->txn_keys) {
+        fprintf(stderr, "%s: txnhot: --hot-keys %" PRIu64 " is fewer than --txn-keys %zu\n",
+                c->prog, c->hot_keys, c->txn_keys);
+        return 2;
+    }
+    if (hot && c->hot_keys > c->num) {
+        fprintf(stderr, "%s: txnhot: --hot-keys %" PRIu64 " is more than --num %" PRIu64 "\n",
+                c->prog, c->hot_keys, c->num);
+        return 2;
+    }
     if (count == 0) {
         fprintf(stderr, "%s: --benchmarks is empty\n", c->prog);
         return 2;
@@ -1375,6 +1561,10 @@ static bool run_one(config *c, db_state *s, const bench_def *def, size_t slot, c
     const bench_engine *e = c->engine;
     if (def->kind == K_FILLBATCH && e->write_batch == NULL) {
         printf("%-12s : skipped; %s has no batch adapter\n", def->name, e->name);
+        return true;
+    }
+    if ((def->kind == K_TXNDISJOINT || def->kind == K_TXNHOT) && e->txn_begin == NULL) {
+        printf("%-12s : skipped; %s has no transaction adapter\n", def->name, e->name);
         return true;
     }
     if (def->fresh) {
@@ -1440,6 +1630,10 @@ static bool run_one(config *c, db_state *s, const bench_def *def, size_t slot, c
     case K_OVERWRITE:
     case K_DELETERANDOM:
         r.ops = c->writes;
+        break;
+    case K_TXNDISJOINT:
+    case K_TXNHOT:
+        r.ops = c->txns;
         break;
     default:
         r.ops = c->num;
@@ -1559,6 +1753,8 @@ int bench_main(const bench_engine *const *engines, size_t engine_count, const ch
     c.key_size = 16;
     c.value_size = 100;
     c.batch_size = 1000;
+    c.txn_keys = 4;
+    c.hot_keys = 16;
     c.threads = 1;
     c.durability = BENCH_DUR_OS;
     c.seed = 301;

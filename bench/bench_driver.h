@@ -32,16 +32,34 @@
  *                 and how many log records the open replayed (engines that report it)
  *   stats         prints the engine's counters since the last open (no timing)
  *
+ * Transaction workloads (engines with transactions only: the others print "skipped" and
+ * `--engines` shows n/a; not in the default list, so the default tables stay as they were). Each
+ * thread runs --txns transactions (default num / --txn-keys, so a thread reads and writes about
+ * num keys as overwrite does; under --durability full, --num-sync, as fillsync, since each
+ * commit then waits for a sync). A transaction is a read-modify-write of --txn-keys distinct
+ * keys (default 4) in random order: get each, put each (a new value), commit. Transactions run
+ * at the engine's default isolation, with the commit at --durability.
+ *   txndisjoint   thread t draws its keys from its own slice of [0, num) (num / threads keys),
+ *                 so no two threads touch a key: commit throughput without contention. Reports
+ *                 transactions/s (ops/sec) and keys/s; a conflict, not expected, is retried and
+ *                 counted
+ *   txnhot        every thread draws its keys from one hot set, keys [0, --hot-keys) (default
+ *                 16): commits/s under contention. A commit refused with a conflict is retried
+ *                 as a new transaction over the same keys until it commits; reports the
+ *                 conflict rate, conflicts / (commits + conflicts). micros/op is the time per
+ *                 committed transaction, retries included
+ *
  * Threads: every thread starts on one barrier after its per-thread state is ready; micros/op is
  * the summed per-thread time divided by the total operations (the latency a caller sees, as
  * db_bench reports it) and ops/sec and MB/s use the wall time from the first start to the last
  * finish (the aggregate throughput).
  *
  * Engine contract: the driver calls open/close from one thread with no other call in flight;
- * thread_new/put/get/del/write_batch/iter_* run concurrently from many threads, each with its own
- * thread state. Return codes are BENCH_OK, BENCH_NOT_FOUND (get only) or BENCH_ERROR with a
- * message in *err. Slices passed in are borrowed for the call; slices an iterator returns are
- * borrowed until it moves or is freed.
+ * thread_new, put, get, del, write_batch and the iter_ and txn_ functions run concurrently from
+ * many threads, each with its own thread state. Return codes are BENCH_OK, BENCH_NOT_FOUND (get
+ * and txn_get only), BENCH_CONFLICT (txn_commit only) or BENCH_ERROR with a message in *err.
+ * Slices passed in are borrowed for the call; slices an iterator returns are borrowed until it
+ * moves or is freed.
  */
 #ifndef SHALE_BENCH_DRIVER_H
 #define SHALE_BENCH_DRIVER_H
@@ -50,7 +68,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { BENCH_OK = 0, BENCH_NOT_FOUND = 1, BENCH_ERROR = -1 };
+enum { BENCH_OK = 0, BENCH_NOT_FOUND = 1, BENCH_CONFLICT = 2, BENCH_ERROR = -1 };
 
 /* The four durability levels of include/shale.h; each engine maps them to its nearest setting
  * and says how in durability_desc. */
@@ -122,6 +140,20 @@ typedef struct bench_engine {
     bench_slice (*iter_value)(void *iter);
     /* BENCH_OK when the iterator ended cleanly, else BENCH_ERROR. */
     int (*iter_status)(void *iter, bench_err *err);
+
+    /* Transactions (txndisjoint, txnhot): all NULL for an engine without them, which skips those
+     * workloads. A thread state holds at most one open transaction, begun by txn_begin with its
+     * commit at `level`; txn_get and txn_put act on it (txn_get as get, reading the
+     * transaction's own writes first). txn_commit ends it either way: BENCH_OK when it committed,
+     * BENCH_CONFLICT when a concurrent write won (nothing was written; the caller may retry with
+     * a new transaction), BENCH_ERROR otherwise. txn_abort ends (rolls back) a transaction still
+     * open, after a failed txn_get or txn_put; it does nothing when none is open. thread_free
+     * aborts one still open. */
+    int (*txn_begin)(void *thread, bench_durability level, bench_err *err);
+    int (*txn_get)(void *thread, bench_slice key, size_t *value_len, bench_err *err);
+    int (*txn_put)(void *thread, bench_slice key, bench_slice value, bench_err *err);
+    int (*txn_commit)(void *thread, bench_err *err);
+    void (*txn_abort)(void *thread);
 } bench_engine;
 
 /* The adapters (each defined in engine_<name>.c, built only when its library is found). */

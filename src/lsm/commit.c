@@ -21,6 +21,8 @@
 
 #include "base/buf.h"
 #include "base/error.h"
+#include "base/hash.h"
+#include "base/slice.h"
 #include "lsm/db_impl.h"
 #include "wal/wal_format.h"
 
@@ -36,12 +38,109 @@ struct commit_writer {
     shale_durability level;
     commit_prepare_fn prepare;
     void *prepare_arg;
+    bool refused; /* its prepare step failed (rc, err): left out of its group */
     bool done;
     shale_code rc;
     shale_error err;
     pthread_cond_t cv;
     commit_writer *next;
 };
+
+/* The ops of a group's members accepted so far, for the validation of the members after them:
+ * their writes take sequence numbers above every member's snapshot, so a later member that
+ * touches one of those keys conflicts with them as with any committed write. A hash set of the
+ * keys (by hash: a collision can only refuse a commit, never let a conflict through) and the
+ * accepted batches themselves for range questions. */
+
+#define GROUP_HASH_SEED 0x47524f5550ull /* "GROUP" */
+
+static uint64_t group_hash(shale_slice key)
+{
+    return hash_bytes(key.data, key.len, GROUP_HASH_SEED) | 1;
+}
+
+bool commit_group_has_key(const commit_group *g, shale_slice key)
+{
+    if (g == NULL || g->slots == NULL) {
+        return false;
+    }
+    uint64_t h = group_hash(key);
+    for (size_t i = h & g->mask;; i = (i + 1) & g->mask) {
+        if (g->slots[i] == 0) {
+            return false;
+        }
+        if (g->slots[i] == h) {
+            return true;
+        }
+    }
+}
+
+typedef struct range_probe {
+    shale_slice lo, hi;
+    bool has_lo, has_hi, hi_inclusive;
+    shale_slice *found;
+} range_probe;
+
+static shale_code probe_op(void *arg, uint64_t seq, const batch_op *op, shale_error *err)
+{
+    range_probe *rp = arg;
+    (void)seq, (void)err;
+    if (rp->has_lo && slice_cmp(op->key, rp->lo) < 0) {
+        return SHALE_OK;
+    }
+    if (rp->has_hi) {
+        int c = slice_cmp(op->key, rp->hi);
+        if (c > 0 || (c == 0 && !rp->hi_inclusive)) {
+            return SHALE_OK;
+        }
+    }
+    *rp->found = op->key;
+    return SHALE_CONFLICT; /* ends the walk */
+}
+
+bool commit_group_key_in(const commit_group *g, const shale_slice *lo, const shale_slice *hi,
+                         bool hi_inclusive, shale_slice *found)
+{
+    if (g == NULL) {
+        return false;
+    }
+    range_probe rp = {
+        .has_lo = lo != NULL, .has_hi = hi != NULL, .hi_inclusive = hi_inclusive, .found = found};
+    if (lo != NULL) {
+        rp.lo = *lo;
+    }
+    if (hi != NULL) {
+        rp.hi = *hi;
+    }
+    for (size_t i = 0; i < g->nbatches; i++) {
+        const shale_batch *b = g->batches[i];
+        if (batch_iterate(b->rep.data, b->rep.len, probe_op, &rp, NULL) == SHALE_CONFLICT) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static shale_code note_op(void *arg, uint64_t seq, const batch_op *op, shale_error *err)
+{
+    commit_group *g = arg;
+    uint64_t h = group_hash(op->key);
+    (void)seq, (void)err;
+    size_t i = h & g->mask;
+    while (g->slots[i] != 0 && g->slots[i] != h) {
+        i = (i + 1) & g->mask;
+    }
+    g->slots[i] = h;
+    return SHALE_OK;
+}
+
+/* Adds an accepted member's batch (the set was sized for every op of the group). */
+static void group_note(commit_group *g, const shale_batch *b)
+{
+    g->batches[g->nbatches++] = b;
+    shale_code rc = batch_iterate(b->rep.data, b->rep.len, note_op, g, NULL);
+    (void)rc; /* our own encoding, built by shale_batch_*: it decodes */
+}
 
 /* What a leader did, for the counters. */
 typedef struct group_result {
@@ -250,7 +349,41 @@ static shale_code prefetch_op(void *arg, uint64_t seq, const batch_op *op, shale
     return --st->left > 0 ? SHALE_OK : SHALE_FULL;
 }
 
-/* Leads the group [w, last]: prepare, frame, log, apply. Runs without db->mu. */
+/* Sizes the group's key set for every op of [w, last] and empties it. False when out of
+ * memory (the caller then validates members one group at a time: see lead). */
+static bool group_reset(shale_db *db, commit_writer *w, commit_writer *last, size_t *members)
+{
+    size_t ops = 0, n = 0;
+    for (commit_writer *p = w;; p = p->next) {
+        ops += p->batch->count;
+        n++;
+        if (p == last) {
+            break;
+        }
+    }
+    size_t slots = 16;
+    while (slots < 2 * ops) {
+        slots *= 2;
+    }
+    commit_group *g = &db->group;
+    shale_error e;
+    if (buf_reserve(&db->group_slots, slots * sizeof(uint64_t), &e) != SHALE_OK ||
+        buf_reserve(&db->group_batches, n * sizeof(shale_batch *), &e) != SHALE_OK) {
+        return false;
+    }
+    g->slots = db->group_slots.data;
+    memset(g->slots, 0, slots * sizeof(uint64_t));
+    g->mask = slots - 1;
+    g->batches = db->group_batches.data;
+    g->nbatches = 0;
+    *members = n;
+    return true;
+}
+
+/* Leads the group [w, last]: prepare steps, frame, log, apply. Runs without db->mu. A member
+ * whose prepare step fails is refused (its own rc and err) and left out; the group goes on
+ * without it. With a leader that fills its batch from a prepare step the group is the leader
+ * alone, and its failure is the group's. */
 static shale_code lead(shale_db *db, commit_writer *w, commit_writer *last, uint64_t seq,
                        group_result *res, bool *fatal, shale_error *err)
 {
@@ -260,24 +393,59 @@ static shale_code lead(shale_db *db, commit_writer *w, commit_writer *last, uint
     shale_code rc;
     uint8_t head[1 + BATCH_HEADER_BYTES];
 
-    if (w->prepare != NULL) {
-        shale_batch *fill = NULL;
-        if (w->batch == NULL) {
-            shale_batch_clear(&db->prepare_batch);
-            fill = &db->prepare_batch;
-            single = fill;
-        }
-        rc = w->prepare(db, w->prepare_arg, seq, fill, err);
+    if (w->prepare != NULL && w->batch == NULL) {
+        shale_batch_clear(&db->prepare_batch);
+        single = &db->prepare_batch;
+        rc = w->prepare(db, w->prepare_arg, seq, &db->prepare_batch, NULL, err);
         if (rc != SHALE_OK) {
             return rc;
+        }
+    } else {
+        bool any_check = false;
+        for (commit_writer *p = w;; p = p->next) {
+            any_check |= p->prepare != NULL;
+            if (p == last) {
+                break;
+            }
+        }
+        size_t members = 0;
+        commit_group *g = NULL;
+        if (any_check && group_reset(db, w, last, &members)) {
+            g = &db->group;
+        }
+        uint64_t next = seq;
+        for (commit_writer *p = w;; p = p->next) {
+            if (p->prepare != NULL) {
+                /* Without memory for the key set, a member after the first cannot be checked
+                 * against the ones before it: it is refused, and retries. */
+                shale_code prc = g == NULL && p != w
+                                     ? err_set(&p->err, SHALE_NOMEM, 0,
+                                               "commit: no memory to validate within a group")
+                                     : p->prepare(db, p->prepare_arg, next, NULL, g, &p->err);
+                if (prc != SHALE_OK) {
+                    p->refused = true;
+                    p->rc = prc;
+                }
+            }
+            if (!p->refused) {
+                if (g != NULL) {
+                    group_note(g, p->batch);
+                }
+                next += p->batch->count;
+            }
+            if (p == last) {
+                break;
+            }
         }
     }
     for (commit_writer *p = w;; p = p->next) {
         const shale_batch *b = p == w ? single : p->batch;
-        res->count += b->count;
-        res->writers++;
-        if (effective_level(db, p->level) > level) {
-            level = effective_level(db, p->level);
+        if (!p->refused) {
+            res->count += b->count;
+            res->writers++;
+            if (effective_level(db, p->level) > level) {
+                level = effective_level(db, p->level);
+            }
         }
         if (p == last) {
             break;
@@ -291,8 +459,10 @@ static shale_code lead(shale_db *db, commit_writer *w, commit_writer *last, uint
     buf_reset(rec);
     rc = buf_append(rec, head, sizeof head, err);
     for (commit_writer *p = w; rc == SHALE_OK; p = p->next) {
-        shale_slice ops = batch_ops(p == w ? single : p->batch);
-        rc = buf_append(rec, ops.data, ops.len, err);
+        if (!p->refused) {
+            shale_slice ops = batch_ops(p == w ? single : p->batch);
+            rc = buf_append(rec, ops.data, ops.len, err);
+        }
         if (p == last) {
             break;
         }
@@ -327,10 +497,11 @@ static commit_writer *form_group(commit_writer *w)
     /* A small leader does not wait for a big follower (LevelDB's reasoning). */
     size_t limit = bytes <= (128u << 10) ? bytes + (128u << 10) : COMMIT_MAX_GROUP_BYTES;
 
-    if (w->prepare != NULL) {
-        return w; /* it needs the memtable to itself */
+    if (w->prepare != NULL && w->batch == NULL) {
+        return w; /* it builds its batch from the memtable: it needs the memtable to itself */
     }
-    for (commit_writer *p = w->next; p != NULL && p->prepare == NULL; p = p->next) {
+    for (commit_writer *p = w->next; p != NULL && (p->prepare == NULL || p->batch != NULL);
+         p = p->next) {
         if (bytes + p->batch->rep.len > limit) {
             break;
         }
@@ -350,6 +521,7 @@ shale_code commit_write(shale_db *db, const shale_batch *batch, shale_durability
     w.level = level;
     w.prepare = prepare;
     w.prepare_arg = prepare_arg;
+    w.refused = false;
     w.done = false;
     w.rc = SHALE_OK;
     err_clear(&w.err);
@@ -392,16 +564,19 @@ shale_code commit_write(shale_db *db, const shale_batch *batch, shale_durability
     }
 
     /* This writer leads. Room first: making it may wait (mu released), and writers arriving
-     * meanwhile join the group formed after. */
-    rc = db->writes_stopped ? stopped_error(db, &w.err) : flush_make_room_locked(db, &w.err);
+     * meanwhile join the group formed after. The group's outcome goes to gerr; a member refused
+     * by its own prepare step keeps its own in its writer. */
+    shale_error gerr;
+    err_clear(&gerr);
+    rc = db->writes_stopped ? stopped_error(db, &gerr) : flush_make_room_locked(db, &gerr);
     if (rc == SHALE_OK && db->writes_stopped) {
-        rc = stopped_error(db, &w.err);
+        rc = stopped_error(db, &gerr);
     }
     commit_writer *last = rc == SHALE_OK ? form_group(&w) : &w;
     uint64_t seq = db->last_seq + 1;
     if (rc == SHALE_OK) {
         pthread_mutex_unlock(&db->mu);
-        rc = lead(db, &w, last, seq, &res, &fatal, &w.err);
+        rc = lead(db, &w, last, seq, &res, &fatal, &gerr);
         pthread_mutex_lock(&db->mu);
     }
     if (rc == SHALE_OK && res.count > 0) {
@@ -418,7 +593,7 @@ shale_code commit_write(shale_db *db, const shale_batch *batch, shale_durability
     }
     db->syncs += res.synced;
     if (fatal) {
-        commit_stop_writes_locked(db, &w.err);
+        commit_stop_writes_locked(db, &gerr);
     } else if (res.stop) {
         commit_stop_writes_locked(db, &res.stop_err);
     }
@@ -429,11 +604,13 @@ shale_code commit_write(shale_db *db, const shale_batch *batch, shale_durability
     for (commit_writer *p = &w, *next;; p = next) {
         bool is_last = p == last;
         next = p->next;
-        if (p != &w) {
+        if (!p->refused) {
             p->rc = rc;
             if (rc != SHALE_OK) {
-                p->err = w.err;
+                p->err = gerr;
             }
+        }
+        if (p != &w) {
             p->done = true;
             pthread_cond_signal(&p->cv);
         }
@@ -451,10 +628,10 @@ shale_code commit_write(shale_db *db, const shale_batch *batch, shale_durability
     if (has_cv) {
         pthread_cond_destroy(&w.cv);
     }
-    if (rc != SHALE_OK) {
+    if (w.rc != SHALE_OK) {
         err_copy(err, &w.err);
     }
-    return rc;
+    return w.rc;
 }
 
 /* The MEMORY-level flusher: once records are buffered, waits one interval and writes them out. A

@@ -454,6 +454,8 @@ static void db_release(shale_db *db)
     }
     buf_free(&db->record);
     buf_free(&db->prepare_batch.rep);
+    buf_free(&db->group_slots);
+    buf_free(&db->group_batches);
     pthread_mutex_destroy(&db->mu);
     pthread_mutex_destroy(&db->log_mu);
     pthread_mutex_destroy(&db->ttl_mu);

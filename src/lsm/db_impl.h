@@ -98,14 +98,28 @@ struct shale_snapshot {
 /* A writer waiting in (or leading) the commit queue. Lives on its caller's stack. */
 typedef struct commit_writer commit_writer;
 
-/* Run by the leader with the memtable to itself, before the batch is logged, when every earlier
- * commit is applied and no later one can start: lets a caller decide or check the batch against
- * the current state with no write racing it (the TTL sweeper, conditional writes, transaction
- * validation). `seq` is the sequence number the batch's first op will get. A writer that passed
- * no batch of its own fills `batch` (empty at the call); one that passed a batch gets `batch`
- * NULL and only checks. A failure fails the commit, which then writes nothing. */
-typedef shale_code (*commit_prepare_fn)(shale_db *db, void *arg, uint64_t seq, shale_batch *batch,
-                                        shale_error *err);
+/* A prepare step, run by the leader before the batch is logged, when every earlier group is
+ * applied and no later one can start: lets a caller decide or check its batch against the
+ * current state with no write racing it. `seq` is the sequence number the batch's first op will
+ * get. Two kinds:
+ *   - a writer with no batch of its own (the TTL sweeper) fills `fill` (empty at the call); it
+ *     leads a group of its own (`group` NULL);
+ *   - a writer with a batch (a transaction, a conditional write) only checks (`fill` NULL). Such
+ *     writers share groups, and so one log write and one fdatasync: each member's step runs in
+ *     queue order and must also treat the keys of the members accepted before it in the group
+ *     (`group`, possibly NULL: none) as written after its snapshot. A member whose step fails
+ *     is left out of the group and gets that failure; the others commit.
+ * A failure fails the writer's commit, which then writes nothing. */
+typedef struct commit_group commit_group;
+typedef shale_code (*commit_prepare_fn)(shale_db *db, void *arg, uint64_t seq, shale_batch *fill,
+                                        const commit_group *group, shale_error *err);
+/* Whether a member accepted earlier in the group writes `key` (may say yes for a key it does not
+ * write, with the odds of a 64-bit hash collision: a refused commit, never a missed conflict). */
+bool commit_group_has_key(const commit_group *g, shale_slice key);
+/* Whether a member accepted earlier writes a key in [lo, hi] (hi exclusive unless hi_inclusive;
+ * NULL: unbounded); *found gets one such key (borrowed from that member's batch). */
+bool commit_group_key_in(const commit_group *g, const shale_slice *lo, const shale_slice *hi,
+                         bool hi_inclusive, shale_slice *found);
 
 struct shale_db {
     bool closed; /* a closed shell: every call returns SHALE_CLOSED (db.c, "closed handles") */
@@ -180,6 +194,13 @@ struct shale_db {
     shale_error stop_err;         /* why; under mu */
     shale_buf record;             /* the leader's scratch log record; owned by the leader */
     shale_batch prepare_batch;    /* scratch for prepare callbacks; owned by the leader */
+    struct commit_group {         /* the leader's scratch for validating members (commit.c) */
+        uint64_t *slots;          /* key hashes, open addressing; 0 = empty */
+        size_t mask;
+        const shale_batch **batches; /* accepted members so far */
+        size_t nbatches;
+    } group;
+    shale_buf group_slots, group_batches; /* the memory behind `group` */
 
     /* Log (commit.c); NULL with durability NONE. */
     pthread_mutex_t log_mu;

@@ -417,9 +417,9 @@ out:
 
 /* Empty commit whose only effect is to let a leader run flush_make_room_locked. */
 static shale_code noop_prepare(shale_db *db, void *arg, uint64_t seq, shale_batch *batch,
-                               shale_error *err)
+                               const commit_group *group, shale_error *err)
 {
-    (void)db, (void)arg, (void)seq, (void)batch, (void)err;
+    (void)db, (void)arg, (void)seq, (void)batch, (void)group, (void)err;
     return SHALE_OK;
 }
 

@@ -40,10 +40,10 @@ typedef struct ttl_sweep {
 } ttl_sweep;
 
 static shale_code ttl_prepare(shale_db *db, void *arg, uint64_t seq, shale_batch *batch,
-                              shale_error *err)
+                              const commit_group *group, shale_error *err)
 {
     ttl_sweep *sw = arg;
-    (void)seq;
+    (void)seq, (void)group;
 
     sw->deleted = 0;
     for (size_t i = 0; i < sw->count; i++) {

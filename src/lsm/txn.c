@@ -41,7 +41,7 @@
 #define TXN_MIN_MAX_BYTES ((uint64_t)64 << 10)
 #define TXN_MAX_MAX_BYTES ((uint64_t)1 << 30)
 /* Bytes of a key quoted in a conflict message. */
-#define TXN_KEY_SHOWN 48
+#define TXN_KEY_SHOWN     48
 
 enum txn_state { TXN_OPEN, TXN_COMMITTED, TXN_ROLLED_BACK, TXN_FAILED, TXN_CLOSED };
 
@@ -88,6 +88,16 @@ static shale_code conflict(shale_db *db, shale_slice key, uint64_t seq, uint64_t
     char shown[TXN_KEY_SHOWN * 4 + 8];
     show_key(key, shown, sizeof shown);
     atomic_fetch_add_explicit(&db->txn_conflicts, 1, memory_order_relaxed);
+    if (seq == 0 && snapshot == 0) {
+        return err_set(err, SHALE_CONFLICT, 0,
+                       "conflict on key '%s': written by a commit just before this one", shown);
+    }
+    if (seq == 0) {
+        return err_set(err, SHALE_CONFLICT, 0,
+                       "conflict on key '%s': written by a commit just before this one, after "
+                       "the transaction's snapshot at seq %" PRIu64,
+                       shown, snapshot);
+    }
     return err_set(err, SHALE_CONFLICT, 0,
                    "conflict on key '%s': written at seq %" PRIu64
                    " after the transaction's snapshot at seq %" PRIu64,
@@ -373,8 +383,7 @@ shale_code shale_txn_iter_new(shale_txn *txn, const shale_read_opts *ropts, shal
             return err_nomem(err);
         }
     }
-    rc = db_iter_new_txn(txn->db, ropts, txn->snapshot_seq, txn->writes, txn->nwrites, t, out,
-                         err);
+    rc = db_iter_new_txn(txn->db, ropts, txn->snapshot_seq, txn->writes, txn->nwrites, t, out, err);
     if (t != NULL) {
         if (rc != SHALE_OK) {
             buf_free(&t->bound_lo);
@@ -447,21 +456,31 @@ static shale_code newest_seq(shale_db *db, db_view *view, shale_slice key, uint6
 typedef struct validation {
     shale_txn *txn;
     const shale_batch *batch;
+    const commit_group *group;
     db_view *view;
     shale_buf scratch;
 } validation;
 
-static shale_code check_write_op(void *arg, uint64_t seq, const batch_op *op, shale_error *err)
+/* A conflict if key was written after the snapshot: in the database, or by a member accepted
+ * before this one in its commit group. */
+static shale_code check_key_since(validation *v, shale_slice key, shale_error *err)
 {
-    validation *v = arg;
     ikey_entry e;
     uint64_t newest;
-    (void)seq;
-    shale_code rc = newest_seq(v->txn->db, v->view, op->key, &newest, &e, &v->scratch, err);
+    if (commit_group_has_key(v->group, key)) {
+        return conflict(v->txn->db, key, 0, v->txn->snapshot_seq, err);
+    }
+    shale_code rc = newest_seq(v->txn->db, v->view, key, &newest, &e, &v->scratch, err);
     if (rc == SHALE_OK && newest > v->txn->snapshot_seq) {
-        rc = conflict(v->txn->db, op->key, newest, v->txn->snapshot_seq, err);
+        rc = conflict(v->txn->db, key, newest, v->txn->snapshot_seq, err);
     }
     return rc;
+}
+
+static shale_code check_write_op(void *arg, uint64_t seq, const batch_op *op, shale_error *err)
+{
+    (void)seq;
+    return check_key_since(arg, op->key, err);
 }
 
 static shale_code check_reads(validation *v, shale_error *err)
@@ -474,13 +493,7 @@ static shale_code check_reads(validation *v, shale_error *err)
         if (p == NULL || len > (size_t)(end - p)) {
             return err_set(err, SHALE_CORRUPTION, 0, "transaction read set is damaged");
         }
-        shale_slice key = {p, len};
-        ikey_entry e;
-        uint64_t newest;
-        shale_code rc = newest_seq(v->txn->db, v->view, key, &newest, &e, &v->scratch, err);
-        if (rc == SHALE_OK && newest > v->txn->snapshot_seq) {
-            rc = conflict(v->txn->db, key, newest, v->txn->snapshot_seq, err);
-        }
+        shale_code rc = check_key_since(v, (shale_slice){p, len}, err);
         if (rc != SHALE_OK) {
             return rc;
         }
@@ -523,6 +536,11 @@ static shale_code check_range(validation *v, const db_iter_track *t, shale_error
         hi = (shale_slice){t->hi.data, t->hi.len};
     }
     shale_db *db = v->txn->db;
+    shale_slice in_group;
+    if (commit_group_key_in(v->group, has_lo ? &lo : NULL, has_hi ? &hi : NULL, hi_inclusive,
+                            &in_group)) {
+        return conflict(db, in_group, 0, v->txn->snapshot_seq, err);
+    }
     iter *it = db_view_iter(db, v->view, true);
     if (it == NULL) {
         return err_nomem(err);
@@ -556,10 +574,11 @@ static shale_code check_range(validation *v, const db_iter_track *t, shale_error
 
 /* The prepare step: runs in the commit pipeline with no other write in flight. */
 static shale_code validate(shale_db *db, void *arg, uint64_t seq, shale_batch *fill,
-                           shale_error *err)
+                           const commit_group *group, shale_error *err)
 {
     validation *v = arg;
     (void)fill;
+    v->group = group;
     v->view = db_view_acquire(db);
     shale_code rc = batch_iterate(v->batch->rep.data, v->batch->rep.len, check_write_op, v, err);
     if (rc == SHALE_OK && v->txn->isolation == SHALE_ISOLATION_SERIALIZABLE) {
@@ -641,13 +660,17 @@ typedef struct cas {
 } cas;
 
 static shale_code cas_check(shale_db *db, void *arg, uint64_t seq, shale_batch *fill,
-                            shale_error *err)
+                            const commit_group *group, shale_error *err)
 {
     cas *c = arg;
     shale_buf scratch = {0};
     ikey_entry e;
     bool found = false;
     (void)fill;
+    if (commit_group_has_key(group, c->key)) {
+        /* Its version changes in this very group: whatever was expected is stale. */
+        return conflict(db, c->key, 0, 0, err);
+    }
     db_view *view = db_view_acquire(db);
     shale_code rc = db_view_get(db, view, c->key, IKEY_MAX_SEQ, &found, &e, &scratch, err);
     bool live = rc == SHALE_OK && found && db_entry_live(&e, db->env->now_ms(db->env));
