@@ -442,6 +442,8 @@ typedef struct counter {
     pthread_barrier_t start; /* the workers start together, so they overlap */
     atomic_uint_fast64_t commits, conflicts;
     atomic_uint_fast64_t claim_conflicts;
+    atomic_uint_fast64_t group_conflicts; /* refused by a member before it in its group */
+    shale_durability level;               /* the transactions' commit durability */
 } counter;
 
 typedef struct incrementer {
@@ -454,7 +456,8 @@ static void *incrementer_main(void *arg)
     incrementer *me = arg;
     counter *ct = me->ct;
     shale_txn_opts topts = {.isolation = me->id % 2 ? SHALE_ISOLATION_SERIALIZABLE
-                                                    : SHALE_ISOLATION_SNAPSHOT};
+                                                    : SHALE_ISOLATION_SNAPSHOT,
+                            .durability = ct->level};
     shale_buf buf = {0};
     char vb[64];
 
@@ -488,6 +491,9 @@ static void *incrementer_main(void *arg)
             if (strstr(err.msg, "counter") == NULL) {
                 tx_fail(&ct->fail, "conflict message lacks the key: %s", err.msg);
             }
+            if (strstr(err.msg, "just before this one") != NULL) {
+                atomic_fetch_add(&ct->group_conflicts, 1);
+            }
         } else {
             tx_fail(&ct->fail, "txn: %s (%s)", shale_strerror(rc), err.msg);
         }
@@ -508,10 +514,13 @@ static uint64_t read_counter(shale_db *db)
     return v;
 }
 
-Test(txn_conc, no_lost_updates)
+/* With FULL durability a commit waits for its fdatasync, so the others queue behind it and
+ * commit as one group: each is then validated against the members before it in the group, not
+ * only against the database. */
+static void lost_updates(shale_durability level)
 {
     tx_fx fx = {0};
-    counter ct = {0};
+    counter ct = {.level = level};
     incrementer incs[INCREMENTERS];
     pthread_t threads[INCREMENTERS];
     char vb[64];
@@ -540,12 +549,24 @@ Test(txn_conc, no_lost_updates)
                  "txn_conflicts %" PRIu64 ", conflicts seen %" PRIu64, st.txn_conflicts,
                  (uint64_t)atomic_load(&ct.conflicts));
     cr_assert_eq(st.txns_open, 0);
-    cr_log_info("lost updates: %" PRIu64 " commits, %" PRIu64 " conflicts", want,
-                (uint64_t)atomic_load(&ct.conflicts));
+    cr_log_info("lost updates (%s): %" PRIu64 " commits, %" PRIu64 " conflicts (%" PRIu64
+                " within a commit group)",
+                shale_durability_name(level), want, (uint64_t)atomic_load(&ct.conflicts),
+                (uint64_t)atomic_load(&ct.group_conflicts));
     /* The count survives a restart. */
     tx_fx_reopen(&fx, NULL);
     cr_assert_eq(read_counter(fx.db), want);
     tx_fx_end(&fx);
+}
+
+Test(txn_conc, no_lost_updates)
+{
+    lost_updates(SHALE_DURABILITY_DEFAULT);
+}
+
+Test(txn_conc, no_lost_updates_in_synced_commit_groups)
+{
+    lost_updates(SHALE_DURABILITY_FULL);
 }
 
 /* ------------------------------------------------------------------------------------------ */
