@@ -1,18 +1,13 @@
 /*
- * bench_driver.c: flags, key and value generation, threads, timing and the db_bench-style report.
- * See bench_driver.h for the workloads and the engine contract.
+ * bench_driver.c: flags, threads, timing and the db_bench-style report, the database directory
+ * and --engines. See bench_driver.h for the workloads and the engine contract, and
+ * bench_workloads.h for the split with bench_workloads.c, which holds the workloads' loops.
  *
- * Keys are --key-size bytes of zero-padded decimal ("0000000000001234"), as in db_bench. Values are
- * slices of one read-only pool of at least 1 MiB built as db_bench builds its: 100-byte pieces,
- * each 50 random printable bytes written twice, so a value compresses to about half its size;
- * each thread walks the pool from the start, --value-size bytes at a time, wrapping at its end.
- * Random keys are uniform over [0, num): thread t of workload w draws from a splitmix64 stream
- * seeded by (--seed, w, t), so every engine sees the same key sequences, a run repeats exactly,
- * and readrandom does not replay the exact sequence fillrandom wrote.
- *
- * Transactions (txndisjoint, txnhot): each transaction's keys are drawn from the same streams,
- * distinct within the transaction, so a conflict's retry reads and writes exactly the keys the
- * refused attempt did (with the next values of the thread's walk through the pool).
+ * Values are slices of one read-only pool of at least 1 MiB built as db_bench builds its: 100-byte
+ * pieces, each 50 random printable bytes written twice, so a value compresses to about half its
+ * size. Random keys are uniform over [0, num): thread t of workload w draws from a splitmix64
+ * stream seeded by (--seed, w, t), so every engine sees the same key sequences, a run repeats
+ * exactly, and readrandom does not replay the exact sequence fillrandom wrote.
  */
 #include "bench_driver.h"
 
@@ -33,10 +28,10 @@
 #include <unistd.h>
 
 #include "bench_compare.h"
+#include "bench_workloads.h"
 
 #define DEFAULT_BENCHMARKS                                                                         \
     "fillseq,fillrandom,overwrite,readrandom,readmissing,readseq,deleterandom,fillsync"
-#define MAX_KEY_SIZE      4096 /* shale's default max_key_bytes; a longer key measures nothing new */
 #define MAX_VALUE_SIZE    (4u << 20) /* shale's default max_value_bytes */
 #define MAX_THREADS       1024
 #define POOL_MIN_BYTES    (1u << 20) /* db_bench's RandomGenerator size */
@@ -77,15 +72,7 @@ typedef struct config {
     compare_result *result; /* where the child records its rates; NULL outside --engines */
 } config;
 
-/* ---- random numbers, keys, values ---- */
-
-static uint64_t splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
+/* ---- random streams and values ---- */
 
 static uint64_t stream_seed(uint64_t seed, uint64_t bench_index, uint64_t thread_index)
 {
@@ -95,17 +82,6 @@ static uint64_t stream_seed(uint64_t seed, uint64_t bench_index, uint64_t thread
     uint64_t b = splitmix64(&s);
     s = b ^ (thread_index * 0xa0761d6478bd642full);
     return splitmix64(&s);
-}
-
-/* Writes k as zero-padded decimal filling exactly `width` bytes (the caller checked it fits). */
-static void format_key(char *out, size_t width, uint64_t k)
-{
-    memset(out, '0', width);
-    size_t i = width;
-    while (k > 0 && i > 0) {
-        out[--i] = (char)('0' + k % 10);
-        k /= 10;
-    }
 }
 
 static size_t decimal_digits(uint64_t v)
@@ -149,50 +125,7 @@ static double now_sec(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* ---- latency histogram (--histogram): 8 buckets per power of two, so about 12% resolution ---- */
-
-#define HIST_BUCKETS (64 * 8)
-
-typedef struct hist {
-    uint64_t count[HIST_BUCKETS];
-    uint64_t n;
-    uint64_t max_ns;
-} hist;
-
-static size_t hist_bucket(uint64_t ns)
-{
-    if (ns < 8) {
-        return (size_t)ns;
-    }
-    int msb = 63 - __builtin_clzll(ns);
-    return (size_t)msb * 8 + (size_t)((ns >> (msb - 3)) & 7);
-}
-
-static uint64_t hist_bucket_upper(size_t b)
-{
-    if (b < 8) {
-        return b + 1;
-    }
-    size_t msb = b / 8;
-    uint64_t sub = b % 8;
-    return (9 + sub) << (msb - 3);
-}
-
-static void hist_add(hist *h, uint64_t ns)
-{
-    h->count[hist_bucket(ns)]++;
-    h->n++;
-    if (ns > h->max_ns) {
-        h->max_ns = ns;
-    }
-}
+/* ---- latency histogram (--histogram; the buckets are in bench_workloads.h) ---- */
 
 static void hist_merge(hist *into, const hist *from)
 {
@@ -222,45 +155,7 @@ static double hist_percentile_us(const hist *h, double p)
     return (double)h->max_ns / 1000.0;
 }
 
-/* ---- one benchmark's threads ---- */
-
-typedef struct run run;
-
-typedef struct worker {
-    run *r;
-    int index;
-    pthread_t tid;
-    void *state; /* the engine's per-thread state */
-    uint64_t rng;
-    size_t value_pos;
-    uint64_t done;
-    uint64_t bytes;
-    uint64_t found;
-    uint64_t reads;     /* transactions: every read, retries included (found counts the hits) */
-    uint64_t conflicts; /* transactions: commits refused with a conflict, then retried */
-    double start;
-    double finish;
-    bool failed;
-    bench_err err;
-    hist *h; /* NULL unless --histogram */
-} worker;
-
-typedef enum bench_kind {
-    K_FILLSEQ,
-    K_FILLRANDOM,
-    K_FILLBATCH,
-    K_OVERWRITE,
-    K_READRANDOM,
-    K_READMISSING,
-    K_READSEQ,
-    K_READREVERSE,
-    K_DELETERANDOM,
-    K_FILLSYNC,
-    K_REOPEN,
-    K_STATS,
-    K_TXNDISJOINT,
-    K_TXNHOT,
-} bench_kind;
+/* ---- the workload table ---- */
 
 typedef struct bench_def {
     const char *name;
@@ -287,286 +182,7 @@ static const bench_def BENCHES[] = {
     {"txnhot", K_TXNHOT, false},
 };
 
-struct run {
-    const config *cfg;
-    const bench_engine *eng;
-    void *db;
-    bench_kind kind;
-    uint64_t ops;           /* per thread */
-    bench_durability level; /* of each write */
-    const char *pool;
-    size_t pool_size;
-    pthread_barrier_t barrier;
-    atomic_bool stop; /* a thread failed: the others give up early */
-};
-
-static bench_slice next_value(worker *w)
-{
-    run *r = w->r;
-    size_t len = r->cfg->value_size;
-    if (w->value_pos + len > r->pool_size) {
-        w->value_pos = 0;
-    }
-    bench_slice v = {r->pool + w->value_pos, len};
-    w->value_pos += len;
-    return v;
-}
-
-static void fail(worker *w, const bench_err *err)
-{
-    w->failed = true;
-    w->err = *err;
-    atomic_store(&w->r->stop, true);
-}
-
-static bool stopped(const worker *w)
-{
-    return atomic_load_explicit(&w->r->stop, memory_order_relaxed);
-}
-
-static void do_write(worker *w)
-{
-    run *r = w->r;
-    const config *c = r->cfg;
-    char key[MAX_KEY_SIZE];
-    bench_err err;
-    bool seq = r->kind == K_FILLSEQ;
-    for (uint64_t i = 0; i < r->ops && !stopped(w); i++) {
-        uint64_t k = seq ? i : splitmix64(&w->rng) % c->num;
-        format_key(key, c->key_size, k);
-        bench_slice v = next_value(w);
-        uint64_t t0 = w->h ? now_ns() : 0;
-        if (r->eng->put(w->state, (bench_slice){key, c->key_size}, v, r->level, &err) != BENCH_OK) {
-            fail(w, &err);
-            return;
-        }
-        if (w->h) {
-            hist_add(w->h, now_ns() - t0);
-        }
-        w->done++;
-        w->bytes += c->key_size + v.len;
-    }
-}
-
-static void do_write_batch(worker *w)
-{
-    run *r = w->r;
-    const config *c = r->cfg;
-    size_t n = c->batch_size;
-    char *keys = malloc(n * c->key_size);
-    bench_slice *ks = malloc(n * sizeof(*ks));
-    bench_slice *vs = malloc(n * sizeof(*vs));
-    bench_err err;
-    if (keys == NULL || ks == NULL || vs == NULL) {
-        snprintf(err.msg, sizeof(err.msg), "out of memory for a batch of %zu", n);
-        fail(w, &err);
-        goto out;
-    }
-    for (uint64_t i = 0; i < r->ops && !stopped(w); i += n) {
-        size_t m = r->ops - i < n ? (size_t)(r->ops - i) : n;
-        for (size_t j = 0; j < m; j++) {
-            char *k = keys + j * c->key_size;
-            format_key(k, c->key_size, splitmix64(&w->rng) % c->num);
-            ks[j] = (bench_slice){k, c->key_size};
-            vs[j] = next_value(w);
-            w->bytes += c->key_size + vs[j].len;
-        }
-        uint64_t t0 = w->h ? now_ns() : 0;
-        if (r->eng->write_batch(w->state, ks, vs, m, r->level, &err) != BENCH_OK) {
-            fail(w, &err);
-            goto out;
-        }
-        if (w->h) {
-            hist_add(w->h, now_ns() - t0);
-        }
-        w->done += m;
-    }
-out:
-    free(vs);
-    free(ks);
-    free(keys);
-}
-
-static void do_read_random(worker *w)
-{
-    run *r = w->r;
-    const config *c = r->cfg;
-    char key[MAX_KEY_SIZE + 1];
-    size_t klen = c->key_size;
-    bench_err err;
-    bool missing = r->kind == K_READMISSING;
-    if (missing) {
-        key[klen++] = '.'; /* db_bench's readmissing: a key no fill ever writes */
-    }
-    for (uint64_t i = 0; i < r->ops && !stopped(w); i++) {
-        format_key(key, c->key_size, splitmix64(&w->rng) % c->num);
-        size_t vlen = 0;
-        uint64_t t0 = w->h ? now_ns() : 0;
-        int rc = r->eng->get(w->state, (bench_slice){key, klen}, &vlen, &err);
-        if (rc == BENCH_OK) {
-            w->found++;
-            w->bytes += klen + vlen;
-        } else if (rc != BENCH_NOT_FOUND) {
-            fail(w, &err);
-            return;
-        }
-        if (w->h) {
-            hist_add(w->h, now_ns() - t0);
-        }
-        w->done++;
-    }
-}
-
-static void do_read_seq(worker *w)
-{
-    run *r = w->r;
-    const bench_engine *e = r->eng;
-    bool reverse = r->kind == K_READREVERSE;
-    void *it = NULL;
-    bench_err err;
-    if (e->iter_new(w->state, &it, &err) != BENCH_OK) {
-        fail(w, &err);
-        return;
-    }
-    if (reverse) {
-        e->iter_seek_last(it);
-    } else {
-        e->iter_seek_first(it);
-    }
-    uint64_t t0 = w->h ? now_ns() : 0;
-    while (w->done < r->ops && e->iter_valid(it)) {
-        /* Touch the key and value as a reader would; the slices are only borrowed. */
-        w->bytes += e->iter_key(it).len + e->iter_value(it).len;
-        w->done++;
-        if (reverse) {
-            e->iter_prev(it);
-        } else {
-            e->iter_next(it);
-        }
-        if (w->h) {
-            uint64_t t1 = now_ns();
-            hist_add(w->h, t1 - t0);
-            t0 = t1;
-        }
-    }
-    if (e->iter_status(it, &err) != BENCH_OK) {
-        fail(w, &err);
-    }
-    e->iter_free(it);
-}
-
-static void do_delete_random(worker *w)
-{
-    run *r = w->r;
-    const config *c = r->cfg;
-    char key[MAX_KEY_SIZE];
-    bench_err err;
-    for (uint64_t i = 0; i < r->ops && !stopped(w); i++) {
-        format_key(key, c->key_size, splitmix64(&w->rng) % c->num);
-        uint64_t t0 = w->h ? now_ns() : 0;
-        if (r->eng->del(w->state, (bench_slice){key, c->key_size}, r->level, &err) != BENCH_OK) {
-            fail(w, &err);
-            return;
-        }
-        if (w->h) {
-            hist_add(w->h, now_ns() - t0);
-        }
-        w->done++;
-    }
-}
-
-/* Fills keys[0..n) with n distinct keys drawn from [base, base + range), range >= n. */
-static void draw_distinct(worker *w, uint64_t base, uint64_t range, uint64_t *keys, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        bool dup;
-        do {
-            keys[i] = base + splitmix64(&w->rng) % range;
-            dup = false;
-            for (size_t j = 0; j < i && !dup; j++) {
-                dup = keys[j] == keys[i];
-            }
-        } while (dup);
-    }
-}
-
-/* One attempt at the read-modify-write of the n keys (key_size bytes each) at `keys`. Returns the
- * engine's txn_commit code, or BENCH_ERROR after a failed read or write (the transaction then
- * rolled back). */
-static int txn_attempt(worker *w, const char *keys, size_t n, bench_err *err)
-{
-    run *r = w->r;
-    const bench_engine *e = r->eng;
-    size_t ks = r->cfg->key_size;
-    if (e->txn_begin(w->state, r->level, err) != BENCH_OK) {
-        return BENCH_ERROR;
-    }
-    for (size_t i = 0; i < n; i++) {
-        size_t vlen = 0;
-        int rc = e->txn_get(w->state, (bench_slice){keys + i * ks, ks}, &vlen, err);
-        w->reads++;
-        if (rc == BENCH_OK) {
-            w->found++;
-        } else if (rc != BENCH_NOT_FOUND) {
-            e->txn_abort(w->state);
-            return BENCH_ERROR;
-        }
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (e->txn_put(w->state, (bench_slice){keys + i * ks, ks}, next_value(w), err) !=
-            BENCH_OK) {
-            e->txn_abort(w->state);
-            return BENCH_ERROR;
-        }
-    }
-    return e->txn_commit(w->state, err);
-}
-
-/* txndisjoint and txnhot: r->ops committed transactions, each retried until it commits. */
-static void do_txn(worker *w)
-{
-    run *r = w->r;
-    const config *c = r->cfg;
-    size_t n = c->txn_keys;
-    uint64_t base = 0, range = c->hot_keys;
-    if (r->kind == K_TXNDISJOINT) {
-        range = c->num / (uint64_t)c->threads; /* parse_flags checked range >= n */
-        base = range * (uint64_t)w->index;
-    }
-    uint64_t *ids = malloc(n * sizeof(*ids));
-    char *keys = malloc(n * c->key_size);
-    bench_err err;
-    if (ids == NULL || keys == NULL) {
-        snprintf(err.msg, sizeof(err.msg), "out of memory for a transaction of %zu keys", n);
-        fail(w, &err);
-        goto out;
-    }
-    for (uint64_t i = 0; i < r->ops && !stopped(w); i++) {
-        draw_distinct(w, base, range, ids, n);
-        for (size_t j = 0; j < n; j++) {
-            format_key(keys + j * c->key_size, c->key_size, ids[j]);
-        }
-        uint64_t t0 = w->h ? now_ns() : 0;
-        int rc;
-        while ((rc = txn_attempt(w, keys, n, &err)) == BENCH_CONFLICT) {
-            w->conflicts++;
-            if (stopped(w)) {
-                goto out;
-            }
-        }
-        if (rc != BENCH_OK) {
-            fail(w, &err);
-            goto out;
-        }
-        if (w->h) {
-            hist_add(w->h, now_ns() - t0);
-        }
-        w->done++;
-    }
-out:
-    free(keys);
-    free(ids);
-}
+/* ---- one benchmark's threads ---- */
 
 static void *worker_main(void *arg)
 {
@@ -576,40 +192,12 @@ static void *worker_main(void *arg)
     bool ready = r->eng->thread_new(r->db, &w->state, &err) == BENCH_OK;
     if (!ready) {
         w->state = NULL;
-        fail(w, &err);
+        worker_fail(w, &err);
     }
     pthread_barrier_wait(&r->barrier); /* every thread starts together */
     w->start = now_sec();
-    if (ready && !stopped(w)) {
-        switch (r->kind) {
-        case K_FILLSEQ:
-        case K_FILLRANDOM:
-        case K_OVERWRITE:
-        case K_FILLSYNC:
-            do_write(w);
-            break;
-        case K_FILLBATCH:
-            do_write_batch(w);
-            break;
-        case K_READRANDOM:
-        case K_READMISSING:
-            do_read_random(w);
-            break;
-        case K_READSEQ:
-        case K_READREVERSE:
-            do_read_seq(w);
-            break;
-        case K_DELETERANDOM:
-            do_delete_random(w);
-            break;
-        case K_TXNDISJOINT:
-        case K_TXNHOT:
-            do_txn(w);
-            break;
-        case K_REOPEN:
-        case K_STATS:
-            break;
-        }
+    if (ready && !worker_stopped(w)) {
+        workload_run(w);
     }
     w->finish = now_sec();
     if (ready) {
@@ -1611,6 +1199,15 @@ static bool run_one(config *c, db_state *s, const bench_def *def, size_t slot, c
     run r;
     memset(&r, 0, sizeof(r));
     r.cfg = c;
+    r.params = (workload_params){
+        .num = c->num,
+        .key_size = c->key_size,
+        .value_size = c->value_size,
+        .batch_size = c->batch_size,
+        .txn_keys = c->txn_keys,
+        .hot_keys = c->hot_keys,
+        .threads = c->threads,
+    };
     r.eng = e;
     r.db = s->db;
     r.kind = def->kind;

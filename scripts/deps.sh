@@ -3,7 +3,8 @@
 # `apt-get update` once first; does nothing when everything is present. Usage: deps.sh [bench]
 # ("bench" adds the peer engines measured by `shale bench --peers`).
 set -euo pipefail
-pkgs=(cmake make gcc clang clang-format pkg-config libcriterion-dev liblz4-dev libzstd-dev)
+pkgs=(cmake make gcc clang clang-format pkg-config libcriterion-dev liblz4-dev libzstd-dev
+      libjansson-dev)
 if [ "${1:-}" = "bench" ]; then
   pkgs+=(libleveldb-dev librocksdb-dev liblmdb-dev libsqlite3-dev)
 fi

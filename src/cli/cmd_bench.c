@@ -1,10 +1,10 @@
 /*
  * cmd_bench.c: `shale bench [flags]`, a db_bench-style benchmark of the library through its public
- * API. The workloads, flags (--max-memory among them) and report live in bench/bench_driver.c,
- * shared with `peerbench`, which runs the same workloads on LevelDB, RocksDB, LMDB and SQLite and
- * compares them all side by side (`peerbench --engines all`); this file only plugs in the Shale
- * adapter (bench/engine_shale.c), without the comparison, and maps the driver's status to the
- * CLI's exit codes.
+ * API. The flags (--max-memory among them) and report live in bench/bench_driver.c and the
+ * workloads in bench/bench_workloads.c, shared with `peerbench`, which runs the same workloads on
+ * LevelDB, RocksDB, LMDB and SQLite and compares them all side by side (`peerbench --engines all`);
+ * this file only plugs in the Shale adapter (bench/engine_shale.c), without the comparison, and
+ * maps the driver's status to the CLI's exit codes.
  */
 #include "bench_driver.h"
 #include "cli/cli.h"
