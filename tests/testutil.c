@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <spawn.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -478,4 +479,270 @@ shale_options tu_small_lsm_options(uint32_t l0_trigger)
         .table_bytes = 64 * 1024,
         .l0_compaction_trigger = l0_trigger,
     };
+}
+
+/* ---- the public-API suites: fixture and checked calls ---- */
+
+char tu_last_msg[256];
+
+void tu_check_code(shale_code got, shale_code want, const shale_error *err, const char *what,
+                   const char *file, int line)
+{
+    const char *msg = memchr(err->msg, 0, sizeof err->msg) ? err->msg : "<unterminated>";
+
+    cr_assert_eq(got, want, "%s:%d: %s returned %d (%s), want %d (%s); msg: %s", file, line, what,
+                 got, shale_strerror(got), want, shale_strerror(want), msg);
+    tu_last_msg[0] = '\0';
+    if (want == SHALE_OK) {
+        return;
+    }
+    cr_assert_eq(err->code, want, "%s:%d: %s: err.code %d, want %d", file, line, what, err->code,
+                 want);
+    cr_assert_not_null(memchr(err->msg, 0, sizeof err->msg),
+                       "%s:%d: %s: err.msg not NUL-terminated", file, line, what);
+    if (want != SHALE_NOT_FOUND) {
+        cr_assert(err->msg[0] != '\0', "%s:%d: %s: empty err.msg", file, line, what);
+    }
+    if (want == SHALE_INVALID || want == SHALE_FULL || want == SHALE_CONFLICT) {
+        cr_assert_eq(err->sys_errno, 0, "%s:%d: %s: sys_errno %d for a %s (%s)", file, line, what,
+                     err->sys_errno, shale_strerror(want), err->msg);
+    }
+    snprintf(tu_last_msg, sizeof tu_last_msg, "%s", err->msg);
+}
+
+shale_db *tu_open(const char *path, const shale_options *opts)
+{
+    shale_db *db = NULL;
+    shale_error err = {0};
+    shale_code rc = shale_open(path, opts, &db, &err);
+    cr_assert_eq(rc, SHALE_OK, "open %s: %s: %s", path, shale_strerror(rc), err.msg);
+    cr_assert_not_null(db);
+    return db;
+}
+
+void tu_fx_begin(tu_fx *fx, const char *tag, const shale_options *opts)
+{
+    shale_options o = opts ? *opts : (shale_options){0};
+
+    o.create_if_missing = true;
+    fx->root = tu_tmpdir(tag);
+    fx->path = tu_path(fx->root, "db");
+    fx->db = tu_open(fx->path, &o);
+}
+
+void tu_fx_close(tu_fx *fx)
+{
+    if (fx->db != NULL) {
+        shale_error err = {0};
+        shale_code rc = shale_close(fx->db, &err);
+        fx->db = NULL;
+        cr_assert_eq(rc, SHALE_OK, "close: %s", err.msg);
+    }
+}
+
+void tu_fx_reopen(tu_fx *fx, const shale_options *opts)
+{
+    tu_fx_close(fx);
+    fx->db = tu_open(fx->path, opts);
+}
+
+void tu_fx_end(tu_fx *fx)
+{
+    tu_fx_close(fx);
+    if (fx->root != NULL) {
+        tu_rm_rf(fx->root);
+    }
+    free(fx->path);
+    free(fx->root);
+    fx->path = NULL;
+    fx->root = NULL;
+    tu_assert_no_leaks();
+}
+
+shale_slice tu_str(const char *s)
+{
+    return (shale_slice){s, strlen(s)};
+}
+
+void tu_putn(shale_db *db, shale_slice key, shale_slice value)
+{
+    shale_error err = {0};
+    shale_code rc = shale_put(db, NULL, key, value, &err);
+    cr_assert_eq(rc, SHALE_OK, "put %.*s (%zu-byte key): %s", (int)key.len, (const char *)key.data,
+                 key.len, err.msg);
+}
+
+void tu_put(shale_db *db, const char *key, const char *value)
+{
+    tu_putn(db, tu_str(key), tu_str(value));
+}
+
+void tu_del(shale_db *db, const char *key)
+{
+    shale_error err = {0};
+    shale_code rc = shale_delete(db, NULL, tu_str(key), &err);
+    cr_assert_eq(rc, SHALE_OK, "delete %s: %s", key, err.msg);
+}
+
+void tu_check_read(const char *ctx, shale_slice key, shale_code rc, const shale_error *err,
+                   const shale_buf *buf, const shale_slice *value)
+{
+    int klen = (int)key.len;
+    const char *kp = key.data;
+
+    if (value == NULL) {
+        cr_assert_eq(rc, SHALE_NOT_FOUND, "%s %.*s: want NOT_FOUND, got %s (%s); value '%.*s'", ctx,
+                     klen, kp, shale_strerror(rc), err->msg, rc == SHALE_OK ? (int)buf->len : 0,
+                     rc == SHALE_OK ? (const char *)buf->data : "");
+        cr_assert_eq(buf->len, 0, "%s %.*s: NOT_FOUND left len %zu", ctx, klen, kp, buf->len);
+        return;
+    }
+    cr_assert_eq(rc, SHALE_OK, "%s %.*s: want '%.*s', got %s (%s)", ctx, klen, kp, (int)value->len,
+                 (const char *)value->data, shale_strerror(rc), err->msg);
+    cr_assert(buf->len == value->len &&
+                  (value->len == 0 || memcmp(buf->data, value->data, value->len) == 0),
+              "%s %.*s: want '%.*s', got '%.*s'", ctx, klen, kp, (int)value->len,
+              (const char *)value->data, (int)buf->len, (const char *)buf->data);
+    cr_assert_geq(buf->cap, buf->len);
+}
+
+void tu_expectn(shale_db *db, shale_slice key, const shale_slice *value)
+{
+    shale_buf buf = {0};
+    shale_error err = {0};
+    shale_entry_info info;
+    bool exists = value == NULL;
+    int klen = (int)key.len;
+    const char *kp = key.data;
+
+    shale_code rc = shale_get(db, NULL, key, &buf, &err);
+    tu_check_read("get", key, rc, &err, &buf, value);
+    rc = shale_get_info(db, NULL, key, &buf, &info, &err);
+    tu_check_read("get_info", key, rc, &err, &buf, value);
+    if (value != NULL) {
+        cr_assert_gt(info.seq, 0, "get_info %.*s: version 0 for a stored value", klen, kp);
+    }
+    rc = shale_get_info(db, NULL, key, NULL, &info, &err);
+    cr_assert_eq(rc, value ? SHALE_OK : SHALE_NOT_FOUND, "get_info %.*s (NULL value): %s (%s)",
+                 klen, kp, shale_strerror(rc), err.msg);
+    rc = shale_exists(db, NULL, key, &exists, &err);
+    cr_assert_eq(rc, SHALE_OK, "exists %.*s: %s", klen, kp, err.msg);
+    cr_assert_eq(exists, value != NULL, "exists %.*s: %d", klen, kp, exists);
+    shale_buf_free(&buf);
+}
+
+void tu_expect(shale_db *db, const char *key, const char *value)
+{
+    shale_slice v = value ? tu_str(value) : (shale_slice){0};
+    tu_expectn(db, tu_str(key), value ? &v : NULL);
+}
+
+shale_stats tu_stats(shale_db *db)
+{
+    shale_stats st;
+    shale_error err = {0};
+    memset(&st, 0x5a, sizeof st);
+    shale_code rc = shale_stats_get(db, &st, &err);
+    cr_assert_eq(rc, SHALE_OK, "stats: %s", err.msg);
+    return st;
+}
+
+uint64_t tu_seqn(shale_db *db, shale_slice key)
+{
+    shale_entry_info info = {0};
+    shale_error err = {0};
+    shale_code rc = shale_get_info(db, NULL, key, NULL, &info, &err);
+    cr_assert_eq(rc, SHALE_OK, "get_info %.*s: %s (%s)", (int)key.len, (const char *)key.data,
+                 shale_strerror(rc), err.msg);
+    return info.seq;
+}
+
+uint64_t tu_seq(shale_db *db, const char *key)
+{
+    return tu_seqn(db, tu_str(key));
+}
+
+shale_slice tu_gen_value(char *buf, int g, int k, size_t min_len)
+{
+    int n = snprintf(buf, 32, "g%d:k%d:", g, k);
+    size_t len = min_len + (size_t)((g * 31 + k * 17) % 200);
+
+    for (size_t i = (size_t)n; i < len; i++) {
+        buf[i] = (char)('a' + (g + k + (int)i) % 26);
+    }
+    return (shale_slice){buf, len};
+}
+
+static char scan_buf[8192];
+
+const char *tu_scan_on(shale_iter *it, bool backward)
+{
+    size_t n = 0;
+    shale_error err = {0};
+
+    scan_buf[0] = '\0';
+    for (; shale_iter_valid(it); backward ? shale_iter_prev(it) : shale_iter_next(it)) {
+        shale_slice k = shale_iter_key(it), v = shale_iter_value(it);
+        int w =
+            snprintf(scan_buf + n, sizeof scan_buf - n, "%s%.*s=%.*s", n ? "," : "", (int)k.len,
+                     (const char *)k.data, (int)(v.len > 40 ? 40 : v.len), (const char *)v.data);
+        cr_assert(w > 0 && (size_t)w < sizeof scan_buf - n, "tu_scan: output too long");
+        n += (size_t)w;
+    }
+    shale_code rc = shale_iter_status(it, &err);
+    cr_assert_eq(rc, SHALE_OK, "iterator status %s: %s", shale_strerror(rc), err.msg);
+    return scan_buf;
+}
+
+const char *tu_scan(shale_iter *it, bool backward)
+{
+    if (backward) {
+        shale_iter_seek_last(it);
+    } else {
+        shale_iter_seek_first(it);
+    }
+    return tu_scan_on(it, backward);
+}
+
+const char *tu_iter_at(const shale_iter *it)
+{
+    static char at[512];
+    if (!shale_iter_valid(it)) {
+        return "<invalid>";
+    }
+    shale_slice k = shale_iter_key(it);
+    snprintf(at, sizeof at, "%.*s", (int)k.len, (const char *)k.data);
+    return at;
+}
+
+void tu_failure_init(tu_failure *f)
+{
+    atomic_init(&f->failed, 0);
+    pthread_mutex_init(&f->mu, NULL);
+    f->why[0] = '\0';
+}
+
+void tu_fail(tu_failure *f, const char *fmt, ...)
+{
+    va_list ap;
+    pthread_mutex_lock(&f->mu);
+    if (!atomic_load(&f->failed)) {
+        va_start(ap, fmt);
+        vsnprintf(f->why, sizeof f->why, fmt, ap);
+        va_end(ap);
+        atomic_store(&f->failed, 1);
+    }
+    pthread_mutex_unlock(&f->mu);
+}
+
+bool tu_failed(tu_failure *f)
+{
+    return atomic_load(&f->failed) != 0;
+}
+
+void tu_failure_check(tu_failure *f, const char *ctx)
+{
+    bool failed = tu_failed(f);
+    pthread_mutex_destroy(&f->mu);
+    cr_assert_not(failed, "%s: %s", ctx, f->why);
 }

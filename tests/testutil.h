@@ -1,12 +1,18 @@
 /*
  * testutil: helpers shared by every test binary: fresh temporary directories, recursive removal,
- * deterministic key generation and a small PRNG. Test-only; not part of libshale.
+ * deterministic key generation and a small PRNG, file damage, database file-set checks, and (for
+ * the public-API suites) a database fixture with calls that assert their outcome. Test-only; not
+ * part of libshale.
  */
 #ifndef SHALE_TESTS_TESTUTIL_H
 #define SHALE_TESTS_TESTUTIL_H
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "shale.h"
 
@@ -105,5 +111,101 @@ void tu_close_as_crash(shale_db *db, const char *dir);
 /* Options with tiny budgets (4 MiB of memory, 64 KiB write buffer and tables) and level-0
  * trigger `l0_trigger`, so a few hundred KiB of writes flush and compact; the rest default. */
 shale_options tu_small_lsm_options(uint32_t l0_trigger);
+
+/* ---- the public-API suites (tests/api, tests/txn): a database fixture and checked calls ---- */
+
+/* A slice over a string literal, embedded NUL bytes included: TU_SL("a\0b").len == 3. */
+#define TU_SL(lit) ((shale_slice){(lit), sizeof(lit) - 1})
+
+/* Asserts `call` returns `want`; inside `call`, ERR names a shale_error to pass. ERR starts filled
+ * with garbage, so a failing call is also checked to set err.code and a NUL-terminated message,
+ * non-empty but for NOT_FOUND, and sys_errno 0 for the argument, limit and conflict codes
+ * (INVALID, FULL, CONFLICT). After the macro, tu_last_msg holds the message. */
+#define TU_CODE(want, ...)                                                                         \
+    do {                                                                                           \
+        shale_error ERR;                                                                           \
+        memset(&ERR, 0x5a, sizeof ERR);                                                            \
+        shale_code rc_ = (__VA_ARGS__);                                                            \
+        tu_check_code(rc_, (want), &ERR, #__VA_ARGS__, __FILE__, __LINE__);                        \
+    } while (0)
+
+#define TU_OK(...) TU_CODE(SHALE_OK, __VA_ARGS__)
+
+/* The message of the last failing call checked by TU_CODE (empty after a SHALE_OK). */
+extern char tu_last_msg[256];
+
+void tu_check_code(shale_code got, shale_code want, const shale_error *err, const char *what,
+                   const char *file, int line);
+
+/* A test's database: a fresh temp root (removed by tu_fx_end) with the database at root/db, which
+ * does not exist until the first open with create_if_missing. */
+typedef struct tu_fx {
+    char *root;   /* temp directory, removed by tu_fx_end */
+    char *path;   /* root/db */
+    shale_db *db; /* open handle or NULL */
+} tu_fx;
+
+/* Creates the temp root and opens root/db with `opts` (create_if_missing is forced on). */
+void tu_fx_begin(tu_fx *fx, const char *tag, const shale_options *opts);
+/* Closes (asserting SHALE_OK) and opens again with `opts` as given (NULL = defaults). */
+void tu_fx_reopen(tu_fx *fx, const shale_options *opts);
+void tu_fx_close(tu_fx *fx);
+/* Closes if open, removes the temp root, and (under ASan) asserts nothing leaked. */
+void tu_fx_end(tu_fx *fx);
+
+/* Opens `path` asserting SHALE_OK. */
+shale_db *tu_open(const char *path, const shale_options *opts);
+
+/* A slice over a C string (no NUL). */
+shale_slice tu_str(const char *s);
+
+/* Put/delete asserting SHALE_OK with the database's default durability. */
+void tu_put(shale_db *db, const char *key, const char *value);
+void tu_putn(shale_db *db, shale_slice key, shale_slice value);
+void tu_del(shale_db *db, const char *key);
+
+/* Asserts the database's live view: key holds `value`, or is absent when value is NULL. get,
+ * get_info (with and without a value buffer; a stored value has a version > 0) and exists
+ * agree. */
+void tu_expect(shale_db *db, const char *key, const char *value);
+void tu_expectn(shale_db *db, shale_slice key, const shale_slice *value);
+/* Asserts one read of `key` (a get-like call named `ctx` that returned `rc`, `err` and `buf`) found
+ * `value`, or found nothing (NOT_FOUND, empty buf) when value is NULL. */
+void tu_check_read(const char *ctx, shale_slice key, shale_code rc, const shale_error *err,
+                   const shale_buf *buf, const shale_slice *value);
+
+/* Stats asserting SHALE_OK. */
+shale_stats tu_stats(shale_db *db);
+/* The version (seq) of key's current value, asserting it exists. */
+uint64_t tu_seq(shale_db *db, const char *key);
+uint64_t tu_seqn(shale_db *db, shale_slice key);
+
+/* The value of key k in generation g: "g<g>:k<k>:" padded with letters to min_len + [0, 200)
+ * bytes (varying with g and k). min_len >= 32; buf needs min_len + 200 bytes. */
+shale_slice tu_gen_value(char *buf, int g, int k, size_t min_len);
+
+/* Walks `it` from seek_first (forward) or seek_last (backward) and returns "k=v,k=v" (values cut
+ * at 40 bytes), asserting the iterator ends with status SHALE_OK. Static per-call buffer: copy it
+ * before the next call. */
+const char *tu_scan(shale_iter *it, bool backward);
+/* As tu_scan, starting from the iterator's current position, moving `backward` or forward. */
+const char *tu_scan_on(shale_iter *it, bool backward);
+/* The key under a valid iterator as a C string (static buffer), "<invalid>" when not valid. */
+const char *tu_iter_at(const shale_iter *it);
+
+/* A first-failure recorder for worker threads, which never call cr_assert (Criterion's asserts
+ * belong to the test's main thread): the main thread reports with tu_failure_check after
+ * joining. */
+typedef struct tu_failure {
+    atomic_int failed;
+    pthread_mutex_t mu;
+    char why[512];
+} tu_failure;
+
+void tu_failure_init(tu_failure *f);
+void tu_fail(tu_failure *f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+bool tu_failed(tu_failure *f);
+/* cr_assert that no worker failed (main thread only); destroys the mutex. */
+void tu_failure_check(tu_failure *f, const char *ctx);
 
 #endif

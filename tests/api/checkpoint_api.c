@@ -53,14 +53,14 @@ typedef struct cstate {
 static void cput(shale_db *db, cstate *st, uint64_t id, int k)
 {
     char kb[32], vb[300];
-    api_putn(db, ckey(kb, k), cval(vb, id, k));
+    tu_putn(db, ckey(kb, k), cval(vb, id, k));
     st->ids[k] = id;
 }
 
 static void cdel(shale_db *db, cstate *st, int k)
 {
     char kb[32];
-    ASSERT_OK(shale_delete(db, NULL, ckey(kb, k), &ERR));
+    TU_OK(shale_delete(db, NULL, ckey(kb, k), &ERR));
     st->ids[k] = 0;
 }
 
@@ -92,11 +92,11 @@ static void read_state(shale_db *db, cstate *out, const char *ctx)
     }
     shale_iter *it = NULL;
     uint64_t seen = 0;
-    ASSERT_OK(shale_iter_new(db, NULL, &it, &ERR));
+    TU_OK(shale_iter_new(db, NULL, &it, &ERR));
     for (shale_iter_seek_first(it); shale_iter_valid(it); shale_iter_next(it)) {
         seen++;
     }
-    ASSERT_OK(shale_iter_status(it, &ERR));
+    TU_OK(shale_iter_status(it, &ERR));
     shale_iter_free(it);
     cr_assert_eq(seen, present, "%s: the scan saw %llu keys, the gets %llu", ctx,
                  (unsigned long long)seen, (unsigned long long)present);
@@ -122,7 +122,7 @@ static void expect_db(shale_db *db, const cstate *want, const char *ctx)
 
 static uint64_t level_tables(shale_db *db, int from, int to)
 {
-    shale_stats st = api_stats(db);
+    shale_stats st = tu_stats(db);
     uint64_t n = 0;
     for (int l = from; l <= to; l++) {
         n += st.level_tables[l];
@@ -136,14 +136,14 @@ static void fill_layers(shale_db *db, cstate *st, uint64_t *next_id, int from, i
     for (int k = from; k < to; k++) {
         cput(db, st, (*next_id)++, k);
     }
-    ASSERT_OK(shale_compact(db, &ERR));
+    TU_OK(shale_compact(db, &ERR));
     for (int k = from; k < to; k += 3) {
         cput(db, st, (*next_id)++, k);
     }
     for (int k = from + 1; k < to; k += 10) {
         cdel(db, st, k);
     }
-    ASSERT_OK(shale_flush(db, &ERR));
+    TU_OK(shale_flush(db, &ERR));
     for (int k = from + 2; k < to; k += 5) {
         cput(db, st, (*next_id)++, k);
     }
@@ -152,21 +152,21 @@ static void fill_layers(shale_db *db, cstate *st, uint64_t *next_id, int from, i
     }
     cr_assert_gt(level_tables(db, 1, 7), 0, "setup: nothing below level 0");
     cr_assert_gt(level_tables(db, 0, 0), 0, "setup: nothing in level 0");
-    cr_assert_gt(api_stats(db).memory_bytes, 0, "setup: nothing in the memtable");
+    cr_assert_gt(tu_stats(db).memory_bytes, 0, "setup: nothing in the memtable");
 }
 
 Test(checkpoint, copies_memtable_level0_and_deeper_levels)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_options o = small_opts();
     static cstate model;
     uint64_t next_id = 1;
 
     memset(&model, 0, sizeof model);
-    api_begin(&fx, "api-cp", &o);
+    tu_fx_begin(&fx, "api-cp", &o);
     fill_layers(fx.db, &model, &next_id, 0, NK);
     char *cp = tu_path(fx.root, "cp");
-    ASSERT_OK(shale_checkpoint(fx.db, cp, &ERR));
+    TU_OK(shale_checkpoint(fx.db, cp, &ERR));
     static cstate at_cp;
     at_cp = model;
     /* The original goes on as before. */
@@ -177,17 +177,17 @@ Test(checkpoint, copies_memtable_level0_and_deeper_levels)
     /* The copy opens beside the live original, and holds the state at the checkpoint (not the
      * writes after it). */
     shale_options q = quiet_opts();
-    shale_db *copy = api_open(cp, &q);
+    shale_db *copy = tu_open(cp, &q);
     expect_db(copy, &at_cp, "checkpoint");
     /* The copy holds only what a database directory holds, and no leftover. */
     tu_assert_db_files(copy, cp, "checkpoint");
-    ASSERT_OK(shale_close(copy, &ERR));
+    TU_OK(shale_close(copy, &ERR));
     /* Reopened, it still holds the same (its log tail was complete). */
-    copy = api_open(cp, &o);
+    copy = tu_open(cp, &o);
     expect_db(copy, &at_cp, "checkpoint reopened");
-    ASSERT_OK(shale_close(copy, &ERR));
+    TU_OK(shale_close(copy, &ERR));
     free(cp);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* The copy and the original are independent: rewriting, deleting, flushing and compacting the
@@ -195,17 +195,17 @@ Test(checkpoint, copies_memtable_level0_and_deeper_levels)
  * the copy as it was, and writing to the copy leaves the original alone. */
 Test(checkpoint, copy_and_original_are_independent)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_options o = small_opts();
     static cstate model, at_cp;
     uint64_t next_id = 1;
 
     memset(&model, 0, sizeof model);
-    api_begin(&fx, "api-cp", &o);
+    tu_fx_begin(&fx, "api-cp", &o);
     fill_layers(fx.db, &model, &next_id, 0, NK);
-    ASSERT_OK(shale_flush(fx.db, &ERR));
+    TU_OK(shale_flush(fx.db, &ERR));
     char *cp = tu_path(fx.root, "cp");
-    ASSERT_OK(shale_checkpoint(fx.db, cp, &ERR));
+    TU_OK(shale_checkpoint(fx.db, cp, &ERR));
     at_cp = model;
 
     /* Same file system: at least one table of the copy is a hard link (two names). */
@@ -233,11 +233,11 @@ Test(checkpoint, copy_and_original_are_independent)
             cput(fx.db, &model, next_id++, k);
         }
     }
-    ASSERT_OK(shale_compact(fx.db, &ERR));
+    TU_OK(shale_compact(fx.db, &ERR));
     expect_db(fx.db, &model, "original after changes");
-    api_close(&fx);
+    tu_fx_close(&fx);
 
-    shale_db *copy = api_open(cp, &o);
+    shale_db *copy = tu_open(cp, &o);
     expect_db(copy, &at_cp, "checkpoint after the original changed");
     /* Now write to the copy, compact it; the original does not see it. */
     static cstate cp_model;
@@ -245,14 +245,14 @@ Test(checkpoint, copy_and_original_are_independent)
     for (int k = 0; k < NK; k += 2) {
         cput(copy, &cp_model, 1000000 + (uint64_t)k, k);
     }
-    ASSERT_OK(shale_compact(copy, &ERR));
+    TU_OK(shale_compact(copy, &ERR));
     expect_db(copy, &cp_model, "checkpoint after its own changes");
-    ASSERT_OK(shale_close(copy, &ERR));
+    TU_OK(shale_close(copy, &ERR));
 
-    fx.db = api_open(fx.path, &o);
+    fx.db = tu_open(fx.path, &o);
     expect_db(fx.db, &model, "original after the copy changed");
     free(cp);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* ---- a checkpoint while another thread writes ---------------------------------------------- */
@@ -364,7 +364,7 @@ static uint64_t match_prefix(const cstate *base, const cstate *got, uint64_t lo,
 
 Test(checkpoint, consistent_prefix_while_a_writer_runs)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_options o = small_opts();
     static cp_writer w;
     static cstate got, base;
@@ -373,7 +373,7 @@ Test(checkpoint, consistent_prefix_while_a_writer_runs)
     uint64_t deep_copies = 0;
     enum { CHECKPOINTS = 5 };
 
-    api_begin(&fx, "api-cp", &o);
+    tu_fx_begin(&fx, "api-cp", &o);
     memset(&base, 0, sizeof base);
     fill_layers(fx.db, &base, &static_id, WK, NK);
     memset(&w, 0, sizeof w);
@@ -383,21 +383,21 @@ Test(checkpoint, consistent_prefix_while_a_writer_runs)
         char name[32], ctx[64];
         tu_sleep_us((uint64_t)(40 + c * 30) * 1000);
         if (c == 2) {
-            ASSERT_OK(shale_compact(fx.db, &ERR));
+            TU_OK(shale_compact(fx.db, &ERR));
         }
         snprintf(name, sizeof name, "cp%d", c);
         snprintf(ctx, sizeof ctx, "checkpoint %d", c);
         char *cp = tu_path(fx.root, name);
         uint64_t before = atomic_load(&w.acked);
-        ASSERT_OK(shale_checkpoint(fx.db, cp, &ERR));
+        TU_OK(shale_checkpoint(fx.db, cp, &ERR));
         uint64_t after = atomic_load(&w.acked);
 
         shale_options q = quiet_opts();
-        shale_db *copy = api_open(cp, &q);
+        shale_db *copy = tu_open(cp, &q);
         read_state(copy, &got, ctx);
         tu_assert_db_files(copy, cp, ctx);
         deep_copies += level_tables(copy, 1, 7) > 0;
-        ASSERT_OK(shale_close(copy, &ERR));
+        TU_OK(shale_close(copy, &ERR));
         uint64_t p = match_prefix(&base, &got, before, after + 1, ctx);
         cr_log_info("%s: writer acked %llu before, %llu after; the copy holds ops 1..%llu", ctx,
                     (unsigned long long)before, (unsigned long long)after, (unsigned long long)p);
@@ -407,33 +407,33 @@ Test(checkpoint, consistent_prefix_while_a_writer_runs)
     atomic_store(&w.stop, 1);
     pthread_join(th, NULL);
     cr_assert(!atomic_load(&w.failed), "writer: %s", w.why);
-    shale_stats st = api_stats(fx.db);
+    shale_stats st = tu_stats(fx.db);
     cr_assert_gt(st.flushes, 1, "the writer never filled a memtable");
     cr_assert_gt(deep_copies, 0, "no checkpoint held a table below level 0");
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 Test(checkpoint, bad_targets_and_handles)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     char *file = NULL;
     char *dir = NULL;
 
-    ASSERT_CODE(SHALE_INVALID, shale_checkpoint(NULL, "/tmp/nowhere-shale-cp", &ERR));
-    api_begin(&fx, "api-cp", NULL);
-    api_put(fx.db, "a", "1");
+    TU_CODE(SHALE_INVALID, shale_checkpoint(NULL, "/tmp/nowhere-shale-cp", &ERR));
+    tu_fx_begin(&fx, "api-cp", NULL);
+    tu_put(fx.db, "a", "1");
     /* An existing directory (empty or not), an existing file, the database itself, NULL, "". */
     dir = tu_path(fx.root, "exists");
     cr_assert_eq(mkdir(dir, 0700), 0);
-    ASSERT_CODE(SHALE_INVALID, shale_checkpoint(fx.db, dir, &ERR));
+    TU_CODE(SHALE_INVALID, shale_checkpoint(fx.db, dir, &ERR));
     api_write_file(dir, "x", "x");
-    ASSERT_CODE(SHALE_INVALID, shale_checkpoint(fx.db, dir, &ERR));
+    TU_CODE(SHALE_INVALID, shale_checkpoint(fx.db, dir, &ERR));
     file = tu_path(fx.root, "file");
     api_write_file(fx.root, "file", "not a directory");
-    ASSERT_CODE(SHALE_INVALID, shale_checkpoint(fx.db, file, &ERR));
-    ASSERT_CODE(SHALE_INVALID, shale_checkpoint(fx.db, fx.path, &ERR));
-    ASSERT_CODE(SHALE_INVALID, shale_checkpoint(fx.db, NULL, &ERR));
-    ASSERT_CODE(SHALE_INVALID, shale_checkpoint(fx.db, "", &ERR));
+    TU_CODE(SHALE_INVALID, shale_checkpoint(fx.db, file, &ERR));
+    TU_CODE(SHALE_INVALID, shale_checkpoint(fx.db, fx.path, &ERR));
+    TU_CODE(SHALE_INVALID, shale_checkpoint(fx.db, NULL, &ERR));
+    TU_CODE(SHALE_INVALID, shale_checkpoint(fx.db, "", &ERR));
     cr_assert_eq(shale_checkpoint(fx.db, NULL, NULL), SHALE_INVALID);
     /* Nothing was written into the existing targets. */
     size_t n = 0;
@@ -442,57 +442,57 @@ Test(checkpoint, bad_targets_and_handles)
     tu_free_names(names, n);
     cr_assert_eq(tu_file_size(file), 15);
     /* The database is fine, and a good target works after the bad ones. */
-    api_expect(fx.db, "a", "1");
+    tu_expect(fx.db, "a", "1");
     char *good = tu_path(fx.root, "good");
-    ASSERT_OK(shale_checkpoint(fx.db, good, &ERR));
-    ASSERT_CODE(SHALE_INVALID, shale_checkpoint(fx.db, good, &ERR)); /* now it exists */
-    shale_db *copy = api_open(good, NULL);
-    api_expect(copy, "a", "1");
-    ASSERT_OK(shale_close(copy, &ERR));
+    TU_OK(shale_checkpoint(fx.db, good, &ERR));
+    TU_CODE(SHALE_INVALID, shale_checkpoint(fx.db, good, &ERR)); /* now it exists */
+    shale_db *copy = tu_open(good, NULL);
+    tu_expect(copy, "a", "1");
+    TU_OK(shale_close(copy, &ERR));
     /* A closed handle. */
     shale_db *db = fx.db;
-    api_close(&fx);
+    tu_fx_close(&fx);
     char *late = tu_path(fx.root, "late");
-    ASSERT_CODE(SHALE_CLOSED, shale_checkpoint(db, late, &ERR));
+    TU_CODE(SHALE_CLOSED, shale_checkpoint(db, late, &ERR));
     cr_assert_not(api_path_exists(late), "a checkpoint of a closed handle created its target");
     free(late);
     free(good);
     free(file);
     free(dir);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* A checkpoint of a checkpoint, and of a database that only has a memtable (nothing flushed). */
 Test(checkpoint, of_a_fresh_database_and_of_a_checkpoint)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_options o = small_opts();
     static cstate model;
 
     memset(&model, 0, sizeof model);
-    api_begin(&fx, "api-cp", &o);
+    tu_fx_begin(&fx, "api-cp", &o);
     char *empty_cp = tu_path(fx.root, "empty");
-    ASSERT_OK(shale_checkpoint(fx.db, empty_cp, &ERR));
-    shale_db *copy = api_open(empty_cp, &o);
+    TU_OK(shale_checkpoint(fx.db, empty_cp, &ERR));
+    shale_db *copy = tu_open(empty_cp, &o);
     expect_db(copy, &model, "checkpoint of an empty database");
-    ASSERT_OK(shale_close(copy, &ERR));
+    TU_OK(shale_close(copy, &ERR));
 
     for (int k = 0; k < 50; k++) {
         cput(fx.db, &model, (uint64_t)k + 1, k);
     }
     cr_assert_eq(level_tables(fx.db, 0, 7), 0, "setup: a table was written");
     char *mem_cp = tu_path(fx.root, "mem");
-    ASSERT_OK(shale_checkpoint(fx.db, mem_cp, &ERR));
-    copy = api_open(mem_cp, &o);
+    TU_OK(shale_checkpoint(fx.db, mem_cp, &ERR));
+    copy = tu_open(mem_cp, &o);
     expect_db(copy, &model, "checkpoint of a memtable-only database");
     char *second = tu_path(fx.root, "second");
-    ASSERT_OK(shale_checkpoint(copy, second, &ERR));
-    ASSERT_OK(shale_close(copy, &ERR));
-    copy = api_open(second, &o);
+    TU_OK(shale_checkpoint(copy, second, &ERR));
+    TU_OK(shale_close(copy, &ERR));
+    copy = tu_open(second, &o);
     expect_db(copy, &model, "checkpoint of a checkpoint");
-    ASSERT_OK(shale_close(copy, &ERR));
+    TU_OK(shale_close(copy, &ERR));
     free(second);
     free(mem_cp);
     free(empty_cp);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }

@@ -2,7 +2,6 @@
  * never call cr_assert (Criterion asserts belong to the test's main thread): they record the
  * first failure, which the main thread reports after joining. */
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 
 #include "api.h"
@@ -14,9 +13,7 @@ enum { WRITERS = 4, READERS = 2, PER_WRITER = 150 };
 typedef struct shared {
     shale_db *db;
     atomic_int writers_left;
-    atomic_int failed;
-    char why[512];
-    pthread_mutex_t mu;
+    tu_failure failure;
 } shared;
 
 typedef struct worker {
@@ -24,21 +21,6 @@ typedef struct worker {
     int id;
     uint64_t scans; /* readers: full iterations done */
 } worker;
-
-static void fail(shared *sh, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void fail(shared *sh, const char *fmt, ...)
-{
-    va_list ap;
-    pthread_mutex_lock(&sh->mu);
-    if (!atomic_load(&sh->failed)) {
-        va_start(ap, fmt);
-        vsnprintf(sh->why, sizeof sh->why, fmt, ap);
-        va_end(ap);
-        atomic_store(&sh->failed, 1);
-    }
-    pthread_mutex_unlock(&sh->mu);
-}
 
 static shale_slice wkey(char *buf, int writer, int i)
 {
@@ -59,10 +41,10 @@ static void *writer_main(void *arg)
     char kb[32], vb[256];
     shale_error err = {0};
 
-    for (int i = 0; i < PER_WRITER && !atomic_load(&w->sh->failed); i++) {
+    for (int i = 0; i < PER_WRITER && !tu_failed(&w->sh->failure); i++) {
         shale_code rc = shale_put(w->sh->db, &full, wkey(kb, w->id, i), wvalue(vb, w->id, i), &err);
         if (rc != SHALE_OK) {
-            fail(w->sh, "put: %s (%d)", err.msg, (int)rc);
+            tu_fail(&w->sh->failure, "put: %s (%d)", err.msg, (int)rc);
         }
     }
     atomic_fetch_sub(&w->sh->writers_left, 1);
@@ -74,18 +56,18 @@ static bool check_entry(shared *sh, shale_slice k, shale_slice v, int *writer, i
 {
     char kb[40], vb[256];
     if (k.len >= sizeof kb) {
-        fail(sh, "unexpected key length %zu", k.len);
+        tu_fail(&sh->failure, "unexpected key length %zu", k.len);
         return false;
     }
     memcpy(kb, k.data, k.len);
     kb[k.len] = '\0';
     if (sscanf(kb, "w%d-%d", writer, idx) != 2 || *writer < 0 || *writer >= WRITERS) {
-        fail(sh, "unexpected key %s", kb);
+        tu_fail(&sh->failure, "unexpected key %s", kb);
         return false;
     }
     shale_slice want = wvalue(vb, *writer, *idx);
     if (v.len != want.len || memcmp(v.data, want.data, v.len) != 0) {
-        fail(sh, "wrong value for %s (len %zu)", kb, v.len);
+        tu_fail(&sh->failure, "wrong value for %s (len %zu)", kb, v.len);
         return false;
     }
     return true;
@@ -101,7 +83,7 @@ static void *reader_main(void *arg)
     char kb[32];
 
     tu_rng_seed(&r, 77 + (uint64_t)w->id);
-    while (atomic_load(&sh->writers_left) > 0 && !atomic_load(&sh->failed)) {
+    while (atomic_load(&sh->writers_left) > 0 && !tu_failed(&sh->failure)) {
         /* Point reads. */
         for (int j = 0; j < 20; j++) {
             int wr = (int)tu_rng_below(&r, WRITERS), i = (int)tu_rng_below(&r, PER_WRITER);
@@ -111,7 +93,7 @@ static void *reader_main(void *arg)
             if (rc == SHALE_OK) {
                 check_entry(sh, k, (shale_slice){buf.data, buf.len}, &a, &b);
             } else if (rc != SHALE_NOT_FOUND) {
-                fail(sh, "get: %s (%d)", err.msg, (int)rc);
+                tu_fail(&sh->failure, "get: %s (%d)", err.msg, (int)rc);
             }
         }
         /* A scan: a consistent view shows each writer's keys as a prefix 0, 1, 2, ... since each
@@ -119,7 +101,7 @@ static void *reader_main(void *arg)
         shale_iter *it = NULL;
         shale_code rc = shale_iter_new(sh->db, NULL, &it, &err);
         if (rc != SHALE_OK) {
-            fail(sh, "iter_new: %s (%d)", err.msg, (int)rc);
+            tu_fail(&sh->failure, "iter_new: %s (%d)", err.msg, (int)rc);
             break;
         }
         int next[WRITERS] = {0};
@@ -129,14 +111,14 @@ static void *reader_main(void *arg)
                 break;
             }
             if (i != next[wr]) {
-                fail(sh, "scan: writer %d index %d, expected %d", wr, i, next[wr]);
+                tu_fail(&sh->failure, "scan: writer %d index %d, expected %d", wr, i, next[wr]);
                 break;
             }
             next[wr]++;
         }
         rc = shale_iter_status(it, &err);
         if (rc != SHALE_OK) {
-            fail(sh, "iter status: %s (%d)", err.msg, (int)rc);
+            tu_fail(&sh->failure, "iter status: %s (%d)", err.msg, (int)rc);
         }
         shale_iter_free(it);
         w->scans++;
@@ -147,14 +129,15 @@ static void *reader_main(void *arg)
 
 Test(concurrency, writers_and_readers)
 {
-    api_fx fx = {0};
-    shared sh = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    tu_fx fx = {0};
+    shared sh = {0};
     worker ws[WRITERS + READERS];
     pthread_t th[WRITERS + READERS];
     char kb[32], vb[256];
 
-    api_begin(&fx, "api-conc", NULL);
+    tu_fx_begin(&fx, "api-conc", NULL);
     sh.db = fx.db;
+    tu_failure_init(&sh.failure);
     atomic_store(&sh.writers_left, WRITERS);
     for (int i = 0; i < WRITERS + READERS; i++) {
         ws[i] = (worker){.sh = &sh, .id = i < WRITERS ? i : i - WRITERS};
@@ -164,10 +147,10 @@ Test(concurrency, writers_and_readers)
     for (int i = 0; i < WRITERS + READERS; i++) {
         pthread_join(th[i], NULL);
     }
-    cr_assert_not(atomic_load(&sh.failed), "%s", sh.why);
+    tu_failure_check(&sh.failure, "workers");
 
     const uint64_t total = (uint64_t)WRITERS * PER_WRITER;
-    shale_stats st = api_stats(fx.db);
+    shale_stats st = tu_stats(fx.db);
     cr_assert_eq(st.live_keys, total);
     cr_assert_eq(st.writes, total);
     cr_assert_eq(st.batches, total);
@@ -181,13 +164,13 @@ Test(concurrency, writers_and_readers)
         for (int w = 0; w < WRITERS; w++) {
             for (int i = 0; i < PER_WRITER; i++) {
                 shale_slice v = wvalue(vb, w, i);
-                api_expectn(fx.db, wkey(kb, w, i), &v);
+                tu_expectn(fx.db, wkey(kb, w, i), &v);
             }
         }
-        api_reopen(&fx, NULL);
+        tu_fx_reopen(&fx, NULL);
     }
-    cr_assert_eq(api_stats(fx.db).live_keys, total);
-    api_end(&fx);
+    cr_assert_eq(tu_stats(fx.db).live_keys, total);
+    tu_fx_end(&fx);
 }
 
 /* Concurrent batches on overlapping keys: each batch is atomic, so a scan never sees a mix. */
@@ -199,22 +182,22 @@ static void *batch_writer_main(void *arg)
     char val[16];
 
     if (b == NULL) {
-        fail(w->sh, "batch_new failed");
+        tu_fail(&w->sh->failure, "batch_new failed");
         return NULL;
     }
-    for (int round = 0; round < 100 && !atomic_load(&w->sh->failed); round++) {
+    for (int round = 0; round < 100 && !tu_failed(&w->sh->failure); round++) {
         shale_batch_clear(b);
         int n = snprintf(val, sizeof val, "%d-%d", w->id, round);
         for (int k = 0; k < 8; k++) {
             char key[8];
             snprintf(key, sizeof key, "k%d", k);
-            if (shale_batch_put(b, api_str(key), (shale_slice){val, (size_t)n}, &err) != SHALE_OK) {
-                fail(w->sh, "batch_put: %s", err.msg);
+            if (shale_batch_put(b, tu_str(key), (shale_slice){val, (size_t)n}, &err) != SHALE_OK) {
+                tu_fail(&w->sh->failure, "batch_put: %s", err.msg);
             }
         }
         shale_code rc = shale_write(w->sh->db, NULL, b, &err);
         if (rc != SHALE_OK) {
-            fail(w->sh, "write: %s (%d)", err.msg, (int)rc);
+            tu_fail(&w->sh->failure, "write: %s (%d)", err.msg, (int)rc);
         }
     }
     shale_batch_free(b);
@@ -228,10 +211,10 @@ static void *batch_reader_main(void *arg)
     shared *sh = w->sh;
     shale_error err = {0};
 
-    while (atomic_load(&sh->writers_left) > 0 && !atomic_load(&sh->failed)) {
+    while (atomic_load(&sh->writers_left) > 0 && !tu_failed(&sh->failure)) {
         shale_iter *it = NULL;
         if (shale_iter_new(sh->db, NULL, &it, &err) != SHALE_OK) {
-            fail(sh, "iter_new: %s", err.msg);
+            tu_fail(&sh->failure, "iter_new: %s", err.msg);
             break;
         }
         char first[16] = "";
@@ -242,12 +225,13 @@ static void *batch_reader_main(void *arg)
                 first_len = v.len < sizeof first ? v.len : sizeof first - 1;
                 memcpy(first, v.data, first_len);
             } else if (v.len != first_len || memcmp(v.data, first, v.len) != 0) {
-                fail(sh, "scan saw a partial batch (first value %s, entry %zu)", first, n);
+                tu_fail(&sh->failure, "scan saw a partial batch (first value %s, entry %zu)", first,
+                        n);
                 break;
             }
         }
         if (n != 0 && n != 8) {
-            fail(sh, "scan saw %zu of 8 keys", n);
+            tu_fail(&sh->failure, "scan saw %zu of 8 keys", n);
         }
         shale_iter_free(it);
         w->scans++;
@@ -257,13 +241,14 @@ static void *batch_reader_main(void *arg)
 
 Test(concurrency, batches_are_atomic_to_readers)
 {
-    api_fx fx = {0};
-    shared sh = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    tu_fx fx = {0};
+    shared sh = {0};
     worker ws[4];
     pthread_t th[4];
 
-    api_begin(&fx, "api-conc", NULL);
+    tu_fx_begin(&fx, "api-conc", NULL);
     sh.db = fx.db;
+    tu_failure_init(&sh.failure);
     atomic_store(&sh.writers_left, 2);
     for (int i = 0; i < 4; i++) {
         ws[i] = (worker){.sh = &sh, .id = i};
@@ -273,10 +258,10 @@ Test(concurrency, batches_are_atomic_to_readers)
     for (int i = 0; i < 4; i++) {
         pthread_join(th[i], NULL);
     }
-    cr_assert_not(atomic_load(&sh.failed), "%s", sh.why);
-    shale_stats st = api_stats(fx.db);
+    tu_failure_check(&sh.failure, "workers");
+    shale_stats st = tu_stats(fx.db);
     cr_assert_eq(st.batches, 200);
     cr_assert_eq(st.writes, 1600);
     cr_assert_eq(st.live_keys, 8);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }

@@ -19,18 +19,18 @@ static void write_each_level(shale_db *db, const char *tag)
         char k[32], v[8];
         snprintf(v, sizeof v, "%zu", i);
         snprintf(k, sizeof k, "%s-put-%zu", tag, i);
-        ASSERT_OK(shale_put(db, &wo, api_str(k), api_str(v), &ERR));
+        TU_OK(shale_put(db, &wo, tu_str(k), tu_str(v), &ERR));
         snprintf(k, sizeof k, "%s-ttl-%zu", tag, i);
-        ASSERT_OK(shale_put_ttl(db, &wo, api_str(k), api_str(v), 0, &ERR));
+        TU_OK(shale_put_ttl(db, &wo, tu_str(k), tu_str(v), 0, &ERR));
         snprintf(k, sizeof k, "%s-batch-%zu", tag, i);
         shale_batch *b = shale_batch_new();
         cr_assert_not_null(b);
-        ASSERT_OK(shale_batch_put(b, api_str(k), api_str(v), &ERR));
-        ASSERT_OK(shale_write(db, &wo, b, &ERR));
+        TU_OK(shale_batch_put(b, tu_str(k), tu_str(v), &ERR));
+        TU_OK(shale_write(db, &wo, b, &ERR));
         shale_batch_free(b);
         snprintf(k, sizeof k, "%s-del-%zu", tag, i);
-        ASSERT_OK(shale_put(db, &wo, api_str(k), api_str(v), &ERR));
-        ASSERT_OK(shale_delete(db, &wo, api_str(k), &ERR));
+        TU_OK(shale_put(db, &wo, tu_str(k), tu_str(v), &ERR));
+        TU_OK(shale_delete(db, &wo, tu_str(k), &ERR));
     }
 }
 
@@ -42,10 +42,10 @@ static void expect_each_level(shale_db *db, const char *tag, bool present)
         snprintf(v, sizeof v, "%zu", i);
         for (size_t j = 0; j < 3; j++) {
             snprintf(k, sizeof k, "%s-%s-%zu", tag, kinds[j], i);
-            api_expect(db, k, present ? v : NULL);
+            tu_expect(db, k, present ? v : NULL);
         }
         snprintf(k, sizeof k, "%s-del-%zu", tag, i);
-        api_expect(db, k, NULL);
+        tu_expect(db, k, NULL);
     }
 }
 
@@ -59,19 +59,19 @@ Test(durability, every_database_level_survives_clean_reopen)
     };
     for (size_t i = 0; i < sizeof logged / sizeof logged[0]; i++) {
         shale_options o = {.durability = logged[i]};
-        api_fx fx = {0};
-        api_begin(&fx, "api-dur", &o);
+        tu_fx fx = {0};
+        tu_fx_begin(&fx, "api-dur", &o);
         write_each_level(fx.db, "w");
         expect_each_level(fx.db, "w", true);
-        cr_assert_geq(api_stats(fx.db).log_segments, 1, "level %d", logged[i]);
-        api_close(&fx);
+        cr_assert_geq(tu_stats(fx.db).log_segments, 1, "level %d", logged[i]);
+        tu_fx_close(&fx);
         /* A clean close flushes the memtable to a table: the log is no longer needed. */
         cr_assert_eq(api_count_logs(fx.path), 0, "level %d: log left after a clean close",
                      logged[i]);
         /* Reopen at another level: the data does not depend on it. */
-        fx.db = api_open(fx.path, NULL);
+        fx.db = tu_open(fx.path, NULL);
         expect_each_level(fx.db, "w", true);
-        api_end(&fx);
+        tu_fx_end(&fx);
     }
 }
 
@@ -80,35 +80,35 @@ Test(durability, none_database_refuses_logged_writes)
     shale_options o = {.durability = SHALE_DURABILITY_NONE};
     static const shale_durability higher[] = {SHALE_DURABILITY_MEMORY, SHALE_DURABILITY_OS,
                                               SHALE_DURABILITY_FULL};
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_batch *b = shale_batch_new();
 
     cr_assert_not_null(b);
-    ASSERT_OK(shale_batch_put(b, SL("bk"), SL("bv"), &ERR));
-    api_begin(&fx, "api-dur", &o);
+    TU_OK(shale_batch_put(b, TU_SL("bk"), TU_SL("bv"), &ERR));
+    tu_fx_begin(&fx, "api-dur", &o);
     for (size_t i = 0; i < 3; i++) {
         shale_write_opts wo = {.durability = higher[i]};
-        ASSERT_CODE(SHALE_INVALID, shale_put(fx.db, &wo, SL("k"), SL("v"), &ERR));
-        ASSERT_CODE(SHALE_INVALID, shale_put_ttl(fx.db, &wo, SL("k"), SL("v"), 0, &ERR));
-        ASSERT_CODE(SHALE_INVALID, shale_delete(fx.db, &wo, SL("k"), &ERR));
-        ASSERT_CODE(SHALE_INVALID, shale_write(fx.db, &wo, b, &ERR));
+        TU_CODE(SHALE_INVALID, shale_put(fx.db, &wo, TU_SL("k"), TU_SL("v"), &ERR));
+        TU_CODE(SHALE_INVALID, shale_put_ttl(fx.db, &wo, TU_SL("k"), TU_SL("v"), 0, &ERR));
+        TU_CODE(SHALE_INVALID, shale_delete(fx.db, &wo, TU_SL("k"), &ERR));
+        TU_CODE(SHALE_INVALID, shale_write(fx.db, &wo, b, &ERR));
     }
-    api_expect(fx.db, "k", NULL);
-    api_expect(fx.db, "bk", NULL);
-    cr_assert_eq(api_stats(fx.db).writes, 0);
+    tu_expect(fx.db, "k", NULL);
+    tu_expect(fx.db, "bk", NULL);
+    cr_assert_eq(tu_stats(fx.db).writes, 0);
     /* NONE and the database's own level work. */
     shale_write_opts none = {.durability = SHALE_DURABILITY_NONE};
     shale_write_opts dflt = {.durability = SHALE_DURABILITY_DEFAULT};
-    ASSERT_OK(shale_put(fx.db, &none, SL("k1"), SL("v1"), &ERR));
-    ASSERT_OK(shale_put(fx.db, &dflt, SL("k2"), SL("v2"), &ERR));
-    ASSERT_OK(shale_put(fx.db, NULL, SL("k3"), SL("v3"), &ERR));
-    ASSERT_OK(shale_write(fx.db, &none, b, &ERR));
-    api_expect(fx.db, "k1", "v1");
-    api_expect(fx.db, "k2", "v2");
-    api_expect(fx.db, "k3", "v3");
-    api_expect(fx.db, "bk", "bv");
+    TU_OK(shale_put(fx.db, &none, TU_SL("k1"), TU_SL("v1"), &ERR));
+    TU_OK(shale_put(fx.db, &dflt, TU_SL("k2"), TU_SL("v2"), &ERR));
+    TU_OK(shale_put(fx.db, NULL, TU_SL("k3"), TU_SL("v3"), &ERR));
+    TU_OK(shale_write(fx.db, &none, b, &ERR));
+    tu_expect(fx.db, "k1", "v1");
+    tu_expect(fx.db, "k2", "v2");
+    tu_expect(fx.db, "k3", "v3");
+    tu_expect(fx.db, "bk", "bv");
     shale_batch_free(b);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* NONE writes no log: what a clean close flushed to tables survives, and nothing else is kept
@@ -116,80 +116,80 @@ Test(durability, none_database_refuses_logged_writes)
 Test(durability, none_database_keeps_what_close_flushed)
 {
     shale_options o = {.durability = SHALE_DURABILITY_NONE};
-    api_fx fx = {0};
+    tu_fx fx = {0};
     char kb[17], vb[256];
 
-    api_begin(&fx, "api-dur", &o);
+    tu_fx_begin(&fx, "api-dur", &o);
     for (uint64_t i = 0; i < 100; i++) {
-        api_putn(fx.db, tu_key(kb, i), api_value(vb, i));
+        tu_putn(fx.db, tu_key(kb, i), api_value(vb, i));
     }
-    api_del(fx.db, "x");
-    shale_stats st = api_stats(fx.db);
+    tu_del(fx.db, "x");
+    shale_stats st = tu_stats(fx.db);
     cr_assert_eq(st.live_keys, 100);
     cr_assert_eq(st.log_segments, 0);
     cr_assert_eq(api_count_logs(fx.path), 0, "a NONE database wrote a log");
-    api_reopen(&fx, &o);
+    tu_fx_reopen(&fx, &o);
     cr_assert_eq(api_count_logs(fx.path), 0);
     for (uint64_t i = 0; i < 100; i += 99) {
         shale_slice v = api_value(vb, i);
-        api_expectn(fx.db, tu_key(kb, i), &v);
+        tu_expectn(fx.db, tu_key(kb, i), &v);
     }
-    cr_assert_eq(api_stats(fx.db).live_keys, 100);
+    cr_assert_eq(tu_stats(fx.db).live_keys, 100);
     /* The same when reopened at a logged level. */
-    api_reopen(&fx, NULL);
+    tu_fx_reopen(&fx, NULL);
     shale_slice v5 = api_value(vb, 5);
-    api_expectn(fx.db, tu_key(kb, 5), &v5);
-    cr_assert_eq(api_stats(fx.db).live_keys, 100);
-    api_end(&fx);
+    tu_expectn(fx.db, tu_key(kb, 5), &v5);
+    cr_assert_eq(tu_stats(fx.db).live_keys, 100);
+    tu_fx_end(&fx);
 }
 
 /* shale_close writes out MEMORY-level records still buffered in the process. */
 Test(durability, close_writes_out_buffered_memory_records)
 {
     shale_options o = {.durability = SHALE_DURABILITY_MEMORY, .wal_flush_interval_ms = 10000};
-    api_fx fx = {0};
+    tu_fx fx = {0};
     char kb[17], vb[256];
 
-    api_begin(&fx, "api-dur", &o);
+    tu_fx_begin(&fx, "api-dur", &o);
     for (uint64_t i = 0; i < 200; i++) {
-        api_putn(fx.db, tu_key(kb, i), api_value(vb, i));
+        tu_putn(fx.db, tu_key(kb, i), api_value(vb, i));
     }
     /* A logged database's per-write NONE is MEMORY. */
     shale_write_opts none = {.durability = SHALE_DURABILITY_NONE};
-    ASSERT_OK(shale_put(fx.db, &none, SL("none-write"), SL("kept"), &ERR));
-    cr_assert_gt(api_stats(fx.db).log_bytes, 0, "log_bytes counts buffered bytes");
-    api_reopen(&fx, NULL);
+    TU_OK(shale_put(fx.db, &none, TU_SL("none-write"), TU_SL("kept"), &ERR));
+    cr_assert_gt(tu_stats(fx.db).log_bytes, 0, "log_bytes counts buffered bytes");
+    tu_fx_reopen(&fx, NULL);
     for (uint64_t i = 0; i < 200; i++) {
         shale_slice v = api_value(vb, i);
-        api_expectn(fx.db, tu_key(kb, i), &v);
+        tu_expectn(fx.db, tu_key(kb, i), &v);
     }
-    api_expect(fx.db, "none-write", "kept");
-    api_end(&fx);
+    tu_expect(fx.db, "none-write", "kept");
+    tu_fx_end(&fx);
 }
 
 Test(durability, full_writes_sync)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_write_opts full = {.durability = SHALE_DURABILITY_FULL};
     shale_options o = {.durability = SHALE_DURABILITY_FULL};
 
     /* Per write on an OS database. */
-    api_begin(&fx, "api-dur", NULL);
-    uint64_t syncs = api_stats(fx.db).syncs;
+    tu_fx_begin(&fx, "api-dur", NULL);
+    uint64_t syncs = tu_stats(fx.db).syncs;
     for (int i = 0; i < 5; i++) {
-        ASSERT_OK(shale_put(fx.db, &full, SL("k"), SL("v"), &ERR));
+        TU_OK(shale_put(fx.db, &full, TU_SL("k"), TU_SL("v"), &ERR));
     }
-    cr_assert_geq(api_stats(fx.db).syncs, syncs + 5, "one writer: a sync per FULL commit");
-    api_end(&fx);
+    cr_assert_geq(tu_stats(fx.db).syncs, syncs + 5, "one writer: a sync per FULL commit");
+    tu_fx_end(&fx);
 
     /* As the database's level. */
-    api_begin(&fx, "api-dur", &o);
-    syncs = api_stats(fx.db).syncs;
+    tu_fx_begin(&fx, "api-dur", &o);
+    syncs = tu_stats(fx.db).syncs;
     for (int i = 0; i < 5; i++) {
-        api_put(fx.db, "k", "v");
+        tu_put(fx.db, "k", "v");
     }
-    shale_stats st = api_stats(fx.db);
+    shale_stats st = tu_stats(fx.db);
     cr_assert_geq(st.syncs, syncs + 5);
     cr_assert_eq(st.batches, 5);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }

@@ -77,10 +77,10 @@ static void model_build(model *m, shale_db *db, tu_rng *r, int ops)
         if (tu_rng_below(r, 10) < 7) {
             snprintf(k->v, sizeof k->v, "v%d", i);
             k->live = true;
-            api_putn(db, rk_slice(k), api_str(k->v));
+            tu_putn(db, rk_slice(k), tu_str(k->v));
         } else {
             k->live = false;
-            ASSERT_OK(shale_delete(db, NULL, rk_slice(k), &ERR));
+            TU_OK(shale_delete(db, NULL, rk_slice(k), &ERR));
         }
     }
 }
@@ -136,7 +136,7 @@ static void check_at(shale_iter *it, const view *v, const model *m, ptrdiff_t po
 {
     if (pos < 0 || pos >= (ptrdiff_t)v->n) {
         cr_assert_not(shale_iter_valid(it), "step %d: valid, expected the end", step);
-        ASSERT_OK(shale_iter_status(it, &ERR));
+        TU_OK(shale_iter_status(it, &ERR));
         return;
     }
     const rkey *k = &m->keys[v->idx[pos]];
@@ -160,7 +160,7 @@ static void random_walk(shale_db *db, const model *m, const shale_read_opts *ro,
     ptrdiff_t pos = -1;
 
     view_build(&v, m, ro);
-    ASSERT_OK(shale_iter_new(db, ro, &it, &ERR));
+    TU_OK(shale_iter_new(db, ro, &it, &ERR));
     for (int step = 0; step < steps; step++) {
         bool valid = pos >= 0 && pos < (ptrdiff_t)v.n;
         unsigned op = (unsigned)tu_rng_below(r, 10);
@@ -245,143 +245,124 @@ Test(iter, random_walks_match_a_sorted_reference)
 {
     static const iter_case cases[] = {
         {"no bounds", {.prefix = {NULL, 0}}},
-        {"lower a", {.lower_bound = SL("a")}},
-        {"upper b\\0", {.upper_bound = SL("b\0")}},
+        {"lower a", {.lower_bound = TU_SL("a")}},
+        {"upper b\\0", {.upper_bound = TU_SL("b\0")}},
         {"lower \\0a upper b",
-         {.lower_bound = SL("\0"
-                            "a"),
-          .upper_bound = SL("b")}},
-        {"lower between keys", {.lower_bound = SL("ab\xff\xff\xff\xff\xff")}},
-        {"prefix a", {.prefix = SL("a")}},
-        {"prefix \\xff", {.prefix = SL("\xff")}},
-        {"prefix \\0", {.prefix = SL("\0")}},
+         {.lower_bound = TU_SL("\0"
+                               "a"),
+          .upper_bound = TU_SL("b")}},
+        {"lower between keys", {.lower_bound = TU_SL("ab\xff\xff\xff\xff\xff")}},
+        {"prefix a", {.prefix = TU_SL("a")}},
+        {"prefix \\xff", {.prefix = TU_SL("\xff")}},
+        {"prefix \\0", {.prefix = TU_SL("\0")}},
         {"prefix a + bounds inside",
-         {.prefix = SL("a"), .lower_bound = SL("ab"), .upper_bound = SL("ac")}},
+         {.prefix = TU_SL("a"), .lower_bound = TU_SL("ab"), .upper_bound = TU_SL("ac")}},
         {"prefix ab + bounds around",
-         {.prefix = SL("ab"), .lower_bound = SL("a"), .upper_bound = SL("c")}},
+         {.prefix = TU_SL("ab"), .lower_bound = TU_SL("a"), .upper_bound = TU_SL("c")}},
         {"prefix b + bounds cutting",
-         {.prefix = SL("b"), .lower_bound = SL("bb"), .upper_bound = SL("\xff")}},
-        {"lower above upper", {.lower_bound = SL("c"), .upper_bound = SL("a")}},
-        {"lower equals upper", {.lower_bound = SL("b"), .upper_bound = SL("b")}},
-        {"prefix matches nothing", {.prefix = SL("zzz")}},
-        {"prefix outside bounds", {.prefix = SL("c"), .upper_bound = SL("b")}},
+         {.prefix = TU_SL("b"), .lower_bound = TU_SL("bb"), .upper_bound = TU_SL("\xff")}},
+        {"lower above upper", {.lower_bound = TU_SL("c"), .upper_bound = TU_SL("a")}},
+        {"lower equals upper", {.lower_bound = TU_SL("b"), .upper_bound = TU_SL("b")}},
+        {"prefix matches nothing", {.prefix = TU_SL("zzz")}},
+        {"prefix outside bounds", {.prefix = TU_SL("c"), .upper_bound = TU_SL("b")}},
     };
     static model m;
-    api_fx fx = {0};
+    tu_fx fx = {0};
     tu_rng r;
 
     tu_rng_seed(&r, 20240611);
-    api_begin(&fx, "api-iter", NULL);
+    tu_fx_begin(&fx, "api-iter", NULL);
     model_build(&m, fx.db, &r, 1500);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         cr_log_info("case %s", cases[i].name);
         random_walk(fx.db, &m, &cases[i].ro, &r, 1500);
     }
     /* The same after a reopen (the view is rebuilt from the log). */
-    api_reopen(&fx, NULL);
+    tu_fx_reopen(&fx, NULL);
     random_walk(fx.db, &m, &cases[0].ro, &r, 3000);
     random_walk(fx.db, &m, &cases[8].ro, &r, 1000);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 Test(iter, empty_database)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_iter *it = NULL;
 
-    api_begin(&fx, "api-iter", NULL);
-    ASSERT_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
+    tu_fx_begin(&fx, "api-iter", NULL);
+    TU_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
     shale_iter_seek_first(it);
     cr_assert_not(shale_iter_valid(it));
     shale_iter_seek_last(it);
     cr_assert_not(shale_iter_valid(it));
-    shale_iter_seek(it, SL("m"));
+    shale_iter_seek(it, TU_SL("m"));
     cr_assert_not(shale_iter_valid(it));
-    shale_iter_seek_for_prev(it, SL("m"));
+    shale_iter_seek_for_prev(it, TU_SL("m"));
     cr_assert_not(shale_iter_valid(it));
-    ASSERT_OK(shale_iter_status(it, &ERR));
+    TU_OK(shale_iter_status(it, &ERR));
     shale_iter_free(it);
 
     /* Only deleted keys: still empty. */
-    api_put(fx.db, "a", "1");
-    api_del(fx.db, "a");
-    ASSERT_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
+    tu_put(fx.db, "a", "1");
+    tu_del(fx.db, "a");
+    TU_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
     shale_iter_seek_first(it);
     cr_assert_not(shale_iter_valid(it));
-    ASSERT_OK(shale_iter_status(it, &ERR));
+    TU_OK(shale_iter_status(it, &ERR));
     shale_iter_free(it);
-    api_end(&fx);
-}
-
-/* Collects the keys an iterator shows from seek_first, as "k1,k2,..." */
-static void scan(shale_iter *it, char *out, size_t cap)
-{
-    size_t n = 0;
-    out[0] = '\0';
-    for (shale_iter_seek_first(it); shale_iter_valid(it); shale_iter_next(it)) {
-        shale_slice k = shale_iter_key(it);
-        shale_slice v = shale_iter_value(it);
-        n += (size_t)snprintf(out + n, cap - n, "%s%.*s=%.*s", n ? "," : "", (int)k.len,
-                              (const char *)k.data, (int)v.len, (const char *)v.data);
-        cr_assert_lt(n, cap);
-    }
-    ASSERT_OK(shale_iter_status(it, &ERR));
+    tu_fx_end(&fx);
 }
 
 Test(iter, skips_deleted_keys)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_iter *it = NULL;
-    char got[256];
 
-    api_begin(&fx, "api-iter", NULL);
-    api_put(fx.db, "a", "1");
-    api_put(fx.db, "b", "2");
-    api_put(fx.db, "c", "3");
-    api_put(fx.db, "d", "4");
-    api_del(fx.db, "b");
-    api_del(fx.db, "d");
-    api_put(fx.db, "c", "33");
-    ASSERT_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
-    scan(it, got, sizeof got);
-    cr_assert_str_eq(got, "a=1,c=33");
-    shale_iter_seek(it, SL("b"));
+    tu_fx_begin(&fx, "api-iter", NULL);
+    tu_put(fx.db, "a", "1");
+    tu_put(fx.db, "b", "2");
+    tu_put(fx.db, "c", "3");
+    tu_put(fx.db, "d", "4");
+    tu_del(fx.db, "b");
+    tu_del(fx.db, "d");
+    tu_put(fx.db, "c", "33");
+    TU_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
+    cr_assert_str_eq(tu_scan(it, false), "a=1,c=33");
+    shale_iter_seek(it, TU_SL("b"));
     cr_assert(shale_iter_valid(it));
     cr_assert_eq(shale_iter_key(it).len, 1);
     cr_assert_eq(memcmp(shale_iter_key(it).data, "c", 1), 0);
-    shale_iter_seek_for_prev(it, SL("b"));
+    shale_iter_seek_for_prev(it, TU_SL("b"));
     cr_assert(shale_iter_valid(it));
     cr_assert_eq(memcmp(shale_iter_key(it).data, "a", 1), 0);
-    shale_iter_seek_for_prev(it, SL("zzz"));
+    shale_iter_seek_for_prev(it, TU_SL("zzz"));
     cr_assert(shale_iter_valid(it));
     cr_assert_eq(memcmp(shale_iter_key(it).data, "c", 1), 0);
     shale_iter_free(it);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 Test(iter, point_in_time_view)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_iter *it = NULL;
-    char got[256];
 
-    api_begin(&fx, "api-iter", NULL);
-    api_put(fx.db, "a", "1");
-    api_put(fx.db, "b", "2");
-    api_put(fx.db, "c", "3");
-    ASSERT_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
-    api_put(fx.db, "aa", "new");     /* inserted after: not seen */
-    api_del(fx.db, "b");             /* deleted after: still seen */
-    api_put(fx.db, "c", "changed");  /* overwritten after: old value */
-    api_put(fx.db, "0", "before-a"); /* before every key: not seen */
+    tu_fx_begin(&fx, "api-iter", NULL);
+    tu_put(fx.db, "a", "1");
+    tu_put(fx.db, "b", "2");
+    tu_put(fx.db, "c", "3");
+    TU_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
+    tu_put(fx.db, "aa", "new");     /* inserted after: not seen */
+    tu_del(fx.db, "b");             /* deleted after: still seen */
+    tu_put(fx.db, "c", "changed");  /* overwritten after: old value */
+    tu_put(fx.db, "0", "before-a"); /* before every key: not seen */
     shale_batch *bt = shale_batch_new();
     cr_assert_not_null(bt);
-    ASSERT_OK(shale_batch_delete(bt, SL("a"), &ERR));
-    ASSERT_OK(shale_batch_put(bt, SL("d"), SL("4"), &ERR));
-    ASSERT_OK(shale_write(fx.db, NULL, bt, &ERR));
+    TU_OK(shale_batch_delete(bt, TU_SL("a"), &ERR));
+    TU_OK(shale_batch_put(bt, TU_SL("d"), TU_SL("4"), &ERR));
+    TU_OK(shale_write(fx.db, NULL, bt, &ERR));
     shale_batch_free(bt);
-    scan(it, got, sizeof got);
-    cr_assert_str_eq(got, "a=1,b=2,c=3");
+    cr_assert_str_eq(tu_scan(it, false), "a=1,b=2,c=3");
     /* Backwards too. */
     shale_iter_seek_last(it);
     cr_assert(shale_iter_valid(it));
@@ -390,32 +371,31 @@ Test(iter, point_in_time_view)
     shale_iter_free(it);
 
     /* A new iterator sees the new state. */
-    ASSERT_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
-    scan(it, got, sizeof got);
-    cr_assert_str_eq(got, "0=before-a,aa=new,c=changed,d=4");
+    TU_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
+    cr_assert_str_eq(tu_scan(it, false), "0=before-a,aa=new,c=changed,d=4");
     shale_iter_free(it);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 Test(iter, outlives_many_writes)
 {
     enum { N = 200, WRITES = 4000 };
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_iter *it = NULL;
     char kb[17], vb[256];
 
-    api_begin(&fx, "api-iter", NULL);
+    tu_fx_begin(&fx, "api-iter", NULL);
     for (uint64_t i = 0; i < N; i++) {
-        api_putn(fx.db, tu_key(kb, i * 2), api_value(vb, i));
+        tu_putn(fx.db, tu_key(kb, i * 2), api_value(vb, i));
     }
-    ASSERT_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
+    TU_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
     shale_iter_seek(it, tu_key(kb, 20)); /* positioned before the writes */
     for (uint64_t i = 0; i < WRITES; i++) {
         uint64_t k = i % (2 * N + 7);
         if (i % 3 == 0) {
-            ASSERT_OK(shale_delete(fx.db, NULL, tu_key(kb, k), &ERR));
+            TU_OK(shale_delete(fx.db, NULL, tu_key(kb, k), &ERR));
         } else {
-            api_putn(fx.db, tu_key(kb, k), SL("overwritten"));
+            tu_putn(fx.db, tu_key(kb, k), TU_SL("overwritten"));
         }
     }
     /* Continue from where it was, then rescan from the start. */
@@ -431,93 +411,91 @@ Test(iter, outlives_many_writes)
         shale_iter_next(it);
     }
     cr_assert_not(shale_iter_valid(it));
-    ASSERT_OK(shale_iter_status(it, &ERR));
+    TU_OK(shale_iter_status(it, &ERR));
     size_t n = 0;
     for (shale_iter_seek_last(it); shale_iter_valid(it); shale_iter_prev(it)) {
         n++;
     }
     cr_assert_eq(n, N);
-    ASSERT_OK(shale_iter_status(it, &ERR));
+    TU_OK(shale_iter_status(it, &ERR));
     shale_iter_free(it);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 Test(iter, info_gives_seq_and_deadline)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_iter *it = NULL;
     const uint64_t far = 4102444800000ull; /* 2100-01-01 */
 
-    api_begin(&fx, "api-iter", NULL);
-    api_put(fx.db, "a", "1");
-    ASSERT_OK(shale_put_ttl(fx.db, NULL, SL("b"), SL("2"), far, &ERR));
-    api_put(fx.db, "c", "3");
-    api_put(fx.db, "a", "11");
-    ASSERT_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
+    tu_fx_begin(&fx, "api-iter", NULL);
+    tu_put(fx.db, "a", "1");
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("b"), TU_SL("2"), far, &ERR));
+    tu_put(fx.db, "c", "3");
+    tu_put(fx.db, "a", "11");
+    TU_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
     int n = 0;
     for (shale_iter_seek_first(it); shale_iter_valid(it); shale_iter_next(it), n++) {
         shale_slice k = shale_iter_key(it);
         shale_entry_info got = shale_iter_info(it);
         shale_entry_info want = {0};
-        ASSERT_OK(shale_get_info(fx.db, NULL, k, NULL, &want, &ERR));
+        TU_OK(shale_get_info(fx.db, NULL, k, NULL, &want, &ERR));
         cr_assert_eq(got.seq, want.seq, "key %.*s", (int)k.len, (const char *)k.data);
         cr_assert_eq(got.expire_at_ms, want.expire_at_ms);
         cr_assert_eq(got.expire_at_ms, memcmp(k.data, "b", 1) == 0 ? far : 0);
     }
     cr_assert_eq(n, 3);
     shale_iter_free(it);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* shale_iter_new copies the bound and prefix bytes. */
 Test(iter, read_opts_are_copied)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_iter *it = NULL;
     char prefix[4] = "b", lower[4] = "b1", upper[4] = "b3";
     shale_read_opts ro = {
         .prefix = {prefix, 1}, .lower_bound = {lower, 2}, .upper_bound = {upper, 2}};
-    char got[256];
 
-    api_begin(&fx, "api-iter", NULL);
+    tu_fx_begin(&fx, "api-iter", NULL);
     static const char *const keys[] = {"a1", "b0", "b1", "b2", "b3", "c1"};
     for (size_t i = 0; i < 6; i++) {
-        api_put(fx.db, keys[i], "v");
+        tu_put(fx.db, keys[i], "v");
     }
-    ASSERT_OK(shale_iter_new(fx.db, &ro, &it, &ERR));
+    TU_OK(shale_iter_new(fx.db, &ro, &it, &ERR));
     memcpy(prefix, "x", 1);
     memcpy(lower, "\0\0", 2);
     memcpy(upper, "\xff\xff", 2);
-    scan(it, got, sizeof got);
-    cr_assert_str_eq(got, "b1=v,b2=v");
+    cr_assert_str_eq(tu_scan(it, false), "b1=v,b2=v");
     shale_iter_free(it);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 Test(iter, seek_is_clamped_into_bounds)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_iter *it = NULL;
-    shale_read_opts ro = {.lower_bound = SL("b"), .upper_bound = SL("d")};
+    shale_read_opts ro = {.lower_bound = TU_SL("b"), .upper_bound = TU_SL("d")};
 
-    api_begin(&fx, "api-iter", NULL);
+    tu_fx_begin(&fx, "api-iter", NULL);
     static const char *const keys[] = {"a", "b", "c", "d", "e"};
     for (size_t i = 0; i < 5; i++) {
-        api_put(fx.db, keys[i], keys[i]);
+        tu_put(fx.db, keys[i], keys[i]);
     }
-    ASSERT_OK(shale_iter_new(fx.db, &ro, &it, &ERR));
-    shale_iter_seek(it, SL("a"));
+    TU_OK(shale_iter_new(fx.db, &ro, &it, &ERR));
+    shale_iter_seek(it, TU_SL("a"));
     cr_assert(shale_iter_valid(it));
     cr_assert_eq(memcmp(shale_iter_key(it).data, "b", 1), 0);
-    shale_iter_seek_for_prev(it, SL("z"));
+    shale_iter_seek_for_prev(it, TU_SL("z"));
     cr_assert(shale_iter_valid(it));
     cr_assert_eq(memcmp(shale_iter_key(it).data, "c", 1), 0);
-    shale_iter_seek(it, SL("d"));
+    shale_iter_seek(it, TU_SL("d"));
     cr_assert_not(shale_iter_valid(it));
-    ASSERT_OK(shale_iter_status(it, &ERR));
-    shale_iter_seek_for_prev(it, SL("a"));
+    TU_OK(shale_iter_status(it, &ERR));
+    shale_iter_seek_for_prev(it, TU_SL("a"));
     cr_assert_not(shale_iter_valid(it));
-    ASSERT_OK(shale_iter_status(it, &ERR));
+    TU_OK(shale_iter_status(it, &ERR));
     shale_iter_seek_last(it);
     cr_assert_eq(memcmp(shale_iter_key(it).data, "c", 1), 0);
     shale_iter_next(it);
@@ -526,40 +504,40 @@ Test(iter, seek_is_clamped_into_bounds)
     cr_assert_eq(memcmp(shale_iter_key(it).data, "b", 1), 0);
     shale_iter_prev(it);
     cr_assert_not(shale_iter_valid(it));
-    ASSERT_OK(shale_iter_status(it, &ERR));
+    TU_OK(shale_iter_status(it, &ERR));
     shale_iter_free(it);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 Test(iter, null_arguments)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_iter *it = NULL;
 
-    api_begin(&fx, "api-iter", NULL);
-    api_put(fx.db, "a", "1");
-    ASSERT_CODE(SHALE_INVALID, shale_iter_new(NULL, NULL, &it, &ERR));
-    ASSERT_CODE(SHALE_INVALID, shale_iter_new(fx.db, NULL, NULL, &ERR));
+    tu_fx_begin(&fx, "api-iter", NULL);
+    tu_put(fx.db, "a", "1");
+    TU_CODE(SHALE_INVALID, shale_iter_new(NULL, NULL, &it, &ERR));
+    TU_CODE(SHALE_INVALID, shale_iter_new(fx.db, NULL, NULL, &ERR));
     shale_read_opts bad = {.prefix = {NULL, 3}};
-    ASSERT_CODE(SHALE_INVALID, shale_iter_new(fx.db, &bad, &it, &ERR));
+    TU_CODE(SHALE_INVALID, shale_iter_new(fx.db, &bad, &it, &ERR));
     bad = (shale_read_opts){.lower_bound = {NULL, 1}};
-    ASSERT_CODE(SHALE_INVALID, shale_iter_new(fx.db, &bad, &it, &ERR));
+    TU_CODE(SHALE_INVALID, shale_iter_new(fx.db, &bad, &it, &ERR));
     bad = (shale_read_opts){.upper_bound = {NULL, 1}};
-    ASSERT_CODE(SHALE_INVALID, shale_iter_new(fx.db, &bad, &it, &ERR));
+    TU_CODE(SHALE_INVALID, shale_iter_new(fx.db, &bad, &it, &ERR));
 
     /* Every iterator call accepts NULL without crashing. */
     shale_iter_free(NULL);
     shale_iter_seek_first(NULL);
     shale_iter_seek_last(NULL);
-    shale_iter_seek(NULL, SL("a"));
-    shale_iter_seek_for_prev(NULL, SL("a"));
+    shale_iter_seek(NULL, TU_SL("a"));
+    shale_iter_seek_for_prev(NULL, TU_SL("a"));
     shale_iter_next(NULL);
     shale_iter_prev(NULL);
     cr_assert_not(shale_iter_valid(NULL));
-    ASSERT_CODE(SHALE_INVALID, shale_iter_status(NULL, &ERR));
+    TU_CODE(SHALE_INVALID, shale_iter_status(NULL, &ERR));
 
     /* Moving an iterator that is not positioned does not crash; a seek then works. */
-    ASSERT_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
+    TU_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
     shale_iter_next(it);
     shale_iter_prev(it);
     shale_iter_seek_first(it);
@@ -571,23 +549,23 @@ Test(iter, null_arguments)
     cr_assert(shale_iter_valid(it));
     cr_assert_eq(memcmp(shale_iter_key(it).data, "a", 1), 0);
     shale_iter_free(it);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* An iterator left open at shale_close is invalidated; freeing it later is safe. */
 Test(iter, left_open_at_close)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_iter *it = NULL;
 
-    api_begin(&fx, "api-iter", NULL);
-    api_put(fx.db, "a", "1");
-    ASSERT_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
+    tu_fx_begin(&fx, "api-iter", NULL);
+    tu_put(fx.db, "a", "1");
+    TU_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
     shale_iter_seek_first(it);
     cr_assert(shale_iter_valid(it));
-    api_close(&fx);
+    tu_fx_close(&fx);
     shale_iter_free(it);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* An iterator over tables keeps reading its view after shale_close: the view pins the tables, and
@@ -597,30 +575,30 @@ Test(iter, left_open_at_close)
 Test(iter, reads_tables_after_close)
 {
     shale_options o = tu_small_lsm_options(4);
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_iter *it = NULL;
     char kb[17], vb[200];
     const unsigned n = 8000;
 
     o.max_open_tables = 16; /* the smallest bound: fewer than the tables written below */
     o.compression = SHALE_COMPRESSION_NONE;
-    api_begin(&fx, "api-iter", &o);
+    tu_fx_begin(&fx, "api-iter", &o);
     for (unsigned i = 0; i < n; i++) {
         snprintf(vb, sizeof vb, "value-%u-%0150u", i, i);
-        api_putn(fx.db, tu_key(kb, i), api_str(vb));
+        tu_putn(fx.db, tu_key(kb, i), tu_str(vb));
     }
-    ASSERT_OK(shale_compact(fx.db, &ERR));
+    TU_OK(shale_compact(fx.db, &ERR));
     shale_stats st;
-    ASSERT_OK(shale_stats_get(fx.db, &st, &ERR));
+    TU_OK(shale_stats_get(fx.db, &st, &ERR));
     uint64_t below = 0;
     for (int l = 1; l < 8; l++) {
         below += st.level_tables[l];
     }
     cr_assert_gt(below, 16, "want more tables below level 0, got %llu", (unsigned long long)below);
-    ASSERT_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
+    TU_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
     shale_iter_seek_first(it);
     cr_assert(shale_iter_valid(it));
-    api_close(&fx);
+    tu_fx_close(&fx);
     unsigned seen = 0;
     for (; shale_iter_valid(it); shale_iter_next(it), seen++) {
         shale_slice k = shale_iter_key(it), v = shale_iter_value(it);
@@ -630,8 +608,8 @@ Test(iter, reads_tables_after_close)
         cr_assert_eq(v.len, strlen(vb));
         cr_assert_eq(memcmp(v.data, vb, v.len), 0, "value of key %u", seen);
     }
-    ASSERT_OK(shale_iter_status(it, &ERR));
+    TU_OK(shale_iter_status(it, &ERR));
     cr_assert_eq(seen, n);
     shale_iter_free(it);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }

@@ -12,15 +12,15 @@ Test(open, missing_dir_needs_create_if_missing)
     shale_options none = {0};
     shale_db *db = NULL;
 
-    ASSERT_CODE(SHALE_INVALID, shale_open(path, NULL, &db, &ERR));
-    ASSERT_CODE(SHALE_INVALID, shale_open(path, &none, &db, &ERR));
+    TU_CODE(SHALE_INVALID, shale_open(path, NULL, &db, &ERR));
+    TU_CODE(SHALE_INVALID, shale_open(path, &none, &db, &ERR));
     cr_assert_not(api_path_exists(path), "a failed open created %s", path);
 
     shale_options create = {.create_if_missing = true};
-    db = api_open(path, &create);
+    db = tu_open(path, &create);
     char *ident = tu_path(path, "SHALE");
     cr_assert_eq(tu_file_size(ident), 28, "SHALE identity file is 28 bytes");
-    ASSERT_OK(shale_close(db, &ERR));
+    TU_OK(shale_close(db, &ERR));
     free(ident);
     tu_rm_rf(root);
     free(path);
@@ -29,19 +29,19 @@ Test(open, missing_dir_needs_create_if_missing)
 
 Test(open, create_then_reopen_keeps_data)
 {
-    api_fx fx = {0};
-    api_begin(&fx, "api-open", NULL);
-    api_put(fx.db, "alpha", "1");
-    api_put(fx.db, "beta", "2");
-    api_reopen(&fx, NULL);
-    api_expect(fx.db, "alpha", "1");
-    api_expect(fx.db, "beta", "2");
-    api_expect(fx.db, "gamma", NULL);
+    tu_fx fx = {0};
+    tu_fx_begin(&fx, "api-open", NULL);
+    tu_put(fx.db, "alpha", "1");
+    tu_put(fx.db, "beta", "2");
+    tu_fx_reopen(&fx, NULL);
+    tu_expect(fx.db, "alpha", "1");
+    tu_expect(fx.db, "beta", "2");
+    tu_expect(fx.db, "gamma", NULL);
     /* create_if_missing on an existing database just opens it. */
     shale_options create = {.create_if_missing = true};
-    api_reopen(&fx, &create);
-    api_expect(fx.db, "alpha", "1");
-    api_end(&fx);
+    tu_fx_reopen(&fx, &create);
+    tu_expect(fx.db, "alpha", "1");
+    tu_fx_end(&fx);
 }
 
 Test(open, error_if_exists)
@@ -49,19 +49,19 @@ Test(open, error_if_exists)
     char *root = tu_tmpdir("api-open");
     char *path = tu_path(root, "db");
     shale_options o = {.create_if_missing = true, .error_if_exists = true};
-    shale_db *db = api_open(root, &o); /* an empty directory holds no database yet: fine */
-    ASSERT_OK(shale_close(db, &ERR));
-    db = api_open(path, &o); /* a missing one neither */
+    shale_db *db = tu_open(root, &o); /* an empty directory holds no database yet: fine */
+    TU_OK(shale_close(db, &ERR));
+    db = tu_open(path, &o); /* a missing one neither */
 
-    api_put(db, "k", "v");
-    ASSERT_OK(shale_close(db, &ERR));
-    ASSERT_CODE(SHALE_INVALID, shale_open(path, &o, &db, &ERR));
+    tu_put(db, "k", "v");
+    TU_OK(shale_close(db, &ERR));
+    TU_CODE(SHALE_INVALID, shale_open(path, &o, &db, &ERR));
     o.create_if_missing = false;
-    ASSERT_CODE(SHALE_INVALID, shale_open(path, &o, &db, &ERR));
+    TU_CODE(SHALE_INVALID, shale_open(path, &o, &db, &ERR));
     /* The refused open left the database as it was. */
-    db = api_open(path, NULL);
-    api_expect(db, "k", "v");
-    ASSERT_OK(shale_close(db, &ERR));
+    db = tu_open(path, NULL);
+    tu_expect(db, "k", "v");
+    TU_OK(shale_close(db, &ERR));
     tu_rm_rf(root);
     free(path);
     free(root);
@@ -75,14 +75,14 @@ Test(open, bad_paths_are_invalid)
     shale_db *db = NULL;
 
     api_write_file(root, "plain", "not a directory\n");
-    ASSERT_CODE(SHALE_INVALID, shale_open(NULL, &create, &db, &ERR));
-    ASSERT_CODE(SHALE_INVALID, shale_open("", &create, &db, &ERR));
-    ASSERT_CODE(SHALE_INVALID, shale_open(file, NULL, &db, &ERR));
-    ASSERT_CODE(SHALE_INVALID, shale_open(file, &create, &db, &ERR));
+    TU_CODE(SHALE_INVALID, shale_open(NULL, &create, &db, &ERR));
+    TU_CODE(SHALE_INVALID, shale_open("", &create, &db, &ERR));
+    TU_CODE(SHALE_INVALID, shale_open(file, NULL, &db, &ERR));
+    TU_CODE(SHALE_INVALID, shale_open(file, &create, &db, &ERR));
     cr_assert_eq(tu_file_size(file), 16, "the regular file was modified");
     /* NULL out. */
     char *path = tu_path(root, "db");
-    ASSERT_CODE(SHALE_INVALID, shale_open(path, &create, NULL, &ERR));
+    TU_CODE(SHALE_INVALID, shale_open(path, &create, NULL, &ERR));
     tu_rm_rf(root);
     free(path);
     free(file);
@@ -117,13 +117,13 @@ Test(open, empty_directory_is_initialised_only_with_create)
     shale_options create = {.create_if_missing = true};
     shale_db *db = NULL;
 
-    ASSERT_CODE(SHALE_INVALID, shale_open(root, NULL, &db, &ERR));
-    db = api_open(root, &create);
-    api_put(db, "k", "v");
-    ASSERT_OK(shale_close(db, &ERR));
-    db = api_open(root, NULL);
-    api_expect(db, "k", "v");
-    ASSERT_OK(shale_close(db, &ERR));
+    TU_CODE(SHALE_INVALID, shale_open(root, NULL, &db, &ERR));
+    db = tu_open(root, &create);
+    tu_put(db, "k", "v");
+    TU_OK(shale_close(db, &ERR));
+    db = tu_open(root, NULL);
+    tu_expect(db, "k", "v");
+    TU_OK(shale_close(db, &ERR));
     tu_rm_rf(root);
     free(root);
 }
@@ -134,9 +134,9 @@ Test(open, directory_with_only_lock_is_initialised_with_create)
     shale_options create = {.create_if_missing = true};
 
     api_write_file(root, "LOCK", "");
-    shale_db *db = api_open(root, &create);
-    api_put(db, "k", "v");
-    ASSERT_OK(shale_close(db, &ERR));
+    shale_db *db = tu_open(root, &create);
+    tu_put(db, "k", "v");
+    TU_OK(shale_close(db, &ERR));
     tu_rm_rf(root);
     free(root);
 }
@@ -146,10 +146,10 @@ Test(open, damaged_identity_file_is_corruption)
     static const uint64_t offsets[] = {0, 9, 16, 27};
 
     for (size_t i = 0; i < sizeof offsets / sizeof offsets[0]; i++) {
-        api_fx fx = {0};
-        api_begin(&fx, "api-open", NULL);
-        api_put(fx.db, "k", "v");
-        api_close(&fx);
+        tu_fx fx = {0};
+        tu_fx_begin(&fx, "api-open", NULL);
+        tu_put(fx.db, "k", "v");
+        tu_fx_close(&fx);
         char *ident = tu_path(fx.path, "SHALE");
         cr_assert_eq(tu_flip_bit(ident, offsets[i], 3), 0);
         shale_db *db = NULL;
@@ -159,32 +159,32 @@ Test(open, damaged_identity_file_is_corruption)
                      (unsigned long long)offsets[i], shale_strerror(rc), err.msg);
         cr_assert_eq(err.code, SHALE_CORRUPTION);
         free(ident);
-        api_end(&fx);
+        tu_fx_end(&fx);
     }
 }
 
 Test(open, second_open_is_busy)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_db *db2 = NULL;
     shale_error err = {0};
     shale_options create = {.create_if_missing = true};
 
-    api_begin(&fx, "api-open", NULL);
+    tu_fx_begin(&fx, "api-open", NULL);
     cr_assert_eq(shale_open(fx.path, NULL, &db2, &err), SHALE_BUSY, "%s", err.msg);
     cr_assert_eq(err.code, SHALE_BUSY);
     cr_assert_not_null(strstr(err.msg, "in use"), "msg: %s", err.msg);
     cr_assert_eq(shale_open(fx.path, &create, &db2, &err), SHALE_BUSY, "%s", err.msg);
     /* The refused opens did not release the first handle's lock or disturb it. */
-    api_put(fx.db, "k", "v");
+    tu_put(fx.db, "k", "v");
     cr_assert_eq(shale_open(fx.path, NULL, &db2, &err), SHALE_BUSY, "%s", err.msg);
-    api_expect(fx.db, "k", "v");
+    tu_expect(fx.db, "k", "v");
     /* Once closed, the directory can be opened again. */
-    api_close(&fx);
-    db2 = api_open(fx.path, NULL);
-    api_expect(db2, "k", "v");
-    ASSERT_OK(shale_close(db2, &ERR));
-    api_end(&fx);
+    tu_fx_close(&fx);
+    db2 = tu_open(fx.path, NULL);
+    tu_expect(db2, "k", "v");
+    TU_OK(shale_close(db2, &ERR));
+    tu_fx_end(&fx);
 }
 
 typedef struct opt_case {
@@ -229,7 +229,7 @@ Test(open, out_of_range_options_name_the_field)
         /* A database already there is refused the same way. */
         if (i == 0) {
             shale_options ok = {.create_if_missing = true};
-            ASSERT_OK(shale_close(api_open(path, &ok), &ERR));
+            TU_OK(shale_close(tu_open(path, &ok), &ERR));
         }
     }
     tu_rm_rf(root);
@@ -266,9 +266,9 @@ Test(open, option_range_edges_are_accepted)
         o.create_if_missing = true;
         shale_code rc = shale_open(path, &o, &db, &err);
         cr_assert_eq(rc, SHALE_OK, "case %zu: %s", i, err.msg);
-        api_put(db, "k", "v");
-        api_expect(db, "k", "v");
-        ASSERT_OK(shale_close(db, &ERR));
+        tu_put(db, "k", "v");
+        tu_expect(db, "k", "v");
+        TU_OK(shale_close(db, &ERR));
     }
     tu_rm_rf(root);
     free(path);
@@ -278,7 +278,7 @@ Test(open, option_range_edges_are_accepted)
 Test(open, close_null_is_fine)
 {
     cr_assert_eq(shale_close(NULL, NULL), SHALE_OK);
-    ASSERT_OK(shale_close(NULL, &ERR));
+    TU_OK(shale_close(NULL, &ERR));
 }
 
 /* Every call accepts err == NULL, on success and on failure. */
@@ -294,7 +294,7 @@ Test(open, null_err_everywhere)
     shale_stats st;
     shale_durability level;
     shale_iter *it = NULL;
-    shale_slice keys[2] = {SL("a"), SL("b")};
+    shale_slice keys[2] = {TU_SL("a"), TU_SL("b")};
     shale_buf vals[2] = {{0}, {0}};
     shale_code codes[2];
 
@@ -305,19 +305,19 @@ Test(open, null_err_everywhere)
     shale_db *db2 = NULL;
     cr_assert_eq(shale_open(path, &create, &db2, NULL), SHALE_BUSY);
 
-    cr_assert_eq(shale_put(db, NULL, SL("a"), SL("1"), NULL), SHALE_OK);
-    cr_assert_eq(shale_put(db, NULL, SL(""), SL("1"), NULL), SHALE_INVALID);
-    cr_assert_eq(shale_put(NULL, NULL, SL("a"), SL("1"), NULL), SHALE_INVALID);
-    cr_assert_eq(shale_put_ttl(db, NULL, SL(""), SL("1"), 5, NULL), SHALE_INVALID);
-    cr_assert_eq(shale_delete(db, NULL, SL(""), NULL), SHALE_INVALID);
-    cr_assert_eq(shale_get(db, NULL, SL("a"), &buf, NULL), SHALE_OK);
-    cr_assert_eq(shale_get(db, NULL, SL("zz"), &buf, NULL), SHALE_NOT_FOUND);
-    cr_assert_eq(shale_get(db, NULL, SL("a"), NULL, NULL), SHALE_INVALID);
-    cr_assert_eq(shale_get_info(db, NULL, SL("zz"), NULL, &(shale_entry_info){0}, NULL),
+    cr_assert_eq(shale_put(db, NULL, TU_SL("a"), TU_SL("1"), NULL), SHALE_OK);
+    cr_assert_eq(shale_put(db, NULL, TU_SL(""), TU_SL("1"), NULL), SHALE_INVALID);
+    cr_assert_eq(shale_put(NULL, NULL, TU_SL("a"), TU_SL("1"), NULL), SHALE_INVALID);
+    cr_assert_eq(shale_put_ttl(db, NULL, TU_SL(""), TU_SL("1"), 5, NULL), SHALE_INVALID);
+    cr_assert_eq(shale_delete(db, NULL, TU_SL(""), NULL), SHALE_INVALID);
+    cr_assert_eq(shale_get(db, NULL, TU_SL("a"), &buf, NULL), SHALE_OK);
+    cr_assert_eq(shale_get(db, NULL, TU_SL("zz"), &buf, NULL), SHALE_NOT_FOUND);
+    cr_assert_eq(shale_get(db, NULL, TU_SL("a"), NULL, NULL), SHALE_INVALID);
+    cr_assert_eq(shale_get_info(db, NULL, TU_SL("zz"), NULL, &(shale_entry_info){0}, NULL),
                  SHALE_NOT_FOUND);
-    cr_assert_eq(shale_exists(db, NULL, SL("a"), &yes, NULL), SHALE_OK);
+    cr_assert_eq(shale_exists(db, NULL, TU_SL("a"), &yes, NULL), SHALE_OK);
     cr_assert(yes);
-    cr_assert_eq(shale_exists(db, NULL, SL("a"), NULL, NULL), SHALE_INVALID);
+    cr_assert_eq(shale_exists(db, NULL, TU_SL("a"), NULL, NULL), SHALE_INVALID);
     cr_assert_eq(shale_multi_get(db, NULL, 2, keys, vals, codes, NULL), SHALE_OK);
     cr_assert_eq(shale_multi_get(db, NULL, 2, NULL, vals, codes, NULL), SHALE_INVALID);
     cr_assert_eq(shale_stats_get(db, &st, NULL), SHALE_OK);
@@ -326,10 +326,10 @@ Test(open, null_err_everywhere)
 
     shale_batch *b = shale_batch_new();
     cr_assert_not_null(b);
-    cr_assert_eq(shale_batch_put(b, SL(""), SL("x"), NULL), SHALE_INVALID);
-    cr_assert_eq(shale_batch_delete(b, SL(""), NULL), SHALE_INVALID);
-    cr_assert_eq(shale_batch_put_ttl(b, SL(""), SL("x"), 1, NULL), SHALE_INVALID);
-    cr_assert_eq(shale_batch_put(b, SL("b"), SL("2"), NULL), SHALE_OK);
+    cr_assert_eq(shale_batch_put(b, TU_SL(""), TU_SL("x"), NULL), SHALE_INVALID);
+    cr_assert_eq(shale_batch_delete(b, TU_SL(""), NULL), SHALE_INVALID);
+    cr_assert_eq(shale_batch_put_ttl(b, TU_SL(""), TU_SL("x"), 1, NULL), SHALE_INVALID);
+    cr_assert_eq(shale_batch_put(b, TU_SL("b"), TU_SL("2"), NULL), SHALE_OK);
     cr_assert_eq(shale_write(db, NULL, NULL, NULL), SHALE_INVALID);
     cr_assert_eq(shale_write(db, NULL, b, NULL), SHALE_OK);
     shale_batch_free(b);

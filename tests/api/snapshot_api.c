@@ -27,12 +27,7 @@ static shale_slice skey(char *buf, int k)
 /* The value of key k in generation g: "g<g>:k<k>:" padded to 60..260 bytes. */
 static shale_slice sval(char *buf, int g, int k)
 {
-    int n = snprintf(buf, 300, "g%d:k%d:", g, k);
-    size_t len = 60 + (size_t)((g * 31 + k * 17) % 200);
-    for (size_t i = (size_t)n; i < len; i++) {
-        buf[i] = (char)('a' + (g + k + (int)i) % 26);
-    }
-    return (shale_slice){buf, len};
+    return tu_gen_value(buf, g, k, 60);
 }
 
 /* gen[k]: the generation key k holds, 0 = absent. */
@@ -43,7 +38,7 @@ typedef struct sstate {
 static void put_gen(shale_db *db, sstate *st, int g, int k)
 {
     char kb[32], vb[300];
-    api_putn(db, skey(kb, k), sval(vb, g, k));
+    tu_putn(db, skey(kb, k), sval(vb, g, k));
     st->gen[k] = g;
 }
 
@@ -86,7 +81,7 @@ static void expect_state(shale_db *db, const shale_snapshot *snap, const sstate 
     for (int i = 0; i < 8; i++) {
         keys[i] = skey(kbs[i], i * 47 % NK);
     }
-    ASSERT_OK(shale_multi_get(db, &ro, 8, keys, vals, codes, &ERR));
+    TU_OK(shale_multi_get(db, &ro, 8, keys, vals, codes, &ERR));
     for (int i = 0; i < 8; i++) {
         int k = i * 47 % NK;
         cr_assert_eq(codes[i], want->gen[k] ? SHALE_OK : SHALE_NOT_FOUND, "%s: multi_get key %d",
@@ -96,7 +91,7 @@ static void expect_state(shale_db *db, const shale_snapshot *snap, const sstate 
     /* Scans both ways. */
     for (int dir = 0; dir < 2; dir++) {
         shale_iter *it = NULL;
-        ASSERT_OK(shale_iter_new(db, &ro, &it, &ERR));
+        TU_OK(shale_iter_new(db, &ro, &it, &ERR));
         int k = dir == 0 ? 0 : NK - 1;
         if (dir == 0) {
             shale_iter_seek_first(it);
@@ -123,7 +118,7 @@ static void expect_state(shale_db *db, const shale_snapshot *snap, const sstate 
             }
             k += dir == 0 ? 1 : -1;
         }
-        ASSERT_OK(shale_iter_status(it, &ERR));
+        TU_OK(shale_iter_status(it, &ERR));
         while (k >= 0 && k < NK && want->gen[k] == 0) {
             k += dir == 0 ? 1 : -1;
         }
@@ -135,7 +130,7 @@ static void expect_state(shale_db *db, const shale_snapshot *snap, const sstate 
 
 static uint64_t tables_below_l0(shale_db *db)
 {
-    shale_stats st = api_stats(db);
+    shale_stats st = tu_stats(db);
     uint64_t n = 0;
     for (int l = 1; l < 8; l++) {
         n += st.level_tables[l];
@@ -162,11 +157,11 @@ static void expect_views(shale_db *db, const shale_snapshot *s1, const sstate *a
 
 Test(snapshot, point_in_time_across_flush_and_compaction)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_options o = small_opts();
     static sstate now, at1, at2;
 
-    api_begin(&fx, "api-snap", &o);
+    tu_fx_begin(&fx, "api-snap", &o);
     memset(&now, 0, sizeof now);
     for (int k = 0; k < NK; k++) {
         put_gen(fx.db, &now, 1, k);
@@ -185,8 +180,8 @@ Test(snapshot, point_in_time_across_flush_and_compaction)
     cr_assert_not_null(s2);
     at2 = now;
     cr_assert_gt(shale_snapshot_seq(s2), shale_snapshot_seq(s1));
-    cr_assert_leq(shale_snapshot_seq(s2), api_stats(fx.db).last_sequence);
-    cr_assert_eq(api_stats(fx.db).snapshots, 2);
+    cr_assert_leq(shale_snapshot_seq(s2), tu_stats(fx.db).last_sequence);
+    cr_assert_eq(tu_stats(fx.db).snapshots, 2);
     /* Generation 3 over everything, deletes of every seventh, re-puts of some deleted ones. */
     for (int k = 0; k < NK; k++) {
         put_gen(fx.db, &now, 3, k);
@@ -196,9 +191,9 @@ Test(snapshot, point_in_time_across_flush_and_compaction)
     }
 
     expect_views(fx.db, s1, &at1, s2, &at2, &now, "in memory");
-    ASSERT_OK(shale_flush(fx.db, &ERR));
+    TU_OK(shale_flush(fx.db, &ERR));
     expect_views(fx.db, s1, &at1, s2, &at2, &now, "after flush");
-    ASSERT_OK(shale_compact(fx.db, &ERR));
+    TU_OK(shale_compact(fx.db, &ERR));
     cr_assert_gt(tables_below_l0(fx.db), 0, "shale_compact left nothing below level 0");
     expect_views(fx.db, s1, &at1, s2, &at2, &now, "after compact");
 
@@ -208,35 +203,35 @@ Test(snapshot, point_in_time_across_flush_and_compaction)
             put_gen(fx.db, &now, g, k);
         }
         if (g == 5) {
-            ASSERT_OK(shale_flush(fx.db, &ERR));
+            TU_OK(shale_flush(fx.db, &ERR));
         }
     }
     expect_views(fx.db, s1, &at1, s2, &at2, NULL, "after more writes");
-    ASSERT_OK(shale_compact(fx.db, &ERR));
+    TU_OK(shale_compact(fx.db, &ERR));
     expect_views(fx.db, s1, &at1, s2, &at2, &now, "after a second compact");
 
     shale_snapshot_release(fx.db, s1);
-    cr_assert_eq(api_stats(fx.db).snapshots, 1);
-    ASSERT_OK(shale_compact(fx.db, &ERR));
+    cr_assert_eq(tu_stats(fx.db).snapshots, 1);
+    TU_OK(shale_compact(fx.db, &ERR));
     expect_state(fx.db, s2, &at2, "s2 after s1 was released and a compact");
     shale_snapshot_release(fx.db, s2);
-    cr_assert_eq(api_stats(fx.db).snapshots, 0);
+    cr_assert_eq(tu_stats(fx.db).snapshots, 0);
     expect_state(fx.db, NULL, &now, "now at the end");
-    api_reopen(&fx, &o);
+    tu_fx_reopen(&fx, &o);
     expect_state(fx.db, NULL, &now, "now after reopen");
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* A key deleted or overwritten after the snapshot keeps its old version through shale_compact,
  * also when the delete and the overwrite reach the bottom level in the same compaction. */
 Test(snapshot, needed_versions_survive_compact)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_options o = small_opts();
     shale_snapshot *snaps[5];
     static sstate at[5], now;
 
-    api_begin(&fx, "api-snap", &o);
+    tu_fx_begin(&fx, "api-snap", &o);
     memset(&now, 0, sizeof now);
     /* Five rounds, each overwriting a different subset, a snapshot after each, a flush between. */
     for (int r = 0; r < 5; r++) {
@@ -250,14 +245,14 @@ Test(snapshot, needed_versions_survive_compact)
         cr_assert_not_null(snaps[r]);
         at[r] = now;
         if (r % 2 == 0) {
-            ASSERT_OK(shale_flush(fx.db, &ERR));
+            TU_OK(shale_flush(fx.db, &ERR));
         }
     }
     /* One more generation over everything, no snapshot for it. */
     for (int k = 0; k < NK; k++) {
         put_gen(fx.db, &now, 20, k);
     }
-    ASSERT_OK(shale_compact(fx.db, &ERR));
+    TU_OK(shale_compact(fx.db, &ERR));
     for (int r = 0; r < 5; r++) {
         char ctx[64];
         snprintf(ctx, sizeof ctx, "snapshot %d after compact", r);
@@ -270,7 +265,7 @@ Test(snapshot, needed_versions_survive_compact)
     for (int k = 0; k < NK; k += 2) {
         put_gen(fx.db, &now, 21, k);
     }
-    ASSERT_OK(shale_compact(fx.db, &ERR));
+    TU_OK(shale_compact(fx.db, &ERR));
     expect_state(fx.db, snaps[0], &at[0], "snapshot 0 after releases and compact");
     expect_state(fx.db, snaps[2], &at[2], "snapshot 2 after releases and compact");
     expect_state(fx.db, snaps[4], &at[4], "snapshot 4 after releases and compact");
@@ -278,7 +273,7 @@ Test(snapshot, needed_versions_survive_compact)
     shale_snapshot_release(fx.db, snaps[0]);
     shale_snapshot_release(fx.db, snaps[2]);
     shale_snapshot_release(fx.db, snaps[4]);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* 1 KiB incompressible values; table bytes tell how many versions compaction kept. */
@@ -294,7 +289,7 @@ static void put_big_gen(shale_db *db, int g, int n)
             memcpy(vb + i, &x, 8);
         }
         vb[0] = (unsigned char)g;
-        api_putn(db, skey(kb, k), (shale_slice){vb, sizeof vb});
+        tu_putn(db, skey(kb, k), (shale_slice){vb, sizeof vb});
     }
 }
 
@@ -313,22 +308,22 @@ static int big_gen_of(shale_db *db, const shale_snapshot *snap, int k)
 
 Test(snapshot, release_lets_compaction_drop_old_versions)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_options o = small_opts();
     const int n = 300;
 
     o.compression = SHALE_COMPRESSION_NONE;
-    api_begin(&fx, "api-snap", &o);
+    tu_fx_begin(&fx, "api-snap", &o);
     put_big_gen(fx.db, 1, n);
-    ASSERT_OK(shale_compact(fx.db, &ERR));
-    uint64_t one = api_stats(fx.db).table_bytes_on_disk;
+    TU_OK(shale_compact(fx.db, &ERR));
+    uint64_t one = tu_stats(fx.db).table_bytes_on_disk;
     cr_assert_gt(one, (uint64_t)n * 1024, "one version takes %llu bytes", (unsigned long long)one);
 
     shale_snapshot *s = shale_snapshot_get(fx.db);
     cr_assert_not_null(s);
     put_big_gen(fx.db, 2, n);
-    ASSERT_OK(shale_compact(fx.db, &ERR));
-    uint64_t two = api_stats(fx.db).table_bytes_on_disk;
+    TU_OK(shale_compact(fx.db, &ERR));
+    uint64_t two = tu_stats(fx.db).table_bytes_on_disk;
     cr_assert_gt(two * 10, one * 17,
                  "with a snapshot on generation 1, compaction kept %llu bytes (one version: %llu)",
                  (unsigned long long)two, (unsigned long long)one);
@@ -338,10 +333,10 @@ Test(snapshot, release_lets_compaction_drop_old_versions)
     }
 
     shale_snapshot_release(fx.db, s);
-    cr_assert_eq(api_stats(fx.db).snapshots, 0);
+    cr_assert_eq(tu_stats(fx.db).snapshots, 0);
     put_big_gen(fx.db, 3, n);
-    ASSERT_OK(shale_compact(fx.db, &ERR));
-    uint64_t three = api_stats(fx.db).table_bytes_on_disk;
+    TU_OK(shale_compact(fx.db, &ERR));
+    uint64_t three = tu_stats(fx.db).table_bytes_on_disk;
     cr_assert_lt(three * 10, one * 14,
                  "after the release, compaction kept %llu bytes (one version: %llu): the old "
                  "versions were not dropped",
@@ -349,7 +344,7 @@ Test(snapshot, release_lets_compaction_drop_old_versions)
     for (int k = 0; k < n; k++) {
         cr_assert_eq(big_gen_of(fx.db, NULL, k), 3, "key %d now", k);
     }
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* A background writer rewrites every key generation after generation, in key order; flushes and
@@ -394,7 +389,7 @@ static void scan_gens(shale_db *db, const shale_snapshot *snap, sstate *out, con
     int k = 0;
 
     memset(out, 0, sizeof *out);
-    ASSERT_OK(shale_iter_new(db, &ro, &it, &ERR));
+    TU_OK(shale_iter_new(db, &ro, &it, &ERR));
     for (shale_iter_seek_first(it); shale_iter_valid(it); shale_iter_next(it), k++) {
         shale_slice v = shale_iter_value(it);
         int g = 0, vk = -1;
@@ -407,7 +402,7 @@ static void scan_gens(shale_db *db, const shale_snapshot *snap, sstate *out, con
                   "%s: key %d: damaged value", ctx, k);
         out->gen[k] = g;
     }
-    ASSERT_OK(shale_iter_status(it, &ERR));
+    TU_OK(shale_iter_status(it, &ERR));
     shale_iter_free(it);
     if (k > 0) {
         cr_assert_eq(k, NK, "%s: the scan saw %d keys", ctx, k);
@@ -431,7 +426,7 @@ static void expect_prefix_point(const sstate *s, const char *ctx)
 
 Test(snapshot, consistent_while_a_writer_flushes_and_compacts)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_options o = small_opts();
     static bg_writer w;
     pthread_t th;
@@ -439,7 +434,7 @@ Test(snapshot, consistent_while_a_writer_flushes_and_compacts)
     shale_snapshot *held[HELD] = {NULL};
     static sstate held_state[HELD], again;
 
-    api_begin(&fx, "api-snap", &o);
+    tu_fx_begin(&fx, "api-snap", &o);
     memset(&w, 0, sizeof w);
     w.db = fx.db;
     cr_assert_eq(pthread_create(&th, NULL, bg_writer_main, &w), 0);
@@ -465,9 +460,9 @@ Test(snapshot, consistent_while_a_writer_flushes_and_compacts)
         expect_prefix_point(&held_state[slot], ctx);
         expect_state(fx.db, held[slot], &held_state[slot], ctx);
         if (r % 3 == 1) {
-            ASSERT_OK(shale_flush(fx.db, &ERR));
+            TU_OK(shale_flush(fx.db, &ERR));
         } else if (r % 3 == 2) {
-            ASSERT_OK(shale_compact(fx.db, &ERR));
+            TU_OK(shale_compact(fx.db, &ERR));
         }
         /* The view does not move while the writer goes on. */
         scan_gens(fx.db, held[slot], &again, ctx);
@@ -477,7 +472,7 @@ Test(snapshot, consistent_while_a_writer_flushes_and_compacts)
     atomic_store(&w.stop, 1);
     pthread_join(th, NULL);
     cr_assert(!atomic_load(&w.failed), "writer: %s", w.why);
-    shale_stats st = api_stats(fx.db);
+    shale_stats st = tu_stats(fx.db);
     cr_assert_gt(st.flushes, 0, "no flush ran");
     for (int i = 0; i < HELD; i++) {
         if (held[i] != NULL) {
@@ -487,96 +482,96 @@ Test(snapshot, consistent_while_a_writer_flushes_and_compacts)
             shale_snapshot_release(fx.db, held[i]);
         }
     }
-    cr_assert_eq(api_stats(fx.db).snapshots, 0);
-    api_end(&fx);
+    cr_assert_eq(tu_stats(fx.db).snapshots, 0);
+    tu_fx_end(&fx);
 }
 
 /* Expiry is judged at read time, also through a snapshot: a key whose deadline passes after the
  * snapshot was taken is invisible through it. */
 Test(snapshot, ttl_deadline_applies_at_read_time)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_options o = small_opts();
     uint64_t t0 = 1700000000000ull;
 
     atomic_store(&api_now, t0);
     o.env = api_fake_env();
     o.ttl_sweep_interval_ms = 3600000;
-    api_begin(&fx, "api-snap", &o);
-    ASSERT_OK(shale_put_ttl(fx.db, NULL, SL("t"), SL("v"), t0 + 1000, &ERR));
-    api_put(fx.db, "p", "v");
+    tu_fx_begin(&fx, "api-snap", &o);
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("t"), TU_SL("v"), t0 + 1000, &ERR));
+    tu_put(fx.db, "p", "v");
     shale_snapshot *s = shale_snapshot_get(fx.db);
     cr_assert_not_null(s);
     shale_read_opts ro = {.snapshot = s};
     shale_buf buf = {0};
-    ASSERT_OK(shale_get(fx.db, &ro, SL("t"), &buf, &ERR));
-    ASSERT_OK(shale_flush(fx.db, &ERR));
-    ASSERT_OK(shale_get(fx.db, &ro, SL("t"), &buf, &ERR));
+    TU_OK(shale_get(fx.db, &ro, TU_SL("t"), &buf, &ERR));
+    TU_OK(shale_flush(fx.db, &ERR));
+    TU_OK(shale_get(fx.db, &ro, TU_SL("t"), &buf, &ERR));
     atomic_store(&api_now, t0 + 1000);
-    ASSERT_CODE(SHALE_NOT_FOUND, shale_get(fx.db, &ro, SL("t"), &buf, &ERR));
-    ASSERT_CODE(SHALE_NOT_FOUND, shale_get(fx.db, NULL, SL("t"), &buf, &ERR));
-    ASSERT_OK(shale_compact(fx.db, &ERR));
-    ASSERT_CODE(SHALE_NOT_FOUND, shale_get(fx.db, &ro, SL("t"), &buf, &ERR));
-    ASSERT_OK(shale_get(fx.db, &ro, SL("p"), &buf, &ERR));
+    TU_CODE(SHALE_NOT_FOUND, shale_get(fx.db, &ro, TU_SL("t"), &buf, &ERR));
+    TU_CODE(SHALE_NOT_FOUND, shale_get(fx.db, NULL, TU_SL("t"), &buf, &ERR));
+    TU_OK(shale_compact(fx.db, &ERR));
+    TU_CODE(SHALE_NOT_FOUND, shale_get(fx.db, &ro, TU_SL("t"), &buf, &ERR));
+    TU_OK(shale_get(fx.db, &ro, TU_SL("p"), &buf, &ERR));
     shale_snapshot_release(fx.db, s);
     shale_buf_free(&buf);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 Test(snapshot, bad_input)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_buf buf = {0};
 
     cr_assert_null(shale_snapshot_get(NULL));
-    ASSERT_CODE(SHALE_INVALID, shale_flush(NULL, &ERR));
-    ASSERT_CODE(SHALE_INVALID, shale_compact(NULL, &ERR));
+    TU_CODE(SHALE_INVALID, shale_flush(NULL, &ERR));
+    TU_CODE(SHALE_INVALID, shale_compact(NULL, &ERR));
     cr_assert_eq(shale_flush(NULL, NULL), SHALE_INVALID);
 
-    api_begin(&fx, "api-snap", NULL);
+    tu_fx_begin(&fx, "api-snap", NULL);
     shale_snapshot_release(fx.db, NULL); /* accepted, does nothing */
-    api_put(fx.db, "a", "1");
+    tu_put(fx.db, "a", "1");
     shale_snapshot *s = shale_snapshot_get(fx.db);
     cr_assert_not_null(s);
-    cr_assert_eq(shale_snapshot_seq(s), api_stats(fx.db).last_sequence);
-    api_put(fx.db, "a", "2");
+    cr_assert_eq(shale_snapshot_seq(s), tu_stats(fx.db).last_sequence);
+    tu_put(fx.db, "a", "2");
     shale_snapshot *s2 = shale_snapshot_get(fx.db);
     cr_assert_not_null(s2);
     cr_assert_eq(shale_snapshot_seq(s2), shale_snapshot_seq(s) + 1);
-    cr_assert_eq(api_stats(fx.db).snapshots, 2);
+    cr_assert_eq(tu_stats(fx.db).snapshots, 2);
     shale_read_opts ro = {.snapshot = s};
-    ASSERT_OK(shale_get(fx.db, &ro, SL("a"), &buf, &ERR));
+    TU_OK(shale_get(fx.db, &ro, TU_SL("a"), &buf, &ERR));
     cr_assert(buf.len == 1 && memcmp(buf.data, "1", 1) == 0);
     shale_snapshot_release(fx.db, s2);
-    /* A snapshot left unreleased is released by close (no leak: api_end checks). Afterwards the
+    /* A snapshot left unreleased is released by close (no leak: tu_fx_end checks). Afterwards the
      * handle is a closed shell: no snapshot, flush or compaction. */
     shale_db *db = fx.db;
-    api_close(&fx);
+    tu_fx_close(&fx);
     cr_assert_null(shale_snapshot_get(db));
-    ASSERT_CODE(SHALE_CLOSED, shale_flush(db, &ERR));
-    ASSERT_CODE(SHALE_CLOSED, shale_compact(db, &ERR));
+    TU_CODE(SHALE_CLOSED, shale_flush(db, &ERR));
+    TU_CODE(SHALE_CLOSED, shale_compact(db, &ERR));
     shale_buf_free(&buf);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* A snapshot of an empty database stays empty; one taken before a flush of an emptied database
  * still sees the old keys. */
 Test(snapshot, empty_and_emptied)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_options o = small_opts();
     static sstate none, all;
 
     memset(&none, 0, sizeof none);
     memset(&all, 0, sizeof all);
-    api_begin(&fx, "api-snap", &o);
+    tu_fx_begin(&fx, "api-snap", &o);
     shale_snapshot *empty = shale_snapshot_get(fx.db);
     cr_assert_not_null(empty);
     cr_assert_eq(shale_snapshot_seq(empty), 0);
     for (int k = 0; k < NK; k++) {
         put_gen(fx.db, &all, 1, k);
     }
-    ASSERT_OK(shale_flush(fx.db, &ERR));
+    TU_OK(shale_flush(fx.db, &ERR));
     shale_snapshot *full = shale_snapshot_get(fx.db);
     cr_assert_not_null(full);
     static sstate gone;
@@ -584,14 +579,14 @@ Test(snapshot, empty_and_emptied)
     for (int k = 0; k < NK; k++) {
         del_key(fx.db, &gone, k);
     }
-    ASSERT_OK(shale_compact(fx.db, &ERR));
+    TU_OK(shale_compact(fx.db, &ERR));
     expect_state(fx.db, empty, &none, "empty snapshot");
     expect_state(fx.db, full, &all, "full snapshot after everything was deleted and compacted");
     expect_state(fx.db, NULL, &none, "now");
     shale_snapshot_release(fx.db, full);
     shale_snapshot_release(fx.db, empty);
     expect_state(fx.db, NULL, &none, "now, snapshots released");
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* shale_compact drops "shadowed versions no snapshot needs, tombstones and expired entries"
@@ -599,26 +594,26 @@ Test(snapshot, empty_and_emptied)
  * every key is deleted leaves no table at all, even though everything already sat in one level. */
 Test(snapshot, compact_after_release_drops_what_the_snapshot_held)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_options o = small_opts();
     static sstate st;
 
     memset(&st, 0, sizeof st);
-    api_begin(&fx, "api-snap", &o);
+    tu_fx_begin(&fx, "api-snap", &o);
     for (int k = 0; k < NK; k++) {
         put_gen(fx.db, &st, 1, k);
     }
-    ASSERT_OK(shale_flush(fx.db, &ERR));
+    TU_OK(shale_flush(fx.db, &ERR));
     shale_snapshot *s = shale_snapshot_get(fx.db);
     cr_assert_not_null(s);
     for (int k = 0; k < NK; k++) {
         del_key(fx.db, &st, k);
     }
-    ASSERT_OK(shale_compact(fx.db, &ERR));
-    cr_assert_gt(api_stats(fx.db).table_bytes_on_disk, 0, "the snapshot's versions were dropped");
+    TU_OK(shale_compact(fx.db, &ERR));
+    cr_assert_gt(tu_stats(fx.db).table_bytes_on_disk, 0, "the snapshot's versions were dropped");
     shale_snapshot_release(fx.db, s);
-    ASSERT_OK(shale_compact(fx.db, &ERR));
-    shale_stats ss = api_stats(fx.db);
+    TU_OK(shale_compact(fx.db, &ERR));
+    shale_stats ss = tu_stats(fx.db);
     cr_assert_eq(ss.table_bytes_on_disk, 0,
                  "every key is deleted and no snapshot needs the old versions, yet shale_compact "
                  "left %llu table bytes in %llu tables",
@@ -627,5 +622,5 @@ Test(snapshot, compact_after_release_drops_what_the_snapshot_held)
                                       ss.level_tables[3] + ss.level_tables[4] + ss.level_tables[5] +
                                       ss.level_tables[6]));
     expect_state(fx.db, NULL, &st, "now");
-    api_end(&fx);
+    tu_fx_end(&fx);
 }

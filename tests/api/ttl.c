@@ -9,39 +9,39 @@ TestSuite(ttl);
 #define T0 1700000000000ull
 
 /* Opens a fresh database on the fake clock, set to T0. No sweeps unless sweep_ms asks for them. */
-static void begin(api_fx *fx, uint32_t sweep_ms)
+static void begin(tu_fx *fx, uint32_t sweep_ms)
 {
     shale_options o = {.env = api_fake_env(),
                        .ttl_sweep_interval_ms = sweep_ms ? sweep_ms : 3600000};
     atomic_store(&api_now, T0);
-    api_begin(fx, "api-ttl", &o);
+    tu_fx_begin(fx, "api-ttl", &o);
 }
 
-static void reopen(api_fx *fx, uint32_t sweep_ms)
+static void reopen(tu_fx *fx, uint32_t sweep_ms)
 {
     shale_options o = {.env = api_fake_env(),
                        .ttl_sweep_interval_ms = sweep_ms ? sweep_ms : 3600000};
-    api_reopen(fx, &o);
+    tu_fx_reopen(fx, &o);
 }
 
 /* Whether key shows through get, exists, multi_get and an iterator; asserts they all agree. */
 static bool visible(shale_db *db, const char *key)
 {
-    shale_slice k = api_str(key);
+    shale_slice k = tu_str(key);
     shale_buf buf = {0};
     bool exists = false;
     shale_code code = SHALE_INVALID;
     shale_code rc = shale_get(db, NULL, k, &buf, NULL);
 
     cr_assert(rc == SHALE_OK || rc == SHALE_NOT_FOUND, "get %s: %d", key, rc);
-    ASSERT_OK(shale_exists(db, NULL, k, &exists, &ERR));
-    ASSERT_OK(shale_multi_get(db, NULL, 1, &k, &buf, &code, &ERR));
+    TU_OK(shale_exists(db, NULL, k, &exists, &ERR));
+    TU_OK(shale_multi_get(db, NULL, 1, &k, &buf, &code, &ERR));
     shale_iter *it = NULL;
-    ASSERT_OK(shale_iter_new(db, NULL, &it, &ERR));
+    TU_OK(shale_iter_new(db, NULL, &it, &ERR));
     shale_iter_seek(it, k);
     bool iter_sees = shale_iter_valid(it) && shale_iter_key(it).len == k.len &&
                      memcmp(shale_iter_key(it).data, k.data, k.len) == 0;
-    ASSERT_OK(shale_iter_status(it, &ERR));
+    TU_OK(shale_iter_status(it, &ERR));
     shale_iter_free(it);
     shale_buf_free(&buf);
 
@@ -54,27 +54,27 @@ static bool visible(shale_db *db, const char *key)
 
 Test(ttl, invisible_at_and_after_the_deadline)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_entry_info info = {0};
 
     begin(&fx, 0);
-    ASSERT_OK(shale_put_ttl(fx.db, NULL, SL("k"), SL("v"), T0 + 1000, &ERR));
-    api_put(fx.db, "plain", "p");
-    ASSERT_OK(shale_get_info(fx.db, NULL, SL("k"), NULL, &info, &ERR));
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("k"), TU_SL("v"), T0 + 1000, &ERR));
+    tu_put(fx.db, "plain", "p");
+    TU_OK(shale_get_info(fx.db, NULL, TU_SL("k"), NULL, &info, &ERR));
     cr_assert_eq(info.expire_at_ms, T0 + 1000);
     cr_assert(visible(fx.db, "k"));
     atomic_store(&api_now, T0 + 999);
     cr_assert(visible(fx.db, "k"));
     atomic_store(&api_now, T0 + 1000);
     cr_assert_not(visible(fx.db, "k"), "visible at its deadline");
-    ASSERT_CODE(SHALE_NOT_FOUND, shale_get_info(fx.db, NULL, SL("k"), NULL, &info, &ERR));
+    TU_CODE(SHALE_NOT_FOUND, shale_get_info(fx.db, NULL, TU_SL("k"), NULL, &info, &ERR));
     atomic_store(&api_now, T0 + 100000);
     cr_assert_not(visible(fx.db, "k"));
     cr_assert(visible(fx.db, "plain"));
 
     /* A full scan skips it too. */
     shale_iter *it = NULL;
-    ASSERT_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
+    TU_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
     int n = 0;
     for (shale_iter_seek_first(it); shale_iter_valid(it); shale_iter_next(it)) {
         n++;
@@ -90,41 +90,41 @@ Test(ttl, invisible_at_and_after_the_deadline)
     reopen(&fx, 0);
     cr_assert_not(visible(fx.db, "k"));
     cr_assert(visible(fx.db, "plain"));
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 Test(ttl, deadline_in_the_past_or_now_is_invisible_at_once)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
 
     begin(&fx, 0);
-    ASSERT_OK(shale_put_ttl(fx.db, NULL, SL("past"), SL("v"), T0 - 1, &ERR));
-    ASSERT_OK(shale_put_ttl(fx.db, NULL, SL("long-past"), SL("v"), 1, &ERR));
-    ASSERT_OK(shale_put_ttl(fx.db, NULL, SL("now"), SL("v"), T0, &ERR));
-    ASSERT_OK(shale_put_ttl(fx.db, NULL, SL("soon"), SL("v"), T0 + 1, &ERR));
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("past"), TU_SL("v"), T0 - 1, &ERR));
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("long-past"), TU_SL("v"), 1, &ERR));
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("now"), TU_SL("v"), T0, &ERR));
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("soon"), TU_SL("v"), T0 + 1, &ERR));
     cr_assert_not(visible(fx.db, "past"));
     cr_assert_not(visible(fx.db, "long-past"));
     cr_assert_not(visible(fx.db, "now"));
     cr_assert(visible(fx.db, "soon"));
     /* Writing over an expired key with a live value brings it back. */
-    api_put(fx.db, "past", "again");
-    api_expect(fx.db, "past", "again");
-    api_end(&fx);
+    tu_put(fx.db, "past", "again");
+    tu_expect(fx.db, "past", "again");
+    tu_fx_end(&fx);
 }
 
 Test(ttl, zero_means_never)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
 
     begin(&fx, 0);
-    ASSERT_OK(shale_put_ttl(fx.db, NULL, SL("k"), SL("v"), 0, &ERR));
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("k"), TU_SL("v"), 0, &ERR));
     atomic_store(&api_now, UINT64_MAX - 1);
     cr_assert(visible(fx.db, "k"));
     shale_entry_info info = {0};
-    ASSERT_OK(shale_get_info(fx.db, NULL, SL("k"), NULL, &info, &ERR));
+    TU_OK(shale_get_info(fx.db, NULL, TU_SL("k"), NULL, &info, &ERR));
     cr_assert_eq(info.expire_at_ms, 0);
     /* The largest deadline is simply far away. */
-    ASSERT_OK(shale_put_ttl(fx.db, NULL, SL("max"), SL("v"), UINT64_MAX, &ERR));
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("max"), TU_SL("v"), UINT64_MAX, &ERR));
     cr_assert(visible(fx.db, "max"));
     reopen(&fx, 0);
     cr_assert(visible(fx.db, "k"));
@@ -132,36 +132,36 @@ Test(ttl, zero_means_never)
     atomic_store(&api_now, UINT64_MAX);
     cr_assert_not(visible(fx.db, "max"));
     cr_assert(visible(fx.db, "k"));
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 Test(ttl, rewrite_changes_the_deadline)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_entry_info info = {0};
 
     begin(&fx, 0);
     /* TTL then plain: never expires. */
-    ASSERT_OK(shale_put_ttl(fx.db, NULL, SL("to-plain"), SL("1"), T0 + 100, &ERR));
-    api_put(fx.db, "to-plain", "2");
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("to-plain"), TU_SL("1"), T0 + 100, &ERR));
+    tu_put(fx.db, "to-plain", "2");
     /* plain then TTL: expires. */
-    api_put(fx.db, "to-ttl", "1");
-    ASSERT_OK(shale_put_ttl(fx.db, NULL, SL("to-ttl"), SL("2"), T0 + 100, &ERR));
+    tu_put(fx.db, "to-ttl", "1");
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("to-ttl"), TU_SL("2"), T0 + 100, &ERR));
     /* TTL then a later TTL: the later one counts. */
-    ASSERT_OK(shale_put_ttl(fx.db, NULL, SL("later"), SL("1"), T0 + 100, &ERR));
-    ASSERT_OK(shale_put_ttl(fx.db, NULL, SL("later"), SL("2"), T0 + 10000, &ERR));
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("later"), TU_SL("1"), T0 + 100, &ERR));
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("later"), TU_SL("2"), T0 + 10000, &ERR));
     /* TTL then an earlier TTL. */
-    ASSERT_OK(shale_put_ttl(fx.db, NULL, SL("earlier"), SL("1"), T0 + 10000, &ERR));
-    ASSERT_OK(shale_put_ttl(fx.db, NULL, SL("earlier"), SL("2"), T0 + 100, &ERR));
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("earlier"), TU_SL("1"), T0 + 10000, &ERR));
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("earlier"), TU_SL("2"), T0 + 100, &ERR));
 
     atomic_store(&api_now, T0 + 5000);
     for (int round = 0; round < 2; round++) {
         cr_assert(visible(fx.db, "to-plain"));
-        ASSERT_OK(shale_get_info(fx.db, NULL, SL("to-plain"), NULL, &info, &ERR));
+        TU_OK(shale_get_info(fx.db, NULL, TU_SL("to-plain"), NULL, &info, &ERR));
         cr_assert_eq(info.expire_at_ms, 0);
         cr_assert_not(visible(fx.db, "to-ttl"));
         cr_assert(visible(fx.db, "later"));
-        ASSERT_OK(shale_get_info(fx.db, NULL, SL("later"), NULL, &info, &ERR));
+        TU_OK(shale_get_info(fx.db, NULL, TU_SL("later"), NULL, &info, &ERR));
         cr_assert_eq(info.expire_at_ms, T0 + 10000);
         cr_assert_not(visible(fx.db, "earlier"));
         reopen(&fx, 0);
@@ -169,21 +169,21 @@ Test(ttl, rewrite_changes_the_deadline)
     atomic_store(&api_now, T0 + 10000);
     cr_assert_not(visible(fx.db, "later"));
     cr_assert(visible(fx.db, "to-plain"));
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 Test(ttl, batch_put_ttl)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
     shale_batch *b = shale_batch_new();
 
     cr_assert_not_null(b);
     begin(&fx, 0);
-    ASSERT_OK(shale_batch_put_ttl(b, SL("expired"), SL("v"), T0 - 5, &ERR));
-    ASSERT_OK(shale_batch_put_ttl(b, SL("short"), SL("v"), T0 + 10, &ERR));
-    ASSERT_OK(shale_batch_put_ttl(b, SL("never"), SL("v"), 0, &ERR));
-    ASSERT_OK(shale_batch_put(b, SL("plain"), SL("v"), &ERR));
-    ASSERT_OK(shale_write(fx.db, NULL, b, &ERR));
+    TU_OK(shale_batch_put_ttl(b, TU_SL("expired"), TU_SL("v"), T0 - 5, &ERR));
+    TU_OK(shale_batch_put_ttl(b, TU_SL("short"), TU_SL("v"), T0 + 10, &ERR));
+    TU_OK(shale_batch_put_ttl(b, TU_SL("never"), TU_SL("v"), 0, &ERR));
+    TU_OK(shale_batch_put(b, TU_SL("plain"), TU_SL("v"), &ERR));
+    TU_OK(shale_write(fx.db, NULL, b, &ERR));
     cr_assert_not(visible(fx.db, "expired"));
     cr_assert(visible(fx.db, "short"));
     cr_assert(visible(fx.db, "never"));
@@ -195,23 +195,23 @@ Test(ttl, batch_put_ttl)
     cr_assert(visible(fx.db, "never"));
     cr_assert(visible(fx.db, "plain"));
     shale_batch_free(b);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* Expired keys count as live until the sweeper removes them; without sweeps they stay counted. */
 Test(ttl, expired_keys_count_until_swept)
 {
-    api_fx fx = {0};
+    tu_fx fx = {0};
 
     begin(&fx, 0);
-    ASSERT_OK(shale_put_ttl(fx.db, NULL, SL("a"), SL("v"), T0 + 10, &ERR));
-    api_put(fx.db, "b", "v");
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("a"), TU_SL("v"), T0 + 10, &ERR));
+    tu_put(fx.db, "b", "v");
     atomic_store(&api_now, T0 + 20);
     cr_assert_not(visible(fx.db, "a"));
-    shale_stats st = api_stats(fx.db);
+    shale_stats st = tu_stats(fx.db);
     cr_assert_eq(st.live_keys, 2);
     cr_assert_eq(st.expired_removed, 0);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }
 
 static void sleep_ms(long ms)
@@ -223,28 +223,28 @@ static void sleep_ms(long ms)
 Test(ttl, sweeper_removes_expired_keys)
 {
     enum { EXPIRING = 20, PLAIN = 10 };
-    api_fx fx = {0};
+    tu_fx fx = {0};
     char kb[17];
 
     begin(&fx, 10);
     for (uint64_t i = 0; i < EXPIRING; i++) {
-        ASSERT_OK(shale_put_ttl(fx.db, NULL, tu_key(kb, i), SL("t"), T0 + 500, &ERR));
+        TU_OK(shale_put_ttl(fx.db, NULL, tu_key(kb, i), TU_SL("t"), T0 + 500, &ERR));
     }
     for (uint64_t i = 0; i < PLAIN; i++) {
-        api_putn(fx.db, tu_key(kb, 1000 + i), SL("p"));
+        tu_putn(fx.db, tu_key(kb, 1000 + i), TU_SL("p"));
     }
-    ASSERT_OK(shale_put_ttl(fx.db, NULL, SL("rewritten"), SL("1"), T0 + 500, &ERR));
-    api_put(fx.db, "rewritten", "2");
-    ASSERT_OK(shale_put_ttl(fx.db, NULL, SL("renewed"), SL("1"), T0 + 500, &ERR));
-    ASSERT_OK(shale_put_ttl(fx.db, NULL, SL("renewed"), SL("2"), T0 + 1000000, &ERR));
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("rewritten"), TU_SL("1"), T0 + 500, &ERR));
+    tu_put(fx.db, "rewritten", "2");
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("renewed"), TU_SL("1"), T0 + 500, &ERR));
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("renewed"), TU_SL("2"), T0 + 1000000, &ERR));
     sleep_ms(50); /* several sweep periods: nothing is due yet */
-    shale_stats st = api_stats(fx.db);
+    shale_stats st = tu_stats(fx.db);
     cr_assert_eq(st.expired_removed, 0);
     cr_assert_eq(st.live_keys, EXPIRING + PLAIN + 2);
 
     atomic_store(&api_now, T0 + 1000);
     for (int i = 0; i < 2000; i++) { /* at most ~10 s */
-        st = api_stats(fx.db);
+        st = tu_stats(fx.db);
         if (st.expired_removed >= EXPIRING && st.live_keys <= PLAIN + 2) {
             break;
         }
@@ -254,20 +254,20 @@ Test(ttl, sweeper_removes_expired_keys)
                  (unsigned long long)st.expired_removed, EXPIRING);
     cr_assert_eq(st.live_keys, PLAIN + 2);
     sleep_ms(50); /* more sweeps remove nothing else */
-    st = api_stats(fx.db);
+    st = tu_stats(fx.db);
     cr_assert_eq(st.expired_removed, EXPIRING);
     cr_assert_eq(st.live_keys, PLAIN + 2);
-    api_expect(fx.db, "rewritten", "2");
-    api_expect(fx.db, "renewed", "2");
-    api_expectn(fx.db, tu_key(kb, 0), NULL);
-    shale_slice p = SL("p");
-    api_expectn(fx.db, tu_key(kb, 1000), &p);
+    tu_expect(fx.db, "rewritten", "2");
+    tu_expect(fx.db, "renewed", "2");
+    tu_expectn(fx.db, tu_key(kb, 0), NULL);
+    shale_slice p = TU_SL("p");
+    tu_expectn(fx.db, tu_key(kb, 1000), &p);
 
     /* The removals were logged: after a restart with the clock turned back, the keys stay gone. */
     atomic_store(&api_now, T0);
     reopen(&fx, 0);
-    api_expectn(fx.db, tu_key(kb, EXPIRING - 1), NULL);
-    cr_assert_eq(api_stats(fx.db).live_keys, PLAIN + 2);
-    api_expect(fx.db, "rewritten", "2");
-    api_end(&fx);
+    tu_expectn(fx.db, tu_key(kb, EXPIRING - 1), NULL);
+    cr_assert_eq(tu_stats(fx.db).live_keys, PLAIN + 2);
+    tu_expect(fx.db, "rewritten", "2");
+    tu_fx_end(&fx);
 }

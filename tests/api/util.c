@@ -49,7 +49,7 @@ Test(util, durability_names_round_trip)
 
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         shale_durability got = SHALE_DURABILITY_DEFAULT;
-        ASSERT_OK(shale_durability_parse(table[i].text, &got, &ERR));
+        TU_OK(shale_durability_parse(table[i].text, &got, &ERR));
         cr_assert_eq(got, table[i].level, "%s", table[i].text);
         const char *name = shale_durability_name(table[i].level);
         cr_assert_not_null(name);
@@ -67,10 +67,10 @@ Test(util, durability_parse_rejects_other_text)
     shale_durability got;
 
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        ASSERT_CODE(SHALE_INVALID, shale_durability_parse(bad[i], &got, &ERR));
+        TU_CODE(SHALE_INVALID, shale_durability_parse(bad[i], &got, &ERR));
     }
-    ASSERT_CODE(SHALE_INVALID, shale_durability_parse(NULL, &got, &ERR));
-    ASSERT_CODE(SHALE_INVALID, shale_durability_parse("full", NULL, &ERR));
+    TU_CODE(SHALE_INVALID, shale_durability_parse(NULL, &got, &ERR));
+    TU_CODE(SHALE_INVALID, shale_durability_parse("full", NULL, &ERR));
     cr_assert_eq(shale_durability_parse("bogus", &got, NULL), SHALE_INVALID);
 }
 
@@ -78,15 +78,15 @@ Test(util, buf_free)
 {
     shale_buf zero = {0};
     shale_buf used = {0};
-    api_fx fx = {0};
+    tu_fx fx = {0};
 
     shale_buf_free(&zero);
     cr_assert_null(zero.data);
     shale_buf_free(NULL);
 
-    api_begin(&fx, "api-util", NULL);
-    api_put(fx.db, "k", "value");
-    ASSERT_OK(shale_get(fx.db, NULL, SL("k"), &used, &ERR));
+    tu_fx_begin(&fx, "api-util", NULL);
+    tu_put(fx.db, "k", "value");
+    TU_OK(shale_get(fx.db, NULL, TU_SL("k"), &used, &ERR));
     cr_assert_not_null(used.data);
     shale_buf_free(&used);
     cr_assert_null(used.data);
@@ -94,8 +94,8 @@ Test(util, buf_free)
     cr_assert_eq(used.cap, 0);
     shale_buf_free(&used); /* freeing twice is harmless once reset */
     /* A freed buffer is a zeroed one again: usable. */
-    ASSERT_OK(shale_get(fx.db, NULL, SL("k"), &used, &ERR));
+    TU_OK(shale_get(fx.db, NULL, TU_SL("k"), &used, &ERR));
     cr_assert_eq(used.len, 5);
     shale_buf_free(&used);
-    api_end(&fx);
+    tu_fx_end(&fx);
 }

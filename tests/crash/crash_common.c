@@ -90,13 +90,12 @@ typedef struct lane_ctx {
     const crash_run *r;
 } lane_ctx;
 
-static void send_record(int fd, uint64_t rec)
+void crash_send_record(int fd, const void *rec, size_t len)
 {
-    const char *p = (const char *)&rec;
-    size_t left = sizeof rec;
+    const char *p = rec;
 
-    while (left > 0) {
-        ssize_t n = write(fd, p, left);
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -104,8 +103,13 @@ static void send_record(int fd, uint64_t rec)
             _exit(4);
         }
         p += n;
-        left -= (size_t)n;
+        len -= (size_t)n;
     }
+}
+
+static void send_record(int fd, uint64_t rec)
+{
+    crash_send_record(fd, &rec, sizeof rec);
 }
 
 static void child_fail(const crash_run *r, int fd, unsigned lane, uint64_t j, const char *what,
@@ -165,19 +169,22 @@ static void *lane_main(void *arg)
     return NULL;
 }
 
-static _Noreturn void child_main(const crash_run *r, int fd, pid_t parent, const uint64_t *next)
+/* What the child of one cycle is given. */
+typedef struct child_arg {
+    const crash_run *r;
+    const uint64_t *next; /* per lane, the first op index of the cycle */
+} child_arg;
+
+static _Noreturn void child_main(void *arg, int fd)
 {
+    const crash_run *r = ((const child_arg *)arg)->r;
+    const uint64_t *next = ((const child_arg *)arg)->next;
     shale_options o = r->cfg->options(&r->v, CRASH_CHILD);
     shale_error err = {0};
     shale_db *db = NULL;
     lane_ctx ctx[CRASH_MAX_LANES];
     pthread_t th[CRASH_MAX_LANES];
 
-    /* Never outlive the test process, even if it fails an assertion before killing us. */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) {
-        _exit(5);
-    }
     shale_code rc = shale_open(r->dir, &o, &db, &err);
     if (rc != SHALE_OK) {
         child_fail(r, fd, 0, 0, "open", rc, &err);
@@ -209,14 +216,14 @@ static _Noreturn void child_main(const crash_run *r, int fd, pid_t parent, const
 
 /* ---- parent: one cycle ---------------------------------------------------------------------- */
 
-/* Returns 1 for a record, 0 at end of file. */
-static int read_record(int fd, uint64_t *rec)
+/* Reads one `len`-byte record: 1, or 0 at end of file. */
+static int read_record(int fd, void *rec, size_t len)
 {
-    char *p = (char *)rec;
+    char *p = rec;
     size_t got = 0;
 
-    while (got < sizeof *rec) {
-        ssize_t n = read(fd, p + got, sizeof *rec - got);
+    while (got < len) {
+        ssize_t n = read(fd, p + got, len - got);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -253,60 +260,60 @@ static bool book_record(crash_run *r, uint64_t rec, bool *order_ok)
     return true;
 }
 
-/* Whether another ack may be waited for, `t0` being when the waiting began. */
-static bool ack_wait_left(const crash_config *cfg, int fd, const struct timespec *t0)
+/* Whether another ack may be waited for (at most `wait_ms` from `t0`; <= 0: no bound). */
+static bool ack_wait_left(long wait_ms, int fd, const struct timespec *t0)
 {
     struct timespec t1;
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
 
-    if (cfg->ack_wait_ms <= 0) {
+    if (wait_ms <= 0) {
         return true;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     long waited_ms = (long)(t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
-    return waited_ms < cfg->ack_wait_ms && poll(&pfd, 1, (int)(cfg->ack_wait_ms - waited_ms)) != 0;
+    return waited_ms < wait_ms && poll(&pfd, 1, (int)(wait_ms - waited_ms)) != 0;
 }
 
-/* Fork, let the child write, kill it at a random moment, collect every ack. */
-static void crash_cycle(crash_run *r, tu_rng *rng, unsigned cycle)
+int crash_fork_kill(const crash_child *c, tu_rng *rng)
 {
-    const crash_variant *v = &r->v;
+    uint64_t rec[CRASH_RECORD_MAX / sizeof(uint64_t)];
     int fds[2];
-    uint64_t next[CRASH_MAX_LANES];
-    bool order_ok = true;
-    uint64_t rec;
 
-    for (unsigned l = 0; l < v->lanes; l++) {
-        next[l] = r->lanes[l].next;
-        r->lanes[l].last_ack = next[l] - 1;
-    }
+    cr_assert(c->record_len > 0 && c->record_len <= sizeof rec);
     cr_assert_eq(pipe(fds), 0);
     pid_t parent = getpid();
     pid_t pid = fork();
     cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
     if (pid == 0) {
         close(fds[0]);
-        child_main(r, fds[1], parent, next);
+        /* Never outlive the test process, even if it fails an assertion before killing us. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) {
+            _exit(5);
+        }
+        c->main(c->main_arg, fds[1]);
+        _exit(7);
     }
     close(fds[1]);
 
     /* The kill plan: after n acks, after a delay, or both. n = 0 with no delay kills the child
      * during (or before) its recovery. */
     uint64_t mode = tu_rng_below(rng, 3);
-    uint64_t want = mode == 1 ? 0 : tu_rng_below(rng, v->max_acks + 1);
+    uint64_t want = mode == 1 ? 0 : tu_rng_below(rng, c->max_acks + 1);
     uint64_t delay = mode == 0   ? 0
-                     : mode == 1 ? tu_rng_below(rng, v->max_delay_us + 1)
-                                 : tu_rng_below(rng, v->max_delay_us / r->cfg->mixed_delay_div + 1);
+                     : mode == 1 ? tu_rng_below(rng, c->max_delay_us + 1)
+                                 : tu_rng_below(rng, c->max_delay_us / c->mixed_delay_div + 1);
     uint64_t seen = 0;
-    bool alive = true;
+    bool alive = true, child_failed = false;
     struct timespec t0;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (seen < want && alive && ack_wait_left(r->cfg, fds[0], &t0)) {
-        if (!read_record(fds[0], &rec)) {
+    while (seen < want && alive && ack_wait_left(c->ack_wait_ms, fds[0], &t0)) {
+        if (!read_record(fds[0], rec, c->record_len)) {
             alive = false;
             break;
         }
-        alive = book_record(r, rec, &order_ok);
+        alive = c->book(c->book_arg, rec);
+        child_failed = !alive;
         seen++;
     }
     if (alive && delay > 0) {
@@ -319,19 +326,58 @@ static void crash_cycle(crash_run *r, tu_rng *rng, unsigned cycle)
         w = waitpid(pid, &status, 0);
     } while (w < 0 && errno == EINTR);
     /* Everything the child wrote to the pipe before it died was acknowledged. */
-    while (!r->child_error && read_record(fds[0], &rec)) {
-        book_record(r, rec, &order_ok);
+    while (!child_failed && read_record(fds[0], rec, c->record_len)) {
+        child_failed = !c->book(c->book_arg, rec);
     }
     close(fds[0]);
-
     cr_assert_eq(w, pid, "waitpid: %s", strerror(errno));
+    return status;
+}
+
+/* crash_run_variant's booking: one uint64_t record. */
+typedef struct book_arg {
+    crash_run *r;
+    bool order_ok;
+} book_arg;
+
+static bool book_u64(void *arg, const void *rec)
+{
+    book_arg *b = arg;
+    uint64_t v;
+
+    memcpy(&v, rec, sizeof v);
+    return book_record(b->r, v, &b->order_ok);
+}
+
+/* Fork, let the child write, kill it at a random moment, collect every ack. */
+static void crash_cycle(crash_run *r, tu_rng *rng, unsigned cycle)
+{
+    const crash_variant *v = &r->v;
+    uint64_t next[CRASH_MAX_LANES];
+    child_arg ca = {.r = r, .next = next};
+    book_arg ba = {.r = r, .order_ok = true};
+
+    for (unsigned l = 0; l < v->lanes; l++) {
+        next[l] = r->lanes[l].next;
+        r->lanes[l].last_ack = next[l] - 1;
+    }
+    int status = crash_fork_kill(&(crash_child){.main = child_main,
+                                                .main_arg = &ca,
+                                                .book = book_u64,
+                                                .book_arg = &ba,
+                                                .record_len = sizeof(uint64_t),
+                                                .max_acks = v->max_acks,
+                                                .max_delay_us = v->max_delay_us,
+                                                .mixed_delay_div = r->cfg->mixed_delay_div,
+                                                .ack_wait_ms = r->cfg->ack_wait_ms},
+                                 rng);
     cr_assert(!r->child_error,
               "%s seed %" PRIu64 " cycle %u: the child failed on lane %u with %s (see stderr)",
               v->name, v->seed, cycle, (unsigned)(r->child_error_rec & 0xff),
               shale_strerror((shale_code)((r->child_error_rec & ~ERR_RECORD) >> LANE_BITS)));
     cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL,
               "%s cycle %u: the child ended on its own (status 0x%x)", v->name, cycle, status);
-    cr_assert(order_ok, "%s cycle %u: acks out of order", v->name, cycle);
+    cr_assert(ba.order_ok, "%s cycle %u: acks out of order", v->name, cycle);
 }
 
 /* ---- parent: the check after a kill --------------------------------------------------------- */
@@ -455,14 +501,7 @@ static void verify(crash_run *r, unsigned cycle)
     shale_db *db = NULL;
 
     if (r->cfg->offline_check) {
-        /* The offline checker agrees that what the kill left is sound (a torn log tail and the
-         * leftovers of killed work are notes, not damage): "clean" means the open succeeds. */
-        char *out = NULL;
-        int code = tu_run_shale((const char *const[]){"check", r->dir, NULL}, &out);
-        cr_assert(code == -1 || code == 0,
-                  "%s seed %" PRIu64 " cycle %u: shale check after the kill exited %d:\n%s",
-                  v->name, v->seed, cycle, code, out);
-        free(out);
+        crash_offline_check(r->dir, v->name, v->seed, cycle);
     }
     shale_code rc = shale_open(r->dir, &o, &db, &err);
     cr_assert_eq(rc, SHALE_OK, "%s seed %" PRIu64 " cycle %u: reopen after the kill: %s (%s)",
@@ -475,10 +514,62 @@ static void verify(crash_run *r, unsigned cycle)
     }
 }
 
-static uint64_t env_seed(uint64_t fallback)
+char *crash_create(const char *tag, const shale_options *opts, uint64_t seed, tu_rng *rng)
+{
+    char *dir = tu_tmpdir(tag);
+    shale_error err = {0};
+    shale_db *db = NULL;
+
+    tu_rng_seed(rng, seed ^ 0xc2b2ae3d27d4eb4full ^ (uint64_t)getpid());
+    cr_assert_eq(shale_open(dir, opts, &db, &err), SHALE_OK, "create: %s", err.msg);
+    cr_assert_eq(shale_close(db, &err), SHALE_OK, "close: %s", err.msg);
+    return dir;
+}
+
+void crash_remove(char **dir)
+{
+    tu_rm_rf(*dir);
+    free(*dir);
+    *dir = NULL;
+    tu_assert_no_leaks();
+}
+
+uint64_t crash_env_seed(uint64_t fallback)
 {
     const char *s = getenv("SHALE_CRASH_SEED");
     return s != NULL && s[0] != '\0' ? strtoull(s, NULL, 0) : fallback;
+}
+
+void crash_offline_check(const char *dir, const char *name, uint64_t seed, unsigned cycle)
+{
+    /* The offline checker agrees that what the kill left is sound (a torn log tail and the
+     * leftovers of killed work are notes, not damage): "clean" means the open succeeds. */
+    char *out = NULL;
+    int code = tu_run_shale((const char *const[]){"check", dir, NULL}, &out);
+    cr_assert(code == -1 || code == 0,
+              "%s seed %" PRIu64 " cycle %u: shale check after the kill exited %d:\n%s", name, seed,
+              cycle, code, out);
+    free(out);
+}
+
+void crash_check_scan(shale_iter *it, uint64_t present, void (*each)(void *arg, shale_iter *it),
+                      void *arg, const char *what, const char *name, unsigned cycle)
+{
+    shale_error err = {0};
+    uint64_t seen = 0;
+
+    for (shale_iter_seek_first(it); shale_iter_valid(it); shale_iter_next(it)) {
+        if (each != NULL) {
+            each(arg, it);
+        }
+        seen++;
+    }
+    shale_code rc = shale_iter_status(it, &err);
+    cr_assert_eq(rc, SHALE_OK, "%s cycle %u: %s: %s (%s)", name, cycle, what, shale_strerror(rc),
+                 err.msg);
+    shale_iter_free(it);
+    cr_assert_eq(seen, present, "%s cycle %u: %s saw %" PRIu64 " keys, the gets %" PRIu64, name,
+                 cycle, what, seen, present);
 }
 
 void crash_run_variant(const crash_config *cfg, const crash_variant *vin, void *user)
@@ -493,21 +584,14 @@ void crash_run_variant(const crash_config *cfg, const crash_variant *vin, void *
     memset(r, 0, sizeof *r);
     r->cfg = cfg;
     r->v = *vin;
-    r->v.seed = env_seed(vin->seed);
+    r->v.seed = crash_env_seed(vin->seed);
     r->user = user;
-    r->dir = tu_tmpdir(cfg->name);
     for (unsigned l = 0; l < v->lanes; l++) {
         r->lanes[l].next = 1;
     }
     tu_rng rng;
-    tu_rng_seed(&rng, v->seed ^ 0xc2b2ae3d27d4eb4full ^ (uint64_t)getpid());
-
-    /* Created up front, so every child (and every kill) meets an existing database. */
     shale_options o = cfg->options(v, CRASH_CREATE);
-    shale_error err = {0};
-    shale_db *db = NULL;
-    cr_assert_eq(shale_open(r->dir, &o, &db, &err), SHALE_OK, "create: %s", err.msg);
-    cr_assert_eq(shale_close(db, &err), SHALE_OK, "close: %s", err.msg);
+    r->dir = crash_create(cfg->name, &o, v->seed, &rng);
 
     for (unsigned c = 0; c < v->cycles; c++) {
         crash_cycle(r, &rng, c);
@@ -529,8 +613,5 @@ void crash_run_variant(const crash_config *cfg, const crash_variant *vin, void *
     if (cfg->finish != NULL) {
         cfg->finish(r);
     }
-    tu_rm_rf(r->dir);
-    free(r->dir);
-    r->dir = NULL;
-    tu_assert_no_leaks();
+    crash_remove(&r->dir);
 }

@@ -20,6 +20,11 @@
  *
  * What differs between the tests (key space, op mix, value sizes, options, the kill plan, what is
  * checked on top after each reopen) is a crash_config; one test case is a crash_variant.
+ *
+ * The plumbing under crash_run_variant is public for harnesses whose operations do not fit the
+ * put/delete/batch model (crash_txn.c): crash_fork_kill runs one fork/ack/kill cycle with records
+ * of any fixed size, and crash_send_record, crash_env_seed, crash_offline_check and
+ * crash_check_scan are the pieces every harness needs.
  */
 #ifndef SHALE_TESTS_CRASH_COMMON_H
 #define SHALE_TESTS_CRASH_COMMON_H
@@ -29,6 +34,8 @@
 #include <stdint.h>
 
 #include "shale.h"
+
+#include "testutil.h"
 
 #define CRASH_MAX_LANES     4
 #define CRASH_MAX_LANE_KEYS 300u
@@ -106,5 +113,61 @@ void crash_run_variant(const crash_config *cfg, const crash_variant *v, void *us
 /* Reads every key into the lanes' actual[], checking each value byte for byte, then `st`
  * (stats, whose last_sequence must not go back). Returns how many keys are present. */
 uint64_t crash_read_actual(crash_run *r, shale_db *db, unsigned cycle, shale_stats *st);
+
+/* ---- the plumbing, for harnesses of their own -------------------------------------------- */
+
+/* The biggest record crash_fork_kill carries. */
+#define CRASH_RECORD_MAX 64u
+
+/* One cycle's child process and how it is killed. */
+typedef struct crash_child {
+    /* Runs in the forked child (after PR_SET_PDEATHSIG; the child _exit(5)s first if the test
+     * process is already gone) with `fd`, the write end of the ack pipe. Never returns: it works,
+     * then idles until killed. */
+    void (*main)(void *arg, int fd);
+    void *main_arg;
+    /* Parent: books one record the child sent; returns false when it reports a failure of the
+     * child (then nothing more is read). */
+    bool (*book)(void *arg, const void *rec);
+    void *book_arg;
+    size_t record_len; /* every record's size, at most CRASH_RECORD_MAX */
+    /* The kill plan: one of after up to max_acks acks, after up to max_delay_us, or after both
+     * with up to max_delay_us / mixed_delay_div; ack_wait_ms > 0 bounds the wait for the acks
+     * (the kill comes anyway, e.g. when writes stall behind compaction). */
+    uint64_t max_acks, max_delay_us;
+    unsigned mixed_delay_div;
+    long ack_wait_ms;
+} crash_child;
+
+/* Forks c->main with a new pipe, draws the kill plan from `rng`, books the acks it waits for,
+ * SIGKILLs the child, reaps it (cr_assert), books every record still in the pipe (each was
+ * acknowledged before the kill) and closes the pipe. Returns the child's wait status: the caller
+ * checks its own failure records first, then that the child died of SIGKILL. */
+int crash_fork_kill(const crash_child *c, tu_rng *rng);
+
+/* Child: writes the `len` bytes at `rec` to the pipe whole, or _exit(4)s. A record up to
+ * PIPE_BUF bytes is never interleaved with another thread's. */
+void crash_send_record(int fd, const void *rec, size_t len);
+
+/* Starts a run: a new temporary directory named after `tag` (returned, malloc'ed) holding a new
+ * database created with `opts` (up front, so every child and every kill meets an existing
+ * database), and `rng` for the kill plans seeded from `seed` and the process id. */
+char *crash_create(const char *tag, const shale_options *opts, uint64_t seed, tu_rng *rng);
+/* Ends a run: removes and frees *dir (NULL after) and, under ASan, asserts nothing leaked. */
+void crash_remove(char **dir);
+
+/* SHALE_CRASH_SEED from the environment (strtoull, any base), else `fallback`. */
+uint64_t crash_env_seed(uint64_t fallback);
+
+/* Runs `shale check` ($SHALE_BIN; nothing when it is not set) on the killed directory, before
+ * the reopen: it must call it clean (exit 0; a torn log tail and leftovers of killed work are
+ * notes, not damage). `name`, `seed` and `cycle` start the failure message. */
+void crash_offline_check(const char *dir, const char *name, uint64_t seed, unsigned cycle);
+
+/* Walks the fresh iterator `it` from seek_first, calling each(arg, it) at every entry when each
+ * is not NULL, asserts it ends with SHALE_OK, frees it, and asserts it showed `present` keys (what
+ * the gets found). `what` names the iterator in failure messages ("the scan"). */
+void crash_check_scan(shale_iter *it, uint64_t present, void (*each)(void *arg, shale_iter *it),
+                      void *arg, const char *what, const char *name, unsigned cycle);
 
 #endif

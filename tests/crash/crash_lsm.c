@@ -72,17 +72,8 @@ static void check(crash_run *r, shale_db *db, unsigned cycle)
     /* The scan agrees with the gets. */
     shale_iter *it = NULL;
     shale_error err = {0};
-    uint64_t seen = 0;
     cr_assert_eq(shale_iter_new(db, NULL, &it, &err), SHALE_OK, "%s", err.msg);
-    for (shale_iter_seek_first(it); shale_iter_valid(it); shale_iter_next(it)) {
-        seen++;
-    }
-    shale_code rc = shale_iter_status(it, &err);
-    cr_assert_eq(rc, SHALE_OK, "%s cycle %u: scan: %s (%s)", v->name, cycle, shale_strerror(rc),
-                 err.msg);
-    shale_iter_free(it);
-    cr_assert_eq(seen, present, "%s cycle %u: the scan saw %" PRIu64 " keys, the gets %" PRIu64,
-                 v->name, cycle, seen, present);
+    crash_check_scan(it, present, NULL, NULL, "the scan", v->name, cycle);
 
     uint64_t deep = 0, all = 0;
     for (int lv = 0; lv < 8; lv++) {

@@ -53,26 +53,23 @@
  *
  * The harness of crash_common.h models single puts, deletes and batches per lane; transactions
  * need reads inside the operation (balances), refused and rolled-back writes and commit
- * sequences in the acks, so this file runs its own fork/kill loop in the same style.
+ * sequences in the acks, so this file has its own model and checks, on crash_common's plumbing
+ * (crash_fork_kill with 24-byte acks, crash_offline_check, crash_check_scan).
  */
 #include <criterion/criterion.h>
-#include <errno.h>
 #include <inttypes.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/types.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "shale.h"
 
+#include "crash_common.h"
 #include "testutil.h"
 
 #define LANES_MAX   2u
@@ -359,24 +356,6 @@ typedef struct child {
     shale_buf val;
 } child;
 
-static void send_ack(int fd, const ack *a)
-{
-    const char *p = (const char *)a;
-    size_t left = sizeof *a;
-
-    while (left > 0) {
-        ssize_t n = write(fd, p, left);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            _exit(4);
-        }
-        p += n;
-        left -= (size_t)n;
-    }
-}
-
 static _Noreturn void child_fail(const child *c, shale_code rc, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
@@ -389,7 +368,8 @@ static _Noreturn void child_fail(const child *c, shale_code rc, const char *fmt,
     va_end(ap);
     fprintf(stderr, "crash_txn child: lane %u op %" PRIu64 " (%s): %s\n", c->lane, c->j,
             kind_names[kind_of(c->seed, c->lane, c->j)], msg);
-    send_ack(c->fd, &(ack){ERR_RECORD | ((uint64_t)rc << LANE_BITS) | c->lane, c->j, 0});
+    ack a = {ERR_RECORD | ((uint64_t)rc << LANE_BITS) | c->lane, c->j, 0};
+    crash_send_record(c->fd, &a, sizeof a);
     _exit(3);
 }
 
@@ -630,7 +610,7 @@ static void *lane_main(void *arg)
             run_txn(c, &o, &a);
             break;
         }
-        send_ack(c->fd, &a);
+        crash_send_record(c->fd, &a, sizeof a);
     }
     return NULL;
 }
@@ -643,20 +623,24 @@ static shale_options db_opts(bool create)
     return o;
 }
 
-static _Noreturn void child_main(const variant *v, const char *dir, int fd, pid_t parent,
-                                 const uint64_t *next)
+/* What the child of one cycle is given. */
+typedef struct child_arg {
+    const variant *v;
+    const char *dir;
+    const uint64_t *next; /* per lane, the first op of the cycle */
+} child_arg;
+
+static _Noreturn void child_main(void *arg, int fd)
 {
     static child ctx[LANES_MAX];
+    const variant *v = ((const child_arg *)arg)->v;
+    const char *dir = ((const child_arg *)arg)->dir;
+    const uint64_t *next = ((const child_arg *)arg)->next;
     shale_options o = db_opts(false);
     shale_error err = {0};
     shale_db *db = NULL;
     pthread_t th[LANES_MAX];
 
-    /* Never outlive the test process, even if it fails an assertion before killing us. */
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent) {
-        _exit(5);
-    }
     ctx[0] = (child){.fd = fd, .seed = v->seed, .j = next[0]};
     shale_code rc = shale_open(dir, &o, &db, &err);
     if (rc != SHALE_OK) {
@@ -914,36 +898,41 @@ static bool key_slot(const run_state *r, shale_slice key, unsigned *lane, uint32
     return k.len == key.len && memcmp(k.data, key.data, k.len) == 0;
 }
 
+typedef struct scan_arg {
+    const run_state *r;
+    unsigned cycle;
+} scan_arg;
+
+/* One entry of the scan: a key of ours that the gets saw, with the same version. */
+static void check_scan_entry(void *arg, shale_iter *it)
+{
+    const run_state *r = ((const scan_arg *)arg)->r;
+    unsigned cycle = ((const scan_arg *)arg)->cycle;
+    const variant *v = &r->v;
+    unsigned l;
+    uint32_t s;
+    char text[KEY_CAP];
+    shale_slice k = shale_iter_key(it);
+
+    tu_head(text, sizeof text, k.data, k.len);
+    cr_assert(key_slot(r, k, &l, &s), "%s cycle %u: the scan sees a foreign key '%s'", v->name,
+              cycle, text);
+    const lane_state *ls = &r->lanes[l];
+    cr_assert(ls->aj[s] != 0 && shale_iter_info(it).seq == ls->aseq[s],
+              "%s cycle %u: the scan sees key '%s' version %" PRIu64 ", the get saw op %" PRIu64
+              " version %" PRIu64,
+              v->name, cycle, text, shale_iter_info(it).seq, ls->aj[s], ls->aseq[s]);
+}
+
 /* The scan sees exactly what the gets saw, with the same versions. */
 static void check_scan(const run_state *r, shale_db *db, unsigned cycle, uint64_t present)
 {
-    const variant *v = &r->v;
     shale_iter *it = NULL;
     shale_error err = {0};
-    uint64_t seen = 0;
 
     cr_assert_eq(shale_iter_new(db, NULL, &it, &err), SHALE_OK, "%s", err.msg);
-    for (shale_iter_seek_first(it); shale_iter_valid(it); shale_iter_next(it)) {
-        unsigned l;
-        uint32_t s;
-        char text[KEY_CAP];
-        shale_slice k = shale_iter_key(it);
-        tu_head(text, sizeof text, k.data, k.len);
-        cr_assert(key_slot(r, k, &l, &s), "%s cycle %u: the scan sees a foreign key '%s'", v->name,
-                  cycle, text);
-        const lane_state *ls = &r->lanes[l];
-        cr_assert(ls->aj[s] != 0 && shale_iter_info(it).seq == ls->aseq[s],
-                  "%s cycle %u: the scan sees key '%s' version %" PRIu64 ", the get saw op %" PRIu64
-                  " version %" PRIu64,
-                  v->name, cycle, text, shale_iter_info(it).seq, ls->aj[s], ls->aseq[s]);
-        seen++;
-    }
-    shale_code rc = shale_iter_status(it, &err);
-    cr_assert_eq(rc, SHALE_OK, "%s cycle %u: scan: %s (%s)", v->name, cycle, shale_strerror(rc),
-                 err.msg);
-    shale_iter_free(it);
-    cr_assert_eq(seen, present, "%s cycle %u: the scan saw %" PRIu64 " keys, the gets %" PRIu64,
-                 v->name, cycle, seen, present);
+    crash_check_scan(it, present, check_scan_entry, &(scan_arg){r, cycle}, "the scan", r->v.name,
+                     cycle);
 }
 
 /* A transaction on the reopened database reads the same: balances (sum 0) and, through its
@@ -983,16 +972,8 @@ static void check_in_txn(const run_state *r, shale_db *db, unsigned cycle, uint6
     shale_buf_free(&val);
 
     shale_iter *it = NULL;
-    uint64_t seen = 0;
     cr_assert_eq(shale_txn_iter_new(t, NULL, &it, &err), SHALE_OK, "%s", err.msg);
-    for (shale_iter_seek_first(it); shale_iter_valid(it); shale_iter_next(it)) {
-        seen++;
-    }
-    cr_assert_eq(shale_iter_status(it, &err), SHALE_OK, "%s", err.msg);
-    shale_iter_free(it);
-    cr_assert_eq(seen, present,
-                 "%s cycle %u: the txn iterator saw %" PRIu64 " keys, the gets %" PRIu64, v->name,
-                 cycle, seen, present);
+    crash_check_scan(it, present, NULL, NULL, "the txn iterator", v->name, cycle);
 
     shale_code rc = shale_txn_commit(t, &err);
     cr_assert_eq(rc, SHALE_OK, "%s cycle %u: read-only commit: %s (%s)", v->name, cycle,
@@ -1031,12 +1012,7 @@ static void verify(run_state *r, unsigned cycle)
     bool tenth = cycle % 10 == 9 || cycle + 1 == v->cycles;
 
     if (tenth) {
-        char *out = NULL;
-        int code = tu_run_shale((const char *const[]){"check", r->dir, NULL}, &out);
-        cr_assert(code == -1 || code == 0,
-                  "%s seed %" PRIu64 " cycle %u: shale check after the kill exited %d:\n%s",
-                  v->name, v->seed, cycle, code, out);
-        free(out);
+        crash_offline_check(r->dir, v->name, v->seed, cycle);
     }
     /* Defaults but for the level-0 trigger: no compaction starts while the files are listed. */
     shale_options o = {.l0_compaction_trigger = 64};
@@ -1083,25 +1059,6 @@ static void verify(run_state *r, unsigned cycle)
 
 /* ---- parent: one cycle ---------------------------------------------------------------------- */
 
-/* Returns 1 for an ack, 0 at end of file. */
-static int read_ack(int fd, ack *a)
-{
-    char *p = (char *)a;
-    size_t got = 0;
-
-    while (got < sizeof *a) {
-        ssize_t n = read(fd, p + got, sizeof *a - got);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return 0;
-        }
-        got += (size_t)n;
-    }
-    return 1;
-}
-
 static void bad_ack(run_state *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void bad_ack(run_state *r, const char *fmt, ...)
@@ -1117,8 +1074,11 @@ static void bad_ack(run_state *r, const char *fmt, ...)
 
 /* Books one ack; returns false if it reports a child error. A lane's acks come strictly in op
  * order (one thread sends them, each after its call returned). */
-static bool book_ack(run_state *r, const ack *a)
+static bool book_ack(void *arg, const void *rec)
 {
+    run_state *r = arg;
+    const ack *a = rec;
+
     if (a->tag & ERR_RECORD) {
         r->child_error = true;
         r->child_err = *a;
@@ -1152,72 +1112,26 @@ static bool book_ack(run_state *r, const ack *a)
     return true;
 }
 
-static bool ack_wait_left(int fd, const struct timespec *t0)
-{
-    struct timespec t1;
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-
-    clock_gettime(CLOCK_MONOTONIC, &t1);
-    long waited_ms = (long)(t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
-    return waited_ms < ACK_WAIT_MS && poll(&pfd, 1, (int)(ACK_WAIT_MS - waited_ms)) > 0;
-}
-
 static void crash_cycle(run_state *r, tu_rng *rng, unsigned cycle)
 {
     const variant *v = &r->v;
-    int fds[2];
     uint64_t next[LANES_MAX];
-    ack a;
+    child_arg ca = {.v = v, .dir = r->dir, .next = next};
 
     for (unsigned l = 0; l < v->lanes; l++) {
         next[l] = r->lanes[l].next;
         r->lanes[l].last_ack = next[l] - 1;
     }
-    cr_assert_eq(pipe(fds), 0);
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-    if (pid == 0) {
-        close(fds[0]);
-        child_main(v, r->dir, fds[1], parent, next);
-    }
-    close(fds[1]);
-
-    /* The kill plan: after n acks, after a delay, or both. n = 0 with no delay kills the child
-     * during (or before) its recovery. */
-    uint64_t mode = tu_rng_below(rng, 3);
-    uint64_t want = mode == 1 ? 0 : tu_rng_below(rng, v->max_acks + 1);
-    uint64_t delay = mode == 0   ? 0
-                     : mode == 1 ? tu_rng_below(rng, v->max_delay_us + 1)
-                                 : tu_rng_below(rng, v->max_delay_us / 4 + 1);
-    uint64_t seen = 0;
-    bool alive = true;
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    while (seen < want && alive && ack_wait_left(fds[0], &t0)) {
-        if (!read_ack(fds[0], &a)) {
-            alive = false;
-            break;
-        }
-        alive = book_ack(r, &a);
-        seen++;
-    }
-    if (alive && delay > 0) {
-        tu_sleep_us(delay);
-    }
-    kill(pid, SIGKILL);
-    int status = 0;
-    pid_t w;
-    do {
-        w = waitpid(pid, &status, 0);
-    } while (w < 0 && errno == EINTR);
-    /* Everything the child wrote to the pipe before it died was acknowledged. */
-    while (!r->child_error && read_ack(fds[0], &a)) {
-        book_ack(r, &a);
-    }
-    close(fds[0]);
-
-    cr_assert_eq(w, pid, "waitpid: %s", strerror(errno));
+    int status = crash_fork_kill(&(crash_child){.main = child_main,
+                                                .main_arg = &ca,
+                                                .book = book_ack,
+                                                .book_arg = r,
+                                                .record_len = sizeof(ack),
+                                                .max_acks = v->max_acks,
+                                                .max_delay_us = v->max_delay_us,
+                                                .mixed_delay_div = 4,
+                                                .ack_wait_ms = ACK_WAIT_MS},
+                                 rng);
     cr_assert(!r->child_error,
               "%s seed %" PRIu64 " cycle %u: the child failed on lane %u op %" PRIu64
               " with %s (see stderr)",
@@ -1227,12 +1141,6 @@ static void crash_cycle(run_state *r, tu_rng *rng, unsigned cycle)
               "%s cycle %u: the child ended on its own (status 0x%x)", v->name, cycle, status);
     cr_assert(r->bad_ack[0] == '\0', "%s seed %" PRIu64 " cycle %u: %s", v->name, v->seed, cycle,
               r->bad_ack);
-}
-
-static uint64_t env_seed(uint64_t fallback)
-{
-    const char *s = getenv("SHALE_CRASH_SEED");
-    return s != NULL && s[0] != '\0' ? strtoull(s, NULL, 0) : fallback;
 }
 
 static void run(const variant *vin)
@@ -1246,20 +1154,13 @@ static void run(const variant *vin)
     cr_assert_leq(vin->cap, CAP_MAX);
     memset(r, 0, sizeof *r);
     r->v = *vin;
-    r->v.seed = env_seed(vin->seed);
-    r->dir = tu_tmpdir("crash_txn");
+    r->v.seed = crash_env_seed(vin->seed);
     for (unsigned l = 0; l < v->lanes; l++) {
         r->lanes[l].next = 1;
     }
     tu_rng rng;
-    tu_rng_seed(&rng, v->seed ^ 0xc2b2ae3d27d4eb4full ^ (uint64_t)getpid());
-
-    /* Created up front, so every child (and every kill) meets an existing database. */
     shale_options o = db_opts(true);
-    shale_error err = {0};
-    shale_db *db = NULL;
-    cr_assert_eq(shale_open(r->dir, &o, &db, &err), SHALE_OK, "create: %s", err.msg);
-    cr_assert_eq(shale_close(db, &err), SHALE_OK, "close: %s", err.msg);
+    r->dir = crash_create("crash_txn", &o, v->seed, &rng);
 
     for (unsigned c = 0; c < v->cycles; c++) {
         crash_cycle(r, &rng, c);
@@ -1281,10 +1182,7 @@ static void run(const variant *vin)
         cr_assert_gt(r->acked[k], 0, "%s: no %s was ever acked", v->name, kind_names[k]);
     }
     cr_assert_gt(r->peak_deep_tables, 0, "%s: no table ever reached level 1", v->name);
-    tu_rm_rf(r->dir);
-    free(r->dir);
-    r->dir = NULL;
-    tu_assert_no_leaks();
+    crash_remove(&r->dir);
 }
 
 /* Variants: name, lanes, cycles, ops per lane per cycle, max acks before the kill, max delay

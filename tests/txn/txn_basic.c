@@ -33,14 +33,14 @@ static const uint64_t far_future_ms = 4102444800000ull; /* 2100-01-01 */
 
 Test(txn_api, read_your_own_writes_point_reads)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
 
-    tx_fx_begin(&fx, "txn-ryow", NULL);
-    tx_put(fx.db, "keep", "db-keep");
-    tx_put(fx.db, "over", "db-over");
-    tx_put(fx.db, "gone", "db-gone");
-    tx_put(fx.db, "dead", "db-dead");
-    tx_del(fx.db, "dead");
+    tu_fx_begin(&fx, "txn-ryow", NULL);
+    tu_put(fx.db, "keep", "db-keep");
+    tu_put(fx.db, "over", "db-over");
+    tu_put(fx.db, "gone", "db-gone");
+    tu_put(fx.db, "dead", "db-dead");
+    tu_del(fx.db, "dead");
 
     shale_txn *t = tx_begin(fx.db, SHALE_ISOLATION_DEFAULT);
     tx_texpect(t, "keep", "db-keep");
@@ -63,7 +63,8 @@ Test(txn_api, read_your_own_writes_point_reads)
     tx_texpect(t, "tmp", NULL);
     tx_tdel(t, "never"); /* deleting a missing key succeeds */
     tx_texpect(t, "never", NULL);
-    TX_OK(shale_txn_put(t, SL("empty"), (shale_slice){"", 0}, &ERR)); /* empty values are values */
+    TU_OK(
+        shale_txn_put(t, TU_SL("empty"), (shale_slice){"", 0}, &ERR)); /* empty values are values */
     tx_texpect(t, "empty", "");
     tx_tdel(t, "over"); /* a delete after two puts */
     tx_texpect(t, "over", NULL);
@@ -72,49 +73,49 @@ Test(txn_api, read_your_own_writes_point_reads)
     tx_texpect(t, "keep", "db-keep");
 
     /* Keys with NUL bytes are distinct keys. */
-    TX_OK(shale_txn_put(t, SL("n\0a"), SL("nul-a"), &ERR));
-    TX_OK(shale_txn_put(t, SL("n\0b"), SL("nul-b"), &ERR));
+    TU_OK(shale_txn_put(t, TU_SL("n\0a"), TU_SL("nul-a"), &ERR));
+    TU_OK(shale_txn_put(t, TU_SL("n\0b"), TU_SL("nul-b"), &ERR));
     shale_buf buf = {0};
-    TX_OK(shale_txn_get(t, SL("n\0a"), &buf, &ERR));
+    TU_OK(shale_txn_get(t, TU_SL("n\0a"), &buf, &ERR));
     cr_assert(buf.len == 5 && memcmp(buf.data, "nul-a", 5) == 0);
-    TX_CODE(SHALE_NOT_FOUND, shale_txn_get(t, SL("n"), &buf, &ERR));
+    TU_CODE(SHALE_NOT_FOUND, shale_txn_get(t, TU_SL("n"), &buf, &ERR));
 
-    TX_OK(shale_txn_commit(t, &ERR));
+    TU_OK(shale_txn_commit(t, &ERR));
     shale_txn_free(t);
 
-    tx_expect(fx.db, "keep", "db-keep");
-    tx_expect(fx.db, "over", "t-over-3");
-    tx_expect(fx.db, "gone", NULL);
-    tx_expect(fx.db, "new", "t-new");
-    tx_expect(fx.db, "dead", "t-dead");
-    tx_expect(fx.db, "tmp", NULL);
-    tx_expect(fx.db, "never", NULL);
-    tx_expect(fx.db, "empty", "");
-    TX_OK(shale_get(fx.db, NULL, SL("n\0b"), &buf, &ERR));
+    tu_expect(fx.db, "keep", "db-keep");
+    tu_expect(fx.db, "over", "t-over-3");
+    tu_expect(fx.db, "gone", NULL);
+    tu_expect(fx.db, "new", "t-new");
+    tu_expect(fx.db, "dead", "t-dead");
+    tu_expect(fx.db, "tmp", NULL);
+    tu_expect(fx.db, "never", NULL);
+    tu_expect(fx.db, "empty", "");
+    TU_OK(shale_get(fx.db, NULL, TU_SL("n\0b"), &buf, &ERR));
     cr_assert(buf.len == 5 && memcmp(buf.data, "nul-b", 5) == 0);
     /* The same after a restart. */
-    tx_fx_reopen(&fx, NULL);
-    tx_expect(fx.db, "over", "t-over-3");
-    tx_expect(fx.db, "gone", NULL);
-    tx_expect(fx.db, "new", "t-new");
-    tx_expect(fx.db, "dead", "t-dead");
-    tx_expect(fx.db, "tmp", NULL);
-    tx_expect(fx.db, "empty", "");
+    tu_fx_reopen(&fx, NULL);
+    tu_expect(fx.db, "over", "t-over-3");
+    tu_expect(fx.db, "gone", NULL);
+    tu_expect(fx.db, "new", "t-new");
+    tu_expect(fx.db, "dead", "t-dead");
+    tu_expect(fx.db, "tmp", NULL);
+    tu_expect(fx.db, "empty", "");
     shale_buf_free(&buf);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 Test(txn_api, writes_invisible_until_commit)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     shale_iter *it = NULL;
     shale_buf vals[2] = {{0}, {0}};
     shale_code codes[2];
-    shale_slice keys[2] = {SL("k"), SL("d")};
+    shale_slice keys[2] = {TU_SL("k"), TU_SL("d")};
 
-    tx_fx_begin(&fx, "txn-vis", NULL);
-    tx_put(fx.db, "d", "db-d");
-    uint64_t seq0 = tx_stats(fx.db).last_sequence;
+    tu_fx_begin(&fx, "txn-vis", NULL);
+    tu_put(fx.db, "d", "db-d");
+    uint64_t seq0 = tu_stats(fx.db).last_sequence;
 
     shale_txn *t1 = tx_begin(fx.db, SHALE_ISOLATION_SNAPSHOT);
     tx_tput(t1, "k", "t1-k");
@@ -123,23 +124,23 @@ Test(txn_api, writes_invisible_until_commit)
     shale_txn *t2s = tx_begin(fx.db, SHALE_ISOLATION_SERIALIZABLE);
 
     /* Nobody else sees t1's writes: plain reads, iterators, multi_get, other transactions. */
-    tx_expect(fx.db, "k", NULL);
-    tx_expect(fx.db, "d", "db-d");
-    TX_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
-    cr_assert_str_eq(tx_scan(it, false), "d=db-d");
+    tu_expect(fx.db, "k", NULL);
+    tu_expect(fx.db, "d", "db-d");
+    TU_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
+    cr_assert_str_eq(tu_scan(it, false), "d=db-d");
     shale_iter_free(it);
-    TX_OK(shale_multi_get(fx.db, NULL, 2, keys, vals, codes, &ERR));
+    TU_OK(shale_multi_get(fx.db, NULL, 2, keys, vals, codes, &ERR));
     cr_assert_eq(codes[0], SHALE_NOT_FOUND);
     cr_assert_eq(codes[1], SHALE_OK);
     tx_texpect(t2, "k", NULL);
     tx_texpect(t2, "d", "db-d");
     tx_texpect(t2s, "k", NULL);
-    cr_assert_eq(tx_stats(fx.db).last_sequence, seq0, "an open transaction wrote to the db");
+    cr_assert_eq(tu_stats(fx.db).last_sequence, seq0, "an open transaction wrote to the db");
 
-    TX_OK(shale_txn_commit(t1, &ERR));
-    tx_expect(fx.db, "k", "t1-k");
-    tx_expect(fx.db, "d", NULL);
-    TX_OK(shale_multi_get(fx.db, NULL, 2, keys, vals, codes, &ERR));
+    TU_OK(shale_txn_commit(t1, &ERR));
+    tu_expect(fx.db, "k", "t1-k");
+    tu_expect(fx.db, "d", NULL);
+    TU_OK(shale_multi_get(fx.db, NULL, 2, keys, vals, codes, &ERR));
     cr_assert_eq(codes[0], SHALE_OK);
     cr_assert_eq(codes[1], SHALE_NOT_FOUND);
     /* Transactions begun earlier keep their snapshot. */
@@ -150,33 +151,33 @@ Test(txn_api, writes_invisible_until_commit)
     shale_txn *t3 = tx_begin(fx.db, SHALE_ISOLATION_SNAPSHOT);
     tx_texpect(t3, "k", "t1-k");
     tx_texpect(t3, "d", NULL);
-    TX_OK(shale_txn_iter_new(t3, NULL, &it, &ERR));
-    cr_assert_str_eq(tx_scan(it, false), "k=t1-k");
+    TU_OK(shale_txn_iter_new(t3, NULL, &it, &ERR));
+    cr_assert_str_eq(tu_scan(it, false), "k=t1-k");
     shale_iter_free(it);
 
-    TX_OK(shale_txn_commit(t2, &ERR)); /* read-only: commits */
-    TX_OK(shale_txn_rollback(t2s, &ERR));
-    TX_OK(shale_txn_rollback(t3, &ERR));
+    TU_OK(shale_txn_commit(t2, &ERR)); /* read-only: commits */
+    TU_OK(shale_txn_rollback(t2s, &ERR));
+    TU_OK(shale_txn_rollback(t3, &ERR));
     shale_txn_free(t1);
     shale_txn_free(t2);
     shale_txn_free(t2s);
     shale_txn_free(t3);
     shale_buf_free(&vals[0]);
     shale_buf_free(&vals[1]);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* Database keys a1 a3 a5 a7 b1 b2 (a2 deleted); the transaction deletes a3, adds a2 a4 a9 b3,
  * overwrites a5, adds-then-deletes a6 and deletes the missing a8. */
-static shale_txn *iter_fixture(tx_fx *fx)
+static shale_txn *iter_fixture(tu_fx *fx)
 {
     static const char *const db_keys[][2] = {{"a1", "v1"}, {"a2", "v2"}, {"a3", "v3"}, {"a5", "v5"},
                                              {"a7", "v7"}, {"b1", "w1"}, {"b2", "w2"}};
-    tx_fx_begin(fx, "txn-iter", NULL);
+    tu_fx_begin(fx, "txn-iter", NULL);
     for (size_t i = 0; i < sizeof db_keys / sizeof db_keys[0]; i++) {
-        tx_put(fx->db, db_keys[i][0], db_keys[i][1]);
+        tu_put(fx->db, db_keys[i][0], db_keys[i][1]);
     }
-    tx_del(fx->db, "a2");
+    tu_del(fx->db, "a2");
     shale_txn *t = tx_begin(fx->db, SHALE_ISOLATION_DEFAULT);
     tx_tdel(t, "a3");
     tx_tput(t, "a4", "t4");
@@ -197,52 +198,52 @@ static shale_txn *iter_fixture(tx_fx *fx)
 static void expect_at(shale_iter *it, const char *key, const char *ctx)
 {
     if (key == NULL) {
-        cr_assert_not(shale_iter_valid(it), "%s: want the end, at %s", ctx, tx_iter_at(it));
+        cr_assert_not(shale_iter_valid(it), "%s: want the end, at %s", ctx, tu_iter_at(it));
         shale_error err = {0};
         cr_assert_eq(shale_iter_status(it, &err), SHALE_OK, "%s: status %s", ctx, err.msg);
         return;
     }
-    cr_assert_str_eq(tx_iter_at(it), key, "%s: at %s, want %s", ctx, tx_iter_at(it), key);
+    cr_assert_str_eq(tu_iter_at(it), key, "%s: at %s, want %s", ctx, tu_iter_at(it), key);
 }
 
 Test(txn_api, iterator_merges_own_writes)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     shale_iter *it = NULL;
     shale_txn *t = iter_fixture(&fx);
 
-    TX_OK(shale_txn_iter_new(t, NULL, &it, &ERR));
-    cr_assert_str_eq(tx_scan(it, false), ITER_ALL);
-    cr_assert_str_eq(tx_scan(it, true), ITER_ALL_REV);
+    TU_OK(shale_txn_iter_new(t, NULL, &it, &ERR));
+    cr_assert_str_eq(tu_scan(it, false), ITER_ALL);
+    cr_assert_str_eq(tu_scan(it, true), ITER_ALL_REV);
 
-    shale_iter_seek(it, SL("a3"));
+    shale_iter_seek(it, TU_SL("a3"));
     expect_at(it, "a4", "seek a3");
-    shale_iter_seek(it, SL("a5"));
+    shale_iter_seek(it, TU_SL("a5"));
     expect_at(it, "a5", "seek a5");
-    shale_iter_seek(it, SL("a6"));
+    shale_iter_seek(it, TU_SL("a6"));
     expect_at(it, "a7", "seek a6");
-    shale_iter_seek(it, SL("a8"));
+    shale_iter_seek(it, TU_SL("a8"));
     expect_at(it, "a9", "seek a8");
-    shale_iter_seek(it, SL("b4"));
+    shale_iter_seek(it, TU_SL("b4"));
     expect_at(it, NULL, "seek b4");
-    shale_iter_seek(it, SL("0"));
+    shale_iter_seek(it, TU_SL("0"));
     expect_at(it, "a1", "seek 0");
 
-    shale_iter_seek_for_prev(it, SL("a3"));
+    shale_iter_seek_for_prev(it, TU_SL("a3"));
     expect_at(it, "a2", "seek_for_prev a3");
-    shale_iter_seek_for_prev(it, SL("a6"));
+    shale_iter_seek_for_prev(it, TU_SL("a6"));
     expect_at(it, "a5", "seek_for_prev a6");
-    shale_iter_seek_for_prev(it, SL("a8"));
+    shale_iter_seek_for_prev(it, TU_SL("a8"));
     expect_at(it, "a7", "seek_for_prev a8");
-    shale_iter_seek_for_prev(it, SL("a9"));
+    shale_iter_seek_for_prev(it, TU_SL("a9"));
     expect_at(it, "a9", "seek_for_prev a9");
-    shale_iter_seek_for_prev(it, SL("zz"));
+    shale_iter_seek_for_prev(it, TU_SL("zz"));
     expect_at(it, "b3", "seek_for_prev zz");
-    shale_iter_seek_for_prev(it, SL("a0"));
+    shale_iter_seek_for_prev(it, TU_SL("a0"));
     expect_at(it, NULL, "seek_for_prev a0");
 
     /* Direction changes across own writes, deleted keys and database keys. */
-    shale_iter_seek(it, SL("a4"));
+    shale_iter_seek(it, TU_SL("a4"));
     shale_iter_next(it);
     expect_at(it, "a5", "a4 next");
     shale_iter_prev(it);
@@ -256,7 +257,7 @@ Test(txn_api, iterator_merges_own_writes)
     expect_at(it, "a7", "... next next");
     shale_iter_prev(it);
     expect_at(it, "a5", "... prev");
-    shale_iter_seek_for_prev(it, SL("a8"));
+    shale_iter_seek_for_prev(it, TU_SL("a8"));
     shale_iter_next(it);
     expect_at(it, "a9", "seek_for_prev a8, next");
     shale_iter_prev(it);
@@ -265,67 +266,67 @@ Test(txn_api, iterator_merges_own_writes)
     shale_iter_prev(it);
     shale_iter_next(it);
     expect_at(it, "b3", "last prev next");
-    cr_assert_str_eq(tx_scan_on(it, true), ITER_ALL_REV);
+    cr_assert_str_eq(tu_scan_on(it, true), ITER_ALL_REV);
 
     /* Versions: 0 for the transaction's own writes, the stored seq for the database's. */
     for (shale_iter_seek_first(it); shale_iter_valid(it); shale_iter_next(it)) {
         char key[8];
-        snprintf(key, sizeof key, "%s", tx_iter_at(it));
+        snprintf(key, sizeof key, "%s", tu_iter_at(it));
         shale_entry_info info = shale_iter_info(it);
         shale_slice v = shale_iter_value(it);
         bool own = v.len > 0 && ((const char *)v.data)[0] == 't';
-        cr_assert_eq(info.seq, own ? 0 : tx_seq(fx.db, key), "key %s: version %" PRIu64, key,
+        cr_assert_eq(info.seq, own ? 0 : tu_seq(fx.db, key), "key %s: version %" PRIu64, key,
                      info.seq);
         cr_assert_eq(info.expire_at_ms, 0);
     }
     shale_iter_free(it);
-    TX_OK(shale_txn_rollback(t, &ERR));
+    TU_OK(shale_txn_rollback(t, &ERR));
     shale_txn_free(t);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 Test(txn_api, iterator_bounds_and_prefix)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     shale_iter *it = NULL;
     shale_txn *t = iter_fixture(&fx);
     static const struct {
         shale_read_opts ro;
         const char *fwd, *rev;
     } cases[] = {
-        {{.lower_bound = SL("a2"), .upper_bound = SL("a9")},
+        {{.lower_bound = TU_SL("a2"), .upper_bound = TU_SL("a9")},
          "a2=t2,a4=t4,a5=t5,a7=v7",
          "a7=v7,a5=t5,a4=t4,a2=t2"},
-        {{.lower_bound = SL("a3"), .upper_bound = SL("b2")},
+        {{.lower_bound = TU_SL("a3"), .upper_bound = TU_SL("b2")},
          "a4=t4,a5=t5,a7=v7,a9=t9,b1=w1",
          "b1=w1,a9=t9,a7=v7,a5=t5,a4=t4"},
-        {{.prefix = SL("a")},
+        {{.prefix = TU_SL("a")},
          "a1=v1,a2=t2,a4=t4,a5=t5,a7=v7,a9=t9",
          "a9=t9,a7=v7,a5=t5,a4=t4,a2=t2,a1=v1"},
-        {{.prefix = SL("a"), .upper_bound = SL("a6")},
+        {{.prefix = TU_SL("a"), .upper_bound = TU_SL("a6")},
          "a1=v1,a2=t2,a4=t4,a5=t5",
          "a5=t5,a4=t4,a2=t2,a1=v1"},
-        {{.prefix = SL("b")}, "b1=w1,b2=w2,b3=t3", "b3=t3,b2=w2,b1=w1"},
-        {{.lower_bound = SL("b25")}, "b3=t3", "b3=t3"},
-        {{.upper_bound = SL("a2")}, "a1=v1", "a1=v1"},
-        {{.prefix = SL("a3")}, "", ""},
-        {{.prefix = SL("c")}, "", ""},
-        {{.lower_bound = SL("a6"), .upper_bound = SL("a7")}, "", ""},
+        {{.prefix = TU_SL("b")}, "b1=w1,b2=w2,b3=t3", "b3=t3,b2=w2,b1=w1"},
+        {{.lower_bound = TU_SL("b25")}, "b3=t3", "b3=t3"},
+        {{.upper_bound = TU_SL("a2")}, "a1=v1", "a1=v1"},
+        {{.prefix = TU_SL("a3")}, "", ""},
+        {{.prefix = TU_SL("c")}, "", ""},
+        {{.lower_bound = TU_SL("a6"), .upper_bound = TU_SL("a7")}, "", ""},
     };
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        TX_OK(shale_txn_iter_new(t, &cases[i].ro, &it, &ERR));
-        cr_assert_str_eq(tx_scan(it, false), cases[i].fwd, "case %zu forward", i);
-        cr_assert_str_eq(tx_scan(it, true), cases[i].rev, "case %zu backward", i);
+        TU_OK(shale_txn_iter_new(t, &cases[i].ro, &it, &ERR));
+        cr_assert_str_eq(tu_scan(it, false), cases[i].fwd, "case %zu forward", i);
+        cr_assert_str_eq(tu_scan(it, true), cases[i].rev, "case %zu backward", i);
         shale_iter_free(it);
     }
 
     /* Seeks are clamped into the bounds and the prefix. */
-    shale_read_opts pb = {.prefix = SL("b")};
-    TX_OK(shale_txn_iter_new(t, &pb, &it, &ERR));
-    shale_iter_seek(it, SL("0"));
+    shale_read_opts pb = {.prefix = TU_SL("b")};
+    TU_OK(shale_txn_iter_new(t, &pb, &it, &ERR));
+    shale_iter_seek(it, TU_SL("0"));
     expect_at(it, "b1", "prefix b: seek 0");
-    shale_iter_seek_for_prev(it, SL("z"));
+    shale_iter_seek_for_prev(it, TU_SL("z"));
     expect_at(it, "b3", "prefix b: seek_for_prev z");
     shale_iter_next(it);
     expect_at(it, NULL, "prefix b: past b3");
@@ -333,92 +334,92 @@ Test(txn_api, iterator_bounds_and_prefix)
     shale_iter_prev(it);
     expect_at(it, NULL, "prefix b: before b1");
     shale_iter_free(it);
-    shale_read_opts lb = {.lower_bound = SL("a3"), .upper_bound = SL("a9")};
-    TX_OK(shale_txn_iter_new(t, &lb, &it, &ERR));
-    shale_iter_seek(it, SL("a"));
+    shale_read_opts lb = {.lower_bound = TU_SL("a3"), .upper_bound = TU_SL("a9")};
+    TU_OK(shale_txn_iter_new(t, &lb, &it, &ERR));
+    shale_iter_seek(it, TU_SL("a"));
     expect_at(it, "a4", "[a3,a9): seek a");
-    shale_iter_seek_for_prev(it, SL("b"));
+    shale_iter_seek_for_prev(it, TU_SL("b"));
     expect_at(it, "a7", "[a3,a9): seek_for_prev b");
-    shale_iter_seek(it, SL("a9"));
+    shale_iter_seek(it, TU_SL("a9"));
     expect_at(it, NULL, "[a3,a9): seek a9");
     shale_iter_free(it);
 
     /* The bound bytes are copied by shale_txn_iter_new. */
     char lower[3] = "a4", upper[3] = "a8";
     shale_read_opts copy = {.lower_bound = {lower, 2}, .upper_bound = {upper, 2}};
-    TX_OK(shale_txn_iter_new(t, &copy, &it, &ERR));
+    TU_OK(shale_txn_iter_new(t, &copy, &it, &ERR));
     memcpy(lower, "\0\0", 2);
     memcpy(upper, "zz", 2);
-    cr_assert_str_eq(tx_scan(it, false), "a4=t4,a5=t5,a7=v7");
+    cr_assert_str_eq(tu_scan(it, false), "a4=t4,a5=t5,a7=v7");
     shale_iter_free(it);
 
-    TX_OK(shale_txn_commit(t, &ERR));
+    TU_OK(shale_txn_commit(t, &ERR));
     shale_txn_free(t);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* A transaction iterator is a point-in-time view: later writes of the transaction, commits of
  * others and the end of the transaction itself leave it unchanged. */
 Test(txn_api, iterator_is_point_in_time_and_outlives_the_txn)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     shale_iter *before = NULL, *after = NULL;
 
-    tx_fx_begin(&fx, "txn-iterpit", NULL);
-    tx_put(fx.db, "a", "1");
-    tx_put(fx.db, "c", "3");
+    tu_fx_begin(&fx, "txn-iterpit", NULL);
+    tu_put(fx.db, "a", "1");
+    tu_put(fx.db, "c", "3");
     shale_txn *t = tx_begin(fx.db, SHALE_ISOLATION_DEFAULT);
     tx_tput(t, "b", "2");
-    TX_OK(shale_txn_iter_new(t, NULL, &before, &ERR));
+    TU_OK(shale_txn_iter_new(t, NULL, &before, &ERR));
     tx_tput(t, "d", "4");
     tx_tdel(t, "a");
-    tx_put(fx.db, "e", "5"); /* a plain write after begin: no transaction iterator sees it */
-    TX_OK(shale_txn_iter_new(t, NULL, &after, &ERR));
-    cr_assert_str_eq(tx_scan(before, false), "a=1,b=2,c=3");
-    cr_assert_str_eq(tx_scan(after, false), "b=2,c=3,d=4");
-    TX_OK(shale_txn_commit(t, &ERR));
-    tx_put(fx.db, "b", "22");
+    tu_put(fx.db, "e", "5"); /* a plain write after begin: no transaction iterator sees it */
+    TU_OK(shale_txn_iter_new(t, NULL, &after, &ERR));
+    cr_assert_str_eq(tu_scan(before, false), "a=1,b=2,c=3");
+    cr_assert_str_eq(tu_scan(after, false), "b=2,c=3,d=4");
+    TU_OK(shale_txn_commit(t, &ERR));
+    tu_put(fx.db, "b", "22");
     shale_txn_free(t);
     /* Readable after the transaction ended and was freed. */
-    cr_assert_str_eq(tx_scan(before, false), "a=1,b=2,c=3");
-    cr_assert_str_eq(tx_scan(after, true), "d=4,c=3,b=2");
+    cr_assert_str_eq(tu_scan(before, false), "a=1,b=2,c=3");
+    cr_assert_str_eq(tu_scan(after, true), "d=4,c=3,b=2");
     shale_iter_free(before);
     shale_iter_free(after);
-    tx_expect(fx.db, "a", NULL);
-    tx_expect(fx.db, "b", "22");
-    tx_expect(fx.db, "d", "4");
-    tx_expect(fx.db, "e", "5");
-    tx_fx_end(&fx);
+    tu_expect(fx.db, "a", NULL);
+    tu_expect(fx.db, "b", "22");
+    tu_expect(fx.db, "d", "4");
+    tu_expect(fx.db, "e", "5");
+    tu_fx_end(&fx);
 }
 
 Test(txn_api, rollback_discards_everything)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
 
-    tx_fx_begin(&fx, "txn-rollback", NULL);
-    tx_put(fx.db, "a", "1");
-    uint64_t seq0 = tx_stats(fx.db).last_sequence;
+    tu_fx_begin(&fx, "txn-rollback", NULL);
+    tu_put(fx.db, "a", "1");
+    uint64_t seq0 = tu_stats(fx.db).last_sequence;
     shale_txn *t = tx_begin(fx.db, SHALE_ISOLATION_DEFAULT);
     tx_tput(t, "a", "2");
     tx_tput(t, "b", "2");
     tx_tdel(t, "a");
-    TX_OK(shale_txn_put_ttl(t, SL("c"), SL("3"), far_future_ms, &ERR));
-    TX_OK(shale_txn_rollback(t, &ERR));
+    TU_OK(shale_txn_put_ttl(t, TU_SL("c"), TU_SL("3"), far_future_ms, &ERR));
+    TU_OK(shale_txn_rollback(t, &ERR));
     cr_assert_eq(shale_txn_commit_seq(t), 0);
     shale_txn_free(t);
-    tx_expect(fx.db, "a", "1");
-    tx_expect(fx.db, "b", NULL);
-    tx_expect(fx.db, "c", NULL);
-    shale_stats st = tx_stats(fx.db);
+    tu_expect(fx.db, "a", "1");
+    tu_expect(fx.db, "b", NULL);
+    tu_expect(fx.db, "c", NULL);
+    shale_stats st = tu_stats(fx.db);
     cr_assert_eq(st.last_sequence, seq0);
     cr_assert_eq(st.txn_rollbacks, 1);
     cr_assert_eq(st.txn_commits, 0);
     cr_assert_eq(st.txns_open, 0);
-    tx_fx_reopen(&fx, NULL);
-    tx_expect(fx.db, "a", "1");
-    tx_expect(fx.db, "b", NULL);
-    tx_expect(fx.db, "c", NULL);
-    tx_fx_end(&fx);
+    tu_fx_reopen(&fx, NULL);
+    tu_expect(fx.db, "a", "1");
+    tu_expect(fx.db, "b", NULL);
+    tu_expect(fx.db, "c", NULL);
+    tu_fx_end(&fx);
 }
 
 /* Every call on an ended transaction fails with SHALE_INVALID and says how it ended. */
@@ -431,17 +432,17 @@ static void expect_ended(shale_txn *t, const char *how)
 
 #define ENDED(...)                                                                                 \
     do {                                                                                           \
-        TX_CODE(SHALE_INVALID, __VA_ARGS__);                                                       \
-        cr_assert_not_null(strstr(tx_last_msg, how), "%s: message '%s' does not say '%s'",         \
-                           #__VA_ARGS__, tx_last_msg, how);                                        \
+        TU_CODE(SHALE_INVALID, __VA_ARGS__);                                                       \
+        cr_assert_not_null(strstr(tu_last_msg, how), "%s: message '%s' does not say '%s'",         \
+                           #__VA_ARGS__, tu_last_msg, how);                                        \
     } while (0)
-    ENDED(shale_txn_get(t, SL("a"), &buf, &ERR));
-    ENDED(shale_txn_get_info(t, SL("a"), &buf, &info, &ERR));
-    ENDED(shale_txn_get_info(t, SL("a"), NULL, &info, &ERR));
-    ENDED(shale_txn_exists(t, SL("a"), &yes, &ERR));
-    ENDED(shale_txn_put(t, SL("a"), SL("x"), &ERR));
-    ENDED(shale_txn_put_ttl(t, SL("a"), SL("x"), far_future_ms, &ERR));
-    ENDED(shale_txn_delete(t, SL("a"), &ERR));
+    ENDED(shale_txn_get(t, TU_SL("a"), &buf, &ERR));
+    ENDED(shale_txn_get_info(t, TU_SL("a"), &buf, &info, &ERR));
+    ENDED(shale_txn_get_info(t, TU_SL("a"), NULL, &info, &ERR));
+    ENDED(shale_txn_exists(t, TU_SL("a"), &yes, &ERR));
+    ENDED(shale_txn_put(t, TU_SL("a"), TU_SL("x"), &ERR));
+    ENDED(shale_txn_put_ttl(t, TU_SL("a"), TU_SL("x"), far_future_ms, &ERR));
+    ENDED(shale_txn_delete(t, TU_SL("a"), &ERR));
     ENDED(shale_txn_iter_new(t, NULL, &it, &ERR));
     ENDED(shale_txn_commit(t, &ERR));
     ENDED(shale_txn_rollback(t, &ERR));
@@ -454,171 +455,171 @@ static void expect_ended(shale_txn *t, const char *how)
 
 Test(txn_api, calls_after_commit_or_rollback_are_invalid)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
 
-    tx_fx_begin(&fx, "txn-ended", NULL);
-    tx_put(fx.db, "a", "db");
+    tu_fx_begin(&fx, "txn-ended", NULL);
+    tu_put(fx.db, "a", "db");
 
     shale_txn *c = tx_begin(fx.db, SHALE_ISOLATION_DEFAULT);
     tx_tput(c, "a", "committed");
-    TX_OK(shale_txn_commit(c, &ERR));
+    TU_OK(shale_txn_commit(c, &ERR));
     uint64_t cs = shale_txn_commit_seq(c);
     expect_ended(c, "committed");
     cr_assert_eq(shale_txn_commit_seq(c), cs, "calls after the end changed commit_seq");
     shale_txn_free(c);
-    tx_expect(fx.db, "a", "committed");
+    tu_expect(fx.db, "a", "committed");
 
     shale_txn *r = tx_begin(fx.db, SHALE_ISOLATION_SERIALIZABLE);
     tx_tput(r, "a", "rolled");
-    TX_OK(shale_txn_rollback(r, &ERR));
+    TU_OK(shale_txn_rollback(r, &ERR));
     expect_ended(r, "rolled back");
     shale_txn_free(r);
 
     /* A read-only transaction and an empty one end the same way. */
     shale_txn *ro = tx_begin(fx.db, SHALE_ISOLATION_DEFAULT);
     tx_texpect(ro, "a", "committed");
-    TX_OK(shale_txn_commit(ro, &ERR));
+    TU_OK(shale_txn_commit(ro, &ERR));
     expect_ended(ro, "committed");
     shale_txn_free(ro);
     shale_txn *e = tx_begin(fx.db, SHALE_ISOLATION_DEFAULT);
-    TX_OK(shale_txn_rollback(e, &ERR));
+    TU_OK(shale_txn_rollback(e, &ERR));
     expect_ended(e, "rolled back");
     shale_txn_free(e);
 
     /* A failed commit ends the transaction too (it does not say which word; just INVALID). */
     shale_txn *f = tx_begin(fx.db, SHALE_ISOLATION_DEFAULT);
     tx_tput(f, "a", "loser");
-    tx_put(fx.db, "a", "winner");
-    TX_CODE(SHALE_CONFLICT, shale_txn_commit(f, &ERR));
-    TX_CODE(SHALE_INVALID, shale_txn_put(f, SL("b"), SL("x"), &ERR));
-    TX_CODE(SHALE_INVALID, shale_txn_commit(f, &ERR));
+    tu_put(fx.db, "a", "winner");
+    TU_CODE(SHALE_CONFLICT, shale_txn_commit(f, &ERR));
+    TU_CODE(SHALE_INVALID, shale_txn_put(f, TU_SL("b"), TU_SL("x"), &ERR));
+    TU_CODE(SHALE_INVALID, shale_txn_commit(f, &ERR));
     shale_txn_free(f);
 
-    tx_expect(fx.db, "a", "winner");
-    tx_expect(fx.db, "b", NULL);
-    shale_stats st = tx_stats(fx.db);
+    tu_expect(fx.db, "a", "winner");
+    tu_expect(fx.db, "b", NULL);
+    shale_stats st = tu_stats(fx.db);
     cr_assert_eq(st.txns_open, 0);
     cr_assert_eq(st.snapshots, 0, "ended transactions still hold %" PRIu64 " snapshots",
                  st.snapshots);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 Test(txn_api, free_rolls_back_an_open_txn)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
 
-    tx_fx_begin(&fx, "txn-free", NULL);
+    tu_fx_begin(&fx, "txn-free", NULL);
     shale_txn *t = tx_begin(fx.db, SHALE_ISOLATION_DEFAULT);
     tx_tput(t, "a", "1");
-    shale_stats st = tx_stats(fx.db);
+    shale_stats st = tu_stats(fx.db);
     cr_assert_eq(st.txns_open, 1);
     cr_assert_eq(st.snapshots, 1, "an open transaction holds one snapshot");
     shale_txn_free(t);
-    st = tx_stats(fx.db);
+    st = tu_stats(fx.db);
     cr_assert_eq(st.txns_open, 0);
     cr_assert_eq(st.snapshots, 0);
     cr_assert_eq(st.txn_rollbacks, 1);
     cr_assert_eq(st.txn_commits, 0);
-    tx_expect(fx.db, "a", NULL);
+    tu_expect(fx.db, "a", NULL);
     /* Freeing an ended transaction is not another rollback. */
     shale_txn *c = tx_begin(fx.db, SHALE_ISOLATION_DEFAULT);
-    TX_OK(shale_txn_commit(c, &ERR));
+    TU_OK(shale_txn_commit(c, &ERR));
     shale_txn_free(c);
     shale_txn *r = tx_begin(fx.db, SHALE_ISOLATION_DEFAULT);
-    TX_OK(shale_txn_rollback(r, &ERR));
+    TU_OK(shale_txn_rollback(r, &ERR));
     shale_txn_free(r);
-    st = tx_stats(fx.db);
+    st = tu_stats(fx.db);
     cr_assert_eq(st.txn_rollbacks, 2);
     cr_assert_eq(st.txn_commits, 1);
     shale_txn_free(NULL);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* shale_close rolls back the open transactions; their calls then return SHALE_CLOSED, free still
  * works, and nothing they wrote is in the database. */
 Test(txn_api, close_rolls_back_open_txns)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     shale_buf buf = {0};
     shale_entry_info info;
     bool yes;
     shale_iter *it = NULL;
 
-    tx_fx_begin(&fx, "txn-close", NULL);
-    tx_put(fx.db, "a", "db-a");
+    tu_fx_begin(&fx, "txn-close", NULL);
+    tu_put(fx.db, "a", "db-a");
     shale_txn *t1 = tx_begin(fx.db, SHALE_ISOLATION_SNAPSHOT);
     shale_txn *t2 = tx_begin(fx.db, SHALE_ISOLATION_SERIALIZABLE);
     tx_tput(t1, "a", "t1-a");
     tx_tput(t1, "b", "t1-b");
     tx_texpect(t2, "a", "db-a");
     tx_tput(t2, "c", "t2-c");
-    cr_assert_eq(tx_stats(fx.db).txns_open, 2);
+    cr_assert_eq(tu_stats(fx.db).txns_open, 2);
     shale_db *db = fx.db;
-    tx_fx_close(&fx);
+    tu_fx_close(&fx);
 
     shale_txn *ts[2] = {t1, t2};
     for (int i = 0; i < 2; i++) {
         shale_txn *t = ts[i];
-        TX_CODE(SHALE_CLOSED, shale_txn_get(t, SL("a"), &buf, &ERR));
-        TX_CODE(SHALE_CLOSED, shale_txn_get_info(t, SL("a"), &buf, &info, &ERR));
-        TX_CODE(SHALE_CLOSED, shale_txn_exists(t, SL("a"), &yes, &ERR));
-        TX_CODE(SHALE_CLOSED, shale_txn_put(t, SL("a"), SL("x"), &ERR));
-        TX_CODE(SHALE_CLOSED, shale_txn_put_ttl(t, SL("a"), SL("x"), far_future_ms, &ERR));
-        TX_CODE(SHALE_CLOSED, shale_txn_delete(t, SL("a"), &ERR));
-        TX_CODE(SHALE_CLOSED, shale_txn_iter_new(t, NULL, &it, &ERR));
+        TU_CODE(SHALE_CLOSED, shale_txn_get(t, TU_SL("a"), &buf, &ERR));
+        TU_CODE(SHALE_CLOSED, shale_txn_get_info(t, TU_SL("a"), &buf, &info, &ERR));
+        TU_CODE(SHALE_CLOSED, shale_txn_exists(t, TU_SL("a"), &yes, &ERR));
+        TU_CODE(SHALE_CLOSED, shale_txn_put(t, TU_SL("a"), TU_SL("x"), &ERR));
+        TU_CODE(SHALE_CLOSED, shale_txn_put_ttl(t, TU_SL("a"), TU_SL("x"), far_future_ms, &ERR));
+        TU_CODE(SHALE_CLOSED, shale_txn_delete(t, TU_SL("a"), &ERR));
+        TU_CODE(SHALE_CLOSED, shale_txn_iter_new(t, NULL, &it, &ERR));
         cr_assert_null(it);
-        TX_CODE(SHALE_CLOSED, shale_txn_commit(t, &ERR));
-        TX_CODE(SHALE_CLOSED, shale_txn_rollback(t, &ERR));
+        TU_CODE(SHALE_CLOSED, shale_txn_commit(t, &ERR));
+        TU_CODE(SHALE_CLOSED, shale_txn_rollback(t, &ERR));
         cr_assert_eq(shale_txn_commit_seq(t), 0);
         (void)shale_txn_snapshot_seq(t);
     }
     /* The closed handle refuses new transactions and conditional writes. */
     shale_txn *t3 = NULL;
-    TX_CODE(SHALE_CLOSED, shale_txn_begin(db, NULL, &t3, &ERR));
+    TU_CODE(SHALE_CLOSED, shale_txn_begin(db, NULL, &t3, &ERR));
     cr_assert_null(t3);
-    TX_CODE(SHALE_CLOSED, shale_put_if_version(db, NULL, SL("a"), SL("x"), 0, NULL, &ERR));
-    TX_CODE(SHALE_CLOSED, shale_delete_if_version(db, NULL, SL("a"), 1, &ERR));
+    TU_CODE(SHALE_CLOSED, shale_put_if_version(db, NULL, TU_SL("a"), TU_SL("x"), 0, NULL, &ERR));
+    TU_CODE(SHALE_CLOSED, shale_delete_if_version(db, NULL, TU_SL("a"), 1, &ERR));
     shale_txn_free(t1);
     shale_txn_free(t2);
 
-    tx_fx_reopen(&fx, NULL);
-    tx_expect(fx.db, "a", "db-a");
-    tx_expect(fx.db, "b", NULL);
-    tx_expect(fx.db, "c", NULL);
-    shale_stats st = tx_stats(fx.db);
+    tu_fx_reopen(&fx, NULL);
+    tu_expect(fx.db, "a", "db-a");
+    tu_expect(fx.db, "b", NULL);
+    tu_expect(fx.db, "c", NULL);
+    shale_stats st = tu_stats(fx.db);
     cr_assert_eq(st.txns_open, 0);
     cr_assert_eq(st.snapshots, 0);
     shale_buf_free(&buf);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* A transaction iterator made before shale_close keeps reading its view (as every iterator). */
 Test(txn_api, txn_iterator_readable_after_close)
 {
     for (int iso = SHALE_ISOLATION_SNAPSHOT; iso <= SHALE_ISOLATION_SERIALIZABLE; iso++) {
-        tx_fx fx = {0};
+        tu_fx fx = {0};
         shale_iter *it = NULL;
 
-        tx_fx_begin(&fx, "txn-iterclose", NULL);
-        tx_put(fx.db, "a", "1");
-        tx_put(fx.db, "c", "3");
+        tu_fx_begin(&fx, "txn-iterclose", NULL);
+        tu_put(fx.db, "a", "1");
+        tu_put(fx.db, "c", "3");
         shale_txn *t = tx_begin(fx.db, (shale_isolation)iso);
         tx_tput(t, "b", "2");
         tx_tdel(t, "c");
-        TX_OK(shale_txn_iter_new(t, NULL, &it, &ERR));
-        tx_fx_close(&fx);
-        cr_assert_str_eq(tx_scan(it, false), "a=1,b=2");
-        cr_assert_str_eq(tx_scan(it, true), "b=2,a=1");
+        TU_OK(shale_txn_iter_new(t, NULL, &it, &ERR));
+        tu_fx_close(&fx);
+        cr_assert_str_eq(tu_scan(it, false), "a=1,b=2");
+        cr_assert_str_eq(tu_scan(it, true), "b=2,a=1");
         shale_txn_free(t);
-        cr_assert_str_eq(tx_scan(it, false), "a=1,b=2");
+        cr_assert_str_eq(tu_scan(it, false), "a=1,b=2");
         shale_iter_free(it);
-        tx_fx_end(&fx);
+        tu_fx_end(&fx);
     }
 }
 
 Test(txn_api, max_bytes_full_keeps_the_txn_usable)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     shale_txn_opts o = {.max_bytes = 64 * 1024};
     shale_txn *t = NULL;
     char *big = malloc(100 * 1024);
@@ -627,13 +628,13 @@ Test(txn_api, max_bytes_full_keeps_the_txn_usable)
 
     cr_assert_not_null(big);
     memset(big, 'v', 100 * 1024);
-    tx_fx_begin(&fx, "txn-full", NULL);
-    tx_put(fx.db, "pre", "db");
-    TX_OK(shale_txn_begin(fx.db, &o, &t, &ERR));
+    tu_fx_begin(&fx, "txn-full", NULL);
+    tu_put(fx.db, "pre", "db");
+    TU_OK(shale_txn_begin(fx.db, &o, &t, &ERR));
     /* One write bigger than the whole budget: refused, not applied, the txn goes on. */
-    TX_CODE(SHALE_FULL, shale_txn_put(t, SL("big"), (shale_slice){big, 100 * 1024}, &ERR));
-    TX_CODE(SHALE_FULL,
-            shale_txn_put_ttl(t, SL("big"), (shale_slice){big, 100 * 1024}, far_future_ms, &ERR));
+    TU_CODE(SHALE_FULL, shale_txn_put(t, TU_SL("big"), (shale_slice){big, 100 * 1024}, &ERR));
+    TU_CODE(SHALE_FULL, shale_txn_put_ttl(t, TU_SL("big"), (shale_slice){big, 100 * 1024},
+                                          far_future_ms, &ERR));
     tx_texpect(t, "big", NULL);
     tx_tput(t, "small", "s");
     tx_texpect(t, "small", "s");
@@ -643,7 +644,7 @@ Test(txn_api, max_bytes_full_keeps_the_txn_usable)
         cr_assert_lt(n, 64, "64 writes of 4 KiB fit in a 64 KiB transaction");
         snprintf(key, sizeof key, "k%03d", n);
         shale_error err = {0};
-        shale_code rc = shale_txn_put(t, tx_str(key), (shale_slice){big, 4096}, &err);
+        shale_code rc = shale_txn_put(t, tu_str(key), (shale_slice){big, 4096}, &err);
         if (rc == SHALE_FULL) {
             cr_assert_eq(err.code, SHALE_FULL);
             break;
@@ -655,38 +656,38 @@ Test(txn_api, max_bytes_full_keeps_the_txn_usable)
     snprintf(key, sizeof key, "k%03d", n);
     tx_texpect(t, key, NULL); /* the refused write is not applied */
     /* Reads, an iterator and the earlier writes still work. */
-    TX_OK(shale_txn_get(t, SL("k000"), &buf, &ERR));
+    TU_OK(shale_txn_get(t, TU_SL("k000"), &buf, &ERR));
     cr_assert_eq(buf.len, 4096);
     tx_texpect(t, "pre", "db");
     shale_iter *it = NULL;
-    TX_OK(shale_txn_iter_new(t, &(shale_read_opts){.prefix = SL("k")}, &it, &ERR));
+    TU_OK(shale_txn_iter_new(t, &(shale_read_opts){.prefix = TU_SL("k")}, &it, &ERR));
     int seen = 0;
     for (shale_iter_seek_first(it); shale_iter_valid(it); shale_iter_next(it)) {
         seen++;
     }
     shale_iter_free(it);
     cr_assert_eq(seen, n);
-    TX_OK(shale_txn_commit(t, &ERR));
+    TU_OK(shale_txn_commit(t, &ERR));
     shale_txn_free(t);
 
     /* The commit wrote what fit, and only that. */
     for (int i = 0; i < n; i++) {
         snprintf(key, sizeof key, "k%03d", i);
-        TX_OK(shale_get(fx.db, NULL, tx_str(key), &buf, &ERR));
+        TU_OK(shale_get(fx.db, NULL, tu_str(key), &buf, &ERR));
         cr_assert_eq(buf.len, 4096, "%s", key);
     }
     snprintf(key, sizeof key, "k%03d", n);
-    tx_expect(fx.db, key, NULL);
-    tx_expect(fx.db, "big", NULL);
-    tx_expect(fx.db, "small", "s");
+    tu_expect(fx.db, key, NULL);
+    tu_expect(fx.db, "big", NULL);
+    tu_expect(fx.db, "small", "s");
     shale_buf_free(&buf);
     free(big);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 Test(txn_api, begin_validates_options)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     shale_txn *t = NULL;
     static const shale_txn_opts bad[] = {
         {.isolation = (shale_isolation)3},    {.isolation = (shale_isolation)-1},
@@ -694,14 +695,14 @@ Test(txn_api, begin_validates_options)
         {.max_bytes = 64 * 1024 - 1},         {.max_bytes = (1ull << 30) + 1},
     };
 
-    tx_fx_begin(&fx, "txn-opts", NULL);
+    tu_fx_begin(&fx, "txn-opts", NULL);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        TX_CODE(SHALE_INVALID, shale_txn_begin(fx.db, &bad[i], &t, &ERR));
+        TU_CODE(SHALE_INVALID, shale_txn_begin(fx.db, &bad[i], &t, &ERR));
         cr_assert_null(t, "case %zu", i);
     }
-    TX_CODE(SHALE_INVALID, shale_txn_begin(NULL, NULL, &t, &ERR));
-    TX_CODE(SHALE_INVALID, shale_txn_begin(fx.db, NULL, NULL, &ERR));
-    cr_assert_eq(tx_stats(fx.db).txns_open, 0);
+    TU_CODE(SHALE_INVALID, shale_txn_begin(NULL, NULL, &t, &ERR));
+    TU_CODE(SHALE_INVALID, shale_txn_begin(fx.db, NULL, NULL, &ERR));
+    cr_assert_eq(tu_stats(fx.db).txns_open, 0);
 
     static const shale_txn_opts good[] = {
         {0},
@@ -716,39 +717,39 @@ Test(txn_api, begin_validates_options)
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         char key[16];
         snprintf(key, sizeof key, "g%zu", i);
-        TX_OK(shale_txn_begin(fx.db, &good[i], &t, &ERR));
+        TU_OK(shale_txn_begin(fx.db, &good[i], &t, &ERR));
         tx_tput(t, key, "v");
-        TX_OK(shale_txn_commit(t, &ERR));
+        TU_OK(shale_txn_commit(t, &ERR));
         shale_txn_free(t);
         t = NULL;
-        tx_expect(fx.db, key, "v");
+        tu_expect(fx.db, key, "v");
     }
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 Test(txn_api, bad_arguments)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     shale_buf buf = {0};
     shale_entry_info info;
     bool yes;
     shale_iter *it = NULL;
     const shale_slice empty = {"", 0}, null_empty = {NULL, 0}, nullkey = {NULL, 3};
 
-    tx_fx_begin(&fx, "txn-args", NULL);
-    tx_put(fx.db, "a", "1");
+    tu_fx_begin(&fx, "txn-args", NULL);
+    tu_put(fx.db, "a", "1");
     shale_txn *t = tx_begin(fx.db, SHALE_ISOLATION_DEFAULT);
 
     /* A NULL transaction. */
-    TX_CODE(SHALE_INVALID, shale_txn_get(NULL, SL("a"), &buf, &ERR));
-    TX_CODE(SHALE_INVALID, shale_txn_get_info(NULL, SL("a"), &buf, &info, &ERR));
-    TX_CODE(SHALE_INVALID, shale_txn_exists(NULL, SL("a"), &yes, &ERR));
-    TX_CODE(SHALE_INVALID, shale_txn_put(NULL, SL("a"), SL("x"), &ERR));
-    TX_CODE(SHALE_INVALID, shale_txn_put_ttl(NULL, SL("a"), SL("x"), 1, &ERR));
-    TX_CODE(SHALE_INVALID, shale_txn_delete(NULL, SL("a"), &ERR));
-    TX_CODE(SHALE_INVALID, shale_txn_iter_new(NULL, NULL, &it, &ERR));
-    TX_CODE(SHALE_INVALID, shale_txn_commit(NULL, &ERR));
-    TX_CODE(SHALE_INVALID, shale_txn_rollback(NULL, &ERR));
+    TU_CODE(SHALE_INVALID, shale_txn_get(NULL, TU_SL("a"), &buf, &ERR));
+    TU_CODE(SHALE_INVALID, shale_txn_get_info(NULL, TU_SL("a"), &buf, &info, &ERR));
+    TU_CODE(SHALE_INVALID, shale_txn_exists(NULL, TU_SL("a"), &yes, &ERR));
+    TU_CODE(SHALE_INVALID, shale_txn_put(NULL, TU_SL("a"), TU_SL("x"), &ERR));
+    TU_CODE(SHALE_INVALID, shale_txn_put_ttl(NULL, TU_SL("a"), TU_SL("x"), 1, &ERR));
+    TU_CODE(SHALE_INVALID, shale_txn_delete(NULL, TU_SL("a"), &ERR));
+    TU_CODE(SHALE_INVALID, shale_txn_iter_new(NULL, NULL, &it, &ERR));
+    TU_CODE(SHALE_INVALID, shale_txn_commit(NULL, &ERR));
+    TU_CODE(SHALE_INVALID, shale_txn_rollback(NULL, &ERR));
     cr_assert_eq(shale_txn_commit_seq(NULL), 0);
     (void)shale_txn_snapshot_seq(NULL);
     shale_txn_free(NULL);
@@ -758,86 +759,86 @@ Test(txn_api, bad_arguments)
     const shale_slice bad_keys[] = {empty, null_empty, nullkey};
     for (int i = 0; i < 3; i++) {
         shale_slice k = bad_keys[i];
-        TX_CODE(SHALE_INVALID, shale_txn_get(t, k, &buf, &ERR));
-        TX_CODE(SHALE_INVALID, shale_txn_get_info(t, k, &buf, &info, &ERR));
-        TX_CODE(SHALE_INVALID, shale_txn_exists(t, k, &yes, &ERR));
-        TX_CODE(SHALE_INVALID, shale_txn_put(t, k, SL("x"), &ERR));
-        TX_CODE(SHALE_INVALID, shale_txn_put_ttl(t, k, SL("x"), 1, &ERR));
-        TX_CODE(SHALE_INVALID, shale_txn_delete(t, k, &ERR));
+        TU_CODE(SHALE_INVALID, shale_txn_get(t, k, &buf, &ERR));
+        TU_CODE(SHALE_INVALID, shale_txn_get_info(t, k, &buf, &info, &ERR));
+        TU_CODE(SHALE_INVALID, shale_txn_exists(t, k, &yes, &ERR));
+        TU_CODE(SHALE_INVALID, shale_txn_put(t, k, TU_SL("x"), &ERR));
+        TU_CODE(SHALE_INVALID, shale_txn_put_ttl(t, k, TU_SL("x"), 1, &ERR));
+        TU_CODE(SHALE_INVALID, shale_txn_delete(t, k, &ERR));
     }
     /* NULL value bytes and NULL outputs. */
-    TX_CODE(SHALE_INVALID, shale_txn_put(t, SL("b"), (shale_slice){NULL, 5}, &ERR));
-    TX_CODE(SHALE_INVALID, shale_txn_put_ttl(t, SL("b"), (shale_slice){NULL, 5}, 1, &ERR));
-    TX_CODE(SHALE_INVALID, shale_txn_get(t, SL("a"), NULL, &ERR));
-    TX_CODE(SHALE_INVALID, shale_txn_exists(t, SL("a"), NULL, &ERR));
-    TX_CODE(SHALE_INVALID, shale_txn_iter_new(t, NULL, NULL, &ERR));
+    TU_CODE(SHALE_INVALID, shale_txn_put(t, TU_SL("b"), (shale_slice){NULL, 5}, &ERR));
+    TU_CODE(SHALE_INVALID, shale_txn_put_ttl(t, TU_SL("b"), (shale_slice){NULL, 5}, 1, &ERR));
+    TU_CODE(SHALE_INVALID, shale_txn_get(t, TU_SL("a"), NULL, &ERR));
+    TU_CODE(SHALE_INVALID, shale_txn_exists(t, TU_SL("a"), NULL, &ERR));
+    TU_CODE(SHALE_INVALID, shale_txn_iter_new(t, NULL, NULL, &ERR));
     /* Iterator options: a snapshot is not allowed; bounds and prefix need their bytes. */
     shale_snapshot *snap = shale_snapshot_get(fx.db);
     cr_assert_not_null(snap);
     shale_read_opts ro = {.snapshot = snap};
-    TX_CODE(SHALE_INVALID, shale_txn_iter_new(t, &ro, &it, &ERR));
+    TU_CODE(SHALE_INVALID, shale_txn_iter_new(t, &ro, &it, &ERR));
     cr_assert_null(it);
     shale_snapshot_release(fx.db, snap);
     ro = (shale_read_opts){.prefix = {NULL, 3}};
-    TX_CODE(SHALE_INVALID, shale_txn_iter_new(t, &ro, &it, &ERR));
+    TU_CODE(SHALE_INVALID, shale_txn_iter_new(t, &ro, &it, &ERR));
     ro = (shale_read_opts){.lower_bound = {NULL, 1}};
-    TX_CODE(SHALE_INVALID, shale_txn_iter_new(t, &ro, &it, &ERR));
+    TU_CODE(SHALE_INVALID, shale_txn_iter_new(t, &ro, &it, &ERR));
     ro = (shale_read_opts){.upper_bound = {NULL, 1}};
-    TX_CODE(SHALE_INVALID, shale_txn_iter_new(t, &ro, &it, &ERR));
+    TU_CODE(SHALE_INVALID, shale_txn_iter_new(t, &ro, &it, &ERR));
     cr_assert_null(it);
 
     /* None of that ended the transaction or wrote anything: it still works. */
     tx_texpect(t, "a", "1");
     tx_texpect(t, "b", NULL);
     tx_tput(t, "c", "3");
-    TX_OK(shale_txn_commit(t, &ERR));
+    TU_OK(shale_txn_commit(t, &ERR));
     shale_txn_free(t);
-    tx_expect(fx.db, "b", NULL);
-    tx_expect(fx.db, "c", "3");
-    cr_assert_eq(tx_stats(fx.db).writes, 2);
+    tu_expect(fx.db, "b", NULL);
+    tu_expect(fx.db, "c", "3");
+    cr_assert_eq(tu_stats(fx.db).writes, 2);
     shale_buf_free(&buf);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 Test(txn_api, keys_and_values_obey_the_db_limits)
 {
     shale_options o = {.max_key_bytes = 16, .max_value_bytes = 32};
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     char big[64];
     shale_buf buf = {0};
 
     memset(big, 'k', sizeof big);
-    tx_fx_begin(&fx, "txn-limits", &o);
+    tu_fx_begin(&fx, "txn-limits", &o);
     shale_slice k16 = {big, 16}, k17 = {big, 17}, v32 = {big, 32}, v33 = {big, 33};
     shale_txn *t = tx_begin(fx.db, SHALE_ISOLATION_SERIALIZABLE);
-    TX_OK(shale_txn_put(t, k16, v32, &ERR));
-    TX_CODE(SHALE_FULL, shale_txn_put(t, k17, SL("x"), &ERR));
-    TX_CODE(SHALE_FULL, shale_txn_put(t, SL("v"), v33, &ERR));
-    TX_CODE(SHALE_FULL, shale_txn_put_ttl(t, k17, SL("x"), far_future_ms, &ERR));
-    TX_CODE(SHALE_FULL, shale_txn_put_ttl(t, SL("v"), v33, far_future_ms, &ERR));
+    TU_OK(shale_txn_put(t, k16, v32, &ERR));
+    TU_CODE(SHALE_FULL, shale_txn_put(t, k17, TU_SL("x"), &ERR));
+    TU_CODE(SHALE_FULL, shale_txn_put(t, TU_SL("v"), v33, &ERR));
+    TU_CODE(SHALE_FULL, shale_txn_put_ttl(t, k17, TU_SL("x"), far_future_ms, &ERR));
+    TU_CODE(SHALE_FULL, shale_txn_put_ttl(t, TU_SL("v"), v33, far_future_ms, &ERR));
     /* As with shale_delete, a long key's delete is FULL or INVALID; a read of one never finds. */
     shale_code drc = shale_txn_delete(t, k17, NULL);
     cr_assert(drc == SHALE_FULL || drc == SHALE_INVALID, "txn_delete of a long key: %d", drc);
     cr_assert_neq(shale_txn_get(t, k17, &buf, NULL), SHALE_OK);
-    TX_OK(shale_txn_get(t, k16, &buf, &ERR));
+    TU_OK(shale_txn_get(t, k16, &buf, &ERR));
     cr_assert_eq(buf.len, 32);
-    TX_CODE(SHALE_NOT_FOUND, shale_txn_get(t, SL("v"), &buf, &ERR));
-    TX_OK(shale_txn_commit(t, &ERR));
+    TU_CODE(SHALE_NOT_FOUND, shale_txn_get(t, TU_SL("v"), &buf, &ERR));
+    TU_OK(shale_txn_commit(t, &ERR));
     shale_txn_free(t);
-    TX_OK(shale_get(fx.db, NULL, k16, &buf, &ERR));
+    TU_OK(shale_get(fx.db, NULL, k16, &buf, &ERR));
     cr_assert_eq(buf.len, 32);
-    tx_expect(fx.db, "v", NULL);
-    cr_assert_eq(tx_stats(fx.db).writes, 1);
+    tu_expect(fx.db, "v", NULL);
+    cr_assert_eq(tu_stats(fx.db).writes, 1);
     shale_buf_free(&buf);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 Test(txn_api, stats_count_transactions)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
 
-    tx_fx_begin(&fx, "txn-stats", NULL);
-    shale_stats st = tx_stats(fx.db);
+    tu_fx_begin(&fx, "txn-stats", NULL);
+    shale_stats st = tu_stats(fx.db);
     cr_assert_eq(st.txns_open, 0);
     cr_assert_eq(st.txn_commits, 0);
     cr_assert_eq(st.txn_conflicts, 0);
@@ -846,22 +847,22 @@ Test(txn_api, stats_count_transactions)
     shale_txn *t1 = tx_begin(fx.db, SHALE_ISOLATION_SNAPSHOT);
     shale_txn *t2 = tx_begin(fx.db, SHALE_ISOLATION_SERIALIZABLE);
     shale_snapshot *snap = shale_snapshot_get(fx.db);
-    st = tx_stats(fx.db);
+    st = tu_stats(fx.db);
     cr_assert_eq(st.txns_open, 2);
     cr_assert_eq(st.snapshots, 3, "2 transactions + 1 snapshot: %" PRIu64, st.snapshots);
     uint64_t seq0 = st.last_sequence;
 
     /* An empty commit: counted, writes nothing. */
-    TX_OK(shale_txn_commit(t1, &ERR));
+    TU_OK(shale_txn_commit(t1, &ERR));
     cr_assert_eq(shale_txn_commit_seq(t1), 0);
-    st = tx_stats(fx.db);
+    st = tu_stats(fx.db);
     cr_assert_eq(st.txn_commits, 1);
     cr_assert_eq(st.txns_open, 1);
     cr_assert_eq(st.last_sequence, seq0);
     cr_assert_eq(st.writes, 0);
 
-    TX_OK(shale_txn_rollback(t2, &ERR));
-    st = tx_stats(fx.db);
+    TU_OK(shale_txn_rollback(t2, &ERR));
+    st = tu_stats(fx.db);
     cr_assert_eq(st.txn_rollbacks, 1);
     cr_assert_eq(st.txns_open, 0);
     cr_assert_eq(st.snapshots, 1);
@@ -874,11 +875,11 @@ Test(txn_api, stats_count_transactions)
     shale_txn *l = tx_begin(fx.db, SHALE_ISOLATION_DEFAULT);
     tx_tput(w, "k", "w");
     tx_tput(l, "k", "l");
-    TX_OK(shale_txn_commit(w, &ERR));
-    TX_CODE(SHALE_CONFLICT, shale_txn_commit(l, &ERR));
+    TU_OK(shale_txn_commit(w, &ERR));
+    TU_CODE(SHALE_CONFLICT, shale_txn_commit(l, &ERR));
     shale_txn_free(w);
     shale_txn_free(l);
-    st = tx_stats(fx.db);
+    st = tu_stats(fx.db);
     cr_assert_eq(st.txn_commits, 2);
     cr_assert_eq(st.txn_conflicts, 1);
     cr_assert_eq(st.txns_open, 0);
@@ -887,32 +888,32 @@ Test(txn_api, stats_count_transactions)
     cr_assert_eq(st.batches, 1, "a commit is one batch");
 
     /* Counters run since open. */
-    tx_fx_reopen(&fx, NULL);
-    st = tx_stats(fx.db);
+    tu_fx_reopen(&fx, NULL);
+    st = tu_stats(fx.db);
     cr_assert_eq(st.txn_commits, 0);
     cr_assert_eq(st.txn_conflicts, 0);
     cr_assert_eq(st.txn_rollbacks, 0);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* A FULL commit is in the log when it returns: a crash right after keeps all of it. */
 Test(txn_api, commit_survives_a_crash)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     shale_txn_opts o = {.durability = SHALE_DURABILITY_FULL};
     shale_txn *t = NULL;
     char key[32], val[32];
 
-    tx_fx_begin(&fx, "txn-crash", NULL);
-    tx_put(fx.db, "gone", "x");
-    TX_OK(shale_txn_begin(fx.db, &o, &t, &ERR));
+    tu_fx_begin(&fx, "txn-crash", NULL);
+    tu_put(fx.db, "gone", "x");
+    TU_OK(shale_txn_begin(fx.db, &o, &t, &ERR));
     for (int i = 0; i < 50; i++) {
         snprintf(key, sizeof key, "key%02d", i);
         snprintf(val, sizeof val, "val%02d", i);
         tx_tput(t, key, val);
     }
     tx_tdel(t, "gone");
-    TX_OK(shale_txn_commit(t, &ERR));
+    TU_OK(shale_txn_commit(t, &ERR));
     shale_txn_free(t);
     /* An open transaction's writes are not in the log. */
     shale_txn *open = tx_begin(fx.db, SHALE_ISOLATION_DEFAULT);
@@ -922,16 +923,16 @@ Test(txn_api, commit_survives_a_crash)
     tu_close_as_crash(db, fx.path);
     shale_txn_free(open);
 
-    tx_fx_reopen(&fx, NULL);
-    cr_assert_eq(tx_stats(fx.db).recovered_records, 2, "the put and the commit's one record");
+    tu_fx_reopen(&fx, NULL);
+    cr_assert_eq(tu_stats(fx.db).recovered_records, 2, "the put and the commit's one record");
     for (int i = 0; i < 50; i++) {
         snprintf(key, sizeof key, "key%02d", i);
         snprintf(val, sizeof val, "val%02d", i);
-        tx_expect(fx.db, key, val);
+        tu_expect(fx.db, key, val);
     }
-    tx_expect(fx.db, "gone", NULL);
-    tx_expect(fx.db, "uncommitted", NULL);
-    tx_fx_end(&fx);
+    tu_expect(fx.db, "gone", NULL);
+    tu_expect(fx.db, "uncommitted", NULL);
+    tu_fx_end(&fx);
 }
 
 /* On a database without a log, a commit asking for more than NONE is refused (at begin or at
@@ -940,27 +941,27 @@ Test(txn_api, durability_beyond_none_on_a_none_db)
 {
     shale_options o = {.durability = SHALE_DURABILITY_NONE};
     shale_txn_opts full = {.durability = SHALE_DURABILITY_FULL};
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     shale_txn *t = NULL;
     shale_error err = {0};
 
-    tx_fx_begin(&fx, "txn-none", &o);
+    tu_fx_begin(&fx, "txn-none", &o);
     shale_code rc = shale_txn_begin(fx.db, &full, &t, &err);
     if (rc == SHALE_OK) {
         tx_tput(t, "a", "1");
-        TX_CODE(SHALE_INVALID, shale_txn_commit(t, &ERR));
+        TU_CODE(SHALE_INVALID, shale_txn_commit(t, &ERR));
         shale_txn_free(t);
     } else {
         cr_assert_eq(rc, SHALE_INVALID, "begin: %s (%s)", shale_strerror(rc), err.msg);
     }
-    tx_expect(fx.db, "a", NULL);
+    tu_expect(fx.db, "a", NULL);
     /* The database's own level works. */
     t = tx_begin(fx.db, SHALE_ISOLATION_DEFAULT);
     tx_tput(t, "b", "2");
-    TX_OK(shale_txn_commit(t, &ERR));
+    TU_OK(shale_txn_commit(t, &ERR));
     shale_txn_free(t);
-    tx_expect(fx.db, "b", "2");
-    tx_fx_end(&fx);
+    tu_expect(fx.db, "b", "2");
+    tu_fx_end(&fx);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -969,10 +970,10 @@ Test(txn_api, durability_beyond_none_on_a_none_db)
 
 Test(txn_iso, first_committer_wins_between_txns)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
 
-    tx_fx_begin(&fx, "txn-fcw", NULL);
-    tx_put(fx.db, "acct/the-contested-key", "0");
+    tu_fx_begin(&fx, "txn-fcw", NULL);
+    tu_put(fx.db, "acct/the-contested-key", "0");
     for (int iso = SHALE_ISOLATION_SNAPSHOT; iso <= SHALE_ISOLATION_SERIALIZABLE; iso++) {
         shale_txn *a = tx_begin(fx.db, (shale_isolation)iso);
         shale_txn *b = tx_begin(fx.db, (shale_isolation)iso);
@@ -981,18 +982,18 @@ Test(txn_iso, first_committer_wins_between_txns)
         tx_tput(b, "b-side", "b");
         tx_tput(a, "a-side", "a"); /* must not survive a's failed commit */
         /* b commits first: it wins, whatever the order of the writes. */
-        TX_OK(shale_txn_commit(b, &ERR));
-        uint64_t seq = tx_stats(fx.db).last_sequence;
-        TX_CODE(SHALE_CONFLICT, shale_txn_commit(a, &ERR));
-        cr_assert_not_null(strstr(tx_last_msg, "acct/the-contested-key"),
-                           "the conflict message does not name the key: '%s'", tx_last_msg);
+        TU_OK(shale_txn_commit(b, &ERR));
+        uint64_t seq = tu_stats(fx.db).last_sequence;
+        TU_CODE(SHALE_CONFLICT, shale_txn_commit(a, &ERR));
+        cr_assert_not_null(strstr(tu_last_msg, "acct/the-contested-key"),
+                           "the conflict message does not name the key: '%s'", tu_last_msg);
         cr_assert_eq(shale_txn_commit_seq(a), 0);
         /* The failed commit wrote nothing at all. */
-        cr_assert_eq(tx_stats(fx.db).last_sequence, seq);
-        tx_expect(fx.db, "acct/the-contested-key", "b");
-        tx_expect(fx.db, "b-side", "b");
-        tx_expect(fx.db, "a-side", NULL);
-        tx_del(fx.db, "b-side");
+        cr_assert_eq(tu_stats(fx.db).last_sequence, seq);
+        tu_expect(fx.db, "acct/the-contested-key", "b");
+        tu_expect(fx.db, "b-side", "b");
+        tu_expect(fx.db, "a-side", NULL);
+        tu_del(fx.db, "b-side");
         shale_txn_free(a);
         shale_txn_free(b);
     }
@@ -1001,19 +1002,19 @@ Test(txn_iso, first_committer_wins_between_txns)
     shale_txn *p = tx_begin(fx.db, SHALE_ISOLATION_DEFAULT);
     tx_tdel(d, "acct/the-contested-key");
     tx_tput(p, "acct/the-contested-key", "p");
-    TX_OK(shale_txn_commit(p, &ERR));
-    TX_CODE(SHALE_CONFLICT, shale_txn_commit(d, &ERR));
-    tx_expect(fx.db, "acct/the-contested-key", "p");
+    TU_OK(shale_txn_commit(p, &ERR));
+    TU_CODE(SHALE_CONFLICT, shale_txn_commit(d, &ERR));
+    tu_expect(fx.db, "acct/the-contested-key", "p");
     shale_txn_free(d);
     shale_txn_free(p);
     /* A retry with a new transaction succeeds. */
     shale_txn *r = tx_begin(fx.db, SHALE_ISOLATION_DEFAULT);
     tx_tdel(r, "acct/the-contested-key");
-    TX_OK(shale_txn_commit(r, &ERR));
+    TU_OK(shale_txn_commit(r, &ERR));
     shale_txn_free(r);
-    tx_expect(fx.db, "acct/the-contested-key", NULL);
-    cr_assert_eq(tx_stats(fx.db).txn_conflicts, 3);
-    tx_fx_end(&fx);
+    tu_expect(fx.db, "acct/the-contested-key", NULL);
+    cr_assert_eq(tu_stats(fx.db).txn_conflicts, 3);
+    tu_fx_end(&fx);
 }
 
 /* Plain writes (put, put_ttl, delete, a batch, conditional writes) made after begin make the
@@ -1021,21 +1022,21 @@ Test(txn_iso, first_committer_wins_between_txns)
  * Whether the transaction wrote the key before or after the plain write does not matter. */
 Test(txn_iso, plain_writes_after_begin_conflict)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     char key[32], side[32];
     shale_batch *b = shale_batch_new();
     enum { PUT, PUT_TTL, DEL, BATCH_PUT, BATCH_DEL, PUT_IF, DEL_IF, NKINDS };
 
     cr_assert_not_null(b);
-    tx_fx_begin(&fx, "txn-plain", NULL);
+    tu_fx_begin(&fx, "txn-plain", NULL);
     uint64_t conflicts = 0;
     for (int kind = 0; kind < NKINDS; kind++) {
         for (int order = 0; order < 2; order++) {
             for (int tdel = 0; tdel < 2; tdel++) {
                 snprintf(key, sizeof key, "key-%d-%d-%d", kind, order, tdel);
                 snprintf(side, sizeof side, "side-%d-%d-%d", kind, order, tdel);
-                tx_put(fx.db, key, "base");
-                uint64_t base_seq = tx_seq(fx.db, key);
+                tu_put(fx.db, key, "base");
+                uint64_t base_seq = tu_seq(fx.db, key);
                 shale_txn *t = tx_begin(fx.db, SHALE_ISOLATION_SNAPSHOT);
                 tx_tput(t, side, "t");
                 if (order == 0) {
@@ -1043,90 +1044,90 @@ Test(txn_iso, plain_writes_after_begin_conflict)
                 }
                 switch (kind) {
                 case PUT:
-                    tx_put(fx.db, key, "plain");
+                    tu_put(fx.db, key, "plain");
                     break;
                 case PUT_TTL:
-                    TX_OK(
-                        shale_put_ttl(fx.db, NULL, tx_str(key), SL("plain"), far_future_ms, &ERR));
+                    TU_OK(shale_put_ttl(fx.db, NULL, tu_str(key), TU_SL("plain"), far_future_ms,
+                                        &ERR));
                     break;
                 case DEL:
-                    tx_del(fx.db, key);
+                    tu_del(fx.db, key);
                     break;
                 case BATCH_PUT:
                 case BATCH_DEL:
                     shale_batch_clear(b);
-                    TX_OK(shale_batch_put(b, SL("other"), SL("x"), &ERR));
+                    TU_OK(shale_batch_put(b, TU_SL("other"), TU_SL("x"), &ERR));
                     if (kind == BATCH_PUT) {
-                        TX_OK(shale_batch_put(b, tx_str(key), SL("plain"), &ERR));
+                        TU_OK(shale_batch_put(b, tu_str(key), TU_SL("plain"), &ERR));
                     } else {
-                        TX_OK(shale_batch_delete(b, tx_str(key), &ERR));
+                        TU_OK(shale_batch_delete(b, tu_str(key), &ERR));
                     }
-                    TX_OK(shale_write(fx.db, NULL, b, &ERR));
+                    TU_OK(shale_write(fx.db, NULL, b, &ERR));
                     break;
                 case PUT_IF:
-                    TX_OK(shale_put_if_version(fx.db, NULL, tx_str(key), SL("plain"), base_seq,
+                    TU_OK(shale_put_if_version(fx.db, NULL, tu_str(key), TU_SL("plain"), base_seq,
                                                NULL, &ERR));
                     break;
                 case DEL_IF:
-                    TX_OK(shale_delete_if_version(fx.db, NULL, tx_str(key), base_seq, &ERR));
+                    TU_OK(shale_delete_if_version(fx.db, NULL, tu_str(key), base_seq, &ERR));
                     break;
                 }
                 if (order == 1) {
                     tdel ? tx_tdel(t, key) : tx_tput(t, key, "t");
                 }
-                TX_CODE(SHALE_CONFLICT, shale_txn_commit(t, &ERR));
-                cr_assert_not_null(strstr(tx_last_msg, key), "kind %d: message '%s' lacks %s", kind,
-                                   tx_last_msg, key);
+                TU_CODE(SHALE_CONFLICT, shale_txn_commit(t, &ERR));
+                cr_assert_not_null(strstr(tu_last_msg, key), "kind %d: message '%s' lacks %s", kind,
+                                   tu_last_msg, key);
                 conflicts++;
                 shale_txn_free(t);
                 bool gone = kind == DEL || kind == BATCH_DEL || kind == DEL_IF;
-                tx_expect(fx.db, key, gone ? NULL : "plain");
-                tx_expect(fx.db, side, NULL);
+                tu_expect(fx.db, key, gone ? NULL : "plain");
+                tu_expect(fx.db, side, NULL);
             }
         }
     }
-    cr_assert_eq(tx_stats(fx.db).txn_conflicts, conflicts);
+    cr_assert_eq(tu_stats(fx.db).txn_conflicts, conflicts);
     shale_batch_free(b);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* Writes before begin, and writes after begin to other keys, do not conflict (SNAPSHOT checks
  * only the keys written, not the keys read). */
 Test(txn_iso, unrelated_writes_do_not_conflict)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
 
-    tx_fx_begin(&fx, "txn-noconf", NULL);
-    tx_put(fx.db, "k", "before");
-    tx_put(fx.db, "r", "before");
+    tu_fx_begin(&fx, "txn-noconf", NULL);
+    tu_put(fx.db, "k", "before");
+    tu_put(fx.db, "r", "before");
     shale_txn *t = tx_begin(fx.db, SHALE_ISOLATION_SNAPSHOT);
     tx_texpect(t, "r", "before");
     tx_texpect(t, "absent", NULL);
-    tx_put(fx.db, "other", "x");
-    tx_put(fx.db, "r", "after");    /* read by t, not written: fine under SNAPSHOT */
-    tx_put(fx.db, "absent", "now"); /* read as absent by t: fine too */
-    tx_put(fx.db, "k0", "x");       /* neighbours of the written key */
-    tx_put(fx.db, "kk", "x");
+    tu_put(fx.db, "other", "x");
+    tu_put(fx.db, "r", "after");    /* read by t, not written: fine under SNAPSHOT */
+    tu_put(fx.db, "absent", "now"); /* read as absent by t: fine too */
+    tu_put(fx.db, "k0", "x");       /* neighbours of the written key */
+    tu_put(fx.db, "kk", "x");
     tx_tput(t, "k", "txn");
     tx_tput(t, "new", "txn");
-    TX_OK(shale_txn_commit(t, &ERR));
+    TU_OK(shale_txn_commit(t, &ERR));
     shale_txn_free(t);
-    tx_expect(fx.db, "k", "txn");
-    tx_expect(fx.db, "new", "txn");
-    tx_expect(fx.db, "r", "after");
+    tu_expect(fx.db, "k", "txn");
+    tu_expect(fx.db, "new", "txn");
+    tu_expect(fx.db, "r", "after");
     /* Two transactions writing disjoint keys both commit, in either order. */
     shale_txn *a = tx_begin(fx.db, SHALE_ISOLATION_SERIALIZABLE);
     shale_txn *b = tx_begin(fx.db, SHALE_ISOLATION_SERIALIZABLE);
     tx_tput(a, "a", "1");
     tx_tput(b, "b", "2");
-    TX_OK(shale_txn_commit(b, &ERR));
-    TX_OK(shale_txn_commit(a, &ERR));
+    TU_OK(shale_txn_commit(b, &ERR));
+    TU_OK(shale_txn_commit(a, &ERR));
     shale_txn_free(a);
     shale_txn_free(b);
-    tx_expect(fx.db, "a", "1");
-    tx_expect(fx.db, "b", "2");
-    cr_assert_eq(tx_stats(fx.db).txn_conflicts, 0);
-    tx_fx_end(&fx);
+    tu_expect(fx.db, "a", "1");
+    tu_expect(fx.db, "b", "2");
+    cr_assert_eq(tu_stats(fx.db).txn_conflicts, 0);
+    tu_fx_end(&fx);
 }
 
 /* Fills the memtable with `n` filler keys (to push earlier writes into tables). */
@@ -1136,7 +1137,7 @@ static void filler(shale_db *db, int gen, int n)
     for (int i = 0; i < n; i++) {
         snprintf(key, sizeof key, "filler/%05d", i);
         snprintf(val, sizeof val, "%d-%0140d", gen, i);
-        tx_put(db, key, val);
+        tu_put(db, key, val);
     }
 }
 
@@ -1145,45 +1146,45 @@ static void filler(shale_db *db, int gen, int n)
 Test(txn_iso, conflicts_found_after_flush_and_compaction)
 {
     shale_options o = tu_small_lsm_options(2);
-    tx_fx fx = {0};
+    tu_fx fx = {0};
 
-    tx_fx_begin(&fx, "txn-flushconf", &o);
-    tx_put(fx.db, "k1", "base");
-    tx_put(fx.db, "k2", "base");
+    tu_fx_begin(&fx, "txn-flushconf", &o);
+    tu_put(fx.db, "k1", "base");
+    tu_put(fx.db, "k2", "base");
     filler(fx.db, 0, 600);
-    TX_OK(shale_flush(fx.db, &ERR));
+    TU_OK(shale_flush(fx.db, &ERR));
 
     shale_txn *t1 = tx_begin(fx.db, SHALE_ISOLATION_SNAPSHOT);
     shale_txn *t2 = tx_begin(fx.db, SHALE_ISOLATION_SERIALIZABLE);
     tx_texpect(t2, "k2", "base");
-    tx_put(fx.db, "k1", "plain");
-    tx_put(fx.db, "k2", "plain");
-    TX_OK(shale_flush(fx.db, &ERR));
+    tu_put(fx.db, "k1", "plain");
+    tu_put(fx.db, "k2", "plain");
+    TU_OK(shale_flush(fx.db, &ERR));
     filler(fx.db, 1, 600);
-    TX_OK(shale_compact(fx.db, &ERR));
+    TU_OK(shale_compact(fx.db, &ERR));
     filler(fx.db, 2, 300); /* the memtable now holds none of the keys */
-    shale_stats st = tx_stats(fx.db);
+    shale_stats st = tu_stats(fx.db);
     cr_assert_gt(st.compactions, 0);
 
     tx_tput(t1, "k1", "t1");
     tx_tput(t2, "other", "t2"); /* t2 only read k2 */
-    TX_CODE(SHALE_CONFLICT, shale_txn_commit(t1, &ERR));
-    cr_assert_not_null(strstr(tx_last_msg, "k1"), "message: %s", tx_last_msg);
-    TX_CODE(SHALE_CONFLICT, shale_txn_commit(t2, &ERR));
-    cr_assert_not_null(strstr(tx_last_msg, "k2"), "message: %s", tx_last_msg);
+    TU_CODE(SHALE_CONFLICT, shale_txn_commit(t1, &ERR));
+    cr_assert_not_null(strstr(tu_last_msg, "k1"), "message: %s", tu_last_msg);
+    TU_CODE(SHALE_CONFLICT, shale_txn_commit(t2, &ERR));
+    cr_assert_not_null(strstr(tu_last_msg, "k2"), "message: %s", tu_last_msg);
     shale_txn_free(t1);
     shale_txn_free(t2);
-    tx_expect(fx.db, "k1", "plain");
-    tx_expect(fx.db, "other", NULL);
+    tu_expect(fx.db, "k1", "plain");
+    tu_expect(fx.db, "other", NULL);
 
     /* Without a write after begin, a commit over keys now only in tables goes through. */
     shale_txn *t4 = tx_begin(fx.db, SHALE_ISOLATION_SERIALIZABLE);
     tx_texpect(t4, "k2", "plain");
     tx_tput(t4, "k1", "t4");
-    TX_OK(shale_txn_commit(t4, &ERR));
+    TU_OK(shale_txn_commit(t4, &ERR));
     shale_txn_free(t4);
-    tx_expect(fx.db, "k1", "t4");
-    tx_fx_end(&fx);
+    tu_expect(fx.db, "k1", "t4");
+    tu_fx_end(&fx);
 }
 
 /* A key put and deleted after begin was written after begin, even once compaction dropped both
@@ -1192,110 +1193,110 @@ Test(txn_iso, conflicts_found_after_flush_and_compaction)
 Test(txn_iso, conflict_survives_a_put_and_delete_compacted_away)
 {
     shale_options o = tu_small_lsm_options(2);
-    tx_fx fx = {0};
+    tu_fx fx = {0};
 
-    tx_fx_begin(&fx, "txn-ghost", &o);
+    tu_fx_begin(&fx, "txn-ghost", &o);
     filler(fx.db, 0, 300);
     shale_txn *w = tx_begin(fx.db, SHALE_ISOLATION_SNAPSHOT);
     shale_txn *r = tx_begin(fx.db, SHALE_ISOLATION_SERIALIZABLE);
     tx_texpect(r, "ghost-r", NULL);
-    tx_put(fx.db, "ghost-w", "short-lived");
-    tx_del(fx.db, "ghost-w");
-    tx_put(fx.db, "ghost-r", "short-lived");
-    tx_del(fx.db, "ghost-r");
-    TX_OK(shale_flush(fx.db, &ERR));
+    tu_put(fx.db, "ghost-w", "short-lived");
+    tu_del(fx.db, "ghost-w");
+    tu_put(fx.db, "ghost-r", "short-lived");
+    tu_del(fx.db, "ghost-r");
+    TU_OK(shale_flush(fx.db, &ERR));
     filler(fx.db, 1, 600);
-    TX_OK(shale_compact(fx.db, &ERR));
+    TU_OK(shale_compact(fx.db, &ERR));
     filler(fx.db, 2, 300);
-    tx_expect(fx.db, "ghost-w", NULL);
+    tu_expect(fx.db, "ghost-w", NULL);
     tx_tput(w, "ghost-w", "w");
     tx_tput(r, "other", "r");
-    TX_CODE(SHALE_CONFLICT, shale_txn_commit(w, &ERR));
-    cr_assert_not_null(strstr(tx_last_msg, "ghost-w"), "message: %s", tx_last_msg);
-    TX_CODE(SHALE_CONFLICT, shale_txn_commit(r, &ERR));
-    cr_assert_not_null(strstr(tx_last_msg, "ghost-r"), "message: %s", tx_last_msg);
+    TU_CODE(SHALE_CONFLICT, shale_txn_commit(w, &ERR));
+    cr_assert_not_null(strstr(tu_last_msg, "ghost-w"), "message: %s", tu_last_msg);
+    TU_CODE(SHALE_CONFLICT, shale_txn_commit(r, &ERR));
+    cr_assert_not_null(strstr(tu_last_msg, "ghost-r"), "message: %s", tu_last_msg);
     shale_txn_free(w);
     shale_txn_free(r);
-    tx_expect(fx.db, "ghost-w", NULL);
-    tx_expect(fx.db, "other", NULL);
-    tx_fx_end(&fx);
+    tu_expect(fx.db, "ghost-w", NULL);
+    tu_expect(fx.db, "other", NULL);
+    tu_fx_end(&fx);
 }
 
 /* A transaction that wrote nothing commits with SHALE_OK, even when what it read changed
  * (SERIALIZABLE too: it is serialized at its snapshot). */
 Test(txn_iso, read_only_txns_commit)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     shale_iter *it = NULL;
 
-    tx_fx_begin(&fx, "txn-ro", NULL);
-    tx_put(fx.db, "a", "1");
+    tu_fx_begin(&fx, "txn-ro", NULL);
+    tu_put(fx.db, "a", "1");
     for (int iso = SHALE_ISOLATION_DEFAULT; iso <= SHALE_ISOLATION_SERIALIZABLE; iso++) {
         shale_txn *t = tx_begin(fx.db, (shale_isolation)iso);
         tx_texpect(t, "a", "1");
         tx_texpect(t, "b", NULL);
-        TX_OK(shale_txn_iter_new(t, NULL, &it, &ERR));
-        cr_assert_str_eq(tx_scan(it, false), "a=1");
+        TU_OK(shale_txn_iter_new(t, NULL, &it, &ERR));
+        cr_assert_str_eq(tu_scan(it, false), "a=1");
         shale_iter_free(it);
-        tx_put(fx.db, "a", "2");
-        tx_put(fx.db, "b", "2");
-        tx_put(fx.db, "a0", "2");
-        uint64_t last = tx_stats(fx.db).last_sequence;
-        TX_OK(shale_txn_commit(t, &ERR));
+        tu_put(fx.db, "a", "2");
+        tu_put(fx.db, "b", "2");
+        tu_put(fx.db, "a0", "2");
+        uint64_t last = tu_stats(fx.db).last_sequence;
+        TU_OK(shale_txn_commit(t, &ERR));
         cr_assert_eq(shale_txn_commit_seq(t), 0);
-        cr_assert_eq(tx_stats(fx.db).last_sequence, last);
+        cr_assert_eq(tu_stats(fx.db).last_sequence, last);
         shale_txn_free(t);
-        tx_put(fx.db, "a", "1");
-        tx_del(fx.db, "b");
-        tx_del(fx.db, "a0");
+        tu_put(fx.db, "a", "1");
+        tu_del(fx.db, "b");
+        tu_del(fx.db, "a0");
     }
-    shale_stats st = tx_stats(fx.db);
+    shale_stats st = tu_stats(fx.db);
     cr_assert_eq(st.txn_commits, 3);
     cr_assert_eq(st.txn_conflicts, 0);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* Two doctors on call; each transaction reads both, sees two on call and takes its own doctor
  * off. SNAPSHOT lets both commit (write skew: nobody on call); SERIALIZABLE refuses the second. */
 static void write_skew(shale_isolation iso, bool second_conflicts)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     shale_buf buf = {0};
 
-    tx_fx_begin(&fx, "txn-skew", NULL);
-    tx_put(fx.db, "doc/alice", "on");
-    tx_put(fx.db, "doc/bob", "on");
+    tu_fx_begin(&fx, "txn-skew", NULL);
+    tu_put(fx.db, "doc/alice", "on");
+    tu_put(fx.db, "doc/bob", "on");
     shale_txn *t1 = tx_begin(fx.db, iso);
     shale_txn *t2 = tx_begin(fx.db, iso);
     shale_txn *ts[2] = {t1, t2};
     for (int i = 0; i < 2; i++) {
         int on = 0;
-        TX_OK(shale_txn_get(ts[i], SL("doc/alice"), &buf, &ERR));
+        TU_OK(shale_txn_get(ts[i], TU_SL("doc/alice"), &buf, &ERR));
         on += buf.len == 2 && memcmp(buf.data, "on", 2) == 0;
-        TX_OK(shale_txn_get(ts[i], SL("doc/bob"), &buf, &ERR));
+        TU_OK(shale_txn_get(ts[i], TU_SL("doc/bob"), &buf, &ERR));
         on += buf.len == 2 && memcmp(buf.data, "on", 2) == 0;
         cr_assert_eq(on, 2);
     }
     tx_tput(t1, "doc/alice", "off");
     tx_tput(t2, "doc/bob", "off");
-    TX_OK(shale_txn_commit(t1, &ERR));
+    TU_OK(shale_txn_commit(t1, &ERR));
     if (second_conflicts) {
-        TX_CODE(SHALE_CONFLICT, shale_txn_commit(t2, &ERR));
-        cr_assert_not_null(strstr(tx_last_msg, "doc/alice"),
-                           "the conflict names the key read: '%s'", tx_last_msg);
-        tx_expect(fx.db, "doc/alice", "off");
-        tx_expect(fx.db, "doc/bob", "on");
-        cr_assert_eq(tx_stats(fx.db).txn_conflicts, 1);
+        TU_CODE(SHALE_CONFLICT, shale_txn_commit(t2, &ERR));
+        cr_assert_not_null(strstr(tu_last_msg, "doc/alice"),
+                           "the conflict names the key read: '%s'", tu_last_msg);
+        tu_expect(fx.db, "doc/alice", "off");
+        tu_expect(fx.db, "doc/bob", "on");
+        cr_assert_eq(tu_stats(fx.db).txn_conflicts, 1);
     } else {
-        TX_OK(shale_txn_commit(t2, &ERR));
-        tx_expect(fx.db, "doc/alice", "off");
-        tx_expect(fx.db, "doc/bob", "off");
-        cr_assert_eq(tx_stats(fx.db).txn_conflicts, 0);
+        TU_OK(shale_txn_commit(t2, &ERR));
+        tu_expect(fx.db, "doc/alice", "off");
+        tu_expect(fx.db, "doc/bob", "off");
+        cr_assert_eq(tu_stats(fx.db).txn_conflicts, 0);
     }
     shale_txn_free(t1);
     shale_txn_free(t2);
     shale_buf_free(&buf);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 Test(txn_iso, write_skew_allowed_under_snapshot)
@@ -1323,45 +1324,45 @@ static shale_code phantom_round(shale_db *db, shale_isolation iso, const char *i
     shale_error err = {0};
 
     if (with_prefix) {
-        ro.prefix = SL("room/");
+        ro.prefix = TU_SL("room/");
     } else {
-        ro.lower_bound = SL("room/");
-        ro.upper_bound = SL("room0"); /* '0' follows '/' */
+        ro.lower_bound = TU_SL("room/");
+        ro.upper_bound = TU_SL("room0"); /* '0' follows '/' */
     }
     shale_txn *t1 = tx_begin(db, iso);
-    TX_OK(shale_txn_iter_new(t1, &ro, &it, &ERR));
+    TU_OK(shale_txn_iter_new(t1, &ro, &it, &ERR));
     int n = 0;
     for (shale_iter_seek_first(it); shale_iter_valid(it); shale_iter_next(it)) {
         n++;
     }
-    TX_OK(shale_iter_status(it, &ERR));
+    TU_OK(shale_iter_status(it, &ERR));
     shale_iter_free(it);
     cr_assert_eq(n, 2, "room/a and room/b");
     shale_txn *t2 = tx_begin(db, SHALE_ISOLATION_SERIALIZABLE);
     tx_tput(t2, insert, "booked");
-    TX_OK(shale_txn_commit(t2, &ERR));
+    TU_OK(shale_txn_commit(t2, &ERR));
     shale_txn_free(t2);
     tx_tput(t1, "room-count", "2");
     shale_code rc = shale_txn_commit(t1, &err);
     snprintf(msg, cap, "%s", rc == SHALE_OK ? "" : err.msg);
     shale_txn_free(t1);
     /* Undo the insert for the next round (a plain delete). */
-    tx_del(db, insert);
+    tu_del(db, insert);
     return rc;
 }
 
 Test(txn_iso, phantoms_refused_under_serializable)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     char msg[256];
     /* Inside the range: before the first key, between, after the last key. */
     static const char *const inside[] = {"room/", "room/0", "room/aa", "room/c", "room/\xff"};
     /* Outside it. */
     static const char *const outside[] = {"room", "roo", "room0", "zoo", "a"};
 
-    tx_fx_begin(&fx, "txn-phantom", NULL);
-    tx_put(fx.db, "room/a", "booked");
-    tx_put(fx.db, "room/b", "booked");
+    tu_fx_begin(&fx, "txn-phantom", NULL);
+    tu_put(fx.db, "room/a", "booked");
+    tu_put(fx.db, "room/b", "booked");
     for (int p = 0; p < 2; p++) {
         for (size_t i = 0; i < sizeof inside / sizeof inside[0]; i++) {
             shale_code rc =
@@ -1386,21 +1387,21 @@ Test(txn_iso, phantoms_refused_under_serializable)
     /* A delete of a key in the range is a change to it too. */
     shale_txn *t1 = tx_begin(fx.db, SHALE_ISOLATION_SERIALIZABLE);
     shale_iter *it = NULL;
-    TX_OK(shale_txn_iter_new(t1, &(shale_read_opts){.prefix = SL("room/")}, &it, &ERR));
-    cr_assert_str_eq(tx_scan(it, true), "room/b=booked,room/a=booked");
+    TU_OK(shale_txn_iter_new(t1, &(shale_read_opts){.prefix = TU_SL("room/")}, &it, &ERR));
+    cr_assert_str_eq(tu_scan(it, true), "room/b=booked,room/a=booked");
     shale_iter_free(it);
-    tx_del(fx.db, "room/a");
+    tu_del(fx.db, "room/a");
     tx_tput(t1, "room-count", "2");
-    TX_CODE(SHALE_CONFLICT, shale_txn_commit(t1, &ERR));
+    TU_CODE(SHALE_CONFLICT, shale_txn_commit(t1, &ERR));
     shale_txn_free(t1);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* What an iterator observed is exactly what a SERIALIZABLE commit checks, including the gaps it
  * saw: an empty range, the gap between a seek target and the key found, the end of a range. */
 Test(txn_iso, serializable_iterator_gaps)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     shale_iter *it = NULL;
     static const struct {
         const char *how;   /* s = seek target, p = seek_for_prev target, e = empty prefix */
@@ -1418,20 +1419,20 @@ Test(txn_iso, serializable_iterator_gaps)
         {"e", "empty/", NULL, "empty/"},
     };
 
-    tx_fx_begin(&fx, "txn-gaps", NULL);
-    tx_put(fx.db, "room/a", "1");
-    tx_put(fx.db, "room/b", "2");
+    tu_fx_begin(&fx, "txn-gaps", NULL);
+    tu_put(fx.db, "room/a", "1");
+    tu_put(fx.db, "room/b", "2");
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         bool empty = cases[i].how[0] == 'e';
-        shale_read_opts ro = {.prefix = empty ? tx_str(cases[i].at) : SL("room/")};
+        shale_read_opts ro = {.prefix = empty ? tu_str(cases[i].at) : TU_SL("room/")};
         shale_txn *t = tx_begin(fx.db, SHALE_ISOLATION_SERIALIZABLE);
-        TX_OK(shale_txn_iter_new(t, &ro, &it, &ERR));
+        TU_OK(shale_txn_iter_new(t, &ro, &it, &ERR));
         switch (cases[i].how[0]) {
         case 's':
-            shale_iter_seek(it, tx_str(cases[i].at));
+            shale_iter_seek(it, tu_str(cases[i].at));
             break;
         case 'p':
-            shale_iter_seek_for_prev(it, tx_str(cases[i].at));
+            shale_iter_seek_for_prev(it, tu_str(cases[i].at));
             break;
         default:
             shale_iter_seek_first(it);
@@ -1440,90 +1441,90 @@ Test(txn_iso, serializable_iterator_gaps)
         if (cases[i].lands == NULL) {
             cr_assert_not(shale_iter_valid(it), "case %zu", i);
         } else {
-            cr_assert_str_eq(tx_iter_at(it), cases[i].lands, "case %zu", i);
+            cr_assert_str_eq(tu_iter_at(it), cases[i].lands, "case %zu", i);
         }
         shale_iter_free(it); /* freed before the commit: what it read still counts */
-        tx_put(fx.db, cases[i].insert, "phantom");
+        tu_put(fx.db, cases[i].insert, "phantom");
         tx_tput(t, "count", "x");
-        TX_CODE(SHALE_CONFLICT, shale_txn_commit(t, &ERR));
-        cr_assert_not_null(strstr(tx_last_msg, cases[i].insert), "case %zu: message '%s'", i,
-                           tx_last_msg);
+        TU_CODE(SHALE_CONFLICT, shale_txn_commit(t, &ERR));
+        cr_assert_not_null(strstr(tu_last_msg, cases[i].insert), "case %zu: message '%s'", i,
+                           tu_last_msg);
         shale_txn_free(t);
-        tx_del(fx.db, cases[i].insert);
+        tu_del(fx.db, cases[i].insert);
     }
     /* An iterator made but never positioned read nothing. */
     shale_txn *t = tx_begin(fx.db, SHALE_ISOLATION_SERIALIZABLE);
-    TX_OK(shale_txn_iter_new(t, NULL, &it, &ERR));
-    tx_put(fx.db, "room/c", "3");
+    TU_OK(shale_txn_iter_new(t, NULL, &it, &ERR));
+    tu_put(fx.db, "room/c", "3");
     tx_tput(t, "count", "x");
-    TX_OK(shale_txn_commit(t, &ERR));
+    TU_OK(shale_txn_commit(t, &ERR));
     /* A SERIALIZABLE transaction's iterator outlives it, too. */
-    cr_assert_str_eq(tx_scan(it, false), "room/a=1,room/b=2");
+    cr_assert_str_eq(tu_scan(it, false), "room/a=1,room/b=2");
     shale_txn_free(t);
-    cr_assert_str_eq(tx_scan(it, true), "room/b=2,room/a=1");
+    cr_assert_str_eq(tu_scan(it, true), "room/b=2,room/a=1");
     shale_iter_free(it);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* SERIALIZABLE tracks point reads too: a key read as absent (get or exists) that someone then
  * writes, or a key read that someone overwrites, fails the commit; keys not read do not. */
 Test(txn_iso, serializable_point_reads)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     shale_buf buf = {0};
     bool yes;
 
-    tx_fx_begin(&fx, "txn-serread", NULL);
-    tx_put(fx.db, "present", "1");
+    tu_fx_begin(&fx, "txn-serread", NULL);
+    tu_put(fx.db, "present", "1");
     for (int how = 0; how < 4; how++) {
         char key[32];
         snprintf(key, sizeof key, "absent-%d", how);
         shale_txn *t = tx_begin(fx.db, SHALE_ISOLATION_SERIALIZABLE);
         switch (how) {
         case 0:
-            TX_CODE(SHALE_NOT_FOUND, shale_txn_get(t, tx_str(key), &buf, &ERR));
+            TU_CODE(SHALE_NOT_FOUND, shale_txn_get(t, tu_str(key), &buf, &ERR));
             break;
         case 1:
-            TX_OK(shale_txn_exists(t, tx_str(key), &yes, &ERR));
+            TU_OK(shale_txn_exists(t, tu_str(key), &yes, &ERR));
             cr_assert_not(yes);
             break;
         case 2:
-            TX_CODE(SHALE_NOT_FOUND,
-                    shale_txn_get_info(t, tx_str(key), NULL, &(shale_entry_info){0}, &ERR));
+            TU_CODE(SHALE_NOT_FOUND,
+                    shale_txn_get_info(t, tu_str(key), NULL, &(shale_entry_info){0}, &ERR));
             break;
         case 3: /* a read of "present", overwritten by a plain put */
-            TX_OK(shale_txn_get(t, SL("present"), &buf, &ERR));
+            TU_OK(shale_txn_get(t, TU_SL("present"), &buf, &ERR));
             snprintf(key, sizeof key, "present");
             break;
         }
-        tx_put(fx.db, key, "now");
-        tx_put(fx.db, "unread", "x");
+        tu_put(fx.db, key, "now");
+        tu_put(fx.db, "unread", "x");
         tx_tput(t, "out", "x");
-        TX_CODE(SHALE_CONFLICT, shale_txn_commit(t, &ERR));
-        cr_assert_not_null(strstr(tx_last_msg, key), "how %d: message '%s' lacks %s", how,
-                           tx_last_msg, key);
+        TU_CODE(SHALE_CONFLICT, shale_txn_commit(t, &ERR));
+        cr_assert_not_null(strstr(tu_last_msg, key), "how %d: message '%s' lacks %s", how,
+                           tu_last_msg, key);
         shale_txn_free(t);
     }
-    tx_expect(fx.db, "out", NULL);
+    tu_expect(fx.db, "out", NULL);
     /* The same reads under SNAPSHOT commit. */
     shale_txn *s = tx_begin(fx.db, SHALE_ISOLATION_SNAPSHOT);
-    TX_CODE(SHALE_NOT_FOUND, shale_txn_get(s, SL("absent-9"), &buf, &ERR));
-    TX_OK(shale_txn_get(s, SL("present"), &buf, &ERR));
-    tx_put(fx.db, "absent-9", "now");
-    tx_put(fx.db, "present", "again");
+    TU_CODE(SHALE_NOT_FOUND, shale_txn_get(s, TU_SL("absent-9"), &buf, &ERR));
+    TU_OK(shale_txn_get(s, TU_SL("present"), &buf, &ERR));
+    tu_put(fx.db, "absent-9", "now");
+    tu_put(fx.db, "present", "again");
     tx_tput(s, "out", "x");
-    TX_OK(shale_txn_commit(s, &ERR));
+    TU_OK(shale_txn_commit(s, &ERR));
     shale_txn_free(s);
     /* A key the transaction wrote and then read is its own: not a read of the database. */
     shale_txn *w = tx_begin(fx.db, SHALE_ISOLATION_SERIALIZABLE);
     tx_tput(w, "mine", "1");
     tx_texpect(w, "mine", "1");
-    tx_put(fx.db, "unread", "y");
-    TX_OK(shale_txn_commit(w, &ERR));
+    tu_put(fx.db, "unread", "y");
+    TU_OK(shale_txn_commit(w, &ERR));
     shale_txn_free(w);
-    tx_expect(fx.db, "mine", "1");
+    tu_expect(fx.db, "mine", "1");
     shale_buf_free(&buf);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* Versions: get_info reports the stored seq for database values and 0 for own writes; after the
@@ -1531,28 +1532,28 @@ Test(txn_iso, serializable_point_reads)
  * commit_seq. */
 Test(txn_iso, versions_and_commit_seq)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     shale_entry_info info;
     shale_buf buf = {0};
     static const char *const written[] = {"c", "a", "b", "e"};
 
-    tx_fx_begin(&fx, "txn-versions", NULL);
-    tx_put(fx.db, "a", "db-a");
-    TX_OK(shale_put_ttl(fx.db, NULL, SL("d"), SL("db-d"), far_future_ms, &ERR));
-    uint64_t seq_a = tx_seq(fx.db, "a"), seq_d = tx_seq(fx.db, "d");
-    uint64_t last = tx_stats(fx.db).last_sequence;
+    tu_fx_begin(&fx, "txn-versions", NULL);
+    tu_put(fx.db, "a", "db-a");
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("d"), TU_SL("db-d"), far_future_ms, &ERR));
+    uint64_t seq_a = tu_seq(fx.db, "a"), seq_d = tu_seq(fx.db, "d");
+    uint64_t last = tu_stats(fx.db).last_sequence;
 
     shale_txn *t = tx_begin(fx.db, SHALE_ISOLATION_DEFAULT);
     uint64_t snap = shale_txn_snapshot_seq(t);
     cr_assert_eq(snap, last, "snapshot_seq %" PRIu64 ", last_sequence %" PRIu64, snap, last);
     cr_assert_eq(shale_txn_commit_seq(t), 0, "commit_seq before the commit");
-    TX_OK(shale_txn_get_info(t, SL("a"), &buf, &info, &ERR));
+    TU_OK(shale_txn_get_info(t, TU_SL("a"), &buf, &info, &ERR));
     cr_assert_eq(info.seq, seq_a);
     cr_assert_eq(info.expire_at_ms, 0);
-    TX_OK(shale_txn_get_info(t, SL("d"), NULL, &info, &ERR));
+    TU_OK(shale_txn_get_info(t, TU_SL("d"), NULL, &info, &ERR));
     cr_assert_eq(info.seq, seq_d);
     cr_assert_eq(info.expire_at_ms, far_future_ms);
-    TX_CODE(SHALE_NOT_FOUND, shale_txn_get_info(t, SL("b"), NULL, &info, &ERR));
+    TU_CODE(SHALE_NOT_FOUND, shale_txn_get_info(t, TU_SL("b"), NULL, &info, &ERR));
 
     tx_tput(t, "c", "t-c");
     tx_tput(t, "a", "t-a");
@@ -1560,53 +1561,53 @@ Test(txn_iso, versions_and_commit_seq)
     tx_tput(t, "e", "t-e");
     tx_tput(t, "b", "t-b2");
     tx_tdel(t, "d");
-    TX_OK(shale_txn_get_info(t, SL("a"), &buf, &info, &ERR));
+    TU_OK(shale_txn_get_info(t, TU_SL("a"), &buf, &info, &ERR));
     cr_assert_eq(info.seq, 0, "own write of a: version %" PRIu64, info.seq);
     cr_assert(buf.len == 3 && memcmp(buf.data, "t-a", 3) == 0);
-    TX_OK(shale_txn_get_info(t, SL("b"), NULL, &info, &ERR));
+    TU_OK(shale_txn_get_info(t, TU_SL("b"), NULL, &info, &ERR));
     cr_assert_eq(info.seq, 0);
-    TX_OK(shale_txn_put_ttl(t, SL("f"), SL("t-f"), far_future_ms, &ERR));
-    TX_OK(shale_txn_get_info(t, SL("f"), NULL, &info, &ERR));
+    TU_OK(shale_txn_put_ttl(t, TU_SL("f"), TU_SL("t-f"), far_future_ms, &ERR));
+    TU_OK(shale_txn_get_info(t, TU_SL("f"), NULL, &info, &ERR));
     cr_assert_eq(info.seq, 0);
     cr_assert_eq(info.expire_at_ms, far_future_ms);
-    TX_CODE(SHALE_NOT_FOUND, shale_txn_get_info(t, SL("d"), NULL, &info, &ERR));
+    TU_CODE(SHALE_NOT_FOUND, shale_txn_get_info(t, TU_SL("d"), NULL, &info, &ERR));
     cr_assert_eq(shale_txn_snapshot_seq(t), snap, "snapshot_seq moved");
 
-    TX_OK(shale_txn_commit(t, &ERR));
+    TU_OK(shale_txn_commit(t, &ERR));
     uint64_t cs = shale_txn_commit_seq(t);
     cr_assert_gt(cs, snap);
-    cr_assert_eq(tx_stats(fx.db).last_sequence, cs, "commit_seq is the newest sequence");
-    uint64_t newest = tx_seq(fx.db, "f");
+    cr_assert_eq(tu_stats(fx.db).last_sequence, cs, "commit_seq is the newest sequence");
+    uint64_t newest = tu_seq(fx.db, "f");
     for (size_t i = 0; i < sizeof written / sizeof written[0]; i++) {
-        uint64_t v = tx_seq(fx.db, written[i]);
+        uint64_t v = tu_seq(fx.db, written[i]);
         cr_assert(v > snap && v <= cs,
                   "key %s: version %" PRIu64 " outside (%" PRIu64 ", %" PRIu64 "]", written[i], v,
                   snap, cs);
         newest = v > newest ? v : newest;
     }
-    cr_assert(tx_seq(fx.db, "f") > snap && tx_seq(fx.db, "f") <= cs);
+    cr_assert(tu_seq(fx.db, "f") > snap && tu_seq(fx.db, "f") <= cs);
     cr_assert_eq(newest, cs, "no written key carries commit_seq %" PRIu64, cs);
-    tx_expect(fx.db, "b", "t-b2");
-    tx_expect(fx.db, "d", NULL);
+    tu_expect(fx.db, "b", "t-b2");
+    tu_expect(fx.db, "d", NULL);
     /* Iterator versions agree with get_info. */
     shale_iter *it = NULL;
-    TX_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
+    TU_OK(shale_iter_new(fx.db, NULL, &it, &ERR));
     for (shale_iter_seek_first(it); shale_iter_valid(it); shale_iter_next(it)) {
         char key[8];
-        snprintf(key, sizeof key, "%s", tx_iter_at(it));
-        cr_assert_eq(shale_iter_info(it).seq, tx_seq(fx.db, key), "key %s", key);
+        snprintf(key, sizeof key, "%s", tu_iter_at(it));
+        cr_assert_eq(shale_iter_info(it).seq, tu_seq(fx.db, key), "key %s", key);
     }
     shale_iter_free(it);
     /* A version from a transaction works for a conditional write. */
     shale_txn *t2 = tx_begin(fx.db, SHALE_ISOLATION_DEFAULT);
-    TX_OK(shale_txn_get_info(t2, SL("b"), NULL, &info, &ERR));
-    TX_OK(shale_put_if_version(fx.db, NULL, SL("b"), SL("cas"), info.seq, NULL, &ERR));
-    TX_OK(shale_txn_commit(t2, &ERR));
+    TU_OK(shale_txn_get_info(t2, TU_SL("b"), NULL, &info, &ERR));
+    TU_OK(shale_put_if_version(fx.db, NULL, TU_SL("b"), TU_SL("cas"), info.seq, NULL, &ERR));
+    TU_OK(shale_txn_commit(t2, &ERR));
     cr_assert_eq(shale_txn_commit_seq(t2), 0, "read-only commit");
     shale_txn_free(t2);
     shale_txn_free(t);
     shale_buf_free(&buf);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1624,12 +1625,7 @@ static shale_slice view_key(char *buf, int k)
 /* The value of key k in generation g: "g<g>:k<k>:" padded to 100..299 bytes. */
 static shale_slice view_value(char *buf, int g, int k)
 {
-    int n = snprintf(buf, 320, "g%d:k%d:", g, k);
-    size_t len = 100 + (size_t)((g * 31 + k * 17) % 200);
-    for (size_t i = (size_t)n; i < len; i++) {
-        buf[i] = (char)('a' + (g + k + (int)i) % 26);
-    }
-    return (shale_slice){buf, len};
+    return tu_gen_value(buf, g, k, 100);
 }
 
 static bool slice_eq(shale_slice a, shale_slice b)
@@ -1651,9 +1647,9 @@ static void expect_view_scan(shale_iter *it, const uint64_t *seqs, bool check_se
             shale_iter_seek_first(it);
         }
         for (; shale_iter_valid(it); dir ? shale_iter_prev(it) : shale_iter_next(it)) {
-            cr_assert(k >= 0 && k < VIEW_KEYS, "%s: extra key %s", ctx, tx_iter_at(it));
+            cr_assert(k >= 0 && k < VIEW_KEYS, "%s: extra key %s", ctx, tu_iter_at(it));
             cr_assert(slice_eq(shale_iter_key(it), view_key(kb, k)), "%s: at %s, want key %d", ctx,
-                      tx_iter_at(it), k);
+                      tu_iter_at(it), k);
             cr_assert(slice_eq(shale_iter_value(it), view_value(vb, 1, k)),
                       "%s: key %d has a newer value", ctx, k);
             if (check_seq) {
@@ -1672,19 +1668,19 @@ static void expect_view_scan(shale_iter *it, const uint64_t *seqs, bool check_se
 Test(txn_view, long_reader_keeps_its_view_through_flushes_and_compactions)
 {
     shale_options o = tu_small_lsm_options(2);
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     char kb[32], vb[320];
     uint64_t seqs[VIEW_KEYS];
     shale_buf buf = {0};
     shale_entry_info info;
 
-    tx_fx_begin(&fx, "txn-view", &o);
+    tu_fx_begin(&fx, "txn-view", &o);
     for (int k = 0; k < VIEW_KEYS; k++) {
-        TX_OK(shale_put(fx.db, NULL, view_key(kb, k), view_value(vb, 1, k), &ERR));
+        TU_OK(shale_put(fx.db, NULL, view_key(kb, k), view_value(vb, 1, k), &ERR));
     }
-    TX_OK(shale_flush(fx.db, &ERR));
+    TU_OK(shale_flush(fx.db, &ERR));
     for (int k = 0; k < VIEW_KEYS; k += 3) { /* some of the view in the memtable */
-        TX_OK(shale_put(fx.db, NULL, view_key(kb, k), view_value(vb, 1, k), &ERR));
+        TU_OK(shale_put(fx.db, NULL, view_key(kb, k), view_value(vb, 1, k), &ERR));
     }
 
     shale_txn *t = tx_begin(fx.db, SHALE_ISOLATION_SNAPSHOT);
@@ -1693,7 +1689,7 @@ Test(txn_view, long_reader_keeps_its_view_through_flushes_and_compactions)
     cr_assert_not_null(snap);
     cr_assert_eq(shale_snapshot_seq(snap), shale_txn_snapshot_seq(t));
     shale_iter *held = NULL;
-    TX_OK(shale_txn_iter_new(t, NULL, &held, &ERR));
+    TU_OK(shale_txn_iter_new(t, NULL, &held, &ERR));
     /* Record the view through the iterator. */
     int k = 0;
     for (shale_iter_seek_first(held); shale_iter_valid(held); shale_iter_next(held), k++) {
@@ -1706,51 +1702,51 @@ Test(txn_view, long_reader_keeps_its_view_through_flushes_and_compactions)
     }
     cr_assert_eq(k, VIEW_KEYS);
 
-    uint64_t flushes0 = tx_stats(fx.db).flushes;
+    uint64_t flushes0 = tu_stats(fx.db).flushes;
     int extra = 0;
     for (int r = 2; r < 2 + VIEW_ROUNDS; r++) {
         /* Overwrite or delete every key of the view, and add new keys in its range. */
         for (k = 0; k < VIEW_KEYS; k++) {
             if ((k + r) % 5 == 0) {
-                TX_OK(shale_delete(fx.db, NULL, view_key(kb, k), &ERR));
+                TU_OK(shale_delete(fx.db, NULL, view_key(kb, k), &ERR));
             } else {
-                TX_OK(shale_put(fx.db, NULL, view_key(kb, k), view_value(vb, r, k), &ERR));
+                TU_OK(shale_put(fx.db, NULL, view_key(kb, k), view_value(vb, r, k), &ERR));
             }
         }
         for (int j = 0; j < 20; j++, extra++) {
-            TX_OK(shale_put(fx.db, NULL, view_key(kb, VIEW_KEYS + extra), view_value(vb, r, j),
+            TU_OK(shale_put(fx.db, NULL, view_key(kb, VIEW_KEYS + extra), view_value(vb, r, j),
                             &ERR));
         }
-        TX_OK(shale_flush(fx.db, &ERR));
+        TU_OK(shale_flush(fx.db, &ERR));
         if (r % 2 == 1) {
-            TX_OK(shale_compact(fx.db, &ERR));
+            TU_OK(shale_compact(fx.db, &ERR));
         }
 
         char ctx[64];
         snprintf(ctx, sizeof ctx, "round %d", r);
         for (k = 0; k < VIEW_KEYS; k++) {
-            TX_OK(shale_txn_get_info(t, view_key(kb, k), &buf, &info, &ERR));
+            TU_OK(shale_txn_get_info(t, view_key(kb, k), &buf, &info, &ERR));
             cr_assert(slice_eq((shale_slice){buf.data, buf.len}, view_value(vb, 1, k)),
                       "%s: txn_get of key %d sees a newer value", ctx, k);
             cr_assert_eq(info.seq, seqs[k], "%s: key %d version", ctx, k);
-            TX_OK(shale_get(fx.db, &(shale_read_opts){.snapshot = snap}, view_key(kb, k), &buf,
+            TU_OK(shale_get(fx.db, &(shale_read_opts){.snapshot = snap}, view_key(kb, k), &buf,
                             &ERR));
             cr_assert(slice_eq((shale_slice){buf.data, buf.len}, view_value(vb, 1, k)),
                       "%s: snapshot get of key %d", ctx, k);
         }
         for (int j = 0; j < extra; j += 7) {
-            TX_CODE(SHALE_NOT_FOUND, shale_txn_get(t, view_key(kb, VIEW_KEYS + j), &buf, &ERR));
+            TU_CODE(SHALE_NOT_FOUND, shale_txn_get(t, view_key(kb, VIEW_KEYS + j), &buf, &ERR));
         }
         shale_iter *fresh = NULL;
-        TX_OK(shale_txn_iter_new(t, NULL, &fresh, &ERR));
+        TU_OK(shale_txn_iter_new(t, NULL, &fresh, &ERR));
         expect_view_scan(fresh, seqs, true, ctx);
         shale_iter_free(fresh);
         expect_view_scan(held, seqs, true, ctx);
-        TX_OK(shale_iter_new(fx.db, &(shale_read_opts){.snapshot = snap}, &fresh, &ERR));
+        TU_OK(shale_iter_new(fx.db, &(shale_read_opts){.snapshot = snap}, &fresh, &ERR));
         expect_view_scan(fresh, seqs, true, ctx);
         shale_iter_free(fresh);
     }
-    shale_stats st = tx_stats(fx.db);
+    shale_stats st = tu_stats(fx.db);
     cr_assert_geq(st.flushes - flushes0, VIEW_ROUNDS);
     cr_assert_gt(st.compactions, 0);
 
@@ -1769,16 +1765,16 @@ Test(txn_view, long_reader_keeps_its_view_through_flushes_and_compactions)
     shale_iter_free(held);
     /* Writing a key nobody else wrote commits; writing an overwritten one conflicts. */
     tx_tput(t, "view/zzzzz", "t");
-    TX_OK(shale_txn_commit(t, &ERR));
+    TU_OK(shale_txn_commit(t, &ERR));
     tx_tput(loser, "view/00001", "loser");
-    TX_CODE(SHALE_CONFLICT, shale_txn_commit(loser, &ERR));
-    cr_assert_not_null(strstr(tx_last_msg, "view/00001"), "%s", tx_last_msg);
+    TU_CODE(SHALE_CONFLICT, shale_txn_commit(loser, &ERR));
+    cr_assert_not_null(strstr(tu_last_msg, "view/00001"), "%s", tu_last_msg);
     shale_txn_free(t);
     shale_txn_free(loser);
-    tx_expect(fx.db, "view/zzzzz", "t");
-    cr_assert_eq(tx_stats(fx.db).snapshots, 0);
+    tu_expect(fx.db, "view/zzzzz", "t");
+    cr_assert_eq(tu_stats(fx.db).snapshots, 0);
     shale_buf_free(&buf);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1787,137 +1783,146 @@ Test(txn_view, long_reader_keeps_its_view_through_flushes_and_compactions)
 
 Test(txn_cond, version_0_inserts_only_when_absent)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     uint64_t nv = 0, nv2 = 0;
 
-    tx_fx_begin(&fx, "txn-cond0", NULL);
-    TX_OK(shale_put_if_version(fx.db, NULL, SL("c"), SL("1"), 0, &nv, &ERR));
+    tu_fx_begin(&fx, "txn-cond0", NULL);
+    TU_OK(shale_put_if_version(fx.db, NULL, TU_SL("c"), TU_SL("1"), 0, &nv, &ERR));
     cr_assert_gt(nv, 0);
-    cr_assert_eq(nv, tx_seq(fx.db, "c"));
-    cr_assert_eq(nv, tx_stats(fx.db).last_sequence);
-    tx_expect(fx.db, "c", "1");
-    uint64_t last = tx_stats(fx.db).last_sequence;
-    TX_CODE(SHALE_CONFLICT, shale_put_if_version(fx.db, NULL, SL("c"), SL("2"), 0, &nv2, &ERR));
-    tx_expect(fx.db, "c", "1");
-    cr_assert_eq(tx_stats(fx.db).last_sequence, last, "a refused conditional write wrote");
-    cr_assert_eq(tx_stats(fx.db).txn_conflicts, 1);
+    cr_assert_eq(nv, tu_seq(fx.db, "c"));
+    cr_assert_eq(nv, tu_stats(fx.db).last_sequence);
+    tu_expect(fx.db, "c", "1");
+    uint64_t last = tu_stats(fx.db).last_sequence;
+    TU_CODE(SHALE_CONFLICT,
+            shale_put_if_version(fx.db, NULL, TU_SL("c"), TU_SL("2"), 0, &nv2, &ERR));
+    tu_expect(fx.db, "c", "1");
+    cr_assert_eq(tu_stats(fx.db).last_sequence, last, "a refused conditional write wrote");
+    cr_assert_eq(tu_stats(fx.db).txn_conflicts, 1);
     /* Deleted: absent again. */
-    tx_del(fx.db, "c");
-    TX_OK(shale_put_if_version(fx.db, NULL, SL("c"), SL("3"), 0, NULL, &ERR));
-    tx_expect(fx.db, "c", "3");
+    tu_del(fx.db, "c");
+    TU_OK(shale_put_if_version(fx.db, NULL, TU_SL("c"), TU_SL("3"), 0, NULL, &ERR));
+    tu_expect(fx.db, "c", "3");
     /* An empty value is a live value. */
-    TX_OK(shale_put_if_version(fx.db, NULL, SL("e"), (shale_slice){"", 0}, 0, NULL, &ERR));
-    TX_CODE(SHALE_CONFLICT, shale_put_if_version(fx.db, NULL, SL("e"), SL("x"), 0, NULL, &ERR));
-    tx_expect(fx.db, "e", "");
+    TU_OK(shale_put_if_version(fx.db, NULL, TU_SL("e"), (shale_slice){"", 0}, 0, NULL, &ERR));
+    TU_CODE(SHALE_CONFLICT,
+            shale_put_if_version(fx.db, NULL, TU_SL("e"), TU_SL("x"), 0, NULL, &ERR));
+    tu_expect(fx.db, "e", "");
     /* Survives a restart. */
-    tx_fx_reopen(&fx, NULL);
-    TX_CODE(SHALE_CONFLICT, shale_put_if_version(fx.db, NULL, SL("c"), SL("4"), 0, NULL, &ERR));
-    tx_expect(fx.db, "c", "3");
-    tx_fx_end(&fx);
+    tu_fx_reopen(&fx, NULL);
+    TU_CODE(SHALE_CONFLICT,
+            shale_put_if_version(fx.db, NULL, TU_SL("c"), TU_SL("4"), 0, NULL, &ERR));
+    tu_expect(fx.db, "c", "3");
+    tu_fx_end(&fx);
 }
 
 Test(txn_cond, put_with_the_current_version)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     uint64_t nv = 0;
 
-    tx_fx_begin(&fx, "txn-condv", NULL);
-    tx_put(fx.db, "k", "v1");
-    tx_put(fx.db, "other", "o");
-    uint64_t v1 = tx_seq(fx.db, "k");
-    TX_OK(shale_put_if_version(fx.db, NULL, SL("k"), SL("v2"), v1, &nv, &ERR));
+    tu_fx_begin(&fx, "txn-condv", NULL);
+    tu_put(fx.db, "k", "v1");
+    tu_put(fx.db, "other", "o");
+    uint64_t v1 = tu_seq(fx.db, "k");
+    TU_OK(shale_put_if_version(fx.db, NULL, TU_SL("k"), TU_SL("v2"), v1, &nv, &ERR));
     cr_assert_gt(nv, v1);
-    cr_assert_eq(nv, tx_seq(fx.db, "k"), "new_version %" PRIu64 " != get_info seq %" PRIu64, nv,
-                 tx_seq(fx.db, "k"));
-    tx_expect(fx.db, "k", "v2");
+    cr_assert_eq(nv, tu_seq(fx.db, "k"), "new_version %" PRIu64 " != get_info seq %" PRIu64, nv,
+                 tu_seq(fx.db, "k"));
+    tu_expect(fx.db, "k", "v2");
     /* The old version is stale now. */
-    TX_CODE(SHALE_CONFLICT, shale_put_if_version(fx.db, NULL, SL("k"), SL("v3"), v1, NULL, &ERR));
-    tx_expect(fx.db, "k", "v2");
+    TU_CODE(SHALE_CONFLICT,
+            shale_put_if_version(fx.db, NULL, TU_SL("k"), TU_SL("v3"), v1, NULL, &ERR));
+    tu_expect(fx.db, "k", "v2");
     /* Version 0 means absent: conflicts on a live key. */
-    TX_CODE(SHALE_CONFLICT, shale_put_if_version(fx.db, NULL, SL("k"), SL("v3"), 0, NULL, &ERR));
+    TU_CODE(SHALE_CONFLICT,
+            shale_put_if_version(fx.db, NULL, TU_SL("k"), TU_SL("v3"), 0, NULL, &ERR));
     /* Another key's version, a future version, a version on a missing key: all conflict. */
-    uint64_t vo = tx_seq(fx.db, "other");
-    TX_CODE(SHALE_CONFLICT, shale_put_if_version(fx.db, NULL, SL("k"), SL("v3"), vo, NULL, &ERR));
-    TX_CODE(SHALE_CONFLICT,
-            shale_put_if_version(fx.db, NULL, SL("k"), SL("v3"), nv + 1000, NULL, &ERR));
-    TX_CODE(SHALE_CONFLICT,
-            shale_put_if_version(fx.db, NULL, SL("missing"), SL("v"), vo, NULL, &ERR));
-    tx_expect(fx.db, "missing", NULL);
-    tx_expect(fx.db, "k", "v2");
-    cr_assert_eq(tx_stats(fx.db).txn_conflicts, 5);
+    uint64_t vo = tu_seq(fx.db, "other");
+    TU_CODE(SHALE_CONFLICT,
+            shale_put_if_version(fx.db, NULL, TU_SL("k"), TU_SL("v3"), vo, NULL, &ERR));
+    TU_CODE(SHALE_CONFLICT,
+            shale_put_if_version(fx.db, NULL, TU_SL("k"), TU_SL("v3"), nv + 1000, NULL, &ERR));
+    TU_CODE(SHALE_CONFLICT,
+            shale_put_if_version(fx.db, NULL, TU_SL("missing"), TU_SL("v"), vo, NULL, &ERR));
+    tu_expect(fx.db, "missing", NULL);
+    tu_expect(fx.db, "k", "v2");
+    cr_assert_eq(tu_stats(fx.db).txn_conflicts, 5);
     /* A chain of conditional writes, each with the version the last one returned. */
     for (int i = 0; i < 20; i++) {
         uint64_t next = 0;
-        TX_OK(shale_put_if_version(fx.db, NULL, SL("k"), SL("chain"), nv, &next, &ERR));
+        TU_OK(shale_put_if_version(fx.db, NULL, TU_SL("k"), TU_SL("chain"), nv, &next, &ERR));
         cr_assert_gt(next, nv);
         nv = next;
     }
-    cr_assert_eq(tx_seq(fx.db, "k"), nv);
+    cr_assert_eq(tu_seq(fx.db, "k"), nv);
     /* With a durability option. */
     shale_write_opts full = {.durability = SHALE_DURABILITY_FULL};
-    TX_OK(shale_put_if_version(fx.db, &full, SL("k"), SL("full"), nv, &nv, &ERR));
-    tx_fx_reopen(&fx, NULL);
-    tx_expect(fx.db, "k", "full");
-    cr_assert_eq(tx_seq(fx.db, "k"), nv, "the version survives a restart");
-    TX_OK(shale_put_if_version(fx.db, NULL, SL("k"), SL("after"), nv, NULL, &ERR));
-    tx_expect(fx.db, "k", "after");
-    tx_fx_end(&fx);
+    TU_OK(shale_put_if_version(fx.db, &full, TU_SL("k"), TU_SL("full"), nv, &nv, &ERR));
+    tu_fx_reopen(&fx, NULL);
+    tu_expect(fx.db, "k", "full");
+    cr_assert_eq(tu_seq(fx.db, "k"), nv, "the version survives a restart");
+    TU_OK(shale_put_if_version(fx.db, NULL, TU_SL("k"), TU_SL("after"), nv, NULL, &ERR));
+    tu_expect(fx.db, "k", "after");
+    tu_fx_end(&fx);
 }
 
 Test(txn_cond, delete_if_version)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
 
-    tx_fx_begin(&fx, "txn-conddel", NULL);
-    TX_CODE(SHALE_NOT_FOUND, shale_delete_if_version(fx.db, NULL, SL("k"), 5, &ERR));
-    tx_put(fx.db, "first", "f"); /* so that k's version minus one is a real, other version */
-    tx_put(fx.db, "k", "v");
-    uint64_t v = tx_seq(fx.db, "k");
-    uint64_t last = tx_stats(fx.db).last_sequence;
-    TX_CODE(SHALE_CONFLICT, shale_delete_if_version(fx.db, NULL, SL("k"), v + 1, &ERR));
-    TX_CODE(SHALE_CONFLICT, shale_delete_if_version(fx.db, NULL, SL("k"), v - 1, &ERR));
-    TX_CODE(SHALE_INVALID, shale_delete_if_version(fx.db, NULL, SL("k"), 0, &ERR));
-    cr_assert_eq(tx_stats(fx.db).last_sequence, last, "a refused conditional delete wrote");
-    tx_expect(fx.db, "k", "v");
-    cr_assert_eq(tx_stats(fx.db).txn_conflicts, 2);
-    TX_OK(shale_delete_if_version(fx.db, NULL, SL("k"), v, &ERR));
-    tx_expect(fx.db, "k", NULL);
+    tu_fx_begin(&fx, "txn-conddel", NULL);
+    TU_CODE(SHALE_NOT_FOUND, shale_delete_if_version(fx.db, NULL, TU_SL("k"), 5, &ERR));
+    tu_put(fx.db, "first", "f"); /* so that k's version minus one is a real, other version */
+    tu_put(fx.db, "k", "v");
+    uint64_t v = tu_seq(fx.db, "k");
+    uint64_t last = tu_stats(fx.db).last_sequence;
+    TU_CODE(SHALE_CONFLICT, shale_delete_if_version(fx.db, NULL, TU_SL("k"), v + 1, &ERR));
+    TU_CODE(SHALE_CONFLICT, shale_delete_if_version(fx.db, NULL, TU_SL("k"), v - 1, &ERR));
+    TU_CODE(SHALE_INVALID, shale_delete_if_version(fx.db, NULL, TU_SL("k"), 0, &ERR));
+    cr_assert_eq(tu_stats(fx.db).last_sequence, last, "a refused conditional delete wrote");
+    tu_expect(fx.db, "k", "v");
+    cr_assert_eq(tu_stats(fx.db).txn_conflicts, 2);
+    TU_OK(shale_delete_if_version(fx.db, NULL, TU_SL("k"), v, &ERR));
+    tu_expect(fx.db, "k", NULL);
     /* Gone now: the same version finds nothing. NOT_FOUND is not a conflict. */
-    TX_CODE(SHALE_NOT_FOUND, shale_delete_if_version(fx.db, NULL, SL("k"), v, &ERR));
-    cr_assert_eq(tx_stats(fx.db).txn_conflicts, 2);
+    TU_CODE(SHALE_NOT_FOUND, shale_delete_if_version(fx.db, NULL, TU_SL("k"), v, &ERR));
+    cr_assert_eq(tu_stats(fx.db).txn_conflicts, 2);
     /* An expired key has no live value. */
-    TX_OK(shale_put_ttl(fx.db, NULL, SL("x"), SL("v"), 1, &ERR));
-    uint64_t vx = tx_stats(fx.db).last_sequence;
-    TX_CODE(SHALE_NOT_FOUND, shale_delete_if_version(fx.db, NULL, SL("x"), vx, &ERR));
-    tx_fx_reopen(&fx, NULL);
-    tx_expect(fx.db, "k", NULL);
-    tx_fx_end(&fx);
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("x"), TU_SL("v"), 1, &ERR));
+    uint64_t vx = tu_stats(fx.db).last_sequence;
+    TU_CODE(SHALE_NOT_FOUND, shale_delete_if_version(fx.db, NULL, TU_SL("x"), vx, &ERR));
+    tu_fx_reopen(&fx, NULL);
+    tu_expect(fx.db, "k", NULL);
+    tu_fx_end(&fx);
 }
 
 Test(txn_cond, expired_key_is_absent_for_version_0)
 {
     shale_options o = {.ttl_sweep_interval_ms = 3600000};
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     uint64_t nv = 0;
 
-    tx_fx_begin(&fx, "txn-condttl", &o);
-    TX_OK(shale_put_ttl(fx.db, NULL, SL("e"), SL("old"), 1, &ERR)); /* written expired */
-    uint64_t ve = tx_stats(fx.db).last_sequence;
-    tx_expect(fx.db, "e", NULL);
+    tu_fx_begin(&fx, "txn-condttl", &o);
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("e"), TU_SL("old"), 1, &ERR)); /* written expired */
+    uint64_t ve = tu_stats(fx.db).last_sequence;
+    tu_expect(fx.db, "e", NULL);
     /* The expired value's version is not a live version. */
-    TX_CODE(SHALE_CONFLICT, shale_put_if_version(fx.db, NULL, SL("e"), SL("x"), ve, NULL, &ERR));
-    TX_OK(shale_put_if_version(fx.db, NULL, SL("e"), SL("new"), 0, &nv, &ERR));
-    tx_expect(fx.db, "e", "new");
-    cr_assert_eq(tx_seq(fx.db, "e"), nv);
+    TU_CODE(SHALE_CONFLICT,
+            shale_put_if_version(fx.db, NULL, TU_SL("e"), TU_SL("x"), ve, NULL, &ERR));
+    TU_OK(shale_put_if_version(fx.db, NULL, TU_SL("e"), TU_SL("new"), 0, &nv, &ERR));
+    tu_expect(fx.db, "e", "new");
+    cr_assert_eq(tu_seq(fx.db, "e"), nv);
     /* A live key with a future deadline is present. */
-    TX_OK(shale_put_ttl(fx.db, NULL, SL("f"), SL("live"), far_future_ms, &ERR));
-    TX_CODE(SHALE_CONFLICT, shale_put_if_version(fx.db, NULL, SL("f"), SL("x"), 0, NULL, &ERR));
-    TX_OK(shale_put_if_version(fx.db, NULL, SL("f"), SL("y"), tx_seq(fx.db, "f"), NULL, &ERR));
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("f"), TU_SL("live"), far_future_ms, &ERR));
+    TU_CODE(SHALE_CONFLICT,
+            shale_put_if_version(fx.db, NULL, TU_SL("f"), TU_SL("x"), 0, NULL, &ERR));
+    TU_OK(
+        shale_put_if_version(fx.db, NULL, TU_SL("f"), TU_SL("y"), tu_seq(fx.db, "f"), NULL, &ERR));
     /* A conditional put writes without a deadline. */
     shale_entry_info info;
-    TX_OK(shale_get_info(fx.db, NULL, SL("f"), NULL, &info, &ERR));
+    TU_OK(shale_get_info(fx.db, NULL, TU_SL("f"), NULL, &info, &ERR));
     cr_assert_eq(info.expire_at_ms, 0);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* Versions are the write's sequence number for good: flushing and compacting (down to the bottom
@@ -1925,68 +1930,70 @@ Test(txn_cond, expired_key_is_absent_for_version_0)
 Test(txn_cond, versions_survive_flush_and_compaction)
 {
     shale_options o = tu_small_lsm_options(2);
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     shale_entry_info info;
 
-    tx_fx_begin(&fx, "txn-condcompact", &o);
-    tx_put(fx.db, "vk", "v1");
-    tx_put(fx.db, "dk", "v1");
-    uint64_t v = tx_seq(fx.db, "vk"), vd = tx_seq(fx.db, "dk");
+    tu_fx_begin(&fx, "txn-condcompact", &o);
+    tu_put(fx.db, "vk", "v1");
+    tu_put(fx.db, "dk", "v1");
+    uint64_t v = tu_seq(fx.db, "vk"), vd = tu_seq(fx.db, "dk");
     filler(fx.db, 0, 600);
-    TX_OK(shale_compact(fx.db, &ERR));
+    TU_OK(shale_compact(fx.db, &ERR));
     filler(fx.db, 1, 600);
-    TX_OK(shale_compact(fx.db, &ERR));
-    cr_assert_gt(tx_stats(fx.db).compactions, 0);
-    cr_assert_eq(tx_seq(fx.db, "vk"), v, "compaction changed the version");
+    TU_OK(shale_compact(fx.db, &ERR));
+    cr_assert_gt(tu_stats(fx.db).compactions, 0);
+    cr_assert_eq(tu_seq(fx.db, "vk"), v, "compaction changed the version");
     shale_txn *t = tx_begin(fx.db, SHALE_ISOLATION_DEFAULT);
-    TX_OK(shale_txn_get_info(t, SL("vk"), NULL, &info, &ERR));
+    TU_OK(shale_txn_get_info(t, TU_SL("vk"), NULL, &info, &ERR));
     cr_assert_eq(info.seq, v);
-    TX_OK(shale_txn_commit(t, &ERR));
+    TU_OK(shale_txn_commit(t, &ERR));
     shale_txn_free(t);
-    tx_fx_reopen(&fx, &o);
-    cr_assert_eq(tx_seq(fx.db, "vk"), v, "reopen changed the version");
-    TX_CODE(SHALE_CONFLICT, shale_put_if_version(fx.db, NULL, SL("vk"), SL("x"), 0, NULL, &ERR));
-    TX_OK(shale_put_if_version(fx.db, NULL, SL("vk"), SL("v2"), v, NULL, &ERR));
-    TX_OK(shale_delete_if_version(fx.db, NULL, SL("dk"), vd, &ERR));
-    tx_expect(fx.db, "vk", "v2");
-    tx_expect(fx.db, "dk", NULL);
-    tx_fx_end(&fx);
+    tu_fx_reopen(&fx, &o);
+    cr_assert_eq(tu_seq(fx.db, "vk"), v, "reopen changed the version");
+    TU_CODE(SHALE_CONFLICT,
+            shale_put_if_version(fx.db, NULL, TU_SL("vk"), TU_SL("x"), 0, NULL, &ERR));
+    TU_OK(shale_put_if_version(fx.db, NULL, TU_SL("vk"), TU_SL("v2"), v, NULL, &ERR));
+    TU_OK(shale_delete_if_version(fx.db, NULL, TU_SL("dk"), vd, &ERR));
+    tu_expect(fx.db, "vk", "v2");
+    tu_expect(fx.db, "dk", NULL);
+    tu_fx_end(&fx);
 }
 
 Test(txn_cond, bad_arguments)
 {
     shale_options o = {.max_key_bytes = 16, .max_value_bytes = 32};
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     char big[64];
     const shale_slice empty = {"", 0}, nullkey = {NULL, 3};
     shale_write_opts bad = {.durability = (shale_durability)42};
 
     memset(big, 'k', sizeof big);
-    tx_fx_begin(&fx, "txn-condargs", &o);
-    tx_put(fx.db, "k", "v");
-    uint64_t v = tx_seq(fx.db, "k");
-    TX_CODE(SHALE_INVALID, shale_put_if_version(NULL, NULL, SL("k"), SL("x"), v, NULL, &ERR));
-    TX_CODE(SHALE_INVALID, shale_delete_if_version(NULL, NULL, SL("k"), v, &ERR));
-    TX_CODE(SHALE_INVALID, shale_put_if_version(fx.db, NULL, empty, SL("x"), 0, NULL, &ERR));
-    TX_CODE(SHALE_INVALID, shale_put_if_version(fx.db, NULL, nullkey, SL("x"), 0, NULL, &ERR));
-    TX_CODE(SHALE_INVALID,
-            shale_put_if_version(fx.db, NULL, SL("k"), (shale_slice){NULL, 4}, v, NULL, &ERR));
-    TX_CODE(SHALE_INVALID, shale_delete_if_version(fx.db, NULL, empty, v, &ERR));
-    TX_CODE(SHALE_INVALID, shale_delete_if_version(fx.db, NULL, nullkey, v, &ERR));
-    TX_CODE(SHALE_INVALID, shale_put_if_version(fx.db, &bad, SL("k"), SL("x"), v, NULL, &ERR));
-    TX_CODE(SHALE_INVALID, shale_delete_if_version(fx.db, &bad, SL("k"), v, &ERR));
-    TX_CODE(SHALE_FULL,
-            shale_put_if_version(fx.db, NULL, (shale_slice){big, 17}, SL("x"), 0, NULL, &ERR));
-    TX_CODE(SHALE_FULL,
-            shale_put_if_version(fx.db, NULL, SL("k"), (shale_slice){big, 33}, v, NULL, &ERR));
+    tu_fx_begin(&fx, "txn-condargs", &o);
+    tu_put(fx.db, "k", "v");
+    uint64_t v = tu_seq(fx.db, "k");
+    TU_CODE(SHALE_INVALID, shale_put_if_version(NULL, NULL, TU_SL("k"), TU_SL("x"), v, NULL, &ERR));
+    TU_CODE(SHALE_INVALID, shale_delete_if_version(NULL, NULL, TU_SL("k"), v, &ERR));
+    TU_CODE(SHALE_INVALID, shale_put_if_version(fx.db, NULL, empty, TU_SL("x"), 0, NULL, &ERR));
+    TU_CODE(SHALE_INVALID, shale_put_if_version(fx.db, NULL, nullkey, TU_SL("x"), 0, NULL, &ERR));
+    TU_CODE(SHALE_INVALID,
+            shale_put_if_version(fx.db, NULL, TU_SL("k"), (shale_slice){NULL, 4}, v, NULL, &ERR));
+    TU_CODE(SHALE_INVALID, shale_delete_if_version(fx.db, NULL, empty, v, &ERR));
+    TU_CODE(SHALE_INVALID, shale_delete_if_version(fx.db, NULL, nullkey, v, &ERR));
+    TU_CODE(SHALE_INVALID,
+            shale_put_if_version(fx.db, &bad, TU_SL("k"), TU_SL("x"), v, NULL, &ERR));
+    TU_CODE(SHALE_INVALID, shale_delete_if_version(fx.db, &bad, TU_SL("k"), v, &ERR));
+    TU_CODE(SHALE_FULL,
+            shale_put_if_version(fx.db, NULL, (shale_slice){big, 17}, TU_SL("x"), 0, NULL, &ERR));
+    TU_CODE(SHALE_FULL,
+            shale_put_if_version(fx.db, NULL, TU_SL("k"), (shale_slice){big, 33}, v, NULL, &ERR));
     shale_code drc = shale_delete_if_version(fx.db, NULL, (shale_slice){big, 17}, v, NULL);
     cr_assert(drc == SHALE_FULL || drc == SHALE_INVALID, "long key: %d", drc);
     /* Nothing was written, and the version still works. */
-    tx_expect(fx.db, "k", "v");
-    cr_assert_eq(tx_stats(fx.db).writes, 1);
-    cr_assert_eq(tx_stats(fx.db).txn_conflicts, 0);
-    TX_OK(shale_put_if_version(fx.db, NULL, SL("k"), (shale_slice){big, 32}, v, NULL, &ERR));
-    tx_fx_end(&fx);
+    tu_expect(fx.db, "k", "v");
+    cr_assert_eq(tu_stats(fx.db).writes, 1);
+    cr_assert_eq(tu_stats(fx.db).txn_conflicts, 0);
+    TU_OK(shale_put_if_version(fx.db, NULL, TU_SL("k"), (shale_slice){big, 32}, v, NULL, &ERR));
+    tu_fx_end(&fx);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -1996,79 +2003,79 @@ Test(txn_cond, bad_arguments)
 Test(txn_ttl, deadlines_inside_a_txn)
 {
     shale_options o = {.ttl_sweep_interval_ms = 3600000};
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     shale_entry_info info;
     shale_iter *it = NULL;
     uint64_t soon = tx_now_ms() + 3600000; /* an hour away: live for the whole test */
 
-    tx_fx_begin(&fx, "txn-ttl", &o);
-    tx_put(fx.db, "live", "db");
+    tu_fx_begin(&fx, "txn-ttl", &o);
+    tu_put(fx.db, "live", "db");
     shale_txn *t = tx_begin(fx.db, SHALE_ISOLATION_DEFAULT);
     /* A deadline in the past: accepted, and invisible to the transaction's own reads. */
-    TX_OK(shale_txn_put_ttl(t, SL("past"), SL("p"), 1, &ERR));
+    TU_OK(shale_txn_put_ttl(t, TU_SL("past"), TU_SL("p"), 1, &ERR));
     tx_texpect(t, "past", NULL);
-    TX_OK(shale_txn_put_ttl(t, SL("now"), SL("n"), tx_now_ms(), &ERR));
+    TU_OK(shale_txn_put_ttl(t, TU_SL("now"), TU_SL("n"), tx_now_ms(), &ERR));
     tx_texpect(t, "now", NULL);
     /* Over a database key: hides it. */
-    TX_OK(shale_txn_put_ttl(t, SL("live"), SL("p"), 1, &ERR));
+    TU_OK(shale_txn_put_ttl(t, TU_SL("live"), TU_SL("p"), 1, &ERR));
     tx_texpect(t, "live", NULL);
     /* A future deadline is visible, with its deadline and version 0. */
-    TX_OK(shale_txn_put_ttl(t, SL("future"), SL("f"), soon, &ERR));
+    TU_OK(shale_txn_put_ttl(t, TU_SL("future"), TU_SL("f"), soon, &ERR));
     tx_texpect(t, "future", "f");
-    TX_OK(shale_txn_get_info(t, SL("future"), NULL, &info, &ERR));
+    TU_OK(shale_txn_get_info(t, TU_SL("future"), NULL, &info, &ERR));
     cr_assert_eq(info.seq, 0);
     cr_assert_eq(info.expire_at_ms, soon);
     /* 0 means never. */
-    TX_OK(shale_txn_put_ttl(t, SL("never"), SL("v"), 0, &ERR));
-    TX_OK(shale_txn_get_info(t, SL("never"), NULL, &info, &ERR));
+    TU_OK(shale_txn_put_ttl(t, TU_SL("never"), TU_SL("v"), 0, &ERR));
+    TU_OK(shale_txn_get_info(t, TU_SL("never"), NULL, &info, &ERR));
     cr_assert_eq(info.expire_at_ms, 0);
     /* A past-deadline put then a plain put: live again. */
-    TX_OK(shale_txn_put_ttl(t, SL("again"), SL("p"), 1, &ERR));
+    TU_OK(shale_txn_put_ttl(t, TU_SL("again"), TU_SL("p"), 1, &ERR));
     tx_tput(t, "again", "a");
     tx_texpect(t, "again", "a");
-    TX_OK(shale_txn_iter_new(t, NULL, &it, &ERR));
-    cr_assert_str_eq(tx_scan(it, false), "again=a,future=f,never=v");
-    cr_assert_str_eq(tx_scan(it, true), "never=v,future=f,again=a");
-    shale_iter_seek(it, SL("future"));
+    TU_OK(shale_txn_iter_new(t, NULL, &it, &ERR));
+    cr_assert_str_eq(tu_scan(it, false), "again=a,future=f,never=v");
+    cr_assert_str_eq(tu_scan(it, true), "never=v,future=f,again=a");
+    shale_iter_seek(it, TU_SL("future"));
     cr_assert_eq(shale_iter_info(it).expire_at_ms, soon);
     shale_iter_free(it);
-    TX_OK(shale_txn_commit(t, &ERR));
+    TU_OK(shale_txn_commit(t, &ERR));
     shale_txn_free(t);
 
-    tx_expect(fx.db, "past", NULL);
-    tx_expect(fx.db, "now", NULL);
-    tx_expect(fx.db, "live", NULL);
-    tx_expect(fx.db, "future", "f");
-    tx_expect(fx.db, "never", "v");
-    tx_expect(fx.db, "again", "a");
-    TX_OK(shale_get_info(fx.db, NULL, SL("future"), NULL, &info, &ERR));
+    tu_expect(fx.db, "past", NULL);
+    tu_expect(fx.db, "now", NULL);
+    tu_expect(fx.db, "live", NULL);
+    tu_expect(fx.db, "future", "f");
+    tu_expect(fx.db, "never", "v");
+    tu_expect(fx.db, "again", "a");
+    TU_OK(shale_get_info(fx.db, NULL, TU_SL("future"), NULL, &info, &ERR));
     cr_assert_eq(info.expire_at_ms, soon);
-    TX_OK(shale_get_info(fx.db, NULL, SL("again"), NULL, &info, &ERR));
+    TU_OK(shale_get_info(fx.db, NULL, TU_SL("again"), NULL, &info, &ERR));
     cr_assert_eq(info.expire_at_ms, 0);
-    tx_fx_reopen(&fx, &o);
-    tx_expect(fx.db, "live", NULL);
-    tx_expect(fx.db, "future", "f");
-    tx_fx_end(&fx);
+    tu_fx_reopen(&fx, &o);
+    tu_expect(fx.db, "live", NULL);
+    tu_expect(fx.db, "future", "f");
+    tu_fx_end(&fx);
 }
 
 /* A database key that expires is absent in a transaction begun after its deadline. */
 Test(txn_ttl, expired_db_keys_are_absent_in_a_txn)
 {
     shale_options o = {.ttl_sweep_interval_ms = 3600000};
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     shale_iter *it = NULL;
 
-    tx_fx_begin(&fx, "txn-ttldb", &o);
-    TX_OK(shale_put_ttl(fx.db, NULL, SL("e"), SL("x"), 1, &ERR));
-    tx_put(fx.db, "l", "y");
+    tu_fx_begin(&fx, "txn-ttldb", &o);
+    TU_OK(shale_put_ttl(fx.db, NULL, TU_SL("e"), TU_SL("x"), 1, &ERR));
+    tu_put(fx.db, "l", "y");
     shale_txn *t = tx_begin(fx.db, SHALE_ISOLATION_SERIALIZABLE);
     tx_texpect(t, "e", NULL);
-    TX_OK(shale_txn_iter_new(t, NULL, &it, &ERR));
-    cr_assert_str_eq(tx_scan(it, false), "l=y");
+    TU_OK(shale_txn_iter_new(t, NULL, &it, &ERR));
+    cr_assert_str_eq(tu_scan(it, false), "l=y");
     shale_iter_free(it);
     tx_tput(t, "e", "z");
-    TX_OK(shale_txn_commit(t, &ERR));
+    TU_OK(shale_txn_commit(t, &ERR));
     shale_txn_free(t);
-    tx_expect(fx.db, "e", "z");
-    tx_fx_end(&fx);
+    tu_expect(fx.db, "e", "z");
+    tu_fx_end(&fx);
 }

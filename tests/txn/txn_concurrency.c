@@ -33,7 +33,7 @@ enum {
 
 typedef struct bank {
     shale_db *db;
-    tx_failure fail;
+    tu_failure fail;
     atomic_int bankers_left;
     _Atomic int64_t delta[ACCOUNTS]; /* committed balance changes */
     atomic_uint_fast64_t transfers, conflicts;
@@ -64,11 +64,11 @@ static bool read_balance(bank *bk, shale_txn *txn, int a, shale_buf *buf, uint64
     shale_error err = {0};
     shale_code rc = shale_txn_get(txn, acct_key(kb, a), buf, &err);
     if (rc != SHALE_OK) {
-        tx_fail(&bk->fail, "txn_get %s: %s (%s)", kb, shale_strerror(rc), err.msg);
+        tu_fail(&bk->fail, "txn_get %s: %s (%s)", kb, shale_strerror(rc), err.msg);
         return false;
     }
     if (!tx_parse_u64(buf->data, buf->len, BALANCE_PAD, bal)) {
-        tx_fail(&bk->fail, "%s: malformed balance (%zu bytes)", kb, buf->len);
+        tu_fail(&bk->fail, "%s: malformed balance (%zu bytes)", kb, buf->len);
         return false;
     }
     return true;
@@ -84,7 +84,7 @@ static void *banker_main(void *arg)
     char ka[16], kb[16], va[32 + BALANCE_PAD], vb[32 + BALANCE_PAD];
 
     tu_rng_seed(&rng, 0x5eed0000u + (uint64_t)me->id);
-    for (int done = 0; done < TRANSFERS && !tx_failed(&bk->fail);) {
+    for (int done = 0; done < TRANSFERS && !tu_failed(&bk->fail);) {
         int from = (int)tu_rng_below(&rng, ACCOUNTS);
         int to = (int)tu_rng_below(&rng, ACCOUNTS - 1);
         to += to >= from; /* another account */
@@ -96,7 +96,7 @@ static void *banker_main(void *arg)
             uint64_t bf, bt;
             shale_code rc = shale_txn_begin(bk->db, &topts, &txn, &err);
             if (rc != SHALE_OK) {
-                tx_fail(&bk->fail, "txn_begin: %s (%s)", shale_strerror(rc), err.msg);
+                tu_fail(&bk->fail, "txn_begin: %s (%s)", shale_strerror(rc), err.msg);
                 break;
             }
             if (!read_balance(bk, txn, from, &buf, &bf) || !read_balance(bk, txn, to, &buf, &bt)) {
@@ -111,7 +111,7 @@ static void *banker_main(void *arg)
                                    tx_u64_value(vb, bt + amount, BALANCE_PAD), &err);
             }
             if (rc != SHALE_OK) {
-                tx_fail(&bk->fail, "txn_put: %s (%s)", shale_strerror(rc), err.msg);
+                tu_fail(&bk->fail, "txn_put: %s (%s)", shale_strerror(rc), err.msg);
                 shale_txn_free(txn);
                 break;
             }
@@ -119,7 +119,7 @@ static void *banker_main(void *arg)
             if (rc == SHALE_OK) {
                 uint64_t cs = shale_txn_commit_seq(txn);
                 if (cs <= shale_txn_snapshot_seq(txn)) {
-                    tx_fail(&bk->fail, "commit_seq %" PRIu64 " <= snapshot_seq %" PRIu64, cs,
+                    tu_fail(&bk->fail, "commit_seq %" PRIu64 " <= snapshot_seq %" PRIu64, cs,
                             shale_txn_snapshot_seq(txn));
                 }
                 atomic_fetch_sub(&bk->delta[from], (int64_t)amount);
@@ -131,11 +131,11 @@ static void *banker_main(void *arg)
             }
             shale_txn_free(txn);
             if (rc != SHALE_CONFLICT) {
-                tx_fail(&bk->fail, "commit: %s (%s)", shale_strerror(rc), err.msg);
+                tu_fail(&bk->fail, "commit: %s (%s)", shale_strerror(rc), err.msg);
                 break;
             }
             if (strstr(err.msg, ka) == NULL && strstr(err.msg, kb) == NULL) {
-                tx_fail(&bk->fail, "conflict message names neither %s nor %s: %s", ka, kb, err.msg);
+                tu_fail(&bk->fail, "conflict message names neither %s nor %s: %s", ka, kb, err.msg);
                 break;
             }
             atomic_fetch_add(&bk->conflicts, 1);
@@ -158,16 +158,16 @@ static bool sum_iter(bank *bk, shale_iter *it, uint64_t max_seq, uint64_t *sum, 
         shale_slice want = acct_key(kb, a);
         uint64_t bal;
         if (a >= ACCOUNTS || k.len != want.len || memcmp(k.data, want.data, k.len) != 0) {
-            tx_fail(&bk->fail, "%s: unexpected key %.*s at position %d", ctx, (int)k.len,
+            tu_fail(&bk->fail, "%s: unexpected key %.*s at position %d", ctx, (int)k.len,
                     (const char *)k.data, a);
             return false;
         }
         if (!tx_parse_u64(v.data, v.len, BALANCE_PAD, &bal)) {
-            tx_fail(&bk->fail, "%s: %s: malformed balance", ctx, kb);
+            tu_fail(&bk->fail, "%s: %s: malformed balance", ctx, kb);
             return false;
         }
         if (max_seq != 0 && shale_iter_info(it).seq > max_seq) {
-            tx_fail(&bk->fail, "%s: %s: version %" PRIu64 " newer than the view %" PRIu64, ctx, kb,
+            tu_fail(&bk->fail, "%s: %s: version %" PRIu64 " newer than the view %" PRIu64, ctx, kb,
                     shale_iter_info(it).seq, max_seq);
             return false;
         }
@@ -175,11 +175,11 @@ static bool sum_iter(bank *bk, shale_iter *it, uint64_t max_seq, uint64_t *sum, 
     }
     shale_error err = {0};
     if (shale_iter_status(it, &err) != SHALE_OK) {
-        tx_fail(&bk->fail, "%s: iterator: %s", ctx, err.msg);
+        tu_fail(&bk->fail, "%s: iterator: %s", ctx, err.msg);
         return false;
     }
     if (a != ACCOUNTS) {
-        tx_fail(&bk->fail, "%s: iterator saw %d accounts", ctx, a);
+        tu_fail(&bk->fail, "%s: iterator saw %d accounts", ctx, a);
         return false;
     }
     return true;
@@ -193,13 +193,13 @@ static bool reader_round(bank *bk, int mode, shale_buf *buf, shale_buf *vals)
     shale_iter *it = NULL;
     uint64_t by_iter = 0, by_get = 0, bal = 0;
     shale_code rc;
-    const shale_read_opts prefix = {.prefix = SL("acct/")};
+    const shale_read_opts prefix = {.prefix = TU_SL("acct/")};
 
     switch (mode) {
     case 0: { /* a snapshot: iterator and gets */
         shale_snapshot *snap = shale_snapshot_get(bk->db);
         if (snap == NULL) {
-            tx_fail(&bk->fail, "snapshot_get returned NULL");
+            tu_fail(&bk->fail, "snapshot_get returned NULL");
             return false;
         }
         shale_read_opts ro = prefix;
@@ -207,7 +207,7 @@ static bool reader_round(bank *bk, int mode, shale_buf *buf, shale_buf *vals)
         bool ok = true;
         rc = shale_iter_new(bk->db, &ro, &it, &err);
         if (rc != SHALE_OK) {
-            tx_fail(&bk->fail, "iter_new: %s", err.msg);
+            tu_fail(&bk->fail, "iter_new: %s", err.msg);
             ok = false;
         } else {
             ok = sum_iter(bk, it, shale_snapshot_seq(snap), &by_iter, "snapshot scan");
@@ -216,7 +216,7 @@ static bool reader_round(bank *bk, int mode, shale_buf *buf, shale_buf *vals)
         for (int a = 0; ok && a < ACCOUNTS; a++) {
             rc = shale_get(bk->db, &ro, acct_key(kb, a), buf, &err);
             if (rc != SHALE_OK || !tx_parse_u64(buf->data, buf->len, BALANCE_PAD, &bal)) {
-                tx_fail(&bk->fail, "snapshot get %s: %s (%s)", kb, shale_strerror(rc), err.msg);
+                tu_fail(&bk->fail, "snapshot get %s: %s (%s)", kb, shale_strerror(rc), err.msg);
                 ok = false;
             }
             by_get += bal;
@@ -234,13 +234,13 @@ static bool reader_round(bank *bk, int mode, shale_buf *buf, shale_buf *vals)
         shale_txn *txn = NULL;
         rc = shale_txn_begin(bk->db, &topts, &txn, &err);
         if (rc != SHALE_OK) {
-            tx_fail(&bk->fail, "reader txn_begin: %s", err.msg);
+            tu_fail(&bk->fail, "reader txn_begin: %s", err.msg);
             return false;
         }
         bool ok = true;
         rc = shale_txn_iter_new(txn, &prefix, &it, &err);
         if (rc != SHALE_OK) {
-            tx_fail(&bk->fail, "txn_iter_new: %s", err.msg);
+            tu_fail(&bk->fail, "txn_iter_new: %s", err.msg);
             ok = false;
         } else {
             ok = sum_iter(bk, it, shale_txn_snapshot_seq(txn), &by_iter, "txn scan");
@@ -253,7 +253,7 @@ static bool reader_round(bank *bk, int mode, shale_buf *buf, shale_buf *vals)
         if (ok) {
             rc = shale_txn_commit(txn, &err);
             if (rc != SHALE_OK || shale_txn_commit_seq(txn) != 0) {
-                tx_fail(&bk->fail, "read-only commit: %s (%s), commit_seq %" PRIu64,
+                tu_fail(&bk->fail, "read-only commit: %s (%s), commit_seq %" PRIu64,
                         shale_strerror(rc), err.msg, shale_txn_commit_seq(txn));
                 ok = false;
             }
@@ -270,7 +270,7 @@ static bool reader_round(bank *bk, int mode, shale_buf *buf, shale_buf *vals)
         char kbs[ACCOUNTS][16];
         rc = shale_iter_new(bk->db, &prefix, &it, &err);
         if (rc != SHALE_OK) {
-            tx_fail(&bk->fail, "iter_new: %s", err.msg);
+            tu_fail(&bk->fail, "iter_new: %s", err.msg);
             return false;
         }
         bool ok = sum_iter(bk, it, 0, &by_iter, "plain scan");
@@ -283,13 +283,13 @@ static bool reader_round(bank *bk, int mode, shale_buf *buf, shale_buf *vals)
         }
         rc = shale_multi_get(bk->db, NULL, ACCOUNTS, keys, vals, codes, &err);
         if (rc != SHALE_OK) {
-            tx_fail(&bk->fail, "multi_get: %s", err.msg);
+            tu_fail(&bk->fail, "multi_get: %s", err.msg);
             return false;
         }
         for (int a = 0; a < ACCOUNTS; a++) {
             if (codes[a] != SHALE_OK ||
                 !tx_parse_u64(vals[a].data, vals[a].len, BALANCE_PAD, &bal)) {
-                tx_fail(&bk->fail, "multi_get %s: %s", kbs[a], shale_strerror(codes[a]));
+                tu_fail(&bk->fail, "multi_get %s: %s", kbs[a], shale_strerror(codes[a]));
                 return false;
             }
             by_get += bal;
@@ -298,7 +298,7 @@ static bool reader_round(bank *bk, int mode, shale_buf *buf, shale_buf *vals)
     }
     }
     if (by_iter != TOTAL || by_get != TOTAL) {
-        tx_fail(&bk->fail,
+        tu_fail(&bk->fail,
                 "reader mode %d: the balances sum to %" PRIu64 " (scan) and %" PRIu64
                 " (gets), want %" PRIu64,
                 mode, by_iter, by_get, TOTAL);
@@ -314,10 +314,10 @@ static void *reader_main(void *arg)
     shale_buf *vals = calloc(ACCOUNTS, sizeof *vals);
 
     if (vals == NULL) {
-        tx_fail(&bk->fail, "calloc");
+        tu_fail(&bk->fail, "calloc");
         return NULL;
     }
-    for (uint64_t round = 0; !tx_failed(&bk->fail); round++) {
+    for (uint64_t round = 0; !tu_failed(&bk->fail); round++) {
         /* At least a few rounds of each mode, then until the bankers are done. */
         if (round >= 8 && atomic_load(&bk->bankers_left) == 0) {
             break;
@@ -357,7 +357,7 @@ static void check_balances(bank *bk, shale_db *db, const char *ctx)
     cr_assert_eq(sum, TOTAL, "%s: gets sum to %" PRIu64, ctx, sum);
     shale_iter *it = NULL;
     shale_error err = {0};
-    shale_read_opts prefix = {.prefix = SL("acct/")};
+    shale_read_opts prefix = {.prefix = TU_SL("acct/")};
     cr_assert_eq(shale_iter_new(db, &prefix, &it, &err), SHALE_OK, "%s", err.msg);
     cr_assert(sum_iter(bk, it, 0, &sum, ctx), "%s: %s", ctx, bk->fail.why);
     cr_assert_eq(sum, TOTAL, "%s: the scan sums to %" PRIu64, ctx, sum);
@@ -368,26 +368,26 @@ static void check_balances(bank *bk, shale_db *db, const char *ctx)
 Test(txn_conc, bank_transfers_keep_the_total)
 {
     shale_options o = bank_options();
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     bank *bk = calloc(1, sizeof *bk);
     banker bankers[BANKERS];
     pthread_t threads[BANKERS + 1];
     char kb[16], vb[32 + BALANCE_PAD];
 
     cr_assert_not_null(bk);
-    tx_fx_begin(&fx, "txn-bank", &o);
+    tu_fx_begin(&fx, "txn-bank", &o);
     for (int a = 0; a < ACCOUNTS; a++) {
-        TX_OK(
+        TU_OK(
             shale_put(fx.db, NULL, acct_key(kb, a), tx_u64_value(vb, INITIAL, BALANCE_PAD), &ERR));
     }
     /* Neighbours on both sides of the accounts' range, which readers must not see. */
-    tx_put(fx.db, "acct.", "x");
-    tx_put(fx.db, "acct0", "x");
-    tx_put(fx.db, "acc", "x");
+    tu_put(fx.db, "acct.", "x");
+    tu_put(fx.db, "acct0", "x");
+    tu_put(fx.db, "acc", "x");
     bk->db = fx.db;
-    tx_failure_init(&bk->fail);
+    tu_failure_init(&bk->fail);
     atomic_init(&bk->bankers_left, BANKERS);
-    uint64_t flushes0 = tx_stats(fx.db).flushes;
+    uint64_t flushes0 = tu_stats(fx.db).flushes;
 
     cr_assert_eq(pthread_create(&threads[BANKERS], NULL, reader_main, bk), 0);
     for (int i = 0; i < BANKERS; i++) {
@@ -397,13 +397,13 @@ Test(txn_conc, bank_transfers_keep_the_total)
     for (int i = 0; i <= BANKERS; i++) {
         pthread_join(threads[i], NULL);
     }
-    tx_failure_check(&bk->fail, "bank");
-    tx_failure_init(&bk->fail); /* for check_balances */
+    tu_failure_check(&bk->fail, "bank");
+    tu_failure_init(&bk->fail); /* for check_balances */
 
     uint64_t transfers = atomic_load(&bk->transfers), conflicts = atomic_load(&bk->conflicts);
     cr_assert_eq(transfers, (uint64_t)BANKERS * TRANSFERS);
     cr_assert_geq(atomic_load(&bk->reader_rounds), 8);
-    shale_stats st = tx_stats(fx.db);
+    shale_stats st = tu_stats(fx.db);
     cr_assert_geq(st.txn_commits, transfers, "txn_commits %" PRIu64 " < %" PRIu64 " transfers",
                   st.txn_commits, transfers);
     cr_assert_geq(st.txn_conflicts, conflicts, "txn_conflicts %" PRIu64 " < %" PRIu64 " seen",
@@ -418,16 +418,16 @@ Test(txn_conc, bank_transfers_keep_the_total)
                 transfers, conflicts, (uint64_t)atomic_load(&bk->reader_rounds),
                 st.flushes - flushes0, st.compactions);
     check_balances(bk, fx.db, "after the run");
-    tx_expect(fx.db, "acct.", "x");
-    tx_expect(fx.db, "acct0", "x");
+    tu_expect(fx.db, "acct.", "x");
+    tu_expect(fx.db, "acct0", "x");
 
-    tx_fx_reopen(&fx, &o);
+    tu_fx_reopen(&fx, &o);
     check_balances(bk, fx.db, "after reopen");
-    TX_OK(shale_compact(fx.db, &ERR));
+    TU_OK(shale_compact(fx.db, &ERR));
     check_balances(bk, fx.db, "after compaction");
-    tx_failure_check(&bk->fail, "bank checks");
+    tu_failure_check(&bk->fail, "bank checks");
     free(bk);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* ------------------------------------------------------------------------------------------ */
@@ -438,7 +438,7 @@ enum { INCREMENTERS = 8, INCREMENTS = 150, CAS_THREADS = 4, CAS_INCREMENTS = 600
 
 typedef struct counter {
     shale_db *db;
-    tx_failure fail;
+    tu_failure fail;
     pthread_barrier_t start; /* the workers start together, so they overlap */
     atomic_uint_fast64_t commits, conflicts;
     atomic_uint_fast64_t claim_conflicts;
@@ -462,23 +462,23 @@ static void *incrementer_main(void *arg)
     char vb[64];
 
     pthread_barrier_wait(&ct->start);
-    for (int done = 0; done < INCREMENTS && !tx_failed(&ct->fail);) {
+    for (int done = 0; done < INCREMENTS && !tu_failed(&ct->fail);) {
         shale_txn *txn = NULL;
         shale_error err = {0};
         uint64_t v;
         shale_code rc = shale_txn_begin(ct->db, &topts, &txn, &err);
         if (rc != SHALE_OK) {
-            tx_fail(&ct->fail, "txn_begin: %s", err.msg);
+            tu_fail(&ct->fail, "txn_begin: %s", err.msg);
             break;
         }
-        rc = shale_txn_get(txn, SL("counter"), &buf, &err);
+        rc = shale_txn_get(txn, TU_SL("counter"), &buf, &err);
         if (rc != SHALE_OK || !tx_parse_u64(buf.data, buf.len, 8, &v)) {
-            tx_fail(&ct->fail, "txn_get: %s (%s)", shale_strerror(rc), err.msg);
+            tu_fail(&ct->fail, "txn_get: %s (%s)", shale_strerror(rc), err.msg);
             shale_txn_free(txn);
             break;
         }
         sched_yield(); /* invite another incrementer between the read and the commit */
-        rc = shale_txn_put(txn, SL("counter"), tx_u64_value(vb, v + 1, 8), &err);
+        rc = shale_txn_put(txn, TU_SL("counter"), tx_u64_value(vb, v + 1, 8), &err);
         if (rc == SHALE_OK) {
             rc = shale_txn_commit(txn, &err);
         }
@@ -489,13 +489,13 @@ static void *incrementer_main(void *arg)
         } else if (rc == SHALE_CONFLICT) {
             atomic_fetch_add(&ct->conflicts, 1);
             if (strstr(err.msg, "counter") == NULL) {
-                tx_fail(&ct->fail, "conflict message lacks the key: %s", err.msg);
+                tu_fail(&ct->fail, "conflict message lacks the key: %s", err.msg);
             }
             if (strstr(err.msg, "just before this one") != NULL) {
                 atomic_fetch_add(&ct->group_conflicts, 1);
             }
         } else {
-            tx_fail(&ct->fail, "txn: %s (%s)", shale_strerror(rc), err.msg);
+            tu_fail(&ct->fail, "txn: %s (%s)", shale_strerror(rc), err.msg);
         }
     }
     shale_buf_free(&buf);
@@ -507,7 +507,7 @@ static uint64_t read_counter(shale_db *db)
     shale_buf buf = {0};
     shale_error err = {0};
     uint64_t v = 0;
-    shale_code rc = shale_get(db, NULL, SL("counter"), &buf, &err);
+    shale_code rc = shale_get(db, NULL, TU_SL("counter"), &buf, &err);
     cr_assert_eq(rc, SHALE_OK, "get counter: %s", err.msg);
     cr_assert(tx_parse_u64(buf.data, buf.len, 8, &v), "counter malformed");
     shale_buf_free(&buf);
@@ -519,16 +519,16 @@ static uint64_t read_counter(shale_db *db)
  * only against the database. */
 static void lost_updates(shale_durability level)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     counter ct = {.level = level};
     incrementer incs[INCREMENTERS];
     pthread_t threads[INCREMENTERS];
     char vb[64];
 
-    tx_fx_begin(&fx, "txn-lost", NULL);
-    TX_OK(shale_put(fx.db, NULL, SL("counter"), tx_u64_value(vb, 0, 8), &ERR));
+    tu_fx_begin(&fx, "txn-lost", NULL);
+    TU_OK(shale_put(fx.db, NULL, TU_SL("counter"), tx_u64_value(vb, 0, 8), &ERR));
     ct.db = fx.db;
-    tx_failure_init(&ct.fail);
+    tu_failure_init(&ct.fail);
     pthread_barrier_init(&ct.start, NULL, INCREMENTERS);
     for (int i = 0; i < INCREMENTERS; i++) {
         incs[i] = (incrementer){.ct = &ct, .id = i};
@@ -538,12 +538,12 @@ static void lost_updates(shale_durability level)
         pthread_join(threads[i], NULL);
     }
     pthread_barrier_destroy(&ct.start);
-    tx_failure_check(&ct.fail, "incrementers");
+    tu_failure_check(&ct.fail, "incrementers");
     const uint64_t want = (uint64_t)INCREMENTERS * INCREMENTS;
     cr_assert_eq(atomic_load(&ct.commits), want);
     cr_assert_eq(read_counter(fx.db), want, "lost updates: counter %" PRIu64 ", want %" PRIu64,
                  read_counter(fx.db), want);
-    shale_stats st = tx_stats(fx.db);
+    shale_stats st = tu_stats(fx.db);
     cr_assert_eq(st.txn_commits, want);
     cr_assert_eq(st.txn_conflicts, atomic_load(&ct.conflicts),
                  "txn_conflicts %" PRIu64 ", conflicts seen %" PRIu64, st.txn_conflicts,
@@ -554,9 +554,9 @@ static void lost_updates(shale_durability level)
                 shale_durability_name(level), want, (uint64_t)atomic_load(&ct.conflicts),
                 (uint64_t)atomic_load(&ct.group_conflicts));
     /* The count survives a restart. */
-    tx_fx_reopen(&fx, NULL);
+    tu_fx_reopen(&fx, NULL);
     cr_assert_eq(read_counter(fx.db), want);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 Test(txn_conc, no_lost_updates)
@@ -581,28 +581,28 @@ static void *cas_main(void *arg)
     char vb[64];
 
     pthread_barrier_wait(&ct->start);
-    for (int done = 0; done < CAS_INCREMENTS && !tx_failed(&ct->fail);) {
+    for (int done = 0; done < CAS_INCREMENTS && !tu_failed(&ct->fail);) {
         shale_error err = {0};
         shale_entry_info info = {0};
         uint64_t v, nv = 0;
-        shale_code rc = shale_get_info(ct->db, NULL, SL("cas"), &buf, &info, &err);
+        shale_code rc = shale_get_info(ct->db, NULL, TU_SL("cas"), &buf, &info, &err);
         if (rc != SHALE_OK || !tx_parse_u64(buf.data, buf.len, 8, &v)) {
-            tx_fail(&ct->fail, "get_info: %s (%s)", shale_strerror(rc), err.msg);
+            tu_fail(&ct->fail, "get_info: %s (%s)", shale_strerror(rc), err.msg);
             break;
         }
         sched_yield();
-        rc = shale_put_if_version(ct->db, NULL, SL("cas"), tx_u64_value(vb, v + 1, 8), info.seq,
+        rc = shale_put_if_version(ct->db, NULL, TU_SL("cas"), tx_u64_value(vb, v + 1, 8), info.seq,
                                   &nv, &err);
         if (rc == SHALE_OK) {
             if (nv <= info.seq) {
-                tx_fail(&ct->fail, "new_version %" PRIu64 " <= old %" PRIu64, nv, info.seq);
+                tu_fail(&ct->fail, "new_version %" PRIu64 " <= old %" PRIu64, nv, info.seq);
             }
             atomic_fetch_add(&ct->commits, 1);
             done++;
         } else if (rc == SHALE_CONFLICT) {
             atomic_fetch_add(&ct->conflicts, 1);
         } else {
-            tx_fail(&ct->fail, "put_if_version: %s (%s)", shale_strerror(rc), err.msg);
+            tu_fail(&ct->fail, "put_if_version: %s (%s)", shale_strerror(rc), err.msg);
         }
     }
     shale_buf_free(&buf);
@@ -625,7 +625,7 @@ static void *claim_main(void *arg)
     char kb[32], vb[32];
 
     pthread_barrier_wait(&me->ct->start);
-    for (int k = 0; k < CLAIM_KEYS && !tx_failed(&me->ct->fail); k++) {
+    for (int k = 0; k < CLAIM_KEYS && !tu_failed(&me->ct->fail); k++) {
         shale_error err = {0};
         int kn = snprintf(kb, sizeof kb, "claim/%04d", k);
         int vn = snprintf(vb, sizeof vb, "owner-%d", me->id);
@@ -636,7 +636,7 @@ static void *claim_main(void *arg)
         } else if (rc == SHALE_CONFLICT) {
             atomic_fetch_add(&me->ct->claim_conflicts, 1);
         } else {
-            tx_fail(&me->ct->fail, "claim %s: %s (%s)", kb, shale_strerror(rc), err.msg);
+            tu_fail(&me->ct->fail, "claim %s: %s (%s)", kb, shale_strerror(rc), err.msg);
         }
     }
     return NULL;
@@ -644,7 +644,7 @@ static void *claim_main(void *arg)
 
 Test(txn_conc, cas_increments_are_exact)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     counter ct = {0};
     incrementer incs[CAS_THREADS];
     claimer claims[CAS_THREADS];
@@ -652,11 +652,11 @@ Test(txn_conc, cas_increments_are_exact)
     char vb[64], kb[32];
     shale_buf buf = {0};
 
-    tx_fx_begin(&fx, "txn-cas", NULL);
+    tu_fx_begin(&fx, "txn-cas", NULL);
     uint64_t v0 = 0;
-    TX_OK(shale_put_if_version(fx.db, NULL, SL("cas"), tx_u64_value(vb, 0, 8), 0, &v0, &ERR));
+    TU_OK(shale_put_if_version(fx.db, NULL, TU_SL("cas"), tx_u64_value(vb, 0, 8), 0, &v0, &ERR));
     ct.db = fx.db;
-    tx_failure_init(&ct.fail);
+    tu_failure_init(&ct.fail);
     pthread_barrier_init(&ct.start, NULL, 2 * CAS_THREADS);
     for (int i = 0; i < CAS_THREADS; i++) {
         incs[i] = (incrementer){.ct = &ct, .id = i};
@@ -668,10 +668,10 @@ Test(txn_conc, cas_increments_are_exact)
         pthread_join(threads[i], NULL);
     }
     pthread_barrier_destroy(&ct.start);
-    tx_failure_check(&ct.fail, "cas");
+    tu_failure_check(&ct.fail, "cas");
     const uint64_t want = (uint64_t)CAS_THREADS * CAS_INCREMENTS;
     cr_assert_eq(atomic_load(&ct.commits), want);
-    TX_OK(shale_get(fx.db, NULL, SL("cas"), &buf, &ERR));
+    TU_OK(shale_get(fx.db, NULL, TU_SL("cas"), &buf, &ERR));
     uint64_t v = 0;
     cr_assert(tx_parse_u64(buf.data, buf.len, 8, &v));
     cr_assert_eq(v, want, "CAS lost updates: %" PRIu64 ", want %" PRIu64, v, want);
@@ -679,7 +679,7 @@ Test(txn_conc, cas_increments_are_exact)
     int won[CAS_THREADS] = {0}, total = 0;
     for (int k = 0; k < CLAIM_KEYS; k++) {
         snprintf(kb, sizeof kb, "claim/%04d", k);
-        TX_OK(shale_get(fx.db, NULL, tx_str(kb), &buf, &ERR));
+        TU_OK(shale_get(fx.db, NULL, tu_str(kb), &buf, &ERR));
         int owner = -1;
         cr_assert_eq(sscanf(tu_head(vb, sizeof vb, buf.data, buf.len), "owner-%d", &owner), 1);
         cr_assert(owner >= 0 && owner < CAS_THREADS);
@@ -693,7 +693,7 @@ Test(txn_conc, cas_increments_are_exact)
     cr_assert_eq(total, CLAIM_KEYS);
     cr_assert_eq(atomic_load(&ct.claim_conflicts), (uint64_t)CLAIM_KEYS * (CAS_THREADS - 1),
                  "every claim but the winner's conflicts");
-    shale_stats st = tx_stats(fx.db);
+    shale_stats st = tu_stats(fx.db);
     uint64_t seen = atomic_load(&ct.conflicts) + atomic_load(&ct.claim_conflicts);
     cr_assert_eq(st.txn_conflicts, seen,
                  "txn_conflicts %" PRIu64 ", conditional conflicts seen %" PRIu64, st.txn_conflicts,
@@ -701,7 +701,7 @@ Test(txn_conc, cas_increments_are_exact)
     cr_log_info("cas: %" PRIu64 " increment conflicts, %" PRIu64 " claim conflicts",
                 (uint64_t)atomic_load(&ct.conflicts), (uint64_t)atomic_load(&ct.claim_conflicts));
     shale_buf_free(&buf);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
 
 /* Transactions and conditional writes on the same key from different threads: the first
@@ -721,35 +721,35 @@ static void *mixed_main(void *arg)
 
     tu_rng_seed(&rng, 77 + (uint64_t)me->id);
     pthread_barrier_wait(&ct->start);
-    for (int done = 0; done < 150 && !tx_failed(&ct->fail);) {
+    for (int done = 0; done < 150 && !tu_failed(&ct->fail);) {
         shale_error err = {0};
         uint64_t v;
         shale_code rc;
         if (tu_rng_below(&rng, 2) == 0) {
             shale_entry_info info;
-            rc = shale_get_info(ct->db, NULL, SL("mix"), &buf, &info, &err);
+            rc = shale_get_info(ct->db, NULL, TU_SL("mix"), &buf, &info, &err);
             if (rc != SHALE_OK || !tx_parse_u64(buf.data, buf.len, 8, &v)) {
-                tx_fail(&ct->fail, "get_info: %s", shale_strerror(rc));
+                tu_fail(&ct->fail, "get_info: %s", shale_strerror(rc));
                 break;
             }
             sched_yield();
-            rc = shale_put_if_version(ct->db, NULL, SL("mix"), tx_u64_value(vb, v + 1, 8), info.seq,
-                                      NULL, &err);
+            rc = shale_put_if_version(ct->db, NULL, TU_SL("mix"), tx_u64_value(vb, v + 1, 8),
+                                      info.seq, NULL, &err);
         } else {
             shale_txn *txn = NULL;
             rc = shale_txn_begin(ct->db, NULL, &txn, &err);
             if (rc != SHALE_OK) {
-                tx_fail(&ct->fail, "txn_begin: %s", err.msg);
+                tu_fail(&ct->fail, "txn_begin: %s", err.msg);
                 break;
             }
-            rc = shale_txn_get(txn, SL("mix"), &buf, &err);
+            rc = shale_txn_get(txn, TU_SL("mix"), &buf, &err);
             if (rc != SHALE_OK || !tx_parse_u64(buf.data, buf.len, 8, &v)) {
-                tx_fail(&ct->fail, "txn_get: %s", shale_strerror(rc));
+                tu_fail(&ct->fail, "txn_get: %s", shale_strerror(rc));
                 shale_txn_free(txn);
                 break;
             }
             sched_yield();
-            rc = shale_txn_put(txn, SL("mix"), tx_u64_value(vb, v + 1, 8), &err);
+            rc = shale_txn_put(txn, TU_SL("mix"), tx_u64_value(vb, v + 1, 8), &err);
             if (rc == SHALE_OK) {
                 rc = shale_txn_commit(txn, &err);
             }
@@ -760,7 +760,7 @@ static void *mixed_main(void *arg)
         } else if (rc == SHALE_CONFLICT) {
             atomic_fetch_add(&ct->conflicts, 1);
         } else {
-            tx_fail(&ct->fail, "%s (%s)", shale_strerror(rc), err.msg);
+            tu_fail(&ct->fail, "%s (%s)", shale_strerror(rc), err.msg);
         }
     }
     shale_buf_free(&buf);
@@ -769,16 +769,16 @@ static void *mixed_main(void *arg)
 
 Test(txn_conc, txns_and_conditional_writes_mixed)
 {
-    tx_fx fx = {0};
+    tu_fx fx = {0};
     counter ct = {0};
     mixed ms[4];
     pthread_t threads[4];
     char vb[64];
 
-    tx_fx_begin(&fx, "txn-mixed", NULL);
-    TX_OK(shale_put(fx.db, NULL, SL("mix"), tx_u64_value(vb, 0, 8), &ERR));
+    tu_fx_begin(&fx, "txn-mixed", NULL);
+    TU_OK(shale_put(fx.db, NULL, TU_SL("mix"), tx_u64_value(vb, 0, 8), &ERR));
     ct.db = fx.db;
-    tx_failure_init(&ct.fail);
+    tu_failure_init(&ct.fail);
     pthread_barrier_init(&ct.start, NULL, 4);
     for (int i = 0; i < 4; i++) {
         ms[i] = (mixed){.ct = &ct, .id = i};
@@ -788,14 +788,14 @@ Test(txn_conc, txns_and_conditional_writes_mixed)
         pthread_join(threads[i], NULL);
     }
     pthread_barrier_destroy(&ct.start);
-    tx_failure_check(&ct.fail, "mixed");
+    tu_failure_check(&ct.fail, "mixed");
     cr_log_info("mixed: %" PRIu64 " conflicts", (uint64_t)atomic_load(&ct.conflicts));
     shale_buf buf = {0};
     uint64_t v = 0;
-    TX_OK(shale_get(fx.db, NULL, SL("mix"), &buf, &ERR));
+    TU_OK(shale_get(fx.db, NULL, TU_SL("mix"), &buf, &ERR));
     cr_assert(tx_parse_u64(buf.data, buf.len, 8, &v));
     cr_assert_eq(v, 4 * 150, "lost updates: %" PRIu64, v);
-    cr_assert_eq(tx_stats(fx.db).txn_conflicts, atomic_load(&ct.conflicts));
+    cr_assert_eq(tu_stats(fx.db).txn_conflicts, atomic_load(&ct.conflicts));
     shale_buf_free(&buf);
-    tx_fx_end(&fx);
+    tu_fx_end(&fx);
 }
