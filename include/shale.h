@@ -410,6 +410,11 @@ SHALE_API SHALE_MUST_USE shale_code shale_txn_begin(shale_db *db, const shale_tx
  * SHALE_NOT_FOUND when absent, deleted or expired. */
 SHALE_API SHALE_MUST_USE shale_code shale_txn_get(shale_txn *txn, shale_slice key, shale_buf *value,
                                                   shale_error *err);
+/* As shale_txn_get, and the commit will also fail with SHALE_CONFLICT if `key` was written by
+ * anyone after begin, whatever the isolation (RocksDB's GetForUpdate): a read the transaction's
+ * decision rests on, validated even under SNAPSHOT. `value` may be NULL. */
+SHALE_API SHALE_MUST_USE shale_code shale_txn_get_for_update(shale_txn *txn, shale_slice key,
+                                                             shale_buf *value, shale_error *err);
 /* As shale_txn_get, also filling *info (version 0 for the transaction's own writes). `value` may
  * be NULL. */
 SHALE_API SHALE_MUST_USE shale_code shale_txn_get_info(shale_txn *txn, shale_slice key,
@@ -442,6 +447,130 @@ SHALE_API uint64_t shale_txn_snapshot_seq(const shale_txn *txn);
 /* After a successful commit that wrote something: the version of its last write (its writes
  * carry versions in (snapshot, commit seq]). 0 otherwise. */
 SHALE_API uint64_t shale_txn_commit_seq(const shale_txn *txn);
+
+/* ---- Documents ----
+ * Named collections of JSON documents on top of the key-value store. Every call that changes
+ * documents is one transaction, index entries included: all or nothing, also across a crash,
+ * durable at the database's level. Documents and results go in and out as JSON text (UTF-8).
+ *
+ * Collections: names are 1 .. 64 characters of [A-Za-z0-9_-] (else SHALE_INVALID). A collection
+ * is created by its first insert or by shale_coll_create; it lives in the key space (no files),
+ * so opening a database reads none of it.
+ *
+ * Documents: a JSON object, nested at most 32 deep, at most the database's max_value_bytes once
+ * encoded; "_id" is a string of 1 .. 512 bytes. An insert without "_id" gets a generated one:
+ * 24 hex digits, unique across restarts and processes and increasing with insertion time (48
+ * bits of milliseconds, a per-process counter, 32 random bits). A non-string "_id" is
+ * SHALE_INVALID; inserting an "_id" that exists is SHALE_CONFLICT. Rejected as SHALE_INVALID
+ * with a message: invalid JSON or UTF-8, a top level that is not an object, a duplicate field
+ * name, nesting too deep; SHALE_FULL: a document too large.
+ *
+ * Order and comparison (queries, sorting, indexes): null < false < true < numbers < strings <
+ * arrays < objects; numbers by value (1 == 1.0), strings bytewise (case-sensitive). The filter
+ * language is in docs/DOCUMENTS.md.
+ *
+ * Reserved keys: the document layer keeps everything under keys starting with the two bytes
+ * 0x00 0xD0; key-value users must not write there.
+ *
+ * Threads: every call is thread-safe, as shale_db's; a cursor belongs to one thread at a time. */
+
+SHALE_API SHALE_MUST_USE shale_code shale_coll_create(shale_db *db, const char *name,
+                                                      shale_error *err);
+/* Removes the collection, its documents and its indexes. SHALE_NOT_FOUND if absent. */
+SHALE_API SHALE_MUST_USE shale_code shale_coll_drop(shale_db *db, const char *name,
+                                                    shale_error *err);
+/* out = a JSON array of the collection names, sorted. */
+SHALE_API SHALE_MUST_USE shale_code shale_coll_list(shale_db *db, shale_buf *out, shale_error *err);
+/* out = {"name":..,"documents":N,"bytes":N,"indexes":[{"field":..,"state":..,"entries":N}],
+ * "created_ms":N}: counts by a scan (time grows with the collection, memory does not). */
+SHALE_API SHALE_MUST_USE shale_code shale_coll_describe(shale_db *db, const char *name,
+                                                        shale_buf *out, shale_error *err);
+
+/* Inserts one document; out (may be NULL) = the stored document as JSON, "_id" included. */
+SHALE_API SHALE_MUST_USE shale_code shale_doc_insert(shale_db *db, const char *coll,
+                                                     shale_slice json, shale_buf *out,
+                                                     shale_error *err);
+/* out = the document as JSON. SHALE_NOT_FOUND if absent (or no such collection). */
+SHALE_API SHALE_MUST_USE shale_code shale_doc_get(shale_db *db, const char *coll, shale_slice id,
+                                                  shale_buf *out, shale_error *err);
+/* Shallow merge: each top-level field of `patch` replaces or adds that field. "_id" in the patch
+ * must equal id (else SHALE_INVALID: an id never changes). out (may be NULL) = the new document.
+ * SHALE_NOT_FOUND if absent. */
+SHALE_API SHALE_MUST_USE shale_code shale_doc_update(shale_db *db, const char *coll, shale_slice id,
+                                                     shale_slice patch, shale_buf *out,
+                                                     shale_error *err);
+/* Replaces the whole document; its "_id" is `id` whatever the argument says. SHALE_NOT_FOUND if
+ * absent. */
+SHALE_API SHALE_MUST_USE shale_code shale_doc_replace(shale_db *db, const char *coll,
+                                                      shale_slice id, shale_slice json,
+                                                      shale_buf *out, shale_error *err);
+/* SHALE_NOT_FOUND if absent. */
+SHALE_API SHALE_MUST_USE shale_code shale_doc_delete(shale_db *db, const char *coll, shale_slice id,
+                                                     shale_error *err);
+/* 1 .. 1000 documents, all or nothing: every document is validated first, then all are inserted
+ * in one transaction. out (may be NULL) = a JSON array of the stored documents. On failure the
+ * message names the index of the first bad document ("document 3: ..."). */
+SHALE_API SHALE_MUST_USE shale_code shale_doc_insert_many(shale_db *db, const char *coll,
+                                                          const shale_slice *docs, size_t n,
+                                                          shale_buf *out, shale_error *err);
+/* 1 .. 1000 shallow merges (ids[i], patches[i]), all or nothing; SHALE_NOT_FOUND (naming the id)
+ * if any document is absent. out (may be NULL) = a JSON array of the updated documents. */
+SHALE_API SHALE_MUST_USE shale_code shale_doc_update_many(shale_db *db, const char *coll,
+                                                          const shale_slice *ids,
+                                                          const shale_slice *patches, size_t n,
+                                                          shale_buf *out, shale_error *err);
+
+/* A query. Zero fields mean defaults. */
+typedef struct shale_doc_query {
+    shale_slice filter;          /* JSON filter (docs/DOCUMENTS.md); empty = every document */
+    const shale_slice *eq_names; /* plus the go-db model: AND of eq_names[i] = eq_values[i] */
+    const shale_slice *eq_values;
+    size_t neq;
+    shale_slice sort;   /* "field,-other": ascending, "-" descending; empty = by _id */
+    shale_slice fields; /* projection "a,b.c" ("_id" always kept); empty = whole documents */
+    uint32_t limit;     /* 0 = 50; 1 .. 1000, anything larger is SHALE_INVALID */
+    uint64_t offset;    /* documents to skip; at most 100000 (use cursors beyond) */
+    shale_slice after;  /* a next_cursor from an earlier page: the page after it */
+    shale_slice before; /* a prev_cursor: the page before it */
+} shale_doc_query;
+
+/* One page: out = {"documents":[...],"has_next":b,"has_prev":b,"next_cursor":s|null,
+ * "prev_cursor":s|null,"total":N} (total: every match, not just this page). Results come in a
+ * deterministic order: by the sort fields, then _id. Cursors are opaque and stay valid across
+ * writes (they name a position, not an offset); a malformed one is SHALE_INVALID. */
+SHALE_API SHALE_MUST_USE shale_code shale_doc_find(shale_db *db, const char *coll,
+                                                   const shale_doc_query *q, shale_buf *out,
+                                                   shale_error *err);
+/* out = how the query ran: {"plan":"scan"|"index","index":field|null,"condition":"eq"|"in"|
+ * "range"|null,"examined":N,"matched":N} (it runs the query to count). */
+SHALE_API SHALE_MUST_USE shale_code shale_doc_explain(shale_db *db, const char *coll,
+                                                      const shale_doc_query *q, shale_buf *out,
+                                                      shale_error *err);
+
+/* A streaming cursor over every match of q's filter (limit, offset and cursors ignored; sort
+ * must be empty: documents come by _id), in constant memory however many there are, reading one
+ * snapshot while writes go on. */
+typedef struct shale_doc_cursor shale_doc_cursor;
+SHALE_API SHALE_MUST_USE shale_code shale_doc_cursor_open(shale_db *db, const char *coll,
+                                                          const shale_doc_query *q,
+                                                          shale_doc_cursor **out, shale_error *err);
+/* out = the next document as JSON; SHALE_NOT_FOUND after the last. */
+SHALE_API SHALE_MUST_USE shale_code shale_doc_cursor_next(shale_doc_cursor *c, shale_buf *out,
+                                                          shale_error *err);
+SHALE_API void shale_doc_cursor_close(shale_doc_cursor *c);
+
+/* Secondary indexes on a field path. Creating one builds it over the existing documents while
+ * writes go on; from then on every write maintains it in the document's own transaction (a
+ * missing collection is created, empty, with the index). "_id" is always indexed (SHALE_INVALID
+ * to create); an existing index is SHALE_CONFLICT; creating one whose build was interrupted (a
+ * crash) finishes the build. */
+SHALE_API SHALE_MUST_USE shale_code shale_index_create(shale_db *db, const char *coll,
+                                                       const char *field, shale_error *err);
+SHALE_API SHALE_MUST_USE shale_code shale_index_drop(shale_db *db, const char *coll,
+                                                     const char *field, shale_error *err);
+/* out = a JSON array of {"field":..,"state":"ready"|"building"}, "_id" first. */
+SHALE_API SHALE_MUST_USE shale_code shale_index_list(shale_db *db, const char *coll, shale_buf *out,
+                                                     shale_error *err);
 
 /* Counters and gauges. Gauges describe the moment of the call; counters run since open. */
 typedef struct shale_stats {

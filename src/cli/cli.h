@@ -47,6 +47,9 @@ int cmd_stats(int argc, char **argv);   /* cmd_admin.c */
 int cmd_compact(int argc, char **argv); /* cmd_admin.c */
 int cmd_check(int argc, char **argv);   /* cmd_check.c */
 int cmd_bench(int argc, char **argv);   /* src/cli/cmd_bench.c */
+int cmd_doc(int argc, char **argv);     /* cmd_doc.c: `shale doc VERB ...` */
+int cmd_export(int argc, char **argv);  /* cmd_export.c */
+int cmd_import(int argc, char **argv);  /* cmd_export.c */
 
 /* One flag: `--name` (no leading dashes here). `arg` names its value in the usage text ("LEVEL");
  * NULL makes it a switch that takes no value. `help` is one line for the usage text. */
@@ -143,6 +146,20 @@ int cli_open_db(const cli_args *a, bool create, shale_db **out);
 /* shale_close with error reporting: returns `rc` when the close succeeds, else prints the error
  * and returns CLI_ERROR. A NULL db returns rc. */
 int cli_close(const char *cmd, shale_db *db, int rc);
+
+/* Loads JSON Lines from `in` into the database (cmd_export.c; `shale import` and `shale doc
+ * insert` without a JSON argument). With `coll`, every non-blank line is one document of that
+ * collection; with coll NULL, every line is {"collection":NAME,"document":{...}} (the format of
+ * `shale export DIR`). Lines are read one at a time, at most `max_line` bytes each, and inserted
+ * in batches of up to 1000 documents (fewer when their text passes a byte budget derived from the
+ * database's write buffer), each batch one shale_doc_insert_many: all or nothing. With `print`,
+ * each stored document is printed on stdout as one line. A bad line stops the load with
+ * "shale CMD: line N: ..." on stderr, which also says what was committed before it; returns
+ * CLI_ERROR then, else CLI_OK. *docs and *lines (may be NULL) get the documents inserted and the
+ * lines read. */
+#define CLI_DEFAULT_MAX_VALUE_BYTES (4u << 20) /* shale_options.max_value_bytes's default */
+int cli_load_jsonl(const char *cmd, shale_db *db, const char *coll, FILE *in, size_t max_line,
+                   bool print, uint64_t *docs, uint64_t *lines);
 
 /* Writes bytes to f with every byte that is not printable ASCII (0x20..0x7e), and every
  * backslash, as \xNN (two lower-case hex digits), so any key prints on one line unambiguously. */

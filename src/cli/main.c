@@ -20,6 +20,9 @@ static const struct {
     {"compact", cmd_compact, "compact the whole database into its bottom level"},
     {"check", cmd_check, "verify every checksum and the manifest; exit 1 on damage"},
     {"bench", cmd_bench, "measure the engine under a workload"},
+    {"doc", cmd_doc, "JSON documents: insert, get, update, replace, delete, find, index, ..."},
+    {"export", cmd_export, "print the documents of one or every collection as JSON Lines"},
+    {"import", cmd_import, "insert JSON Lines from stdin into a collection (or into several)"},
 };
 
 #define COMMAND_COUNT (sizeof commands / sizeof commands[0])
@@ -34,7 +37,8 @@ static void usage(FILE *f)
         fprintf(f, "  %-7s %s\n", commands[i].name, commands[i].summary);
     }
     fprintf(f, "\nRun 'shale COMMAND --help' for a command's arguments and flags.\n"
-               "Exit status: 0 success, 1 not found (get) or damage found (check), 2 error.\n");
+               "Exit status: 0 success, 1 not found (get, doc get, ...) or damage found (check),\n"
+               "2 error.\n");
 }
 
 static int find(const char *name)

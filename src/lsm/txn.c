@@ -287,11 +287,12 @@ static shale_code over_limit(const shale_txn *txn, size_t more, shale_error *err
     return SHALE_OK;
 }
 
-/* Serializable: remembers a key read from the database. */
-static shale_code note_read(shale_txn *txn, shale_slice key, shale_error *err)
+/* Remembers a key read from the database, to be validated at commit: every read when
+ * serializable, and reads for update always. */
+static shale_code note_read(shale_txn *txn, shale_slice key, bool for_update, shale_error *err)
 {
     uint8_t len[5];
-    if (txn->isolation != SHALE_ISOLATION_SERIALIZABLE) {
+    if (txn->isolation != SHALE_ISOLATION_SERIALIZABLE && !for_update) {
         return SHALE_OK;
     }
     shale_code rc = over_limit(txn, key.len + sizeof len, err);
@@ -305,8 +306,8 @@ static shale_code note_read(shale_txn *txn, shale_slice key, shale_error *err)
     return rc;
 }
 
-shale_code shale_txn_get_info(shale_txn *txn, shale_slice key, shale_buf *value,
-                              shale_entry_info *info, shale_error *err)
+static shale_code txn_read(shale_txn *txn, shale_slice key, shale_buf *value,
+                           shale_entry_info *info, bool for_update, shale_error *err)
 {
     shale_code rc = check_usable(txn, err);
     if (rc != SHALE_OK || (rc = db_check_key(txn->db, key, err)) != SHALE_OK) {
@@ -329,12 +330,24 @@ shale_code shale_txn_get_info(shale_txn *txn, shale_slice key, shale_buf *value,
     rc = shale_get_info(txn->db, &ro, key, value, info, err);
     if (rc == SHALE_OK || rc == SHALE_NOT_FOUND) {
         shale_error nerr;
-        shale_code nrc = note_read(txn, key, &nerr);
+        shale_code nrc = note_read(txn, key, for_update, &nerr);
         if (nrc != SHALE_OK) {
             return err_copy(err, &nerr);
         }
     }
     return rc;
+}
+
+shale_code shale_txn_get_info(shale_txn *txn, shale_slice key, shale_buf *value,
+                              shale_entry_info *info, shale_error *err)
+{
+    return txn_read(txn, key, value, info, false, err);
+}
+
+shale_code shale_txn_get_for_update(shale_txn *txn, shale_slice key, shale_buf *value,
+                                    shale_error *err)
+{
+    return txn_read(txn, key, value, NULL, true, err);
 }
 
 shale_code shale_txn_get(shale_txn *txn, shale_slice key, shale_buf *value, shale_error *err)
@@ -583,8 +596,10 @@ static shale_code validate(shale_db *db, void *arg, uint64_t seq, shale_batch *f
     v->group = group;
     v->view = db_view_acquire(db);
     shale_code rc = batch_iterate(v->batch->rep.data, v->batch->rep.len, check_write_op, v, err);
+    if (rc == SHALE_OK) {
+        rc = check_reads(v, err); /* empty unless serializable or read for update */
+    }
     if (rc == SHALE_OK && v->txn->isolation == SHALE_ISOLATION_SERIALIZABLE) {
-        rc = check_reads(v, err);
         for (const db_iter_track *t = v->txn->tracks; rc == SHALE_OK && t != NULL; t = t->next) {
             rc = check_range(v, t, err);
         }
