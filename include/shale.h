@@ -402,6 +402,10 @@ typedef struct shale_txn_opts {
     shale_durability durability; /* of the commit; 0 = the database's level */
     uint64_t max_bytes;          /* memory for buffered writes and the read set; 0 = the
                                     database's write buffer size; range 64 KiB .. 1 GiB */
+    bool unchecked_writes;       /* commit does not check the keys written for conflicts (reads
+                                    for update, and the read set when serializable, still are):
+                                    for writes no one else can make, such as keys derived from
+                                    what the transaction read; saves a lookup per key */
 } shale_txn_opts;
 
 SHALE_API SHALE_MUST_USE shale_code shale_txn_begin(shale_db *db, const shale_txn_opts *opts,

@@ -1018,4 +1018,3 @@ bool dfilter_exact(const dfilter *f, dfilter_cond *out)
     *out = f->conds[0];
     return true;
 }
-

@@ -78,7 +78,7 @@ typedef struct dfilter_cond {
     size_t nvalues;
     bool has_lo, has_hi;
     bool lo_inclusive, hi_inclusive;
-    dval lo, hi;               /* DFC_RANGE */
+    dval lo, hi;                 /* DFC_RANGE */
     enum dval_class range_class; /* DFC_RANGE: the class of lo/hi */
 } dfilter_cond;
 

@@ -92,7 +92,8 @@ shale_code dval_to_json(dval v, shale_buf *out, shale_error *err) SHALE_MUST_USE
 /* ---- checking and reading ---- */
 
 /* Validates p[0, len) as exactly one value: tags, lengths, counts, bounds, sorted unique names,
- * depth, no NaN/inf doubles, strings and names valid UTF-8. SHALE_CORRUPTION with what and where (byte offset) otherwise. */
+ * depth, no NaN/inf doubles, strings and names valid UTF-8. SHALE_CORRUPTION with what and where
+ * (byte offset) otherwise. */
 shale_code dval_check(const uint8_t *p, size_t len, shale_error *err) SHALE_MUST_USE;
 /* The part of dval_check that keeps readers inside the bytes: tags, lengths, counts, bounds,
  * depth; not UTF-8, name order or finite doubles. For values read back from the store, which
@@ -104,10 +105,10 @@ shale_code dval_check_frame(const uint8_t *p, size_t len, shale_error *err) SHAL
 dval dval_at(const uint8_t *p);
 enum dval_tag dval_tag_of(dval v);
 enum dval_class dval_class_of(dval v);
-int64_t dval_int(dval v);         /* REQUIRES DV_INT */
-double dval_double(dval v);       /* DV_INT or DV_DOUBLE, as a double */
-shale_slice dval_str(dval v);     /* REQUIRES DV_STRING: the bytes */
-uint32_t dval_count(dval v);      /* elements of an array, fields of an object, else 0 */
+int64_t dval_int(dval v);     /* REQUIRES DV_INT */
+double dval_double(dval v);   /* DV_INT or DV_DOUBLE, as a double */
+shale_slice dval_str(dval v); /* REQUIRES DV_STRING: the bytes */
+uint32_t dval_count(dval v);  /* elements of an array, fields of an object, else 0 */
 
 /* Walks the elements of an array or the fields of an object in stored order. */
 typedef struct dval_iter {

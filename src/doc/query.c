@@ -39,7 +39,7 @@
 /* Index entries counted per candidate condition: reading an index entry and its document costs
  * about as much as a scan step over a few hundred documents, so beyond this a scan wins for
  * any collection this query would make worth scanning. */
-#define PLAN_CAP 100000
+#define PLAN_CAP            100000
 #define CURSOR_VERSION      0x01
 
 typedef struct sort_field {
@@ -201,8 +201,8 @@ static shale_code query_parse(const shale_doc_query *in, bool paged, query *q, s
     q->limit = in->limit == 0 ? QUERY_DEFAULT_LIMIT : in->limit;
     q->offset = in->offset;
     if (rc == SHALE_OK && paged && q->limit > QUERY_MAX_LIMIT) {
-        rc = err_set(err, SHALE_INVALID, 0, "limit %" PRIu32 " is over the maximum of %u",
-                     q->limit, QUERY_MAX_LIMIT);
+        rc = err_set(err, SHALE_INVALID, 0, "limit %" PRIu32 " is over the maximum of %u", q->limit,
+                     QUERY_MAX_LIMIT);
     }
     if (rc == SHALE_OK && paged && q->offset > QUERY_MAX_OFFSET) {
         rc = err_set(err, SHALE_INVALID, 0,
@@ -427,8 +427,7 @@ static shale_code walk_entries(run *r, const shale_buf *prefix, shale_slice lo, 
         shale_slice id = shale_iter_value(it);
         /* An exact plan decides from the entry, unless its value key was cut (docdb.h): then
          * two values may share it, and the document decides. */
-        if (r->exact && id.len < k.len &&
-            k.len - prefix->len - id.len < DOC_INDEX_VALUE_MAX) {
+        if (r->exact && id.len < k.len && k.len - prefix->len - id.len < DOC_INDEX_VALUE_MAX) {
             r->examined++;
             r->matched++;
             rc = r->visit_id(r, id, err);
@@ -441,8 +440,8 @@ static shale_code walk_entries(run *r, const shale_buf *prefix, shale_slice lo, 
         if (rc == SHALE_NOT_FOUND) {
             /* An entry without its document: the index and the documents disagree. */
             rc = err_set(err, SHALE_CORRUPTION, 0,
-                         "collection '%s': an index entry names a missing document '%.*s'",
-                         r->coll, (int)(id.len > 64 ? 64 : id.len), (const char *)id.data);
+                         "collection '%s': an index entry names a missing document '%.*s'", r->coll,
+                         (int)(id.len > 64 ? 64 : id.len), (const char *)id.data);
         }
         if (rc == SHALE_OK) {
             rc = consider(r, id, (shale_slice){r->val.data, r->val.len}, err);
@@ -508,8 +507,8 @@ static shale_code walk_cond(run *r, const dfilter_cond *c, const doc_index *x, u
             uint64_t n = 0;
             if (rc == SHALE_OK) {
                 shale_slice l = {lo.data, lo.len};
-                rc = walk_entries(r, &prefix, l, false, l, true, cap - total,
-                                  counted ? &n : NULL, err);
+                rc = walk_entries(r, &prefix, l, false, l, true, cap - total, counted ? &n : NULL,
+                                  err);
             }
             total += n;
         }
@@ -547,8 +546,8 @@ static shale_code walk_cond(run *r, const dfilter_cond *c, const doc_index *x, u
         }
         if (rc == SHALE_OK) {
             rc = walk_entries(r, &prefix, (shale_slice){lo.data, lo.len}, lo_skip,
-                              (shale_slice){hi.data, hi.len}, hi_incl, cap,
-                              counted ? &total : NULL, err);
+                              (shale_slice){hi.data, hi.len}, hi_incl, cap, counted ? &total : NULL,
+                              err);
         }
     }
     if (counted != NULL) {
@@ -653,8 +652,7 @@ static shale_code execute(run *r, shale_error *err)
     return walk_cond(r, &r->cond, &r->meta.idx[r->index], UINT64_MAX, NULL, err);
 }
 
-static shale_code run_open(run *r, shale_db *db, const char *coll, const query *q,
-                           shale_error *err)
+static shale_code run_open(run *r, shale_db *db, const char *coll, const query *q, shale_error *err)
 {
     memset(r, 0, sizeof *r);
     r->db = db;
@@ -783,8 +781,8 @@ static shale_code find_or_explain(shale_db *db, const char *coll, const shale_do
         rc = buf_append(out, head, (size_t)hn, err);
         if (rc == SHALE_OK && r.index >= 0) {
             shale_buf s = {0};
-            rc = dval_put_string(&s, (shale_slice){r.meta.idx[r.index].path,
-                                                   r.meta.idx[r.index].path_len}, err);
+            rc = dval_put_string(
+                &s, (shale_slice){r.meta.idx[r.index].path, r.meta.idx[r.index].path_len}, err);
             if (rc == SHALE_OK) {
                 rc = dval_to_json((dval){s.data, s.len}, out, err);
             }

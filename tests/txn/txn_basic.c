@@ -968,6 +968,38 @@ Test(txn_api, durability_beyond_none_on_a_none_db)
 /* txn_iso                                                                                    */
 /* ------------------------------------------------------------------------------------------ */
 
+/* unchecked_writes: the written keys are not checked (the last committer wins), but a read for
+ * update still is. */
+Test(txn_iso, unchecked_writes_skip_only_the_write_check)
+{
+    tu_fx fx = {0};
+    shale_txn_opts uo = {.unchecked_writes = true};
+    shale_txn *a, *b;
+
+    tu_fx_begin(&fx, "txn-unchecked", NULL);
+    tu_put(fx.db, "k", "0");
+    TU_OK(shale_txn_begin(fx.db, &uo, &a, &ERR));
+    TU_OK(shale_txn_begin(fx.db, &uo, &b, &ERR));
+    tx_tput(a, "k", "a");
+    tx_tput(b, "k", "b");
+    TU_OK(shale_txn_commit(b, &ERR));
+    TU_OK(shale_txn_commit(a, &ERR)); /* no conflict: a's write lands last */
+    tu_expect(fx.db, "k", "a");
+    shale_txn_free(a);
+    shale_txn_free(b);
+
+    TU_OK(shale_txn_begin(fx.db, &uo, &a, &ERR));
+    shale_buf v = {0};
+    TU_OK(shale_txn_get_for_update(a, TU_SL("k"), &v, &ERR));
+    tx_tput(a, "other", "x");
+    tu_put(fx.db, "k", "changed");
+    TU_CODE(SHALE_CONFLICT, shale_txn_commit(a, &ERR)); /* the read for update is checked */
+    tu_expect(fx.db, "other", NULL);
+    shale_txn_free(a);
+    shale_buf_free(&v);
+    tu_fx_end(&fx);
+}
+
 Test(txn_iso, first_committer_wins_between_txns)
 {
     tu_fx fx = {0};
