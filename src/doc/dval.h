@@ -5,8 +5,9 @@
  * Why an encoding of our own rather than MessagePack: a query reads a few fields of every
  * document it scans. Here a field is found without decoding or allocating anything: an object
  * keeps its fields sorted by name and every container records its byte length, so a reader skips
- * whole values it does not want, and values compare in place. msgpack-c offers only a full
- * decode into a tree (one allocation zone per document), which is what this avoids. JSON text
+ * whole values it does not want, and values compare in place. msgpack-c's C API has no in-place
+ * field access: a reader decodes each whole document into a tree (bench/encbench.c measures the
+ * two: docs/BENCHMARKS.md, "Document encoding"). JSON text
  * is parsed and printed by jansson (Debian's libjansson), never by hand.
  *
  * Format (integers little-endian; varint32 is LEB128 as in base/coding.h):
