@@ -96,16 +96,18 @@
 
 #include "shale.h"
 
+#include "docgen.h"
+
 #define COLL         "docs"
 #define BATCH        100
 #define PAGE         50
-#define NCITIES      500
-#define AGE_MIN      18
-#define AGE_MAX      90
+#define NCITIES      DOCGEN_CITIES
+#define AGE_MIN      DOCGEN_AGE_MIN
+#define AGE_MAX      DOCGEN_AGE_MAX
 #define AGE_SPAN     2
 #define SCORE_CUT    0.999
 #define DOC_CAP      512
-#define ID_CAP       24
+#define ID_CAP       DOCGEN_ID_CAP
 #define MAX_ENGINES  2
 #define MAX_QUERIES  1000000u
 #define SCORE_FILTER "{\"score\":{\"$gt\":0.999}}"
@@ -156,89 +158,7 @@ typedef struct eng_result {
     double avg_doc_bytes;
 } eng_result;
 
-/* ---- deterministic data ---- */
-
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
-typedef struct rng {
-    uint64_t s;
-} rng;
-
-static uint64_t rng_next(rng *r)
-{
-    r->s += 0x9e3779b97f4a7c15ULL;
-    return mix64(r->s);
-}
-
-static uint64_t rng_below(rng *r, uint64_t n)
-{
-    return rng_next(r) % n;
-}
-
-static const char *const first_names[16] = {
-    "Alice", "Bruno", "Chen", "Dana", "Elif", "Farid", "Greta", "Hiro",
-    "Ines",  "Jonas", "Kate", "Luis", "Mira", "Nils",  "Olga",  "Pavel",
-};
-static const char *const last_names[16] = {
-    "Smith", "Garcia", "Kowalski", "Nakamura", "Oneill", "Schmidt", "Rossi",  "Dubois",
-    "Silva", "Novak",  "Jensen",   "Moreau",   "Okafor", "Larsen",  "Petrov", "Yilmaz",
-};
-static const char *const city_a[10] = {"Ash",  "Bell", "Clear", "Dun",  "East",
-                                       "Fair", "Glen", "High",  "Iron", "Lake"};
-static const char *const city_b[10] = {"ford",   "wood", "field", "brook", "stone",
-                                       "bridge", "more", "haven", "mouth", "vale"};
-static const char *const city_c[5] = {"", " City", " Falls", " Park", " Springs"};
-static const char *const streets[16] = {
-    "Maple", "Oak",  "Pine",   "Cedar", "Elm",    "Birch",  "Willow", "Spruce",
-    "Main",  "Mill", "Church", "River", "Market", "School", "Park",   "Station",
-};
-static const char *const suffixes[4] = {"St", "Ave", "Rd", "Blvd"};
-static const char *const tag_words[8] = {"red", "blue", "green", "gold",
-                                         "new", "vip",  "trial", "beta"};
-
-/* The name of city c (0 .. NCITIES-1): every name distinct. */
-static void city_name(uint32_t c, char *out, size_t cap)
-{
-    snprintf(out, cap, "%s%s%s", city_a[c % 10], city_b[(c / 10) % 10], city_c[c / 100]);
-}
-
-/* Document k: its JSON into out (returns the length), its id into id (11 bytes + NUL). */
-static size_t make_doc(uint64_t seed, uint64_t k, char *out, size_t cap, char id[ID_CAP])
-{
-    rng r = {mix64(seed ^ mix64(k + 1))};
-    char city[32], tags[64];
-    snprintf(id, ID_CAP, "u%010" PRIu64, k);
-    const char *first = first_names[rng_below(&r, 16)];
-    const char *last = last_names[rng_below(&r, 16)];
-    unsigned age = AGE_MIN + (unsigned)rng_below(&r, AGE_MAX - AGE_MIN + 1);
-    double score = (double)rng_below(&r, 1000000) / 1e6;
-    bool active = rng_below(&r, 2) == 1;
-    city_name((uint32_t)rng_below(&r, NCITIES), city, sizeof city);
-    unsigned house = 1 + (unsigned)rng_below(&r, 9999);
-    const char *street = streets[rng_below(&r, 16)];
-    const char *suffix = suffixes[rng_below(&r, 4)];
-    unsigned zip = (unsigned)rng_below(&r, 100000);
-    size_t ntags = 1 + (size_t)rng_below(&r, 3), tn = 0;
-    uint64_t start = rng_below(&r, 8);
-    for (size_t i = 0; i < ntags; i++) {
-        tn += (size_t)snprintf(tags + tn, sizeof tags - tn, "%s\"%s\"", i > 0 ? "," : "",
-                               tag_words[(start + i) % 8]);
-    }
-    int n = snprintf(out, cap,
-                     "{\"_id\":\"%s\",\"name\":\"%s %s\",\"age\":%u,\"score\":%.6f,\"active\":%s,"
-                     "\"city\":\"%s\",\"address\":{\"street\":\"%u %s %s\",\"zip\":\"%05u\"},"
-                     "\"tags\":[%s]}",
-                     id, first, last, age, score, active ? "true" : "false", city, house, street,
-                     suffix, zip, tags);
-    return n < 0 ? 0 : (size_t)n;
-}
+/* ---- deterministic data: bench/docgen.h ---- */
 
 /* One query: what it looks for. */
 typedef struct doc_query {
@@ -247,14 +167,14 @@ typedef struct doc_query {
     int age_lo; /* [age_lo, age_lo + AGE_SPAN) */
 } doc_query;
 
-static void make_query(int kind, rng *r, doc_query *q)
+static void make_query(int kind, docgen_rng *r, doc_query *q)
 {
     memset(q, 0, sizeof *q);
     q->kind = kind;
     if (kind == Q_CITY) {
-        city_name((uint32_t)rng_below(r, NCITIES), q->city, sizeof q->city);
+        docgen_city((uint32_t)docgen_below(r, NCITIES), q->city, sizeof q->city);
     } else if (kind == Q_AGE) {
-        q->age_lo = AGE_MIN + (int)rng_below(r, AGE_MAX - AGE_MIN);
+        q->age_lo = AGE_MIN + (int)docgen_below(r, AGE_MAX - AGE_MIN);
     }
 }
 
@@ -927,12 +847,12 @@ static bool do_insert(const config *c, const engine_ops *e, void *h, wl_result *
         return false;
     }
     /* The insertion order: a permutation drawn from the seed. */
-    rng r = {mix64(c->seed ^ 0x5eed)};
+    docgen_rng r = {docgen_mix64(c->seed ^ 0x5eed)};
     for (uint64_t i = 0; i < c->num; i++) {
         perm[i] = (uint32_t)i;
     }
     for (uint64_t i = c->num; i > 1; i--) {
-        uint64_t j = rng_below(&r, i);
+        uint64_t j = docgen_below(&r, i);
         uint32_t t = perm[i - 1];
         perm[i - 1] = perm[j];
         perm[j] = t;
@@ -949,7 +869,7 @@ static bool do_insert(const config *c, const engine_ops *e, void *h, wl_result *
     for (uint64_t at = 0; ok && at < c->num; at += BATCH) {
         size_t n = c->num - at < BATCH ? (size_t)(c->num - at) : BATCH;
         for (size_t i = 0; i < n; i++) {
-            lens[i] = make_doc(c->seed, perm[at + i], docs[i], DOC_CAP, ids[i]);
+            lens[i] = docgen_make(c->seed, perm[at + i], docs[i], DOC_CAP, ids[i]);
             bytes += lens[i];
         }
         ok = e->insert(h, docs, lens, ids, n, msg, msglen);
@@ -978,13 +898,13 @@ static bool do_index(const config *c, const engine_ops *e, void *h, const char *
 static bool do_get(const config *c, const engine_ops *e, void *h, wl_result *w, char *msg,
                    size_t msglen)
 {
-    rng r = {mix64(c->seed ^ 0x6e7)};
+    docgen_rng r = {docgen_mix64(c->seed ^ 0x6e7)};
     char id[ID_CAP];
     bool ok = true;
     double t0 = now_sec();
     for (uint64_t i = 0; ok && i < c->reads; i++) {
         bool found = false;
-        snprintf(id, sizeof id, "u%010" PRIu64, rng_below(&r, c->num));
+        snprintf(id, sizeof id, "u%010" PRIu64, docgen_below(&r, c->num));
         ok = e->get(h, id, &found, msg, msglen);
         w->returned += found;
     }
@@ -999,7 +919,7 @@ static bool do_get(const config *c, const engine_ops *e, void *h, wl_result *w, 
 static bool do_queries(const config *c, const engine_ops *e, void *h, int kind, uint64_t count,
                        wl_result *w, uint64_t *hashes, char *msg, size_t msglen)
 {
-    rng r = {mix64(c->seed ^ (0x9000 + (uint64_t)kind))};
+    docgen_rng r = {docgen_mix64(c->seed ^ (0x9000 + (uint64_t)kind))};
     uint64_t running = FNV_START;
     bool ok = true;
     double t0 = now_sec(), t = t0;
@@ -1014,7 +934,7 @@ static bool do_queries(const config *c, const engine_ops *e, void *h, int kind, 
         }
         w->returned += res.returned;
         w->total += res.total;
-        running = mix64(running ^ res.hash) ^ res.total;
+        running = docgen_mix64(running ^ res.hash) ^ res.total;
         hashes[i] = running;
         t = now_sec();
         if (t - t0 >= c->max_seconds) {
@@ -1074,7 +994,7 @@ static int child_run(const config *c, int ei, eng_result *out, uint64_t *hashes,
         printf("%-12s : %s found\n", "", group(a, sizeof a, (double)out->w[W_GET].returned));
         e->note(h, "before the queries");
         /* How each engine runs the queries (Shale's explain runs the query to count). */
-        rng r = {mix64(c->seed ^ 0x9000)};
+        docgen_rng r = {docgen_mix64(c->seed ^ 0x9000)};
         doc_query q;
         for (int k = 0; k < Q_COUNT; k++) {
             make_query(k, &r, &q);

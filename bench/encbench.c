@@ -45,92 +45,23 @@
 #include "base/buf.h"
 #include "doc/dfilter.h"
 #include "doc/dval.h"
+#include "docgen.h"
 
-#define NCITIES  500
-#define AGE_MIN  18
-#define AGE_MAX  90
+#define NCITIES  DOCGEN_CITIES
+#define AGE_MIN  DOCGEN_AGE_MIN
+#define AGE_MAX  DOCGEN_AGE_MAX
 #define DOC_CAP  512
-#define ID_CAP   24
 #define CHUNK    1024
 #define AGE_CUT  30
 #define JFLAGS   (JSON_REJECT_DUPLICATES | JSON_DECODE_ANY | JSON_ALLOW_NUL)
 #define MAX_RUNS 100
 
-/* ---- the documents (docbench.c's generator, kept identical) ---- */
-
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 30;
-    x *= 0xbf58476d1ce4e5b9ULL;
-    x ^= x >> 27;
-    x *= 0x94d049bb133111ebULL;
-    return x ^ (x >> 31);
-}
-
-typedef struct rng {
-    uint64_t s;
-} rng;
-
-static uint64_t rng_below(rng *r, uint64_t n)
-{
-    r->s += 0x9e3779b97f4a7c15ULL;
-    return mix64(r->s) % n;
-}
-
-static const char *const first_names[16] = {
-    "Alice", "Bruno", "Chen", "Dana", "Elif", "Farid", "Greta", "Hiro",
-    "Ines",  "Jonas", "Kate", "Luis", "Mira", "Nils",  "Olga",  "Pavel",
-};
-static const char *const last_names[16] = {
-    "Smith", "Garcia", "Kowalski", "Nakamura", "Oneill", "Schmidt", "Rossi",  "Dubois",
-    "Silva", "Novak",  "Jensen",   "Moreau",   "Okafor", "Larsen",  "Petrov", "Yilmaz",
-};
-static const char *const city_a[10] = {"Ash",  "Bell", "Clear", "Dun",  "East",
-                                       "Fair", "Glen", "High",  "Iron", "Lake"};
-static const char *const city_b[10] = {"ford",   "wood", "field", "brook", "stone",
-                                       "bridge", "more", "haven", "mouth", "vale"};
-static const char *const city_c[5] = {"", " City", " Falls", " Park", " Springs"};
-static const char *const streets[16] = {
-    "Maple", "Oak",  "Pine",   "Cedar", "Elm",    "Birch",  "Willow", "Spruce",
-    "Main",  "Mill", "Church", "River", "Market", "School", "Park",   "Station",
-};
-static const char *const suffixes[4] = {"St", "Ave", "Rd", "Blvd"};
-static const char *const tag_words[8] = {"red", "blue", "green", "gold",
-                                         "new", "vip",  "trial", "beta"};
-
-static void city_name(uint32_t c, char *out, size_t cap)
-{
-    snprintf(out, cap, "%s%s%s", city_a[c % 10], city_b[(c / 10) % 10], city_c[c / 100]);
-}
+/* ---- the documents: bench/docgen.h, as docbench.c's ---- */
 
 static size_t make_doc(uint64_t seed, uint64_t k, char *out, size_t cap)
 {
-    rng r = {mix64(seed ^ mix64(k + 1))};
-    char id[ID_CAP], city[32], tags[64];
-    snprintf(id, sizeof id, "u%010" PRIu64, k);
-    const char *first = first_names[rng_below(&r, 16)];
-    const char *last = last_names[rng_below(&r, 16)];
-    unsigned age = AGE_MIN + (unsigned)rng_below(&r, AGE_MAX - AGE_MIN + 1);
-    double score = (double)rng_below(&r, 1000000) / 1e6;
-    bool active = rng_below(&r, 2) == 1;
-    city_name((uint32_t)rng_below(&r, NCITIES), city, sizeof city);
-    unsigned house = 1 + (unsigned)rng_below(&r, 9999);
-    const char *street = streets[rng_below(&r, 16)];
-    const char *suffix = suffixes[rng_below(&r, 4)];
-    unsigned zip = (unsigned)rng_below(&r, 100000);
-    size_t ntags = 1 + (size_t)rng_below(&r, 3), tn = 0;
-    uint64_t start = rng_below(&r, 8);
-    for (size_t i = 0; i < ntags; i++) {
-        tn += (size_t)snprintf(tags + tn, sizeof tags - tn, "%s\"%s\"", i > 0 ? "," : "",
-                               tag_words[(start + i) % 8]);
-    }
-    int n = snprintf(out, cap,
-                     "{\"_id\":\"%s\",\"name\":\"%s %s\",\"age\":%u,\"score\":%.6f,\"active\":%s,"
-                     "\"city\":\"%s\",\"address\":{\"street\":\"%u %s %s\",\"zip\":\"%05u\"},"
-                     "\"tags\":[%s]}",
-                     id, first, last, age, score, active ? "true" : "false", city, house, street,
-                     suffix, zip, tags);
-    return n < 0 ? 0 : (size_t)n;
+    char id[DOCGEN_ID_CAP];
+    return docgen_make(seed, k, out, cap, id);
 }
 
 /* ---- helpers ---- */

@@ -288,10 +288,16 @@ static shale_code meta_write(shale_txn *txn, const shale_buf *key, const doc_met
 
 /* ---- documents ---- */
 
-shale_code docdb_no_snapshot(shale_error *err)
+shale_code docdb_read_begin(shale_db *db, const char *coll, shale_snapshot **snap, doc_meta *m,
+                            shale_error *err)
 {
-    return err_set(err, SHALE_NOMEM, 0,
-                   "could not take a snapshot (out of memory, or the database is closed)");
+    *snap = shale_snapshot_get(db);
+    if (*snap == NULL) {
+        return err_set(err, SHALE_NOMEM, 0,
+                       "could not take a snapshot (out of memory, or the database is closed)");
+    }
+    shale_read_opts ro = {.snapshot = *snap};
+    return docdb_meta_read(db, &ro, coll, m, err);
 }
 
 shale_code docdb_doc_decode(shale_slice stored, const char *coll, shale_slice id, dval *out,
@@ -771,14 +777,11 @@ shale_code shale_doc_get(shale_db *db, const char *coll, shale_slice id, shale_b
     if (rc != SHALE_OK) {
         return rc;
     }
-    shale_snapshot *snap = shale_snapshot_get(db);
-    if (snap == NULL) {
-        return docdb_no_snapshot(err);
-    }
-    shale_read_opts ro = {.snapshot = snap};
+    shale_snapshot *snap;
     doc_meta m;
     shale_buf key = {0}, val = {0};
-    rc = docdb_meta_read(db, &ro, coll, &m, err);
+    rc = docdb_read_begin(db, coll, &snap, &m, err);
+    shale_read_opts ro = {.snapshot = snap};
     if (rc == SHALE_OK) {
         rc = docdb_doc_key(&key, m.cid, id, err);
     }
@@ -1215,15 +1218,12 @@ shale_code shale_coll_describe(shale_db *db, const char *name, shale_buf *out, s
     if (rc != SHALE_OK) {
         return rc;
     }
-    shale_snapshot *snap = shale_snapshot_get(db);
-    if (snap == NULL) {
-        return docdb_no_snapshot(err);
-    }
-    shale_read_opts ro = {.snapshot = snap};
+    shale_snapshot *snap;
     doc_meta m;
     shale_buf prefix = {0};
     uint64_t n = 0, bytes = 0;
-    rc = docdb_meta_read(db, &ro, name, &m, err);
+    rc = docdb_read_begin(db, name, &snap, &m, err);
+    shale_read_opts ro = {.snapshot = snap};
     if (rc == SHALE_OK) {
         rc = docdb_doc_prefix(&prefix, m.cid, err);
     }

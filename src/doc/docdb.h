@@ -95,8 +95,12 @@ shale_code docdb_doc_decode(shale_slice stored, const char *coll, shale_slice id
 #define DOC_INDEX_VALUE_MAX 1024
 void docdb_cap_value_key(shale_buf *key, size_t start);
 
-/* The error for a shale_snapshot_get that returned NULL. */
-shale_code docdb_no_snapshot(shale_error *err);
+/* Takes a snapshot (*snap, to release with shale_snapshot_release; NULL on failure) and reads
+ * the collection's meta at it: how every read of the document layer starts, so that the meta and
+ * the documents it reads agree. SHALE_NOT_FOUND (with *snap held) when there is no such
+ * collection. */
+shale_code docdb_read_begin(shale_db *db, const char *coll, shale_snapshot **snap, doc_meta *m,
+                            shale_error *err) SHALE_MUST_USE;
 
 /* Appends the order-preserving key of the value at `path` in doc (null when missing). */
 shale_code docdb_path_key(dval doc, shale_slice path, shale_buf *out,

@@ -659,12 +659,9 @@ static shale_code run_open(run *r, shale_db *db, const char *coll, const query *
     r->coll = coll;
     r->q = q;
     r->index = -1;
-    shale_snapshot *snap = shale_snapshot_get(db);
-    if (snap == NULL) {
-        return docdb_no_snapshot(err);
-    }
+    shale_snapshot *snap;
+    shale_code rc = docdb_read_begin(db, coll, &snap, &r->meta, err);
     r->ro.snapshot = snap;
-    shale_code rc = docdb_meta_read(db, &r->ro, coll, &r->meta, err);
     if (rc == SHALE_OK) {
         rc = plan(r, err);
     }
@@ -910,18 +907,12 @@ shale_code shale_doc_cursor_open(shale_db *db, const char *coll, const shale_doc
         free(c);
         return rc;
     }
-    c->snap = shale_snapshot_get(db);
-    if (c->snap == NULL) {
-        rc = docdb_no_snapshot(err);
-    }
     doc_meta m;
+    rc = docdb_read_begin(db, coll, &c->snap, &m, err);
     shale_read_opts ro = {.snapshot = c->snap};
-    if (rc == SHALE_OK) {
-        rc = docdb_meta_read(db, &ro, coll, &m, err);
-        if (rc == SHALE_NOT_FOUND) {
-            c->missing = true;
-            rc = SHALE_OK;
-        }
+    if (rc == SHALE_NOT_FOUND) {
+        c->missing = true;
+        rc = SHALE_OK;
     }
     shale_buf prefix = {0};
     if (rc == SHALE_OK && !c->missing) {
