@@ -9,134 +9,41 @@
  * Each test works in its own temporary directory, removed at the end.
  */
 #include <criterion/criterion.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "shale.h"
 
+#include "cli_harness.h"
 #include "testutil.h"
-
-extern char **environ;
-
-/* One finished run of the binary. */
-typedef struct run_result {
-    int code;  /* exit status, or 128 + signal */
-    char *out; /* stdout, NUL-terminated (may also hold NULs) */
-    size_t out_len;
-    char *err;     /* stderr, NUL-terminated */
-    char cmd[512]; /* the command line, for failure messages */
-} run_result;
-
-static char *g_dir; /* this test's temporary directory */
-static char *g_db;  /* g_dir/db: the database directory (not created up front) */
 
 static void setup(void)
 {
-    g_dir = tu_tmpdir("cli");
-    g_db = tu_path(g_dir, "db");
-}
-
-static void teardown(void)
-{
-    if (g_dir != NULL) {
-        tu_rm_rf(g_dir);
-    }
-    free(g_db);
-    free(g_dir);
-}
-
-static const char *shale_bin(void)
-{
-    const char *bin = getenv("SHALE_BIN");
-    if (bin == NULL || bin[0] == '\0') {
-        cr_skip_test("SHALE_BIN is not set (run through ctest)");
-    }
-    return bin;
-}
-
-/* Runs `shale args...` (args ends with NULL) with stdout and stderr captured in memory files. */
-static run_result run_argv(const char *const *args)
-{
-    const char *argv[64];
-    run_result r;
-    size_t n = 0, used = 0;
-    posix_spawn_file_actions_t fa;
-    pid_t pid;
-    int status;
-
-    memset(&r, 0, sizeof r);
-    argv[n++] = shale_bin();
-    for (size_t i = 0; args[i] != NULL; i++) {
-        cr_assert_lt(n, 63);
-        argv[n++] = args[i];
-        int w = snprintf(r.cmd + used, sizeof r.cmd - used, "%s%s", i ? " " : "shale ", args[i]);
-        used = w > 0 && (size_t)w < sizeof r.cmd - used ? used + (size_t)w : used;
-    }
-    argv[n] = NULL;
-
-    int out_fd = memfd_create("stdout", MFD_CLOEXEC);
-    int err_fd = memfd_create("stderr", MFD_CLOEXEC);
-    cr_assert(out_fd >= 0 && err_fd >= 0, "memfd_create: %s", strerror(errno));
-    cr_assert_eq(posix_spawn_file_actions_init(&fa), 0);
-    cr_assert_eq(posix_spawn_file_actions_adddup2(&fa, out_fd, 1), 0);
-    cr_assert_eq(posix_spawn_file_actions_adddup2(&fa, err_fd, 2), 0);
-    cr_assert_eq(posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0), 0);
-    int rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
-    cr_assert_eq(rc, 0, "posix_spawn %s: %s", argv[0], strerror(rc));
-    posix_spawn_file_actions_destroy(&fa);
-    while (waitpid(pid, &status, 0) < 0) {
-        cr_assert_eq(errno, EINTR);
-    }
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    r.out = tu_read_fd(out_fd, &r.out_len);
-    r.err = tu_read_fd(err_fd, NULL);
-    return r;
-}
-
-#define RUN(...) run_argv((const char *const[]){__VA_ARGS__, NULL})
-
-static void run_free(run_result *r)
-{
-    free(r->out);
-    free(r->err);
+    ch_setup("cli");
 }
 
 /* Asserts the exit code, and (when not NULL) that stdout is exactly `out` and that stderr contains
  * `err_part`; frees the result. A successful run must print nothing on stderr; a failing one must
  * say why there. */
-static void expect(run_result r, int code, const char *out, const char *err_part)
+static void expect(ch_result r, int code, const char *out, const char *err_part)
 {
-    cr_assert_eq(r.code, code, "%s: exit %d, want %d; stderr: %s", r.cmd, r.code, code, r.err);
-    if (out != NULL) {
-        cr_assert(r.out_len == strlen(out) && memcmp(r.out, out, r.out_len) == 0,
-                  "%s: stdout\n[%s]\nwant\n[%s]", r.cmd, r.out, out);
-    }
-    if (err_part != NULL) {
-        cr_assert(strstr(r.err, err_part) != NULL, "%s: stderr [%s] lacks [%s]", r.cmd, r.err,
-                  err_part);
-    }
+    ch_expect_exit(&r, code, out, err_part);
     if (code == 0) {
-        cr_assert_str_empty(r.err, "%s: stderr on success: %s", r.cmd, r.err);
+        ch_expect_quiet(&r);
     } else if (code == 2) {
-        cr_assert(strncmp(r.err, "shale", 5) == 0 && strchr(r.err, '\n') != NULL,
-                  "%s: error message [%s]", r.cmd, r.err);
+        ch_expect_error_line(&r);
     }
-    run_free(&r);
+    ch_free(&r);
 }
 
 static void put(const char *key, const char *value)
 {
-    expect(RUN("put", g_db, key, value), 0, "", NULL);
+    expect(RUN("put", ch_db, key, value), 0, "", NULL);
 }
 
 static bool exists(const char *path)
@@ -148,7 +55,7 @@ static bool exists(const char *path)
 /* A directory that exists but is not a database: it holds an unrelated file. */
 static char *make_foreign_dir(void)
 {
-    char *dir = tu_path(g_dir, "foreign");
+    char *dir = tu_path(ch_dir, "foreign");
     cr_assert_eq(mkdir(dir, 0700), 0);
     char *file = tu_path(dir, "notes.txt");
     FILE *f = fopen(file, "w");
@@ -159,7 +66,7 @@ static char *make_foreign_dir(void)
     return dir;
 }
 
-TestSuite(cli, .init = setup, .fini = teardown);
+TestSuite(cli, .init = setup, .fini = ch_teardown);
 
 /* ---- the round trip ---- */
 
@@ -167,73 +74,73 @@ Test(cli, put_get_round_trip_across_processes)
 {
     put("alpha", "one");
     put("beta", "two");
-    expect(RUN("get", g_db, "alpha"), 0, "one\n", NULL);
-    expect(RUN("get", g_db, "beta"), 0, "two\n", NULL);
+    expect(RUN("get", ch_db, "alpha"), 0, "one\n", NULL);
+    expect(RUN("get", ch_db, "beta"), 0, "two\n", NULL);
     put("alpha", "uno"); /* overwrite: the newest value wins */
-    expect(RUN("get", g_db, "alpha"), 0, "uno\n", NULL);
+    expect(RUN("get", ch_db, "alpha"), 0, "uno\n", NULL);
     put("empty", ""); /* an empty value is a value */
-    expect(RUN("get", g_db, "empty"), 0, "\n", NULL);
+    expect(RUN("get", ch_db, "empty"), 0, "\n", NULL);
 }
 
 Test(cli, get_missing_key_exits_1)
 {
     put("a", "1");
-    expect(RUN("get", g_db, "b"), 1, "", "not found");
+    expect(RUN("get", ch_db, "b"), 1, "", "not found");
 }
 
 Test(cli, del_then_get_exits_1)
 {
     put("a", "1");
     put("b", "2");
-    expect(RUN("del", g_db, "a"), 0, "", NULL);
-    expect(RUN("get", g_db, "a"), 1, "", "shale get: not found");
-    expect(RUN("get", g_db, "b"), 0, "2\n", NULL);
-    expect(RUN("del", g_db, "never-there"), 0, "", NULL); /* deleting a missing key succeeds */
-    expect(RUN("scan", g_db), 0, "b\t2\n", NULL);
+    expect(RUN("del", ch_db, "a"), 0, "", NULL);
+    expect(RUN("get", ch_db, "a"), 1, "", "shale get: not found");
+    expect(RUN("get", ch_db, "b"), 0, "2\n", NULL);
+    expect(RUN("del", ch_db, "never-there"), 0, "", NULL); /* deleting a missing key succeeds */
+    expect(RUN("scan", ch_db), 0, "b\t2\n", NULL);
 }
 
 Test(cli, get_prints_value_bytes_raw)
 {
     put("bin", "a\tb\\c\x01\xff");
-    expect(RUN("get", g_db, "bin"), 0, "a\tb\\c\x01\xff\n", NULL);
+    expect(RUN("get", ch_db, "bin"), 0, "a\tb\\c\x01\xff\n", NULL);
 }
 
 /* ---- flags: placement, spelling, '--' ---- */
 
 Test(cli, flags_before_between_and_after_positionals)
 {
-    expect(RUN("put", "--durability=full", g_db, "k1", "v1"), 0, "", NULL);
-    expect(RUN("put", g_db, "--durability", "os", "k2", "v2"), 0, "", NULL);
-    expect(RUN("put", g_db, "k3", "v3", "--ttl", "3600"), 0, "", NULL);
-    expect(RUN("put", g_db, "k4", "--ttl=3600", "v4"), 0, "", NULL);
-    expect(RUN("scan", "--keys-only", g_db, "--limit=3"), 0, "k1\nk2\nk3\n", NULL);
-    expect(RUN("scan", "--reverse", "--limit", "1", g_db), 0, "k4\tv4\n", NULL);
+    expect(RUN("put", "--durability=full", ch_db, "k1", "v1"), 0, "", NULL);
+    expect(RUN("put", ch_db, "--durability", "os", "k2", "v2"), 0, "", NULL);
+    expect(RUN("put", ch_db, "k3", "v3", "--ttl", "3600"), 0, "", NULL);
+    expect(RUN("put", ch_db, "k4", "--ttl=3600", "v4"), 0, "", NULL);
+    expect(RUN("scan", "--keys-only", ch_db, "--limit=3"), 0, "k1\nk2\nk3\n", NULL);
+    expect(RUN("scan", "--reverse", "--limit", "1", ch_db), 0, "k4\tv4\n", NULL);
 }
 
 Test(cli, double_dash_ends_flags)
 {
-    expect(RUN("put", g_db, "--", "-dash", "--value"), 0, "", NULL);
-    expect(RUN("get", g_db, "--", "-dash"), 0, "--value\n", NULL);
-    expect(RUN("get", "--", g_db, "-dash"), 0, "--value\n", NULL);
-    expect(RUN("scan", g_db), 0, "-dash\t--value\n", NULL);
-    expect(RUN("del", g_db, "--", "-dash"), 0, "", NULL);
-    expect(RUN("get", g_db, "--", "-dash"), 1, "", "not found");
+    expect(RUN("put", ch_db, "--", "-dash", "--value"), 0, "", NULL);
+    expect(RUN("get", ch_db, "--", "-dash"), 0, "--value\n", NULL);
+    expect(RUN("get", "--", ch_db, "-dash"), 0, "--value\n", NULL);
+    expect(RUN("scan", ch_db), 0, "-dash\t--value\n", NULL);
+    expect(RUN("del", ch_db, "--", "-dash"), 0, "", NULL);
+    expect(RUN("get", ch_db, "--", "-dash"), 1, "", "not found");
     /* A value that looks like a flag needs "--"; the error says so. */
-    expect(RUN("put", g_db, "temp", "-5"), 2, "", "unknown flag '-5' (put '--' before");
-    expect(RUN("put", g_db, "--", "temp", "-5"), 0, "", NULL);
-    expect(RUN("get", g_db, "temp"), 0, "-5\n", NULL);
+    expect(RUN("put", ch_db, "temp", "-5"), 2, "", "unknown flag '-5' (put '--' before");
+    expect(RUN("put", ch_db, "--", "temp", "-5"), 0, "", NULL);
+    expect(RUN("get", ch_db, "temp"), 0, "-5\n", NULL);
     /* A lone "-" is an argument, not a flag. */
     put("-", "dash");
-    expect(RUN("get", g_db, "-"), 0, "dash\n", NULL);
+    expect(RUN("get", ch_db, "-"), 0, "dash\n", NULL);
 }
 
 Test(cli, repeated_flag_last_wins)
 {
-    expect(RUN("put", g_db, "k", "v", "--durability", "bogus", "--durability", "full"), 0, "",
+    expect(RUN("put", ch_db, "k", "v", "--durability", "bogus", "--durability", "full"), 0, "",
            NULL);
     put("a", "1");
     put("b", "2");
-    expect(RUN("scan", g_db, "--limit", "1", "--limit", "2", "--keys-only"), 0, "a\nb\n", NULL);
+    expect(RUN("scan", ch_db, "--limit", "1", "--limit", "2", "--keys-only"), 0, "a\nb\n", NULL);
 }
 
 /* ---- scan ---- */
@@ -252,66 +159,68 @@ static void put_scan_fixture(void)
 Test(cli, scan_orders_keys_bytewise)
 {
     put_scan_fixture();
-    expect(RUN("scan", g_db), 0,
+    expect(RUN("scan", ch_db), 0,
            "a\tv-a\nab\tv-ab\nabc\tv-abc\nb\tv-b\nb1\tv-b1\nba\tv-ba\nc\tv-c\nd\tv-d\n", NULL);
-    expect(RUN("scan", g_db, "--keys-only"), 0, "a\nab\nabc\nb\nb1\nba\nc\nd\n", NULL);
-    expect(RUN("scan", g_db, "--reverse", "--keys-only"), 0, "d\nc\nba\nb1\nb\nabc\nab\na\n", NULL);
+    expect(RUN("scan", ch_db, "--keys-only"), 0, "a\nab\nabc\nb\nb1\nba\nc\nd\n", NULL);
+    expect(RUN("scan", ch_db, "--reverse", "--keys-only"), 0, "d\nc\nba\nb1\nb\nabc\nab\na\n",
+           NULL);
 }
 
 Test(cli, scan_empty_database_prints_nothing)
 {
     put("k", "v");
-    expect(RUN("del", g_db, "k"), 0, "", NULL);
-    expect(RUN("scan", g_db), 0, "", NULL);
+    expect(RUN("del", ch_db, "k"), 0, "", NULL);
+    expect(RUN("scan", ch_db), 0, "", NULL);
 }
 
 Test(cli, scan_prefix)
 {
     put_scan_fixture();
-    expect(RUN("scan", g_db, "--prefix", "a", "--keys-only"), 0, "a\nab\nabc\n", NULL);
-    expect(RUN("scan", g_db, "--prefix=b"), 0, "b\tv-b\nb1\tv-b1\nba\tv-ba\n", NULL);
-    expect(RUN("scan", g_db, "--prefix", "ab", "--reverse", "--keys-only"), 0, "abc\nab\n", NULL);
-    expect(RUN("scan", g_db, "--prefix", "zz"), 0, "", NULL);
-    expect(RUN("scan", g_db, "--prefix", "b", "--limit", "2", "--keys-only"), 0, "b\nb1\n", NULL);
+    expect(RUN("scan", ch_db, "--prefix", "a", "--keys-only"), 0, "a\nab\nabc\n", NULL);
+    expect(RUN("scan", ch_db, "--prefix=b"), 0, "b\tv-b\nb1\tv-b1\nba\tv-ba\n", NULL);
+    expect(RUN("scan", ch_db, "--prefix", "ab", "--reverse", "--keys-only"), 0, "abc\nab\n", NULL);
+    expect(RUN("scan", ch_db, "--prefix", "zz"), 0, "", NULL);
+    expect(RUN("scan", ch_db, "--prefix", "b", "--limit", "2", "--keys-only"), 0, "b\nb1\n", NULL);
 }
 
 Test(cli, scan_start_inclusive_end_exclusive)
 {
     put_scan_fixture();
-    expect(RUN("scan", g_db, "--start", "ab", "--end", "b1", "--keys-only"), 0, "ab\nabc\nb\n",
+    expect(RUN("scan", ch_db, "--start", "ab", "--end", "b1", "--keys-only"), 0, "ab\nabc\nb\n",
            NULL);
-    expect(RUN("scan", g_db, "--start=b", "--keys-only"), 0, "b\nb1\nba\nc\nd\n", NULL);
-    expect(RUN("scan", g_db, "--end=b", "--keys-only"), 0, "a\nab\nabc\n", NULL);
+    expect(RUN("scan", ch_db, "--start=b", "--keys-only"), 0, "b\nb1\nba\nc\nd\n", NULL);
+    expect(RUN("scan", ch_db, "--end=b", "--keys-only"), 0, "a\nab\nabc\n", NULL);
     /* Bounds between keys. */
-    expect(RUN("scan", g_db, "--start", "aa", "--end", "bb", "--keys-only"), 0,
+    expect(RUN("scan", ch_db, "--start", "aa", "--end", "bb", "--keys-only"), 0,
            "ab\nabc\nb\nb1\nba\n", NULL);
-    expect(RUN("scan", g_db, "--start", "c", "--end", "c", "--keys-only"), 0, "", NULL);
-    expect(RUN("scan", g_db, "--start", "ab", "--end", "c", "--reverse", "--limit", "2",
+    expect(RUN("scan", ch_db, "--start", "c", "--end", "c", "--keys-only"), 0, "", NULL);
+    expect(RUN("scan", ch_db, "--start", "ab", "--end", "c", "--reverse", "--limit", "2",
                "--keys-only"),
            0, "ba\nb1\n", NULL);
     /* Bounds and prefix combine. */
-    expect(RUN("scan", g_db, "--prefix", "b", "--start", "b1", "--keys-only"), 0, "b1\nba\n", NULL);
+    expect(RUN("scan", ch_db, "--prefix", "b", "--start", "b1", "--keys-only"), 0, "b1\nba\n",
+           NULL);
 }
 
 Test(cli, scan_limit)
 {
     put_scan_fixture();
-    expect(RUN("scan", g_db, "--limit", "3", "--keys-only"), 0, "a\nab\nabc\n", NULL);
-    expect(RUN("scan", g_db, "--limit", "0"), 0, "", NULL);
-    expect(RUN("scan", g_db, "--limit", "100", "--keys-only"), 0, "a\nab\nabc\nb\nb1\nba\nc\nd\n",
+    expect(RUN("scan", ch_db, "--limit", "3", "--keys-only"), 0, "a\nab\nabc\n", NULL);
+    expect(RUN("scan", ch_db, "--limit", "0"), 0, "", NULL);
+    expect(RUN("scan", ch_db, "--limit", "100", "--keys-only"), 0, "a\nab\nabc\nb\nb1\nba\nc\nd\n",
            NULL);
-    expect(RUN("scan", g_db, "--limit", "2", "--reverse"), 0, "d\tv-d\nc\tv-c\n", NULL);
+    expect(RUN("scan", ch_db, "--limit", "2", "--reverse"), 0, "d\tv-d\nc\tv-c\n", NULL);
 }
 
 Test(cli, scan_escapes_binary_bytes)
 {
     put("k\x01\xff", "tab\there\nnl\\end");
     put("sp ace", "caf\xc3\xa9~");
-    expect(RUN("scan", g_db), 0,
+    expect(RUN("scan", ch_db), 0,
            "k\\x01\\xff\ttab\\x09here\\x0anl\\x5cend\n"
            "sp ace\tcaf\\xc3\\xa9~\n",
            NULL);
-    expect(RUN("scan", g_db, "--keys-only", "--prefix", "k\x01"), 0, "k\\x01\\xff\n", NULL);
+    expect(RUN("scan", ch_db, "--keys-only", "--prefix", "k\x01"), 0, "k\\x01\\xff\n", NULL);
 }
 
 /* ---- stats ---- */
@@ -338,9 +247,9 @@ Test(cli, stats_lists_every_field)
     put("a", "1");
     put("b", "2");
     put("c", "3");
-    expect(RUN("del", g_db, "c"), 0, "", NULL);
+    expect(RUN("del", ch_db, "c"), 0, "", NULL);
 
-    run_result r = RUN("stats", g_db);
+    ch_result r = RUN("stats", ch_db);
     cr_assert_eq(r.code, 0, "stderr: %s", r.err);
     const char *names[] = {
         "live_keys", "memory_bytes", "log_bytes", "log_segments", "last_sequence", "writes",
@@ -365,21 +274,21 @@ Test(cli, stats_lists_every_field)
      * next open has no log to replay. */
     cr_assert_eq(stat_line(r.out, "recovered_records"), 0, "%s", r.out);
     cr_assert_geq(stat_line(r.out, "table_bytes_on_disk"), 1, "%s", r.out);
-    run_free(&r);
+    ch_free(&r);
 
     /* last_sequence is monotonic across restarts. */
     put("d", "4");
-    r = RUN("stats", g_db);
+    r = RUN("stats", ch_db);
     cr_assert_eq(r.code, 0);
     cr_assert_eq(stat_line(r.out, "last_sequence"), seq + 1, "%s", r.out);
     cr_assert_eq(stat_line(r.out, "live_keys"), 3, "%s", r.out);
-    run_free(&r);
+    ch_free(&r);
 }
 
 Test(cli, stats_json)
 {
     put("a", "1");
-    run_result r = RUN("stats", "--json", g_db);
+    ch_result r = RUN("stats", "--json", ch_db);
     cr_assert_eq(r.code, 0, "stderr: %s", r.err);
     cr_assert(r.out_len > 2 && r.out[0] == '{' && strcmp(r.out + r.out_len - 2, "}\n") == 0, "%s",
               r.out);
@@ -388,50 +297,50 @@ Test(cli, stats_json)
     cr_assert_not_null(strstr(r.out, "\"live_keys\": 1, "), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "\"writes_stopped\": false"), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "\"stop_reason\": \"\"}"), "%s", r.out);
-    run_free(&r);
+    ch_free(&r);
 }
 
 /* ---- TTL and durability ---- */
 
 Test(cli, ttl_key_expires)
 {
-    expect(RUN("put", g_db, "short", "gone-soon", "--ttl", "1"), 0, "", NULL);
-    expect(RUN("put", g_db, "long", "stays", "--ttl", "3600"), 0, "", NULL);
+    expect(RUN("put", ch_db, "short", "gone-soon", "--ttl", "1"), 0, "", NULL);
+    expect(RUN("put", ch_db, "long", "stays", "--ttl", "3600"), 0, "", NULL);
     put("forever", "x");
     /* The short key may already be gone on a slow machine, so only the long one is checked now. */
-    expect(RUN("get", g_db, "long"), 0, "stays\n", NULL);
+    expect(RUN("get", ch_db, "long"), 0, "stays\n", NULL);
     tu_sleep_us(1200000);
-    expect(RUN("get", g_db, "short"), 1, "", "not found");
-    expect(RUN("scan", g_db, "--keys-only"), 0, "forever\nlong\n", NULL);
+    expect(RUN("get", ch_db, "short"), 1, "", "not found");
+    expect(RUN("scan", ch_db, "--keys-only"), 0, "forever\nlong\n", NULL);
     /* A plain put over an expiring key clears its deadline. */
-    expect(RUN("put", g_db, "long", "renewed"), 0, "", NULL);
-    expect(RUN("get", g_db, "long"), 0, "renewed\n", NULL);
+    expect(RUN("put", ch_db, "long", "renewed"), 0, "", NULL);
+    expect(RUN("get", ch_db, "long"), 0, "renewed\n", NULL);
 }
 
 Test(cli, ttl_is_seen_before_expiry)
 {
-    expect(RUN("put", g_db, "k", "v", "--ttl=5"), 0, "", NULL);
-    expect(RUN("get", g_db, "k"), 0, "v\n", NULL);
-    expect(RUN("scan", g_db), 0, "k\tv\n", NULL);
+    expect(RUN("put", ch_db, "k", "v", "--ttl=5"), 0, "", NULL);
+    expect(RUN("get", ch_db, "k"), 0, "v\n", NULL);
+    expect(RUN("scan", ch_db), 0, "k\tv\n", NULL);
 }
 
 Test(cli, durability_levels)
 {
     const char *levels[] = {"memory", "os", "full"};
     for (size_t i = 0; i < 3; i++) {
-        expect(RUN("put", g_db, levels[i], "durable", "--durability", levels[i]), 0, "", NULL);
-        expect(RUN("get", g_db, levels[i]), 0, "durable\n", NULL);
-        expect(RUN("del", g_db, levels[i], "--durability", levels[i]), 0, "", NULL);
-        expect(RUN("get", g_db, levels[i]), 1, "", "not found");
+        expect(RUN("put", ch_db, levels[i], "durable", "--durability", levels[i]), 0, "", NULL);
+        expect(RUN("get", ch_db, levels[i]), 0, "durable\n", NULL);
+        expect(RUN("del", ch_db, levels[i], "--durability", levels[i]), 0, "", NULL);
+        expect(RUN("get", ch_db, levels[i]), 1, "", "not found");
     }
-    expect(RUN("put", g_db, "k", "kept", "--durability", "full"), 0, "", NULL);
+    expect(RUN("put", ch_db, "k", "kept", "--durability", "full"), 0, "", NULL);
     /* NONE keeps no log: the write lives in the memtable until the command's clean close
      * flushes it into a table (a crash before that would lose it). */
-    expect(RUN("put", g_db, "volatile", "v", "--durability", "none"), 0, "", NULL);
-    expect(RUN("get", g_db, "volatile"), 0, "v\n", NULL);
-    expect(RUN("get", g_db, "k"), 0, "kept\n", NULL);
+    expect(RUN("put", ch_db, "volatile", "v", "--durability", "none"), 0, "", NULL);
+    expect(RUN("get", ch_db, "volatile"), 0, "v\n", NULL);
+    expect(RUN("get", ch_db, "k"), 0, "kept\n", NULL);
     /* Level names are case-sensitive, as shale_durability_parse defines them. */
-    expect(RUN("put", g_db, "k", "v", "--durability", "FULL"), 2, "", "--durability");
+    expect(RUN("put", ch_db, "k", "v", "--durability", "FULL"), 2, "", "--durability");
 }
 
 /* ---- help, version, dispatch ---- */
@@ -442,33 +351,33 @@ Test(cli, help_for_every_subcommand)
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
         char want[32];
         snprintf(want, sizeof want, "usage: shale %s", cmds[i]);
-        run_result r = RUN(cmds[i], "--help");
+        ch_result r = RUN(cmds[i], "--help");
         cr_assert_eq(r.code, 0, "%s --help: exit %d, stderr %s", cmds[i], r.code, r.err);
         cr_assert_not_null(strcasestr(r.out, want), "%s --help: %s", cmds[i], r.out);
         cr_assert_str_empty(r.err, "%s --help: stderr %s", cmds[i], r.err);
-        run_free(&r);
+        ch_free(&r);
         /* --help wins over other arguments, even bad ones (bench parses its own flags). */
         if (strcmp(cmds[i], "bench") != 0) {
             r = RUN(cmds[i], "--bogus", "x", "y", "z", "-h");
             cr_assert_eq(r.code, 0, "%s -h: exit %d, stderr %s", cmds[i], r.code, r.err);
             cr_assert_not_null(strcasestr(r.out, want), "%s -h: %s", cmds[i], r.out);
-            run_free(&r);
+            ch_free(&r);
         }
         r = RUN("help", cmds[i]);
         cr_assert_eq(r.code, 0, "help %s: %d %s", cmds[i], r.code, r.err);
         cr_assert_not_null(strcasestr(r.out, want), "help %s: %s", cmds[i], r.out);
-        run_free(&r);
+        ch_free(&r);
     }
-    run_result r = RUN("put", "--help");
+    ch_result r = RUN("put", "--help");
     cr_assert_not_null(strstr(r.out, "--durability"), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "--ttl"), "%s", r.out);
-    run_free(&r);
+    ch_free(&r);
     r = RUN("scan", "--help");
     const char *flags[] = {"--prefix", "--start", "--end", "--limit", "--reverse", "--keys-only"};
     for (size_t i = 0; i < sizeof flags / sizeof flags[0]; i++) {
         cr_assert_not_null(strstr(r.out, flags[i]), "%s", r.out);
     }
-    run_free(&r);
+    ch_free(&r);
 }
 
 Test(cli, top_level_help_and_version)
@@ -476,7 +385,7 @@ Test(cli, top_level_help_and_version)
     const char *cmds[] = {"put", "get", "del", "scan", "stats", "compact", "check", "bench"};
     const char *spellings[] = {"--help", "-h", "help"};
     for (size_t s = 0; s < 3; s++) {
-        run_result r = RUN(spellings[s]);
+        ch_result r = RUN(spellings[s]);
         cr_assert_eq(r.code, 0, "%s: %d %s", spellings[s], r.code, r.err);
         cr_assert_str_empty(r.err);
         cr_assert_not_null(strstr(r.out, "usage: shale"), "%s", r.out);
@@ -485,7 +394,7 @@ Test(cli, top_level_help_and_version)
             snprintf(line, sizeof line, "\n  %s ", cmds[i]);
             cr_assert_not_null(strstr(r.out, line), "%s missing from\n%s", cmds[i], r.out);
         }
-        run_free(&r);
+        ch_free(&r);
     }
     char want[64];
     snprintf(want, sizeof want, "shale %s\n", shale_version());
@@ -494,21 +403,21 @@ Test(cli, top_level_help_and_version)
 
 Test(cli, no_arguments_prints_usage_on_stderr)
 {
-    run_result r = run_argv((const char *const[]){NULL});
+    ch_result r = ch_run(NULL, NULL, (const char *const[]){NULL});
     cr_assert_eq(r.code, 2);
     cr_assert_eq(r.out_len, 0, "%s", r.out);
     cr_assert_not_null(strstr(r.err, "usage: shale"), "%s", r.err);
     cr_assert_not_null(strstr(r.err, "scan"), "%s", r.err);
-    run_free(&r);
+    ch_free(&r);
 }
 
 Test(cli, unknown_subcommand_or_top_level_flag)
 {
-    expect(RUN("frobnicate", g_db), 2, "", "unknown command 'frobnicate'");
+    expect(RUN("frobnicate", ch_db), 2, "", "unknown command 'frobnicate'");
     expect(RUN("--frob"), 2, "", "unknown flag '--frob'");
-    expect(RUN("PUT", g_db, "k", "v"), 2, "", "unknown command");
+    expect(RUN("PUT", ch_db, "k", "v"), 2, "", "unknown command");
     expect(RUN("help", "frobnicate"), 2, "", "unknown command");
-    cr_assert(!exists(g_db));
+    cr_assert(!exists(ch_db));
 }
 
 /* ---- bad input ---- */
@@ -517,25 +426,25 @@ Test(cli, wrong_argument_counts)
 {
     put("k", "v");
     expect(RUN("put"), 2, "", "shale put: missing arguments");
-    expect(RUN("put", g_db), 2, "", "shale put: missing arguments");
-    expect(RUN("put", g_db, "k"), 2, "", "shale put: missing arguments");
-    expect(RUN("put", g_db, "k", "v", "extra"), 2, "", "shale put: unexpected argument 'extra'");
+    expect(RUN("put", ch_db), 2, "", "shale put: missing arguments");
+    expect(RUN("put", ch_db, "k"), 2, "", "shale put: missing arguments");
+    expect(RUN("put", ch_db, "k", "v", "extra"), 2, "", "shale put: unexpected argument 'extra'");
     expect(RUN("get"), 2, "", "shale get: missing arguments");
-    expect(RUN("get", g_db), 2, "", "shale get: missing arguments");
-    expect(RUN("get", g_db, "k", "extra"), 2, "", "shale get: unexpected argument");
+    expect(RUN("get", ch_db), 2, "", "shale get: missing arguments");
+    expect(RUN("get", ch_db, "k", "extra"), 2, "", "shale get: unexpected argument");
     expect(RUN("del"), 2, "", "shale del: missing arguments");
-    expect(RUN("del", g_db), 2, "", "shale del: missing arguments");
-    expect(RUN("del", g_db, "k", "extra"), 2, "", "shale del: unexpected argument");
+    expect(RUN("del", ch_db), 2, "", "shale del: missing arguments");
+    expect(RUN("del", ch_db, "k", "extra"), 2, "", "shale del: unexpected argument");
     expect(RUN("scan"), 2, "", "shale scan: missing arguments");
-    expect(RUN("scan", g_db, "extra"), 2, "", "shale scan: unexpected argument");
+    expect(RUN("scan", ch_db, "extra"), 2, "", "shale scan: unexpected argument");
     expect(RUN("stats"), 2, "", "shale stats: missing arguments");
-    expect(RUN("stats", g_db, "extra"), 2, "", "shale stats: unexpected argument");
+    expect(RUN("stats", ch_db, "extra"), 2, "", "shale stats: unexpected argument");
     expect(RUN("compact"), 2, "", "shale compact: missing arguments");
-    expect(RUN("compact", g_db, "extra"), 2, "", "shale compact: unexpected argument");
+    expect(RUN("compact", ch_db, "extra"), 2, "", "shale compact: unexpected argument");
     expect(RUN("check"), 2, "", "shale check: missing arguments");
-    expect(RUN("check", g_db, "extra"), 2, "", "shale check: unexpected argument");
+    expect(RUN("check", ch_db, "extra"), 2, "", "shale check: unexpected argument");
     /* Nothing above changed the data. */
-    expect(RUN("scan", g_db), 0, "k\tv\n", NULL);
+    expect(RUN("scan", ch_db), 0, "k\tv\n", NULL);
 }
 
 Test(cli, unknown_flags)
@@ -551,33 +460,33 @@ Test(cli, unknown_flags)
         snprintf(prefix, sizeof prefix, "shale %s: unknown flag", c[0]);
         const char *bad[] = {"--bogus", "--bogus=1", "-x", "---", "--Prefix"};
         for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
-            const char *args[8] = {c[0], g_db};
+            const char *args[8] = {c[0], ch_db};
             size_t n = 2;
             for (size_t j = 1; c[j] != NULL; j++) {
                 args[n++] = c[j];
             }
             args[n++] = bad[b];
             args[n] = NULL;
-            expect(run_argv(args), 2, "", prefix);
+            expect(ch_run(NULL, NULL, args), 2, "", prefix);
         }
     }
     /* A flag of another subcommand is unknown here. */
-    expect(RUN("get", g_db, "k", "--ttl", "5"), 2, "", "unknown flag '--ttl'");
-    expect(RUN("stats", g_db, "--reverse"), 2, "", "unknown flag '--reverse'");
-    expect(RUN("scan", g_db, "--json"), 2, "", "unknown flag '--json'");
-    expect(RUN("get", g_db, "k"), 0, "v\n", NULL);
+    expect(RUN("get", ch_db, "k", "--ttl", "5"), 2, "", "unknown flag '--ttl'");
+    expect(RUN("stats", ch_db, "--reverse"), 2, "", "unknown flag '--reverse'");
+    expect(RUN("scan", ch_db, "--json"), 2, "", "unknown flag '--json'");
+    expect(RUN("get", ch_db, "k"), 0, "v\n", NULL);
 }
 
 Test(cli, flag_values_missing_or_unwanted)
 {
     put("k", "v");
-    expect(RUN("put", g_db, "k", "v2", "--durability"), 2, "", "'--durability' needs a value");
-    expect(RUN("put", g_db, "k", "v2", "--ttl"), 2, "", "'--ttl' needs a value");
-    expect(RUN("scan", g_db, "--limit"), 2, "", "'--limit' needs a value");
-    expect(RUN("scan", g_db, "--prefix"), 2, "", "'--prefix' needs a value");
-    expect(RUN("scan", g_db, "--reverse=yes"), 2, "", "'--reverse' takes no value");
-    expect(RUN("stats", g_db, "--json=1"), 2, "", "'--json' takes no value");
-    expect(RUN("get", g_db, "k"), 0, "v\n", NULL);
+    expect(RUN("put", ch_db, "k", "v2", "--durability"), 2, "", "'--durability' needs a value");
+    expect(RUN("put", ch_db, "k", "v2", "--ttl"), 2, "", "'--ttl' needs a value");
+    expect(RUN("scan", ch_db, "--limit"), 2, "", "'--limit' needs a value");
+    expect(RUN("scan", ch_db, "--prefix"), 2, "", "'--prefix' needs a value");
+    expect(RUN("scan", ch_db, "--reverse=yes"), 2, "", "'--reverse' takes no value");
+    expect(RUN("stats", ch_db, "--json=1"), 2, "", "'--json' takes no value");
+    expect(RUN("get", ch_db, "k"), 0, "v\n", NULL);
 }
 
 Test(cli, bad_durability)
@@ -585,13 +494,13 @@ Test(cli, bad_durability)
     put("k", "v");
     const char *bad[] = {"bogus", "", "Full", "fulll", "3"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        expect(RUN("put", g_db, "k", "v2", "--durability", bad[i]), 2, "",
+        expect(RUN("put", ch_db, "k", "v2", "--durability", bad[i]), 2, "",
                "shale put: --durability");
-        expect(RUN("del", g_db, "k", "--durability", bad[i]), 2, "", "shale del: --durability");
+        expect(RUN("del", ch_db, "k", "--durability", bad[i]), 2, "", "shale del: --durability");
     }
-    expect(RUN("get", g_db, "k"), 0, "v\n", NULL);
+    expect(RUN("get", ch_db, "k"), 0, "v\n", NULL);
     /* A bad flag fails before the database is created. */
-    char *fresh = tu_path(g_dir, "fresh");
+    char *fresh = tu_path(ch_dir, "fresh");
     expect(RUN("put", fresh, "k", "v", "--durability=bogus"), 2, "", "--durability");
     cr_assert(!exists(fresh));
     free(fresh);
@@ -601,10 +510,10 @@ Test(cli, bad_ttl)
 {
     const char *bad[] = {"0", "-1", "abc", "1.5", "", " 5", "5s", "+5", "99999999999999999999999"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        expect(RUN("put", g_db, "k", "v", "--ttl", bad[i]), 2, "", "shale put: --ttl");
+        expect(RUN("put", ch_db, "k", "v", "--ttl", bad[i]), 2, "", "shale put: --ttl");
     }
     /* None of them wrote anything, or even created the database. */
-    cr_assert(!exists(g_db));
+    cr_assert(!exists(ch_db));
 }
 
 Test(cli, bad_limit)
@@ -612,18 +521,18 @@ Test(cli, bad_limit)
     put("k", "v");
     const char *bad[] = {"abc", "-1", "", "1e3", "0x10", "18446744073709551616"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        expect(RUN("scan", g_db, "--limit", bad[i]), 2, "", "shale scan: --limit");
+        expect(RUN("scan", ch_db, "--limit", bad[i]), 2, "", "shale scan: --limit");
     }
 }
 
 Test(cli, empty_key)
 {
     put("k", "v");
-    expect(RUN("put", g_db, "", "v"), 2, "", "shale put: ");
-    expect(RUN("get", g_db, ""), 2, "", "shale get: ");
-    expect(RUN("del", g_db, ""), 2, "", "shale del: ");
-    expect(RUN("scan", g_db), 0, "k\tv\n", NULL);
-    char *fresh = tu_path(g_dir, "fresh");
+    expect(RUN("put", ch_db, "", "v"), 2, "", "shale put: ");
+    expect(RUN("get", ch_db, ""), 2, "", "shale get: ");
+    expect(RUN("del", ch_db, ""), 2, "", "shale del: ");
+    expect(RUN("scan", ch_db), 0, "k\tv\n", NULL);
+    char *fresh = tu_path(ch_dir, "fresh");
     expect(RUN("put", fresh, "", "v"), 2, "", "empty");
     cr_assert(!exists(fresh), "a refused put created the database");
     free(fresh);
@@ -636,32 +545,32 @@ Test(cli, key_length_limit)
     memset(key, 'k', 4097);
     key[4097] = '\0';
     /* 4097 bytes: one past the default limit. */
-    expect(RUN("put", g_db, key, "v"), 2, "", "shale put: ");
+    expect(RUN("put", ch_db, key, "v"), 2, "", "shale put: ");
     key[4096] = '\0'; /* exactly the limit is fine */
     put(key, "max");
-    run_result r = RUN("get", g_db, key);
+    ch_result r = RUN("get", ch_db, key);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert_str_eq(r.out, "max\n");
-    run_free(&r);
+    ch_free(&r);
     key[4096] = 'k';
-    expect(RUN("get", g_db, key), 2, "", "shale get: ");
-    expect(RUN("del", g_db, key), 2, "", "shale del: ");
+    expect(RUN("get", ch_db, key), 2, "", "shale get: ");
+    expect(RUN("del", ch_db, key), 2, "", "shale del: ");
     /* --max-key-bytes lowers (or raises) the limit for this run. */
-    expect(RUN("put", g_db, "123456789", "v", "--max-key-bytes", "8"), 2, "", "shale put: ");
-    expect(RUN("put", g_db, "12345678", "v", "--max-key-bytes", "8"), 0, "", NULL);
-    expect(RUN("put", g_db, key, "long", "--max-key-bytes=5000"), 0, "", NULL);
+    expect(RUN("put", ch_db, "123456789", "v", "--max-key-bytes", "8"), 2, "", "shale put: ");
+    expect(RUN("put", ch_db, "12345678", "v", "--max-key-bytes", "8"), 0, "", NULL);
+    expect(RUN("put", ch_db, key, "long", "--max-key-bytes=5000"), 0, "", NULL);
     const char *bad[] = {"0", "abc", "65537", "-8"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        expect(RUN("put", g_db, "k", "v", "--max-key-bytes", bad[i]), 2, "", "--max-key-bytes");
+        expect(RUN("put", ch_db, "k", "v", "--max-key-bytes", bad[i]), 2, "", "--max-key-bytes");
     }
-    expect(RUN("put", g_db, "k", "12345", "--max-value-bytes", "4"), 2, "", "shale put: ");
-    expect(RUN("put", g_db, "k", "1234", "--max-value-bytes", "4"), 0, "", NULL);
+    expect(RUN("put", ch_db, "k", "12345", "--max-value-bytes", "4"), 2, "", "shale put: ");
+    expect(RUN("put", ch_db, "k", "1234", "--max-value-bytes", "4"), 0, "", NULL);
     free(key);
 }
 
 Test(cli, read_only_commands_on_missing_dir)
 {
-    char *missing = tu_path(g_dir, "missing");
+    char *missing = tu_path(ch_dir, "missing");
     expect(RUN("get", missing, "k"), 2, "", "shale get: ");
     expect(RUN("scan", missing), 2, "", "shale scan: ");
     expect(RUN("stats", missing), 2, "", "shale stats: ");
@@ -690,7 +599,7 @@ Test(cli, commands_on_a_directory_that_is_not_a_database)
 
 Test(cli, commands_on_a_regular_file)
 {
-    char *file = tu_path(g_dir, "plain");
+    char *file = tu_path(ch_dir, "plain");
     FILE *f = fopen(file, "w");
     cr_assert_not_null(f);
     fclose(f);
@@ -706,7 +615,7 @@ Test(cli, database_in_use_by_another_process)
     int ready[2], release[2];
     char byte;
 
-    shale_bin();
+    ch_shale_bin();
     put("k", "v");
     cr_assert_eq(pipe(ready), 0);
     cr_assert_eq(pipe(release), 0);
@@ -717,7 +626,7 @@ Test(cli, database_in_use_by_another_process)
         shale_error err = {0};
         close(ready[0]);
         close(release[1]);
-        if (shale_open(g_db, NULL, &db, &err) != SHALE_OK) {
+        if (shale_open(ch_db, NULL, &db, &err) != SHALE_OK) {
             fprintf(stderr, "child open: %s\n", err.msg);
             _exit(1);
         }
@@ -729,13 +638,13 @@ Test(cli, database_in_use_by_another_process)
     close(release[0]);
     cr_assert_eq(read(ready[0], &byte, 1), 1, "the child could not open the database");
 
-    expect(RUN("put", g_db, "k", "v2"), 2, "", "in use");
-    expect(RUN("get", g_db, "k"), 2, "", "in use");
-    expect(RUN("del", g_db, "k"), 2, "", "in use");
-    expect(RUN("scan", g_db), 2, "", "in use");
-    expect(RUN("stats", g_db), 2, "", "in use");
-    expect(RUN("compact", g_db), 2, "", "in use");
-    expect(RUN("check", g_db), 2, "", "in use");
+    expect(RUN("put", ch_db, "k", "v2"), 2, "", "in use");
+    expect(RUN("get", ch_db, "k"), 2, "", "in use");
+    expect(RUN("del", ch_db, "k"), 2, "", "in use");
+    expect(RUN("scan", ch_db), 2, "", "in use");
+    expect(RUN("stats", ch_db), 2, "", "in use");
+    expect(RUN("compact", ch_db), 2, "", "in use");
+    expect(RUN("check", ch_db), 2, "", "in use");
 
     close(release[1]);
     close(ready[0]);
@@ -743,7 +652,7 @@ Test(cli, database_in_use_by_another_process)
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     /* Released: the value is unchanged and usable again. */
-    expect(RUN("get", g_db, "k"), 0, "v\n", NULL);
+    expect(RUN("get", ch_db, "k"), 0, "v\n", NULL);
 }
 
 /* ---- tables: check, compact, stats levels, --max-memory ---- */
@@ -757,7 +666,7 @@ static void make_tables(int ntables, int keys)
     shale_db *db = NULL;
     shale_error err = {0};
 
-    cr_assert_eq(shale_open(g_db, &o, &db, &err), SHALE_OK, "%s", err.msg);
+    cr_assert_eq(shale_open(ch_db, &o, &db, &err), SHALE_OK, "%s", err.msg);
     for (int t = 0; t < ntables; t++) {
         for (int i = 0; i < keys; i++) {
             char k[32], v[32];
@@ -777,7 +686,7 @@ static void make_tables(int ntables, int keys)
  * matter <i>" padded with '.' to `value_len` bytes (0: not padded); segment_bytes 0 = default. */
 static void make_live_log_ex(int n, size_t value_len, uint64_t segment_bytes)
 {
-    shale_bin(); /* skip before forking when the binary is not there */
+    ch_shale_bin(); /* skip before forking when the binary is not there */
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
@@ -785,7 +694,7 @@ static void make_live_log_ex(int n, size_t value_len, uint64_t segment_bytes)
         shale_db *db = NULL;
         shale_error err = {0};
         char *v = malloc(value_len + 64);
-        if (v == NULL || shale_open(g_db, &o, &db, &err) != SHALE_OK) {
+        if (v == NULL || shale_open(ch_db, &o, &db, &err) != SHALE_OK) {
             _exit(1);
         }
         for (int i = 0; i < n; i++) {
@@ -812,22 +721,22 @@ static void make_live_log(int n)
     make_live_log_ex(n, 0, 0);
 }
 
-/* The path of the first file in g_db whose name ends with `suffix` (or starts with it, for
+/* The path of the first file in ch_db whose name ends with `suffix` (or starts with it, for
  * "MANIFEST-"), malloc'ed; fails the test when there is none. */
 static char *db_file(const char *suffix)
 {
     size_t count = 0;
-    char **names = tu_list_dir(g_db, &count);
+    char **names = tu_list_dir(ch_db, &count);
     char *path = NULL;
     for (size_t i = 0; i < count && path == NULL; i++) {
         size_t n = strlen(names[i]), sn = strlen(suffix);
         if (strncmp(names[i], suffix, sn) == 0 ||
             (n > sn && strcmp(names[i] + n - sn, suffix) == 0)) {
-            path = tu_path(g_db, names[i]);
+            path = tu_path(ch_db, names[i]);
         }
     }
     tu_free_names(names, count);
-    cr_assert_not_null(path, "no *%s file in %s", suffix, g_db);
+    cr_assert_not_null(path, "no *%s file in %s", suffix, ch_db);
     return path;
 }
 
@@ -855,16 +764,16 @@ static const char *report_line(const char *out, const char *name)
     return NULL;
 }
 
-/* "name size" of every file in g_db, one per line: to prove check changed nothing. */
+/* "name size" of every file in ch_db, one per line: to prove check changed nothing. */
 static char *dir_state(void)
 {
     size_t count = 0, used = 0, cap = 4096;
-    char **names = tu_list_dir(g_db, &count);
+    char **names = tu_list_dir(ch_db, &count);
     char *s = malloc(cap);
     cr_assert_not_null(s);
     s[0] = '\0';
     for (size_t i = 0; i < count; i++) {
-        char *p = tu_path(g_db, names[i]);
+        char *p = tu_path(ch_db, names[i]);
         int w = snprintf(s + used, cap - used, "%s %lld\n", names[i], (long long)tu_file_size(p));
         cr_assert(w > 0 && (size_t)w < cap - used);
         used += (size_t)w;
@@ -875,9 +784,9 @@ static char *dir_state(void)
 }
 
 /* Runs check expecting exit `code`, and returns the result (stdout/stderr) for more asserts. */
-static run_result check_expect(int code)
+static ch_result check_expect(int code)
 {
-    run_result r = RUN("check", g_db);
+    ch_result r = RUN("check", ch_db);
     cr_assert_eq(r.code, code, "check: exit %d, want %d\nstdout:\n%s\nstderr: %s", r.code, code,
                  r.out, r.err);
     return r;
@@ -887,22 +796,22 @@ static run_result check_expect(int code)
  * `verdict` and, unless NULL, `detail`. */
 static void expect_line(int code, const char *path, const char *verdict, const char *detail)
 {
-    run_result r = check_expect(code);
+    ch_result r = check_expect(code);
     const char *line = report_line(r.out, base_name(path));
     cr_assert_not_null(strstr(line, verdict), "%s", line);
     if (detail != NULL) {
         cr_assert_not_null(strstr(line, detail), "%s", line);
     }
-    run_free(&r);
+    ch_free(&r);
 }
 
 /* Asserts that check finds nothing wrong. */
 static void expect_clean(void)
 {
-    run_result r = check_expect(0);
+    ch_result r = check_expect(0);
     cr_assert_not_null(strstr(r.out, "clean"), "%s", r.out);
     cr_assert_str_empty(r.err);
-    run_free(&r);
+    ch_free(&r);
 }
 
 Test(cli, check_clean_database_lists_every_file)
@@ -910,14 +819,14 @@ Test(cli, check_clean_database_lists_every_file)
     make_tables(2, 200);
     make_live_log(20);
     char *before = dir_state();
-    run_result r = check_expect(0);
+    ch_result r = check_expect(0);
     cr_assert_str_empty(r.err);
     cr_assert_not_null(strstr(r.out, "FILE"), "%s", r.out);
     cr_assert_not_null(strstr(report_line(r.out, "SHALE"), " OK"), "%s", r.out);
     cr_assert_not_null(strstr(report_line(r.out, "CURRENT"), " OK"), "%s", r.out);
     /* Every file of the directory has its line, and each table and log is OK. */
     size_t count = 0, tables = 0, logs = 0;
-    char **names = tu_list_dir(g_db, &count);
+    char **names = tu_list_dir(ch_db, &count);
     for (size_t i = 0; i < count; i++) {
         const char *line = report_line(r.out, names[i]);
         if (tu_is_numbered(names[i], "sst")) {
@@ -938,14 +847,14 @@ Test(cli, check_clean_database_lists_every_file)
     cr_assert_eq(logs, 1, "%s", r.out);
     cr_assert_not_null(strstr(r.out, "0 damage findings"), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "clean"), "%s", r.out);
-    run_free(&r);
+    ch_free(&r);
     /* Nothing changed, and the database still opens with every key. */
     char *after = dir_state();
     cr_assert_str_eq(before, after);
     free(before);
     free(after);
-    expect(RUN("get", g_db, "t1k0199"), 0, "v1-199\n", NULL);
-    expect(RUN("get", g_db, "log0019"), 0, "a value long enough to matter 19\n", NULL);
+    expect(RUN("get", ch_db, "t1k0199"), 0, "v1-199\n", NULL);
+    expect(RUN("get", ch_db, "log0019"), 0, "a value long enough to matter 19\n", NULL);
 }
 
 Test(cli, check_database_made_by_the_cli)
@@ -960,13 +869,13 @@ Test(cli, check_flipped_bit_in_a_table)
     make_tables(2, 200);
     char *sst = db_file(".sst");
     cr_assert_eq(tu_flip_bit(sst, 20, 3), 0); /* inside the first data block */
-    run_result r = check_expect(1);
+    ch_result r = check_expect(1);
     const char *line = report_line(r.out, base_name(sst));
     cr_assert_not_null(strstr(line, "DAMAGED"), "%s", line);
     cr_assert_not_null(strstr(line, base_name(sst)), "%s", line);
     cr_assert_not_null(strstr(r.err, "shale check: "), "%s", r.err);
     cr_assert_not_null(strstr(r.err, "damage found"), "%s", r.err);
-    run_free(&r);
+    ch_free(&r);
     free(sst);
 }
 
@@ -993,13 +902,13 @@ Test(cli, check_torn_log_tail_is_a_note)
     int64_t size = tu_file_size(log);
     cr_assert_eq(tu_truncate(log, (uint64_t)size - 5), 0);
     char *before = dir_state();
-    run_result r = check_expect(0);
+    ch_result r = check_expect(0);
     const char *line = report_line(r.out, base_name(log));
     cr_assert_not_null(strstr(line, "NOTE"), "%s", line);
     cr_assert_not_null(strstr(line, "torn tail"), "%s", line);
     cr_assert_not_null(strstr(line, "9 records"), "%s", line);
     cr_assert_str_empty(r.err);
-    run_free(&r);
+    ch_free(&r);
     /* Not cut: check never truncates. */
     char *after = dir_state();
     cr_assert_str_eq(before, after, "check changed the directory");
@@ -1014,14 +923,14 @@ Test(cli, check_torn_tail_of_an_earlier_log_segment_is_damage)
     /* ~40 KiB per segment of 64 KiB: at least two segments. */
     make_live_log_ex(100, 1000, 64 << 10);
     size_t count = 0;
-    char **names = tu_list_dir(g_db, &count);
+    char **names = tu_list_dir(ch_db, &count);
     char *first = NULL;
     size_t logs = 0;
     for (size_t i = 0; i < count; i++) {
         if (tu_is_numbered(names[i], "log")) {
             logs++;
             if (first == NULL) {
-                first = tu_path(g_db, names[i]); /* sorted: the lowest number */
+                first = tu_path(ch_db, names[i]); /* sorted: the lowest number */
             }
         }
     }
@@ -1055,7 +964,7 @@ Test(cli, check_flipped_bit_in_the_manifest)
 Test(cli, check_flipped_bit_in_the_identity_file)
 {
     put("k", "v");
-    char *id = tu_path(g_db, "SHALE");
+    char *id = tu_path(ch_db, "SHALE");
     cr_assert_eq(tu_flip_bit(id, 17, 0), 0); /* the creation time: only the checksum notices */
     expect_line(1, "SHALE", "DAMAGED", "checksum");
     cr_assert_eq(tu_flip_bit(id, 17, 0), 0); /* flipped back: clean again */
@@ -1077,16 +986,16 @@ Test(cli, check_missing_table)
 Test(cli, check_missing_identity_or_current)
 {
     make_tables(1, 10);
-    char *current = tu_path(g_db, "CURRENT");
-    char *saved = tu_path(g_dir, "CURRENT.saved");
+    char *current = tu_path(ch_db, "CURRENT");
+    char *saved = tu_path(ch_dir, "CURRENT.saved");
     cr_assert_eq(rename(current, saved), 0);
-    run_result r = check_expect(1);
+    ch_result r = check_expect(1);
     cr_assert_not_null(strstr(report_line(r.out, "CURRENT"), "DAMAGED"), "%s", r.out);
     /* Without a manifest the tables are still verified on their own. */
     cr_assert_not_null(strstr(r.out, "level unknown"), "%s", r.out);
-    run_free(&r);
+    ch_free(&r);
     cr_assert_eq(rename(saved, current), 0);
-    char *id = tu_path(g_db, "SHALE");
+    char *id = tu_path(ch_db, "SHALE");
     cr_assert_eq(unlink(id), 0);
     expect_line(1, "SHALE", "missing", NULL);
     free(id);
@@ -1099,20 +1008,20 @@ Test(cli, check_leftovers_are_notes)
     make_tables(1, 10);
     const char *extra[] = {"000999.sst", "CURRENT.tmp", "notes.txt"};
     for (size_t i = 0; i < 3; i++) {
-        char *p = tu_path(g_db, extra[i]);
+        char *p = tu_path(ch_db, extra[i]);
         FILE *f = fopen(p, "w");
         cr_assert_not_null(f);
         fputs("junk\n", f);
         fclose(f);
         free(p);
     }
-    run_result r = check_expect(0);
+    ch_result r = check_expect(0);
     cr_assert_not_null(strstr(report_line(r.out, "000999.sst"), "NOTE: leftover"), "%s", r.out);
     cr_assert_not_null(strstr(report_line(r.out, "CURRENT.tmp"), "NOTE"), "%s", r.out);
     cr_assert_not_null(strstr(report_line(r.out, "notes.txt"), "not a Shale file"), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "3 notes"), "%s", r.out);
     cr_assert_str_empty(r.err);
-    run_free(&r);
+    ch_free(&r);
 }
 
 Test(cli, check_database_open_in_this_process_is_refused)
@@ -1120,15 +1029,15 @@ Test(cli, check_database_open_in_this_process_is_refused)
     make_tables(1, 10);
     shale_db *db = NULL;
     shale_error err = {0};
-    cr_assert_eq(shale_open(g_db, NULL, &db, &err), SHALE_OK, "%s", err.msg);
-    expect(RUN("check", g_db), 2, "", "in use by another process");
+    cr_assert_eq(shale_open(ch_db, NULL, &db, &err), SHALE_OK, "%s", err.msg);
+    expect(RUN("check", ch_db), 2, "", "in use by another process");
     cr_assert_eq(shale_close(db, &err), SHALE_OK, "%s", err.msg);
     expect_clean();
 }
 
 Test(cli, check_bad_targets)
 {
-    char *missing = tu_path(g_dir, "missing");
+    char *missing = tu_path(ch_dir, "missing");
     expect(RUN("check", missing), 2, "", "does not exist");
     cr_assert(!exists(missing));
     free(missing);
@@ -1138,17 +1047,17 @@ Test(cli, check_bad_targets)
     cr_assert(!exists(lock), "check left a LOCK in a foreign directory");
     free(lock);
     free(foreign);
-    char *file = tu_path(g_dir, "plain");
+    char *file = tu_path(ch_dir, "plain");
     FILE *f = fopen(file, "w");
     cr_assert_not_null(f);
     fclose(f);
     expect(RUN("check", file), 2, "", "not a directory");
     free(file);
-    run_result r = RUN("check", "--help");
+    ch_result r = RUN("check", "--help");
     cr_assert_eq(r.code, 0);
     cr_assert_not_null(strstr(r.out, "Exit status: 0"), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "1 damage found"), "%s", r.out);
-    run_free(&r);
+    ch_free(&r);
 }
 
 /* The number of tables of level `level` in the levels table that follows `section` in `text`. */
@@ -1166,7 +1075,7 @@ static uint64_t level_tables(const char *text, const char *section, int level)
 Test(cli, compact_prints_levels_before_and_after)
 {
     make_tables(3, 100);
-    run_result r = RUN("compact", g_db);
+    ch_result r = RUN("compact", ch_db);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert_str_empty(r.err);
     cr_assert_eq(level_tables(r.out, "before:", 0), 3, "%s", r.out);
@@ -1177,22 +1086,22 @@ Test(cli, compact_prints_levels_before_and_after)
     }
     cr_assert_geq(below, 1, "%s", r.out);
     cr_assert_not_null(strstr(r.out, "compactions: "), "%s", r.out);
-    run_free(&r);
+    ch_free(&r);
     /* Same data, still clean. */
-    expect(RUN("get", g_db, "t0k0000"), 0, "v0-0\n", NULL);
-    expect(RUN("get", g_db, "t2k0099"), 0, "v2-99\n", NULL);
+    expect(RUN("get", ch_db, "t0k0000"), 0, "v0-0\n", NULL);
+    expect(RUN("get", ch_db, "t2k0099"), 0, "v2-99\n", NULL);
     expect_clean();
     /* Compacting a compacted database is a no-op that still succeeds. */
-    r = RUN("compact", g_db);
+    r = RUN("compact", ch_db);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert_eq(level_tables(r.out, "before:", 0), 0, "%s", r.out);
-    run_free(&r);
+    ch_free(&r);
 }
 
 Test(cli, stats_levels_and_cache)
 {
     make_tables(2, 100);
-    run_result r = RUN("stats", g_db);
+    ch_result r = RUN("stats", ch_db);
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert_eq(stat_line(r.out, "levels"), 7, "%s", r.out);
     cr_assert_gt(stat_line(r.out, "table_bytes_on_disk"), 0, "%s", r.out);
@@ -1200,46 +1109,46 @@ Test(cli, stats_levels_and_cache)
     cr_assert_not_null(strstr(r.out, "\nlevel "), "%s", r.out);
     cr_assert_eq(level_tables(r.out, "\nlevel ", 0), 2, "%s", r.out);
     cr_assert_not_null(strstr(r.out, "\ntotal "), "%s", r.out);
-    run_free(&r);
+    ch_free(&r);
 
-    r = RUN("stats", g_db, "--json");
+    r = RUN("stats", ch_db, "--json");
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert_not_null(strstr(r.out, "\"level_tables\": [2, 0, 0, 0, 0, 0, 0]"), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "\"block_cache_hit_rate\": "), "%s", r.out);
     cr_assert_eq(strchr(r.out, '\n'), r.out + r.out_len - 1, "one line: %s", r.out);
-    run_free(&r);
+    ch_free(&r);
 }
 
 Test(cli, max_memory_flag)
 {
     put("k", "v");
     /* Accepted by every command that opens the database. */
-    expect(RUN("put", g_db, "k2", "v2", "--max-memory", "16"), 0, "", NULL);
-    expect(RUN("get", g_db, "k2", "--max-memory=16"), 0, "v2\n", NULL);
-    expect(RUN("scan", g_db, "--keys-only", "--max-memory", "4"), 0, "k\nk2\n", NULL);
-    expect(RUN("del", g_db, "k2", "--max-memory", "1048576"), 0, "", NULL);
-    run_result r = RUN("compact", g_db, "--max-memory", "32");
+    expect(RUN("put", ch_db, "k2", "v2", "--max-memory", "16"), 0, "", NULL);
+    expect(RUN("get", ch_db, "k2", "--max-memory=16"), 0, "v2\n", NULL);
+    expect(RUN("scan", ch_db, "--keys-only", "--max-memory", "4"), 0, "k\nk2\n", NULL);
+    expect(RUN("del", ch_db, "k2", "--max-memory", "1048576"), 0, "", NULL);
+    ch_result r = RUN("compact", ch_db, "--max-memory", "32");
     cr_assert_eq(r.code, 0, "%s", r.err);
-    run_free(&r);
+    ch_free(&r);
     /* It reaches the library: the write buffer defaults to an eighth of it. */
-    r = RUN("stats", g_db, "--max-memory", "64");
+    r = RUN("stats", ch_db, "--max-memory", "64");
     cr_assert_eq(r.code, 0, "%s", r.err);
     cr_assert_eq(stat_line(r.out, "memtable_budget_bytes"), (64u << 20) / 8, "%s", r.out);
-    run_free(&r);
+    ch_free(&r);
     /* Bad values are refused before anything is opened or created. */
     const char *bad[] = {"0", "3", "1048577", "abc", "-1", "", "16M", "1.5"};
-    char *fresh = tu_path(g_dir, "fresh");
+    char *fresh = tu_path(ch_dir, "fresh");
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         expect(RUN("put", fresh, "k", "v", "--max-memory", bad[i]), 2, "", "--max-memory");
-        expect(RUN("get", g_db, "k", "--max-memory", bad[i]), 2, "", "shale get: --max-memory");
-        expect(RUN("stats", g_db, "--max-memory", bad[i]), 2, "", "shale stats: --max-memory");
-        expect(RUN("compact", g_db, "--max-memory", bad[i]), 2, "", "shale compact: --max-memory");
+        expect(RUN("get", ch_db, "k", "--max-memory", bad[i]), 2, "", "shale get: --max-memory");
+        expect(RUN("stats", ch_db, "--max-memory", bad[i]), 2, "", "shale stats: --max-memory");
+        expect(RUN("compact", ch_db, "--max-memory", bad[i]), 2, "", "shale compact: --max-memory");
     }
     cr_assert(!exists(fresh));
     free(fresh);
-    expect(RUN("put", g_db, "k", "v", "--max-memory"), 2, "", "'--max-memory' needs a value");
-    run_result h = RUN("put", "--help");
+    expect(RUN("put", ch_db, "k", "v", "--max-memory"), 2, "", "'--max-memory' needs a value");
+    ch_result h = RUN("put", "--help");
     cr_assert_not_null(strstr(h.out, "--max-memory MIB"), "%s", h.out);
-    run_free(&h);
-    expect(RUN("get", g_db, "k"), 0, "v\n", NULL);
+    ch_free(&h);
+    expect(RUN("get", ch_db, "k"), 0, "v\n", NULL);
 }
