@@ -53,8 +53,7 @@ size_t docgen_make(uint64_t seed, uint64_t k, char *out, size_t cap, char id[DOC
     snprintf(id, DOCGEN_ID_CAP, "u%010" PRIu64, k);
     const char *first = first_names[docgen_below(&r, 16)];
     const char *last = last_names[docgen_below(&r, 16)];
-    unsigned age =
-        DOCGEN_AGE_MIN + (unsigned)docgen_below(&r, DOCGEN_AGE_MAX - DOCGEN_AGE_MIN + 1);
+    unsigned age = DOCGEN_AGE_MIN + (unsigned)docgen_below(&r, DOCGEN_AGE_MAX - DOCGEN_AGE_MIN + 1);
     double score = (double)docgen_below(&r, 1000000) / 1e6;
     bool active = docgen_below(&r, 2) == 1;
     docgen_city((uint32_t)docgen_below(&r, DOCGEN_CITIES), city, sizeof city);
