@@ -43,8 +43,7 @@ static double median(double *v, size_t n)
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-/* Writes v rounded to a whole number with thousands separators: 1234567 -> "1,234,567". */
-static void group(char *out, size_t len, double v)
+const char *compare_group(char *out, size_t len, double v)
 {
     char digits[32];
     snprintf(digits, sizeof(digits), "%.0f", v < 0 ? 0 : v);
@@ -56,6 +55,7 @@ static void group(char *out, size_t len, double v)
         out[o++] = digits[i];
     }
     out[o] = '\0';
+    return out;
 }
 
 /* Waits for child pid (retrying on EINTR), filling its wait status and resource usage (zeroed
@@ -162,7 +162,7 @@ static void print_table(const compare_spec *spec, child_run *runs, long base_kib
                 }
             }
             if (n > 0) {
-                group(cell, sizeof(cell), median(v, n));
+                compare_group(cell, sizeof(cell), median(v, n));
             } else {
                 snprintf(cell, sizeof(cell), "%s", failed ? "failed" : "n/a");
             }
@@ -180,8 +180,8 @@ static void print_table(const compare_spec *spec, child_run *runs, long base_kib
             const compare_result *r = &runs[e].r; /* round 1: the same keys every round */
             if (r->ran[w]) {
                 char a[32], b[32];
-                group(a, sizeof(a), (double)r->found[w]);
-                group(b, sizeof(b), (double)r->done[w]);
+                compare_group(a, sizeof(a), (double)r->found[w]);
+                compare_group(b, sizeof(b), (double)r->done[w]);
                 printf(" %s of %s |", a, b);
             } else {
                 printf(" n/a |");

@@ -23,6 +23,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Writes v rounded to a whole number with thousands separators ("1,234,567") into out; returns
+ * out. Shared by every table the benchmarks print. */
+const char *compare_group(char *out, size_t len, double v);
+
 #define COMPARE_MAX_WORKLOADS 32
 #define COMPARE_MAX_ENGINES   16
 

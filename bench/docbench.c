@@ -96,6 +96,7 @@
 
 #include "shale.h"
 
+#include "bench_compare.h"
 #include "docgen.h"
 
 #define COLL         "docs"
@@ -799,22 +800,6 @@ static double now_sec(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* Writes v with thousands separators. */
-static const char *group(char *out, size_t len, double v)
-{
-    char digits[32];
-    snprintf(digits, sizeof digits, "%.0f", v < 0 ? 0 : v);
-    size_t n = strlen(digits), o = 0;
-    for (size_t i = 0; i < n && o + 2 < len; i++) {
-        if (i > 0 && (n - i) % 3 == 0) {
-            out[o++] = ',';
-        }
-        out[o++] = digits[i];
-    }
-    out[o] = '\0';
-    return out;
-}
-
 /* A rate: grouped, with decimals below 100 so that a slow one still shows. */
 static const char *rate(char *out, size_t len, double v)
 {
@@ -822,14 +807,15 @@ static const char *rate(char *out, size_t len, double v)
         snprintf(out, len, v < 10 ? "%.2f" : "%.1f", v);
         return out;
     }
-    return group(out, len, v);
+    return compare_group(out, len, v);
 }
 
 static void report(const char *name, const wl_result *w, const char *unit)
 {
     char a[32], b[32];
-    printf("%-12s : %s %s in %.2f s: %s %s/s\n", name, group(a, sizeof a, (double)w->ops), unit,
-           w->seconds, rate(b, sizeof b, w->seconds > 0 ? (double)w->ops / w->seconds : 0), unit);
+    printf("%-12s : %s %s in %.2f s: %s %s/s\n", name, compare_group(a, sizeof a, (double)w->ops),
+           unit, w->seconds, rate(b, sizeof b, w->seconds > 0 ? (double)w->ops / w->seconds : 0),
+           unit);
     fflush(stdout);
 }
 
@@ -953,9 +939,9 @@ static void report_query(const char *name, const wl_result *w)
     char a[32], b[32], d[32], f[32];
     double s = w->seconds > 0 ? w->seconds : 1e-9;
     printf("%-12s : %s queries in %.2f s: %s queries/s, %s docs returned/s (avg total %s)\n", name,
-           group(a, sizeof a, (double)w->ops), w->seconds, rate(b, sizeof b, (double)w->ops / s),
-           rate(d, sizeof d, (double)w->returned / s),
-           group(f, sizeof f, w->ops > 0 ? (double)w->total / (double)w->ops : 0));
+           compare_group(a, sizeof a, (double)w->ops), w->seconds,
+           rate(b, sizeof b, (double)w->ops / s), rate(d, sizeof d, (double)w->returned / s),
+           compare_group(f, sizeof f, w->ops > 0 ? (double)w->total / (double)w->ops : 0));
     fflush(stdout);
 }
 
@@ -991,7 +977,8 @@ static int child_run(const config *c, int ei, eng_result *out, uint64_t *hashes,
     if (ok) {
         char a[32];
         report("get by id", &out->w[W_GET], "reads");
-        printf("%-12s : %s found\n", "", group(a, sizeof a, (double)out->w[W_GET].returned));
+        printf("%-12s : %s found\n", "",
+               compare_group(a, sizeof a, (double)out->w[W_GET].returned));
         e->note(h, "before the queries");
         /* How each engine runs the queries (Shale's explain runs the query to count). */
         docgen_rng r = {docgen_mix64(c->seed ^ 0x9000)};
@@ -1157,7 +1144,7 @@ static void print_table(const config *c, const eng_result *res, const child_info
     for (size_t i = 0; i < ne; i++) {
         char a[32];
         printf(" %s %s%s", engine_names[c->engines[i]],
-               group(a, sizeof a, (double)res[i].w[W_GET].returned), i + 1 < ne ? "," : "");
+               compare_group(a, sizeof a, (double)res[i].w[W_GET].returned), i + 1 < ne ? "," : "");
         all_same = all_same && res[i].w[W_GET].returned == found0;
     }
     printf(" of %" PRIu64 "\n", c->reads);
