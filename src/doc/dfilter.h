@@ -67,7 +67,7 @@ bool dfilter_match(const dfilter *f, dval doc);
  * dfilter_match. */
 typedef enum dfilter_cond_kind {
     DFC_EQ,    /* one value: values[0] (for a null operand, documents missing the path too) */
-    DFC_IN,    /* any of values[0 .. nvalues) */
+    DFC_IN,    /* any of values[0 .. nvalues), sorted by dval_cmp and distinct */
     DFC_RANGE, /* values of one class between lo and hi (either may be absent) */
 } dfilter_cond_kind;
 

@@ -192,18 +192,26 @@ bad:
                    name);
 }
 
+/* The end of both meta reads: rc and val from the read of name's catalog entry. */
+static shale_code meta_read_result(const char *name, shale_code rc, const shale_buf *val,
+                                   doc_meta *m, shale_error *err)
+{
+    if (rc == SHALE_OK) {
+        return meta_decode(name, sl(val), m, err);
+    }
+    if (rc == SHALE_NOT_FOUND) {
+        return err_set(err, SHALE_NOT_FOUND, 0, "no collection '%s'", name);
+    }
+    return rc;
+}
+
 shale_code docdb_meta_read(shale_db *db, const shale_read_opts *ro, const char *name, doc_meta *m,
                            shale_error *err)
 {
     shale_buf key = {0}, val = {0};
     shale_code rc = docdb_meta_key(&key, name, err);
     if (rc == SHALE_OK) {
-        rc = shale_get(db, ro, sl(&key), &val, err);
-    }
-    if (rc == SHALE_OK) {
-        rc = meta_decode(name, sl(&val), m, err);
-    } else if (rc == SHALE_NOT_FOUND) {
-        rc = err_set(err, SHALE_NOT_FOUND, 0, "no collection '%s'", name);
+        rc = meta_read_result(name, shale_get(db, ro, sl(&key), &val, err), &val, m, err);
     }
     buf_free(&key);
     buf_free(&val);
@@ -217,12 +225,8 @@ static shale_code meta_txn_read(shale_txn *txn, const char *name, shale_buf *key
     shale_buf val = {0};
     shale_code rc = docdb_meta_key(key, name, err);
     if (rc == SHALE_OK) {
-        rc = shale_txn_get_for_update(txn, sl(key), &val, err);
-    }
-    if (rc == SHALE_OK) {
-        rc = meta_decode(name, sl(&val), m, err);
-    } else if (rc == SHALE_NOT_FOUND) {
-        rc = err_set(err, SHALE_NOT_FOUND, 0, "no collection '%s'", name);
+        rc =
+            meta_read_result(name, shale_txn_get_for_update(txn, sl(key), &val, err), &val, m, err);
     }
     buf_free(&val);
     return rc;

@@ -490,15 +490,8 @@ static shale_code walk_cond(run *r, const dfilter_cond *c, const doc_index *x, u
     shale_code rc = docdb_index_prefix(&prefix, r->meta.cid, x->iid, err);
     uint64_t total = 0;
     if (c->kind == DFC_EQ || c->kind == DFC_IN) {
+        /* dfilter keeps $in values sorted and distinct: each value's entries are walked once. */
         for (size_t i = 0; rc == SHALE_OK && i < c->nvalues && total < cap; i++) {
-            /* $in may repeat a value: each distinct value once. */
-            bool seen = false;
-            for (size_t j = 0; j < i && !seen; j++) {
-                seen = dval_eq(c->values[j], c->values[i]);
-            }
-            if (seen) {
-                continue;
-            }
             rc = buf_set(&lo, prefix.data, prefix.len, err);
             if (rc == SHALE_OK) {
                 rc = dval_index_key(c->values[i], &lo, err);

@@ -23,6 +23,7 @@
  * that wrote last.
  */
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -82,26 +83,38 @@ static void show_key(shale_slice key, char *out, size_t cap)
     out[o] = '\0';
 }
 
+/* SHALE_CONFLICT "conflict on key '<key>': <detail>", counted in stats. */
+static shale_code conflictf(shale_db *db, shale_slice key, shale_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static shale_code conflictf(shale_db *db, shale_slice key, shale_error *err, const char *fmt, ...)
+{
+    char shown[TXN_KEY_SHOWN * 4 + 8], detail[160];
+    va_list ap;
+    show_key(key, shown, sizeof shown);
+    va_start(ap, fmt);
+    vsnprintf(detail, sizeof detail, fmt, ap);
+    va_end(ap);
+    atomic_fetch_add_explicit(&db->txn_conflicts, 1, memory_order_relaxed);
+    return err_set(err, SHALE_CONFLICT, 0, "conflict on key '%s': %s", shown, detail);
+}
+
+/* A write after the snapshot: at seq, or (seq 0) by a member before this one in its group. */
 static shale_code conflict(shale_db *db, shale_slice key, uint64_t seq, uint64_t snapshot,
                            shale_error *err)
 {
-    char shown[TXN_KEY_SHOWN * 4 + 8];
-    show_key(key, shown, sizeof shown);
-    atomic_fetch_add_explicit(&db->txn_conflicts, 1, memory_order_relaxed);
     if (seq == 0 && snapshot == 0) {
-        return err_set(err, SHALE_CONFLICT, 0,
-                       "conflict on key '%s': written by a commit just before this one", shown);
+        return conflictf(db, key, err, "written by a commit just before this one");
     }
     if (seq == 0) {
-        return err_set(err, SHALE_CONFLICT, 0,
-                       "conflict on key '%s': written by a commit just before this one, after "
-                       "the transaction's snapshot at seq %" PRIu64,
-                       shown, snapshot);
+        return conflictf(db, key, err,
+                         "written by a commit just before this one, after the transaction's "
+                         "snapshot at seq %" PRIu64,
+                         snapshot);
     }
-    return err_set(err, SHALE_CONFLICT, 0,
-                   "conflict on key '%s': written at seq %" PRIu64
-                   " after the transaction's snapshot at seq %" PRIu64,
-                   shown, seq, snapshot);
+    return conflictf(db, key, err,
+                     "written at seq %" PRIu64 " after the transaction's snapshot at seq %" PRIu64,
+                     seq, snapshot);
 }
 
 /* ---- state ---- */
@@ -704,18 +717,13 @@ static shale_code cas_check(shale_db *db, void *arg, uint64_t seq, shale_batch *
     if (c->is_delete && !live) {
         return err_set(err, SHALE_NOT_FOUND, 0, "key not found");
     }
+    if (current == 0 && c->version != 0) {
+        return conflictf(db, c->key, err, "expected version %" PRIu64 ", the key has none",
+                         c->version);
+    }
     if (current != c->version) {
-        char shown[TXN_KEY_SHOWN * 4 + 8];
-        show_key(c->key, shown, sizeof shown);
-        atomic_fetch_add_explicit(&db->txn_conflicts, 1, memory_order_relaxed);
-        if (current == 0) {
-            return err_set(err, SHALE_CONFLICT, 0,
-                           "conflict on key '%s': expected version %" PRIu64 ", the key has none",
-                           shown, c->version);
-        }
-        return err_set(err, SHALE_CONFLICT, 0,
-                       "conflict on key '%s': expected version %" PRIu64 ", found %" PRIu64, shown,
-                       c->version, current);
+        return conflictf(db, c->key, err, "expected version %" PRIu64 ", found %" PRIu64,
+                         c->version, current);
     }
     c->new_version = seq;
     return SHALE_OK;
