@@ -11,6 +11,7 @@
 
 #include <inttypes.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@
 #include "base/coding.h"
 #include "base/error.h"
 #include "base/slice.h"
+#include "doc/catcache.h"
 
 /* Redo a write this many times when concurrent writers keep winning. */
 #define DOC_MAX_RETRIES   64
@@ -154,7 +156,8 @@ static shale_code meta_encode(const doc_meta *m, shale_buf *out, shale_error *er
 static shale_code meta_decode(const char *name, shale_slice v, doc_meta *m, shale_error *err)
 {
     const uint8_t *p = v.data, *end = p + v.len;
-    memset(m, 0, sizeof *m);
+    /* Not the whole struct (17 KiB, on every read): entries past nindexes are never read. */
+    memset(m, 0, offsetof(doc_meta, idx));
     if (v.len < 19 || p[0] != DOC_FORMAT_VERSION) {
         goto bad;
     }
@@ -295,13 +298,24 @@ static shale_code meta_write(shale_txn *txn, const shale_buf *key, const doc_met
 shale_code docdb_read_begin(shale_db *db, const char *coll, shale_snapshot **snap, doc_meta *m,
                             shale_error *err)
 {
+    catcache *cc = catcache_of(db);
+    uint64_t gen = 0;
+    bool quiet = catcache_begin(cc, &gen);
     *snap = shale_snapshot_get(db);
     if (*snap == NULL) {
         return err_set(err, SHALE_NOMEM, 0,
                        "could not take a snapshot (out of memory, or the database is closed)");
     }
+    quiet = quiet && catcache_end(cc, gen);
+    if (quiet && catcache_get(cc, coll, gen, m)) {
+        return SHALE_OK;
+    }
     shale_read_opts ro = {.snapshot = *snap};
-    return docdb_meta_read(db, &ro, coll, m, err);
+    shale_code rc = docdb_meta_read(db, &ro, coll, m, err);
+    if (rc == SHALE_OK && quiet) {
+        catcache_put(cc, coll, gen, m);
+    }
+    return rc;
 }
 
 shale_code docdb_doc_decode(shale_slice stored, const char *coll, shale_slice id, dval *out,
@@ -497,9 +511,10 @@ static shale_code maintain(shale_txn *txn, const doc_meta *m, const dval *old, c
 typedef shale_code (*txn_fn)(shale_txn *txn, void *arg, bool *final, shale_error *err);
 
 /* Runs fn in a transaction and commits, redoing both when the commit conflicts; fn sets *final
- * for a failure that is the answer (no retry). */
+ * for a failure that is the answer (no retry). When *catalog (if given) is true after fn, the
+ * transaction writes a catalog entry, and its commit is bracketed for the catalog cache. */
 static shale_code run_txn_opts(shale_db *db, const shale_txn_opts *opts, txn_fn fn, void *arg,
-                               shale_error *err)
+                               const bool *catalog, shale_error *err)
 {
     shale_code rc = SHALE_OK;
     for (int attempt = 0; attempt < DOC_MAX_RETRIES; attempt++) {
@@ -515,7 +530,10 @@ static shale_code run_txn_opts(shale_db *db, const shale_txn_opts *opts, txn_fn 
         }
         rc = fn(txn, arg, &final, err);
         if (rc == SHALE_OK) {
+            catcache *cc = catalog != NULL && *catalog ? catcache_of(db) : NULL;
+            catcache_write_begin(cc);
             rc = shale_txn_commit(txn, err);
+            catcache_write_end(cc);
         }
         shale_txn_free(txn);
         if (rc != SHALE_CONFLICT || final) {
@@ -525,10 +543,12 @@ static shale_code run_txn_opts(shale_db *db, const shale_txn_opts *opts, txn_fn 
     return rc;
 }
 
+/* A transaction that writes the catalog (collections and indexes). */
 static shale_code run_txn(shale_db *db, txn_fn fn, void *arg, shale_error *err)
 {
+    static const bool catalog = true;
     shale_txn_opts to = {.isolation = SHALE_ISOLATION_SNAPSHOT};
-    return run_txn_opts(db, &to, fn, arg, err);
+    return run_txn_opts(db, &to, fn, arg, &catalog, err);
 }
 
 /* ---- writes ---- */
@@ -539,9 +559,10 @@ typedef struct write_ctx {
     size_t n;
     const shale_slice *ids; /* update / replace / delete */
     const shale_buf *patches;
-    bool create; /* a missing collection is created (inserts) */
-    bool array;  /* out is a JSON array (the _many calls), else one document */
-    int op;      /* OP_* */
+    bool create;  /* a missing collection is created (inserts) */
+    bool created; /* this attempt created it (a catalog write) */
+    bool array;   /* out is a JSON array (the _many calls), else one document */
+    int op;       /* OP_* */
     shale_buf *out;
     shale_buf scratch;
 } write_ctx;
@@ -564,8 +585,10 @@ static shale_code write_fn(shale_txn *txn, void *arg, bool *final, shale_error *
     shale_buf mkey = {0}, dkey = {0}, old = {0}, merged = {0};
     doc_meta m;
     shale_code rc = meta_txn_read(txn, c->coll, &mkey, &m, err);
+    c->created = false;
     if (rc == SHALE_NOT_FOUND && c->create) {
         rc = meta_create(txn, &mkey, &m, err);
+        c->created = true;
     } else if (rc == SHALE_NOT_FOUND) {
         *final = true;
     }
@@ -648,7 +671,8 @@ static shale_code write_fn(shale_txn *txn, void *arg, bool *final, shale_error *
 
 static shale_code run_write(shale_db *db, write_ctx *c, shale_error *err)
 {
-    shale_code rc = run_txn(db, write_fn, c, err);
+    shale_txn_opts to = {.isolation = SHALE_ISOLATION_SNAPSHOT};
+    shale_code rc = run_txn_opts(db, &to, write_fn, c, &c->created, err);
     buf_free(&c->scratch);
     if (rc != SHALE_OK && c->out != NULL) {
         c->out->len = 0;
@@ -1460,7 +1484,7 @@ shale_code shale_index_create(shale_db *db, const char *coll, const char *field,
          * those documents (or any new one among them) fails the range validation: the entry
          * keys need no check of their own. */
         shale_txn_opts to = {.isolation = SHALE_ISOLATION_SERIALIZABLE, .unchecked_writes = true};
-        rc = run_txn_opts(db, &to, build_fn, &b, err);
+        rc = run_txn_opts(db, &to, build_fn, &b, NULL, err);
         more = !b.done;
         if (rc == SHALE_OK && more) {
             rc = buf_set(&b.from, b.next.data, b.next.len, err);

@@ -24,6 +24,7 @@
 #include "base/crc32c.h"
 #include "base/error.h"
 #include "base/slice.h"
+#include "lsm/db_ext.h"
 #include "lsm/db_impl.h"
 #include "lsm/merge_iter.h"
 
@@ -413,6 +414,11 @@ void db_tables_unref(db_tables *t)
  * threads are stopped. */
 static void db_release(shale_db *db)
 {
+    void *ext = atomic_exchange(&db->ext, NULL);
+    if (ext != NULL) {
+        void (*free_fn)(void *) = atomic_load(&db->ext_free);
+        free_fn(ext);
+    }
     if (db->recycler != NULL) {
         /* Memtables still read by iterators past close free their memory when they die. */
         memtable_recycler_set_accepting(db->recycler, false);
@@ -595,6 +601,29 @@ static void bury(shale_db *db)
     graveyard_next = (graveyard_next + 1) % DB_GRAVEYARD_SIZE;
     pthread_mutex_unlock(&graveyard_mu);
     free(old);
+}
+
+void *db_ext_get(shale_db *db, void *(*make)(void), void (*free_fn)(void *))
+{
+    if (db == NULL || db->closed) {
+        return NULL;
+    }
+    void *ext = atomic_load_explicit(&db->ext, memory_order_acquire);
+    if (ext != NULL) {
+        return ext;
+    }
+    void *mine = make();
+    if (mine == NULL) {
+        return NULL;
+    }
+    /* ext_free is set before ext is published, so whoever sees ext set frees it right. */
+    void (*expected)(void *) = NULL;
+    atomic_compare_exchange_strong(&db->ext_free, &expected, free_fn);
+    if (atomic_compare_exchange_strong(&db->ext, &ext, mine)) {
+        return mine;
+    }
+    free_fn(mine);
+    return ext;
 }
 
 shale_code db_check_open(const shale_db *db, shale_error *err)

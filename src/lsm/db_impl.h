@@ -123,6 +123,9 @@ bool commit_group_key_in(const commit_group *g, const shale_slice *lo, const sha
 
 struct shale_db {
     bool closed; /* a closed shell: every call returns SHALE_CLOSED (db.c, "closed handles") */
+    /* The state of a layer above (db_ext.h), freed with ext_free by shale_close. */
+    _Atomic(void *) ext;
+    void (*_Atomic ext_free)(void *);
     char *path;
     const shale_env *env;
     db_options opts;

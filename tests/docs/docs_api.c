@@ -18,7 +18,16 @@
  *   docs_api.eq_pairs            the go-db query model (eq_names / eq_values) in find.
  *   docs_api.many_collections    2000 collections with one document each, through a reopen: the
  *                                list returns all 2000 sorted and each keeps its document.
+ *   docs_api.catalog_changes_reach_readers
+ *                                reads right after a drop, a re-creation, an index creation or
+ *                                drop see the new catalog (reads keep collection metas in a cache,
+ *                                catcache.h); with a thread dropping and re-creating a collection
+ *                                while readers read it, no reader ever sees an older document
+ *                                after a newer one (a stale cached meta would show the dropped
+ *                                collection's document).
  */
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -606,5 +615,110 @@ Test(docs_api, batch_of_1000_small_write_buffer)
     free(patches);
     free(t);
     free(id);
+    tu_fx_end(&fx);
+}
+
+/* The "n" of a document's JSON ({"_id":"k","n":N}); -1 when absent. */
+static long doc_n(const shale_buf *b)
+{
+    const char *p = memmem(b->data, b->len, "\"n\":", 4);
+    return p == NULL ? -1 : strtol(p + 4, NULL, 10);
+}
+
+typedef struct cat_run {
+    shale_db *db;
+    _Atomic bool stop;
+    _Atomic long reads_found;
+    tu_failure fail;
+} cat_run;
+
+static void *cat_reader(void *p)
+{
+    cat_run *r = p;
+    shale_buf out = {0};
+    shale_error err = {0};
+    long last = 0;
+    shale_doc_query q = {.filter = TU_SL("{\"n\":{\"$gte\":0}}")};
+    for (int i = 0; !atomic_load(&r->stop) && !tu_failed(&r->fail); i++) {
+        shale_code rc = i % 2 ? shale_doc_get(r->db, "cyc", TU_SL("k"), &out, &err)
+                              : shale_doc_find(r->db, "cyc", &q, &out, &err);
+        if (rc == SHALE_NOT_FOUND) {
+            continue; /* between a drop and the re-creating insert */
+        }
+        if (rc != SHALE_OK) {
+            tu_fail(&r->fail, "read %d: %d %s", i, rc, err.msg);
+            break;
+        }
+        long n = doc_n(&out);
+        if (i % 2 == 0 && n < 0 && strstr((const char *)out.data, "\"total\":0") == NULL) {
+            tu_fail(&r->fail, "find: neither a document nor an empty page: %.*s", (int)out.len,
+                    (const char *)out.data);
+        }
+        if (n >= 0 && n < last) {
+            tu_fail(&r->fail, "read %d: document n=%ld after n=%ld (a dropped collection's)", i, n,
+                    last);
+        }
+        if (n >= 0) {
+            last = n;
+            atomic_fetch_add(&r->reads_found, 1);
+        }
+    }
+    shale_buf_free(&out);
+    return NULL;
+}
+
+Test(docs_api, catalog_changes_reach_readers)
+{
+    tu_fx fx = {0};
+    tu_fx_begin(&fx, "docs-catalog", NULL);
+    shale_db *db = fx.db;
+    shale_buf out = {0};
+
+    /* One thread: every read after a catalog change sees it. */
+    TU_OK(shale_doc_insert(db, "c", TU_SL("{\"_id\":\"a\",\"v\":1}"), NULL, &ERR));
+    expect_doc(db, "c", "a", "{\"_id\":\"a\",\"v\":1}");
+    const char *index = NULL;
+    cr_assert_str_eq(dt_plan(db, "c", "{\"v\":1}", &index), "scan");
+    TU_OK(shale_index_create(db, "c", "v", &ERR));
+    cr_assert_str_eq(dt_plan(db, "c", "{\"v\":1}", &index), "index");
+    cr_assert_str_eq(index, "v");
+    TU_OK(shale_index_drop(db, "c", "v", &ERR));
+    cr_assert_str_eq(dt_plan(db, "c", "{\"v\":1}", &index), "scan");
+    TU_OK(shale_coll_drop(db, "c", &ERR));
+    TU_CODE(SHALE_NOT_FOUND, shale_doc_get(db, "c", TU_SL("a"), &out, &ERR));
+    cr_assert(strstr(tu_last_msg, "no collection 'c'") != NULL, "%s", tu_last_msg);
+    TU_OK(shale_coll_create(db, "c", &ERR));
+    TU_CODE(SHALE_NOT_FOUND, shale_doc_get(db, "c", TU_SL("a"), &out, &ERR));
+    cr_assert(strstr(tu_last_msg, "no document") != NULL, "%s", tu_last_msg);
+    TU_OK(shale_coll_drop(db, "c", &ERR));
+    TU_OK(shale_doc_insert(db, "c", TU_SL("{\"_id\":\"b\"}"), NULL, &ERR)); /* creates */
+    TU_CODE(SHALE_NOT_FOUND, shale_doc_get(db, "c", TU_SL("a"), &out, &ERR));
+    expect_doc(db, "c", "b", "{\"_id\":\"b\"}");
+
+    /* Threads: one drops and re-creates "cyc" (its one document's n grows), four read it. */
+    cat_run r = {.db = db};
+    tu_failure_init(&r.fail);
+    pthread_t th[4];
+    for (int t = 0; t < 4; t++) {
+        cr_assert_eq(pthread_create(&th[t], NULL, cat_reader, &r), 0);
+    }
+    for (int i = 1; i <= 300 && !tu_failed(&r.fail); i++) {
+        shale_error err = {0};
+        shale_code rc = shale_coll_drop(db, "cyc", &err);
+        cr_assert(rc == SHALE_OK || rc == SHALE_NOT_FOUND, "drop %d: %d %s", i, rc, err.msg);
+        char doc[64];
+        snprintf(doc, sizeof doc, "{\"_id\":\"k\",\"n\":%d}", i);
+        TU_OK(shale_doc_insert(db, "cyc", tu_str(doc), NULL, &ERR));
+        if (i % 3 == 0) {
+            TU_OK(shale_index_create(db, "cyc", "n", &ERR));
+        }
+    }
+    atomic_store(&r.stop, true);
+    for (int t = 0; t < 4; t++) {
+        pthread_join(th[t], NULL);
+    }
+    tu_failure_check(&r.fail, "catalog_changes_reach_readers");
+    cr_assert_gt(atomic_load(&r.reads_found), 0);
+    shale_buf_free(&out);
     tu_fx_end(&fx);
 }
