@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 DATA ?= ./shale-data
 CMAKE_FLAGS ?=
 
-.PHONY: all build deps run test asan tsan clang bench fmt fmt-check tidy install clean
+.PHONY: all build deps run demo test asan tsan clang bench fmt fmt-check tidy install clean
 
 all: build
 
@@ -19,6 +19,9 @@ build: deps
 	@cmake --build build/release -j $(JOBS)
 
 run: build
+	@build/release/shale serve --data $(DATA)
+
+demo: build
 	@scripts/demo.sh build/release/shale $(DATA)
 
 test: build

@@ -315,6 +315,16 @@ SHALE_API void shale_snapshot_release(shale_db *db, shale_snapshot *snap);
 /* The sequence number a snapshot reads at. */
 SHALE_API uint64_t shale_snapshot_seq(const shale_snapshot *snap);
 
+/* Makes every write committed before the call at least as durable as `level`: OS writes the log
+ * bytes that MEMORY-level commits left buffered in the process to the OS, FULL also fdatasyncs the
+ * log (skipped when nothing was written since this call last synced). DEFAULT means the
+ * database's level; NONE and MEMORY return at once. A server uses it to commit a batch of
+ * requests at MEMORY level and make them all durable with one write (and one sync) before it
+ * answers any of them, as Redis writes its append-only file once per event-loop turn. A failed
+ * sync is final: writes stop (SHALE_CLOSED from then on). Thread-safe. */
+SHALE_API SHALE_MUST_USE shale_code shale_sync(shale_db *db, shale_durability level,
+                                               shale_error *err);
+
 /* Writes the memtable out as a table now and waits for it (and any flush in progress). */
 SHALE_API SHALE_MUST_USE shale_code shale_flush(shale_db *db, shale_error *err);
 
@@ -523,6 +533,28 @@ SHALE_API SHALE_MUST_USE shale_code shale_doc_update_many(shale_db *db, const ch
                                                           const shale_slice *ids,
                                                           const shale_slice *patches, size_t n,
                                                           shale_buf *out, shale_error *err);
+
+/* Several document operations, on any collections, as one transaction: all of them or none
+ * (index entries included), with the same checks and errors as the single calls, each message
+ * naming the operation ("operation 3: ..."). Operations see the earlier ones of the same call
+ * (an insert then an update of the same _id works). An insert ignores `id` (its _id comes from
+ * the document or is generated) and creates a missing collection; update, replace and delete
+ * need `id`; update's json is the patch. 1 .. 1000 operations. out (may be NULL) = a JSON array
+ * with, per operation, the stored document, or {"_id":..,"deleted":true} for a delete. */
+typedef enum shale_doc_op_kind {
+    SHALE_DOC_INSERT = 1,
+    SHALE_DOC_UPDATE = 2,
+    SHALE_DOC_REPLACE = 3,
+    SHALE_DOC_DELETE = 4,
+} shale_doc_op_kind;
+typedef struct shale_doc_op {
+    shale_doc_op_kind kind;
+    const char *coll;
+    shale_slice id;
+    shale_slice json;
+} shale_doc_op;
+SHALE_API SHALE_MUST_USE shale_code shale_doc_apply(shale_db *db, const shale_doc_op *ops, size_t n,
+                                                    shale_buf *out, shale_error *err);
 
 /* A query. Zero fields mean defaults. */
 typedef struct shale_doc_query {

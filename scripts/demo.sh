@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A short narrated tour of the `shale` command: writes, reads, scans, statistics, a restart, a
-# missing key and a key that expires. Run by `make run` as: scripts/demo.sh SHALE_BIN DATA_DIR.
+# missing key and a key that expires. Run by `make demo` as: scripts/demo.sh SHALE_BIN DATA_DIR.
 # Safe to run again on the same DATA_DIR: it only overwrites its own keys.
 set -euo pipefail
 

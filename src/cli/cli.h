@@ -50,6 +50,7 @@ int cmd_bench(int argc, char **argv);   /* src/cli/cmd_bench.c */
 int cmd_doc(int argc, char **argv);     /* cmd_doc.c: `shale doc VERB ...` */
 int cmd_export(int argc, char **argv);  /* cmd_export.c */
 int cmd_import(int argc, char **argv);  /* cmd_export.c */
+int cmd_serve(int argc, char **argv);   /* cmd_serve.c: the server (src/server/) */
 
 /* One flag: `--name` (no leading dashes here). `arg` names its value in the usage text ("LEVEL");
  * NULL makes it a switch that takes no value. `help` is one line for the usage text. */

@@ -12,6 +12,8 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *summary;
 } commands[] = {
+    {"serve", cmd_serve,
+     "run the database as a server: HTTP/JSON documents and the Redis protocol"},
     {"put", cmd_put, "write a key (creates the database if missing)"},
     {"get", cmd_get, "print a key's value; exit 1 if it is absent"},
     {"del", cmd_del, "delete a key"},

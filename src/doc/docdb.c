@@ -553,30 +553,128 @@ static shale_code run_txn(shale_db *db, txn_fn fn, void *arg, shale_error *err)
 
 /* ---- writes ---- */
 
-typedef struct write_ctx {
+/* Prefixes err's message with "<what> i: " when `named`: for calls of several documents, and
+ * always for shale_doc_apply (whose caller built a list, even of one). */
+static shale_code at_index(const char *what, bool named, size_t i, shale_code rc, shale_error *err)
+{
+    if (named && err != NULL && rc != SHALE_OK) {
+        char head[48];
+        int hn = snprintf(head, sizeof head, "%s %zu: ", what, i);
+        size_t keep = sizeof err->msg - 1 - (size_t)hn;
+        size_t len = strnlen(err->msg, keep);
+        memmove(err->msg + hn, err->msg, len);
+        memcpy(err->msg, head, (size_t)hn);
+        err->msg[hn + len] = '\0';
+    }
+    return rc;
+}
+
+/* One document operation of a write transaction, prepared (parsed, its _id checked) before the
+ * transaction starts. */
+typedef struct wop {
+    shale_doc_op_kind kind;
     const char *coll;
-    doc_in *docs; /* insert_many / insert / replace */
+    shale_slice id;  /* update, replace, delete; insert: doc.id */
+    doc_in doc;      /* insert, replace: the document (doc.enc owned) */
+    shale_buf patch; /* update: the parsed patch (owned) */
+} wop;
+
+typedef struct write_ctx {
+    wop *ops;
     size_t n;
-    const shale_slice *ids; /* update / replace / delete */
-    const shale_buf *patches;
-    bool create;  /* a missing collection is created (inserts) */
-    bool created; /* this attempt created it (a catalog write) */
-    bool array;   /* out is a JSON array (the _many calls), else one document */
-    int op;       /* OP_* */
+    bool created; /* this attempt created a collection (a catalog write) */
+    bool array;   /* out is a JSON array (the _many calls and apply), else one document */
+    bool deletes; /* a delete appends {"_id":..,"deleted":true} to out (apply) */
     shale_buf *out;
     shale_buf scratch;
 } write_ctx;
 
-enum { OP_INSERT, OP_UPDATE, OP_REPLACE, OP_DELETE };
-
-/* Appends the JSON of doc to ctx->out (an array element when many). */
-static shale_code emit(write_ctx *c, dval doc, size_t i, shale_error *err)
+/* Appends one element of the result to ctx->out: the document, or a delete's marker. */
+static shale_code emit(write_ctx *c, const dval *doc, shale_slice id, size_t i, shale_error *err)
 {
-    if (c->out == NULL) {
+    if (c->out == NULL || (doc == NULL && !c->deletes)) {
         return SHALE_OK;
     }
     shale_code rc = i > 0 ? buf_append(c->out, ",", 1, err) : SHALE_OK; /* inside the array */
-    return rc != SHALE_OK ? rc : dval_to_json(doc, c->out, err);
+    if (rc != SHALE_OK || doc != NULL) {
+        return rc != SHALE_OK ? rc : dval_to_json(*doc, c->out, err);
+    }
+    shale_buf s = {0};
+    rc = buf_append(c->out, "{\"_id\":", 7, err);
+    if (rc == SHALE_OK) {
+        rc = dval_put_string(&s, id, err);
+    }
+    if (rc == SHALE_OK) {
+        rc = dval_to_json((dval){s.data, s.len}, c->out, err);
+    }
+    if (rc == SHALE_OK) {
+        rc = buf_append(c->out, ",\"deleted\":true}", 16, err);
+    }
+    buf_free(&s);
+    return rc;
+}
+
+/* Reads (for update) the meta of o's collection, creating it for an insert. */
+static shale_code op_meta(shale_txn *txn, write_ctx *c, const wop *o, shale_buf *mkey, doc_meta *m,
+                          bool *final, shale_error *err)
+{
+    shale_code rc = meta_txn_read(txn, o->coll, mkey, m, err);
+    if (rc == SHALE_NOT_FOUND && o->kind == SHALE_DOC_INSERT) {
+        rc = meta_create(txn, mkey, m, err);
+        c->created = true;
+    } else if (rc == SHALE_NOT_FOUND) {
+        *final = true;
+    }
+    return rc;
+}
+
+/* One operation inside the transaction: the document, its index entries, its output. */
+static shale_code write_op(shale_txn *txn, write_ctx *c, const wop *o, const doc_meta *m, size_t i,
+                           bool *final, shale_buf *dkey, shale_buf *old, shale_buf *merged,
+                           shale_error *err)
+{
+    shale_code rc = docdb_doc_key(dkey, m->cid, o->id, err);
+    if (rc == SHALE_OK) {
+        rc = shale_txn_get(txn, sl(dkey), old, err); /* this transaction's own writes included */
+    }
+    bool exists = rc == SHALE_OK;
+    if (rc == SHALE_NOT_FOUND) {
+        rc = SHALE_OK;
+    }
+    dval oldv = {0};
+    if (rc == SHALE_OK && exists) {
+        rc = docdb_doc_decode(sl(old), o->coll, o->id, &oldv, err);
+    }
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    int idl = (int)(o->id.len > 64 ? 64 : o->id.len);
+    if (o->kind == SHALE_DOC_INSERT && exists) {
+        *final = true;
+        return err_set(err, SHALE_CONFLICT, 0, "a document with _id '%.*s' exists in '%s'", idl,
+                       (const char *)o->id.data, o->coll);
+    }
+    if (o->kind != SHALE_DOC_INSERT && !exists) {
+        *final = true;
+        return err_set(err, SHALE_NOT_FOUND, 0, "no document with _id '%.*s' in '%s'", idl,
+                       (const char *)o->id.data, o->coll);
+    }
+    dval newv = o->doc.doc;
+    const dval *newp = &newv;
+    if (o->kind == SHALE_DOC_UPDATE) {
+        rc = dval_merge(oldv, (dval){o->patch.data, o->patch.len}, merged, err);
+        newv = (dval){merged->data, merged->len};
+    } else if (o->kind == SHALE_DOC_DELETE) {
+        newp = NULL;
+    }
+    if (rc == SHALE_OK) {
+        rc = newp != NULL ? put_doc(txn, m, newv, o->id, &c->scratch, err)
+                          : shale_txn_delete(txn, sl(dkey), err);
+    }
+    if (rc == SHALE_OK) {
+        rc = maintain(txn, m, exists ? &oldv : NULL, newp, o->id, err);
+    }
+    return rc == SHALE_OK ? emit(c, newp, o->id, i, err) : rc;
 }
 
 static shale_code write_fn(shale_txn *txn, void *arg, bool *final, shale_error *err)
@@ -584,76 +682,25 @@ static shale_code write_fn(shale_txn *txn, void *arg, bool *final, shale_error *
     write_ctx *c = arg;
     shale_buf mkey = {0}, dkey = {0}, old = {0}, merged = {0};
     doc_meta m;
-    shale_code rc = meta_txn_read(txn, c->coll, &mkey, &m, err);
+    shale_code rc = SHALE_OK;
     c->created = false;
-    if (rc == SHALE_NOT_FOUND && c->create) {
-        rc = meta_create(txn, &mkey, &m, err);
-        c->created = true;
-    } else if (rc == SHALE_NOT_FOUND) {
-        *final = true;
-    }
     if (c->out != NULL) {
         buf_reset(c->out);
-        if (rc == SHALE_OK && c->array) {
+        if (c->array) {
             rc = buf_append(c->out, "[", 1, err);
         }
     }
     for (size_t i = 0; rc == SHALE_OK && i < c->n; i++) {
-        shale_slice id = c->op == OP_INSERT ? c->docs[i].id : c->ids[i];
-        rc = docdb_doc_key(&dkey, m.cid, id, err);
-        if (rc != SHALE_OK) {
-            break;
-        }
-        rc = shale_txn_get(txn, sl(&dkey), &old, err);
-        bool exists = rc == SHALE_OK;
-        if (rc == SHALE_NOT_FOUND) {
-            rc = SHALE_OK;
-        }
-        if (rc != SHALE_OK) {
-            break;
-        }
-        dval oldv = {0};
-        if (exists) {
-            rc = docdb_doc_decode(sl(&old), c->coll, id, &oldv, err);
-            if (rc != SHALE_OK) {
-                break;
-            }
-        }
-        if (c->op == OP_INSERT && exists) {
-            *final = true;
-            rc = err_set(err, SHALE_CONFLICT, 0, "a document with _id '%.*s' exists in '%s'",
-                         (int)(id.len > 64 ? 64 : id.len), (const char *)id.data, c->coll);
-            break;
-        }
-        if (c->op != OP_INSERT && !exists) {
-            *final = true;
-            rc = err_set(err, SHALE_NOT_FOUND, 0, "no document with _id '%.*s' in '%s'",
-                         (int)(id.len > 64 ? 64 : id.len), (const char *)id.data, c->coll);
-            break;
-        }
-        dval newv = {0};
-        const dval *newp = NULL;
-        if (c->op == OP_INSERT || c->op == OP_REPLACE) {
-            newv = c->docs[i].doc;
-            newp = &newv;
-        } else if (c->op == OP_UPDATE) {
-            rc = dval_merge(oldv, (dval){c->patches[i].data, c->patches[i].len}, &merged, err);
-            if (rc != SHALE_OK) {
-                break;
-            }
-            newv = (dval){merged.data, merged.len};
-            newp = &newv;
-        }
-        if (newp != NULL) {
-            rc = put_doc(txn, &m, newv, id, &c->scratch, err);
-        } else {
-            rc = shale_txn_delete(txn, sl(&dkey), err);
+        const wop *o = &c->ops[i];
+        /* The meta once per run of operations on one collection (a batch: once). */
+        if (i == 0 || strcmp(o->coll, c->ops[i - 1].coll) != 0) {
+            rc = op_meta(txn, c, o, &mkey, &m, final, err);
         }
         if (rc == SHALE_OK) {
-            rc = maintain(txn, &m, exists ? &oldv : NULL, newp, id, err);
+            rc = write_op(txn, c, o, &m, i, final, &dkey, &old, &merged, err);
         }
-        if (rc == SHALE_OK && newp != NULL) {
-            rc = emit(c, newv, i, err);
+        if (rc != SHALE_OK && c->deletes) {
+            rc = at_index("operation", true, i, rc, err);
         }
     }
     if (rc == SHALE_OK && c->out != NULL && c->array) {
@@ -669,6 +716,7 @@ static shale_code write_fn(shale_txn *txn, void *arg, bool *final, shale_error *
     return rc;
 }
 
+/* Runs the prepared operations as one transaction (retried on conflicts), then frees them. */
 static shale_code run_write(shale_db *db, write_ctx *c, shale_error *err)
 {
     shale_txn_opts to = {.isolation = SHALE_ISOLATION_SNAPSHOT};
@@ -676,6 +724,10 @@ static shale_code run_write(shale_db *db, write_ctx *c, shale_error *err)
     buf_free(&c->scratch);
     if (rc != SHALE_OK && c->out != NULL) {
         c->out->len = 0;
+    }
+    for (size_t i = 0; i < c->n; i++) {
+        buf_free(&c->ops[i].doc.enc);
+        buf_free(&c->ops[i].patch);
     }
     return rc;
 }
@@ -705,30 +757,6 @@ static shale_code check_json(shale_slice json, const char *what, shale_error *er
     return SHALE_OK;
 }
 
-static shale_code insert_docs(shale_db *db, const char *coll, const shale_slice *docs, size_t n,
-                              bool array, shale_buf *out, shale_error *err);
-
-shale_code shale_doc_insert(shale_db *db, const char *coll, shale_slice json, shale_buf *out,
-                            shale_error *err)
-{
-    return insert_docs(db, coll, &json, 1, false, out, err);
-}
-
-/* Prefixes err's message with "document i: " for batch calls. */
-static shale_code at_index(size_t n, size_t i, shale_code rc, shale_error *err)
-{
-    if (n > 1 && err != NULL && rc != SHALE_OK) {
-        char head[32];
-        int hn = snprintf(head, sizeof head, "document %zu: ", i);
-        size_t keep = sizeof err->msg - 1 - (size_t)hn;
-        size_t len = strnlen(err->msg, keep);
-        memmove(err->msg + hn, err->msg, len);
-        memcpy(err->msg, head, (size_t)hn);
-        err->msg[hn + len] = '\0';
-    }
-    return rc;
-}
-
 static shale_code check_batch(size_t n, shale_error *err)
 {
     if (n == 0 || n > DOC_MAX_BATCH) {
@@ -738,58 +766,168 @@ static shale_code check_batch(size_t n, shale_error *err)
     return SHALE_OK;
 }
 
-shale_code shale_doc_insert_many(shale_db *db, const char *coll, const shale_slice *docs, size_t n,
-                                 shale_buf *out, shale_error *err)
+/* Parses update patches: objects whose _id, if present, equals the id. */
+static shale_code prepare_patch(shale_slice id, shale_slice json, shale_buf *out, shale_error *err)
 {
-    return insert_docs(db, coll, docs, n, true, out, err);
+    shale_code rc = check_json(json, "update", err);
+    if (rc == SHALE_OK) {
+        rc = dval_from_json(json.data, json.len, true, out, err);
+    }
+    dval idv;
+    if (rc == SHALE_OK && dval_field((dval){out->data, out->len}, id_name, &idv) &&
+        (dval_tag_of(idv) != DV_STRING || !slice_eq(dval_str(idv), id))) {
+        rc = err_set(err, SHALE_INVALID, 0, "update: _id cannot change");
+    }
+    return rc;
 }
 
-static shale_code insert_docs(shale_db *db, const char *coll, const shale_slice *docs, size_t n,
-                              bool array, shale_buf *out, shale_error *err)
+/* Checks and prepares one operation (before any transaction). */
+static shale_code prepare_op(shale_db *db, const shale_doc_op *in, wop *o, shale_error *err)
+{
+    o->kind = in->kind;
+    o->coll = in->coll;
+    o->id = in->id;
+    shale_code rc = check_coll(db, in->coll, err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    switch (in->kind) {
+    case SHALE_DOC_INSERT:
+        rc = check_json(in->json, "insert", err);
+        if (rc == SHALE_OK) {
+            rc = doc_prepare(in->json, NULL, &o->doc, err);
+        }
+        o->id = o->doc.id;
+        return rc;
+    case SHALE_DOC_REPLACE:
+        rc = check_id(in->id, err);
+        if (rc == SHALE_OK) {
+            rc = check_json(in->json, "replace", err);
+        }
+        return rc == SHALE_OK ? doc_prepare(in->json, &in->id, &o->doc, err) : rc;
+    case SHALE_DOC_UPDATE:
+        rc = check_id(in->id, err);
+        return rc == SHALE_OK ? prepare_patch(in->id, in->json, &o->patch, err) : rc;
+    case SHALE_DOC_DELETE:
+        return check_id(in->id, err);
+    }
+    return err_set(err, SHALE_INVALID, 0, "unknown operation kind %d", (int)in->kind);
+}
+
+/* The shared path of every document write: prepare all, then one transaction. what names an
+ * operation in messages ("document" for the batch calls, "operation" for apply). */
+static shale_code write_ops(shale_db *db, const shale_doc_op *in, size_t n, const char *what,
+                            bool array, bool deletes, shale_buf *out, shale_error *err)
+{
+    wop *ops = calloc(n, sizeof *ops);
+    if (ops == NULL) {
+        return err_nomem(err);
+    }
+    shale_code rc = SHALE_OK;
+    for (size_t i = 0; rc == SHALE_OK && i < n; i++) {
+        rc = at_index(what, n > 1 || deletes, i, prepare_op(db, &in[i], &ops[i], err), err);
+        /* Within a batch of one kind on one collection a repeated _id is the caller's mistake,
+         * told before anything runs; apply lets later operations see earlier ones instead. */
+        for (size_t j = 0; rc == SHALE_OK && !deletes && j < i; j++) {
+            if (slice_eq(ops[j].id, ops[i].id)) {
+                int l = (int)(ops[i].id.len > 64 ? 64 : ops[i].id.len);
+                rc = err_set(err, ops[i].kind == SHALE_DOC_INSERT ? SHALE_CONFLICT : SHALE_INVALID,
+                             0, "%s %zu: _id '%.*s' is also %s %zu's", what, i, l,
+                             (const char *)ops[i].id.data, what, j);
+            }
+        }
+    }
+    write_ctx c = {.ops = ops, .n = n, .array = array, .deletes = deletes, .out = out};
+    if (rc == SHALE_OK) {
+        rc = run_write(db, &c, err);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            buf_free(&ops[i].doc.enc);
+            buf_free(&ops[i].patch);
+        }
+    }
+    free(ops);
+    return rc;
+}
+
+/* The batch calls: n operations of one kind on one collection. */
+static shale_code write_batch(shale_db *db, const char *coll, shale_doc_op_kind kind,
+                              const shale_slice *ids, const shale_slice *json, size_t n, bool array,
+                              shale_buf *out, shale_error *err)
 {
     shale_code rc = check_coll(db, coll, err);
-    if (rc == SHALE_OK) {
+    if (rc == SHALE_OK && array) {
         rc = check_batch(n, err);
     }
-    if (rc == SHALE_OK && docs == NULL) {
-        rc = err_set(err, SHALE_INVALID, 0, "documents array is NULL");
+    if (rc == SHALE_OK &&
+        ((kind != SHALE_DOC_INSERT && ids == NULL) || (kind != SHALE_DOC_DELETE && json == NULL))) {
+        rc = err_set(err, SHALE_INVALID, 0, "%s array is NULL", ids == NULL ? "ids" : "documents");
     }
     if (rc != SHALE_OK) {
         return rc;
     }
-    doc_in *in = calloc(n, sizeof *in);
+    shale_doc_op *in = calloc(n, sizeof *in);
     if (in == NULL) {
         return err_nomem(err);
     }
-    for (size_t i = 0; rc == SHALE_OK && i < n; i++) {
-        rc = check_json(docs[i], "insert", err);
-        if (rc == SHALE_OK) {
-            rc = doc_prepare(docs[i], NULL, &in[i], err);
-        }
-        rc = at_index(n, i, rc, err);
-        for (size_t j = 0; rc == SHALE_OK && j < i; j++) {
-            if (slice_eq(in[j].id, in[i].id)) {
-                rc = err_set(
-                    err, SHALE_CONFLICT, 0, "document %zu: _id '%.*s' is also document %zu's", i,
-                    (int)(in[i].id.len > 64 ? 64 : in[i].id.len), (const char *)in[i].id.data, j);
-            }
-        }
-    }
-    if (rc == SHALE_OK) {
-        write_ctx c = {.coll = coll,
-                       .docs = in,
-                       .n = n,
-                       .create = true,
-                       .op = OP_INSERT,
-                       .out = out,
-                       .array = array};
-        rc = run_write(db, &c, err);
-    }
     for (size_t i = 0; i < n; i++) {
-        buf_free(&in[i].enc);
+        in[i] = (shale_doc_op){.kind = kind,
+                               .coll = coll,
+                               .id = ids != NULL ? ids[i] : (shale_slice){0},
+                               .json = json != NULL ? json[i] : (shale_slice){0}};
     }
+    rc = write_ops(db, in, n, "document", array, false, out, err);
     free(in);
     return rc;
+}
+
+shale_code shale_doc_insert(shale_db *db, const char *coll, shale_slice json, shale_buf *out,
+                            shale_error *err)
+{
+    return write_batch(db, coll, SHALE_DOC_INSERT, NULL, &json, 1, false, out, err);
+}
+
+shale_code shale_doc_insert_many(shale_db *db, const char *coll, const shale_slice *docs, size_t n,
+                                 shale_buf *out, shale_error *err)
+{
+    return write_batch(db, coll, SHALE_DOC_INSERT, NULL, docs, n, true, out, err);
+}
+
+shale_code shale_doc_update_many(shale_db *db, const char *coll, const shale_slice *ids,
+                                 const shale_slice *patches, size_t n, shale_buf *out,
+                                 shale_error *err)
+{
+    return write_batch(db, coll, SHALE_DOC_UPDATE, ids, patches, n, true, out, err);
+}
+
+shale_code shale_doc_update(shale_db *db, const char *coll, shale_slice id, shale_slice patch,
+                            shale_buf *out, shale_error *err)
+{
+    return write_batch(db, coll, SHALE_DOC_UPDATE, &id, &patch, 1, false, out, err);
+}
+
+shale_code shale_doc_replace(shale_db *db, const char *coll, shale_slice id, shale_slice json,
+                             shale_buf *out, shale_error *err)
+{
+    return write_batch(db, coll, SHALE_DOC_REPLACE, &id, &json, 1, false, out, err);
+}
+
+shale_code shale_doc_delete(shale_db *db, const char *coll, shale_slice id, shale_error *err)
+{
+    return write_batch(db, coll, SHALE_DOC_DELETE, &id, NULL, 1, false, NULL, err);
+}
+
+shale_code shale_doc_apply(shale_db *db, const shale_doc_op *ops, size_t n, shale_buf *out,
+                           shale_error *err)
+{
+    if (db == NULL) {
+        return err_set(err, SHALE_INVALID, 0, "database handle is NULL");
+    }
+    if (ops == NULL || n == 0 || n > DOC_MAX_BATCH) {
+        return err_set(err, SHALE_INVALID, 0, "shale_doc_apply: 1 to %d operations (got %zu)",
+                       DOC_MAX_BATCH, ops == NULL ? 0 : n);
+    }
+    return write_ops(db, ops, n, "operation", true, true, out, err);
 }
 
 shale_code shale_doc_get(shale_db *db, const char *coll, shale_slice id, shale_buf *out,
@@ -832,118 +970,6 @@ shale_code shale_doc_get(shale_db *db, const char *coll, shale_slice id, shale_b
     buf_free(&key);
     buf_free(&val);
     return rc;
-}
-
-/* Parses update patches: objects whose _id, if present, equals the id. */
-static shale_code prepare_patch(shale_slice id, shale_slice json, shale_buf *out, shale_error *err)
-{
-    shale_code rc = check_json(json, "update", err);
-    if (rc == SHALE_OK) {
-        rc = dval_from_json(json.data, json.len, true, out, err);
-    }
-    dval idv;
-    if (rc == SHALE_OK && dval_field((dval){out->data, out->len}, id_name, &idv) &&
-        (dval_tag_of(idv) != DV_STRING || !slice_eq(dval_str(idv), id))) {
-        rc = err_set(err, SHALE_INVALID, 0, "update: _id cannot change");
-    }
-    return rc;
-}
-
-static shale_code update_docs(shale_db *db, const char *coll, const shale_slice *ids,
-                              const shale_slice *patches, size_t n, bool array, shale_buf *out,
-                              shale_error *err)
-{
-    shale_code rc = check_coll(db, coll, err);
-    if (rc == SHALE_OK) {
-        rc = check_batch(n, err);
-    }
-    if (rc == SHALE_OK && (ids == NULL || patches == NULL)) {
-        rc = err_set(err, SHALE_INVALID, 0, "ids or patches array is NULL");
-    }
-    if (rc != SHALE_OK) {
-        return rc;
-    }
-    shale_buf *p = calloc(n, sizeof *p);
-    if (p == NULL) {
-        return err_nomem(err);
-    }
-    for (size_t i = 0; rc == SHALE_OK && i < n; i++) {
-        rc = check_id(ids[i], err);
-        if (rc == SHALE_OK) {
-            rc = prepare_patch(ids[i], patches[i], &p[i], err);
-        }
-        rc = at_index(n, i, rc, err);
-        for (size_t j = 0; rc == SHALE_OK && j < i; j++) {
-            if (slice_eq(ids[j], ids[i])) {
-                rc = err_set(err, SHALE_INVALID, 0, "document %zu: _id is also document %zu's", i,
-                             j);
-            }
-        }
-    }
-    if (rc == SHALE_OK) {
-        write_ctx c = {.coll = coll,
-                       .ids = ids,
-                       .patches = p,
-                       .n = n,
-                       .op = OP_UPDATE,
-                       .out = out,
-                       .array = array};
-        rc = run_write(db, &c, err);
-    }
-    for (size_t i = 0; i < n; i++) {
-        buf_free(&p[i]);
-    }
-    free(p);
-    return rc;
-}
-
-shale_code shale_doc_update_many(shale_db *db, const char *coll, const shale_slice *ids,
-                                 const shale_slice *patches, size_t n, shale_buf *out,
-                                 shale_error *err)
-{
-    return update_docs(db, coll, ids, patches, n, true, out, err);
-}
-
-shale_code shale_doc_update(shale_db *db, const char *coll, shale_slice id, shale_slice patch,
-                            shale_buf *out, shale_error *err)
-{
-    return update_docs(db, coll, &id, &patch, 1, false, out, err);
-}
-
-shale_code shale_doc_replace(shale_db *db, const char *coll, shale_slice id, shale_slice json,
-                             shale_buf *out, shale_error *err)
-{
-    shale_code rc = check_coll(db, coll, err);
-    if (rc == SHALE_OK) {
-        rc = check_id(id, err);
-    }
-    if (rc == SHALE_OK) {
-        rc = check_json(json, "replace", err);
-    }
-    if (rc != SHALE_OK) {
-        return rc;
-    }
-    doc_in d = {0};
-    rc = doc_prepare(json, &id, &d, err);
-    if (rc == SHALE_OK) {
-        write_ctx c = {.coll = coll, .docs = &d, .ids = &id, .n = 1, .op = OP_REPLACE, .out = out};
-        rc = run_write(db, &c, err);
-    }
-    buf_free(&d.enc);
-    return rc;
-}
-
-shale_code shale_doc_delete(shale_db *db, const char *coll, shale_slice id, shale_error *err)
-{
-    shale_code rc = check_coll(db, coll, err);
-    if (rc == SHALE_OK) {
-        rc = check_id(id, err);
-    }
-    if (rc != SHALE_OK) {
-        return rc;
-    }
-    write_ctx c = {.coll = coll, .ids = &id, .n = 1, .op = OP_DELETE};
-    return run_write(db, &c, err);
 }
 
 /* ---- collections ---- */

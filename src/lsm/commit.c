@@ -203,7 +203,7 @@ static shale_durability effective_level(const shale_db *db, shale_durability ask
 
 static void wake_flusher_if_idle(shale_db *db, uint64_t buffered_before)
 {
-    if (buffered_before == 0) {
+    if (buffered_before == 0 && db->flusher_idle) {
         pthread_cond_signal(&db->log_cv);
     }
 }
@@ -634,27 +634,114 @@ shale_code commit_write(shale_db *db, const shale_batch *batch, shale_durability
     return w.rc;
 }
 
+shale_code shale_sync(shale_db *db, shale_durability level, shale_error *err)
+{
+    shale_code rc = db_check_open(db, err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    if (level == SHALE_DURABILITY_DEFAULT) {
+        level = db->opts.durability;
+    }
+    if (level != SHALE_DURABILITY_OS && level != SHALE_DURABILITY_FULL) {
+        return level <= SHALE_DURABILITY_FULL
+                   ? SHALE_OK
+                   : err_set(err, SHALE_INVALID, 0, "shale_sync: unknown level %d", (int)level);
+    }
+    bool fatal = false, synced = false;
+    pthread_mutex_lock(&db->log_mu);
+    if (db->log == NULL) {
+        goto out; /* nothing logged yet, or the last segment was closed (and synced) */
+    }
+    if (wal_writer_broken(db->log, err)) {
+        rc = err != NULL ? err->code : SHALE_IO;
+        goto out;
+    }
+    if (wal_writer_buffered_bytes(db->log) > 0) {
+        rc = wal_writer_flush(db->log, err);
+        if (rc != SHALE_OK) {
+            /* As in the background flusher: retried by the next call unless the file is broken;
+             * nothing of the buffer was acknowledged at OS level. */
+            fatal = wal_writer_broken(db->log, NULL);
+            goto out;
+        }
+    }
+    if (level == SHALE_DURABILITY_FULL &&
+        (db->synced_log != db->log || db->synced_size != wal_writer_size(db->log))) {
+        rc = wal_writer_sync(db->log, err);
+        if (rc != SHALE_OK) {
+            fatal = true; /* a failed fsync is final */
+            goto out;
+        }
+        db->synced_log = db->log;
+        db->synced_size = wal_writer_size(db->log);
+        synced = true;
+    }
+out:
+    db_log_bytes_note_locked(db);
+    pthread_mutex_unlock(&db->log_mu);
+    if (fatal || synced) { /* mu after log_mu is released: lock order */
+        pthread_mutex_lock(&db->mu);
+        if (fatal) {
+            shale_error why;
+            err_set(&why, rc, err != NULL ? err->sys_errno : 0, "shale_sync: %s",
+                    err != NULL ? err->msg : "the log could not be written");
+            commit_stop_writes_locked(db, &why);
+        } else {
+            db->syncs++;
+        }
+        pthread_mutex_unlock(&db->mu);
+    }
+    return rc;
+}
+
 /* The MEMORY-level flusher: once records are buffered, waits one interval and writes them out. A
  * failed write is kept buffered and retried; meanwhile MEMORY commits fail with its error (an
  * append failure is not a sync failure: retrying a write after truncating back is sound). */
+/* While records keep coming (a server syncing them itself each turn, shale_sync), a signal per
+ * empty-to-buffered change would cost a wakeup per commit; so after finding the buffer empty the
+ * flusher polls once per interval (flushing at once what it finds: it arrived within the
+ * interval) and only after FLUSHER_IDLE_POLLS empty polls sleeps until signalled (flusher_idle). */
+#define FLUSHER_IDLE_POLLS 200
+
+static void deadline_after(struct timespec *t, uint32_t ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, t);
+    uint64_t ns = (uint64_t)t->tv_nsec + (uint64_t)ms * 1000000u;
+    t->tv_sec += (time_t)(ns / 1000000000u);
+    t->tv_nsec = (long)(ns % 1000000000u);
+}
+
 static void *flusher_main(void *arg)
 {
     shale_db *db = arg;
+    uint32_t empty_polls = FLUSHER_IDLE_POLLS;
 
     pthread_mutex_lock(&db->log_mu);
     while (!db->closing) {
-        if (db->log == NULL || wal_writer_buffered_bytes(db->log) == 0) {
-            pthread_cond_wait(&db->log_cv, &db->log_mu);
-            continue;
-        }
         struct timespec deadline;
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        uint64_t ns =
-            (uint64_t)deadline.tv_nsec + (uint64_t)db->opts.wal_flush_interval_ms * 1000000u;
-        deadline.tv_sec += (time_t)(ns / 1000000000u);
-        deadline.tv_nsec = (long)(ns % 1000000000u);
-        while (!db->closing &&
-               pthread_cond_timedwait(&db->log_cv, &db->log_mu, &deadline) != ETIMEDOUT) {
+        if (db->log == NULL || wal_writer_buffered_bytes(db->log) == 0) {
+            if (empty_polls >= FLUSHER_IDLE_POLLS) {
+                db->flusher_idle = true;
+                pthread_cond_wait(&db->log_cv, &db->log_mu);
+                db->flusher_idle = false;
+                empty_polls = 0;
+                if (db->closing || db->log == NULL || wal_writer_buffered_bytes(db->log) == 0) {
+                    continue;
+                }
+                /* Woken by the first record: give it its interval. */
+                deadline_after(&deadline, db->opts.wal_flush_interval_ms);
+                while (!db->closing &&
+                       pthread_cond_timedwait(&db->log_cv, &db->log_mu, &deadline) != ETIMEDOUT) {
+                }
+            } else {
+                empty_polls++;
+                deadline_after(&deadline, db->opts.wal_flush_interval_ms);
+                (void)pthread_cond_timedwait(&db->log_cv, &db->log_mu, &deadline);
+                continue;
+            }
+        } else {
+            empty_polls = 0; /* found by a poll: at most an interval old */
         }
         if (db->closing) {
             break;
@@ -685,6 +772,10 @@ static void *flusher_main(void *arg)
             pthread_mutex_lock(&db->log_mu);
             break;
         }
+        /* Retry after an interval, not at once. */
+        struct timespec retry;
+        deadline_after(&retry, db->opts.wal_flush_interval_ms);
+        (void)pthread_cond_timedwait(&db->log_cv, &db->log_mu, &retry);
     }
     pthread_mutex_unlock(&db->log_mu);
     return NULL;

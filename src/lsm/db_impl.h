@@ -217,6 +217,10 @@ struct shale_db {
     bool bg_log_failed; /* the last background flush failed; under log_mu */
     shale_error bg_log_err;
     bool flusher_running, closing, log_cv_ready;
+    bool flusher_idle; /* the flusher sleeps until signalled (commit.c, flusher_main) */
+    /* shale_sync's last fdatasync: the segment and its size then (under log_mu). */
+    const wal_writer *synced_log;
+    uint64_t synced_size;
     pthread_t flusher;
 
     /* TTL sweeper (ttl.c). */

@@ -1,5 +1,9 @@
 /* Durability levels: per database and per write, what survives a clean close and reopen. */
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "api.h"
 
@@ -191,5 +195,87 @@ Test(durability, full_writes_sync)
     shale_stats st = tu_stats(fx.db);
     cr_assert_geq(st.syncs, syncs + 5);
     cr_assert_eq(st.batches, 5);
+    tu_fx_end(&fx);
+}
+
+/* shale_sync makes MEMORY-level writes survive a process kill: a child writes one key at MEMORY
+ * level and syncs it at OS level, then writes a second without syncing, tells the parent, and is
+ * SIGKILLed. The first must survive; the second was still in the process's log buffer (the
+ * background flusher waits 10 s), which shows the test can tell the difference. */
+Test(durability, sync_makes_memory_writes_survive_a_kill)
+{
+    char *root = tu_tmpdir("api-sync");
+    char *dir = tu_path(root, "db");
+    shale_options o = {.create_if_missing = true,
+                       .durability = SHALE_DURABILITY_OS,
+                       .wal_flush_interval_ms = 10000};
+    int ack[2];
+    cr_assert_eq(pipe(ack), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        shale_db *db;
+        shale_error e;
+        shale_write_opts mem = {.durability = SHALE_DURABILITY_MEMORY};
+        if (shale_open(dir, &o, &db, &e) != SHALE_OK ||
+            shale_put(db, &mem, TU_SL("synced"), TU_SL("1"), &e) != SHALE_OK ||
+            shale_sync(db, SHALE_DURABILITY_OS, &e) != SHALE_OK ||
+            shale_put(db, &mem, TU_SL("buffered"), TU_SL("2"), &e) != SHALE_OK) {
+            _exit(3);
+        }
+        if (write(ack[1], "a", 1) != 1) {
+            _exit(4);
+        }
+        for (;;) {
+            pause();
+        }
+    }
+    close(ack[1]);
+    char c;
+    cr_assert_eq(read(ack[0], &c, 1), 1, "the child failed before its acknowledgement");
+    close(ack[0]);
+    kill(pid, SIGKILL);
+    int st;
+    waitpid(pid, &st, 0);
+    cr_assert(WIFSIGNALED(st));
+    shale_db *db;
+    TU_OK(shale_open(dir, &o, &db, &ERR));
+    tu_expect(db, "synced", "1");
+    tu_expect(db, "buffered", NULL);
+    TU_OK(shale_close(db, &ERR));
+    tu_rm_rf(root);
+    free(dir);
+    free(root);
+}
+
+/* FULL syncs once per call with new writes, not again without; OS and FULL also write out what
+ * MEMORY commits buffered; NONE, MEMORY and DEFAULT-on-an-OS-database never sync; bad levels and
+ * closed handles are refused. */
+Test(durability, sync_levels_and_bad_input)
+{
+    tu_fx fx = {0};
+    shale_options o = {.wal_flush_interval_ms = 10000};
+    tu_fx_begin(&fx, "api-sync", &o);
+    shale_write_opts mem = {.durability = SHALE_DURABILITY_MEMORY};
+    TU_OK(shale_sync(fx.db, SHALE_DURABILITY_FULL, &ERR)); /* nothing logged yet */
+    uint64_t syncs = tu_stats(fx.db).syncs;
+    TU_OK(shale_put(fx.db, &mem, TU_SL("a"), TU_SL("1"), &ERR));
+    TU_OK(shale_sync(fx.db, SHALE_DURABILITY_NONE, &ERR));
+    TU_OK(shale_sync(fx.db, SHALE_DURABILITY_MEMORY, &ERR));
+    TU_OK(shale_sync(fx.db, SHALE_DURABILITY_DEFAULT, &ERR)); /* OS: writes, no sync */
+    cr_assert_eq(tu_stats(fx.db).syncs, syncs);
+    TU_OK(shale_sync(fx.db, SHALE_DURABILITY_FULL, &ERR));
+    cr_assert_eq(tu_stats(fx.db).syncs, syncs + 1);
+    TU_OK(shale_sync(fx.db, SHALE_DURABILITY_FULL, &ERR)); /* nothing new */
+    cr_assert_eq(tu_stats(fx.db).syncs, syncs + 1);
+    TU_OK(shale_put(fx.db, &mem, TU_SL("b"), TU_SL("2"), &ERR));
+    TU_OK(shale_sync(fx.db, SHALE_DURABILITY_FULL, &ERR));
+    cr_assert_eq(tu_stats(fx.db).syncs, syncs + 2);
+    TU_CODE(SHALE_INVALID, shale_sync(fx.db, (shale_durability)9, &ERR));
+    TU_CODE(SHALE_INVALID, shale_sync(NULL, SHALE_DURABILITY_OS, &ERR));
+    shale_db *db = fx.db;
+    TU_OK(shale_close(db, &ERR));
+    TU_CODE(SHALE_CLOSED, shale_sync(db, SHALE_DURABILITY_OS, &ERR));
+    fx.db = NULL;
     tu_fx_end(&fx);
 }

@@ -18,6 +18,12 @@
  *   docs_api.eq_pairs            the go-db query model (eq_names / eq_values) in find.
  *   docs_api.many_collections    2000 collections with one document each, through a reopen: the
  *                                list returns all 2000 sorted and each keeps its document.
+ *   docs_api.apply_mixed_operations
+ *                                shale_doc_apply: inserts, updates, replaces and deletes across
+ *                                two collections (one indexed) in one call, later operations
+ *                                seeing earlier ones; a failing operation anywhere leaves nothing
+ *                                applied (documents and index entries), its message naming it;
+ *                                bad operations are refused before anything runs.
  *   docs_api.catalog_changes_reach_readers
  *                                reads right after a drop, a re-creation, an index creation or
  *                                drop see the new catalog (reads keep collection metas in a cache,
@@ -719,6 +725,95 @@ Test(docs_api, catalog_changes_reach_readers)
     }
     tu_failure_check(&r.fail, "catalog_changes_reach_readers");
     cr_assert_gt(atomic_load(&r.reads_found), 0);
+    shale_buf_free(&out);
+    tu_fx_end(&fx);
+}
+
+static char *find_ids(shale_db *db, const char *coll, const char *filter)
+{
+    return dt_find_ids(db, coll, filter, "apply");
+}
+
+Test(docs_api, apply_mixed_operations)
+{
+    tu_fx fx = {0};
+    tu_fx_begin(&fx, "docs-apply", NULL);
+    shale_db *db = fx.db;
+    shale_buf out = {0};
+    TU_OK(shale_doc_insert(db, "a", TU_SL("{\"_id\":\"a1\",\"v\":1}"), NULL, &ERR));
+    TU_OK(shale_doc_insert(db, "a", TU_SL("{\"_id\":\"a2\",\"v\":2}"), NULL, &ERR));
+    TU_OK(shale_index_create(db, "a", "v", &ERR));
+
+    /* Every kind, two collections (b is created by its insert), later ops see earlier ones. */
+    shale_doc_op ops[] = {
+        {SHALE_DOC_INSERT, "a", {0}, TU_SL("{\"_id\":\"a3\",\"v\":3}")},
+        {SHALE_DOC_UPDATE, "a", TU_SL("a3"), TU_SL("{\"v\":30}")},
+        {SHALE_DOC_UPDATE, "a", TU_SL("a1"), TU_SL("{\"v\":10,\"w\":true}")},
+        {SHALE_DOC_INSERT, "b", {0}, TU_SL("{\"_id\":\"b1\",\"v\":2}")},
+        {SHALE_DOC_REPLACE, "a", TU_SL("a2"), TU_SL("{\"x\":\"y\"}")},
+        {SHALE_DOC_DELETE, "b", TU_SL("b1"), {0}},
+        {SHALE_DOC_INSERT, "b", {0}, TU_SL("{\"_id\":\"b1\",\"v\":5}")},
+    };
+    TU_OK(shale_doc_apply(db, ops, 7, &out, &ERR));
+    json_t *res = dt_parse(&out, "apply");
+    cr_assert_eq(json_array_size(res), 7u);
+    cr_assert_eq(json_integer_value(json_object_get(json_array_get(res, 1), "v")), 30);
+    cr_assert(json_is_true(json_object_get(json_array_get(res, 5), "deleted")));
+    cr_assert_str_eq(json_string_value(json_object_get(json_array_get(res, 5), "_id")), "b1");
+    json_decref(res);
+    expect_doc(db, "a", "a1", "{\"_id\":\"a1\",\"v\":10,\"w\":true}");
+    expect_doc(db, "a", "a2", "{\"_id\":\"a2\",\"x\":\"y\"}");
+    expect_doc(db, "a", "a3", "{\"_id\":\"a3\",\"v\":30}");
+    expect_doc(db, "b", "b1", "{\"_id\":\"b1\",\"v\":5}");
+    char *ids = find_ids(db, "a", "{\"v\":{\"$gte\":10}}");
+    cr_assert_str_eq(ids, "a1,a3");
+    free(ids);
+    cr_assert_eq(dt_verify_indexes(db, "a", "after apply"), 3u);
+
+    /* A failure anywhere: nothing applied, the message names the operation. */
+    shale_doc_op fail_update[] = {
+        {SHALE_DOC_DELETE, "a", TU_SL("a1"), {0}},
+        {SHALE_DOC_INSERT, "b", {0}, TU_SL("{\"_id\":\"b9\"}")},
+        {SHALE_DOC_UPDATE, "a", TU_SL("nope"), TU_SL("{\"v\":1}")},
+    };
+    TU_CODE(SHALE_NOT_FOUND, shale_doc_apply(db, fail_update, 3, &out, &ERR));
+    cr_assert(strstr(tu_last_msg, "operation 2") != NULL, "%s", tu_last_msg);
+    shale_doc_op fail_insert[] = {
+        {SHALE_DOC_UPDATE, "a", TU_SL("a3"), TU_SL("{\"v\":99}")},
+        {SHALE_DOC_INSERT, "a", {0}, TU_SL("{\"_id\":\"a1\"}")},
+    };
+    TU_CODE(SHALE_CONFLICT, shale_doc_apply(db, fail_insert, 2, &out, &ERR));
+    cr_assert(strstr(tu_last_msg, "operation 1") != NULL, "%s", tu_last_msg);
+    expect_doc(db, "a", "a1", "{\"_id\":\"a1\",\"v\":10,\"w\":true}");
+    expect_doc(db, "a", "a3", "{\"_id\":\"a3\",\"v\":30}");
+    TU_CODE(SHALE_NOT_FOUND, shale_doc_get(db, "b", TU_SL("b9"), &out, &ERR));
+    ids = find_ids(db, "a", "{\"v\":99}");
+    cr_assert_str_eq(ids, "");
+    free(ids);
+    cr_assert_eq(dt_verify_indexes(db, "a", "after failed applies"), 3u);
+
+    /* Refused before anything runs. */
+    shale_doc_op bad[] = {
+        {SHALE_DOC_INSERT, "a", {0}, TU_SL("{\"_id\":\"a4\"}")},
+        {SHALE_DOC_UPDATE, "a", {0}, TU_SL("{}")},
+    };
+    TU_CODE(SHALE_INVALID, shale_doc_apply(db, bad, 2, &out, &ERR));
+    cr_assert(strstr(tu_last_msg, "operation 1") != NULL, "%s", tu_last_msg);
+    bad[1] = (shale_doc_op){SHALE_DOC_DELETE, "no such!", TU_SL("x"), {0}};
+    TU_CODE(SHALE_INVALID, shale_doc_apply(db, bad, 2, &out, &ERR));
+    bad[1] = (shale_doc_op){(shale_doc_op_kind)9, "a", TU_SL("x"), {0}};
+    TU_CODE(SHALE_INVALID, shale_doc_apply(db, bad, 2, &out, &ERR));
+    bad[1] = (shale_doc_op){SHALE_DOC_INSERT, "a", {0}, TU_SL("[1]")};
+    TU_CODE(SHALE_INVALID, shale_doc_apply(db, bad, 2, &out, &ERR));
+    TU_CODE(SHALE_INVALID, shale_doc_apply(db, bad, 0, &out, &ERR));
+    TU_CODE(SHALE_INVALID, shale_doc_apply(db, NULL, 1, &out, &ERR));
+    TU_CODE(SHALE_INVALID, shale_doc_apply(db, bad, 1001, &out, &ERR));
+    TU_CODE(SHALE_NOT_FOUND, shale_doc_get(db, "a", TU_SL("a4"), &out, &ERR));
+
+    /* After a reopen, the applied state is there and the indexes agree. */
+    tu_fx_reopen(&fx, NULL);
+    expect_doc(fx.db, "b", "b1", "{\"_id\":\"b1\",\"v\":5}");
+    cr_assert_eq(dt_verify_indexes(fx.db, "a", "after reopen"), 3u);
     shale_buf_free(&out);
     tu_fx_end(&fx);
 }

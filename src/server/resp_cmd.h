@@ -1,0 +1,72 @@
+/*
+ * resp_cmd: the Redis commands, executed on the key-value store (include/shale.h). No I/O: the
+ * connection code (server.c) parses a request with resp.h, calls resp_exec, and sends what it
+ * appended to `out`. Tests drive it directly, without sockets.
+ *
+ * Key space. RESP keys are plain keys of the store, byte for byte, so a value SET over RESP is
+ * what shale_get (and `shale get`) returns, and the reverse. The document layer owns the keys
+ * that start with 0x00 0xD0 (docdb.h): a RESP command naming such a key gets
+ * "-ERR key is in the reserved document space", and KEYS, SCAN, RANDOMKEY, DBSIZE, FLUSHDB and
+ * FLUSHALL never see or touch that range. So neither protocol can reach the other's data.
+ *
+ * Values are strings (TYPE answers "string" or "none"). TTLs map onto shale_put_ttl deadlines
+ * (milliseconds, absolute); TTL/PTTL read them with shale_get_info. Read-modify-write commands
+ * (INCR*, APPEND, SETRANGE, GETDEL, GETEX, SET with NX/XX/GET/KEEPTTL, RENAME, MSETNX, PERSIST,
+ * EXPIRE*) run as transactions (get_for_update, retried on conflict), so concurrent INCRs never
+ * lose an update. MULTI queues commands (syntax and arity checked at queue time, as Redis does,
+ * making EXEC fail with EXECABORT); EXEC runs the queue in one transaction, so other clients see
+ * all of it or none; WATCH records each key's version (shale_get_info seq, 0 when absent) and
+ * EXEC answers a null array when any watched key changed. Durability is the database's level.
+ *
+ * Sessions. One per connection: protocol version (2 until HELLO 3), authenticated (true when the
+ * server has no token), client name and id, the MULTI queue and WATCH set, SCAN cursors.
+ * resp_exec is called from one thread at a time per session; sessions of one server may run on
+ * different threads at once (the store is thread-safe; the server counters are atomic).
+ */
+#ifndef SHALE_SERVER_RESP_CMD_H
+#define SHALE_SERVER_RESP_CMD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shale.h"
+
+typedef struct resp_server resp_server;
+typedef struct resp_session resp_session;
+
+typedef struct resp_server_opts {
+    shale_db *db;
+    const char *auth_token; /* NULL or "": no AUTH needed */
+    /* The level every write commits at (DEFAULT: the database's). The server passes MEMORY and
+     * makes each loop turn's writes durable with one shale_sync before it sends their replies
+     * (server.c); a caller that sends replies as resp_exec returns must leave DEFAULT. */
+    shale_durability durability;
+    /* INFO's "server"/"clients" facts, filled by the server (may be NULL). */
+    void (*info)(void *ctx, shale_buf *out); /* appends "key:value\r\n" lines */
+    void *info_ctx;
+} resp_server_opts;
+
+shale_code resp_server_new(const resp_server_opts *opts, resp_server **out,
+                           shale_error *err) SHALE_MUST_USE;
+void resp_server_free(resp_server *s);
+
+/* NULL when out of memory. peer is "ip:port" (CLIENT LIST / INFO). */
+resp_session *resp_session_new(resp_server *s, const char *peer);
+void resp_session_free(resp_session *ss);
+
+typedef enum resp_exec_result {
+    RESP_EXEC_OK = 0,    /* reply appended; keep reading */
+    RESP_EXEC_CLOSE = 1, /* reply appended (QUIT's +OK); close after sending it */
+} resp_exec_result;
+
+/* Runs one command (argv[0] is its name, any case) and appends its reply to out. Errors are
+ * replies ("-ERR ...", "-WRONGTYPE ...", "-NOAUTH ...", "-EXECABORT ..."), never a failure of
+ * this call; only when out cannot grow does it return RESP_EXEC_CLOSE with out unchanged.
+ * argc >= 1. */
+resp_exec_result resp_exec(resp_session *ss, const shale_slice *argv, size_t argc, shale_buf *out);
+
+/* The canonical lower-case name of a command for metrics ("get", "set", ...), or "unknown". */
+const char *resp_cmd_name(shale_slice name);
+
+#endif
