@@ -291,7 +291,7 @@ Test(http, find_pagination_query_and_limits)
         cr_assert_eq(json_is_true(json_object_get(p, "has_prev")), pages > 0, "has_prev page %d",
                      pages);
         for (size_t i = 0; i < k; i++) {
-            char want[8];
+            char want[16];
             snprintf(want, sizeof want, "d%02d", seen);
             cr_assert_str_eq(doc_id(p, i), want, "page %d doc %zu", pages, i);
             seen++;
