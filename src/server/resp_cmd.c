@@ -1,30 +1,32 @@
 /*
  * resp_cmd: the Redis commands over the key-value store (the contract is in resp_cmd.h). This
- * file holds dispatch, the command table, transactions and the data commands; the server, its
- * sessions and the connection and administrative commands are in resp_cmd_admin.c, and what
- * the two share is in resp_cmd_int.h.
+ * file holds dispatch, the command table, transactions, the store access every handler uses,
+ * and the key-space commands (keys, TTLs, KEYS/SCAN, DBSIZE/RANDOMKEY/FLUSH*); the string
+ * commands are in resp_cmd_string.c; the server, its sessions and the connection and
+ * administrative commands are in resp_cmd_admin.c; what the three share is in resp_cmd_int.h.
  *
  * Dispatch. A sorted table (name, arity, flags, key positions: what COMMAND reports) drives
  * resp_exec as Redis's processCommand does: lookup (unknown command), arity, authentication,
  * MULTI queueing, then run: the reserved-key check and the handler. Handlers read and write
- * through kget/kput/kdel/kiter, which go to the command's transaction when there is one (inside
- * EXEC, or a read-modify-write command) and straight to the database otherwise, so one handler
- * serves both. A handler answers CR_OK (a reply appended), CR_ERR (an error reply appended: a
- * transaction of its own is rolled back, not committed) or CR_CONFLICT (a commit-time conflict:
- * the caller discards the reply and retries with a new transaction). A reply buffer that cannot
- * grow sets a sticky flag; resp_exec then cuts `out` back and answers RESP_EXEC_CLOSE.
+ * through resp_cmd_kget/kput/kdel and kiter, which go to the command's transaction when there is
+ * one (inside EXEC, or a read-modify-write command) and straight to the database otherwise, so
+ * one handler serves both. A handler answers CR_OK (a reply appended), CR_ERR (an error reply
+ * appended: a transaction of its own is rolled back, not committed) or CR_CONFLICT (a commit-time
+ * conflict: the caller discards the reply and retries with a new transaction). A reply buffer that
+ * cannot grow sets a sticky flag; resp_exec then cuts `out` back and answers RESP_EXEC_CLOSE.
  *
  * Transactions. An F_TXN command outside EXEC runs in its own snapshot transaction with
  * unchecked writes: every key such a command's outcome depends on is read with
  * shale_txn_get_for_update (validated at commit), and the others are blind writes where the last
  * writer wins, as in Redis. A conflict retries the command (RETRIES times, with a short backoff,
- * then "ERR conflict, try again"). EXEC runs its queue in one SERIALIZABLE transaction with
- * checked writes, so the whole queue behaves as if run alone, as Redis runs it; a conflict at
- * commit reruns the whole queue (its replies are rebuilt). Commands inside EXEC answer their own
- * errors in the EXEC array and the others still run (Redis does not roll back either). Because
- * the queue may run more than once, a queued command must leave the session so that a rerun
- * answers the same: UNWATCH inside EXEC changes nothing (EXEC checked the watched keys before
- * the queue, and unwatches after it), and SCAN inside EXEC leaves the cursor it continues valid.
+ * then "ERR conflict, try again"); resp_cmd_with_txn does it. EXEC runs its queue in one
+ * SERIALIZABLE transaction with checked writes, so the whole queue behaves as if run alone, as
+ * Redis runs it; a conflict at commit reruns the whole queue (its replies are rebuilt). Commands
+ * inside EXEC answer their own errors in the EXEC array and the others still run (Redis does not
+ * roll back either). Because the queue may run more than once, a queued command must leave the
+ * session so that a rerun answers the same: UNWATCH inside EXEC changes nothing (EXEC checked the
+ * watched keys before the queue, and unwatches after it), and SCAN inside EXEC leaves the cursor it
+ * continues valid.
  *
  * Choices where the contract leaves room (a Redis user's reading):
  *   - Empty keys are refused by the store ("ERR empty key"), as is a key over max_key_bytes.
@@ -35,19 +37,14 @@
  *     keys examined per call, MATCH and TYPE filter them, as Redis does.
  *   - KEYS and SCAN MATCH iterate only the pattern's literal prefix (the bytes before its first
  *     * ? [ or \), so "user:*" does not read the whole store.
- *   - SETRANGE and APPEND refuse results over 256 MiB (the largest max_value_bytes) with Redis's
- *     "string exceeds maximum allowed size" before building them; the store's own limit then
- *     answers "ERR value of N bytes exceeds max_value_bytes M".
  *   - DBSIZE, RANDOMKEY and INFO's keyspace line scan the plain key space (the store's live_keys
  *     counts documents too).
  */
 #include "server/resp_cmd.h"
 
 #include <ctype.h>
-#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
-#include <math.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -58,6 +55,7 @@
 #include "shale.h"
 
 #include "base/buf.h"
+#include "base/error.h"
 #include "doc/docdb.h"
 #include "server/resp.h"
 #include "server/resp_cmd_int.h"
@@ -65,11 +63,9 @@
 #define RETRIES      64
 #define FLUSH_BATCH  1024
 #define SCRATCH_KEEP (1u << 20)
-/* Redis's proto-max-bulk-len is 512 MiB; no store value may pass 256 MiB (shale_options). */
-#define MAX_STRING   ((uint64_t)256 << 20)
-#define LD_CHARS     (5 * 1024) /* Redis's MAX_LONG_DOUBLE_CHARS */
 
 static int run_cmd(cctx *c, const cmd_def *d, const shale_slice *argv, size_t argc);
+static void run_release(resp_session *ss);
 
 /* ---- small helpers ---- */
 
@@ -126,52 +122,6 @@ bool resp_cmd_str2ll(shale_slice s, long long *out)
         *out = (long long)v;
     }
     return true;
-}
-
-/* Redis's string2ld. */
-static bool str2ld(shale_slice s, long double *out)
-{
-    char buf[LD_CHARS];
-    char *end;
-
-    if (s.len == 0 || s.len >= sizeof buf) {
-        return false;
-    }
-    memcpy(buf, s.data, s.len);
-    buf[s.len] = '\0';
-    errno = 0;
-    long double v = strtold(buf, &end);
-    if (isspace((unsigned char)buf[0]) || *end != '\0' ||
-        (errno == ERANGE && (v == HUGE_VALL || v == -HUGE_VALL || fpclassify(v) == FP_ZERO)) ||
-        errno == EINVAL || isnan(v)) {
-        return false;
-    }
-    *out = v;
-    return true;
-}
-
-/* Redis's ld2string(LD_STR_HUMAN): 17 decimals, trailing zeros and a bare point dropped. */
-static size_t ld2str(char *buf, size_t cap, long double v)
-{
-    int n = snprintf(buf, cap, "%.17Lf", v);
-    if (n < 0 || (size_t)n >= cap) {
-        return 0;
-    }
-    size_t l = (size_t)n;
-    if (strchr(buf, '.') != NULL) {
-        while (l > 0 && buf[l - 1] == '0') {
-            l--;
-        }
-        if (l > 0 && buf[l - 1] == '.') {
-            l--;
-        }
-    }
-    if (l == 2 && buf[0] == '-' && buf[1] == '0') {
-        buf[0] = '0';
-        l = 1;
-    }
-    buf[l] = '\0';
-    return l;
 }
 
 /* Redis's stringmatchlen (glob: * ? [abc] [^a] [a-z] \x), bounded: the pattern is not
@@ -315,8 +265,10 @@ static shale_slice glob_prefix(shale_slice pat)
 
 /* ---- the store, through the command's transaction when it has one ---- */
 
-static shale_code kget(cctx *c, shale_slice key, shale_buf *val, shale_entry_info *info, bool upd,
-                       shale_error *e)
+/* The contracts of resp_cmd_kget/kput/kdel and resp_cmd_with_txn are in resp_cmd_int.h. */
+
+shale_code resp_cmd_kget(cctx *c, shale_slice key, shale_buf *val, shale_entry_info *info, bool upd,
+                         shale_error *e)
 {
     if (info != NULL) {
         *info = (shale_entry_info){0};
@@ -334,8 +286,8 @@ static shale_code kget(cctx *c, shale_slice key, shale_buf *val, shale_entry_inf
     return shale_txn_get_info(c->txn, key, NULL, info, e);
 }
 
-static shale_code kput(cctx *c, shale_slice key, shale_slice val, uint64_t expire_at_ms,
-                       shale_error *e)
+shale_code resp_cmd_kput(cctx *c, shale_slice key, shale_slice val, uint64_t expire_at_ms,
+                         shale_error *e)
 {
     if (c->txn != NULL) {
         return shale_txn_put_ttl(c->txn, key, val, expire_at_ms, e);
@@ -343,7 +295,7 @@ static shale_code kput(cctx *c, shale_slice key, shale_slice val, uint64_t expir
     return shale_put_ttl(c->sv->db, &c->sv->wopts, key, val, expire_at_ms, e);
 }
 
-static shale_code kdel(cctx *c, shale_slice key, shale_error *e)
+shale_code resp_cmd_kdel(cctx *c, shale_slice key, shale_error *e)
 {
     if (c->txn != NULL) {
         return shale_txn_delete(c->txn, key, e);
@@ -390,13 +342,8 @@ static void it_next(shale_iter *it)
     skip_reserved(it);
 }
 
-static void hit(cctx *c, bool found)
-{
-    atomic_fetch_add_explicit(found ? &c->sv->hits : &c->sv->misses, 1, memory_order_relaxed);
-}
-
 /* Runs fn in a transaction of its own, retried on conflict. */
-static int with_txn(cctx *c, cmd_fn fn, const shale_slice *argv, size_t argc)
+int resp_cmd_with_txn(cctx *c, cmd_fn fn, const shale_slice *argv, size_t argc)
 {
     size_t mark = c->out->len;
     shale_txn_opts o = {.unchecked_writes = true, .durability = c->sv->wopts.durability};
@@ -438,34 +385,7 @@ static int with_txn(cctx *c, cmd_fn fn, const shale_slice *argv, size_t argc)
     return rep_err(c, "ERR conflict, try again");
 }
 
-/* ---- expiry arguments ---- */
-
-enum { EXP_NONE, EXP_EX, EXP_PX, EXP_EXAT, EXP_PXAT, EXP_PERSIST };
-
-/* The deadline of SET/GETEX's EX/PX/EXAT/PXAT `v` (Redis's getExpireMillisecondsOrReply):
- * CR_OK with *deadline, or an error reply. */
-static int expire_arg(cctx *c, int kind, shale_slice v, uint64_t *deadline)
-{
-    long long t;
-    if (!resp_cmd_str2ll(v, &t)) {
-        return err_int(c);
-    }
-    if (t <= 0 || ((kind == EXP_EX || kind == EXP_EXAT) && t > LLONG_MAX / 1000)) {
-        return rep_errf(c, "ERR invalid expire time in '%s' command", c->cmd->name);
-    }
-    if (kind == EXP_EX || kind == EXP_EXAT) {
-        t *= 1000;
-    }
-    if (kind == EXP_EX || kind == EXP_PX) {
-        long long now = (long long)now_ms();
-        if (t > LLONG_MAX - now) {
-            return rep_errf(c, "ERR invalid expire time in '%s' command", c->cmd->name);
-        }
-        t += now;
-    }
-    *deadline = (uint64_t)t;
-    return CR_OK;
-}
+/* ---- keys and their deadlines ---- */
 
 /* A stored deadline as Redis's signed milliseconds. The store takes any uint64_t (a key written
  * through the C API may carry one past LLONG_MAX): such a deadline is the farthest one. */
@@ -474,335 +394,15 @@ static long long deadline_ll(uint64_t expire_at_ms)
     return expire_at_ms > (uint64_t)LLONG_MAX ? LLONG_MAX : (long long)expire_at_ms;
 }
 
-static int exp_kind(shale_slice a)
-{
-    if (eq_ci(a, "EX")) {
-        return EXP_EX;
-    }
-    if (eq_ci(a, "PX")) {
-        return EXP_PX;
-    }
-    if (eq_ci(a, "EXAT")) {
-        return EXP_EXAT;
-    }
-    if (eq_ci(a, "PXAT")) {
-        return EXP_PXAT;
-    }
-    return EXP_NONE;
-}
-
-/* ---- strings ---- */
-
-static int cmd_get(cctx *c, const shale_slice *argv, size_t argc)
-{
-    (void)argc;
-    shale_error e;
-    shale_code rc = kget(c, argv[1], &c->ss->val, NULL, false, &e);
-    if (rc == SHALE_NOT_FOUND) {
-        hit(c, false);
-        return rep_null(c);
-    }
-    if (rc != SHALE_OK) {
-        return store_err(c, rc, &e);
-    }
-    hit(c, true);
-    return rep_bulk(c, sl(&c->ss->val));
-}
-
-typedef struct set_opts {
-    int cond; /* 0, 'N' (NX), 'X' (XX) */
-    bool get, keepttl;
-    int kind;
-    uint64_t deadline;
-} set_opts;
-
-/* SET's options from argv[from ..] (Redis's parseExtendedStringArgumentsOrReply). */
-static int parse_set(cctx *c, const shale_slice *argv, size_t argc, size_t from, set_opts *o)
-{
-    *o = (set_opts){0};
-    size_t expv = 0;
-    for (size_t j = from; j < argc; j++) {
-        shale_slice a = argv[j];
-        int k = exp_kind(a);
-        if (eq_ci(a, "NX") && o->cond != 'X') {
-            o->cond = 'N';
-        } else if (eq_ci(a, "XX") && o->cond != 'N') {
-            o->cond = 'X';
-        } else if (eq_ci(a, "GET")) {
-            o->get = true;
-        } else if (eq_ci(a, "KEEPTTL") && o->kind == EXP_NONE) {
-            o->keepttl = true;
-        } else if (k != EXP_NONE && o->kind == EXP_NONE && !o->keepttl && j + 1 < argc) {
-            o->kind = k;
-            expv = ++j;
-        } else {
-            return err_syntax(c);
-        }
-    }
-    if (o->kind != EXP_NONE) {
-        return expire_arg(c, o->kind, argv[expv], &o->deadline);
-    }
-    return CR_OK;
-}
-
-/* SET key value [opts]; also SETNX-like and GETSET callers through argv. */
-static int do_set(cctx *c, shale_slice key, shale_slice val, const set_opts *o)
-{
-    shale_error e;
-    shale_code rc;
-    if (o->cond == 0 && !o->get && !o->keepttl) {
-        rc = kput(c, key, val, o->deadline, &e);
-        return rc != SHALE_OK ? store_err(c, rc, &e) : rep_ok(c);
-    }
-    shale_entry_info info;
-    rc = kget(c, key, &c->ss->val, &info, true, &e);
-    if (rc != SHALE_OK && rc != SHALE_NOT_FOUND) {
-        return store_err(c, rc, &e);
-    }
-    bool found = rc == SHALE_OK;
-    if ((o->cond == 'N' && found) || (o->cond == 'X' && !found)) {
-        if (o->get && found) {
-            return rep_bulk(c, sl(&c->ss->val));
-        }
-        return rep_null(c);
-    }
-    uint64_t deadline = o->keepttl ? (found ? info.expire_at_ms : 0) : o->deadline;
-    rc = kput(c, key, val, deadline, &e);
-    if (rc != SHALE_OK) {
-        return store_err(c, rc, &e);
-    }
-    if (o->get) {
-        return found ? rep_bulk(c, sl(&c->ss->val)) : rep_null(c);
-    }
-    return rep_ok(c);
-}
-
-static int cmd_set(cctx *c, const shale_slice *argv, size_t argc)
-{
-    set_opts o;
-    if (parse_set(c, argv, argc, 3, &o) != CR_OK) {
-        return CR_ERR;
-    }
-    if ((o.cond != 0 || o.get || o.keepttl) && c->txn == NULL) {
-        return with_txn(c, cmd_set, argv, argc);
-    }
-    return do_set(c, argv[1], argv[2], &o);
-}
-
-static int cmd_getset(cctx *c, const shale_slice *argv, size_t argc)
-{
-    (void)argc;
-    set_opts o = {.get = true};
-    return do_set(c, argv[1], argv[2], &o);
-}
-
-static int cmd_setnx(cctx *c, const shale_slice *argv, size_t argc)
-{
-    (void)argc;
-    shale_error e;
-    shale_code rc = kget(c, argv[1], NULL, NULL, true, &e);
-    if (rc == SHALE_OK) {
-        return rep_int(c, 0);
-    }
-    if (rc != SHALE_NOT_FOUND) {
-        return store_err(c, rc, &e);
-    }
-    rc = kput(c, argv[1], argv[2], 0, &e);
-    return rc != SHALE_OK ? store_err(c, rc, &e) : rep_int(c, 1);
-}
-
-/* SETEX key seconds value, PSETEX key ms value. */
-static int cmd_setex(cctx *c, const shale_slice *argv, size_t argc)
-{
-    (void)argc;
-    uint64_t deadline = 0;
-    int kind = c->cmd->name[0] == 'p' ? EXP_PX : EXP_EX;
-    if (expire_arg(c, kind, argv[2], &deadline) != CR_OK) {
-        return CR_ERR;
-    }
-    shale_error e;
-    shale_code rc = kput(c, argv[1], argv[3], deadline, &e);
-    return rc != SHALE_OK ? store_err(c, rc, &e) : rep_ok(c);
-}
-
-static int cmd_getdel(cctx *c, const shale_slice *argv, size_t argc)
-{
-    (void)argc;
-    shale_error e;
-    shale_code rc = kget(c, argv[1], &c->ss->val, NULL, true, &e);
-    if (rc == SHALE_NOT_FOUND) {
-        hit(c, false);
-        return rep_null(c);
-    }
-    if (rc == SHALE_OK) {
-        rc = kdel(c, argv[1], &e);
-    }
-    if (rc != SHALE_OK) {
-        return store_err(c, rc, &e);
-    }
-    hit(c, true);
-    return rep_bulk(c, sl(&c->ss->val));
-}
-
-static int cmd_getex(cctx *c, const shale_slice *argv, size_t argc)
-{
-    int kind = EXP_NONE;
-    uint64_t deadline = 0;
-    for (size_t j = 2; j < argc; j++) {
-        int k = exp_kind(argv[j]);
-        if (kind == EXP_NONE && k != EXP_NONE && j + 1 < argc) {
-            if (expire_arg(c, k, argv[j + 1], &deadline) != CR_OK) {
-                return CR_ERR;
-            }
-            kind = k;
-            j++;
-        } else if (kind == EXP_NONE && eq_ci(argv[j], "PERSIST")) {
-            kind = EXP_PERSIST;
-        } else {
-            return err_syntax(c);
-        }
-    }
-    if (kind == EXP_NONE) {
-        return cmd_get(c, argv, 2);
-    }
-    if (c->txn == NULL) {
-        return with_txn(c, cmd_getex, argv, argc);
-    }
-    shale_error e;
-    shale_entry_info info;
-    shale_code rc = kget(c, argv[1], &c->ss->val, &info, true, &e);
-    if (rc == SHALE_NOT_FOUND) {
-        hit(c, false);
-        return rep_null(c);
-    }
-    if (rc == SHALE_OK && kind == EXP_PERSIST) {
-        if (info.expire_at_ms != 0) {
-            rc = kput(c, argv[1], sl(&c->ss->val), 0, &e);
-        }
-    } else if (rc == SHALE_OK) {
-        rc = deadline <= now_ms() ? kdel(c, argv[1], &e)
-                                  : kput(c, argv[1], sl(&c->ss->val), deadline, &e);
-    }
-    if (rc != SHALE_OK) {
-        return store_err(c, rc, &e);
-    }
-    hit(c, true);
-    return rep_bulk(c, sl(&c->ss->val));
-}
-
-static int cmd_mget(cctx *c, const shale_slice *argv, size_t argc)
-{
-    size_t n = argc - 1;
-    shale_error e;
-    shale_code rc = SHALE_OK;
-    shale_buf *vals = calloc(n, sizeof *vals);
-    shale_code *codes = calloc(n, sizeof *codes);
-    if (vals == NULL || codes == NULL) {
-        rc = SHALE_NOMEM;
-        e.msg[0] = '\0';
-        goto done;
-    }
-    if (c->txn == NULL) {
-        rc = shale_multi_get(c->sv->db, NULL, n, argv + 1, vals, codes, &e);
-    } else {
-        for (size_t i = 0; i < n && rc == SHALE_OK; i++) {
-            codes[i] = shale_txn_get(c->txn, argv[1 + i], &vals[i], &e);
-            if (codes[i] != SHALE_OK && codes[i] != SHALE_NOT_FOUND) {
-                rc = codes[i];
-            }
-        }
-    }
-    for (size_t i = 0; i < n && rc == SHALE_OK; i++) {
-        if (codes[i] != SHALE_OK && codes[i] != SHALE_NOT_FOUND) {
-            rc = codes[i];
-            snprintf(e.msg, sizeof e.msg, "key %zu: %s", i, shale_strerror(rc));
-        }
-    }
-done:;
-    int r;
-    if (rc != SHALE_OK) {
-        r = store_err(c, rc, &e);
-    } else {
-        r = rep_arr(c, n);
-        for (size_t i = 0; i < n; i++) {
-            hit(c, codes[i] == SHALE_OK);
-            if (codes[i] == SHALE_OK) {
-                rep_bulk(c, sl(&vals[i]));
-            } else {
-                rep_null(c);
-            }
-        }
-    }
-    for (size_t i = 0; vals != NULL && i < n; i++) {
-        shale_buf_free(&vals[i]);
-    }
-    free(vals);
-    free(codes);
-    return r;
-}
-
-static int cmd_mset(cctx *c, const shale_slice *argv, size_t argc)
-{
-    if (argc % 2 == 0) {
-        return err_arity(c, c->cmd->name);
-    }
-    shale_error e;
-    shale_code rc = SHALE_OK;
-    if (c->txn != NULL) {
-        for (size_t i = 1; i < argc && rc == SHALE_OK; i += 2) {
-            rc = kput(c, argv[i], argv[i + 1], 0, &e);
-        }
-        return rc != SHALE_OK ? store_err(c, rc, &e) : rep_ok(c);
-    }
-    /* One atomic batch: no reads, so no transaction is needed. */
-    shale_batch *b = shale_batch_new();
-    if (b == NULL) {
-        return rep_err(c, "ERR out of memory");
-    }
-    for (size_t i = 1; i < argc && rc == SHALE_OK; i += 2) {
-        rc = shale_batch_put(b, argv[i], argv[i + 1], &e);
-    }
-    if (rc == SHALE_OK) {
-        rc = shale_write(c->sv->db, &c->sv->wopts, b, &e);
-    }
-    shale_batch_free(b);
-    return rc != SHALE_OK ? store_err(c, rc, &e) : rep_ok(c);
-}
-
-static int cmd_msetnx(cctx *c, const shale_slice *argv, size_t argc)
-{
-    if (argc % 2 == 0) {
-        return err_arity(c, c->cmd->name);
-    }
-    shale_error e;
-    shale_code rc;
-    for (size_t i = 1; i < argc; i += 2) {
-        rc = kget(c, argv[i], NULL, NULL, true, &e);
-        if (rc == SHALE_OK) {
-            return rep_int(c, 0);
-        }
-        if (rc != SHALE_NOT_FOUND) {
-            return store_err(c, rc, &e);
-        }
-    }
-    for (size_t i = 1; i < argc; i += 2) {
-        rc = kput(c, argv[i], argv[i + 1], 0, &e);
-        if (rc != SHALE_OK) {
-            return store_err(c, rc, &e);
-        }
-    }
-    return rep_int(c, 1);
-}
-
 /* DEL and UNLINK. */
 static int cmd_del(cctx *c, const shale_slice *argv, size_t argc)
 {
     long long n = 0;
     shale_error e;
     for (size_t i = 1; i < argc; i++) {
-        shale_code rc = kget(c, argv[i], NULL, NULL, true, &e);
+        shale_code rc = resp_cmd_kget(c, argv[i], NULL, NULL, true, &e);
         if (rc == SHALE_OK) {
-            rc = kdel(c, argv[i], &e);
+            rc = resp_cmd_kdel(c, argv[i], &e);
             n++;
         }
         if (rc != SHALE_OK && rc != SHALE_NOT_FOUND) {
@@ -818,7 +418,7 @@ static int cmd_exists(cctx *c, const shale_slice *argv, size_t argc)
     long long n = 0;
     shale_error e;
     for (size_t i = 1; i < argc; i++) {
-        shale_code rc = kget(c, argv[i], NULL, NULL, false, &e);
+        shale_code rc = resp_cmd_kget(c, argv[i], NULL, NULL, false, &e);
         if (rc == SHALE_OK) {
             n++;
         } else if (rc != SHALE_NOT_FOUND) {
@@ -832,7 +432,7 @@ static int cmd_type(cctx *c, const shale_slice *argv, size_t argc)
 {
     (void)argc;
     shale_error e;
-    shale_code rc = kget(c, argv[1], NULL, NULL, false, &e);
+    shale_code rc = resp_cmd_kget(c, argv[1], NULL, NULL, false, &e);
     if (rc != SHALE_OK && rc != SHALE_NOT_FOUND) {
         return store_err(c, rc, &e);
     }
@@ -884,7 +484,7 @@ static int cmd_expire(cctx *c, const shale_slice *argv, size_t argc)
     }
     shale_error e;
     shale_entry_info info;
-    shale_code rc = kget(c, argv[1], &c->ss->val, &info, true, &e);
+    shale_code rc = resp_cmd_kget(c, argv[1], &c->ss->val, &info, true, &e);
     if (rc == SHALE_NOT_FOUND) {
         return rep_int(c, 0);
     }
@@ -896,7 +496,8 @@ static int cmd_expire(cctx *c, const shale_slice *argv, size_t argc)
         (lt && cur != 0 && when >= cur)) {
         return rep_int(c, 0);
     }
-    rc = when <= now ? kdel(c, argv[1], &e) : kput(c, argv[1], sl(&c->ss->val), (uint64_t)when, &e);
+    rc = when <= now ? resp_cmd_kdel(c, argv[1], &e)
+                     : resp_cmd_kput(c, argv[1], sl(&c->ss->val), (uint64_t)when, &e);
     return rc != SHALE_OK ? store_err(c, rc, &e) : rep_int(c, 1);
 }
 
@@ -908,7 +509,7 @@ static int cmd_ttl(cctx *c, const shale_slice *argv, size_t argc)
     bool ms = name[0] == 'p', absolute = strstr(name, "time") != NULL;
     shale_error e;
     shale_entry_info info;
-    shale_code rc = kget(c, argv[1], NULL, &info, false, &e);
+    shale_code rc = resp_cmd_kget(c, argv[1], NULL, &info, false, &e);
     if (rc == SHALE_NOT_FOUND) {
         return rep_int(c, -2);
     }
@@ -934,214 +535,14 @@ static int cmd_persist(cctx *c, const shale_slice *argv, size_t argc)
     (void)argc;
     shale_error e;
     shale_entry_info info;
-    shale_code rc = kget(c, argv[1], &c->ss->val, &info, true, &e);
+    shale_code rc = resp_cmd_kget(c, argv[1], &c->ss->val, &info, true, &e);
     if (rc == SHALE_NOT_FOUND || (rc == SHALE_OK && info.expire_at_ms == 0)) {
         return rep_int(c, 0);
     }
     if (rc == SHALE_OK) {
-        rc = kput(c, argv[1], sl(&c->ss->val), 0, &e);
+        rc = resp_cmd_kput(c, argv[1], sl(&c->ss->val), 0, &e);
     }
     return rc != SHALE_OK ? store_err(c, rc, &e) : rep_int(c, 1);
-}
-
-/* The current value of a counter for update: *found, and its deadline (kept on rewrite). */
-static int read_counter(cctx *c, shale_slice key, bool *found, uint64_t *deadline)
-{
-    shale_error e;
-    shale_entry_info info;
-    shale_code rc = kget(c, key, &c->ss->val, &info, true, &e);
-    if (rc != SHALE_OK && rc != SHALE_NOT_FOUND) {
-        return store_err(c, rc, &e);
-    }
-    *found = rc == SHALE_OK;
-    *deadline = info.expire_at_ms;
-    return CR_OK;
-}
-
-static int incr_by(cctx *c, shale_slice key, long long delta)
-{
-    bool found = false;
-    uint64_t deadline = 0;
-    long long v = 0;
-    if (read_counter(c, key, &found, &deadline) != CR_OK) {
-        return CR_ERR;
-    }
-    if (found && !resp_cmd_str2ll(sl(&c->ss->val), &v)) {
-        return err_int(c);
-    }
-    if ((delta < 0 && v < 0 && delta < LLONG_MIN - v) ||
-        (delta > 0 && v > 0 && delta > LLONG_MAX - v)) {
-        return rep_err(c, "ERR increment or decrement would overflow");
-    }
-    v += delta;
-    char num[32];
-    int n = snprintf(num, sizeof num, "%lld", v);
-    shale_error e;
-    shale_code rc = kput(c, key, (shale_slice){num, (size_t)n}, deadline, &e);
-    return rc != SHALE_OK ? store_err(c, rc, &e) : rep_int(c, v);
-}
-
-/* INCR, DECR, INCRBY, DECRBY. */
-static int cmd_incr(cctx *c, const shale_slice *argv, size_t argc)
-{
-    bool decr = c->cmd->name[0] == 'd';
-    long long by = 1;
-    if (argc == 3 && !resp_cmd_str2ll(argv[2], &by)) {
-        return err_int(c);
-    }
-    if (decr) {
-        if (by == LLONG_MIN) {
-            return rep_err(c, "ERR decrement would overflow");
-        }
-        by = -by;
-    }
-    return incr_by(c, argv[1], by);
-}
-
-static int cmd_incrbyfloat(cctx *c, const shale_slice *argv, size_t argc)
-{
-    (void)argc;
-    bool found = false;
-    uint64_t deadline = 0;
-    long double v = 0, by;
-    if (read_counter(c, argv[1], &found, &deadline) != CR_OK) {
-        return CR_ERR;
-    }
-    if ((found && !str2ld(sl(&c->ss->val), &v)) || !str2ld(argv[2], &by)) {
-        return rep_err(c, "ERR value is not a valid float");
-    }
-    v += by;
-    if (isnan(v) || isinf(v)) {
-        return rep_err(c, "ERR increment would produce NaN or Infinity");
-    }
-    char num[LD_CHARS];
-    size_t n = ld2str(num, sizeof num, v);
-    if (n == 0) {
-        return rep_err(c, "ERR value is not a valid float");
-    }
-    shale_error e;
-    shale_code rc = kput(c, argv[1], (shale_slice){num, n}, deadline, &e);
-    return rc != SHALE_OK ? store_err(c, rc, &e) : rep_bulk(c, (shale_slice){num, n});
-}
-
-static int too_big(cctx *c, uint64_t len)
-{
-    if (len > MAX_STRING) {
-        return rep_err(c, "ERR string exceeds maximum allowed size (proto-max-bulk-len)");
-    }
-    return CR_OK;
-}
-
-static int cmd_append(cctx *c, const shale_slice *argv, size_t argc)
-{
-    (void)argc;
-    bool found = false;
-    uint64_t deadline = 0;
-    if (read_counter(c, argv[1], &found, &deadline) != CR_OK) {
-        return CR_ERR;
-    }
-    shale_buf *v = &c->ss->val;
-    if (too_big(c, (uint64_t)v->len + argv[2].len) != CR_OK) {
-        return CR_ERR;
-    }
-    shale_error e;
-    shale_code rc = buf_append(v, argv[2].data, argv[2].len, &e);
-    if (rc == SHALE_OK) {
-        rc = kput(c, argv[1], sl(v), deadline, &e);
-    }
-    return rc != SHALE_OK ? store_err(c, rc, &e) : rep_int(c, (long long)v->len);
-}
-
-static int cmd_strlen(cctx *c, const shale_slice *argv, size_t argc)
-{
-    (void)argc;
-    shale_error e;
-    shale_code rc = kget(c, argv[1], &c->ss->val, NULL, false, &e);
-    if (rc != SHALE_OK && rc != SHALE_NOT_FOUND) {
-        return store_err(c, rc, &e);
-    }
-    return rep_int(c, rc == SHALE_OK ? (long long)c->ss->val.len : 0);
-}
-
-static int cmd_getrange(cctx *c, const shale_slice *argv, size_t argc)
-{
-    (void)argc;
-    long long start, end;
-    if (!resp_cmd_str2ll(argv[2], &start) || !resp_cmd_str2ll(argv[3], &end)) {
-        return err_int(c);
-    }
-    shale_error e;
-    shale_code rc = kget(c, argv[1], &c->ss->val, NULL, false, &e);
-    if (rc == SHALE_NOT_FOUND) {
-        return rep_bulk(c, (shale_slice){"", 0});
-    }
-    if (rc != SHALE_OK) {
-        return store_err(c, rc, &e);
-    }
-    long long len = (long long)c->ss->val.len;
-    if (start < 0 && end < 0 && start > end) {
-        return rep_bulk(c, (shale_slice){"", 0});
-    }
-    if (start < 0) {
-        start += len;
-    }
-    if (end < 0) {
-        end += len;
-    }
-    if (start < 0) {
-        start = 0;
-    }
-    if (end < 0) {
-        end = 0;
-    }
-    if (end >= len) {
-        end = len - 1;
-    }
-    if (start > end || len == 0) {
-        return rep_bulk(c, (shale_slice){"", 0});
-    }
-    return rep_bulk(
-        c, (shale_slice){(const char *)c->ss->val.data + start, (size_t)(end - start + 1)});
-}
-
-static int cmd_setrange(cctx *c, const shale_slice *argv, size_t argc)
-{
-    (void)argc;
-    long long off;
-    if (!resp_cmd_str2ll(argv[2], &off)) {
-        return err_int(c);
-    }
-    if (off < 0) {
-        return rep_err(c, "ERR offset is out of range");
-    }
-    bool found = false;
-    uint64_t deadline = 0;
-    if (read_counter(c, argv[1], &found, &deadline) != CR_OK) {
-        return CR_ERR;
-    }
-    shale_buf *v = &c->ss->val;
-    shale_slice add = argv[3];
-    if (add.len == 0) {
-        return rep_int(c, found ? (long long)v->len : 0);
-    }
-    if (too_big(c, (uint64_t)off + add.len) != CR_OK) {
-        return CR_ERR;
-    }
-    size_t need = (size_t)off + add.len;
-    shale_error e;
-    shale_code rc = SHALE_OK;
-    if (need > v->len) {
-        rc = buf_reserve(v, need - v->len, &e);
-        if (rc == SHALE_OK) {
-            memset((uint8_t *)v->data + v->len, 0, need - v->len);
-            v->len = need;
-        }
-    }
-    if (rc == SHALE_OK) {
-        memcpy((uint8_t *)v->data + off, add.data, add.len);
-        rc = kput(c, argv[1], sl(v), deadline, &e);
-    }
-    return rc != SHALE_OK ? store_err(c, rc, &e) : rep_int(c, (long long)v->len);
 }
 
 /* RENAME and RENAMENX. */
@@ -1151,7 +552,7 @@ static int cmd_rename(cctx *c, const shale_slice *argv, size_t argc)
     bool nx = strcmp(c->cmd->name, "renamenx") == 0;
     shale_error e;
     shale_entry_info info;
-    shale_code rc = kget(c, argv[1], &c->ss->val, &info, true, &e);
+    shale_code rc = resp_cmd_kget(c, argv[1], &c->ss->val, &info, true, &e);
     if (rc == SHALE_NOT_FOUND) {
         return rep_err(c, "ERR no such key");
     }
@@ -1163,7 +564,7 @@ static int cmd_rename(cctx *c, const shale_slice *argv, size_t argc)
         return nx ? rep_int(c, 0) : rep_ok(c);
     }
     if (nx) {
-        rc = kget(c, argv[2], NULL, NULL, true, &e);
+        rc = resp_cmd_kget(c, argv[2], NULL, NULL, true, &e);
         if (rc == SHALE_OK) {
             return rep_int(c, 0);
         }
@@ -1171,9 +572,9 @@ static int cmd_rename(cctx *c, const shale_slice *argv, size_t argc)
             return store_err(c, rc, &e);
         }
     }
-    rc = kput(c, argv[2], sl(&c->ss->val), info.expire_at_ms, &e);
+    rc = resp_cmd_kput(c, argv[2], sl(&c->ss->val), info.expire_at_ms, &e);
     if (rc == SHALE_OK) {
-        rc = kdel(c, argv[1], &e);
+        rc = resp_cmd_kdel(c, argv[1], &e);
     }
     if (rc != SHALE_OK) {
         return store_err(c, rc, &e);
@@ -1467,7 +868,7 @@ static int cmd_flushall(cctx *c, const shale_slice *argv, size_t argc)
     }
     for (it_first(it); shale_iter_valid(it) && rc == SHALE_OK; it_next(it)) {
         if (b == NULL) {
-            rc = kdel(c, shale_iter_key(it), &e);
+            rc = resp_cmd_kdel(c, shale_iter_key(it), &e);
             continue;
         }
         rc = shale_batch_delete(b, shale_iter_key(it), &e);
@@ -1588,7 +989,7 @@ static int cmd_watch(cctx *c, const shale_slice *argv, size_t argc)
         }
         shale_error e;
         shale_entry_info info;
-        shale_code rc = kget(c, argv[i], NULL, &info, false, &e);
+        shale_code rc = resp_cmd_kget(c, argv[i], NULL, &info, false, &e);
         if (rc != SHALE_OK && rc != SHALE_NOT_FOUND) {
             return store_err(c, rc, &e);
         }
@@ -1633,7 +1034,7 @@ static int exec_once(cctx *c, bool *aborted)
     for (size_t i = 0; i < ss->nwatch; i++) {
         shale_error e;
         shale_entry_info info;
-        shale_code rc = kget(c, sl(&ss->watch[i].key), NULL, &info, false, &e);
+        shale_code rc = resp_cmd_kget(c, sl(&ss->watch[i].key), NULL, &info, false, &e);
         if (rc != SHALE_OK && rc != SHALE_NOT_FOUND) {
             return store_err(c, rc, &e);
         }
@@ -1734,6 +1135,7 @@ void resp_cmd_session_reset(resp_session *ss)
 void resp_cmd_session_release(resp_session *ss)
 {
     resp_cmd_session_reset(ss);
+    run_release(ss);
     free(ss->queue);
     ss->queue = NULL;
     ss->capqueue = 0;
@@ -1751,16 +1153,16 @@ void resp_cmd_session_release(resp_session *ss)
 #define CTL (F_NOSCRIPT | F_LOADING | F_STALE | F_FAST | F_ALLOWBUSY)
 
 /* Sorted by name (bsearch; resp_server_new asserts it). The resp_cmd_* handlers are in
- * resp_cmd_admin.c. */
+ * resp_cmd_string.c (the @string ones) and resp_cmd_admin.c (the others). */
 const cmd_def resp_cmd_table[] = {
-    {"append", cmd_append, 3, RW | F_FAST | F_TXN, 1, 1, 1, "@string"},
+    {"append", resp_cmd_append, 3, RW | F_FAST | F_TXN, 1, 1, 1, "@string"},
     {"auth", resp_cmd_auth, -2, CTL | F_NOAUTH, 0, 0, 0, "@connection"},
     {"client", resp_cmd_client, -2, F_NOSCRIPT | F_LOADING | F_STALE, 0, 0, 0, "@connection"},
     {"command", resp_cmd_command, -1, F_LOADING | F_STALE, 0, 0, 0, "@connection"},
     {"config", resp_cmd_config, -2, F_ADMIN | F_NOSCRIPT | F_LOADING | F_STALE, 0, 0, 0, "@admin"},
     {"dbsize", cmd_dbsize, 1, F_READONLY | F_FAST, 0, 0, 0, "@keyspace"},
-    {"decr", cmd_incr, 2, RW | F_FAST | F_TXN, 1, 1, 1, "@string"},
-    {"decrby", cmd_incr, 3, RW | F_FAST | F_TXN, 1, 1, 1, "@string"},
+    {"decr", resp_cmd_incr, 2, RW | F_FAST | F_TXN, 1, 1, 1, "@string"},
+    {"decrby", resp_cmd_incr, 3, RW | F_FAST | F_TXN, 1, 1, 1, "@string"},
     {"del", cmd_del, -2, F_WRITE | F_TXN, 1, -1, 1, "@keyspace"},
     {"discard", cmd_discard, 1, CTL | F_CTRL, 0, 0, 0, "@transaction"},
     {"echo", resp_cmd_echo, 2, F_FAST, 0, 0, 0, "@connection"},
@@ -1771,27 +1173,27 @@ const cmd_def resp_cmd_table[] = {
     {"expiretime", cmd_ttl, 2, F_READONLY | F_FAST, 1, 1, 1, "@keyspace"},
     {"flushall", cmd_flushall, -1, F_WRITE, 0, 0, 0, "@keyspace"},
     {"flushdb", cmd_flushall, -1, F_WRITE, 0, 0, 0, "@keyspace"},
-    {"get", cmd_get, 2, F_READONLY | F_FAST, 1, 1, 1, "@string"},
-    {"getdel", cmd_getdel, 2, F_WRITE | F_FAST | F_TXN, 1, 1, 1, "@string"},
-    {"getex", cmd_getex, -2, F_WRITE | F_FAST, 1, 1, 1, "@string"},
-    {"getrange", cmd_getrange, 4, F_READONLY, 1, 1, 1, "@string"},
-    {"getset", cmd_getset, 3, RW | F_FAST | F_TXN, 1, 1, 1, "@string"},
+    {"get", resp_cmd_get, 2, F_READONLY | F_FAST, 1, 1, 1, "@string"},
+    {"getdel", resp_cmd_getdel, 2, F_WRITE | F_FAST | F_TXN, 1, 1, 1, "@string"},
+    {"getex", resp_cmd_getex, -2, F_WRITE | F_FAST, 1, 1, 1, "@string"},
+    {"getrange", resp_cmd_getrange, 4, F_READONLY, 1, 1, 1, "@string"},
+    {"getset", resp_cmd_getset, 3, RW | F_FAST | F_TXN, 1, 1, 1, "@string"},
     {"hello", resp_cmd_hello, -1, CTL | F_NOAUTH, 0, 0, 0, "@connection"},
-    {"incr", cmd_incr, 2, RW | F_FAST | F_TXN, 1, 1, 1, "@string"},
-    {"incrby", cmd_incr, 3, RW | F_FAST | F_TXN, 1, 1, 1, "@string"},
-    {"incrbyfloat", cmd_incrbyfloat, 3, RW | F_FAST | F_TXN, 1, 1, 1, "@string"},
+    {"incr", resp_cmd_incr, 2, RW | F_FAST | F_TXN, 1, 1, 1, "@string"},
+    {"incrby", resp_cmd_incr, 3, RW | F_FAST | F_TXN, 1, 1, 1, "@string"},
+    {"incrbyfloat", resp_cmd_incrbyfloat, 3, RW | F_FAST | F_TXN, 1, 1, 1, "@string"},
     {"info", resp_cmd_info, -1, F_LOADING | F_STALE, 0, 0, 0, "@dangerous"},
     {"keys", cmd_keys, 2, F_READONLY, 0, 0, 0, "@keyspace"},
-    {"mget", cmd_mget, -2, F_READONLY | F_FAST, 1, -1, 1, "@string"},
-    {"mset", cmd_mset, -3, RW, 1, -1, 2, "@string"},
-    {"msetnx", cmd_msetnx, -3, RW | F_TXN, 1, -1, 2, "@string"},
+    {"mget", resp_cmd_mget, -2, F_READONLY | F_FAST, 1, -1, 1, "@string"},
+    {"mset", resp_cmd_mset, -3, RW, 1, -1, 2, "@string"},
+    {"msetnx", resp_cmd_msetnx, -3, RW | F_TXN, 1, -1, 2, "@string"},
     {"multi", cmd_multi, 1, CTL | F_CTRL, 0, 0, 0, "@transaction"},
     {"persist", cmd_persist, 2, F_WRITE | F_FAST | F_TXN, 1, 1, 1, "@keyspace"},
     {"pexpire", cmd_expire, -3, F_WRITE | F_FAST | F_TXN, 1, 1, 1, "@keyspace"},
     {"pexpireat", cmd_expire, -3, F_WRITE | F_FAST | F_TXN, 1, 1, 1, "@keyspace"},
     {"pexpiretime", cmd_ttl, 2, F_READONLY | F_FAST, 1, 1, 1, "@keyspace"},
     {"ping", resp_cmd_ping, -1, F_FAST, 0, 0, 0, "@connection"},
-    {"psetex", cmd_setex, 4, RW, 1, 1, 1, "@string"},
+    {"psetex", resp_cmd_setex, 4, RW, 1, 1, 1, "@string"},
     {"pttl", cmd_ttl, 2, F_READONLY | F_FAST, 1, 1, 1, "@keyspace"},
     {"quit", resp_cmd_quit, -1, CTL | F_NOAUTH | F_CTRL, 0, 0, 0, "@connection"},
     {"randomkey", cmd_randomkey, 1, F_READONLY | F_RANDOM, 0, 0, 0, "@keyspace"},
@@ -1800,11 +1202,11 @@ const cmd_def resp_cmd_table[] = {
     {"reset", resp_cmd_reset, 1, CTL | F_NOAUTH | F_CTRL, 0, 0, 0, "@connection"},
     {"scan", cmd_scan, -2, F_READONLY | F_RANDOM, 0, 0, 0, "@keyspace"},
     {"select", resp_cmd_select, 2, F_LOADING | F_STALE | F_FAST, 0, 0, 0, "@connection"},
-    {"set", cmd_set, -3, RW, 1, 1, 1, "@string"},
-    {"setex", cmd_setex, 4, RW, 1, 1, 1, "@string"},
-    {"setnx", cmd_setnx, 3, RW | F_FAST | F_TXN, 1, 1, 1, "@string"},
-    {"setrange", cmd_setrange, 4, RW | F_TXN, 1, 1, 1, "@string"},
-    {"strlen", cmd_strlen, 2, F_READONLY | F_FAST, 1, 1, 1, "@string"},
+    {"set", resp_cmd_set, -3, RW, 1, 1, 1, "@string"},
+    {"setex", resp_cmd_setex, 4, RW, 1, 1, 1, "@string"},
+    {"setnx", resp_cmd_setnx, 3, RW | F_FAST | F_TXN, 1, 1, 1, "@string"},
+    {"setrange", resp_cmd_setrange, 4, RW | F_TXN, 1, 1, 1, "@string"},
+    {"strlen", resp_cmd_strlen, 2, F_READONLY | F_FAST, 1, 1, 1, "@string"},
     {"time", resp_cmd_time, 1, F_LOADING | F_STALE | F_FAST, 0, 0, 0, "@fast"},
     {"touch", cmd_exists, -2, F_READONLY | F_FAST, 1, -1, 1, "@keyspace"},
     {"ttl", cmd_ttl, 2, F_READONLY | F_FAST, 1, 1, 1, "@keyspace"},
@@ -1861,7 +1263,7 @@ static int run_cmd(cctx *c, const cmd_def *d, const shale_slice *argv, size_t ar
         }
     }
     if ((d->flags & F_TXN) && c->txn == NULL) {
-        return with_txn(c, d->fn, argv, argc);
+        return resp_cmd_with_txn(c, d->fn, argv, argc);
     }
     return d->fn(c, argv, argc);
 }
@@ -1919,8 +1321,194 @@ static void dispatch(cctx *c, const shale_slice *argv, size_t argc)
     run_cmd(c, d, argv, argc);
 }
 
+/* ---- deferred runs of plain SETs and GETs (resp_exec_deferred) ---- */
+
+#define RUN_MAX 1024 /* commands in one run: bounds the batch and the multi_get */
+
+static void run_reset(resp_session *ss)
+{
+    for (size_t i = 0; ss->run_kind == 'G' && i < ss->run_n; i++) {
+        ss->run_got[i].len = 0;
+    }
+    if (ss->run_batch != NULL) {
+        shale_batch_clear(ss->run_batch);
+    }
+    ss->run_kind = 0;
+    ss->run_n = 0;
+}
+
+static void run_release(resp_session *ss)
+{
+    run_reset(ss);
+    for (size_t i = 0; i < ss->run_cap; i++) {
+        shale_buf_free(&ss->run_got[i]);
+    }
+    free(ss->run_keys);
+    free(ss->run_vals);
+    free(ss->run_got);
+    free(ss->run_codes);
+    shale_batch_free(ss->run_batch);
+    ss->run_keys = ss->run_vals = NULL;
+    ss->run_got = NULL;
+    ss->run_codes = NULL;
+    ss->run_batch = NULL;
+    ss->run_cap = 0;
+}
+
+static bool run_room(resp_session *ss)
+{
+    if (ss->run_n < ss->run_cap) {
+        return true;
+    }
+    size_t cap = ss->run_cap ? ss->run_cap * 2 : 16;
+    shale_slice *k = realloc(ss->run_keys, cap * sizeof *k);
+    if (k != NULL) {
+        ss->run_keys = k;
+    }
+    shale_slice *v = k ? realloc(ss->run_vals, cap * sizeof *v) : NULL;
+    if (v != NULL) {
+        ss->run_vals = v;
+    }
+    shale_buf *g = v ? realloc(ss->run_got, cap * sizeof *g) : NULL;
+    if (g != NULL) {
+        memset(g + ss->run_cap, 0, (cap - ss->run_cap) * sizeof *g);
+        ss->run_got = g;
+    }
+    shale_code *cd = g ? realloc(ss->run_codes, cap * sizeof *cd) : NULL;
+    if (cd == NULL) {
+        return false; /* the arrays that did grow keep their new size: harmless */
+    }
+    ss->run_codes = cd;
+    ss->run_cap = cap;
+    return true;
+}
+
+/* 'S' or 'G' when the command may join a run, else 0. */
+static int run_kind_of(const resp_session *ss, const shale_slice *argv, size_t argc)
+{
+    if (!ss->authed || ss->in_multi || argc < 2 || argc > 3 || argv[0].len != 3 ||
+        argv[1].len == 0 || reserved_key(argv[1])) {
+        return 0;
+    }
+    const char *n = argv[0].data;
+    char c0 = (char)(n[0] | 0x20), c1 = (char)(n[1] | 0x20), c2 = (char)(n[2] | 0x20);
+    if (c1 != 'e' || c2 != 't') {
+        return 0;
+    }
+    return c0 == 's' && argc == 3 ? 'S' : c0 == 'g' && argc == 2 ? 'G' : 0;
+}
+
+static resp_exec_result run_one(resp_session *ss, const char *name, shale_slice key,
+                                shale_slice val, shale_buf *out)
+{
+    shale_slice argv[3] = {{name, 3}, key, val};
+    return resp_exec(ss, argv, name[0] == 'S' ? 3 : 2, out);
+}
+
+resp_exec_result resp_flush(resp_session *ss, shale_buf *out)
+{
+    if (ss->run_n == 0) {
+        return RESP_EXEC_OK;
+    }
+    int kind = ss->run_kind;
+    size_t n = ss->run_n;
+    ss->run_n = 0; /* the one-by-one path below goes through resp_exec: no run is pending */
+    ss->run_kind = 0;
+    resp_server *sv = ss->sv;
+    atomic_store_explicit(&ss->last_ms, now_ms(), memory_order_relaxed);
+    atomic_store_explicit(&ss->last_cmd, kind == 'S' ? "set" : "get", memory_order_relaxed);
+    atomic_fetch_add_explicit(&sv->commands, n, memory_order_relaxed);
+    shale_error e;
+    resp_exec_result r = RESP_EXEC_OK;
+    if (kind == 'S') {
+        shale_code rc = shale_write(sv->db, &sv->wopts, ss->run_batch, &e);
+        shale_batch_clear(ss->run_batch);
+        if (rc != SHALE_OK) {
+            /* Redo them one by one: each gets exactly its own answer. */
+            out->len = ss->run_mark;
+            atomic_fetch_sub_explicit(&sv->commands, n, memory_order_relaxed);
+            for (size_t i = 0; i < n && r == RESP_EXEC_OK; i++) {
+                r = run_one(ss, "SET", ss->run_keys[i], ss->run_vals[i], out);
+            }
+        }
+        return r;
+    }
+    shale_code rc = shale_multi_get(sv->db, NULL, n, ss->run_keys, ss->run_got, ss->run_codes, &e);
+    cctx c = {.ss = ss, .sv = sv, .out = out};
+    uint64_t hits = 0;
+    for (size_t i = 0; i < n && r == RESP_EXEC_OK; i++) {
+        if (rc != SHALE_OK) {
+            atomic_fetch_sub_explicit(&sv->commands, 1, memory_order_relaxed);
+            r = run_one(ss, "GET", ss->run_keys[i], (shale_slice){0}, out);
+            continue;
+        }
+        if (ss->run_codes[i] == SHALE_OK) {
+            hits++;
+            rep_bulk(&c, (shale_slice){ss->run_got[i].data, ss->run_got[i].len});
+        } else if (ss->run_codes[i] == SHALE_NOT_FOUND) {
+            rep_null(&c);
+        } else {
+            shale_error ke;
+            err_set(&ke, ss->run_codes[i], 0, "%s", shale_strerror(ss->run_codes[i]));
+            store_err(&c, ss->run_codes[i], &ke);
+        }
+        if (ss->run_got[i].cap > SCRATCH_KEEP) {
+            shale_buf_free(&ss->run_got[i]);
+        }
+        ss->run_got[i].len = 0;
+        if (c.oom) {
+            r = RESP_EXEC_CLOSE;
+        }
+    }
+    if (rc == SHALE_OK) {
+        atomic_fetch_add_explicit(&sv->hits, hits, memory_order_relaxed);
+        atomic_fetch_add_explicit(&sv->misses, n - hits, memory_order_relaxed);
+    }
+    return r;
+}
+
+resp_exec_result resp_exec_deferred(resp_session *ss, const shale_slice *argv, size_t argc,
+                                    shale_buf *out)
+{
+    int kind = run_kind_of(ss, argv, argc);
+    if (kind != ss->run_kind || ss->run_n == RUN_MAX || kind == 0) {
+        if (resp_flush(ss, out) != RESP_EXEC_OK) {
+            return RESP_EXEC_CLOSE;
+        }
+    }
+    if (kind == 0) {
+        return resp_exec(ss, argv, argc, out);
+    }
+    if (!run_room(ss) || (ss->run_batch == NULL && (ss->run_batch = shale_batch_new()) == NULL)) {
+        return resp_exec(ss, argv, argc, out); /* no memory for a run: at once */
+    }
+    if (kind == 'S') {
+        shale_error e;
+        size_t at = out->len;
+        if (shale_batch_put(ss->run_batch, argv[1], argv[2], &e) != SHALE_OK ||
+            buf_append(out, "+OK\r\n", 5, NULL) != SHALE_OK) {
+            /* The batch refuses it (or out cannot grow): end the run here, then this one alone. */
+            out->len = at;
+            if (resp_flush(ss, out) != RESP_EXEC_OK) {
+                return RESP_EXEC_CLOSE;
+            }
+            return resp_exec(ss, argv, argc, out);
+        }
+        if (ss->run_n == 0) {
+            ss->run_mark = at;
+        }
+        ss->run_vals[ss->run_n] = argv[2];
+    }
+    ss->run_kind = kind;
+    ss->run_keys[ss->run_n++] = argv[1];
+    return RESP_EXEC_OK;
+}
+
 resp_exec_result resp_exec(resp_session *ss, const shale_slice *argv, size_t argc, shale_buf *out)
 {
+    if (ss->run_n > 0 && resp_flush(ss, out) != RESP_EXEC_OK) {
+        return RESP_EXEC_CLOSE;
+    }
     size_t mark = out->len;
     cctx c = {.ss = ss, .sv = ss->sv, .out = out};
     if (argc == 0) {

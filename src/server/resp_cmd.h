@@ -66,6 +66,19 @@ typedef enum resp_exec_result {
  * argc >= 1. */
 resp_exec_result resp_exec(resp_session *ss, const shale_slice *argv, size_t argc, shale_buf *out);
 
+/* As resp_exec, but a plain "SET key value" or "GET key" (authenticated, outside MULTI) may be
+ * deferred: a run of consecutive ones of the same kind is executed together at the next
+ * resp_flush, or when a command that cannot join arrives (which runs after it): the SETs as one
+ * write batch, the GETs as one shale_multi_get. Replies come out in command order, each exactly
+ * what resp_exec would have given (a SET run the store refuses as a whole is redone one by one).
+ * A pipelining client thus costs one commit per run, not one per SET. argv's bytes must stay
+ * valid until resp_flush; the caller calls resp_flush before it reuses them or sends out. */
+resp_exec_result resp_exec_deferred(resp_session *ss, const shale_slice *argv, size_t argc,
+                                    shale_buf *out);
+/* Runs the deferred run, appending its replies to out. RESP_EXEC_CLOSE only when out cannot
+ * grow. */
+resp_exec_result resp_flush(resp_session *ss, shale_buf *out);
+
 /* The canonical lower-case name of a command for metrics ("get", "set", ...), or "unknown". */
 const char *resp_cmd_name(shale_slice name);
 

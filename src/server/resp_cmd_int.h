@@ -1,18 +1,23 @@
 /*
- * resp_cmd_int: what the two files of the resp_cmd module share. Private: included by
- * resp_cmd.c and resp_cmd_admin.c only (the contract for everyone else is resp_cmd.h).
+ * resp_cmd_int: what the three files of the resp_cmd module share. Private: included by
+ * resp_cmd.c, resp_cmd_string.c and resp_cmd_admin.c only (the contract for everyone else is
+ * resp_cmd.h).
  *
- * Why it exists: the module is one unit (one table, one dispatch, one session), split in two
+ * Why it exists: the module is one unit (one table, one dispatch, one session), split in three
  * files to keep each readable:
- *   resp_cmd.c        dispatch (resp_exec, resp_cmd_name), the command table, transactions
- *                     (MULTI/EXEC/WATCH), and the data commands: strings, keys, TTLs, KEYS/SCAN,
- *                     DBSIZE/RANDOMKEY/FLUSH*.
- *   resp_cmd_admin.c  the server and its sessions (resp_server_new .. resp_session_free), and the
- *                     connection and administrative commands: PING ECHO TIME SELECT QUIT AUTH
- *                     HELLO RESET CLIENT CONFIG INFO COMMAND.
+ *   resp_cmd.c         dispatch (resp_exec, resp_cmd_name), the command table, transactions
+ *                      (MULTI/EXEC/WATCH, and a command's own: resp_cmd_with_txn), the store
+ *                      access every handler uses (resp_cmd_kget/kput/kdel), and the key-space
+ *                      commands: DEL EXISTS TYPE, TTLs, RENAME, KEYS/SCAN, DBSIZE/RANDOMKEY/FLUSH*.
+ *   resp_cmd_string.c  the string commands: GET SET GETSET SETNX SETEX PSETEX GETDEL GETEX MGET
+ *                      MSET MSETNX INCR DECR INCRBY DECRBY INCRBYFLOAT APPEND STRLEN GETRANGE
+ *                      SETRANGE.
+ *   resp_cmd_admin.c   the server and its sessions (resp_server_new .. resp_session_free), and
+ *                      the connection and administrative commands: PING ECHO TIME SELECT QUIT
+ *                      AUTH HELLO RESET CLIENT CONFIG INFO COMMAND.
  * Shared here: the server, session and per-command context (cctx) structs, the handler
  * outcomes and command flags, the command table (resp_exec dispatches on it, COMMAND lists it),
- * the reply helpers, and the few functions one file needs from the other.
+ * the reply helpers, and the few functions one file needs from another.
  *
  * Names: the constants and static inline helpers keep the module's short names (CR_OK, F_WRITE,
  * rep_ok, ...): nothing else includes this header, so they cannot collide, and a prefix on every
@@ -139,6 +144,15 @@ struct resp_session {
     uint64_t cursor_seq, cursor_tick;
     shale_buf val, aux, scan_last; /* scratch */
     uint64_t rng;
+    /* The deferred run (resp_exec_deferred): consecutive plain SETs ('S') or GETs ('G'), their
+     * keys and values (slices into the caller's input: valid until resp_flush), the SETs' batch
+     * and where their replies start in out; the GETs' answers. */
+    int run_kind;
+    size_t run_n, run_cap, run_mark;
+    shale_slice *run_keys, *run_vals;
+    shale_batch *run_batch;
+    shale_buf *run_got;
+    shale_code *run_codes;
 };
 
 /* One command being run: lives on resp_exec's stack. */
@@ -152,7 +166,7 @@ struct cctx {
     bool close; /* QUIT: close after sending the reply */
 };
 
-/* ---- resp_cmd.c, for resp_cmd_admin.c ---- */
+/* ---- resp_cmd.c, for resp_cmd_admin.c and resp_cmd_string.c ---- */
 
 /* The command table, sorted by name (resp_cmd_lookup bisects it). */
 extern const cmd_def resp_cmd_table[];
@@ -172,6 +186,22 @@ void resp_cmd_session_reset(resp_session *ss);
 /* Session end: as resp_cmd_session_reset, and frees their memory and the scratch buffers. */
 void resp_cmd_session_release(resp_session *ss);
 
+/* The store, through the command's transaction c->txn when it has one, else straight to the
+ * database (with the server's write options). kget: the value into val (may be NULL) and the
+ * entry's info into info (may be NULL; zeroed first); with upd inside a transaction the key is
+ * read for update (validated at commit), else a plain read. SHALE_NOT_FOUND when absent. */
+shale_code resp_cmd_kget(cctx *c, shale_slice key, shale_buf *val, shale_entry_info *info, bool upd,
+                         shale_error *e) SHALE_MUST_USE;
+/* kput: expire_at_ms 0 = no deadline. */
+shale_code resp_cmd_kput(cctx *c, shale_slice key, shale_slice val, uint64_t expire_at_ms,
+                         shale_error *e) SHALE_MUST_USE;
+shale_code resp_cmd_kdel(cctx *c, shale_slice key, shale_error *e) SHALE_MUST_USE;
+/* Runs fn in a snapshot transaction of its own with unchecked writes (c->txn while it runs;
+ * NULL again after), committed when fn answers CR_OK, rolled back otherwise; a conflict (fn's
+ * CR_CONFLICT or the commit's) drops fn's reply and retries. Answers fn's outcome, or an error
+ * reply: a store failure at begin or commit, or "ERR conflict, try again" after the last try. */
+int resp_cmd_with_txn(cctx *c, cmd_fn fn, const shale_slice *argv, size_t argc);
+
 /* ---- resp_cmd_admin.c, for the table ---- */
 
 int resp_cmd_auth(cctx *c, const shale_slice *argv, size_t argc);
@@ -186,6 +216,25 @@ int resp_cmd_quit(cctx *c, const shale_slice *argv, size_t argc);
 int resp_cmd_reset(cctx *c, const shale_slice *argv, size_t argc);
 int resp_cmd_select(cctx *c, const shale_slice *argv, size_t argc);
 int resp_cmd_time(cctx *c, const shale_slice *argv, size_t argc);
+
+/* ---- resp_cmd_string.c, for the table ---- */
+
+int resp_cmd_append(cctx *c, const shale_slice *argv, size_t argc);
+int resp_cmd_get(cctx *c, const shale_slice *argv, size_t argc);
+int resp_cmd_getdel(cctx *c, const shale_slice *argv, size_t argc);
+int resp_cmd_getex(cctx *c, const shale_slice *argv, size_t argc);
+int resp_cmd_getrange(cctx *c, const shale_slice *argv, size_t argc);
+int resp_cmd_getset(cctx *c, const shale_slice *argv, size_t argc);
+int resp_cmd_incr(cctx *c, const shale_slice *argv, size_t argc); /* INCR DECR INCRBY DECRBY */
+int resp_cmd_incrbyfloat(cctx *c, const shale_slice *argv, size_t argc);
+int resp_cmd_mget(cctx *c, const shale_slice *argv, size_t argc);
+int resp_cmd_mset(cctx *c, const shale_slice *argv, size_t argc);
+int resp_cmd_msetnx(cctx *c, const shale_slice *argv, size_t argc);
+int resp_cmd_set(cctx *c, const shale_slice *argv, size_t argc);
+int resp_cmd_setex(cctx *c, const shale_slice *argv, size_t argc); /* SETEX PSETEX */
+int resp_cmd_setnx(cctx *c, const shale_slice *argv, size_t argc);
+int resp_cmd_setrange(cctx *c, const shale_slice *argv, size_t argc);
+int resp_cmd_strlen(cctx *c, const shale_slice *argv, size_t argc);
 
 /* ---- small helpers ---- */
 

@@ -1443,3 +1443,129 @@ Test(resp_cmd_fix_auth, hello_bad_name_does_not_auth, .init = setup_auth, .fini 
     cr_assert(has("-ERR Client names cannot contain spaces"), "%s", esc(rbuf.data, rbuf.len));
     EXPECT("GET x", "-NOAUTH Authentication required.\r\n");
 }
+
+/* ---- deferred runs (resp_exec_deferred, resp_flush) ---- */
+
+TestSuite(resp_cmd_defer, .init = setup, .fini = teardown);
+
+/* One random command over keys "<tag>0".."<tag>7" into words[] (returns argc). */
+static size_t random_cmd(tu_rng *r, char tag, char words[4][64])
+{
+    static const char *const names[] = {"SET",    "SET",   "GET",    "GET",    "GET",
+                                        "DEL",    "INCR",  "APPEND", "EXISTS", "SETN",
+                                        "STRLEN", "MULTI", "EXEC",   "SETX"};
+    int k = (int)tu_rng_below(r, 8);
+    int v = (int)tu_rng_below(r, 1000);
+    const char *name = names[tu_rng_below(r, sizeof names / sizeof names[0])];
+    size_t n = 2;
+    snprintf(words[1], 64, "%c%d", tag, k);
+    if (strcmp(name, "MULTI") == 0 || strcmp(name, "EXEC") == 0) {
+        n = 1;
+    } else if (strcmp(name, "SET") == 0 || strcmp(name, "APPEND") == 0) {
+        snprintf(words[2], 64, "v%d", v);
+        n = 3;
+    } else if (strcmp(name, "SETN") == 0) { /* a number, for INCR */
+        snprintf(words[2], 64, "%d", v);
+        name = "SET";
+        n = 3;
+    } else if (strcmp(name, "SETX") == 0) { /* a SET that cannot join a run: an option */
+        snprintf(words[2], 64, "w%d", v);
+        snprintf(words[3], 64, "XX");
+        name = "SET";
+        n = 4;
+    }
+    snprintf(words[0], 64, "%s", name);
+    return n;
+}
+
+/* The same random command stream, on disjoint keys, through resp_exec on one session and through
+ * resp_exec_deferred (flushed at random points) on another: byte-identical replies. */
+Test(resp_cmd_defer, same_replies_as_resp_exec)
+{
+    resp_session *ds = resp_session_new(sv, "127.0.0.1:5001");
+    cr_assert_not_null(ds);
+    shale_buf a = {0}, b = {0};
+    tu_rng r1, r2, rf;
+    tu_rng_seed(&r1, 42);
+    tu_rng_seed(&r2, 42);
+    tu_rng_seed(&rf, 7);
+    enum { N = 5000 };
+    char(*w2s)[4][64] = calloc(N, sizeof *w2s); /* a run's argv must live until its flush */
+    cr_assert_not_null(w2s);
+    for (int i = 0; i < N; i++) {
+        char w1[4][64];
+        char(*w2)[64] = w2s[i];
+        size_t n1 = random_cmd(&r1, 'a', w1), n2 = random_cmd(&r2, 'b', w2);
+        cr_assert_eq(n1, n2);
+        shale_slice s1[4], s2[4];
+        for (size_t j = 0; j < n1; j++) {
+            s1[j] = tu_str(w1[j]);
+            s2[j] = tu_str(w2[j]);
+        }
+        cr_assert_eq(resp_exec(ss, s1, n1, &a), RESP_EXEC_OK);
+        cr_assert_eq(resp_exec_deferred(ds, s2, n2, &b), RESP_EXEC_OK);
+        if (tu_rng_below(&rf, 8) == 0) {
+            cr_assert_eq(resp_flush(ds, &b), RESP_EXEC_OK);
+        }
+    }
+    cr_assert_eq(resp_flush(ds, &b), RESP_EXEC_OK);
+    free(w2s);
+    cr_assert_eq(a.len, b.len, "reply streams differ in length: %zu vs %zu", a.len, b.len);
+    cr_assert(memcmp(a.data, b.data, a.len) == 0, "reply streams differ");
+    /* The keys hold the same values. */
+    for (int k = 0; k < 8; k++) {
+        char ka[8], kb[8];
+        snprintf(ka, sizeof ka, "a%d", k);
+        snprintf(kb, sizeof kb, "b%d", k);
+        shale_buf va = {0}, vb = {0};
+        shale_error e;
+        shale_code ca = shale_get(fx.db, NULL, tu_str(ka), &va, &e);
+        shale_code cb = shale_get(fx.db, NULL, tu_str(kb), &vb, &e);
+        cr_assert_eq(ca, cb);
+        cr_assert(va.len == vb.len && (va.len == 0 || memcmp(va.data, vb.data, va.len) == 0));
+        shale_buf_free(&va);
+        shale_buf_free(&vb);
+    }
+    shale_buf_free(&a);
+    shale_buf_free(&b);
+    resp_session_free(ds);
+}
+
+/* A run of SETs and GETs held across several commands, then flushed: replies in order; a run the
+ * store refuses as a whole (one value over max_value_bytes) is redone one by one, so only that
+ * SET fails; reserved keys never join a run and get their error. */
+Test(resp_cmd_defer, runs_keep_order_and_per_command_answers)
+{
+    shale_buf out = {0};
+    size_t big_len = (4u << 20) + 1;
+    char *big = malloc(big_len);
+    cr_assert_not_null(big);
+    memset(big, 'x', big_len);
+    shale_slice cmds[][3] = {
+        {TU_SL("SET"), TU_SL("k1"), TU_SL("one")},
+        {TU_SL("SET"), TU_SL("k2"), {big, big_len}},
+        {TU_SL("set"), TU_SL("k3"), TU_SL("three")},
+        {TU_SL("GET"), TU_SL("k1"), {0}},
+        {TU_SL("GET"), TU_SL("k2"), {0}},
+        {TU_SL("get"), TU_SL("k3"), {0}},
+        {TU_SL("SET"), TU_SL("\x00\xd0x"), TU_SL("v")},
+        {TU_SL("GET"), TU_SL("k3"), {0}},
+    };
+    size_t argc[] = {3, 3, 3, 2, 2, 2, 3, 2};
+    for (size_t i = 0; i < 8; i++) {
+        cr_assert_eq(resp_exec_deferred(ss, cmds[i], argc[i], &out), RESP_EXEC_OK);
+    }
+    cr_assert_eq(resp_flush(ss, &out), RESP_EXEC_OK);
+    const char *want_head = "+OK\r\n-ERR ";
+    cr_assert(out.len > strlen(want_head) && memcmp(out.data, want_head, strlen(want_head)) == 0,
+              "%.*s", (int)(out.len < 200 ? out.len : 200), (const char *)out.data);
+    const char *rest =
+        memmem(out.data, out.len,
+               "\r\n+OK\r\n$3\r\none\r\n$-1\r\n$5\r\nthree\r\n-ERR key "
+               "is in the reserved document space\r\n$5\r\nthree\r\n",
+               strlen("\r\n+OK\r\n$3\r\none\r\n$-1\r\n$5\r\nthree\r\n-ERR key is in the "
+                      "reserved document space\r\n$5\r\nthree\r\n"));
+    cr_assert_not_null(rest, "%.*s", (int)(out.len < 400 ? out.len : 400), (const char *)out.data);
+    free(big);
+    shale_buf_free(&out);
+}

@@ -527,6 +527,7 @@ static void resp_flush_out(resp_conn *c)
 
 static void protocol_error(resp_conn *c, const char *msg)
 {
+    (void)resp_flush(c->ss, &c->out); /* the commands before the bad one are answered first */
     char line[256];
     int n = snprintf(line, sizeof line, "-ERR Protocol error: %s\r\n", msg);
     if (buf_append(&c->out, line, (size_t)n, NULL) != SHALE_OK) {
@@ -634,7 +635,9 @@ static void resp_read_cb(struct bufferevent *bev, void *arg)
             break;
         }
         size_t before = c->out.len;
-        resp_exec_result x = resp_exec(c->ss, c->req.argv, c->req.argc, &c->out);
+        /* Plain SETs and GETs may be deferred into one batch / multi_get (resp_cmd.h): their
+         * time here is the queueing, the run's is on the command that ends it. */
+        resp_exec_result x = resp_exec_deferred(c->ss, c->req.argv, c->req.argc, &c->out);
         bool error = c->out.len > before && ((const char *)c->out.data)[before] == '-';
         /* One clock read per command: a pipeline's commands run back to back. */
         uint64_t now = mono_us();
@@ -645,8 +648,15 @@ static void resp_read_cb(struct bufferevent *bev, void *arg)
             c->closing = true;
         }
         if (c->out.len >= RESP_OUT_HIGH) {
+            if (resp_flush(c->ss, &c->out) != RESP_EXEC_OK) {
+                c->closing = true;
+            }
             resp_release(c->w, c); /* a huge pipeline: answer what we have now */
         }
+    }
+    /* The run's keys point into the input: run it before draining. */
+    if (resp_flush(c->ss, &c->out) != RESP_EXEC_OK) {
+        c->closing = true;
     }
     evbuffer_drain(in, off);
     if (c->out.len > 0) {
