@@ -12,7 +12,10 @@
  * the server gracefully (exit 0 when the database closed cleanly); SIGPIPE is ignored.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,13 +23,24 @@
 #include "cli/cli.h"
 #include "server/server.h"
 
-static server *running; /* for the signal handler */
+/* SIGINT and SIGTERM are blocked in every thread (the mask is set before any thread starts)
+ * and taken by this one with sigwait, so no handler can run on some other thread while the
+ * server is being freed. After server_run returns, the main thread sets `done` and wakes it. */
+typedef struct signal_waiter {
+    server *s;
+    sigset_t set;
+    _Atomic bool done;
+} signal_waiter;
 
-static void on_signal(int sig)
+static void *signal_main(void *arg)
 {
-    (void)sig;
-    if (running != NULL) {
-        server_stop(running);
+    signal_waiter *sw = arg;
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&sw->set, &sig) != 0 || atomic_load(&sw->done)) {
+            return NULL;
+        }
+        server_stop(sw->s);
     }
 }
 
@@ -236,18 +250,25 @@ int cmd_serve(int argc, char **argv)
         free_conf(&c);
         return CLI_ERROR;
     }
+    signal_waiter sw = {0};
+    sigemptyset(&sw.set);
+    sigaddset(&sw.set, SIGINT);
+    sigaddset(&sw.set, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &sw.set, NULL);
+    signal(SIGPIPE, SIG_IGN);
     server *s = NULL;
     shale_error err;
     if (server_open(&cfg, &s, &err) != SHALE_OK) {
         free_conf(&c);
         return cli_fail("serve", &err);
     }
-    running = s;
-    struct sigaction sa = {.sa_handler = on_signal};
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    sw.s = s;
+    pthread_t sig_thread;
+    if (pthread_create(&sig_thread, NULL, signal_main, &sw) != 0) {
+        (void)server_close(s, NULL);
+        free_conf(&c);
+        return cli_errorf("serve", "cannot start the signal thread");
+    }
     char http[300] = "off", resp[300] = "off";
     if (server_http_port(s) != 0) {
         const char *h = cfg.http_addr;
@@ -263,7 +284,9 @@ int cmd_serve(int argc, char **argv)
     if (run != SHALE_OK) {
         cli_fail("serve", &err);
     }
-    running = NULL;
+    atomic_store(&sw.done, true);
+    pthread_kill(sig_thread, SIGTERM); /* blocked everywhere: sigwait takes it */
+    pthread_join(sig_thread, NULL);
     shale_code closed = server_close(s, &err);
     free_conf(&c);
     if (closed != SHALE_OK) {

@@ -648,10 +648,13 @@ shale_code shale_sync(shale_db *db, shale_durability level, shale_error *err)
                    ? SHALE_OK
                    : err_set(err, SHALE_INVALID, 0, "shale_sync: unknown level %d", (int)level);
     }
-    bool fatal = false, synced = false;
+    bool fatal = false, synced = false, no_log = false;
     pthread_mutex_lock(&db->log_mu);
     if (db->log == NULL) {
-        goto out; /* nothing logged yet, or the last segment was closed (and synced) */
+        /* Nothing logged yet, or the last segment was closed: synced, unless that close failed
+         * (switch_locked), which dropped its buffered records and stopped writes. */
+        no_log = true;
+        goto out;
     }
     if (wal_writer_broken(db->log, err)) {
         rc = err != NULL ? err->code : SHALE_IO;
@@ -666,20 +669,27 @@ shale_code shale_sync(shale_db *db, shale_durability level, shale_error *err)
             goto out;
         }
     }
-    if (level == SHALE_DURABILITY_FULL &&
-        (db->synced_log != db->log || db->synced_size != wal_writer_size(db->log))) {
+    if (level == SHALE_DURABILITY_FULL && (db->synced_file != wal_writer_file_number(db->log) ||
+                                           db->synced_size != wal_writer_size(db->log))) {
         rc = wal_writer_sync(db->log, err);
         if (rc != SHALE_OK) {
             fatal = true; /* a failed fsync is final */
             goto out;
         }
-        db->synced_log = db->log;
+        db->synced_file = wal_writer_file_number(db->log); /* numbers are never reused */
         db->synced_size = wal_writer_size(db->log);
         synced = true;
     }
 out:
     db_log_bytes_note_locked(db);
     pthread_mutex_unlock(&db->log_mu);
+    if (no_log) {
+        pthread_mutex_lock(&db->mu);
+        if (db->writes_stopped) {
+            rc = stopped_error(db, err);
+        }
+        pthread_mutex_unlock(&db->mu);
+    }
     if (fatal || synced) { /* mu after log_mu is released: lock order */
         pthread_mutex_lock(&db->mu);
         if (fatal) {

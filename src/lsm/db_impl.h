@@ -218,9 +218,8 @@ struct shale_db {
     shale_error bg_log_err;
     bool flusher_running, closing, log_cv_ready;
     bool flusher_idle; /* the flusher sleeps until signalled (commit.c, flusher_main) */
-    /* shale_sync's last fdatasync: the segment and its size then (under log_mu). */
-    const wal_writer *synced_log;
-    uint64_t synced_size;
+    /* shale_sync's last fdatasync: the segment's file number and its size then (under log_mu). */
+    uint64_t synced_file, synced_size;
     pthread_t flusher;
 
     /* TTL sweeper (ttl.c). */

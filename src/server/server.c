@@ -70,7 +70,8 @@ struct worker {
     struct evconnlistener *resp_listener;
     struct resp_conn *conns;   /* this thread's RESP connections, freed at the end */
     struct resp_conn *pending; /* connections with replies held until the turn's sync */
-    struct event *stop_ev, *grace_ev;
+    struct event *stop_ev, *grace_ev, *accept_retry_ev;
+    bool stopped;
     int64_t busy; /* connections of this thread with output in flight (streams, RESP replies) */
     uint64_t grace_ms;
 };
@@ -309,9 +310,38 @@ static http_method method_of(enum evhttp_cmd_type t)
     }
 }
 
+static void stream_closed(struct evhttp_connection *con, void *arg);
+
+static void stream_free(http_stream_ctx *c)
+{
+    c->w->busy--;
+    http_response_free(&c->resp);
+    buf_free(&c->chunk);
+    free(c);
+}
+
+/* The connection went away (client closed, timeout, or evhttp_free at shutdown) while the stream
+ * was still running: libevent never calls the chunk callback again. If the failure detached the
+ * request (req->evcon == NULL: evhttp_connection_incoming_fail), nobody else frees it. */
+static void stream_closed(struct evhttp_connection *con, void *arg)
+{
+    (void)con;
+    http_stream_ctx *c = arg;
+    worker *w = c->w;
+    metrics_observe(w->srv->met, w->index, METRICS_HTTP, c->resp.route, mono_us() - c->t0, true);
+    if (evhttp_request_get_connection(c->req) == NULL) {
+        evhttp_request_free(c->req);
+    }
+    stream_free(c);
+}
+
 static void stream_end(http_stream_ctx *c, bool ok)
 {
     worker *w = c->w;
+    struct evhttp_connection *con0 = evhttp_request_get_connection(c->req);
+    if (con0 != NULL) {
+        evhttp_connection_set_closecb(con0, NULL, NULL);
+    }
     metrics_observe(w->srv->met, w->index, METRICS_HTTP, c->resp.route, mono_us() - c->t0, !ok);
     if (ok) {
         evhttp_send_reply_end(c->req);
@@ -324,10 +354,7 @@ static void stream_end(http_stream_ctx *c, bool ok)
         }
         evhttp_send_reply_end(c->req);
     }
-    w->busy--;
-    http_response_free(&c->resp);
-    buf_free(&c->chunk);
-    free(c);
+    stream_free(c);
 }
 
 /* Sends the next chunk when the last one has gone out, so a stream holds one chunk at a time. */
@@ -405,6 +432,7 @@ static void http_cb(struct evhttp_request *req, void *arg)
             c->resp = resp;
             c->t0 = t0;
             w->busy++;
+            evhttp_connection_set_closecb(evhttp_request_get_connection(req), stream_closed, c);
             evhttp_send_reply_start(req, resp.status, NULL);
             stream_pump(NULL, c);
             return;
@@ -513,8 +541,13 @@ static void resp_flush_out(resp_conn *c)
                              MSG_NOSIGNAL | MSG_DONTWAIT);
             done = n > 0 ? (size_t)n : 0; /* errors: queue it all, libevent reports them */
         }
-        if (done < c->out.len) {
-            bufferevent_write(c->bev, (const char *)c->out.data + done, c->out.len - done);
+        if (done < c->out.len &&
+            bufferevent_write(c->bev, (const char *)c->out.data + done, c->out.len - done) != 0) {
+            /* Out of memory: a reply lost on an open connection would pair later replies with
+             * the wrong commands. Close instead. */
+            c->closing = true;
+            bufferevent_disable(c->bev, EV_READ);
+            c->reading = false;
         }
         c->out.len = 0;
     }
@@ -567,14 +600,16 @@ static bool turn_sync(worker *w)
     return false;
 }
 
-static void resp_release(worker *w, resp_conn *c)
+/* False when the sync failed and c was freed. */
+static bool resp_release(worker *w, resp_conn *c)
 {
     pending_remove(c);
     if (!turn_sync(w)) {
         conn_free(c);
-        return;
+        return false;
     }
     resp_flush_out(c);
+    return true;
 }
 
 static void flush_pending(worker *w)
@@ -608,6 +643,7 @@ static void resp_read_cb(struct bufferevent *bev, void *arg)
     uint8_t *data = evbuffer_pullup(in, -1);
     size_t off = 0;
     uint64_t t = mono_us();
+    uint32_t ran = 0;
     while (off < len && !c->closing) {
         size_t used = 0;
         const char *msg = NULL;
@@ -647,11 +683,20 @@ static void resp_read_cb(struct bufferevent *bev, void *arg)
         if (x == RESP_EXEC_CLOSE) {
             c->closing = true;
         }
-        if (c->out.len >= RESP_OUT_HIGH) {
+        if (++ran % 64 == 0 || c->out.len >= RESP_OUT_HIGH) {
+            /* A deferred run's replies are not in out yet: end runs every 64 commands so that
+             * the output bound below sees them. */
             if (resp_flush(c->ss, &c->out) != RESP_EXEC_OK) {
                 c->closing = true;
             }
-            resp_release(c->w, c); /* a huge pipeline: answer what we have now */
+        }
+        if (c->out.len >= RESP_OUT_HIGH) {
+            if (!resp_release(c->w, c)) { /* a huge pipeline: answer what we have now */
+                return;                   /* c, its bufferevent and `in` are gone */
+            }
+            if (!c->reading) {
+                break; /* the rest waits in the input until the client reads (resp_write_cb) */
+            }
         }
     }
     /* The run's keys point into the input: run it before draining. */
@@ -750,11 +795,47 @@ static void resp_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct 
     metrics_conn(s->met, METRICS_RESP, 1);
     bufferevent_setcb(bev, resp_read_cb, resp_write_cb, resp_event_cb, c);
     struct timeval idle = {.tv_sec = s->cfg.idle_timeout_s};
-    bufferevent_set_timeouts(bev, s->cfg.idle_timeout_s ? &idle : NULL, NULL);
+    /* The write timeout runs only while replies wait to go out: a client that stops reading
+     * them is closed like an idle one. */
+    bufferevent_set_timeouts(bev, s->cfg.idle_timeout_s ? &idle : NULL,
+                             s->cfg.idle_timeout_s ? &idle : NULL);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
 /* ---- workers ---- */
+
+static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    worker *w = arg;
+    if (w->stopped) {
+        return;
+    }
+    if (w->resp_listener != NULL) {
+        evconnlistener_enable(w->resp_listener);
+    }
+    if (w->http_bound != NULL) {
+        evconnlistener_enable(evhttp_bound_socket_get_listener(w->http_bound));
+    }
+}
+
+/* accept failed with something other than EAGAIN/EINTR (EMFILE, ENFILE, ENOBUFS): the socket
+ * stays readable, so without this libevent would retry at once, forever. Pause, then retry. */
+static _Thread_local worker *this_worker; /* evhttp's listener carries the evhttp, not w */
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    (void)arg;
+    worker *w = this_worker;
+    int e = EVUTIL_SOCKET_ERROR();
+    evconnlistener_disable(l);
+    if (!event_pending(w->accept_retry_ev, EV_TIMEOUT, NULL)) {
+        logf_(w->srv, 0, "accept: %s; not accepting for 100 ms", strerror(e));
+        struct timeval tv = {.tv_usec = 100000};
+        event_add(w->accept_retry_ev, &tv);
+    }
+}
 
 static void grace_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -774,8 +855,15 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     worker *w = arg;
     event_del(w->stop_ev);
+    w->stopped = true;
     if (w->resp_listener != NULL) {
         evconnlistener_disable(w->resp_listener);
+    }
+    /* No new commands: the replies already made go out during the grace period. */
+    for (resp_conn *c = w->conns; c != NULL; c = c->next) {
+        bufferevent_disable(c->bev, EV_READ);
+        c->reading = false;
+        c->closing = true;
     }
     if (w->http_bound != NULL) {
         /* Requests are served synchronously, so none is half-done here; a stream may be, and
@@ -793,6 +881,7 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
 static void *worker_main(void *arg)
 {
     worker *w = arg;
+    this_worker = w;
     for (;;) {
         int r = event_base_loop(w->base, EVLOOP_ONCE);
         flush_pending(w); /* the end of a turn: sync once, then answer */
@@ -837,6 +926,17 @@ static shale_code worker_init(server *s, worker *w, uint32_t index, shale_error 
         }
         w->resp_fd = -1; /* the listener's now */
     }
+    w->accept_retry_ev = event_new(w->base, -1, 0, accept_retry_cb, w);
+    if (w->accept_retry_ev == NULL) {
+        return err_set(err, SHALE_NOMEM, 0, "out of memory");
+    }
+    if (w->resp_listener != NULL) {
+        evconnlistener_set_error_cb(w->resp_listener, accept_error_cb);
+    }
+    if (w->http_bound != NULL) {
+        evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(w->http_bound),
+                                    accept_error_cb);
+    }
     w->stop_ev = event_new(w->base, s->stop_pipe[0], EV_READ | EV_PERSIST, stop_cb, w);
     if (w->stop_ev == NULL || event_add(w->stop_ev, NULL) != 0) {
         return err_set(err, SHALE_NOMEM, 0, "cannot watch the stop pipe");
@@ -860,6 +960,9 @@ static void worker_release(worker *w)
     }
     if (w->grace_ev != NULL) {
         event_free(w->grace_ev);
+    }
+    if (w->accept_retry_ev != NULL) {
+        event_free(w->accept_retry_ev);
     }
     if (w->resp_listener != NULL) {
         evconnlistener_free(w->resp_listener);
@@ -960,6 +1063,9 @@ shale_code server_open(const server_config *c, server **out, shale_error *err)
         goto fail;
     }
     s->workers = calloc(s->nworkers, sizeof *s->workers);
+    for (uint32_t i = 0; s->workers != NULL && i < s->nworkers; i++) {
+        s->workers[i].http_fd = s->workers[i].resp_fd = -1; /* not fd 0: worker_release closes */
+    }
     int *fds = calloc(2 * (size_t)s->nworkers, sizeof *fds);
     if (s->workers == NULL || fds == NULL) {
         free(fds);

@@ -1,13 +1,14 @@
 /*
  * server: `shale serve`, the database as a network server. One shale_db, one HTTP listener
  * (http_api.h on libevent's evhttp) and one RESP listener (resp.h, resp_cmd.h on libevent
- * bufferevents), served by `threads` worker threads, each with its own event loop accepting on
- * both listening sockets (the kernel spreads connections between them). A request runs to its
- * end on the thread that read it; the store's calls block only for a commit's log write or sync,
- * and group commit joins the threads' commits.
+ * bufferevents), served by `threads` worker threads, each with its own event loop and its own
+ * listening socket per protocol (SO_REUSEPORT: the kernel spreads connections between them). A
+ * request runs to its end on the thread that read it; RESP writes commit at MEMORY level and
+ * each loop turn makes them durable with one shale_sync before their replies go out (server.c).
  *
  * Connections: an idle or slow client is closed after idle_timeout_s without a complete request
- * (HTTP: evhttp's timeout; RESP: a read timeout, none while a reply is being written); a client
+ * (HTTP: evhttp's timeout; RESP: a read timeout, and a write timeout while replies wait for a
+ * client that does not read them); a client
  * whose unfinished RESP command exceeds max_query_bytes, or whose HTTP body exceeds max_body
  * (413), is answered and closed. Others are unaffected.
  *

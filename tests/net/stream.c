@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "net_util.h"
 #include "testutil.h"
@@ -256,5 +257,55 @@ Test(stream, large_collection_array_and_ndjson)
     cr_assert_eq(i, NDOCS, "NDJSON lines");
     cr_log_info("streamed and checked in %llu ms", (unsigned long long)(nu_now_ms() - t0));
     free(s.p);
+    nu_stop_ok(&srv);
+}
+
+/* A client that drops a stream mid-body must not leave the stream's snapshot (and cursor) behind:
+ * after three dropped streams the server's /stats reports no live snapshot, and it still stops
+ * at once (no stream keeps the grace period waiting). */
+Test(stream, dropped_stream_releases_its_snapshot)
+{
+    char *dir = nu_path("db");
+    nu_start(&srv, dir, NULL);
+    free(dir);
+    /* Enough documents that the response cannot fit in the socket buffers at once. */
+    static char body[1 << 20];
+    for (int b = 0; b < 4; b++) {
+        size_t n = (size_t)snprintf(body, sizeof body, "{\"documents\":[");
+        for (int i = 0; i < 1000; i++) {
+            n += (size_t)snprintf(body + n, sizeof body - n,
+                                  "%s{\"_id\":\"d%d-%04d\",\"pad\":\"%0200d\"}", i ? "," : "", b, i,
+                                  i);
+        }
+        n += (size_t)snprintf(body + n, sizeof body - n, "]}");
+        nu_resp r = nu_http(&srv, "POST", "/collections/s/batch", body, n, NULL);
+        nu_expect_status(&r, 201, "batch insert");
+        nu_resp_free(&r);
+    }
+    for (int k = 0; k < 3; k++) {
+        int fd = nu_connect(srv.http_port);
+        static const char req[] = "GET /collections/s/find_with_stream HTTP/1.1\r\n"
+                                  "Host: x\r\n\r\n";
+        nu_send(fd, req, sizeof req - 1);
+        char buf[4096];
+        ssize_t got = read(fd, buf, sizeof buf); /* the head and the first chunks */
+        cr_assert_gt(got, 0, "no response to the stream request");
+        close(fd); /* the rest is never read */
+    }
+    /* The server notices each drop when a write fails: poll until every snapshot is released. */
+    long snaps = -1;
+    for (uint64_t end = nu_now_ms() + NU_DEADLINE_MS; nu_now_ms() < end;) {
+        nu_resp r = NU_GET(&srv, "/stats");
+        nu_expect_status(&r, 200, "stats");
+        json_t *st = nu_json(&r);
+        snaps = (long)json_integer_value(json_object_get(st, "snapshots"));
+        json_decref(st);
+        nu_resp_free(&r);
+        if (snaps == 0) {
+            break;
+        }
+        usleep(20000);
+    }
+    cr_assert_eq(snaps, 0, "dropped streams still hold %ld snapshots", snaps);
     nu_stop_ok(&srv);
 }
