@@ -1318,7 +1318,17 @@ static void dispatch(cctx *c, const shale_slice *argv, size_t argc)
         rep_simple(c, "QUEUED");
         return;
     }
+    if ((d->flags & F_WRITE) || d->fn == cmd_exec) {
+        ss->wrote = true;
+    }
     run_cmd(c, d, argv, argc);
+}
+
+bool resp_session_take_wrote(resp_session *ss)
+{
+    bool w = ss->wrote;
+    ss->wrote = false;
+    return w;
 }
 
 /* ---- deferred runs of plain SETs and GETs (resp_exec_deferred) ---- */
@@ -1498,6 +1508,7 @@ resp_exec_result resp_exec_deferred(resp_session *ss, const shale_slice *argv, s
             ss->run_mark = at;
         }
         ss->run_vals[ss->run_n] = argv[2];
+        ss->wrote = true;
     }
     ss->run_kind = kind;
     ss->run_keys[ss->run_n++] = argv[1];

@@ -79,6 +79,11 @@ resp_exec_result resp_exec_deferred(resp_session *ss, const shale_slice *argv, s
  * grow. */
 resp_exec_result resp_flush(resp_session *ss, shale_buf *out);
 
+/* True when a command run since the last call may have written (a write command, EXEC, or a
+ * deferred SET), and clears the mark. When a loop turn's sync fails the server drops only the
+ * replies of connections that wrote; the others' answers acknowledge nothing. */
+bool resp_session_take_wrote(resp_session *ss);
+
 /* The canonical lower-case name of a command for metrics ("get", "set", ...), or "unknown". */
 const char *resp_cmd_name(shale_slice name);
 

@@ -136,6 +136,7 @@ struct resp_session {
     char *name, *lib_name, *lib_ver;
     bool authed;
     bool in_multi, dirty;
+    bool wrote; /* resp_session_take_wrote */
     qcmd *queue;
     size_t nqueue, capqueue;
     watched *watch;

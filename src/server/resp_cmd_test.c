@@ -1569,3 +1569,29 @@ Test(resp_cmd_defer, runs_keep_order_and_per_command_answers)
     free(big);
     shale_buf_free(&out);
 }
+
+/* resp_session_take_wrote: set by write commands, EXEC and deferred SETs; not by reads, errors
+ * before running, or commands queued in MULTI; cleared by the call. */
+Test(resp_cmd_defer, take_wrote_marks_writes_only)
+{
+    cr_assert(!resp_session_take_wrote(ss));
+    run(ss, "GET a");
+    run(ss, "EXISTS a");
+    cr_assert(!resp_session_take_wrote(ss), "reads do not write");
+    run(ss, "SET a 1");
+    cr_assert(resp_session_take_wrote(ss));
+    cr_assert(!resp_session_take_wrote(ss), "the mark is cleared");
+    run(ss, "INCR");
+    cr_assert(!resp_session_take_wrote(ss), "an arity error runs nothing");
+    run(ss, "MULTI");
+    run(ss, "SET b 2");
+    cr_assert(!resp_session_take_wrote(ss), "queued, not run");
+    run(ss, "EXEC");
+    cr_assert(resp_session_take_wrote(ss));
+    shale_slice set[3] = {TU_SL("SET"), TU_SL("c"), TU_SL("3")};
+    cr_assert_eq(resp_exec_deferred(ss, set, 3, &rbuf), RESP_EXEC_OK);
+    cr_assert(resp_session_take_wrote(ss), "a deferred SET");
+    cr_assert_eq(resp_flush(ss, &rbuf), RESP_EXEC_OK);
+    run(ss, "DEL c");
+    cr_assert(resp_session_take_wrote(ss));
+}

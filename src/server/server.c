@@ -458,6 +458,7 @@ typedef struct resp_conn {
     struct resp_conn *prev, *next;   /* worker.conns */
     struct resp_conn *pprev, *pnext; /* worker.pending, when `pending` */
     bool pending;
+    bool wrote; /* a held reply acknowledges a write (resp_session_take_wrote) */
     struct bufferevent *bev;
     resp_session *ss;
     resp_request req;
@@ -604,7 +605,9 @@ static bool turn_sync(worker *w)
 static bool resp_release(worker *w, resp_conn *c)
 {
     pending_remove(c);
-    if (!turn_sync(w)) {
+    bool wrote = c->wrote | resp_session_take_wrote(c->ss);
+    c->wrote = false;
+    if (!turn_sync(w) && wrote) {
         conn_free(c);
         return false;
     }
@@ -621,7 +624,9 @@ static void flush_pending(worker *w)
     while (w->pending != NULL) {
         resp_conn *c = w->pending;
         pending_remove(c);
-        if (!ok) {
+        bool wrote = c->wrote;
+        c->wrote = false;
+        if (!ok && wrote) { /* its replies may acknowledge what the log did not take */
             conn_free(c);
             continue;
         }
@@ -704,6 +709,7 @@ static void resp_read_cb(struct bufferevent *bev, void *arg)
         c->closing = true;
     }
     evbuffer_drain(in, off);
+    c->wrote |= resp_session_take_wrote(c->ss);
     if (c->out.len > 0) {
         pending_add(c); /* answered after the turn's sync (worker_main) */
     } else {
