@@ -235,11 +235,22 @@ shale_code resp_w_verbatim(shale_buf *out, int proto, shale_slice s, shale_error
  *     Redis's string2ll reads them: no sign, no leading zeros, no spaces. A length line is judged
  *     byte by byte as it arrives, so a length over its limit fails before its CRLF is in and a
  *     client cannot make us scan an endless digit string.
- *   - Re-parse cost: a multibulk is re-read argument by argument, skipping each payload by its
- *     length, so O(arguments). An inline line is found with one memchr over at most
- *     max_inline + 2 bytes: bounded by the limit, not by what the client sent.
- *   - argv_needed is reported only once the whole command is in buf, so the caller never sizes
- *     argv for arguments that have not arrived (a "*1000000\r\n" header alone costs nothing).
+ *   - Resumption (resp.h, "Resuming"). A multibulk is parsed argument by argument; each whole
+ *     argument that fits in argv is stored at once and req->resume_off moves past it, so the
+ *     next call starts at the first argument not yet stored: a header or length line is read
+ *     again only while it is the unfinished tail (at most ~24 bytes per call), a payload never
+ *     (it is skipped by its length). While a command is unfinished argv holds offsets from the
+ *     command's start, not pointers: the caller's buffer may move between calls (realloc,
+ *     evbuffer_pullup), so nothing that points into it may survive a MORE. They become slices
+ *     on OK, in one pass over argc. An inline line is looked for with memchr from where the last
+ *     call stopped, over at most max_inline + 2 bytes in all.
+ *   - When argv is full the rest of what arrived is still parsed (so an error in it is found
+ *     now, as if argv had been big enough) but not stored; if whole arguments past argv_cap
+ *     arrived, the MORE asks for min(count, max(2 * argv_cap, arguments received)) slots and
+ *     drops the resume state, since the caller need not keep argv's contents when it grows it.
+ *     The next call starts the command over: as argv at least doubles each time, those
+ *     re-parses add up to O(arguments). Until an argument past argv_cap has wholly arrived
+ *     nothing is asked, so a "*1000000\r\n" header alone costs nothing.
  *   - Inline words follow Redis's sdssplitargs exactly, including that it works on a C string:
  *     a NUL byte ends the line (in a quoted word it is an unbalanced quote).
  *   - Inline unescaping writes over the line only when the command is returned (OK), never on a
@@ -337,65 +348,137 @@ static resp_parse_result read_len(const uint8_t *buf, size_t len, size_t *pos, s
     return RESP_PARSE_OK;
 }
 
-/* One multibulk at buf[pos] (a '*'). On OK, req->argc is its argument count (0: an empty
- * command) and *end is where it ends; the first argv_cap arguments are stored in req->argv. */
-static resp_parse_result parse_multibulk(const uint8_t *buf, size_t len, size_t pos,
-                                         const resp_limits *lim, resp_request *req, size_t *end,
-                                         const char **msg)
+/* argv slots hold offsets from the command's start while it is unfinished (see the notes).
+ * GCC and clang convert between uintptr_t and pointers bit for bit. */
+static const void *off_ptr(size_t off)
 {
-    size_t p = pos + 1;
-    size_t n = 0;
+    return (const void *)(uintptr_t)off;
+}
+
+static size_t ptr_off(const void *ptr)
+{
+    return (size_t)(uintptr_t)ptr;
+}
+
+static void reset_state(resp_request *req)
+{
+    req->resume_off = 0;
+    req->resume_argc = 0;
+    req->resume_nargs = 0;
+}
+
+void resp_request_reset(resp_request *req)
+{
+    reset_state(req);
+    req->argc = 0;
+    req->argv_needed = 0;
+}
+
+/* One multibulk at cmd[0] (a '*'), resumed from req's state if it has one. On OK, req->argc is
+ * its argument count (0: an empty command), *end is where it ends and, when they fit in argv,
+ * the arguments are slices into cmd; the state is cleared. On MORE the state says how far it
+ * got, or argv_needed is set and the state cleared (see the notes). *work counts the bytes read,
+ * not the payloads skipped. */
+static resp_parse_result parse_multibulk(const uint8_t *cmd, size_t len, const resp_limits *lim,
+                                         resp_request *req, size_t *end, const char **msg,
+                                         size_t *work)
+{
+    size_t p = 1;       /* the next byte to read */
+    size_t n = 0;       /* the declared argument count */
+    size_t i = 0;       /* arguments wholly read */
+    size_t from = 0;    /* where this call started reading */
+    size_t skipped = 0; /* payload bytes at or past `from` skipped by their length */
+    resp_parse_result r = RESP_PARSE_OK;
     bool null = false;
-    resp_parse_result r = read_len(buf, len, &p, lim->max_args, true, &n, &null);
-    if (r != RESP_PARSE_OK) {
-        if (r == RESP_PARSE_ERROR) {
-            *msg = "invalid multibulk length";
+    if (req->resume_off > 0 && !NEVER(req->resume_nargs == 0)) {
+        p = from = req->resume_off;
+        n = req->resume_nargs;
+        i = req->resume_argc;
+    } else {
+        reset_state(req);
+        r = read_len(cmd, len, &p, lim->max_args, true, &n, &null);
+        if (r != RESP_PARSE_OK) {
+            if (r == RESP_PARSE_ERROR) {
+                *msg = "invalid multibulk length";
+            }
+            goto incomplete;
         }
-        return r;
+        if (null) {
+            n = 0;
+        }
+        if (n > 0) {
+            req->resume_off = p;
+            req->resume_nargs = n;
+        }
     }
-    if (null) {
-        n = 0;
-    }
-    for (size_t i = 0; i < n; i++) {
+    for (; i < n; i++) {
+        r = RESP_PARSE_MORE;
         if (p >= len) {
-            return RESP_PARSE_MORE;
+            goto incomplete;
         }
-        if (buf[p] != '$') {
-            *msg = got_msg[buf[p]];
-            return RESP_PARSE_ERROR;
+        r = RESP_PARSE_ERROR;
+        if (cmd[p] != '$') {
+            *msg = got_msg[cmd[p]];
+            goto incomplete;
         }
         p++;
         size_t blen = 0;
-        r = read_len(buf, len, &p, lim->max_bulk, false, &blen, &null);
+        r = read_len(cmd, len, &p, lim->max_bulk, false, &blen, &null);
         if (r != RESP_PARSE_OK) {
             if (r == RESP_PARSE_ERROR) {
                 *msg = "invalid bulk length";
             }
-            return r;
+            goto incomplete;
         }
         if (len - p < blen) {
-            return RESP_PARSE_MORE;
+            skipped += len - p;
+            r = RESP_PARSE_MORE;
+            goto incomplete;
         }
-        if (i < req->argv_cap) {
-            req->argv[i] = (shale_slice){.data = buf + p, .len = blen};
-        }
+        size_t at = p;
         p += blen;
-        if (p < len && buf[p] != '\r') {
+        skipped += blen;
+        r = RESP_PARSE_ERROR;
+        if (p < len && cmd[p] != '\r') {
             *msg = "expected CRLF after bulk string";
-            return RESP_PARSE_ERROR;
+            goto incomplete;
         }
-        if (p + 1 < len && buf[p + 1] != '\n') {
+        if (p + 1 < len && cmd[p + 1] != '\n') {
             *msg = "expected CRLF after bulk string";
-            return RESP_PARSE_ERROR;
+            goto incomplete;
         }
+        r = RESP_PARSE_MORE;
         if (len - p < 2) {
-            return RESP_PARSE_MORE;
+            goto incomplete;
         }
         p += 2;
+        if (i < req->argv_cap) {
+            req->argv[i] = (shale_slice){.data = off_ptr(at), .len = blen};
+            req->resume_off = p;
+            req->resume_argc = i + 1;
+        }
     }
+    *work += p - from - skipped;
+    if (n <= req->argv_cap) {
+        for (size_t k = 0; k < n; k++) {
+            req->argv[k].data = cmd + ptr_off(req->argv[k].data);
+        }
+    }
+    reset_state(req); /* done; when argv is too small the caller grows it and we start over */
     req->argc = n;
     *end = p;
     return RESP_PARSE_OK;
+
+incomplete:
+    *work += len - from - skipped;
+    if (r == RESP_PARSE_MORE && i > req->argv_cap) {
+        /* min(n, max(2 * cap, i)), as i <= n. */
+        size_t cap = req->argv_cap;
+        size_t want = cap > n / 2 ? n : 2 * cap;
+        req->argv_needed = want > i ? want : i;
+        reset_state(req);
+    }
+    return r;
 }
 
 /* isspace() in the C locale, without its undefined behaviour for negative chars. */
@@ -535,31 +618,41 @@ static bool split_inline(uint8_t *line, const uint8_t *end, shale_slice *argv, s
     return true;
 }
 
-/* One inline line at buf[pos]. Same outputs as parse_multibulk. */
-static resp_parse_result parse_inline(uint8_t *buf, size_t len, size_t pos, const resp_limits *lim,
-                                      resp_request *req, size_t *end, const char **msg)
+/* One inline line at cmd[0]. Same outputs as parse_multibulk; the state is how much of the line
+ * is known to hold no '\n'. */
+static resp_parse_result parse_inline(uint8_t *cmd, size_t len, const resp_limits *lim,
+                                      resp_request *req, size_t *end, const char **msg,
+                                      size_t *work)
 {
-    size_t avail = len - pos;
     /* The line may be max_inline bytes plus its "\r\n". */
     size_t window = lim->max_inline > SIZE_MAX - 2 ? SIZE_MAX : lim->max_inline + 2;
-    const uint8_t *nl = memchr(buf + pos, '\n', avail < window ? avail : window);
+    size_t limit = len < window ? len : window;
+    size_t from = req->resume_off;
+    if (NEVER(req->resume_nargs != 0 || from > limit)) {
+        from = 0;
+    }
+    reset_state(req);
+    const uint8_t *nl = memchr(cmd + from, '\n', limit - from);
+    *work += (nl != NULL ? (size_t)(nl - cmd) + 1 : limit) - from;
     if (nl == NULL) {
-        if (avail >= window) {
+        if (len >= window) {
             *msg = "too big inline request";
             return RESP_PARSE_ERROR;
         }
+        req->resume_off = len;
         return RESP_PARSE_MORE;
     }
-    size_t line_end = (size_t)(nl - buf);
-    if (line_end > pos && buf[line_end - 1] == '\r') {
+    size_t line_end = (size_t)(nl - cmd);
+    if (line_end > 0 && cmd[line_end - 1] == '\r') {
         line_end--;
     }
-    if (line_end - pos > lim->max_inline) {
+    if (line_end > lim->max_inline) {
         *msg = "too big inline request";
         return RESP_PARSE_ERROR;
     }
     size_t argc = 0;
-    if (!split_inline(buf + pos, buf + line_end, NULL, &argc)) {
+    *work += line_end;
+    if (!split_inline(cmd, cmd + line_end, NULL, &argc)) {
         *msg = "unbalanced quotes in request";
         return RESP_PARSE_ERROR;
     }
@@ -569,14 +662,15 @@ static resp_parse_result parse_inline(uint8_t *buf, size_t len, size_t pos, cons
     }
     if (argc > 0 && argc <= req->argv_cap) {
         size_t again = 0;
-        bool ok = split_inline(buf + pos, buf + line_end, req->argv, &again);
+        *work += line_end;
+        bool ok = split_inline(cmd, cmd + line_end, req->argv, &again);
         if (NEVER(!ok || again != argc)) {
             *msg = "unbalanced quotes in request";
             return RESP_PARSE_ERROR;
         }
     }
     req->argc = argc;
-    *end = (size_t)(nl - buf) + 1;
+    *end = (size_t)(nl - cmd) + 1;
     return RESP_PARSE_OK;
 }
 
@@ -590,29 +684,46 @@ resp_parse_result resp_parse(uint8_t *buf, size_t len, const resp_limits *lim, r
     req->argc = 0;
     req->argv_needed = 0;
     *msg = NULL;
+    /* A caller that broke the resume contract gets a fresh parse (slower, never out of bounds). */
+    if (NEVER(req->resume_off > len || req->resume_argc > req->argv_cap ||
+              req->resume_argc > req->resume_nargs)) {
+        reset_state(req);
+    }
+    size_t work = 0;
     size_t pos = 0;
+    resp_parse_result r;
     for (;;) {
         *used = pos;
         if (pos >= len) {
-            return RESP_PARSE_MORE;
+            r = RESP_PARSE_MORE;
+            break;
         }
-        size_t end = pos;
-        resp_parse_result r = buf[pos] == '*' ? parse_multibulk(buf, len, pos, lim, req, &end, msg)
-                                              : parse_inline(buf, len, pos, lim, req, &end, msg);
+        /* Only the first command can be a resumed one: an empty command has no state. */
+        uint8_t *cmd = buf + pos;
+        size_t end = 0;
+        r = cmd[0] == '*' ? parse_multibulk(cmd, len - pos, lim, req, &end, msg, &work)
+                          : parse_inline(cmd, len - pos, lim, req, &end, msg, &work);
         if (r != RESP_PARSE_OK) {
-            req->argc = 0;
-            return r;
+            break;
         }
         if (req->argc == 0) {
-            pos = end; /* an empty command ("*0", "*-1", a blank line): skipped, as Redis does */
+            pos += end; /* an empty command ("*0", "*-1", a blank line): skipped, as Redis does */
             continue;
         }
         if (req->argc > req->argv_cap) {
             req->argv_needed = req->argc;
-            req->argc = 0;
-            return RESP_PARSE_MORE;
+            r = RESP_PARSE_MORE;
+            break;
         }
-        *used = end;
-        return RESP_PARSE_OK;
+        *used = pos + end;
+        break;
     }
+    if (r != RESP_PARSE_OK) {
+        req->argc = 0;
+    }
+    if (r == RESP_PARSE_ERROR) {
+        reset_state(req);
+    }
+    req->examined += work;
+    return r;
 }

@@ -1,11 +1,15 @@
 /*
  * resp: every reply writer in RESP2 and RESP3 (exact bytes); the request parser on single and
  * pipelined commands, every split point, binary payloads, inline quoting, every protocol error,
- * limits, empty commands and argv growth; and randomized runs (random bytes, mutated valid
- * pipelines, generated pipelines fed in random chunks) that check the parser's invariants.
+ * limits, empty commands and argv growth; resumption (state kept across calls while the buffer
+ * moves: big commands streamed in random chunks parse as when whole, and the bytes examined
+ * stay linear in the command's size where a stateless re-parse is quadratic); and randomized
+ * runs (random bytes, mutated valid pipelines, generated pipelines fed in random chunks) that
+ * check the parser's invariants and that a resumed parse agrees with a fresh one.
  *
  * Every parse runs on a private malloc'd copy of exactly the bytes given, so an ASan build
- * catches any read past len.
+ * catches any read past len; a buffer the parser saw before is poisoned and freed when it
+ * moves, so a pointer kept into it is caught too.
  */
 #include <criterion/criterion.h>
 #include <math.h>
@@ -146,13 +150,92 @@ static void more_case(const void *data, size_t len, const resp_limits *lim, size
 
 #define MORE_CASE(lit, used) more_case((lit), sizeof(lit) - 1, NULL, (used))
 
-/* Every proper prefix is MORE (with nothing used), the whole is OK with the given args. */
+/* A connection's buffer for one request: every call sees a fresh exact-size copy of the bytes
+ * so far (the buffer moves); the previous copy is poisoned and freed. */
+typedef struct moving {
+    uint8_t *buf;
+    size_t len;
+} moving;
+
+static uint8_t *mv_set(moving *m, const void *data, size_t len)
+{
+    uint8_t *fresh = malloc(len > 0 ? len : 1);
+    cr_assert_not_null(fresh);
+    if (len > 0) {
+        memcpy(fresh, data, len);
+    }
+    if (m->buf != NULL) {
+        memset(m->buf, 0xa5, m->len);
+        free(m->buf);
+    }
+    m->buf = fresh;
+    m->len = len;
+    return fresh;
+}
+
+static void mv_free(moving *m)
+{
+    free(m->buf);
+    m->buf = NULL;
+    m->len = 0;
+}
+
+static bool state_clear(const resp_request *req)
+{
+    return req->resume_off == 0 && req->resume_argc == 0 && req->resume_nargs == 0;
+}
+
+/* Feeds data[0 .. len) to one request at the lengths cuts[0 .. ncuts) and then len, the buffer
+ * moving every time: each cut is MORE with nothing used nor asked, the whole is OK with want. */
+static void resumed_case(const void *data, size_t len, const size_t *cuts, size_t ncuts,
+                         const shale_slice *want, size_t n)
+{
+    shale_slice argv[PCAP];
+    resp_request req = {.argv = argv, .argv_cap = PCAP};
+    moving m = {0};
+    size_t used = 0;
+    const char *msg = NULL;
+    char what[128];
+    tu_head(what, sizeof(what), data, len);
+    for (size_t c = 0; c < ncuts; c++) {
+        uint8_t *b = mv_set(&m, data, cuts[c]);
+        resp_parse_result r = resp_parse(b, cuts[c], NULL, &req, &used, &msg);
+        cr_assert_eq(r, RESP_PARSE_MORE, "\"%s\" cut at %zu: result %d (%s)", what, cuts[c], r,
+                     msg ? msg : "-");
+        cr_assert_eq(used, 0u);
+        cr_assert_eq(req.argc, 0u);
+        cr_assert_eq(req.argv_needed, 0u);
+    }
+    uint8_t *b = mv_set(&m, data, len);
+    cr_assert_eq(resp_parse(b, len, NULL, &req, &used, &msg), RESP_PARSE_OK, "\"%s\"", what);
+    cr_assert_eq(used, len);
+    cr_assert(state_clear(&req), "OK clears the state");
+    cr_assert_eq(req.argc, n, "\"%s\"", what);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert(slice_eq(argv[i], want[i]), "\"%s\" arg %zu", what, i);
+        cr_assert((const uint8_t *)argv[i].data >= b &&
+                      (const uint8_t *)argv[i].data + argv[i].len <= b + len,
+                  "arg %zu points into the latest buffer", i);
+    }
+    mv_free(&m);
+}
+
+/* Every proper prefix is MORE (with nothing used), the whole is OK with the given args; also
+ * when resumed: split in two at every point, and fed one byte at a time. */
 static void split_case(const void *data, size_t len, const shale_slice *want, size_t n)
 {
     for (size_t k = 0; k < len; k++) {
         more_case(data, k, NULL, 0);
     }
     ok_case(data, len, len, want, n);
+    size_t *cuts = malloc(len * sizeof(*cuts) + 1);
+    cr_assert_not_null(cuts);
+    for (size_t k = 1; k < len; k++) {
+        resumed_case(data, len, &k, 1, want, n);
+        cuts[k - 1] = k;
+    }
+    resumed_case(data, len, cuts, len > 0 ? len - 1 : 0, want, n);
+    free(cuts);
 }
 
 #define SPLIT_CASE(lit, ...) split_case((lit), sizeof(lit) - 1, ARGS(__VA_ARGS__))
@@ -507,11 +590,18 @@ Test(resp_parse, argv_growth)
     cr_assert_eq(p.req.argc, 0u);
     cr_assert_eq(p.used, 4u, "the skipped empty command is still counted");
     p_free(&p);
-    /* Only a whole command asks for room: a header alone never makes the caller allocate. */
+    /* Room is asked only for arguments that arrived: here four whole ones, argv holds two. */
     p_run(&p, cmd, len - 1, 2, NULL);
+    cr_assert_eq(p.r, RESP_PARSE_MORE);
+    cr_assert_eq(p.req.argv_needed, 4u);
+    cr_assert_eq(p.used, 4u);
+    p_free(&p);
+    /* Two whole ones and part of a third fit in two slots: nothing asked. */
+    p_run(&p, cmd, 4 + 4 + 7 + 7 + 3, 2, NULL);
     cr_assert_eq(p.r, RESP_PARSE_MORE);
     cr_assert_eq(p.req.argv_needed, 0u);
     p_free(&p);
+    /* A header alone never makes the caller allocate. */
     p_run(&p, "*1000000\r\n", 10, 2, NULL);
     cr_assert_eq(p.r, RESP_PARSE_MORE);
     cr_assert_eq(p.req.argv_needed, 0u);
@@ -558,6 +648,120 @@ Test(resp_parse, argv_growth)
     cr_assert_eq(used, big.len);
     cr_assert(slice_eq(r2.argv[2999], S("2999")));
     free(r2.argv);
+    shale_buf_free(&big);
+}
+
+/* argv_needed = min(count, max(2 * argv_cap, arguments wholly received)), for every cap and
+ * every prefix of a 10-argument command: ending right after an argument or inside one. */
+Test(resp_parse, argv_growth_policy)
+{
+    const size_t n = 10;
+    char cmd[128];
+    size_t len = (size_t)snprintf(cmd, sizeof(cmd), "*%zu\r\n", n);
+    const size_t header = len;
+    size_t ends[10];
+    for (size_t i = 0; i < n; i++) {
+        len += (size_t)snprintf(cmd + len, sizeof(cmd) - len, "$1\r\n%c\r\n", (char)('a' + i));
+        ends[i] = len;
+    }
+    for (size_t cap = 0; cap <= n + 2; cap++) {
+        for (size_t k = 0; k <= n; k++) {
+            for (int partial = 0; partial < 2; partial++) {
+                if (partial && k == n) {
+                    continue;
+                }
+                size_t plen = (k > 0 ? ends[k - 1] : header) + (size_t)partial * 3;
+                size_t want = 0;
+                if (k > cap) {
+                    want = 2 * cap > k ? 2 * cap : k;
+                    want = want < n ? want : n;
+                }
+                pctx p;
+                p_run(&p, cmd, plen, cap, NULL);
+                if (k == n && cap >= n) {
+                    cr_assert_eq(p.r, RESP_PARSE_OK);
+                    expect_args(&p,
+                                ARGS(S("a"), S("b"), S("c"), S("d"), S("e"), S("f"), S("g"), S("h"),
+                                     S("i"), S("j")),
+                                "whole");
+                } else {
+                    cr_assert_eq(p.r, RESP_PARSE_MORE);
+                    cr_assert_eq(p.req.argv_needed, want, "cap %zu, %zu args%s: asked %zu", cap, k,
+                                 partial ? " and a part" : "", p.req.argv_needed);
+                    cr_assert(want > 0 || p.req.resume_argc == k, "%zu args kept", k);
+                    cr_assert(want == 0 || state_clear(&p.req), "a growth starts over");
+                }
+                p_free(&p);
+            }
+        }
+    }
+}
+
+/* The server's loop on a command that streams in: argv grows (realloc) only with arguments
+ * that arrived, at least doubling, at most twice what arrived, and a few times in all. */
+Test(resp_parse, argv_grows_while_streaming)
+{
+    shale_buf big = {0};
+    size_t n = 3000;
+    char hdr[32];
+    snprintf(hdr, sizeof(hdr), "*%zu\r\n", n);
+    apps(&big, hdr);
+    size_t *ends = malloc(n * sizeof(*ends));
+    cr_assert_not_null(ends);
+    for (size_t i = 0; i < n; i++) {
+        char arg[48];
+        int alen = snprintf(arg, sizeof(arg), "%zu", i);
+        snprintf(hdr, sizeof(hdr), "$%d\r\n", alen);
+        apps(&big, hdr);
+        apps(&big, arg);
+        apps(&big, "\r\n");
+        ends[i] = big.len;
+    }
+    resp_request req = {0};
+    moving m = {0};
+    size_t have = 0;
+    size_t received = 0; /* whole arguments in the first `have` bytes */
+    int growths = 0;
+    for (;;) {
+        size_t used = 0;
+        const char *msg = NULL;
+        uint8_t *b = mv_set(&m, big.data, have);
+        resp_parse_result r = resp_parse(b, have, NULL, &req, &used, &msg);
+        if (r == RESP_PARSE_OK) {
+            break;
+        }
+        cr_assert_eq(r, RESP_PARSE_MORE);
+        cr_assert_eq(used, 0u);
+        if (req.argv_needed > 0) {
+            cr_assert_gt(req.argv_needed, req.argv_cap);
+            cr_assert_leq(req.argv_needed, n);
+            cr_assert_gt(received, req.argv_cap, "asked only when an argument did not fit");
+            cr_assert_leq(req.argv_needed, 2 * received);
+            cr_assert_geq(req.argv_needed, received);
+            cr_assert(req.argv_needed >= 2 * req.argv_cap || req.argv_needed == n);
+            shale_slice *g = realloc(req.argv, req.argv_needed * sizeof(*g));
+            cr_assert_not_null(g);
+            req.argv = g;
+            req.argv_cap = req.argv_needed;
+            growths++;
+            continue;
+        }
+        cr_assert_lt(have, big.len);
+        have = have + 100 < big.len ? have + 100 : big.len;
+        while (received < n && ends[received] <= have) {
+            received++;
+        }
+    }
+    cr_assert_eq(req.argc, n);
+    for (size_t i = 0; i < n; i++) {
+        char arg[48];
+        int alen = snprintf(arg, sizeof(arg), "%zu", i);
+        cr_assert(slice_eq(req.argv[i], (shale_slice){.data = arg, .len = (size_t)alen}));
+    }
+    cr_assert_leq(growths, 14);
+    mv_free(&m);
+    free(req.argv);
+    free(ends);
     shale_buf_free(&big);
 }
 
@@ -621,6 +825,359 @@ Test(resp_parse, limits)
     ERR_CASE_LIM("*99999999999999999999", &lim, "invalid multibulk length");
     more_case("*1\r\n$18446744073709551615\r\nabc", 30, &lim, 0);
     more_case("PING", 4, &lim, 0);
+}
+
+/* ---- parser: resumption ---- */
+
+/* A big multibulk: n arguments of 0..12 random bytes (CR, LF, '$' and '*' included); where each
+ * argument's payload starts (off) and how long it is (len). */
+typedef struct big_cmd {
+    shale_buf wire;
+    size_t n;
+    size_t *off;
+    size_t *len;
+} big_cmd;
+
+static void big_build(big_cmd *c, size_t n, tu_rng *rng)
+{
+    *c = (big_cmd){.n = n};
+    c->off = malloc(n * sizeof(size_t));
+    c->len = malloc(n * sizeof(size_t));
+    cr_assert(c->off != NULL && c->len != NULL);
+    char hdr[32];
+    snprintf(hdr, sizeof(hdr), "*%zu\r\n", n);
+    apps(&c->wire, hdr);
+    for (size_t i = 0; i < n; i++) {
+        uint8_t arg[12];
+        size_t alen = tu_rng_below(rng, sizeof(arg) + 1);
+        for (size_t j = 0; j < alen; j++) {
+            arg[j] = (uint8_t)tu_rng_below(rng, 256);
+        }
+        snprintf(hdr, sizeof(hdr), "$%zu\r\n", alen);
+        apps(&c->wire, hdr);
+        c->off[i] = c->wire.len;
+        c->len[i] = alen;
+        app(&c->wire, arg, alen);
+        apps(&c->wire, "\r\n");
+    }
+}
+
+static void big_free(big_cmd *c)
+{
+    free(c->off);
+    free(c->len);
+    shale_buf_free(&c->wire);
+}
+
+/* argv holds exactly c's arguments, as slices into b (which holds c's bytes). */
+static void big_expect(const big_cmd *c, const resp_request *req, const uint8_t *b)
+{
+    cr_assert_eq(req->argc, c->n);
+    for (size_t i = 0; i < c->n; i++) {
+        if ((const uint8_t *)req->argv[i].data != b + c->off[i] || req->argv[i].len != c->len[i]) {
+            cr_assert_fail("arg %zu: offset %td, len %zu; want %zu, %zu", i,
+                           (const uint8_t *)req->argv[i].data - b, req->argv[i].len, c->off[i],
+                           c->len[i]);
+        }
+    }
+}
+
+/* Feeding a command in chunks of random sizes (log-uniform in 1 .. max_chunk), the server's way:
+ * one request kept across calls, argv grown on argv_needed (realloc, or a new array that does
+ * not keep the old contents), and, when `move`, the buffer copied to a fresh allocation before
+ * every call (the old one poisoned and freed). When `stateless`, resp_request_reset before
+ * every call makes each one re-parse from the command's start, as the parser did before it
+ * could resume. Returns the calls made; req->examined counts the work. */
+static size_t feed_chunks(const big_cmd *c, resp_request *req, size_t max_chunk, bool move,
+                          bool stateless, tu_rng *rng)
+{
+    const uint8_t *wire = c->wire.data;
+    size_t total = c->wire.len;
+    moving m = {0};
+    uint8_t *b = NULL;
+    if (!move) {
+        b = malloc(total);
+        cr_assert_not_null(b);
+    }
+    size_t have = 0;
+    size_t calls = 0;
+    int bits = 0;
+    while ((size_t)1 << bits < max_chunk) {
+        bits++;
+    }
+    for (;;) {
+        size_t chunk = (size_t)1 << tu_rng_below(rng, (uint64_t)bits + 1);
+        chunk = 1 + tu_rng_below(rng, chunk < max_chunk ? chunk : max_chunk);
+        chunk = chunk < total - have ? chunk : total - have;
+        if (move) {
+            b = mv_set(&m, wire, have + chunk);
+        } else {
+            memcpy(b + have, wire + have, chunk);
+        }
+        have += chunk;
+        resp_parse_result r;
+        size_t used = 0;
+        const char *msg = NULL;
+        for (;;) {
+            if (stateless) {
+                resp_request_reset(req);
+            }
+            calls++;
+            r = resp_parse(b, have, NULL, req, &used, &msg);
+            if (r != RESP_PARSE_MORE || req->argv_needed == 0) {
+                break;
+            }
+            cr_assert_gt(req->argv_needed, req->argv_cap);
+            cr_assert_leq(req->argv_needed, c->n);
+            shale_slice *g;
+            if (tu_rng_below(rng, 2)) {
+                g = realloc(req->argv, req->argv_needed * sizeof(*g));
+            } else {
+                g = malloc(req->argv_needed * sizeof(*g));
+                cr_assert_not_null(g);
+                memset(g, 0xa5, req->argv_needed * sizeof(*g));
+                free(req->argv);
+            }
+            cr_assert_not_null(g);
+            req->argv = g;
+            req->argv_cap = req->argv_needed;
+        }
+        cr_assert_neq(r, RESP_PARSE_ERROR, "%s", msg);
+        if (r == RESP_PARSE_OK) {
+            cr_assert_eq(have, total, "OK before the whole command was in");
+            cr_assert_eq(used, total);
+            cr_assert(state_clear(req));
+            big_expect(c, req, b);
+            break;
+        }
+        cr_assert_eq(used, 0u);
+        cr_assert_lt(have, total, "MORE on a whole command");
+    }
+    if (move) {
+        mv_free(&m);
+    } else {
+        free(b);
+    }
+    return calls;
+}
+
+/* What one call may re-read besides new bytes: an unfinished length line ("$" and the digits of
+ * max_bulk, CRLF) and the CRLF after a payload. */
+#define TAIL_REREAD 16
+
+Test(resp_resume, big_command_in_random_chunks_parses_as_whole)
+{
+    tu_rng rng;
+    tu_rng_seed(&rng, 11);
+    big_cmd c;
+    big_build(&c, 200000, &rng);
+    /* Whole. */
+    resp_request whole = {0};
+    whole.argv = malloc(c.n * sizeof(shale_slice));
+    whole.argv_cap = c.n;
+    cr_assert_not_null(whole.argv);
+    uint8_t *b = malloc(c.wire.len);
+    cr_assert_not_null(b);
+    memcpy(b, c.wire.data, c.wire.len);
+    size_t used = 0;
+    const char *msg = NULL;
+    cr_assert_eq(resp_parse(b, c.wire.len, NULL, &whole, &used, &msg), RESP_PARSE_OK);
+    cr_assert_eq(used, c.wire.len);
+    big_expect(&c, &whole, b);
+    free(b);
+    free(whole.argv);
+    /* Streamed, the buffer moving before every call. */
+    for (int round = 0; round < 2; round++) {
+        resp_request req = {0};
+        size_t calls = feed_chunks(&c, &req, 64u << 10, true, false, &rng);
+        cr_assert_gt(calls, 50u);
+        cr_assert_leq(req.examined, 4 * c.wire.len + TAIL_REREAD * calls,
+                      "examined %zu bytes of a %zu-byte command in %zu calls", req.examined,
+                      c.wire.len, calls);
+        free(req.argv);
+    }
+    big_free(&c);
+}
+
+/* The bytes examined stay within a constant of the command's size plus a constant per call,
+ * for tiny and large chunks, and a stateless re-parse breaks that bound by far (so the count
+ * does measure the quadratic behaviour this guards against). */
+Test(resp_resume, work_is_linear)
+{
+    tu_rng rng;
+    tu_rng_seed(&rng, 12);
+    big_cmd c;
+    big_build(&c, 20000, &rng);
+    /* Big chunks first: a quadratic parser fails those quickly, and would crawl through 1s. */
+    static const size_t chunks[] = {64u << 10, 4096, 16, 1};
+    for (size_t k = 0; k < sizeof(chunks) / sizeof(chunks[0]); k++) {
+        resp_request req = {0};
+        size_t calls = feed_chunks(&c, &req, chunks[k], chunks[k] >= 4096, false, &rng);
+        cr_assert_leq(req.examined, 4 * c.wire.len + TAIL_REREAD * calls,
+                      "chunks up to %zu: examined %zu bytes of %zu in %zu calls", chunks[k],
+                      req.examined, c.wire.len, calls);
+        /* No call re-reads more than the unfinished tail. */
+        cr_assert_leq(req.examined, 28 * c.wire.len);
+        free(req.argv);
+    }
+    resp_request req = {0};
+    size_t calls = feed_chunks(&c, &req, 4096, false, true, &rng);
+    cr_assert_gt(req.examined, 10 * (4 * c.wire.len + TAIL_REREAD * calls),
+                 "stateless: examined %zu bytes of %zu in %zu calls", req.examined, c.wire.len,
+                 calls);
+    free(req.argv);
+    big_free(&c);
+}
+
+/* A big payload is skipped by its length, never examined, however it arrives. */
+Test(resp_resume, big_bulk_is_not_examined)
+{
+    size_t blen = 8u << 20;
+    shale_buf w = {0};
+    char hdr[64];
+    snprintf(hdr, sizeof(hdr), "*2\r\n$3\r\nSET\r\n$%zu\r\n", blen);
+    apps(&w, hdr);
+    size_t at = w.len;
+    cr_assert_eq(buf_reserve(&w, blen + 2, NULL), SHALE_OK);
+    memset((uint8_t *)w.data + w.len, '\n', blen);
+    w.len += blen;
+    apps(&w, "\r\n");
+    resp_request req = {0};
+    shale_slice argv[2];
+    req.argv = argv;
+    req.argv_cap = 2;
+    size_t calls = 0;
+    resp_parse_result r = RESP_PARSE_MORE;
+    size_t used = 0;
+    const char *msg = NULL;
+    for (size_t have = 1; r == RESP_PARSE_MORE; have += have < at ? 1 : 4096) {
+        cr_assert_lt(have, w.len + 4096, "MORE on the whole command");
+        have = have < w.len ? have : w.len;
+        r = resp_parse(w.data, have, NULL, &req, &used, &msg);
+        cr_assert_eq(req.argv_needed, 0u);
+        calls++;
+    }
+    cr_assert_eq(r, RESP_PARSE_OK);
+    cr_assert_eq(used, w.len);
+    cr_assert_eq(req.argc, 2u);
+    cr_assert(slice_eq(argv[0], S("SET")));
+    cr_assert_eq(argv[1].data, (uint8_t *)w.data + at);
+    cr_assert_eq(argv[1].len, blen);
+    cr_assert_leq(req.examined, 4 * at + TAIL_REREAD * calls, "examined %zu in %zu calls",
+                  req.examined, calls);
+    shale_buf_free(&w);
+}
+
+/* An inline line's search for its '\n' resumes too. */
+Test(resp_resume, inline_line_in_pieces)
+{
+    size_t n = 64u << 10; /* the default max_inline */
+    uint8_t *line = malloc(n + 2);
+    cr_assert_not_null(line);
+    for (size_t i = 0; i < n; i++) {
+        line[i] = i % 7 == 6 ? ' ' : (uint8_t)('a' + i % 7);
+    }
+    memcpy(line + n, "\r\n", 2);
+    size_t words = (n + 6) / 7;
+    for (int stateless = 0; stateless < 2; stateless++) {
+        resp_request req = {0};
+        moving m = {0};
+        size_t calls = 0;
+        size_t have = 0;
+        resp_parse_result r = RESP_PARSE_MORE;
+        size_t used = 0;
+        const char *msg = NULL;
+        while (r == RESP_PARSE_MORE) {
+            if (req.argv_needed == 0) {
+                cr_assert_lt(have, n + 2);
+                have += 1 + (size_t)calls % 64;
+                have = have < n + 2 ? have : n + 2;
+            } else {
+                cr_assert_eq(req.argv_needed, words);
+                cr_assert_eq(have, n + 2, "asked only once the line is in");
+                req.argv = malloc(words * sizeof(shale_slice));
+                cr_assert_not_null(req.argv);
+                req.argv_cap = words;
+            }
+            if (stateless) {
+                resp_request_reset(&req);
+            }
+            uint8_t *b = mv_set(&m, line, have);
+            r = resp_parse(b, have, NULL, &req, &used, &msg);
+            calls++;
+        }
+        cr_assert_eq(r, RESP_PARSE_OK);
+        cr_assert_eq(used, n + 2);
+        cr_assert_eq(req.argc, words);
+        cr_assert(slice_eq(req.argv[0], S("abcdef")));
+        cr_assert(state_clear(&req));
+        if (stateless) {
+            cr_assert_gt(req.examined, 100 * (n + 2));
+        } else {
+            /* Searched once, split to count, searched and split twice after argv grew. */
+            cr_assert_leq(req.examined, 5 * (n + 2), "examined %zu", req.examined);
+        }
+        free(req.argv);
+        mv_free(&m);
+    }
+    free(line);
+}
+
+/* The state is cleared after OK and after ERROR, and by resp_request_reset; the next command
+ * on the same request parses from scratch. */
+Test(resp_resume, state_lifecycle)
+{
+    shale_slice argv[4];
+    resp_request req = {.argv = argv, .argv_cap = 4};
+    moving m = {0};
+    size_t used = 0;
+    const char *msg = NULL;
+    const char part[] = "*0\r\n*2\r\n$3\r\nGET\r\n$3\r\nke";
+    uint8_t *b = mv_set(&m, part, sizeof(part) - 1);
+    cr_assert_eq(resp_parse(b, sizeof(part) - 1, NULL, &req, &used, &msg), RESP_PARSE_MORE);
+    cr_assert_eq(used, 4u, "the empty command before it");
+    cr_assert_eq(req.resume_off, 13u, "the end of the whole GET, from the command's start");
+    cr_assert_eq(req.resume_argc, 1u);
+    cr_assert_eq(req.resume_nargs, 2u);
+    /* The caller drops the used bytes; the rest arrives with a bad command behind it. */
+    const char rest[] = "*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n*1\r\n$1\r\nx\r";
+    b = mv_set(&m, rest, sizeof(rest) - 1);
+    cr_assert_eq(resp_parse(b, sizeof(rest) - 1, NULL, &req, &used, &msg), RESP_PARSE_OK);
+    cr_assert_eq(used, 22u);
+    cr_assert(slice_eq(argv[0], S("GET")) && slice_eq(argv[1], S("key")));
+    cr_assert(state_clear(&req));
+    cr_assert_eq(resp_parse(b + 22, sizeof(rest) - 1 - 22, NULL, &req, &used, &msg),
+                 RESP_PARSE_MORE);
+    cr_assert_eq(req.resume_off, 4u, "the header");
+    const char bad[] = "*1\r\n$1\r\nxy";
+    b = mv_set(&m, bad, sizeof(bad) - 1);
+    cr_assert_eq(resp_parse(b, sizeof(bad) - 1, NULL, &req, &used, &msg), RESP_PARSE_ERROR);
+    cr_assert_str_eq(msg, "expected CRLF after bulk string");
+    cr_assert(state_clear(&req), "ERROR clears the state");
+    /* resp_request_reset drops an unfinished command. */
+    b = mv_set(&m, rest, 13);
+    cr_assert_eq(resp_parse(b, 13, NULL, &req, &used, &msg), RESP_PARSE_MORE);
+    cr_assert_eq(req.resume_argc, 1u);
+    size_t examined = req.examined;
+    resp_request_reset(&req);
+    cr_assert(state_clear(&req));
+    cr_assert_eq(req.examined, examined, "the statistic survives");
+    cr_assert_eq(req.argv, argv);
+    cr_assert_eq(req.argv_cap, 4u);
+    b = mv_set(&m, "PING\r\n", 6);
+    cr_assert_eq(resp_parse(b, 6, NULL, &req, &used, &msg), RESP_PARSE_OK);
+    cr_assert(slice_eq(argv[0], S("PING")));
+    /* An inline line's state is how far it was searched. */
+    b = mv_set(&m, "ECHO hel", 8);
+    cr_assert_eq(resp_parse(b, 8, NULL, &req, &used, &msg), RESP_PARSE_MORE);
+    cr_assert_eq(req.resume_off, 8u);
+    cr_assert_eq(req.resume_nargs, 0u);
+    b = mv_set(&m, "ECHO hello\n", 11);
+    cr_assert_eq(resp_parse(b, 11, NULL, &req, &used, &msg), RESP_PARSE_OK);
+    cr_assert_eq(req.argc, 2u);
+    cr_assert(slice_eq(argv[1], S("hello")));
+    cr_assert(state_clear(&req));
+    mv_free(&m);
 }
 
 /* ---- parser: protocol errors ---- */
@@ -919,10 +1476,155 @@ static void check_invariants(const pctx *p, const uint8_t *orig, const resp_limi
     shale_buf_free(&enc);
 }
 
+/* A transcript of what a connection gets from a byte stream: for each command "O", where it
+ * ends in the stream and its arguments; then how the stream ends: "E" and the message, or "M"
+ * and where its unfinished rest starts. */
+static void tr_cmd(shale_buf *t, size_t end, const resp_request *req)
+{
+    app(t, "O", 1);
+    app(t, &end, sizeof(end));
+    app(t, &req->argc, sizeof(req->argc));
+    for (size_t i = 0; i < req->argc; i++) {
+        app(t, &req->argv[i].len, sizeof(req->argv[i].len));
+        app(t, req->argv[i].data, req->argv[i].len);
+    }
+}
+
+static void tr_end(shale_buf *t, resp_parse_result r, const char *msg, size_t at)
+{
+    cr_assert(r == RESP_PARSE_ERROR || r == RESP_PARSE_MORE);
+    if (r == RESP_PARSE_ERROR) {
+        apps(t, "E");
+        apps(t, msg);
+    } else {
+        app(t, "M", 1);
+        app(t, &at, sizeof(at));
+    }
+}
+
+/* The transcript of parsing all of data at once, a fresh request for every call (what the
+ * parser did before it could resume). */
+static void transcript_fresh(const uint8_t *data, size_t len, const resp_limits *lim, shale_buf *t)
+{
+    size_t off = 0;
+    size_t cap = 0;
+    shale_slice *argv = NULL;
+    for (;;) {
+        resp_request req = {.argv = argv, .argv_cap = cap};
+        uint8_t *copy = malloc(len - off + 1);
+        cr_assert_not_null(copy);
+        memcpy(copy, data + off, len - off);
+        size_t used = 0;
+        const char *msg = NULL;
+        resp_parse_result r = resp_parse(copy, len - off, lim, &req, &used, &msg);
+        if (r == RESP_PARSE_OK) {
+            cr_assert_gt(used, 0u);
+            tr_cmd(t, off + used, &req);
+            off += used;
+        } else if (r == RESP_PARSE_MORE && req.argv_needed > 0) {
+            cr_assert_gt(req.argv_needed, cap);
+            cr_assert_leq(req.argv_needed, len);
+            argv = realloc(argv, req.argv_needed * sizeof(*argv));
+            cr_assert_not_null(argv);
+            cap = req.argv_needed;
+        } else {
+            tr_end(t, r, msg, off + used);
+            free(copy);
+            break;
+        }
+        free(copy);
+    }
+    free(argv);
+}
+
+/* The transcript of data arriving in random chunks at one request that keeps its state, as a
+ * connection gets it: the buffer moves before every call, argv grows by realloc or by a new
+ * array that does not keep the old contents, and now and then resp_request_reset before a call
+ * makes it start the command over (which must not change anything either). */
+static void transcript_resumed(const uint8_t *data, size_t len, const resp_limits *lim, tu_rng *rng,
+                               shale_buf *t)
+{
+    resp_request req = {.argv_cap = tu_rng_below(rng, 4)};
+    if (req.argv_cap > 0) {
+        req.argv = malloc(req.argv_cap * sizeof(shale_slice));
+        cr_assert_not_null(req.argv);
+    }
+    moving m = {0};
+    uint8_t *b = mv_set(&m, data, 0);
+    size_t base = 0; /* b holds data[base .. base + have) */
+    size_t have = 0;
+    for (int guard = 0;; guard++) {
+        cr_assert_lt(guard, 100000);
+        resp_parse_result r = RESP_PARSE_MORE;
+        size_t used = 0;
+        const char *msg = NULL;
+        if (have > 0) {
+            if (tu_rng_below(rng, 8) == 0) {
+                resp_request_reset(&req);
+            }
+            r = resp_parse(b, have, lim, &req, &used, &msg);
+        }
+        cr_assert_leq(used, have);
+        if (r == RESP_PARSE_ERROR) {
+            cr_assert(state_clear(&req));
+            tr_end(t, r, msg, 0);
+            break;
+        }
+        if (r == RESP_PARSE_OK) {
+            cr_assert(state_clear(&req));
+            tr_cmd(t, base + used, &req);
+        } else if (req.argv_needed > 0) {
+            cr_assert_gt(req.argv_needed, req.argv_cap);
+            shale_slice *g;
+            if (tu_rng_below(rng, 2)) {
+                g = realloc(req.argv, req.argv_needed * sizeof(*g));
+            } else {
+                g = malloc(req.argv_needed * sizeof(*g));
+                cr_assert_not_null(g);
+                memset(g, 0xa5, req.argv_needed * sizeof(*g));
+                free(req.argv);
+            }
+            cr_assert_not_null(g);
+            req.argv = g;
+            req.argv_cap = req.argv_needed;
+            continue;
+        }
+        base += used;
+        have -= used;
+        if (r == RESP_PARSE_MORE) {
+            if (base + have == len) {
+                tr_end(t, r, NULL, base);
+                break;
+            }
+            size_t chunk = tu_rng_below(rng, 4) == 0 ? len : 1 + tu_rng_below(rng, 16);
+            have += chunk < len - base - have ? chunk : len - base - have;
+        }
+        b = mv_set(&m, data + base, have);
+    }
+    mv_free(&m);
+    free(req.argv);
+}
+
+/* Resumed in random chunks, data parses exactly as when whole. */
+static void check_resumed(const uint8_t *data, size_t len, const resp_limits *lim, tu_rng *rng)
+{
+    shale_buf want = {0};
+    shale_buf got = {0};
+    transcript_fresh(data, len, lim, &want);
+    transcript_resumed(data, len, lim, rng, &got);
+    char what[128];
+    cr_assert(got.len == want.len && memcmp(got.data, want.data, want.len) == 0,
+              "resumed parse of \"%s\" differs", tu_head(what, sizeof(what), data, len));
+    shale_buf_free(&want);
+    shale_buf_free(&got);
+}
+
 /* Parses data as a connection would: command after command, growing argv on request, until
- * MORE or ERROR; checks the invariants of every result. */
+ * MORE or ERROR; checks the invariants of every result, and that a resumed parse of the same
+ * bytes arriving in pieces agrees. */
 static void parse_all(const uint8_t *data, size_t len, const resp_limits *lim, tu_rng *rng)
 {
+    check_resumed(data, len, lim, rng);
     size_t off = 0;
     size_t cap = 1 + tu_rng_below(rng, 4);
     for (int guard = 0; guard < 1000; guard++) {
@@ -1035,8 +1737,23 @@ Test(resp_fuzz, mutated_pipelines_b)
     fuzz_mutations(4, 50000);
 }
 
+/* A connection's buffer moves (evbuffer_pullup may reallocate): a fresh allocation of cap
+ * bytes holding the first n of old's, which is poisoned and freed. */
+static uint8_t *move_buf(uint8_t *old, size_t n, size_t cap)
+{
+    uint8_t *fresh = malloc(cap > 0 ? cap : 1);
+    cr_assert_not_null(fresh);
+    if (n > 0) {
+        memcpy(fresh, old, n);
+    }
+    memset(old, 0xa5, cap);
+    free(old);
+    return fresh;
+}
+
 /* Generated pipelines parse to exactly the generated commands, also when the bytes arrive in
- * random chunks and the caller keeps the unparsed rest, as a connection does. */
+ * random chunks and the caller keeps the unparsed rest and the request's state, as a
+ * connection does, its buffer moving between calls. */
 Test(resp_fuzz, generated_pipelines_in_chunks)
 {
     tu_rng rng;
@@ -1069,6 +1786,7 @@ Test(resp_fuzz, generated_pipelines_in_chunks)
                     cr_assert(slice_eq(argv[a], c->argv[a]), "case %d arg %zu", i, a);
                 }
             } else if (req.argv_needed > 0) {
+                cr_assert_gt(req.argv_needed, req.argv_cap);
                 cr_assert_leq(req.argv_needed, 5u);
                 req.argv_cap = req.argv_needed;
                 continue;
@@ -1081,6 +1799,7 @@ Test(resp_fuzz, generated_pipelines_in_chunks)
                 /* Keep the unparsed rest, as a connection does, then append what arrived. */
                 memmove(conn, conn + used, have - used);
                 have -= used;
+                conn = move_buf(conn, have, wire.len);
                 memcpy(conn + have, (uint8_t *)wire.data + sent, chunk);
                 have += chunk;
                 sent += chunk;
@@ -1088,6 +1807,7 @@ Test(resp_fuzz, generated_pipelines_in_chunks)
             }
             memmove(conn, conn + used, have - used);
             have -= used;
+            conn = move_buf(conn, have, wire.len);
         }
         /* Only empty commands may remain. */
         size_t used = 0;
