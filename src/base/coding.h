@@ -17,6 +17,21 @@
 #define CODING_MAX_VARINT32 5
 #define CODING_MAX_VARINT64 10
 
+/* The value of one hexadecimal digit (either case), or -1 when c is not one. */
+static inline int coding_hex_digit(int c)
+{
+    if (c >= '0' && c <= '9') {
+        return c - '0';
+    }
+    if (c >= 'a' && c <= 'f') {
+        return c - 'a' + 10;
+    }
+    if (c >= 'A' && c <= 'F') {
+        return c - 'A' + 10;
+    }
+    return -1;
+}
+
 static inline void coding_put_fixed32(uint8_t *dst, uint32_t v)
 {
     dst[0] = (uint8_t)v;

@@ -47,6 +47,7 @@
 #include <strings.h>
 
 #include "base/buf.h"
+#include "base/coding.h"
 #include "base/error.h"
 #include "server/http_util.h"
 
@@ -72,20 +73,6 @@ struct http_api {
 
 /* ---- percent-decoding ---- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* Decodes s[0, n) into a new NUL-terminated string (*len without the NUL; the text may hold NUL
  * bytes). 0 on success, -1 for a bad escape, -2 out of memory. */
 static int pct_decode(const char *s, size_t n, bool plus_is_space, char **out, size_t *len)
@@ -97,8 +84,8 @@ static int pct_decode(const char *s, size_t n, bool plus_is_space, char **out, s
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         if (s[i] == '%') {
-            int hi = i + 2 < n ? hexval(s[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval(s[i + 2]) : -1;
+            int hi = i + 2 < n ? coding_hex_digit(s[i + 1]) : -1;
+            int lo = i + 2 < n ? coding_hex_digit(s[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
                 free(d);
                 return -1;

@@ -192,6 +192,26 @@ static size_t totals(metrics *m, metrics_kind kind, total *out)
     return n + 1;
 }
 
+/* One counter family over the series: shale_<what><suffix>_total{<lname>="..."} per series
+ * that served anything, the count or (errors) the error count. */
+static shale_code counters(shale_buf *out, const total *t, size_t n, const char *what,
+                           const char *suffix, const char *help, const char *lname, bool errors,
+                           shale_error *err)
+{
+    shale_code rc =
+        addf(out, err, "# HELP shale_%s%s_total %s, by %s.\n# TYPE shale_%s%s_total counter\n",
+             what, suffix, help, lname, what, suffix);
+    for (size_t i = 0; rc == SHALE_OK && i < n; i++) {
+        char l[160];
+        label(l, sizeof l, t[i].name);
+        if (t[i].count > 0) {
+            rc = addf(out, err, "shale_%s%s_total{%s=\"%s\"} %" PRIu64 "\n", what, suffix, lname, l,
+                      errors ? t[i].errors : t[i].count);
+        }
+    }
+    return rc;
+}
+
 static shale_code family(metrics *m, metrics_kind kind, shale_buf *out, shale_error *err)
 {
     const char *what = kind == METRICS_HTTP ? "http_requests" : "resp_commands";
@@ -202,31 +222,10 @@ static shale_code family(metrics *m, metrics_kind kind, shale_buf *out, shale_er
         return err_set(err, SHALE_NOMEM, 0, "metrics: out of memory");
     }
     size_t n = totals(m, kind, t);
-    shale_code rc = addf(out, err,
-                         "# HELP shale_%s_total Requests served, by %s.\n"
-                         "# TYPE shale_%s_total counter\n",
-                         what, lname, what);
-    for (size_t i = 0; rc == SHALE_OK && i < n; i++) {
-        char l[160];
-        label(l, sizeof l, t[i].name);
-        if (t[i].count > 0) {
-            rc = addf(out, err, "shale_%s_total{%s=\"%s\"} %" PRIu64 "\n", what, lname, l,
-                      t[i].count);
-        }
-    }
+    shale_code rc = counters(out, t, n, what, "", "Requests served", lname, false, err);
     if (rc == SHALE_OK) {
-        rc = addf(out, err,
-                  "# HELP shale_%s_errors_total Requests answered with an error, by %s.\n"
-                  "# TYPE shale_%s_errors_total counter\n",
-                  what, lname, what);
-    }
-    for (size_t i = 0; rc == SHALE_OK && i < n; i++) {
-        char l[160];
-        label(l, sizeof l, t[i].name);
-        if (t[i].count > 0) {
-            rc = addf(out, err, "shale_%s_errors_total{%s=\"%s\"} %" PRIu64 "\n", what, lname, l,
-                      t[i].errors);
-        }
+        rc = counters(out, t, n, what, "_errors", "Requests answered with an error", lname, true,
+                      err);
     }
     if (rc == SHALE_OK) {
         rc = addf(out, err,

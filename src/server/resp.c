@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "base/buf.h"
+#include "base/coding.h"
 #include "base/error.h"
 
 /* ---- replies ---- */
@@ -487,20 +488,6 @@ static bool is_space(int c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
 }
 
-static int hex_val(int c)
-{
-    if (c >= '0' && c <= '9') {
-        return c - '0';
-    }
-    if (c >= 'a' && c <= 'f') {
-        return c - 'a' + 10;
-    }
-    if (c >= 'A' && c <= 'F') {
-        return c - 'A' + 10;
-    }
-    return -1;
-}
-
 /* Splits the line [line, end) into words as sdssplitargs does; false on unbalanced quotes.
  * *argc is the word count. When argv is not NULL, unescapes each word in place (a word's text
  * only gets shorter, so the write position never passes the read position) and stores it in
@@ -528,8 +515,9 @@ static bool split_inline(uint8_t *line, const uint8_t *end, shale_slice *argv, s
             int c1 = AT(1);
             int out = -1;
             if (inq) {
-                if (c == '\\' && c1 == 'x' && hex_val(AT(2)) >= 0 && hex_val(AT(3)) >= 0) {
-                    out = hex_val(AT(2)) * 16 + hex_val(AT(3));
+                if (c == '\\' && c1 == 'x' && coding_hex_digit(AT(2)) >= 0 &&
+                    coding_hex_digit(AT(3)) >= 0) {
+                    out = coding_hex_digit(AT(2)) * 16 + coding_hex_digit(AT(3));
                     p += 3;
                 } else if (c == '\\' && c1 != 0) {
                     p++;
