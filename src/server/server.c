@@ -9,7 +9,6 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
-#include <event2/thread.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <netdb.h>
@@ -983,11 +982,6 @@ static void worker_release(worker *w)
 
 /* ---- lifecycle ---- */
 
-static void use_pthreads(void)
-{
-    (void)evthread_use_pthreads();
-}
-
 static char *dup_or_null(const char *s)
 {
     return s != NULL ? strdup(s) : NULL;
@@ -996,8 +990,8 @@ static char *dup_or_null(const char *s)
 shale_code server_open(const server_config *c, server **out, shale_error *err)
 {
     *out = NULL;
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, use_pthreads);
+    /* No evthread_use_pthreads: every event base is used by its own thread only (the stop
+     * request crosses threads through a pipe), so libevent needs no locks. */
     server *s = calloc(1, sizeof *s);
     if (s == NULL) {
         return err_set(err, SHALE_NOMEM, 0, "out of memory");
