@@ -118,15 +118,23 @@ static shale_code addf(shale_buf *out, shale_error *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static shale_code addf(shale_buf *out, shale_error *err, const char *fmt, ...)
 {
-    char line[512];
+    /* Formatted straight into out, growing it when the text is longer than the room left. */
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(line, sizeof line, fmt, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
     if (n < 0) {
         return err_set(err, SHALE_INVALID, 0, "metrics: format failed");
     }
-    return buf_append(out, line, (size_t)n < sizeof line ? (size_t)n : sizeof line - 1, err);
+    shale_code rc = buf_reserve(out, (size_t)n + 1, err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    va_start(ap, fmt);
+    vsnprintf((char *)out->data + out->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    out->len += (size_t)n;
+    return SHALE_OK;
 }
 
 /* A label value: the route and command names are ours (no quotes or backslashes), but escape
