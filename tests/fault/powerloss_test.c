@@ -1087,8 +1087,7 @@ Test(fault, background_write_failure_is_retried_and_loses_nothing)
          * two commits, so a second put of the same key could meet it too. */
         char kb[17], vb[32];
         int vn = snprintf(vb, sizeof vb, "value-%" PRIu64, acked);
-        shale_code rc =
-            shale_put(db, NULL, tu_key(kb, acked), (shale_slice){vb, (size_t)vn}, &err);
+        shale_code rc = shale_put(db, NULL, tu_key(kb, acked), (shale_slice){vb, (size_t)vn}, &err);
         if (rc == SHALE_IO) {
             saw_failure = true; /* the background error, reported to MEMORY commits */
             usleep(1000);
