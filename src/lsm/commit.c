@@ -683,16 +683,13 @@ shale_code shale_sync(shale_db *db, shale_durability level, shale_error *err)
 out:
     db_log_bytes_note_locked(db);
     pthread_mutex_unlock(&db->log_mu);
-    if (no_log) {
+    if (no_log || fatal || synced) { /* mu after log_mu is released: lock order */
         pthread_mutex_lock(&db->mu);
-        if (db->writes_stopped) {
-            rc = stopped_error(db, err);
-        }
-        pthread_mutex_unlock(&db->mu);
-    }
-    if (fatal || synced) { /* mu after log_mu is released: lock order */
-        pthread_mutex_lock(&db->mu);
-        if (fatal) {
+        if (no_log) {
+            if (db->writes_stopped) {
+                rc = stopped_error(db, err);
+            }
+        } else if (fatal) {
             shale_error why;
             err_set(&why, rc, err != NULL ? err->sys_errno : 0, "shale_sync: %s",
                     err != NULL ? err->msg : "the log could not be written");
@@ -726,33 +723,38 @@ static void *flusher_main(void *arg)
 {
     shale_db *db = arg;
     uint32_t empty_polls = FLUSHER_IDLE_POLLS;
+    bool polled = false; /* the last wait was a poll: what is buffered is at most an interval old */
 
     pthread_mutex_lock(&db->log_mu);
     while (!db->closing) {
         struct timespec deadline;
-        if (db->log == NULL || wal_writer_buffered_bytes(db->log) == 0) {
-            if (empty_polls >= FLUSHER_IDLE_POLLS) {
-                db->flusher_idle = true;
-                pthread_cond_wait(&db->log_cv, &db->log_mu);
-                db->flusher_idle = false;
-                empty_polls = 0;
-                if (db->closing || db->log == NULL || wal_writer_buffered_bytes(db->log) == 0) {
-                    continue;
-                }
-                /* Woken by the first record: give it its interval. */
-                deadline_after(&deadline, db->opts.wal_flush_interval_ms);
-                while (!db->closing &&
-                       pthread_cond_timedwait(&db->log_cv, &db->log_mu, &deadline) != ETIMEDOUT) {
-                }
-            } else {
-                empty_polls++;
-                deadline_after(&deadline, db->opts.wal_flush_interval_ms);
-                (void)pthread_cond_timedwait(&db->log_cv, &db->log_mu, &deadline);
+        bool empty = db->log == NULL || wal_writer_buffered_bytes(db->log) == 0;
+        if (empty && empty_polls < FLUSHER_IDLE_POLLS) {
+            empty_polls++;
+            deadline_after(&deadline, db->opts.wal_flush_interval_ms);
+            (void)pthread_cond_timedwait(&db->log_cv, &db->log_mu, &deadline);
+            polled = true;
+            continue;
+        }
+        if (empty) {
+            db->flusher_idle = true;
+            pthread_cond_wait(&db->log_cv, &db->log_mu);
+            db->flusher_idle = false;
+            polled = false;
+            if (db->closing || db->log == NULL || wal_writer_buffered_bytes(db->log) == 0) {
                 continue;
             }
-        } else {
-            empty_polls = 0; /* found by a poll: at most an interval old */
         }
+        if (!polled) {
+            /* Woken by the first record, found at the start, or arrived during the last write:
+             * give it its interval. */
+            deadline_after(&deadline, db->opts.wal_flush_interval_ms);
+            while (!db->closing &&
+                   pthread_cond_timedwait(&db->log_cv, &db->log_mu, &deadline) != ETIMEDOUT) {
+            }
+        }
+        polled = false;
+        empty_polls = 0;
         if (db->closing) {
             break;
         }
@@ -782,10 +784,7 @@ static void *flusher_main(void *arg)
             pthread_mutex_lock(&db->log_mu);
             break;
         }
-        /* Retry after an interval, not at once. */
-        struct timespec retry;
-        deadline_after(&retry, db->opts.wal_flush_interval_ms);
-        (void)pthread_cond_timedwait(&db->log_cv, &db->log_mu, &retry);
+        /* Kept buffered: retried after an interval (the wait above, polled being false). */
     }
     pthread_mutex_unlock(&db->log_mu);
     return NULL;
