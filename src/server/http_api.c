@@ -244,23 +244,40 @@ typedef struct route {
     handler_fn *fn;
 } route;
 
-/* Which route a path is, filling the path parameters. */
+/* A fixed path segment and the route it names. */
+typedef struct seg_route {
+    const char *name;
+    route_id id;
+} seg_route;
+
+static route_id seg_lookup(const segment *g, const seg_route *tab, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (seg_is(g, tab[i].name)) {
+            return tab[i].id;
+        }
+    }
+    return R_NONE;
+}
+
+/* Which route a path is, filling the path parameters: /top, /collections/{c}/sub,
+ * /collections/{c}/item/{x}. */
 static route_id match(params *p)
 {
+    static const seg_route top[] = {{"health", R_HEALTH},
+                                    {"stats", R_STATS},
+                                    {"metrics", R_METRICS},
+                                    {"transaction", R_TXN},
+                                    {"collections", R_COLLS}};
+    static const seg_route sub[] = {{"batch", R_BATCH},
+                                    {"find", R_FIND},
+                                    {"find_with_stream", R_STREAM},
+                                    {"indexes", R_INDEXES},
+                                    {"query", R_QUERY}};
+    static const seg_route item[] = {{"documents", R_DOC}, {"indexes", R_INDEX}};
     segment *g = p->seg;
     if (p->nseg == 1) {
-        if (seg_is(&g[0], "health")) {
-            return R_HEALTH;
-        } else if (seg_is(&g[0], "stats")) {
-            return R_STATS;
-        } else if (seg_is(&g[0], "metrics")) {
-            return R_METRICS;
-        } else if (seg_is(&g[0], "transaction")) {
-            return R_TXN;
-        } else if (seg_is(&g[0], "collections")) {
-            return R_COLLS;
-        }
-        return R_NONE;
+        return seg_lookup(&g[0], top, sizeof top / sizeof top[0]);
     }
     if (!seg_is(&g[0], "collections")) {
         return R_NONE;
@@ -270,27 +287,15 @@ static route_id match(params *p)
         return R_COLL;
     }
     if (p->nseg == 3) {
-        if (seg_is(&g[2], "batch")) {
-            return R_BATCH;
-        } else if (seg_is(&g[2], "find")) {
-            return R_FIND;
-        } else if (seg_is(&g[2], "find_with_stream")) {
-            return R_STREAM;
-        } else if (seg_is(&g[2], "indexes")) {
-            return R_INDEXES;
-        } else if (seg_is(&g[2], "query")) {
-            return R_QUERY;
-        }
-        return R_NONE;
+        return seg_lookup(&g[2], sub, sizeof sub / sizeof sub[0]);
     }
-    if (seg_is(&g[2], "documents")) {
+    route_id id = seg_lookup(&g[2], item, sizeof item / sizeof item[0]);
+    if (id == R_DOC) {
         p->id = (shale_slice){g[3].s, g[3].len};
-        return R_DOC;
-    } else if (seg_is(&g[2], "indexes")) {
+    } else if (id == R_INDEX) {
         p->field = g[3].s;
-        return R_INDEX;
     }
-    return R_NONE;
+    return id;
 }
 
 /* A collection name or field from the path must be a C string: a decoded NUL is refused here

@@ -1324,6 +1324,12 @@ static void dispatch(cctx *c, const shale_slice *argv, size_t argc)
     run_cmd(c, d, argv, argc);
 }
 
+const char *resp_session_cmd(const resp_session *ss)
+{
+    const char *name = atomic_load_explicit(&ss->last_cmd, memory_order_relaxed);
+    return name != NULL ? name : "unknown";
+}
+
 bool resp_session_take_wrote(resp_session *ss)
 {
     bool w = ss->wrote;
@@ -1332,8 +1338,6 @@ bool resp_session_take_wrote(resp_session *ss)
 }
 
 /* ---- deferred runs of plain SETs and GETs (resp_exec_deferred) ---- */
-
-#define RUN_MAX 1024 /* commands in one run: bounds the batch and the multi_get */
 
 static void run_reset(resp_session *ss)
 {
@@ -1481,7 +1485,7 @@ resp_exec_result resp_exec_deferred(resp_session *ss, const shale_slice *argv, s
                                     shale_buf *out)
 {
     int kind = run_kind_of(ss, argv, argc);
-    if (kind != ss->run_kind || ss->run_n == RUN_MAX || kind == 0) {
+    if (kind != ss->run_kind || ss->run_n == RESP_RUN_MAX || kind == 0) {
         if (resp_flush(ss, out) != RESP_EXEC_OK) {
             return RESP_EXEC_CLOSE;
         }
@@ -1512,6 +1516,7 @@ resp_exec_result resp_exec_deferred(resp_session *ss, const shale_slice *argv, s
     }
     ss->run_kind = kind;
     ss->run_keys[ss->run_n++] = argv[1];
+    atomic_store_explicit(&ss->last_cmd, kind == 'S' ? "set" : "get", memory_order_relaxed);
     return RESP_EXEC_OK;
 }
 

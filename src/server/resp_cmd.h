@@ -75,6 +75,8 @@ resp_exec_result resp_exec(resp_session *ss, const shale_slice *argv, size_t arg
  * valid until resp_flush; the caller calls resp_flush before it reuses them or sends out. */
 resp_exec_result resp_exec_deferred(resp_session *ss, const shale_slice *argv, size_t argc,
                                     shale_buf *out);
+/* A run ends after this many commands, so the replies not yet in out stay few. */
+#define RESP_RUN_MAX 64
 /* Runs the deferred run, appending its replies to out. RESP_EXEC_CLOSE only when out cannot
  * grow. */
 resp_exec_result resp_flush(resp_session *ss, shale_buf *out);
@@ -83,6 +85,10 @@ resp_exec_result resp_flush(resp_session *ss, shale_buf *out);
  * deferred SET), and clears the mark. When a loop turn's sync fails the server drops only the
  * replies of connections that wrote; the others' answers acknowledge nothing. */
 bool resp_session_take_wrote(resp_session *ss);
+
+/* The canonical lower-case name of the session's last command (resp_exec or
+ * resp_exec_deferred), for metrics: "get", "set", ..., or "unknown". Static storage. */
+const char *resp_session_cmd(const resp_session *ss);
 
 /* The canonical lower-case name of a command for metrics ("get", "set", ...), or "unknown". */
 const char *resp_cmd_name(shale_slice name);

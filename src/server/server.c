@@ -601,12 +601,15 @@ static bool turn_sync(worker *w)
 }
 
 /* False when the sync failed and c was freed. */
-static bool resp_release(worker *w, resp_conn *c)
+/* Sends c's held replies once the turn's sync returned (synced), or, when it failed and c
+ * wrote, drops them and closes c: its replies may acknowledge what the log did not take. False
+ * when c was freed. */
+static bool release(resp_conn *c, bool synced)
 {
     pending_remove(c);
     bool wrote = c->wrote | resp_session_take_wrote(c->ss);
     c->wrote = false;
-    if (!turn_sync(w) && wrote) {
+    if (!synced && wrote) {
         conn_free(c);
         return false;
     }
@@ -619,18 +622,12 @@ static void flush_pending(worker *w)
     if (w->pending == NULL) {
         return;
     }
-    bool ok = turn_sync(w);
+    bool synced = turn_sync(w);
     while (w->pending != NULL) {
         resp_conn *c = w->pending;
-        pending_remove(c);
-        bool wrote = c->wrote;
-        c->wrote = false;
-        if (!ok && wrote) { /* its replies may acknowledge what the log did not take */
-            conn_free(c);
-            continue;
+        if (release(c, synced)) {
+            conn_close_if_done(c);
         }
-        resp_flush_out(c);
-        conn_close_if_done(c);
     }
 }
 
@@ -647,7 +644,6 @@ static void resp_read_cb(struct bufferevent *bev, void *arg)
     uint8_t *data = evbuffer_pullup(in, -1);
     size_t off = 0;
     uint64_t t = mono_us();
-    uint32_t ran = 0;
     while (off < len && !c->closing) {
         size_t used = 0;
         const char *msg = NULL;
@@ -681,22 +677,19 @@ static void resp_read_cb(struct bufferevent *bev, void *arg)
         bool error = c->out.len > before && ((const char *)c->out.data)[before] == '-';
         /* One clock read per command: a pipeline's commands run back to back. */
         uint64_t now = mono_us();
-        metrics_observe(s->met, c->w->index, METRICS_RESP, resp_cmd_name(c->req.argv[0]), now - t,
-                        error);
+        metrics_observe(s->met, c->w->index, METRICS_RESP, resp_session_cmd(c->ss), now - t, error);
         t = now;
         if (x == RESP_EXEC_CLOSE) {
             c->closing = true;
         }
-        if (++ran % 64 == 0 || c->out.len >= RESP_OUT_HIGH) {
-            /* A deferred run's replies are not in out yet: end runs every 64 commands so that
-             * the output bound below sees them. */
+        /* A deferred run holds at most RESP_RUN_MAX commands whose replies are not in out yet,
+         * so this bound is passed by at most that many replies. */
+        if (c->out.len >= RESP_OUT_HIGH) {
             if (resp_flush(c->ss, &c->out) != RESP_EXEC_OK) {
                 c->closing = true;
             }
-        }
-        if (c->out.len >= RESP_OUT_HIGH) {
-            if (!resp_release(c->w, c)) { /* a huge pipeline: answer what we have now */
-                return;                   /* c, its bufferevent and `in` are gone */
+            if (!release(c, turn_sync(c->w))) { /* a huge pipeline: answer what we have now */
+                return;                         /* c, its bufferevent and `in` are gone */
             }
             if (!c->reading) {
                 break; /* the rest waits in the input until the client reads (resp_write_cb) */
