@@ -62,18 +62,21 @@ typedef struct lnode {
 } lnode;
 
 struct cache_handle {
-    lnode lru;                      /* on the shard's LRU or in-use list */
+    /* What a hit reads and writes, first, so that it is one cache line (a hit's misses are the
+     * bucket, this line, and the value). */
+    uint64_t hash;
+    uint64_t id, off;
     struct cache_handle *next_hash; /* bucket chain; reused to chain entries being freed */
     void *value;
+    uint32_t refs; /* handles, plus one while in the cache */
+    bool visited;  /* looked up since eviction last passed it */
+    bool in_cache;
+    bool on_lru; /* on the LRU list (else on the in-use list, or on none when detached) */
+    /* What only inserts, releases and eviction touch. */
+    lnode lru; /* on the shard's LRU or in-use list */
     cache_deleter deleter;
     void *arg;
-    uint64_t id, off;
-    uint64_t hash;
     size_t charge;
-    uint32_t refs; /* handles, plus one while in the cache */
-    bool in_cache;
-    bool on_lru;  /* on the LRU list (else on the in-use list, or on none when detached) */
-    bool visited; /* looked up since eviction last passed it */
 };
 
 typedef struct shard {
@@ -381,7 +384,9 @@ cache_handle *cache_insert(cache *c, uint64_t id, uint64_t off, void *value, siz
     uint64_t hash = key_hash(id, off);
     shard *s = shard_of(c, hash);
     cache_handle *dead = NULL;
-    cache_handle *e = malloc(sizeof *e);
+    /* Line-aligned, so the hot fields above never straddle two lines. */
+    cache_handle *e =
+        aligned_alloc(CACHE_LINE, (sizeof *e + CACHE_LINE - 1) / CACHE_LINE * CACHE_LINE);
     if (e == NULL) {
         deleter(value, arg);
         return NULL;

@@ -404,8 +404,10 @@ void db_tables_unref(db_tables *t)
     if (t == NULL || atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1) {
         return;
     }
-    table_cache_free(t->tables); /* first: closing readers releases their cached blocks */
+    /* The set first: its tables give back the readers they pinned (table_cache_meta_reader);
+     * then the readers, whose closing releases their cached blocks; then the block cache. */
     version_set_free(t->vs);
+    table_cache_free(t->tables);
     cache_free(t->block_cache);
     free(t);
 }
@@ -440,8 +442,8 @@ static void db_release(shale_db *db)
     if (db->shared != NULL) {
         db_tables_unref(db->shared);
     } else { /* a failed open before the holder existed */
-        table_cache_free(db->tables);
         version_set_free(db->vs);
+        table_cache_free(db->tables);
         cache_free(db->block_cache);
     }
     db->shared = NULL;
@@ -809,7 +811,9 @@ shale_code db_check_key(const shale_db *db, shale_slice key, shale_error *err)
 
 /* Finds the live value of key at seq and time now_ms (0: read the clock only if the entry has a
  * deadline). SHALE_NOT_FOUND if none; SHALE_CORRUPTION / SHALE_IO from a table. On SHALE_OK the
- * value is in `value` (when not NULL) and *info filled (when not NULL). */
+ * value is in `value` (when not NULL) and *info filled (when not NULL). The caller counts the
+ * read in db->reads (a multi_get once for all its keys: the counter's line is shared by every
+ * reading thread). */
 static shale_code lookup(shale_db *db, db_view *view, shale_slice key, uint64_t seq,
                          uint64_t now_ms, shale_buf *value, shale_entry_info *info,
                          shale_buf *scratch, shale_error *err)
@@ -817,7 +821,6 @@ static shale_code lookup(shale_db *db, db_view *view, shale_slice key, uint64_t 
     ikey_entry e;
     bool found = false;
 
-    atomic_fetch_add_explicit(&db->reads, 1, memory_order_relaxed);
     shale_code rc = db_view_get(db, view, key, seq, &found, &e, scratch, err);
     if (rc != SHALE_OK) {
         return rc;
@@ -858,6 +861,7 @@ shale_code shale_get_info(shale_db *db, const shale_read_opts *ropts, shale_slic
     }
     uint64_t seq = db_read_seq(db, ropts); /* the seq first, then the view (db_impl.h) */
     db_view *view = db_view_acquire(db);
+    atomic_fetch_add_explicit(&db->reads, 1, memory_order_relaxed);
     /* The value buffer doubles as the table's scratch: no allocation per get once it is big
      * enough, and one copy less. */
     rc = lookup(db, view, key, seq, 0, value, info, value != NULL ? value : &scratch, err);
@@ -920,18 +924,21 @@ shale_code shale_multi_get(shale_db *db, const shale_read_opts *ropts, size_t co
     /* One snapshot and one clock reading for all keys: the answers agree with each other. */
     uint64_t seq = db_read_seq(db, ropts), now_ms = db->env->now_ms(db->env);
     db_view *view = db_view_acquire(db);
-    shale_buf scratch = {0};
+    atomic_fetch_add_explicit(&db->reads, count, memory_order_relaxed);
     shale_code rc = SHALE_OK;
     for (size_t i = 0; i < count && rc == SHALE_OK; i++) {
         values[i].len = 0;
         shale_error kerr;
-        codes[i] = lookup(db, view, keys[i], seq, now_ms, &values[i], NULL, &scratch, &kerr);
+        /* Each value buffer is its key's scratch, as in shale_get_info. */
+        codes[i] = lookup(db, view, keys[i], seq, now_ms, &values[i], NULL, &values[i], &kerr);
+        if (codes[i] != SHALE_OK) {
+            values[i].len = 0;
+        }
         if (codes[i] == SHALE_NOMEM) {
             rc = err_copy(err, &kerr);
         }
     }
     db_view_release(view);
-    buf_free(&scratch);
     return rc;
 }
 

@@ -153,18 +153,68 @@ void table_cache_evict(table_cache *tc, uint64_t number)
     cache_erase(tc->readers, number, 0);
 }
 
-shale_code table_cache_lookup(table_cache *tc, uint64_t number, uint64_t file_size, shale_slice key,
-                              uint64_t snapshot_seq, bool *found, ikey_entry *out,
-                              shale_buf *scratch, sst_get_stats *stats, shale_error *err)
-{
-    table_handle *h = NULL;
-    shale_code rc = table_cache_get(tc, number, file_size, &h, err);
+/* What a file_meta's pin holds: the handle and the cache to give it back to. */
+typedef struct meta_pin {
+    table_cache *tc;
+    table_handle *h;
+} meta_pin;
 
+static void unpin_meta(file_meta *f)
+{
+    meta_pin *p = atomic_load_explicit(&f->reader_pin, memory_order_acquire);
+    if (p != NULL) {
+        table_cache_release(p->tc, p->h);
+        cache_hold_done(p->tc->readers, 1);
+        free(p);
+    }
+}
+
+/* Hands the pin h to f if f has none and the held share has room (true: the caller must not
+ * release h). The claim is a compare-and-swap on reader_pin, so of two racing reads one wins;
+ * unpin is written before the reader is published, and read only once f's last reference has
+ * gone, which orders it after every read of f. */
+static bool pin_into(table_cache *tc, file_meta *f, table_handle *h)
+{
+    if (atomic_load_explicit(&f->reader_pin, memory_order_relaxed) != NULL ||
+        !cache_hold_try(tc->readers, 1)) {
+        return false;
+    }
+    meta_pin *p = malloc(sizeof *p);
+    void *expected = NULL;
+    if (p == NULL) {
+        cache_hold_done(tc->readers, 1);
+        return false;
+    }
+    p->tc = tc;
+    p->h = h;
+    if (!atomic_compare_exchange_strong_explicit(&f->reader_pin, &expected, p, memory_order_acq_rel,
+                                                 memory_order_relaxed)) {
+        cache_hold_done(tc->readers, 1);
+        free(p);
+        return false;
+    }
+    f->unpin = unpin_meta;
+    atomic_store_explicit(&f->reader, table_handle_reader(h), memory_order_release);
+    return true;
+}
+
+shale_code table_cache_lookup(table_cache *tc, file_meta *f, shale_slice key, uint64_t snapshot_seq,
+                              bool *found, ikey_entry *out, shale_buf *scratch,
+                              sst_get_stats *stats, shale_error *err)
+{
+    sst_reader *r = atomic_load_explicit(&f->reader, memory_order_acquire);
+    if (r != NULL) {
+        return sst_reader_get(r, key, snapshot_seq, found, out, scratch, stats, err);
+    }
+    table_handle *h = NULL;
+    shale_code rc = table_cache_get(tc, f->number, f->size, &h, err);
     if (rc != SHALE_OK) {
         return rc;
     }
     rc = sst_reader_get(table_handle_reader(h), key, snapshot_seq, found, out, scratch, stats, err);
-    table_cache_release(tc, h);
+    if (!pin_into(tc, f, h)) {
+        table_cache_release(tc, h);
+    }
     return rc;
 }
 

@@ -19,6 +19,7 @@
 #include "base/cache.h"
 #include "base/iter.h"
 #include "env/env.h"
+#include "lsm/version.h"
 #include "sst/sst_reader.h"
 
 typedef struct table_cache table_cache;
@@ -27,7 +28,8 @@ typedef struct table_handle table_handle;
 /* max_open 0 = 1000. block_cache may be NULL. NULL when out of memory. */
 table_cache *table_cache_new(const shale_env *env, const char *dir, uint32_t max_open,
                              cache *block_cache);
-/* REQUIRES: no handle outstanding. Accepts NULL. */
+/* REQUIRES: no handle outstanding, no file_meta holding a pin (free the version set first).
+ * Accepts NULL. */
 void table_cache_free(table_cache *tc);
 
 /* The reader of table `number` (file_size from the manifest, checked against the file), pinned.
@@ -40,11 +42,15 @@ void table_cache_release(table_cache *tc, table_handle *h);
 /* Forgets table `number` (it was deleted); its reader closes once the last pin goes. */
 void table_cache_evict(table_cache *tc, uint64_t number);
 
-/* A point read through the cache: sst_reader_get on table `number`. */
-shale_code table_cache_lookup(table_cache *tc, uint64_t number, uint64_t file_size, shale_slice key,
-                              uint64_t snapshot_seq, bool *found, ikey_entry *out,
-                              shale_buf *scratch, sst_get_stats *stats,
-                              shale_error *err) SHALE_MUST_USE;
+/* A point read through the cache: sst_reader_get on table f. The first read of a table pins its
+ * reader in f (file_meta.reader) for as long as f lives, within half of max_open
+ * (cache_hold_try), so later reads of it take no cache lock at all: two lock round trips per
+ * table probed were a tenth of a random get's time. Past that share, each read pins and releases
+ * as table_cache_get does. REQUIRES: the caller holds a version listing f, and f's version set is
+ * freed before this cache (the pins go back when the metas are freed). */
+shale_code table_cache_lookup(table_cache *tc, file_meta *f, shale_slice key, uint64_t snapshot_seq,
+                              bool *found, ikey_entry *out, shale_buf *scratch,
+                              sst_get_stats *stats, shale_error *err) SHALE_MUST_USE;
 
 /* An iterator over table `number` that pins the table until destroyed. If the table cannot be
  * opened, returns an iterator whose status is the error. NULL only when out of memory. */

@@ -162,10 +162,11 @@ static void fixture_make(fixture *f, uint64_t seed, size_t n, size_t ntables, si
 
 static void fixture_free(fixture *f)
 {
-    table_cache_free(f->tc);
-    cache_free(f->blocks);
+    /* Versions first: their tables give back the readers point reads pinned in them. */
     version_unref(f->v);
     version_set_free(f->vs);
+    table_cache_free(f->tc);
+    cache_free(f->blocks);
     env_fault_free(f->fault);
     tu_rm_rf(f->dir);
     free(f->dir);
@@ -602,8 +603,8 @@ Test(table_cache, pinned_reader_survives_eviction_and_deletion)
     bool found;
     ikey_entry e;
     shale_buf scratch = {0};
-    cr_assert_eq(table_cache_lookup(f.tc, f.number[0], f.size[0], f.all[0].e.key, IKEY_MAX_SEQ,
-                                    &found, &e, &scratch, NULL, &err),
+    cr_assert_eq(table_cache_lookup(f.tc, f.v->files[1][0], f.all[0].e.key, IKEY_MAX_SEQ, &found,
+                                    &e, &scratch, NULL, &err),
                  SHALE_CORRUPTION);
     buf_free(&scratch);
     cr_assert_eq(table_cache_open_count(f.tc), 0);
@@ -623,8 +624,8 @@ Test(table_cache, lookup_finds_versions)
         bool found;
         ikey_entry e;
         const tent *t = &f.all[i];
-        cr_assert_eq(table_cache_lookup(f.tc, f.number[0], f.size[0], t->e.key, t->e.seq, &found,
-                                        &e, &scratch, &st, &err),
+        cr_assert_eq(table_cache_lookup(f.tc, f.v->files[1][0], t->e.key, t->e.seq, &found, &e,
+                                        &scratch, &st, &err),
                      SHALE_OK, "%s", err.msg);
         cr_assert(found);
         cr_assert_eq(e.seq, t->e.seq);
@@ -633,11 +634,47 @@ Test(table_cache, lookup_finds_versions)
     }
     bool found = true;
     ikey_entry e;
-    cr_assert_eq(table_cache_lookup(f.tc, f.number[0], f.size[0], SLICE_LIT("k9"), IKEY_MAX_SEQ,
-                                    &found, &e, &scratch, &st, &err),
+    cr_assert_eq(table_cache_lookup(f.tc, f.v->files[1][0], SLICE_LIT("k9"), IKEY_MAX_SEQ, &found,
+                                    &e, &scratch, &st, &err),
                  SHALE_OK);
     cr_assert(!found);
     cr_assert_eq(table_cache_open_count(f.tc), 1);
+    /* The first read pinned the reader in the table's meta; later reads used it. */
+    cr_assert_not_null(atomic_load(&f.v->files[1][0]->reader));
+    cr_assert_null(atomic_load(&f.v->files[1][1]->reader));
+    buf_free(&scratch);
+    fixture_free(&f);
+}
+
+/* Point reads pin readers in their metas only within half of max_open; past that each read pins
+ * and releases through the cache, and the bound on open readers holds. Freeing the versions
+ * gives every pin back (fixture_free's table_cache_free requires it; ASan sees the readers). */
+Test(table_cache, meta_pins_stay_within_half_of_max_open)
+{
+    fixture f;
+    shale_error err;
+    shale_buf scratch = {0};
+    fixture_make(&f, 12, 2000, 8, 1 << 20, 4);
+
+    for (int round = 0; round < 2; round++) {
+        for (size_t t = 0; t < f.ntables; t++) {
+            const tent *e0 = &f.all[f.first[t]];
+            bool found;
+            ikey_entry e;
+            cr_assert_eq(table_cache_lookup(f.tc, f.v->files[1][t], e0->e.key, e0->e.seq, &found,
+                                            &e, &scratch, NULL, &err),
+                         SHALE_OK, "%s", err.msg);
+            cr_assert(found, "table %zu round %d", t, round);
+            cr_assert_eq(e.seq, e0->e.seq);
+            cr_assert(slice_eq(e.value, e0->e.value));
+        }
+    }
+    size_t pinned = 0;
+    for (size_t t = 0; t < f.ntables; t++) {
+        pinned += atomic_load(&f.v->files[1][t]->reader) != NULL;
+    }
+    cr_assert_eq(pinned, 2, "max_open 4 leaves room for 2 held readers, got %zu", pinned);
+    cr_assert_leq(table_cache_open_count(f.tc), 4);
     buf_free(&scratch);
     fixture_free(&f);
 }

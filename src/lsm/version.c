@@ -181,6 +181,9 @@ static void meta_ref(file_meta *f)
 static void meta_unref(file_meta *f)
 {
     if (f != NULL && atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) {
+        if (f->unpin != NULL) {
+            f->unpin(f);
+        }
         buf_free(&f->smallest);
         buf_free(&f->largest);
         free(f);
@@ -333,6 +336,8 @@ shale_code version_edit_add_file(version_edit *e, int level, uint64_t number, ui
     f->entries = entries;
     f->deletions = deletions;
     atomic_init(&f->refs, 1);
+    atomic_init(&f->reader, NULL);
+    atomic_init(&f->reader_pin, NULL);
     e->added[e->nadded++] = (version_edit_file){.level = level, .meta = f, .number = number};
     return SHALE_OK;
 }

@@ -113,11 +113,10 @@ static bool in_range(const file_meta *f, shale_slice key)
            slice_cmp(key, (shale_slice){f->largest.data, f->largest.len}) <= 0;
 }
 
-static shale_code table_get(shale_db *db, const file_meta *f, shale_slice key, uint64_t seq,
-                            bool *found, ikey_entry *out, shale_buf *scratch, shale_error *err)
+static shale_code table_get(shale_db *db, file_meta *f, shale_slice key, uint64_t seq, bool *found,
+                            ikey_entry *out, shale_buf *scratch, shale_error *err)
 {
-    return table_cache_lookup(db->tables, f->number, f->size, key, seq, found, out, scratch, NULL,
-                              err);
+    return table_cache_lookup(db->tables, f, key, seq, found, out, scratch, NULL, err);
 }
 
 shale_code db_view_get(shale_db *db, db_view *view, shale_slice key, uint64_t seq, bool *found,
