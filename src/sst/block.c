@@ -10,6 +10,13 @@
  * Beyond LevelDB, decoding checks that every restart point falls on an entry boundary and
  * starts a whole key, so a damaged restart array or entry cannot make forward and backward
  * iteration disagree.
+ *
+ * Hash index (sst_format.h): the builder records, for each user key that starts in the block,
+ * the high half of its bloom_hash and the restart run of its first entry, and lays out the
+ * buckets at finish (first record wins a bucket: records come in restart order, so that is the
+ * smallest restart point). A point seek reads the bucket, hops over runs whose successor's
+ * restart key is still below the target (after a collision), and shares the forward scan with
+ * block_iter_seek (scan_forward), which may cross restart points.
  */
 #include "sst/block.h"
 
@@ -17,6 +24,7 @@
 #include <string.h>
 
 #include "base/error.h"
+#include "sst/bloom.h"
 #include "sst/sst_format.h"
 
 /* A forward scan stalls on memory at each entry's first cache line (blocks are far apart in
@@ -27,10 +35,18 @@
 
 /* ---- builder ------------------------------------------------------------------------------ */
 
-void block_builder_init(block_builder *b, uint32_t restart_interval)
+/* A user key's place in the hash index being built (block_builder.keys): the high half of its
+ * bloom_hash and the restart point holding its first entry in the block. */
+typedef struct block_hash_key {
+    uint32_t hash;
+    uint32_t restart;
+} block_hash_key;
+
+void block_builder_init(block_builder *b, uint32_t restart_interval, bool hash_index)
 {
     memset(b, 0, sizeof *b);
     b->interval = restart_interval ? restart_interval : 1;
+    b->hash_index = hash_index;
 }
 
 void block_builder_destroy(block_builder *b)
@@ -38,6 +54,7 @@ void block_builder_destroy(block_builder *b)
     buf_free(&b->buf);
     buf_free(&b->restarts);
     buf_free(&b->last_key);
+    buf_free(&b->keys);
 }
 
 void block_builder_reset(block_builder *b)
@@ -45,8 +62,43 @@ void block_builder_reset(block_builder *b)
     buf_reset(&b->buf);
     buf_reset(&b->restarts);
     buf_reset(&b->last_key);
+    buf_reset(&b->keys);
     b->counter = 0;
     b->entries = 0;
+}
+
+static uint32_t num_restarts_of(const block_builder *b)
+{
+    return (uint32_t)(b->restarts.len / 4);
+}
+
+/* Whether finish would write a hash index now. */
+static bool has_hash(const block_builder *b)
+{
+    return b->hash_index && b->entries > 0 && num_restarts_of(b) <= SST_BLOCK_HASH_MAX_RESTARTS;
+}
+
+static uint32_t num_buckets(const block_builder *b)
+{
+    size_t n = b->keys.len / sizeof(block_hash_key);
+    size_t nb = n + n / 2 + 1;
+    return nb > SST_BLOCK_HASH_MAX_BUCKETS ? SST_BLOCK_HASH_MAX_BUCKETS : (uint32_t)nb;
+}
+
+/* Records key's user key for the hash index if it is not the previous entry's. Called before
+ * last_key is replaced, with the restart point of this entry already appended. */
+static shale_code note_user_key(block_builder *b, const uint8_t *key, size_t key_len,
+                                shale_error *err)
+{
+    if (num_restarts_of(b) > SST_BLOCK_HASH_MAX_RESTARTS) {
+        return SHALE_OK; /* this block will have no index: R only grows */
+    }
+    size_t ulen = key_len - SST_TAG_SIZE;
+    if (b->entries > 0 && b->last_key.len == key_len && memcmp(b->last_key.data, key, ulen) == 0) {
+        return SHALE_OK; /* an older version of the previous user key */
+    }
+    block_hash_key k = {(uint32_t)(bloom_hash(key, ulen) >> 32), num_restarts_of(b) - 1};
+    return buf_append(&b->keys, &k, sizeof k, err);
 }
 
 shale_code block_builder_add(block_builder *b, const uint8_t *key, size_t key_len, const void *v1,
@@ -75,6 +127,12 @@ shale_code block_builder_add(block_builder *b, const uint8_t *key, size_t key_le
     if (rc != SHALE_OK) {
         return rc;
     }
+    if (b->hash_index) {
+        rc = note_user_key(b, key, key_len, err);
+        if (rc != SHALE_OK) {
+            return rc;
+        }
+    }
     rc = buf_set(&b->last_key, key, key_len, err);
     if (rc != SHALE_OK) {
         return rc;
@@ -102,19 +160,41 @@ shale_code block_builder_add(block_builder *b, const uint8_t *key, size_t key_le
 
 size_t block_builder_size(const block_builder *b)
 {
-    size_t restarts = b->restarts.len;
-    return b->buf.len + restarts + 4;
+    size_t hash = has_hash(b) ? (size_t)num_buckets(b) + 2 : 0;
+    return b->buf.len + b->restarts.len + hash + 4;
 }
 
 shale_code block_builder_finish(block_builder *b, shale_error *err)
 {
-    uint8_t count[4];
-    shale_code rc = buf_append(&b->buf, b->restarts.data, b->restarts.len, err);
+    bool hash = has_hash(b);
+    uint32_t nb = hash ? num_buckets(b) : 0;
+    shale_code rc = buf_reserve(&b->buf, b->restarts.len + (hash ? nb + 2 : 0) + 4, err);
     if (rc != SHALE_OK) {
         return rc;
     }
-    coding_put_fixed32(count, (uint32_t)(b->restarts.len / 4));
-    return buf_append(&b->buf, count, sizeof count, err);
+    uint8_t *p = (uint8_t *)b->buf.data + b->buf.len;
+    memcpy(p, b->restarts.data, b->restarts.len);
+    p += b->restarts.len;
+    uint32_t footer = num_restarts_of(b);
+    if (hash) {
+        const block_hash_key *k = (const block_hash_key *)b->keys.data;
+        size_t n = b->keys.len / sizeof *k;
+        memset(p, SST_BLOCK_HASH_EMPTY, nb);
+        for (size_t i = 0; i < n; i++) {
+            uint8_t *bucket = p + k[i].hash % nb;
+            if (*bucket == SST_BLOCK_HASH_EMPTY) {
+                *bucket = (uint8_t)k[i].restart;
+            }
+        }
+        p += nb;
+        coding_put_fixed16(p, (uint16_t)nb);
+        p += 2;
+        footer |= SST_BLOCK_HASH_FLAG;
+    }
+    coding_put_fixed32(p, footer);
+    p += 4;
+    b->buf.len = (size_t)(p - (uint8_t *)b->buf.data);
+    return SHALE_OK;
 }
 
 /* ---- parsed block ------------------------------------------------------------------------- */
@@ -125,12 +205,33 @@ const char *block_parse(const uint8_t *data, size_t n, block *out)
         return "bad block size";
     }
     uint32_t num = coding_get_fixed32(data + n - 4);
-    if (num > (n - 4) / 4) {
+    size_t end = n - 4; /* end of the restart array */
+    out->buckets = NULL;
+    out->num_buckets = 0;
+    if (num & SST_BLOCK_HASH_FLAG) {
+        num &= ~SST_BLOCK_HASH_FLAG;
+        if (num == 0 || num > SST_BLOCK_HASH_MAX_RESTARTS) {
+            return "bad hash index (restart count)";
+        }
+        uint32_t nb = end >= 2 ? coding_get_fixed16(data + end - 2) : 0;
+        if (nb == 0 || nb > end - 2) {
+            return "bad hash index (size)";
+        }
+        end -= 2 + (size_t)nb;
+        out->buckets = data + end;
+        out->num_buckets = nb;
+    }
+    if (num > end / 4) {
         return "bad restart count";
     }
     out->data = data;
     out->num_restarts = num;
-    out->restarts = (uint32_t)(n - 4 - 4 * (size_t)num);
+    out->restarts = (uint32_t)(end - 4 * (size_t)num);
+    for (uint32_t i = 0; i < out->num_buckets; i++) {
+        if (out->buckets[i] >= num && out->buckets[i] != SST_BLOCK_HASH_EMPTY) {
+            return "bad hash index (bucket)";
+        }
+    }
     if (num == 0) {
         return out->restarts == 0 ? NULL : "no restart points";
     }
@@ -175,6 +276,8 @@ void block_iter_set(block_iter *it, const block *b)
     it->cur = it->next = b->restarts;
     it->restart_index = 0;
     it->next_restart = b->restarts;
+    it->buckets = b->buckets;
+    it->num_buckets = b->num_buckets;
     it->status = SHALE_OK;
     it->key_len = 0;
 }
@@ -357,8 +460,9 @@ void block_iter_prev(block_iter *it)
     }
 }
 
-/* The whole key stored at restart point i, in place. False on damage. */
-static bool restart_key(block_iter *it, uint32_t i, const uint8_t **key, uint32_t *key_len)
+/* The whole key stored at restart point i, in place. False on damage. Inline: with two callers
+ * gcc made it a call, which cost the index block's binary search 30% more instructions. */
+static inline bool restart_key(block_iter *it, uint32_t i, const uint8_t **key, uint32_t *key_len)
 {
     uint32_t off = restart_at(it, i);
     const uint8_t *limit = it->data + it->restarts;
@@ -373,36 +477,31 @@ static bool restart_key(block_iter *it, uint32_t i, const uint8_t **key, uint32_
     return true;
 }
 
-void block_iter_seek(block_iter *it, const void *ukey, size_t ukey_len, uint64_t seq)
+/* From the restart point at it->next (seek_to_restart), to the first entry >= (ukey, seq), or
+ * not valid at the end of the block. A passed-over entry costs its header, its key bytes and a
+ * compare (decode_next's bounds checks, on locals); the entry the scan stops at is decoded
+ * again by decode_next, with every check, so the iterator's state has one source. Crossing a
+ * restart point needs it exactly where the previous entry ends, and (key_len 0) a whole key. */
+static void scan_forward(block_iter *it, const void *ukey, size_t ukey_len, uint64_t seq)
 {
-    it->status = SHALE_OK;
-    if (it->num_restarts == 0) {
-        set_invalid(it);
-        return;
-    }
-    /* Last restart whose key is < target (or restart 0). */
-    uint32_t left = 0;
-    uint32_t right = it->num_restarts - 1;
-    while (left < right) {
-        uint32_t mid = left + (right - left + 1) / 2;
-        const uint8_t *k;
-        uint32_t kl;
-        if (!restart_key(it, mid, &k, &kl)) {
-            return;
-        }
-        if (block_key_cmp(k, kl, ukey, ukey_len, seq) < 0) {
-            left = mid;
-        } else {
-            right = mid - 1;
-        }
-    }
-    seek_to_restart(it, left);
-    /* The linear part, within the run: a passed-over entry costs its header, its key bytes and
-     * a compare (decode_next's bounds checks, on locals); the entry the seek stops at is decoded
-     * again by decode_next, with every check, so the iterator's state has one source. */
     const uint8_t *limit = it->data + it->restarts;
     uint32_t off = it->next, key_len = 0;
-    while (off < it->next_restart) {
+    for (;;) {
+        if (off >= it->next_restart) {
+            if (off != it->next_restart) {
+                corrupt(it, off); /* the restart point is inside the previous entry */
+                return;
+            }
+            if (off >= it->restarts) {
+                set_invalid(it); /* every entry is smaller */
+                return;
+            }
+            it->restart_index++;
+            it->next_restart = it->restart_index + 1 < it->num_restarts
+                                   ? restart_at(it, it->restart_index + 1)
+                                   : it->restarts;
+            key_len = 0;
+        }
         uint32_t shared, non_shared, vlen;
         const uint8_t *p = decode_header(it->data + off, limit, &shared, &non_shared, &vlen);
         if (p == NULL) {
@@ -432,12 +531,66 @@ void block_iter_seek(block_iter *it, const void *ukey, size_t ukey_len, uint64_t
         key_len = n;
         off = (uint32_t)(p + non_shared + vlen - it->data);
     }
-    /* At the next run (or the end): decode_next checks the crossing. */
-    it->key_len = key_len;
-    it->next = off;
-    while (decode_next(it)) {
-        if (block_key_cmp(it->key, it->key_len, ukey, ukey_len, seq) >= 0) {
+}
+
+void block_iter_seek(block_iter *it, const void *ukey, size_t ukey_len, uint64_t seq)
+{
+    it->status = SHALE_OK;
+    if (it->num_restarts == 0) {
+        set_invalid(it);
+        return;
+    }
+    /* Last restart whose key is < target (or restart 0). */
+    uint32_t left = 0;
+    uint32_t right = it->num_restarts - 1;
+    while (left < right) {
+        uint32_t mid = left + (right - left + 1) / 2;
+        const uint8_t *k;
+        uint32_t kl;
+        if (!restart_key(it, mid, &k, &kl)) {
             return;
         }
+        if (block_key_cmp(k, kl, ukey, ukey_len, seq) < 0) {
+            left = mid;
+        } else {
+            right = mid - 1;
+        }
     }
+    seek_to_restart(it, left);
+    scan_forward(it, ukey, ukey_len, seq);
+}
+
+void block_iter_seek_point(block_iter *it, const void *ukey, size_t ukey_len, uint64_t seq,
+                           uint64_t hash)
+{
+    if (it->num_buckets == 0) {
+        block_iter_seek(it, ukey, ukey_len, seq);
+        return;
+    }
+    it->status = SHALE_OK;
+    uint32_t r = it->buckets[(uint32_t)(hash >> 32) % it->num_buckets];
+    if (r == SST_BLOCK_HASH_EMPTY) {
+        set_invalid(it); /* no user key of the block hashes here */
+        return;
+    }
+    /* r < num_restarts (block_parse checked every bucket). The bucket may name an earlier run
+     * than the key's (a collision: the smallest run wins); a run whose successor's restart key
+     * is still below the target holds nothing >= it, so hop over it with one compare instead of
+     * scanning its entries. Without a collision this costs one restart key, where the binary
+     * search costs log2(runs); measured (callgrind, 1M-key readrandom) 18% fewer instructions
+     * and 10% fewer simulated L1 misses than the binary search, and 20% fewer instructions
+     * than scanning from the bucket's run. */
+    while (r + 1 < it->num_restarts) {
+        const uint8_t *k;
+        uint32_t kl;
+        if (!restart_key(it, r + 1, &k, &kl)) {
+            return;
+        }
+        if (block_key_cmp(k, kl, ukey, ukey_len, seq) >= 0) {
+            break;
+        }
+        r++;
+    }
+    seek_to_restart(it, r);
+    scan_forward(it, ukey, ukey_len, seq);
 }

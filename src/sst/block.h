@@ -7,10 +7,16 @@
  * allocates per entry: it keeps the current key in a buffer that only grows (inline for keys up
  * to BLOCK_ITER_INLINE_KEY bytes), and values point into the block.
  *
- * Damage: block_parse checks the restart array once (in bounds, increasing, the first at 0), so
- * later restart accesses need no checks; every entry's varints and lengths are checked as it is
- * decoded. A damaged entry makes the iterator invalid with status SHALE_CORRUPTION and
- * `bad_offset` telling where; the caller names the file and block.
+ * Hash index (data blocks, sst_format.h "Raw block"): a builder made with hash_index appends to
+ * each block with at most SST_BLOCK_HASH_MAX_RESTARTS restart points a small table from user
+ * key hash to restart point, so a point lookup (block_iter_seek_point) probes one byte instead
+ * of binary-searching the restart keys. Index blocks never have one.
+ *
+ * Damage: block_parse checks the restart array and the hash index once (in bounds, increasing,
+ * the first at 0; every bucket empty or naming a restart point), so later accesses need no
+ * checks; every entry's varints and lengths are checked as it is decoded. A damaged entry makes the
+ * iterator invalid with status SHALE_CORRUPTION and `bad_offset` telling where; the caller names
+ * the file and block.
  *
  * Ownership: a block borrows its bytes (a cache entry, a reader's buffer); a block_iter borrows
  * its block and owns only its key buffer (block_iter_destroy). Threads: a block is immutable and
@@ -35,12 +41,15 @@ typedef struct block_builder {
     shale_buf buf;      /* entries so far */
     shale_buf restarts; /* fixed32 offsets, appended to buf by finish */
     shale_buf last_key; /* previous internal key (for prefix compression) */
+    shale_buf keys;     /* hash index: (hash, restart) per user key of the block (block.c) */
     uint32_t interval;
     uint32_t counter; /* entries since the last restart */
     uint64_t entries;
+    bool hash_index; /* data blocks: add the hash index when the block allows it */
 } block_builder;
 
-void block_builder_init(block_builder *b, uint32_t restart_interval);
+/* hash_index: finish appends the hash index (data blocks; index blocks pass false). */
+void block_builder_init(block_builder *b, uint32_t restart_interval, bool hash_index);
 void block_builder_destroy(block_builder *b);
 /* Empties the builder for the next block (keeps its memory). */
 void block_builder_reset(block_builder *b);
@@ -49,24 +58,28 @@ void block_builder_reset(block_builder *b);
  * the previous one (the caller checks the order). */
 shale_code block_builder_add(block_builder *b, const uint8_t *key, size_t key_len, const void *v1,
                              size_t n1, const void *v2, size_t n2, shale_error *err) SHALE_MUST_USE;
-/* Size of the block if finished now. */
+/* Size of the block if finished now, exactly (hash index included). */
 size_t block_builder_size(const block_builder *b);
 static inline bool block_builder_empty(const block_builder *b)
 {
     return b->entries == 0;
 }
-/* Appends the restart array and count; the block is then b->buf.data[0, b->buf.len). */
+/* Appends the restart array, the hash index if any and the footer; the block is then
+ * b->buf.data[0, b->buf.len). */
 shale_code block_builder_finish(block_builder *b, shale_error *err) SHALE_MUST_USE;
 
 /* ---- parsed block ------------------------------------------------------------------------- */
 
 typedef struct block {
     const uint8_t *data;
-    uint32_t restarts;     /* offset of the restart array = end of the entries */
-    uint32_t num_restarts; /* >= 1 unless the block has no entries */
+    uint32_t restarts;      /* offset of the restart array = end of the entries */
+    uint32_t num_restarts;  /* >= 1 unless the block has no entries */
+    const uint8_t *buckets; /* hash index (NULL when absent): restart point or EMPTY */
+    uint32_t num_buckets;   /* 0 when absent */
 } block;
 
-/* Checks the restart array of data[0, n) and fills *out. Returns NULL, or what is wrong. */
+/* Checks the restart array and hash index of data[0, n) and fills *out. Returns NULL, or what
+ * is wrong. */
 const char *block_parse(const uint8_t *data, size_t n, block *out);
 
 static inline uint32_t block_restart(const block *b, uint32_t i)
@@ -86,10 +99,12 @@ typedef struct block_iter {
     uint32_t next;          /* offset just after it */
     uint32_t restart_index; /* the restart run holding cur */
     uint32_t next_restart;  /* offset of restart restart_index + 1 (or restarts) */
-    bool data_block;        /* check entry types and TTL values (data blocks only) */
-    shale_code status;      /* SHALE_OK, SHALE_CORRUPTION or SHALE_NOMEM */
-    uint32_t bad_offset;    /* where the damage is, when status is SHALE_CORRUPTION */
-    uint8_t *key;           /* current internal key: inline_key or heap */
+    const uint8_t *buckets; /* the block's hash index (NULL when absent) */
+    uint32_t num_buckets;
+    bool data_block;     /* check entry types and TTL values (data blocks only) */
+    shale_code status;   /* SHALE_OK, SHALE_CORRUPTION or SHALE_NOMEM */
+    uint32_t bad_offset; /* where the damage is, when status is SHALE_CORRUPTION */
+    uint8_t *key;        /* current internal key: inline_key or heap */
     uint32_t key_len;
     uint32_t key_cap;
     const uint8_t *val;
@@ -108,6 +123,8 @@ static inline void block_iter_clear(block_iter *it)
     it->data = NULL;
     it->restarts = it->cur = it->next = 0;
     it->num_restarts = 0;
+    it->buckets = NULL;
+    it->num_buckets = 0;
 }
 
 static inline bool block_iter_valid(const block_iter *it)
@@ -119,6 +136,19 @@ void block_iter_seek_first(block_iter *it);
 void block_iter_seek_last(block_iter *it);
 /* First entry >= (ukey, seq) in internal order. */
 void block_iter_seek(block_iter *it, const void *ukey, size_t ukey_len, uint64_t seq);
+/* For point lookups only; hash is bloom_hash(ukey). Afterwards the iterator is either
+ *   - not valid: status OK and the block holds no entry (ukey, s) with s <= seq, or damage
+ *     (status set); or
+ *   - at an entry >= (ukey, seq) in internal order, which is the first entry (ukey, s) with
+ *     s <= seq whenever the block holds one.
+ * So the caller checks the user key it lands on, and must not step from there: when ukey is
+ * absent, the entry need not be the first >= (ukey, seq), and "not valid" need not mean that
+ * every entry is smaller. Without a hash index this is block_iter_seek; with one, a bucket no
+ * user key of the block hashes to answers at once, and otherwise the forward scan starts at the
+ * bucket's restart point (or a later one, whose restart key is still below the target) instead
+ * of after a binary search over the restart keys. */
+void block_iter_seek_point(block_iter *it, const void *ukey, size_t ukey_len, uint64_t seq,
+                           uint64_t hash);
 void block_iter_next(block_iter *it);
 void block_iter_prev(block_iter *it);
 

@@ -3,8 +3,14 @@
  * to larger than the block, keys longer than the inline key buffer), the restart-array checks
  * of block_parse, and damaged blocks (random bytes, mutated valid blocks) that must end in
  * SHALE_CORRUPTION or a clean end, never a crash or an out-of-bounds read (ASan build).
+ *
+ * Hash index: its exact layout (recomputed here from sst_format.h), point seeks against
+ * block_iter_seek for every entry and for absent keys over randomized blocks (many versions per
+ * user key spanning restart runs; intervals 1, 2, 8, 16; with and without the index), the
+ * 253-restart limit, and every kind of damage to the index.
  */
 #include <criterion/criterion.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +19,7 @@
 
 #include "base/coding.h"
 #include "sst/block.h"
+#include "sst/bloom.h"
 #include "sst/sst_format.h"
 #include "testutil.h"
 
@@ -82,6 +89,7 @@ static size_t count_keys(const tkey *t, size_t n)
     return m;
 }
 
+/* Adds t[0, n) and finishes; block_builder_size must have predicted the size exactly. */
 static void build(block_builder *b, const tkey *t, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
@@ -92,7 +100,10 @@ static void build(block_builder *b, const tkey *t, size_t n)
                                        t[i].v + t[i].vlen / 2, t[i].vlen - t[i].vlen / 2, NULL),
                      SHALE_OK);
     }
+    size_t want = block_builder_size(b);
     cr_assert_eq(block_builder_finish(b, NULL), SHALE_OK);
+    cr_assert_eq(b->buf.len, want, "block_builder_size said %zu, finish wrote %zu", want,
+                 b->buf.len);
 }
 
 static void check_at(const block_iter *it, const tkey *t)
@@ -105,16 +116,18 @@ static void check_at(const block_iter *it, const tkey *t)
     cr_assert(t->vlen == 0 || memcmp(it->val, t->v, t->vlen) == 0);
 }
 
-static void check_block(const tkey *t, size_t n, uint32_t interval)
+/* Iteration and seeks ignore the hash index: the same answers with and without one. */
+static void check_block(const tkey *t, size_t n, uint32_t interval, bool hash)
 {
     block_builder bb;
     block b;
     block_iter it;
 
-    block_builder_init(&bb, interval);
+    block_builder_init(&bb, interval, hash);
     build(&bb, t, n);
     cr_assert_null(block_parse(bb.buf.data, bb.buf.len, &b));
     cr_assert_eq(b.num_restarts, (n + interval - 1) / interval);
+    cr_assert_eq(b.num_buckets > 0, hash && b.num_restarts <= SST_BLOCK_HASH_MAX_RESTARTS);
 
     block_iter_init(&it, true);
     block_iter_set(&it, &b);
@@ -165,7 +178,8 @@ Test(block, round_trip_every_interval)
     static const uint32_t intervals[] = {1, 2, 3, 16, 100, 5000};
     for (size_t r = 0; r < sizeof intervals / sizeof intervals[0]; r++) {
         tkey *t = gen_keys(600, 12, 10 + r);
-        check_block(t, count_keys(t, 600), intervals[r]);
+        check_block(t, count_keys(t, 600), intervals[r], false);
+        check_block(t, count_keys(t, 600), intervals[r], true);
         free(t);
     }
 }
@@ -173,31 +187,41 @@ Test(block, round_trip_every_interval)
 Test(block, long_keys_grow_the_key_buffer)
 {
     tkey *t = gen_keys(300, 390, 7);
-    check_block(t, count_keys(t, 300), 4);
+    check_block(t, count_keys(t, 300), 4, true);
     free(t);
 }
 
 Test(block, single_entry)
 {
     tkey *t = gen_keys(1, 5, 3);
-    check_block(t, 1, 16);
+    check_block(t, 1, 16, false);
+    check_block(t, 1, 16, true);
     free(t);
 }
 
 Test(block, builder_reset_reuses)
 {
-    block_builder bb;
     tkey *t = gen_keys(50, 8, 5);
     size_t n = count_keys(t, 50);
-    block_builder_init(&bb, 4);
-    build(&bb, t, n);
-    block_builder_reset(&bb);
-    cr_assert(block_builder_empty(&bb));
-    cr_assert_eq(block_builder_size(&bb), 4);
-    build(&bb, t, n);
-    block b;
-    cr_assert_null(block_parse(bb.buf.data, bb.buf.len, &b));
-    block_builder_destroy(&bb);
+    for (int hash = 0; hash < 2; hash++) {
+        block_builder bb;
+        block_builder_init(&bb, 4, hash);
+        build(&bb, t, n);
+        size_t len = bb.buf.len;
+        block_builder_reset(&bb);
+        cr_assert(block_builder_empty(&bb));
+        cr_assert_eq(block_builder_size(&bb), 4, "an empty block has no hash index");
+        build(&bb, t, n);
+        cr_assert_eq(bb.buf.len, len, "nothing of the first block is left over");
+        block b;
+        cr_assert_null(block_parse(bb.buf.data, bb.buf.len, &b));
+        cr_assert_eq(b.num_buckets > 0, hash);
+        block_builder_reset(&bb);
+        cr_assert_eq(block_builder_finish(&bb, NULL), SHALE_OK);
+        cr_assert_eq(bb.buf.len, 4, "empty: the plain layout, flag clear");
+        cr_assert_eq(coding_get_fixed32(bb.buf.data), 0);
+        block_builder_destroy(&bb);
+    }
     free(t);
 }
 
@@ -255,7 +279,11 @@ static void exercise(const uint8_t *d, size_t n, tu_rng *rng)
         for (int j = 0; j < 4; j++) {
             k[j] = (uint8_t)("abc\xff"[tu_rng_below(rng, 4)]);
         }
-        block_iter_seek(&it, k, 1 + tu_rng_below(rng, 4), tu_rng_below(rng, 1000));
+        size_t kl = 1 + tu_rng_below(rng, 4);
+        uint64_t seq = tu_rng_below(rng, 1000);
+        block_iter_seek_point(&it, k, kl, seq, bloom_hash(k, kl));
+        cr_assert(it.status == SHALE_OK || it.status == SHALE_CORRUPTION);
+        block_iter_seek(&it, k, kl, seq);
         if (block_iter_valid(&it)) {
             block_iter_next(&it);
             if (block_iter_valid(&it)) {
@@ -267,14 +295,14 @@ static void exercise(const uint8_t *d, size_t n, tu_rng *rng)
     block_iter_destroy(&it);
 }
 
-Test(block, damaged_blocks_never_crash)
+static void damaged_blocks(bool hash)
 {
     tu_rng rng;
     tu_rng_seed(&rng, 1234);
     tkey *t = gen_keys(200, 60, 8);
     size_t n = count_keys(t, 200);
     block_builder bb;
-    block_builder_init(&bb, 4);
+    block_builder_init(&bb, 4, hash);
     build(&bb, t, n);
     size_t len = bb.buf.len;
     int caught = 0;
@@ -286,8 +314,8 @@ Test(block, damaged_blocks_never_crash)
         memcpy(d, bb.buf.data, len);
         int flips = 1 + (int)tu_rng_below(&rng, 4);
         for (int f = 0; f < flips; f++) {
-            /* Mostly in the entries; sometimes in the restart array. */
-            size_t at = tu_rng_below(&rng, 8) == 0 ? len - 1 - tu_rng_below(&rng, 40)
+            /* Mostly in the entries; sometimes in the restart array or hash index. */
+            size_t at = tu_rng_below(&rng, 8) == 0 ? len - 1 - tu_rng_below(&rng, 120)
                                                    : tu_rng_below(&rng, len);
             d[at] = (uint8_t)tu_rng_next(&rng);
         }
@@ -316,16 +344,38 @@ Test(block, damaged_blocks_never_crash)
         for (size_t i = 0; i < m; i++) {
             d[i] = (uint8_t)tu_rng_next(&rng);
         }
-        /* Plausible small restart counts, so parsing often succeeds. */
-        coding_put_fixed32(d + m - 4, (uint32_t)tu_rng_below(&rng, 3));
-        if (m >= 8 && tu_rng_below(&rng, 2)) {
-            coding_put_fixed32(d + m - 8, 0);
+        /* Plausible small restart counts, so parsing often succeeds; with the hash flag, a
+         * small bucket count whose buckets are mostly empty or 0. */
+        uint32_t num = (uint32_t)tu_rng_below(&rng, 3);
+        size_t end = m - 4;
+        if (hash && m >= 16) {
+            uint32_t nb = 1 + (uint32_t)tu_rng_below(&rng, 6);
+            coding_put_fixed16(d + m - 6, (uint16_t)nb);
+            for (uint32_t i = 0; i < nb; i++) {
+                d[m - 6 - nb + i] = tu_rng_below(&rng, 2) ? 0xff : 0;
+            }
+            end = m - 6 - nb;
+            num |= SST_BLOCK_HASH_FLAG;
+        }
+        coding_put_fixed32(d + m - 4, num);
+        if (end >= 4 && tu_rng_below(&rng, 2)) {
+            coding_put_fixed32(d + end - 4, 0);
         }
         exercise(d, m, &rng);
         free(d);
     }
     block_builder_destroy(&bb);
     free(t);
+}
+
+Test(block, damaged_blocks_never_crash)
+{
+    damaged_blocks(false);
+}
+
+Test(block, damaged_blocks_with_a_hash_index_never_crash)
+{
+    damaged_blocks(true);
 }
 
 Test(block, restart_in_the_middle_of_an_entry_is_corruption)
@@ -335,7 +385,7 @@ Test(block, restart_in_the_middle_of_an_entry_is_corruption)
     block_builder bb;
     block b;
     block_iter it;
-    block_builder_init(&bb, 8);
+    block_builder_init(&bb, 8, false);
     build(&bb, t, n);
     uint8_t *d = bb.buf.data;
     size_t len = bb.buf.len;
@@ -355,6 +405,350 @@ Test(block, restart_in_the_middle_of_an_entry_is_corruption)
     block_iter_seek(&it, t[8].k, t[8].ulen, 0);
     cr_assert_not(block_iter_valid(&it));
     cr_assert_eq(it.status, SHALE_CORRUPTION);
+    block_iter_destroy(&it);
+    block_builder_destroy(&bb);
+    free(t);
+}
+
+/* ---- hash index --------------------------------------------------------------------------- */
+
+/* About n entries: user keys of 1 .. max_ulen bytes from a small alphabet (so they share
+ * prefixes), each with 1 .. max_versions versions (newest first), in internal order. Fills
+ * *count. */
+static tkey *gen_versions(size_t n, size_t max_ulen, size_t max_versions, uint64_t seed,
+                          size_t *count)
+{
+    tkey *t = calloc(n, sizeof *t);
+    tu_rng rng;
+    cr_assert_not_null(t);
+    tu_rng_seed(&rng, seed);
+    size_t m = 0;
+    while (m < n) {
+        uint8_t k[400];
+        size_t ulen = 1 + tu_rng_below(&rng, max_ulen);
+        for (size_t j = 0; j < ulen; j++) {
+            k[j] = (uint8_t)("abc\xff"[tu_rng_below(&rng, 4)]);
+        }
+        size_t versions = tu_rng_below(&rng, 4) == 0 ? 1 + tu_rng_below(&rng, max_versions) : 1;
+        uint64_t seq = 1000 + tu_rng_below(&rng, 100000);
+        for (size_t v = 0; v < versions && m < n; v++) {
+            memcpy(t[m].k, k, ulen);
+            t[m].ulen = ulen;
+            t[m].seq = seq;
+            seq -= 1 + tu_rng_below(&rng, 5);
+            t[m].type = (uint8_t)tu_rng_below(&rng, 2);
+            t[m].vlen = tu_rng_below(&rng, 3) == 0 ? 0 : tu_rng_below(&rng, 24);
+            for (size_t j = 0; j < t[m].vlen; j++) {
+                t[m].v[j] = (uint8_t)tu_rng_next(&rng);
+            }
+            m++;
+        }
+    }
+    qsort(t, n, sizeof *t, tkey_cmp);
+    m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (m == 0 || tkey_cmp(&t[m - 1], &t[i]) != 0) {
+            t[m++] = t[i];
+        }
+    }
+    *count = m;
+    return t;
+}
+
+typedef struct point_stats {
+    size_t hits, misses, empty_bucket;
+} point_stats;
+
+/* A point seek against block_iter_seek: where the block holds (ukey, s <= seq), both are at its
+ * first such entry; elsewhere the point seek is not valid or at an entry >= the target of
+ * another user key. Neither reports damage. */
+static void point_agrees(block_iter *ref, block_iter *pt, const uint8_t *k, size_t ulen,
+                         uint64_t seq, point_stats *st)
+{
+    uint64_t h = bloom_hash(k, ulen);
+    block_iter_seek(ref, k, ulen, seq);
+    block_iter_seek_point(pt, k, ulen, seq, h);
+    cr_assert_eq(ref->status, SHALE_OK);
+    cr_assert_eq(pt->status, SHALE_OK);
+    bool hit =
+        block_iter_valid(ref) && block_iter_ukey_len(ref) == ulen && memcmp(ref->key, k, ulen) == 0;
+    if (hit) {
+        st->hits++;
+        cr_assert(block_iter_valid(pt), "point seek missed a present key (seq %" PRIu64 ")", seq);
+        cr_assert_eq(pt->cur, ref->cur);
+        cr_assert_eq(pt->key_len, ref->key_len);
+        cr_assert(memcmp(pt->key, ref->key, ref->key_len) == 0);
+        cr_assert_eq(pt->val_len, ref->val_len);
+        cr_assert(ref->val_len == 0 || memcmp(pt->val, ref->val, ref->val_len) == 0);
+        /* The iterator is consistent: stepping from there agrees with the reference. */
+        block_iter_next(pt);
+        block_iter_next(ref);
+        cr_assert_eq(block_iter_valid(pt), block_iter_valid(ref));
+        cr_assert_eq(pt->cur, ref->cur);
+        return;
+    }
+    st->misses++;
+    if (pt->num_buckets > 0 &&
+        pt->buckets[(uint32_t)(h >> 32) % pt->num_buckets] == SST_BLOCK_HASH_EMPTY) {
+        st->empty_bucket++;
+    }
+    if (block_iter_valid(pt)) {
+        cr_assert_geq(block_key_cmp(pt->key, pt->key_len, k, ulen, seq), 0);
+        cr_assert(block_iter_ukey_len(pt) != ulen || memcmp(pt->key, k, ulen) != 0);
+    }
+}
+
+/* Every entry's (ukey, seq), the snapshots around it, and absent keys. */
+static void check_point_seeks(const block *b, const tkey *t, size_t n, size_t max_ulen, tu_rng *rng,
+                              point_stats *st)
+{
+    block_iter ref, pt;
+    block_iter_init(&ref, true);
+    block_iter_init(&pt, true);
+    block_iter_set(&ref, b);
+    block_iter_set(&pt, b);
+    for (size_t j = 0; j < n; j++) {
+        uint64_t seqs[] = {
+            t[j].seq, t[j].seq - 1, t[j].seq + 1, IKEY_MAX_SEQ, 0, tu_rng_below(rng, 110000)};
+        for (size_t s = 0; s < sizeof seqs / sizeof seqs[0]; s++) {
+            point_agrees(&ref, &pt, t[j].k, t[j].ulen, seqs[s], st);
+        }
+        /* The exact entry: its own seq finds itself. */
+        block_iter_seek_point(&pt, t[j].k, t[j].ulen, t[j].seq, bloom_hash(t[j].k, t[j].ulen));
+        check_at(&pt, &t[j]);
+    }
+    for (int a = 0; a < 300; a++) {
+        uint8_t k[400];
+        size_t ulen = 1 + tu_rng_below(rng, max_ulen + 2);
+        for (size_t j = 0; j < ulen; j++) {
+            k[j] = (uint8_t)("abc\xff"[tu_rng_below(rng, 4)]);
+        }
+        point_agrees(&ref, &pt, k, ulen, tu_rng_below(rng, 2) ? IKEY_MAX_SEQ : 50000, st);
+    }
+    block_iter_destroy(&ref);
+    block_iter_destroy(&pt);
+}
+
+Test(block, point_seeks_agree_with_seek)
+{
+    static const uint32_t intervals[] = {1, 2, 8, 16};
+    tu_rng rng;
+    tu_rng_seed(&rng, 99);
+    point_stats st = {0};
+    for (size_t r = 0; r < sizeof intervals / sizeof intervals[0]; r++) {
+        for (int hash = 0; hash < 2; hash++) {
+            for (uint64_t seed = 0; seed < 4; seed++) {
+                /* Keys over the inline buffer in odd seeds; versions up to 3 runs long. */
+                size_t max_ulen = seed % 2 ? 60 : 6;
+                size_t n;
+                tkey *t = gen_versions(240, max_ulen, 3 * intervals[r], 100 * r + seed, &n);
+                block_builder bb;
+                block b;
+                block_builder_init(&bb, intervals[r], hash);
+                build(&bb, t, n);
+                cr_assert_null(block_parse(bb.buf.data, bb.buf.len, &b));
+                cr_assert_leq(b.num_restarts, SST_BLOCK_HASH_MAX_RESTARTS);
+                cr_assert_eq(b.num_buckets > 0, hash);
+                check_point_seeks(&b, t, n, max_ulen, &rng, &st);
+                block_builder_destroy(&bb);
+                free(t);
+            }
+        }
+    }
+    /* The randomized blocks did exercise each path. */
+    cr_assert_gt(st.hits, 10000);
+    cr_assert_gt(st.misses, 5000);
+    cr_assert_gt(st.empty_bucket, 500);
+}
+
+/* The bytes after the restart array, recomputed from sst_format.h's definition. */
+Test(block, hash_index_layout)
+{
+    for (uint32_t interval = 1; interval <= 16; interval *= 4) {
+        size_t n;
+        tkey *t = gen_versions(200, 5, 10, interval, &n);
+        block_builder bb;
+        block_builder_init(&bb, interval, true);
+        build(&bb, t, n);
+        const uint8_t *d = bb.buf.data;
+        size_t len = bb.buf.len;
+        uint32_t footer = coding_get_fixed32(d + len - 4);
+        uint32_t num = (uint32_t)((n + interval - 1) / interval);
+        cr_assert_eq(footer, num | SST_BLOCK_HASH_FLAG);
+
+        size_t distinct = 0;
+        for (size_t i = 0; i < n; i++) {
+            distinct +=
+                i == 0 || t[i].ulen != t[i - 1].ulen || memcmp(t[i].k, t[i - 1].k, t[i].ulen) != 0;
+        }
+        uint32_t nb = coding_get_fixed16(d + len - 6);
+        cr_assert_eq(nb, distinct + distinct / 2 + 1);
+        uint8_t *want = malloc(nb);
+        memset(want, 0xff, nb);
+        for (size_t i = 0; i < n; i++) {
+            if (i > 0 && t[i].ulen == t[i - 1].ulen && memcmp(t[i].k, t[i - 1].k, t[i].ulen) == 0) {
+                continue;
+            }
+            uint32_t slot = (uint32_t)(bloom_hash(t[i].k, t[i].ulen) >> 32) % nb;
+            uint8_t run = (uint8_t)(i / interval);
+            if (want[slot] == 0xff || run < want[slot]) {
+                want[slot] = run;
+            }
+        }
+        cr_assert(memcmp(d + len - 6 - nb, want, nb) == 0, "buckets differ (interval %u)",
+                  interval);
+        block b;
+        cr_assert_null(block_parse(d, len, &b));
+        cr_assert_eq(b.num_buckets, nb);
+        cr_assert_eq(b.buckets, d + len - 6 - nb);
+        cr_assert_eq(b.restarts, len - 6 - nb - 4 * num);
+        free(want);
+        block_builder_destroy(&bb);
+        free(t);
+    }
+}
+
+/* 253 restart points is the most an index can name; a block with more has none and still
+ * answers point seeks (by binary search). */
+Test(block, too_many_restarts_means_no_hash_index)
+{
+    static const struct {
+        uint32_t interval;
+        size_t entries;
+        bool hashed;
+    } cases[] = {{1, 253, true},  {1, 254, false}, {2, 506, true},
+                 {2, 507, false}, {1, 700, false}, {4, 2000, false}};
+    tu_rng rng;
+    tu_rng_seed(&rng, 5);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t n;
+        tkey *t = gen_versions(cases[c].entries + 200, 8, 6, 40 + c, &n);
+        cr_assert_geq(n, cases[c].entries);
+        n = cases[c].entries;
+        block_builder bb;
+        block b;
+        block_builder_init(&bb, cases[c].interval, true);
+        build(&bb, t, n);
+        cr_assert_null(block_parse(bb.buf.data, bb.buf.len, &b));
+        cr_assert_eq(b.num_buckets > 0, cases[c].hashed, "case %zu", c);
+        cr_assert_eq(coding_get_fixed32((const uint8_t *)bb.buf.data + bb.buf.len - 4) &
+                         SST_BLOCK_HASH_FLAG,
+                     cases[c].hashed ? SST_BLOCK_HASH_FLAG : 0);
+        point_stats st = {0};
+        check_point_seeks(&b, t, n, 8, &rng, &st);
+        cr_assert_gt(st.hits, n);
+        block_builder_destroy(&bb);
+        free(t);
+    }
+}
+
+/* Every kind of damage to the index that block_parse can see is a parse error, on a heap copy
+ * of exactly the block's size (ASan reports any read outside). */
+Test(block, hash_index_damage_is_a_parse_error)
+{
+    size_t n;
+    tkey *t = gen_versions(120, 6, 4, 77, &n);
+    block_builder bb;
+    block_builder_init(&bb, 8, true);
+    build(&bb, t, n);
+    const uint8_t *orig = bb.buf.data;
+    size_t len = bb.buf.len;
+    uint32_t num = coding_get_fixed32(orig + len - 4) & ~SST_BLOCK_HASH_FLAG;
+    uint32_t nb = coding_get_fixed16(orig + len - 6);
+    size_t restarts_end = len - 6 - nb;
+    cr_assert_geq(num, 2);
+
+    for (int what = 0; what < 9; what++) {
+        uint8_t *d = malloc(len);
+        cr_assert_not_null(d);
+        memcpy(d, orig, len);
+        uint8_t *buckets = d + restarts_end;
+        switch (what) {
+        case 0: /* a bucket naming the restart point past the last */
+            buckets[nb / 2] = (uint8_t)num;
+            break;
+        case 1: /* the largest non-empty value */
+            buckets[0] = 0xfe;
+            break;
+        case 2: /* no buckets */
+            coding_put_fixed16(d + len - 6, 0);
+            break;
+        case 3: /* more buckets than the block has bytes */
+            coding_put_fixed16(d + len - 6, 0xffff);
+            break;
+        case 4: /* exactly too many: the bucket array would reach into byte -1 */
+            coding_put_fixed16(d + len - 6, (uint16_t)(len - 6 + 1));
+            break;
+        case 5: /* so many that the restart array no longer fits */
+            coding_put_fixed16(d + len - 6, (uint16_t)(len - 6 - 4 * num + 1));
+            break;
+        case 6: /* the flag with more restarts than an index can name */
+            coding_put_fixed32(d + len - 4, 254 | SST_BLOCK_HASH_FLAG);
+            break;
+        case 7: /* the flag with no restarts */
+            coding_put_fixed32(d + len - 4, SST_BLOCK_HASH_FLAG);
+            break;
+        default: /* the flag cleared: the index bytes become restart offsets */
+            coding_put_fixed32(d + len - 4, num);
+            break;
+        }
+        block b;
+        const char *why = block_parse(d, len, &b);
+        cr_assert_not_null(why, "damage %d parsed", what);
+        cr_assert(what >= 5 || strstr(why, "hash index") != NULL, "damage %d: %s", what, why);
+        free(d);
+    }
+    /* Too short to hold even B. */
+    uint8_t tiny[5] = {0, 1, 0, 0, 0x80};
+    block b;
+    cr_assert_not_null(block_parse(tiny + 1, 4, &b));
+    cr_assert_not_null(block_parse(tiny, 5, &b));
+    block_builder_destroy(&bb);
+    free(t);
+}
+
+/* A bucket that parses but points past the key's run (damage only sst_verify sees) makes a
+ * point seek miss the key, nothing worse; one pointing earlier only lengthens the scan. */
+Test(block, wrong_bucket_values_stay_in_bounds)
+{
+    size_t n;
+    tkey *t = gen_versions(200, 6, 4, 78, &n);
+    block_builder bb;
+    block_builder_init(&bb, 4, true);
+    build(&bb, t, n);
+    uint8_t *d = bb.buf.data;
+    size_t len = bb.buf.len;
+    uint32_t num = coding_get_fixed32(d + len - 4) & ~SST_BLOCK_HASH_FLAG;
+    uint32_t nb = coding_get_fixed16(d + len - 6);
+    uint8_t *buckets = d + len - 6 - nb;
+    tu_rng rng;
+    tu_rng_seed(&rng, 3);
+
+    /* Every bucket 0: always correct. */
+    memset(buckets, 0, nb);
+    block b;
+    point_stats st = {0};
+    cr_assert_null(block_parse(d, len, &b));
+    check_point_seeks(&b, t, n, 6, &rng, &st);
+    /* Every bucket the last run: most keys are missed, none crashes or reports damage. */
+    memset(buckets, (int)(num - 1), nb);
+    cr_assert_null(block_parse(d, len, &b));
+    block_iter it;
+    block_iter_init(&it, true);
+    block_iter_set(&it, &b);
+    size_t found = 0;
+    for (size_t j = 0; j < n; j++) {
+        block_iter_seek_point(&it, t[j].k, t[j].ulen, t[j].seq, bloom_hash(t[j].k, t[j].ulen));
+        cr_assert_eq(it.status, SHALE_OK);
+        if (block_iter_valid(&it)) {
+            cr_assert_geq(block_key_cmp(it.key, it.key_len, t[j].k, t[j].ulen, t[j].seq), 0);
+            found += block_iter_tag(&it) == (t[j].seq << 8 | t[j].type) &&
+                     block_iter_ukey_len(&it) == t[j].ulen &&
+                     memcmp(it.key, t[j].k, t[j].ulen) == 0;
+        }
+    }
+    cr_assert_gt(found, 0, "the last run's keys are still found");
+    cr_assert_lt(found, n / 2);
     block_iter_destroy(&it);
     block_builder_destroy(&bb);
     free(t);

@@ -6,6 +6,9 @@
  * the next key, so the separator can be the shortest key between the two blocks. finish writes
  * the filter, index, properties and footer, then fdatasyncs and closes.
  *
+ * Data blocks carry a hash index for point lookups (block.h, sst_format.h) unless
+ * no_data_block_hash; the footer's format version says which (2 with, 1 without).
+ *
  * Output is gathered in `out` and handed to the file in appends of about SST_WRITE_CHUNK bytes
  * (one system call per chunk, not per 4 KiB block).
  *
@@ -70,6 +73,7 @@ sst_builder_options sst_builder_default_options(void)
         .bloom_bits_per_key = 10,
         .compression = COMPRESS_LZ4,
         .compression_level = 0,
+        .no_data_block_hash = false,
     };
 }
 
@@ -218,8 +222,8 @@ shale_code sst_builder_new(const shale_env *env, const char *path, uint64_t file
     b->env = env;
     b->file_number = file_number;
     b->o = o;
-    block_builder_init(&b->data, o.restart_interval);
-    block_builder_init(&b->index, SST_INDEX_RESTART_INTERVAL);
+    block_builder_init(&b->data, o.restart_interval, !o.no_data_block_hash);
+    block_builder_init(&b->index, SST_INDEX_RESTART_INTERVAL, false);
     b->props.compression = (uint32_t)o.compression;
     b->props.min_seq = UINT64_MAX;
 
@@ -498,7 +502,7 @@ static shale_code encode_props(const sst_props *p, shale_buf *out, size_t *file_
 }
 
 static void encode_footer(uint8_t *f, const sst_handle *index, const sst_handle *filter,
-                          const sst_handle *props, uint64_t file_number)
+                          const sst_handle *props, uint64_t file_number, uint32_t version)
 {
     coding_put_fixed64(f + SST_FOOTER_INDEX, index->offset);
     coding_put_fixed64(f + SST_FOOTER_INDEX + 8, index->size);
@@ -507,7 +511,7 @@ static void encode_footer(uint8_t *f, const sst_handle *index, const sst_handle 
     coding_put_fixed64(f + SST_FOOTER_PROPS, props->offset);
     coding_put_fixed64(f + SST_FOOTER_PROPS + 8, props->size);
     coding_put_fixed64(f + SST_FOOTER_NUMBER, file_number);
-    coding_put_fixed32(f + SST_FOOTER_VERSION, SST_FORMAT_VERSION);
+    coding_put_fixed32(f + SST_FOOTER_VERSION, version);
     coding_put_fixed32(f + SST_FOOTER_CRC, crc32c_mask(crc32c_value(f, SST_FOOTER_CRC)));
     coding_put_fixed64(f + SST_FOOTER_MAGIC, SST_MAGIC);
 }
@@ -573,7 +577,9 @@ static shale_code write_tail(sst_builder *b, shale_error *err)
     }
 
     uint8_t footer[SST_FOOTER_SIZE];
-    encode_footer(footer, &index, &filter, &props, b->file_number);
+    /* Version 1 without the hash index, so builds that predate it still read the table. */
+    encode_footer(footer, &index, &filter, &props, b->file_number,
+                  b->o.no_data_block_hash ? SST_FORMAT_VERSION_MIN : SST_FORMAT_VERSION);
     rc = buf_append(&b->out, footer, sizeof footer, err);
     if (rc == SHALE_OK) {
         rc = flush_out(b, err);

@@ -30,9 +30,14 @@ typedef struct sst_builder_options {
     int compression;             /* enum compress_type; the builder's default is LZ4 only
                                     through sst_builder_default_options() */
     int compression_level;       /* zstd level; 0 = library default */
+    bool no_data_block_hash;     /* false (the default, so a zeroed struct has it): data blocks
+                                    get a hash index for point lookups (sst_format.h) and the
+                                    table format version 2; true: no hash index, version 1,
+                                    which builds before the hash index also read */
 } sst_builder_options;
 
-/* Defaults: 4096-byte blocks, restarts every 16 keys, 10 bloom bits per key, LZ4. */
+/* Defaults: 4096-byte blocks, restarts every 8 keys, 10 bloom bits per key, LZ4, data block
+ * hash index. */
 sst_builder_options sst_builder_default_options(void);
 
 /* What a finished table holds; also stored in its properties block. */

@@ -26,15 +26,36 @@
  *
  * Block handle (in index entries): varint64 offset | varint64 size, size excluding the trailer.
  *
- * Raw block (data and index blocks; LevelDB's block format):
+ * Raw block (data and index blocks; LevelDB's block format, plus an optional hash index in
+ * data blocks after RocksDB's kDataBlockBinaryAndHash):
  *   entry*   shared varint32 | non_shared varint32 | value_len varint32 |
  *            key_delta (non_shared bytes) | value (value_len bytes)
- *   restart  fixed32 * num_restarts     offsets of entries whose shared is 0, increasing, the
+ *   restart  fixed32 * R                offsets of entries whose shared is 0, increasing, the
  *                                        first is 0
- *   num_restarts fixed32                at least 1
- * An entry's key is the previous entry's first `shared` bytes followed by key_delta. Every
- * restart_interval-th entry is a restart point (shared = 0), so a seek is a binary search over
- * the restart array followed by a linear scan of at most restart_interval entries.
+ *   [hash index]                         only when the footer's SST_BLOCK_HASH_FLAG is set:
+ *     bucket u8 * B                      a restart point (< R), or SST_BLOCK_HASH_EMPTY (0xFF)
+ *     B fixed16                          1 .. 65535
+ *   footer   fixed32                    R, or R | SST_BLOCK_HASH_FLAG (bit 31) with the index
+ * R (num_restarts) is at least 1 in a block with entries. An entry's key is the previous entry's
+ * first `shared` bytes followed by key_delta. Every restart_interval-th entry is a restart point
+ * (shared = 0), so a seek is a binary search over the restart array followed by a linear scan
+ * of at most restart_interval entries.
+ *
+ * Hash index (format version 2): a point lookup's shortcut past that binary search. Written in
+ * a data block (never an index block) that has at least one entry and R <= 253
+ * (SST_BLOCK_HASH_MAX_RESTARTS, so a restart point fits a byte next to the EMPTY mark); each
+ * block decides alone, and a block without it has the plain layout (flag clear).
+ *   n        = the block's distinct user keys; B = min(n + n/2 + 1, 65535) (load <= 2/3)
+ *   bucket   of user key U = (uint32_t)(bloom_hash(U) >> 32) % B. bloom_hash (bloom.h) is
+ *            fixed forever; a get hashes its key once, for the filter and the bucket.
+ *   bucket value = EMPTY if no user key of the block falls there, else the SMALLEST restart
+ *            point among those holding the first (newest) entry of a user key falling there.
+ * A lookup of (U, seq) reads U's bucket: EMPTY means U is not in the block; otherwise it scans
+ * forward from that restart point (across later restart points if need be) to the first entry
+ * >= (U, seq). Every entry before U's first is smaller than (U, seq), so starting the scan at
+ * or before U's first entry is always correct; a collision only makes the scan longer (the
+ * reader hops over a run when the next restart key is still below the target), and needs no
+ * fallback. Scans (iterators) ignore the index.
  *
  * Keys in data and index blocks are internal keys:  user key | tag fixed64
  *   tag = seq << 8 | type, type SST_TYPE_DEL (0), SST_TYPE_PUT (1) or SST_TYPE_PUT_TTL (2).
@@ -80,8 +101,13 @@
 #include "base/ikey.h"
 
 /* "SHALESST" read as a little-endian u64: the file's last 8 bytes spell the name. */
-#define SST_MAGIC          0x545353454c414853ull
-#define SST_FORMAT_VERSION 1u
+#define SST_MAGIC              0x545353454c414853ull
+/* 2: data blocks may carry a hash index (written unless sst_builder_options.no_data_block_hash).
+ * 1: none does (written with no_data_block_hash, so older builds read those tables). A reader
+ * accepts SST_FORMAT_VERSION_MIN .. SST_FORMAT_VERSION; a build that reads only 1 refuses a
+ * version 2 table in its footer rather than misreading its blocks. */
+#define SST_FORMAT_VERSION     2u
+#define SST_FORMAT_VERSION_MIN 1u
 
 #define SST_FOOTER_SIZE    72u
 /* Footer field offsets. */
@@ -118,6 +144,12 @@ enum sst_entry_type {
 
 /* Index blocks: every key whole (see above). */
 #define SST_INDEX_RESTART_INTERVAL 1u
+
+/* Data block hash index (see "Hash index" above). */
+#define SST_BLOCK_HASH_FLAG         (1u << 31)
+#define SST_BLOCK_HASH_MAX_RESTARTS 253u
+#define SST_BLOCK_HASH_EMPTY        0xFFu
+#define SST_BLOCK_HASH_MAX_BUCKETS  65535u
 
 /* Seed of hash_bytes for filter keys. Fixed forever: filters store its results. */
 #define SST_BLOOM_SEED 0x5368616c65ull /* "Shale" */

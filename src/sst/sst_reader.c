@@ -58,7 +58,8 @@ struct sst_reader {
     const char *name; /* base name inside path, for messages */
     uint64_t file_number;
     uint64_t file_size;
-    uint64_t data_end; /* where the footer starts: every block ends at or before it */
+    uint32_t format_version; /* SST_FORMAT_VERSION_MIN .. SST_FORMAT_VERSION */
+    uint64_t data_end;       /* where the footer starts: every block ends at or before it */
     cache *cache;
     uint64_t cache_id;
     sst_handle index_h, filter_h, props_h;
@@ -194,6 +195,10 @@ static shale_code parse_kind(const sst_reader *r, int kind, const sst_handle *h,
         why = block_parse(data, n, b);
         if (why == NULL && b->num_restarts == 0) {
             why = "no entries";
+        } else if (why == NULL && b->num_buckets > 0 && kind == BK_INDEX) {
+            why = "hash index in an index block";
+        } else if (why == NULL && b->num_buckets > 0 && r->format_version < 2) {
+            why = "hash index in a format version 1 table";
         }
     } else if (kind == BK_FILTER) {
         why = bloom_parse(data, n, f);
@@ -407,11 +412,13 @@ static shale_code decode_footer(sst_reader *r, const uint8_t *f, shale_error *er
         return err_set(err, SHALE_CORRUPTION, 0, "%s: footer: bad checksum", r->name);
     }
     uint32_t version = coding_get_fixed32(f + SST_FOOTER_VERSION);
-    if (version != SST_FORMAT_VERSION) {
+    if (version < SST_FORMAT_VERSION_MIN || version > SST_FORMAT_VERSION) {
         return err_set(err, SHALE_CORRUPTION, 0,
-                       "%s: footer: format version %" PRIu32 " not supported (this build reads %u)",
-                       r->name, version, SST_FORMAT_VERSION);
+                       "%s: footer: format version %" PRIu32
+                       " not supported (this build reads %u .. %u)",
+                       r->name, version, SST_FORMAT_VERSION_MIN, SST_FORMAT_VERSION);
     }
+    r->format_version = version;
     uint64_t number = coding_get_fixed64(f + SST_FOOTER_NUMBER);
     if (number != r->file_number) {
         return err_set(err, SHALE_CORRUPTION, 0,
@@ -710,7 +717,9 @@ shale_code sst_reader_get(sst_reader *r, shale_slice key, uint64_t snapshot_seq,
     if (rc != SHALE_OK) {
         return rc;
     }
-    bool may = bloom_may_contain(&p.obj->f, bloom_hash(key.data, key.len));
+    /* One hash for the filter and the data block's hash index. */
+    uint64_t hash = bloom_hash(key.data, key.len);
+    bool may = bloom_may_contain(&p.obj->f, hash);
     unpin(r, &p);
     if (stats != NULL) {
         stats->filter_checked++;
@@ -729,7 +738,10 @@ shale_code sst_reader_get(sst_reader *r, shale_slice key, uint64_t snapshot_seq,
     }
     block_iter_init(&bi, true);
     block_iter_set(&bi, &p.obj->b);
-    block_iter_seek(&bi, key.data, key.len, snapshot_seq);
+    /* find_block's block is the only one that can hold (key, seq <= snapshot_seq) (sst_format.h:
+     * index keys separate the blocks), so a point seek that lands elsewhere or nowhere ends the
+     * get. */
+    block_iter_seek_point(&bi, key.data, key.len, snapshot_seq, hash);
     if (block_iter_valid(&bi)) {
         ikey_entry e;
         fill_entry(&bi, &e);
@@ -1085,9 +1097,22 @@ static shale_code verify_data_block(verify_state *vs, const sst_handle *h, const
         }
         bool new_key = vs->prev.len == 0 ||
                        !slice_eq(e.key, slice_make(vs->prev.data, vs->prev.len - SST_TAG_SIZE));
-        if (new_key && !bloom_may_contain(&vs->filter, bloom_hash(e.key.data, e.key.len))) {
+        uint64_t hash = new_key || bi.cur == 0 ? bloom_hash(e.key.data, e.key.len) : 0;
+        if (new_key && !bloom_may_contain(&vs->filter, hash)) {
             rc = bad_block(err, r, BK_FILTER, &r->filter_h, "a key of the table is missing");
             break;
+        }
+        /* The hash index must lead a get of each user key of the block to, or before, the
+         * restart run of its first entry here (a key continued from the previous block starts
+         * this one: bi.cur == 0). */
+        if ((new_key || bi.cur == 0) && b.num_buckets > 0) {
+            uint8_t bucket = b.buckets[(uint32_t)(hash >> 32) % b.num_buckets];
+            if (bucket == SST_BLOCK_HASH_EMPTY || bucket > bi.restart_index) {
+                char what[64];
+                snprintf(what, sizeof what, "hash index misses the key @%" PRIu32, bi.cur);
+                rc = bad_block(err, r, BK_DATA, h, what);
+                break;
+            }
         }
         if (vs->seen.entries == 0) {
             rc = buf_set(&vs->seen.smallest_key, e.key.data, e.key.len, err);

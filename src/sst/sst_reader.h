@@ -51,7 +51,10 @@ uint64_t sst_reader_file_number(const sst_reader *r);
 /* Finds the newest version of `key` with seq <= snapshot_seq. On SHALE_OK, *found says whether
  * there is one; if so *out is filled (type, seq, expire_at_ms) and out->key / out->value point
  * into `scratch` (overwritten; the caller owns it). The bloom filter is consulted first; a
- * filter that says "absent" costs no data block read. stats (may be NULL) counts filter checks. */
+ * filter that says "absent" costs no data block read. In the one data block the index points
+ * to, the block's hash index (format version 2) takes the get straight to the restart run of
+ * the key, with the same hash as the filter; blocks without one are binary-searched. stats
+ * (may be NULL) counts filter checks. */
 typedef struct sst_get_stats {
     uint64_t filter_checked, filter_negative;
 } sst_get_stats;
@@ -69,7 +72,8 @@ bool sst_reader_may_contain(sst_reader *r, shale_slice key);
 iter *sst_reader_iter(sst_reader *r, bool fill_cache);
 
 /* Full verification for `shale check`: footer, properties, index, filter and every data block's
- * checksum, entries in strictly increasing internal order, counts matching the properties.
+ * checksum, entries in strictly increasing internal order, counts matching the properties, and
+ * each data block's hash index leading every user key of the block to its entries.
  * Returns SHALE_OK or the first damage found (SHALE_CORRUPTION naming the file and the block);
  * *blocks_checked gets how many blocks were verified. Uses no cache. */
 shale_code sst_verify(const shale_env *env, const char *path, uint64_t file_number,

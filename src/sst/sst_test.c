@@ -12,7 +12,11 @@
  *     truncation; every random single-bit flip; damage behind a recomputed checksum. Each is
  *     SHALE_CORRUPTION naming the file and block kind, and nothing crashes (ASan build);
  *   - builder errors: order, empty tables, bad options, existing paths, abandon, and write or
- *     sync failures through env_fault, which leave no file behind.
+ *     sync failures through env_fault, which leave no file behind;
+ *   - the data block hash index: gets on tables built with and without it agree with each other
+ *     and the model (many versions per key, keys spanning blocks, every restart interval), the
+ *     format versions written and read (1 without the index, 2 with it), and damage to an
+ *     index behind a valid checksum: parse errors on read, a wrong bucket caught by sst_verify.
  */
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -33,6 +37,8 @@
 #include "base/iter.h"
 #include "env/env.h"
 #include "env/env_fault.h"
+#include "sst/block.h"
+#include "sst/bloom.h"
 #include "sst/sst_builder.h"
 #include "sst/sst_format.h"
 #include "sst/sst_reader.h"
@@ -355,6 +361,7 @@ static void random_round(uint64_t seed, int compression, bool use_cache)
     o.restart_interval = (uint32_t)(1 + tu_rng_below(&rng, 24));
     o.bloom_bits_per_key = (uint32_t)(1 + tu_rng_below(&rng, 20));
     o.compression = compression;
+    o.no_data_block_hash = seed % 3 == 0;
     model m = gen_model(&rng, 1 + tu_rng_below(&rng, 1500), o.block_bytes);
     sst_props props;
     char *path = build_table(dir, &m, &o, &props);
@@ -1587,5 +1594,379 @@ Test(sst, write_failure_at_finish_of_a_small_table)
     cr_assert_not(exists(path));
     env_fault_free(fe);
     scratch_free(dir, path);
+    tu_assert_no_leaks();
+}
+
+/* ---- data block hash index ---------------------------------------------------------------- */
+
+static uint32_t footer_version(const char *path)
+{
+    size_t n;
+    uint8_t *d = slurp(path, &n);
+    cr_assert_geq(n, SST_FOOTER_SIZE);
+    uint32_t v = coding_get_fixed32(d + n - SST_FOOTER_SIZE + SST_FOOTER_VERSION);
+    free(d);
+    return v;
+}
+
+/* Data blocks of an uncompressed table that carry a hash index (and, in *blocks, how many data
+ * blocks there are). */
+static uint64_t hashed_blocks(const char *path, const sst_props *p, uint64_t *blocks)
+{
+    size_t n;
+    uint8_t *d = slurp(path, &n);
+    uint64_t off = 0, hashed = 0;
+    *blocks = 0;
+    while (off < p->data_bytes) {
+        sst_handle h = block_at(d, off, p->data_bytes);
+        cr_assert_eq(d[h.offset + h.size], COMPRESS_NONE);
+        block b;
+        cr_assert_null(block_parse(d + h.offset, h.size, &b));
+        hashed += b.num_buckets > 0;
+        (*blocks)++;
+        off = h.offset + h.size + SST_TRAILER_SIZE;
+    }
+    free(d);
+    return hashed;
+}
+
+/* keys user keys; one in five has up to 40 versions, and the first has 60 versions of 30-byte
+ * values, so it spans data blocks of up to 1 KiB. */
+static model versions_model(tu_rng *rng, size_t keys)
+{
+    model m = {0};
+    size_t cap = keys * 40 + 60;
+    m.e = calloc(cap, sizeof *m.e);
+    cr_assert_not_null(m.e);
+    for (size_t i = 0; i < keys; i++) {
+        uint8_t k[64];
+        size_t kl = rand_key(rng, k);
+        size_t versions = i == 0 ? 60
+                                 : (tu_rng_below(rng, 5) == 0 ? 1 + tu_rng_below(rng, 40)
+                                                              : 1 + tu_rng_below(rng, 2));
+        uint64_t seq = 10000 + tu_rng_below(rng, 90000);
+        for (size_t v = 0; v < versions && m.n < cap; v++) {
+            ment *e = &m.e[m.n++];
+            e->key = malloc(kl);
+            cr_assert_not_null(e->key);
+            memcpy(e->key, k, kl);
+            e->klen = kl;
+            e->seq = seq;
+            seq -= 1 + tu_rng_below(rng, 100);
+            uint64_t r = tu_rng_below(rng, 100);
+            e->type = r < 15 ? IKEY_DEL : IKEY_PUT;
+            e->expire = (r >= 15 && r < 25) ? 1 + tu_rng_below(rng, 1ull << 50) : 0;
+            e->vlen = e->type == IKEY_DEL ? 0 : (i == 0 ? 30 : tu_rng_below(rng, 60));
+            e->val = rand_bytes(rng, e->vlen, tu_rng_below(rng, 2));
+        }
+    }
+    qsort(m.e, m.n, sizeof *m.e, ment_cmp);
+    size_t w = 0;
+    for (size_t i = 0; i < m.n; i++) {
+        if (w > 0 && ment_cmp(&m.e[w - 1], &m.e[i]) == 0) {
+            free(m.e[i].key);
+            free(m.e[i].val);
+            continue;
+        }
+        m.e[w++] = m.e[i];
+    }
+    m.n = w;
+    return m;
+}
+
+/* One get on both readers: the same answer, and the model's. */
+static void get_both(sst_reader *r[2], const model *m, shale_slice key, uint64_t snap,
+                     shale_buf scratch[2], size_t *hits)
+{
+    size_t pos = lower_bound(m, key, snap);
+    bool want = pos < m->n && slice_eq(slice_make(m->e[pos].key, m->e[pos].klen), key);
+    for (int t = 0; t < 2; t++) {
+        bool found;
+        ikey_entry e;
+        shale_error err;
+        cr_assert_eq(sst_reader_get(r[t], key, snap, &found, &e, &scratch[t], NULL, &err), SHALE_OK,
+                     "%s", err.msg);
+        cr_assert_eq(found, want, "%s: found %d, want %d (snapshot %" PRIu64 ")",
+                     t ? "no hash" : "hash", found, want, snap);
+        if (found) {
+            assert_same(&e, &m->e[pos], t ? "get without hash" : "get with hash");
+        }
+    }
+    *hits += want;
+}
+
+Test(sst, gets_agree_with_and_without_the_hash_index)
+{
+    static const struct {
+        uint32_t interval, block_bytes;
+        int compression;
+    } cfg[] = {
+        {1, 512, COMPRESS_NONE},   {2, 1024, COMPRESS_LZ4},  {8, 4096, COMPRESS_NONE},
+        {16, 4096, COMPRESS_ZSTD}, {16, 512, COMPRESS_NONE}, {1, 16384, COMPRESS_NONE},
+    };
+    tu_rng rng;
+    tu_rng_seed(&rng, 2024);
+    for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
+        model m = versions_model(&rng, 400);
+        char *dir[2];
+        char *path[2];
+        sst_props props[2];
+        sst_reader *r[2];
+        shale_buf scratch[2] = {{0}, {0}};
+        cache *cc = cache_new(4u << 20, 1);
+        for (int t = 0; t < 2; t++) {
+            sst_builder_options o = sst_builder_default_options();
+            o.restart_interval = cfg[c].interval;
+            o.block_bytes = cfg[c].block_bytes;
+            o.compression = cfg[c].compression;
+            o.bloom_bits_per_key = 2; /* absent keys often get past the filter */
+            o.no_data_block_hash = t == 1;
+            dir[t] = tu_tmpdir("sst");
+            path[t] = build_table(dir[t], &m, &o, &props[t]);
+            cr_assert_eq(footer_version(path[t]), t ? 1u : 2u);
+            cr_assert_eq(sst_verify(env_posix(), path[t], FNUM, NULL, NULL), SHALE_OK);
+            cr_assert_eq(sst_reader_open(env_posix(), path[t], FNUM, 0, t ? NULL : cc, &r[t], NULL),
+                         SHALE_OK);
+        }
+        cr_assert_eq(props[0].entries, props[1].entries);
+        cr_assert_gt(props[0].data_blocks, 2);
+        if (cfg[c].compression == COMPRESS_NONE) {
+            uint64_t blocks, hashed = hashed_blocks(path[0], &props[0], &blocks);
+            /* 16 KiB blocks of ~50-byte entries have over 253 restart points at interval 1;
+             * only the table's last block may be short enough for an index. */
+            if (cfg[c].block_bytes > 8192) {
+                cr_assert_leq(hashed, 1, "config %zu: %" PRIu64 " of %" PRIu64, c, hashed, blocks);
+            } else {
+                cr_assert_eq(hashed, blocks, "config %zu", c);
+            }
+            cr_assert_eq(hashed_blocks(path[1], &props[1], &blocks), 0);
+        }
+        size_t hits = 0;
+        /* Every version of every key, the snapshots between versions, and the extremes. */
+        for (size_t i = 0; i < m.n; i++) {
+            shale_slice key = slice_make(m.e[i].key, m.e[i].klen);
+            uint64_t snaps[] = {m.e[i].seq, m.e[i].seq - 1, m.e[i].seq + 1, IKEY_MAX_SEQ, 0};
+            for (size_t s = 0; s < sizeof snaps / sizeof snaps[0]; s++) {
+                get_both(r, &m, key, snaps[s], scratch, &hits);
+            }
+        }
+        for (int a = 0; a < 2000; a++) {
+            uint8_t kb[64];
+            shale_slice key = slice_make(kb, rand_key(&rng, kb));
+            get_both(r, &m, key, tu_rng_below(&rng, 2) ? IKEY_MAX_SEQ : tu_rng_below(&rng, 100000),
+                     scratch, &hits);
+        }
+        cr_assert_gt(hits, 3 * m.n);
+        for (int t = 0; t < 2; t++) {
+            sst_reader_close(r[t]);
+            buf_free(&scratch[t]);
+            sst_props_free(&props[t]);
+            free(path[t]);
+            tu_rm_rf(dir[t]);
+            free(dir[t]);
+        }
+        cache_free(cc);
+        model_free(&m);
+    }
+    tu_assert_no_leaks();
+}
+
+/* Rewrites the footer's version (and its checksum). */
+static void set_footer_version(const char *path, uint32_t version)
+{
+    size_t n;
+    uint8_t *d = slurp(path, &n);
+    uint8_t *f = d + n - SST_FOOTER_SIZE;
+    coding_put_fixed32(f + SST_FOOTER_VERSION, version);
+    coding_put_fixed32(f + SST_FOOTER_CRC, crc32c_mask(crc32c_value(f, SST_FOOTER_CRC)));
+    spill(path, d, n);
+    free(d);
+}
+
+Test(sst, format_versions)
+{
+    char *dir = tu_tmpdir("sst");
+    model m = seq_model(3000);
+    sst_builder_options o = sst_builder_default_options();
+    o.compression = COMPRESS_NONE;
+    o.no_data_block_hash = true;
+    sst_props p;
+    char *path = build_table(dir, &m, &o, &p);
+    uint64_t blocks;
+
+    /* Without the hash index: version 1, which this build still reads. */
+    cr_assert_eq(footer_version(path), 1);
+    cr_assert_eq(hashed_blocks(path, &p, &blocks), 0);
+    sst_reader *r;
+    tu_rng rng;
+    tu_rng_seed(&rng, 1);
+    cr_assert_eq(sst_reader_open(env_posix(), path, FNUM, 0, NULL, &r, NULL), SHALE_OK);
+    check_gets(r, &m, &rng, 500);
+    iter *it = sst_reader_iter(r, false);
+    check_forward(it, &m);
+    iter_destroy(it);
+    sst_reader_close(r);
+    cr_assert_eq(sst_verify(env_posix(), path, FNUM, NULL, NULL), SHALE_OK);
+    sst_props_free(&p);
+    cr_assert_eq(remove(path), 0);
+    free(path);
+
+    /* With it (the default): version 2, every data block indexed. */
+    path = build_table(dir, &m, &(sst_builder_options){0}, &p);
+    cr_assert_eq(footer_version(path), 2);
+    cr_assert_eq(hashed_blocks(path, &p, &blocks), blocks);
+    cr_assert_gt(blocks, 10);
+
+    /* Versions this build does not know are refused at open. */
+    shale_error err;
+    uint32_t bad[] = {0, 3, 0xffffffffu};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        set_footer_version(path, bad[i]);
+        assert_err(sst_reader_open(env_posix(), path, FNUM, 0, NULL, &r, &err), &err,
+                   "not supported (this build reads 1 .. 2)");
+    }
+    /* A version 1 table cannot hold a hash index: the block that has one is damage. */
+    set_footer_version(path, 1);
+    cr_assert_eq(sst_reader_open(env_posix(), path, FNUM, 0, NULL, &r, &err), SHALE_OK);
+    bool found;
+    ikey_entry e;
+    shale_buf scratch = {0};
+    char k[17];
+    assert_err(sst_reader_get(r, tu_key(k, 5), IKEY_MAX_SEQ, &found, &e, &scratch, NULL, &err),
+               &err, "hash index in a format version 1 table");
+    sst_reader_close(r);
+    assert_err(sst_verify(env_posix(), path, FNUM, NULL, &err), &err, "data block @0+");
+    set_footer_version(path, 2);
+    cr_assert_eq(sst_verify(env_posix(), path, FNUM, NULL, NULL), SHALE_OK);
+
+    buf_free(&scratch);
+    sst_props_free(&p);
+    model_free(&m);
+    free(path);
+    tu_rm_rf(dir);
+    free(dir);
+    tu_assert_no_leaks();
+}
+
+/* Where the first data block's hash index lies in an uncompressed image, and one key of the
+ * block whose bucket names exactly its run, with a later run after it. */
+typedef struct bucket_pick {
+    sst_handle h;
+    uint64_t buckets_at; /* file offset of the bucket array */
+    uint32_t num_buckets, num_restarts;
+    size_t key;      /* model index of the key */
+    uint64_t bucket; /* file offset of its bucket */
+    uint32_t run;    /* its restart run (>= 1) */
+} bucket_pick;
+
+static bucket_pick pick_bucket(const image *im)
+{
+    bucket_pick bp;
+    memset(&bp, 0, sizeof bp);
+    bp.h = block_at(im->orig, 0, im->f.props.data_bytes);
+    cr_assert_eq(im->orig[bp.h.size], COMPRESS_NONE);
+    block b;
+    cr_assert_null(block_parse(im->orig, bp.h.size, &b));
+    cr_assert_gt(b.num_buckets, 0);
+    bp.buckets_at = (uint64_t)(b.buckets - im->orig);
+    bp.num_buckets = b.num_buckets;
+    bp.num_restarts = b.num_restarts;
+    block_iter bi;
+    block_iter_init(&bi, true);
+    block_iter_set(&bi, &b);
+    size_t i = 0;
+    bool picked = false;
+    for (block_iter_seek_first(&bi); block_iter_valid(&bi) && !picked; block_iter_next(&bi), i++) {
+        uint32_t slot =
+            (uint32_t)(bloom_hash(bi.key, block_iter_ukey_len(&bi)) >> 32) % b.num_buckets;
+        if (bi.restart_index >= 1 && bi.restart_index + 1 < b.num_restarts &&
+            b.buckets[slot] == bi.restart_index) {
+            bp.key = i; /* seq_model: one entry per key, in order from 0 */
+            bp.bucket = bp.buckets_at + slot;
+            bp.run = bi.restart_index;
+            picked = true;
+        }
+    }
+    cr_assert(picked);
+    block_iter_destroy(&bi);
+    return bp;
+}
+
+static bool get_key(const image *im, size_t i, shale_code *rc, shale_error *err)
+{
+    sst_reader *r;
+    shale_buf scratch = {0};
+    bool found = false;
+    ikey_entry e;
+    cr_assert_eq(sst_reader_open(env_posix(), im->f.path, FNUM, 0, NULL, &r, NULL), SHALE_OK);
+    *rc = sst_reader_get(r, slice_make(im->f.m.e[i].key, im->f.m.e[i].klen), IKEY_MAX_SEQ, &found,
+                         &e, &scratch, NULL, err);
+    if (*rc == SHALE_OK && found) {
+        assert_same(&e, &im->f.m.e[i], "get");
+    }
+    sst_reader_close(r);
+    buf_free(&scratch);
+    return found;
+}
+
+/* A bucket that parses but leads a get past its key: only sst_verify can see it. */
+Test(sst, verify_catches_a_hash_index_that_misses_a_key)
+{
+    image im;
+    image_init(&im, 800, COMPRESS_NONE);
+    bucket_pick bp = pick_bucket(&im);
+    shale_error err;
+    shale_code rc;
+    cr_assert(get_key(&im, bp.key, &rc, &err));
+
+    uint8_t wrong[] = {SST_BLOCK_HASH_EMPTY, (uint8_t)(bp.run + 1), (uint8_t)(bp.num_restarts - 1)};
+    for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
+        memcpy(im.d, im.orig, im.n);
+        im.d[bp.bucket] = wrong[i];
+        image_store(&im, &bp.h);
+        assert_err(sst_verify(env_posix(), im.f.path, FNUM, NULL, &err), &err, "data block @0+");
+        assert_err(SHALE_CORRUPTION, &err, "hash index misses the key @");
+        /* What a get makes of it: the key is missed, without an error (hence verify). */
+        cr_assert_not(get_key(&im, bp.key, &rc, &err));
+        cr_assert_eq(rc, SHALE_OK);
+    }
+    /* A bucket that names an earlier run (0) is still correct: the scan is only longer. */
+    memcpy(im.d, im.orig, im.n);
+    im.d[bp.bucket] = 0;
+    image_store(&im, &bp.h);
+    cr_assert_eq(sst_verify(env_posix(), im.f.path, FNUM, NULL, &err), SHALE_OK, "%s", err.msg);
+    cr_assert(get_key(&im, bp.key, &rc, &err));
+    image_destroy(&im);
+    tu_assert_no_leaks();
+}
+
+/* Hash index damage that block_parse sees: every read path reports the block, nothing crashes. */
+Test(sst, hash_index_damage_behind_a_valid_checksum)
+{
+    image im;
+    image_init(&im, 800, COMPRESS_NONE);
+    bucket_pick bp = pick_bucket(&im);
+    uint64_t count_at = bp.h.size - 6; /* B fixed16, then the footer fixed32 */
+    for (int what = 0; what < 4; what++) {
+        memcpy(im.d, im.orig, im.n);
+        switch (what) {
+        case 0:
+            im.d[bp.bucket] = (uint8_t)bp.num_restarts;
+            break;
+        case 1:
+            coding_put_fixed16(im.d + count_at, 0);
+            break;
+        case 2:
+            coding_put_fixed16(im.d + count_at, 0xffff);
+            break;
+        default:
+            coding_put_fixed32(im.d + bp.h.size - 4, 300u | SST_BLOCK_HASH_FLAG);
+            break;
+        }
+        image_store(&im, &bp.h);
+        expect_damage_on_read(&im.f, "data block @0+", true, true);
+        expect_damage_on_read(&im.f, "bad hash index", true, true);
+    }
+    image_destroy(&im);
     tu_assert_no_leaks();
 }
