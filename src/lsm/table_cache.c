@@ -198,20 +198,21 @@ static bool pin_into(table_cache *tc, file_meta *f, table_handle *h)
     return true;
 }
 
-shale_code table_cache_lookup(table_cache *tc, file_meta *f, shale_slice key, uint64_t snapshot_seq,
-                              bool *found, ikey_entry *out, shale_buf *scratch,
-                              sst_get_stats *stats, shale_error *err)
+shale_code table_cache_lookup(table_cache *tc, file_meta *f, shale_slice key, uint64_t hash,
+                              uint64_t snapshot_seq, bool *found, ikey_entry *out,
+                              shale_buf *scratch, sst_get_stats *stats, shale_error *err)
 {
     sst_reader *r = atomic_load_explicit(&f->reader, memory_order_acquire);
     if (r != NULL) {
-        return sst_reader_get(r, key, snapshot_seq, found, out, scratch, stats, err);
+        return sst_reader_get_hashed(r, key, hash, snapshot_seq, found, out, scratch, stats, err);
     }
     table_handle *h = NULL;
     shale_code rc = table_cache_get(tc, f->number, f->size, &h, err);
     if (rc != SHALE_OK) {
         return rc;
     }
-    rc = sst_reader_get(table_handle_reader(h), key, snapshot_seq, found, out, scratch, stats, err);
+    rc = sst_reader_get_hashed(table_handle_reader(h), key, hash, snapshot_seq, found, out, scratch,
+                               stats, err);
     if (!pin_into(tc, f, h)) {
         table_cache_release(tc, h);
     }

@@ -42,15 +42,17 @@ void table_cache_release(table_cache *tc, table_handle *h);
 /* Forgets table `number` (it was deleted); its reader closes once the last pin goes. */
 void table_cache_evict(table_cache *tc, uint64_t number);
 
-/* A point read through the cache: sst_reader_get on table f. The first read of a table pins its
- * reader in f (file_meta.reader) for as long as f lives, within half of max_open
+/* A point read through the cache: sst_reader_get_hashed on table f (hash =
+ * sst_reader_key_hash(key), computed once per get for all the tables it probes). The first read of
+ * a table pins its reader in f (file_meta.reader) for as long as f lives, within half of max_open
  * (cache_hold_try), so later reads of it take no cache lock at all: two lock round trips per
  * table probed were a tenth of a random get's time. Past that share, each read pins and releases
  * as table_cache_get does. REQUIRES: the caller holds a version listing f, and f's version set is
  * freed before this cache (the pins go back when the metas are freed). */
-shale_code table_cache_lookup(table_cache *tc, file_meta *f, shale_slice key, uint64_t snapshot_seq,
-                              bool *found, ikey_entry *out, shale_buf *scratch,
-                              sst_get_stats *stats, shale_error *err) SHALE_MUST_USE;
+shale_code table_cache_lookup(table_cache *tc, file_meta *f, shale_slice key, uint64_t hash,
+                              uint64_t snapshot_seq, bool *found, ikey_entry *out,
+                              shale_buf *scratch, sst_get_stats *stats,
+                              shale_error *err) SHALE_MUST_USE;
 
 /* An iterator over table `number` that pins the table until destroyed. If the table cannot be
  * opened, returns an iterator whose status is the error. NULL only when out of memory. */

@@ -603,8 +603,9 @@ Test(table_cache, pinned_reader_survives_eviction_and_deletion)
     bool found;
     ikey_entry e;
     shale_buf scratch = {0};
-    cr_assert_eq(table_cache_lookup(f.tc, f.v->files[1][0], f.all[0].e.key, IKEY_MAX_SEQ, &found,
-                                    &e, &scratch, NULL, &err),
+    cr_assert_eq(table_cache_lookup(f.tc, f.v->files[1][0], f.all[0].e.key,
+                                    sst_reader_key_hash(f.all[0].e.key), IKEY_MAX_SEQ, &found, &e,
+                                    &scratch, NULL, &err),
                  SHALE_CORRUPTION);
     buf_free(&scratch);
     cr_assert_eq(table_cache_open_count(f.tc), 0);
@@ -624,7 +625,8 @@ Test(table_cache, lookup_finds_versions)
         bool found;
         ikey_entry e;
         const tent *t = &f.all[i];
-        cr_assert_eq(table_cache_lookup(f.tc, f.v->files[1][0], t->e.key, t->e.seq, &found, &e,
+        cr_assert_eq(table_cache_lookup(f.tc, f.v->files[1][0], t->e.key,
+                                        sst_reader_key_hash(t->e.key), t->e.seq, &found, &e,
                                         &scratch, &st, &err),
                      SHALE_OK, "%s", err.msg);
         cr_assert(found);
@@ -634,8 +636,9 @@ Test(table_cache, lookup_finds_versions)
     }
     bool found = true;
     ikey_entry e;
-    cr_assert_eq(table_cache_lookup(f.tc, f.v->files[1][0], SLICE_LIT("k9"), IKEY_MAX_SEQ, &found,
-                                    &e, &scratch, &st, &err),
+    cr_assert_eq(table_cache_lookup(f.tc, f.v->files[1][0], SLICE_LIT("k9"),
+                                    sst_reader_key_hash(SLICE_LIT("k9")), IKEY_MAX_SEQ, &found, &e,
+                                    &scratch, &st, &err),
                  SHALE_OK);
     cr_assert(!found);
     cr_assert_eq(table_cache_open_count(f.tc), 1);
@@ -661,8 +664,9 @@ Test(table_cache, meta_pins_stay_within_half_of_max_open)
             const tent *e0 = &f.all[f.first[t]];
             bool found;
             ikey_entry e;
-            cr_assert_eq(table_cache_lookup(f.tc, f.v->files[1][t], e0->e.key, e0->e.seq, &found,
-                                            &e, &scratch, NULL, &err),
+            cr_assert_eq(table_cache_lookup(f.tc, f.v->files[1][t], e0->e.key,
+                                            sst_reader_key_hash(e0->e.key), e0->e.seq, &found, &e,
+                                            &scratch, NULL, &err),
                          SHALE_OK, "%s", err.msg);
             cr_assert(found, "table %zu round %d", t, round);
             cr_assert_eq(e.seq, e0->e.seq);

@@ -113,10 +113,11 @@ static bool in_range(const file_meta *f, shale_slice key)
            slice_cmp(key, (shale_slice){f->largest.data, f->largest.len}) <= 0;
 }
 
-static shale_code table_get(shale_db *db, file_meta *f, shale_slice key, uint64_t seq, bool *found,
-                            ikey_entry *out, shale_buf *scratch, shale_error *err)
+static shale_code table_get(shale_db *db, file_meta *f, shale_slice key, uint64_t hash,
+                            uint64_t seq, bool *found, ikey_entry *out, shale_buf *scratch,
+                            shale_error *err)
 {
-    return table_cache_lookup(db->tables, f, key, seq, found, out, scratch, NULL, err);
+    return table_cache_lookup(db->tables, f, key, hash, seq, found, out, scratch, NULL, err);
 }
 
 shale_code db_view_get(shale_db *db, db_view *view, shale_slice key, uint64_t seq, bool *found,
@@ -129,12 +130,13 @@ shale_code db_view_get(shale_db *db, db_view *view, shale_slice key, uint64_t se
         return SHALE_OK;
     }
     version *v = view->v;
+    uint64_t hash = sst_reader_key_hash(key); /* once, for every table probed */
     for (size_t i = 0; i < v->nfiles[0]; i++) {
         file_meta *f = v->files[0][i];
         if (!in_range(f, key)) {
             continue;
         }
-        shale_code rc = table_get(db, f, key, seq, found, out, scratch, err);
+        shale_code rc = table_get(db, f, key, hash, seq, found, out, scratch, err);
         if (rc != SHALE_OK || *found) {
             return rc;
         }
@@ -154,7 +156,7 @@ shale_code db_view_get(shale_db *db, db_view *view, shale_slice key, uint64_t se
         if (lo == v->nfiles[level] || !in_range(files[lo], key)) {
             continue;
         }
-        shale_code rc = table_get(db, files[lo], key, seq, found, out, scratch, err);
+        shale_code rc = table_get(db, files[lo], key, hash, seq, found, out, scratch, err);
         if (rc != SHALE_OK || *found) {
             return rc;
         }

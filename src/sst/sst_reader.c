@@ -699,9 +699,22 @@ static shale_code find_block(sst_reader *r, shale_slice key, uint64_t seq, bool 
     return rc;
 }
 
+uint64_t sst_reader_key_hash(shale_slice key)
+{
+    return bloom_hash(key.data, key.len);
+}
+
 shale_code sst_reader_get(sst_reader *r, shale_slice key, uint64_t snapshot_seq, bool *found,
                           ikey_entry *out, shale_buf *scratch, sst_get_stats *stats,
                           shale_error *err)
+{
+    return sst_reader_get_hashed(r, key, bloom_hash(key.data, key.len), snapshot_seq, found, out,
+                                 scratch, stats, err);
+}
+
+shale_code sst_reader_get_hashed(sst_reader *r, shale_slice key, uint64_t hash,
+                                 uint64_t snapshot_seq, bool *found, ikey_entry *out,
+                                 shale_buf *scratch, sst_get_stats *stats, shale_error *err)
 {
     pin p;
     block_iter bi;
@@ -718,7 +731,6 @@ shale_code sst_reader_get(sst_reader *r, shale_slice key, uint64_t snapshot_seq,
         return rc;
     }
     /* One hash for the filter and the data block's hash index. */
-    uint64_t hash = bloom_hash(key.data, key.len);
     bool may = bloom_may_contain(&p.obj->f, hash);
     unpin(r, &p);
     if (stats != NULL) {

@@ -62,6 +62,15 @@ shale_code sst_reader_get(sst_reader *r, shale_slice key, uint64_t snapshot_seq,
                           ikey_entry *out, shale_buf *scratch, sst_get_stats *stats,
                           shale_error *err) SHALE_MUST_USE;
 
+/* sst_reader_get with hash = sst_reader_key_hash(key), which the caller computed once for every
+ * table it probes (the filter and the data block hash index both use it). */
+shale_code sst_reader_get_hashed(sst_reader *r, shale_slice key, uint64_t hash,
+                                 uint64_t snapshot_seq, bool *found, ikey_entry *out,
+                                 shale_buf *scratch, sst_get_stats *stats,
+                                 shale_error *err) SHALE_MUST_USE;
+/* The hash sst_reader_get_hashed takes: bloom_hash (sst/bloom.h), the same for every table. */
+uint64_t sst_reader_key_hash(shale_slice key);
+
 /* True unless the filter proves `key` is absent (a filter read error also gives true, so the
  * caller's data read reports it). */
 bool sst_reader_may_contain(sst_reader *r, shale_slice key);
