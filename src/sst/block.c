@@ -20,6 +20,7 @@
  */
 #include "sst/block.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -173,8 +174,10 @@ shale_code block_builder_finish(block_builder *b, shale_error *err)
         return rc;
     }
     uint8_t *p = (uint8_t *)b->buf.data + b->buf.len;
-    memcpy(p, b->restarts.data, b->restarts.len);
-    p += b->restarts.len;
+    if (b->restarts.len > 0) { /* a builder that never had an entry has no restarts buffer */
+        memcpy(p, b->restarts.data, b->restarts.len);
+        p += b->restarts.len;
+    }
     uint32_t footer = num_restarts_of(b);
     if (hash) {
         const block_hash_key *k = (const block_hash_key *)b->keys.data;
@@ -593,4 +596,365 @@ void block_iter_seek_point(block_iter *it, const void *ukey, size_t ukey_len, ui
     }
     seek_to_restart(it, r);
     scan_forward(it, ukey, ukey_len, seq);
+}
+
+/* ---- search accelerator ------------------------------------------------------------------- */
+
+/* The key map (block.h). For a prefix P of c bytes, a user key U maps to
+ *   f(U) = 0            if U is below P's region: U[0, m) < P[0, m) with m = min(c, |U|), or U
+ *                       is a proper prefix of P;
+ *          UINT64_MAX   if U[0, m) > P[0, m) (above the region);
+ *          t(U[c..])    if U starts with P; t(S) = S's first 8 bytes, zero past its end, read
+ *                       big-endian.
+ * f is monotone: U <= V (bytewise) gives f(U) <= f(V), for any P.
+ *   Regions: every U below is < every W starting with P (U departs from P downward, or ends,
+ *   where W still equals P); every W is < every V above (V departs upward where W equals P);
+ *   and every U below is < every V above (compare where the first of them departs from P). So
+ *   U <= V never has U in a higher region than V, and 0 <= anything <= UINT64_MAX settles
+ *   different regions.
+ *   Both starting with P: the tails keep the order, S_U = U[c..] <= S_V = V[c..]. If they first
+ *   differ at byte d < 8, t keeps that byte and the ones before: t(S_U) < t(S_V). Otherwise
+ *   t(S_U) and t(S_V) agree on the bytes S_U has below 8, and where S_U has ended t(S_U) has
+ *   zeros, <= whatever t(S_V) has there: t(S_U) <= t(S_V). Eight bytes in bytewise order are
+ *   their big-endian numbers in numeric order.
+ * Hence p[i] = f(U_i) is non-decreasing (entries in internal order have their user keys in
+ * bytewise order), and the seek reads it backwards: f(U) < f(V) means U < V (U >= V would give
+ * f(U) >= f(V)), f(U) > f(V) means U > V. Only entries with p[i] == f(V) need a whole-key
+ * compare (f is not one-to-one: "a" and "a\0" tie, and so do all keys outside the region).
+ * Correctness holds for any P; the choice of P (build) only decides how many entries tie. */
+static inline uint64_t padded_be64(const uint8_t *s, size_t n)
+{
+    if (n >= 8) {
+        return coding_get_be64(s);
+    }
+    uint8_t b[8] = {0};
+    for (size_t i = 0; i < n; i++) {
+        b[i] = s[i];
+    }
+    return coding_get_be64(b);
+}
+
+static inline uint64_t key_map(const uint8_t *u, size_t ul, const uint8_t *prefix, size_t c)
+{
+    size_t m = ul < c ? ul : c;
+    int cmp = m > 0 ? memcmp(u, prefix, m) : 0;
+    if (cmp < 0 || (cmp == 0 && ul < c)) {
+        return 0;
+    }
+    if (cmp > 0) {
+        return UINT64_MAX;
+    }
+    return padded_be64(u + c, ul - c);
+}
+
+/* Entry i of a block whose entries should each be a restart point: its whole key, checked as
+ * restart_key and decode_next check it, and where the entry ends, which must be where restart
+ * i + 1 (or the restart array) starts. NULL or what is wrong. */
+static const char *whole_entry(const block *b, uint32_t i, const uint8_t **key, uint32_t *key_len)
+{
+    const uint8_t *limit = b->data + b->restarts;
+    uint32_t shared, non_shared, vlen;
+    const uint8_t *p =
+        decode_header(b->data + block_restart(b, i), limit, &shared, &non_shared, &vlen);
+    if (p == NULL || shared != 0 || non_shared < SST_TAG_SIZE || non_shared > (size_t)(limit - p) ||
+        vlen > (size_t)(limit - p) - non_shared) {
+        return "bad entry";
+    }
+    const uint8_t *end = p + non_shared + vlen;
+    const uint8_t *want = i + 1 < b->num_restarts ? b->data + block_restart(b, i + 1) : limit;
+    if (end != want) {
+        return "an entry is not a restart point";
+    }
+    *key = p;
+    *key_len = non_shared;
+    return NULL;
+}
+
+/* During the build p[i] first holds where entry i's user key is: offset << 32 | length. */
+static inline const uint8_t *held_key(const block *b, uint64_t v, size_t *ul)
+{
+    *ul = (uint32_t)v;
+    return b->data + (v >> 32);
+}
+
+/* What a prefix costs the seeks: the whole-key compares of a binary search over each run of
+ * equal p values, summed over the entries (a run of L costs each of its L entries about
+ * log2(L) compares). */
+static uint64_t prefix_cost(const block *b, const uint64_t *held, uint32_t n, const uint8_t *prefix,
+                            size_t c)
+{
+    uint64_t cost = 0, prev = 0, run = 0;
+    for (uint32_t i = 0; i <= n; i++) {
+        uint64_t v = 0;
+        if (i < n) {
+            size_t ul;
+            const uint8_t *u = held_key(b, held[i], &ul);
+            v = key_map(u, ul, prefix, c);
+        }
+        if (i > 0 && i < n && v == prev) {
+            run++;
+            continue;
+        }
+        if (run > 1) {
+            cost += run * (uint64_t)(64 - __builtin_clzll(run - 1));
+        }
+        run = 1;
+        prev = v;
+    }
+    return cost;
+}
+
+/* The candidate prefixes: the common prefix of the first or second key and the last or second
+ * to last (block.h). An index block's last key is often a short successor ("1" after
+ * "0000000000999999", sst_format.h) that shares nothing with the others, which would leave
+ * every other key tied on its first 8 bytes; an outlier first key would do the same. */
+typedef struct prefix_choice {
+    const uint8_t *at; /* the c bytes, in the first key of the pair */
+    size_t c;
+} prefix_choice;
+
+static const char *prefix_choices(const block *b, prefix_choice ch[4], int *count)
+{
+    uint32_t n = b->num_restarts;
+    *count = 0;
+    for (uint32_t a = 0; a < 2 && a < n; a++) {
+        for (uint32_t back = 1; back <= 2 && back <= n - a; back++) {
+            const uint8_t *ka, *kb;
+            uint32_t la, lb;
+            const char *why = whole_entry(b, a, &ka, &la);
+            if (why == NULL) {
+                why = whole_entry(b, n - back, &kb, &lb);
+            }
+            if (why != NULL) {
+                return why;
+            }
+            size_t c = 0, m = (la < lb ? la : lb) - SST_TAG_SIZE;
+            while (c < m && ka[c] == kb[c]) {
+                c++;
+            }
+            ch[(*count)++] = (prefix_choice){ka, c};
+        }
+    }
+    return NULL;
+}
+
+/* Keys in each summary level (block.h): level 0 is p[] padded to whole nodes. */
+static size_t level_keys(size_t below)
+{
+    size_t k = below / BLOCK_PINDEX_FANOUT;
+    return (k + BLOCK_PINDEX_FANOUT - 1) / BLOCK_PINDEX_FANOUT * BLOCK_PINDEX_FANOUT;
+}
+
+const char *block_pindex_build(const block *b, block_pindex **out)
+{
+    *out = NULL;
+    uint32_t n = b->num_restarts;
+    if (n == 0) {
+        return "no entries";
+    }
+    prefix_choice ch[4];
+    int nch;
+    const char *why = prefix_choices(b, ch, &nch);
+    if (why != NULL) {
+        return why;
+    }
+    size_t max_c = 0;
+    for (int i = 0; i < nch; i++) {
+        max_c = ch[i].c > max_c ? ch[i].c : max_c;
+    }
+    /* One allocation, 64-aligned: this header and room for the longest candidate prefix, then
+     * from the next 64-byte boundary (so that each node of 8 keys is one cache line) p[] padded
+     * to whole nodes and the summary levels bottom up. */
+    uint32_t level[BLOCK_PINDEX_MAX_DEPTH] = {0};
+    size_t keys = (size_t)(n + BLOCK_PINDEX_FANOUT - 1) / BLOCK_PINDEX_FANOUT * BLOCK_PINDEX_FANOUT;
+    uint32_t depth = 0;
+    for (size_t below = keys; below > BLOCK_PINDEX_FANOUT; below = level_keys(below)) {
+        if (depth == BLOCK_PINDEX_MAX_DEPTH) {
+            return "too many entries";
+        }
+        level[depth++] = (uint32_t)keys;
+        keys += level_keys(below);
+    }
+    size_t head = (sizeof(block_pindex) + max_c + 63) / 64 * 64;
+    size_t bytes = head + sizeof(uint64_t) * keys;
+    if (bytes > UINT32_MAX) {
+        return "too many entries";
+    }
+    block_pindex *pi = aligned_alloc(64, bytes);
+    if (pi == NULL) {
+        return "out of memory";
+    }
+    uint64_t *p = (uint64_t *)((uint8_t *)pi + head);
+    /* Every entry whole and in strictly increasing order, so that a seek through p[] and
+     * whole-key compares lands where block_iter_seek's binary search and scan would. Meanwhile
+     * p[i] holds where entry i's user key is (held_key). */
+    const uint8_t *prev = NULL;
+    uint32_t prev_len = 0;
+    for (uint32_t i = 0; i < n && why == NULL; i++) {
+        const uint8_t *k;
+        uint32_t kl;
+        why = whole_entry(b, i, &k, &kl);
+        if (why == NULL && prev != NULL) {
+            size_t ul = kl - SST_TAG_SIZE;
+            if (block_key_cmp(prev, prev_len, k, ul, coding_get_fixed64(k + ul) >> 8) >= 0) {
+                why = "keys out of order";
+            }
+        }
+        if (why == NULL) {
+            p[i] = (uint64_t)(k - b->data) << 32 | (kl - SST_TAG_SIZE);
+            prev = k;
+            prev_len = kl;
+        }
+    }
+    if (why != NULL) {
+        free(pi);
+        return why;
+    }
+    int best = 0;
+    uint64_t best_cost = UINT64_MAX;
+    for (int i = 0; i < nch; i++) {
+        uint64_t cost = prefix_cost(b, p, n, ch[i].at, ch[i].c);
+        if (cost < best_cost) {
+            best = i;
+            best_cost = cost;
+        }
+    }
+    const uint8_t *prefix = ch[best].at;
+    size_t c = ch[best].c;
+    for (uint32_t i = 0; i < n; i++) {
+        size_t ul;
+        const uint8_t *u = held_key(b, p[i], &ul);
+        p[i] = key_map(u, ul, prefix, c);
+    }
+    /* Padding compares >= any target, so a node's count of smaller keys stops at real ones. */
+    size_t below_at = 0, below = depth > 0 ? level[0] : keys;
+    for (size_t i = n; i < below; i++) {
+        p[i] = UINT64_MAX;
+    }
+    for (uint32_t d = 0; d < depth; d++) {
+        /* Key j of a level is the largest key of node j of the level below (its last). */
+        uint64_t *lv = p + level[d];
+        size_t m = level_keys(below);
+        for (size_t j = 0; j < m; j++) {
+            size_t last = below_at + (j + 1) * BLOCK_PINDEX_FANOUT - 1;
+            lv[j] = j < below / BLOCK_PINDEX_FANOUT ? p[last] : UINT64_MAX;
+        }
+        below_at = level[d];
+        below = m;
+    }
+    pi->p = p;
+    pi->bytes = (uint32_t)bytes;
+    pi->n = n;
+    pi->c = (uint32_t)c;
+    pi->depth = depth;
+    memcpy(pi->level, level, sizeof level);
+    memcpy(pi->prefix, prefix, c);
+    *out = pi;
+    return NULL;
+}
+
+void block_pindex_free(block_pindex *pi)
+{
+    free(pi);
+}
+
+size_t block_pindex_bytes(const block_pindex *pi)
+{
+    return pi == NULL ? 0 : pi->bytes;
+}
+
+/* The count of keys < x in a node of 8 sorted keys, known to be at most 7 (its last key, or
+ * padding, is >= x): three branch-free halvings in one cache line. */
+static inline uint32_t node_rank(const uint64_t *k, uint64_t x)
+{
+    uint32_t i = k[3] < x ? 4 : 0;
+    i += k[i + 1] < x ? 2 : 0;
+    i += k[i] < x ? 1 : 0;
+    return i;
+}
+
+/* First i in [0, n) with p[i] >= x, or n: down the summary levels, one cache line each (the top
+ * ones shared by every seek, so they stay cached), then one node of p[]. */
+static uint32_t lower_bound(const block_pindex *pi, uint64_t x)
+{
+    const uint64_t *p = pi->p;
+    if (x > p[pi->n - 1]) {
+        return pi->n;
+    }
+    size_t j = 0; /* node at the current level */
+    for (uint32_t d = pi->depth; d-- > 0;) {
+        j = j * BLOCK_PINDEX_FANOUT + node_rank(p + pi->level[d] + j * BLOCK_PINDEX_FANOUT, x);
+    }
+    return (uint32_t)(j * BLOCK_PINDEX_FANOUT + node_rank(p + j * BLOCK_PINDEX_FANOUT, x));
+}
+
+/* First i > lo with p[i] > x (or n), given p[lo] == x: gallops, since the run of equal keys is
+ * one entry long unless user keys agree on the 8 bytes after the prefix. */
+static uint32_t upper_bound_from(const uint64_t *p, uint32_t n, uint32_t lo, uint64_t x)
+{
+    uint32_t a = lo, b = n, step = 1;
+    for (;;) {
+        uint64_t probe = (uint64_t)a + step;
+        if (probe >= n) {
+            break;
+        }
+        if (p[probe] != x) {
+            b = (uint32_t)probe;
+            break;
+        }
+        a = (uint32_t)probe;
+        step *= 2;
+    }
+    while (b - a > 1) { /* p[a] == x, p[b] > x (or b == n) */
+        uint32_t mid = a + (b - a) / 2;
+        if (p[mid] == x) {
+            a = mid;
+        } else {
+            b = mid;
+        }
+    }
+    return b;
+}
+
+void block_iter_seek_pindex(block_iter *it, const block_pindex *pi, const void *ukey,
+                            size_t ukey_len, uint64_t seq)
+{
+    if (pi == NULL) {
+        block_iter_seek(it, ukey, ukey_len, seq);
+        return;
+    }
+    assert(pi->n == it->num_restarts);
+    it->status = SHALE_OK;
+    uint32_t n = pi->n;
+    uint64_t x = key_map(ukey, ukey_len, pi->prefix, pi->c);
+    uint32_t lo = lower_bound(pi, x), ans = lo;
+    if (lo < n && pi->p[lo] == x) {
+        /* Entries [lo, hi) tie with the target on p: the first >= (ukey, seq) among them, else
+         * hi. Usually one entry, so one whole-key compare. */
+        uint32_t hi = upper_bound_from(pi->p, n, lo, x);
+        while (lo < hi) {
+            uint32_t mid = lo + (hi - lo) / 2;
+            const uint8_t *k;
+            uint32_t kl;
+            if (!restart_key(it, mid, &k, &kl)) {
+                return; /* build checked every entry: only if pi is not its block's */
+            }
+            if (block_key_cmp(k, kl, ukey, ukey_len, seq) < 0) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        ans = lo;
+    }
+    if (ans >= n) {
+        /* Every entry is smaller: block_iter_seek's scan ends here too, in the last run. */
+        it->restart_index = n - 1;
+        it->next_restart = it->restarts;
+        it->key_len = 0;
+        set_invalid(it);
+        return;
+    }
+    seek_to_restart(it, ans);
+    decode_next(it);
 }

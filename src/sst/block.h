@@ -12,6 +12,11 @@
  * key hash to restart point, so a point lookup (block_iter_seek_point) probes one byte instead
  * of binary-searching the restart keys. Index blocks never have one.
  *
+ * Search accelerator (block_pindex, index blocks): built in memory when an index block is loaded,
+ * it answers block_iter_seek from 8 bytes per entry laid out as an implicit B+-tree of cache
+ * lines, with a third of the cache misses and a quarter of the instructions of the binary
+ * search over the block.
+ *
  * Damage: block_parse checks the restart array and the hash index once (in bounds, increasing,
  * the first at 0; every bucket empty or naming a restart point), so later accesses need no
  * checks; every entry's varints and lengths are checked as it is decoded. A damaged entry makes the
@@ -151,6 +156,68 @@ void block_iter_seek_point(block_iter *it, const void *ukey, size_t ukey_len, ui
                            uint64_t hash);
 void block_iter_next(block_iter *it);
 void block_iter_prev(block_iter *it);
+
+/* ---- search accelerator for blocks of whole keys ------------------------------------------ */
+
+/* An in-memory helper for seeking in a block whose restart interval is 1 (index blocks): every
+ * entry is a restart point, so a seek is a binary search over the restart keys, and each step
+ * reads the restart array and then the key bytes at two far offsets (two cache misses per step
+ * in a block of thousands of entries). The accelerator keeps, contiguously, 8 bytes per entry
+ * that order the entries as their user keys do, so the search runs in one small array, and
+ * only the entries those 8 bytes cannot tell apart are decoded and compared whole.
+ *
+ *   prefix  = c bytes the user keys mostly start with (block.c picks it: the common prefix of
+ *             the first or second key and the last or second to last, whichever leaves the
+ *             fewest ties);
+ *   p[i]    = f(user key i), where f(U) is 0 if U is below every key starting with the prefix,
+ *             UINT64_MAX if above them all, and otherwise U's bytes [c, c + 8) read big-endian,
+ *             zero past U's end. f keeps bytewise order (U <= V gives f(U) <= f(V); proof in
+ *             block.c), so p[] is non-decreasing and a seek compares whole keys only among the
+ *             entries whose p equals the target's f (in index blocks, almost never more than
+ *             one).
+ *   summary = p[] is cut into nodes of 8 keys (one cache line: the allocation is 64-aligned and
+ *             padded with UINT64_MAX); above it, levels of nodes holding the last key of each
+ *             node below, up to a single node (an implicit B+-tree). The lower bound of a target
+ *             reads one line per level, and the top levels, shared by every seek, stay cached.
+ *             Measured (callgrind, 1M-key readrandom, index blocks of 1,400 to 8,000 entries):
+ *             the lower bound takes 2.8 simulated L1 misses, a binary search over p[] 6.4; a
+ *             whole index seek 5.5 misses and 340 instructions, block_iter_seek 15.7 and
+ *             1,260. The levels add 1/7 to p[].
+ *
+ * block_pindex_build checks the whole block once (each restart point starts a whole entry
+ * ending exactly at the next restart point or the restart array, internal keys strictly
+ * increasing), so a seek through the accelerator lands exactly where block_iter_seek would.
+ * It borrows nothing from the block: it is one allocation of about 9.2 bytes per entry plus a
+ * header with the prefix (block_pindex_bytes), freed by block_pindex_free. Immutable once built,
+ * shared by any number of threads. */
+#define BLOCK_PINDEX_FANOUT    8u /* keys per node: one cache line */
+#define BLOCK_PINDEX_MAX_DEPTH 9u /* summary levels for 8^10 entries (block_parse allows 2^27) */
+
+/* The header of the accelerator's one allocation (64-aligned); read-only for users. */
+typedef struct block_pindex {
+    const uint64_t *p;                      /* n keys, padded to whole nodes, then the levels */
+    uint32_t bytes;                         /* the allocation's size */
+    uint32_t n;                             /* entries = restart points */
+    uint32_t c;                             /* prefix length */
+    uint32_t depth;                         /* summary levels above p[] */
+    uint32_t level[BLOCK_PINDEX_MAX_DEPTH]; /* where level d starts, in keys from p */
+    uint8_t prefix[];                       /* c bytes */
+} block_pindex;
+
+/* Builds the accelerator of b into *out (NULL on failure). Returns NULL, or what keeps the
+ * block from having one: damage, a restart interval above 1, no entries, out of memory. A block
+ * that fails is sought with block_iter_seek, which reports the damage, if any, when it meets
+ * it. */
+const char *block_pindex_build(const block *b, block_pindex **out);
+/* Accepts NULL. */
+void block_pindex_free(block_pindex *pi);
+/* Bytes allocated by block_pindex_build (0 for NULL). */
+size_t block_pindex_bytes(const block_pindex *pi);
+/* block_iter_seek, with the same result and iterator state (position, status), through pi.
+ * REQUIRES: it is attached to the block pi was built from, or pi is NULL (then this is
+ * block_iter_seek). */
+void block_iter_seek_pindex(block_iter *it, const block_pindex *pi, const void *ukey,
+                            size_t ukey_len, uint64_t seq);
 
 /* The current key's user key length, tag, seq and type. REQUIRES valid(). */
 static inline uint32_t block_iter_ukey_len(const block_iter *it)

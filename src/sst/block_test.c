@@ -753,3 +753,572 @@ Test(block, wrong_bucket_values_stay_in_bounds)
     block_builder_destroy(&bb);
     free(t);
 }
+
+/* ---- search accelerator (block_pindex) ---------------------------------------------------- */
+
+/* Key families for the accelerator: every user key is head | body, the head shared by all (so
+ * the common prefix c is at least its length), bodies from
+ *   0: random bytes of {0x00, 'a', 'b', 0xff}, 0 .. 20 long (empty bodies: keys equal to the
+ *      head, the empty user key when the head is empty; 0x00 makes padded ties: "a", "a\0");
+ *   1: a fixed 12-byte middle (mostly) then a short tail, so many keys tie on the 8 bytes
+ *      after c and the search must compare whole keys over long runs;
+ *   2: 16-digit zero-padded decimals (the benchmark's keys);
+ *   3: few user keys with many versions (ties on the user key, seqs decide).
+ * Seqs include 0, 1 and IKEY_MAX_SEQ. Values are short (index handles). */
+static tkey *gen_family(size_t n, int family, size_t head_len, uint64_t seed, size_t *count)
+{
+    tkey *t = calloc(n ? n : 1, sizeof *t);
+    tu_rng rng;
+    cr_assert_not_null(t);
+    tu_rng_seed(&rng, seed);
+    uint8_t head[32];
+    for (size_t j = 0; j < head_len; j++) {
+        head[j] = (uint8_t)("hx\x00\xff"[tu_rng_below(&rng, 4)]);
+    }
+    size_t m = 0;
+    while (m < n) {
+        uint8_t k[400];
+        size_t ul = head_len;
+        memcpy(k, head, head_len);
+        size_t versions = 1;
+        switch (family) {
+        case 0: {
+            size_t bl = tu_rng_below(&rng, 21);
+            for (size_t j = 0; j < bl; j++) {
+                k[ul++] = (uint8_t)("\x00"
+                                    "ab\xff"[tu_rng_below(&rng, 4)]);
+            }
+            break;
+        }
+        case 1: {
+            if (tu_rng_below(&rng, 4) != 0) {
+                memcpy(k + ul, "middle-12byt", 12);
+                ul += 12;
+            }
+            size_t bl = tu_rng_below(&rng, 4);
+            for (size_t j = 0; j < bl; j++) {
+                k[ul++] = (uint8_t)("\x00"
+                                    "a\xff"[tu_rng_below(&rng, 3)]);
+            }
+            break;
+        }
+        case 2: {
+            char d[24];
+            snprintf(d, sizeof d, "%016" PRIu64, tu_rng_below(&rng, 1000000));
+            memcpy(k + ul, d, 16);
+            ul += 16;
+            break;
+        }
+        default: {
+            k[ul++] = (uint8_t)tu_rng_below(&rng, 4);
+            versions = 1 + tu_rng_below(&rng, 40);
+            break;
+        }
+        }
+        for (size_t v = 0; v < versions && m < n; v++) {
+            memcpy(t[m].k, k, ul);
+            t[m].ulen = ul;
+            uint64_t r = tu_rng_below(&rng, 8);
+            t[m].seq = r == 0   ? 0
+                       : r == 1 ? IKEY_MAX_SEQ
+                       : r == 2 ? 1
+                       : r == 3 ? IKEY_MAX_SEQ - 1
+                                : tu_rng_below(&rng, 1000);
+            t[m].type = (uint8_t)tu_rng_below(&rng, 2);
+            t[m].vlen = tu_rng_below(&rng, 12);
+            for (size_t j = 0; j < t[m].vlen; j++) {
+                t[m].v[j] = (uint8_t)tu_rng_next(&rng);
+            }
+            m++;
+        }
+    }
+    qsort(t, n, sizeof *t, tkey_cmp);
+    m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (m == 0 || tkey_cmp(&t[m - 1], &t[i]) != 0) {
+            t[m++] = t[i];
+        }
+    }
+    *count = m;
+    return t;
+}
+
+/* The two iterators are in the same state: position, restart run, status, current entry. */
+static void same_state(const block_iter *a, const block_iter *b, const char *what)
+{
+    cr_assert_eq(block_iter_valid(a), block_iter_valid(b), "%s: valid %d vs %d", what,
+                 block_iter_valid(a), block_iter_valid(b));
+    cr_assert_eq(a->status, b->status, "%s: status %d vs %d", what, a->status, b->status);
+    cr_assert_eq(a->cur, b->cur, "%s: cur %u vs %u", what, a->cur, b->cur);
+    cr_assert_eq(a->next, b->next, "%s: next", what);
+    if (a->status == SHALE_CORRUPTION) {
+        cr_assert_eq(a->bad_offset, b->bad_offset, "%s: bad offset", what);
+    }
+    if (a->status != SHALE_OK) {
+        return;
+    }
+    cr_assert_eq(a->restart_index, b->restart_index, "%s: restart index %u vs %u", what,
+                 a->restart_index, b->restart_index);
+    cr_assert_eq(a->next_restart, b->next_restart, "%s: next restart", what);
+    if (block_iter_valid(a)) {
+        cr_assert_eq(a->key_len, b->key_len, "%s: key length", what);
+        cr_assert(memcmp(a->key, b->key, a->key_len) == 0, "%s: key", what);
+        cr_assert_eq(a->val, b->val, "%s: value", what);
+        cr_assert_eq(a->val_len, b->val_len, "%s: value length", what);
+    }
+}
+
+/* First entry of t[0, n) >= (u, ul, seq). */
+static size_t model_lower_bound(const tkey *t, size_t n, const uint8_t *u, size_t ul, uint64_t seq)
+{
+    tkey *probe = calloc(1, sizeof *probe);
+    cr_assert_not_null(probe);
+    memcpy(probe->k, u, ul);
+    probe->ulen = ul;
+    probe->seq = seq;
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (tkey_cmp(&t[mid], probe) < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    free(probe);
+    return lo;
+}
+
+/* f of block.h, written from its definition. */
+static uint64_t model_map(const uint8_t *u, size_t ul, const uint8_t *prefix, size_t c)
+{
+    for (size_t j = 0; j < c; j++) {
+        if (j == ul || u[j] < prefix[j]) {
+            return 0; /* a proper prefix of the prefix, or below it */
+        }
+        if (u[j] > prefix[j]) {
+            return UINT64_MAX;
+        }
+    }
+    uint64_t x = 0;
+    for (size_t j = 0; j < 8; j++) {
+        x = x << 8 | (c + j < ul ? u[c + j] : 0);
+    }
+    return x;
+}
+
+static size_t common_prefix(const tkey *a, const tkey *b)
+{
+    size_t c = 0;
+    while (c < a->ulen && c < b->ulen && a->k[c] == b->k[c]) {
+        c++;
+    }
+    return c;
+}
+
+typedef struct pidx_stats {
+    size_t seeks, found, past_end, ties; /* ties: the answer needed whole-key compares */
+} pidx_stats;
+
+/* block_iter_seek and block_iter_seek_pindex from the same state land in the same state, and
+ * (t given) at the model's first entry >= the target; stepping on agrees too. */
+static void pidx_agrees(block_iter *ref, block_iter *fast, const block_pindex *pi, const tkey *t,
+                        size_t n, const uint8_t *u, size_t ul, uint64_t seq, pidx_stats *st)
+{
+    block_iter_seek(ref, u, ul, seq);
+    block_iter_seek_pindex(fast, pi, u, ul, seq);
+    same_state(ref, fast, "seek");
+    st->seeks++;
+    if (t != NULL) {
+        size_t want = model_lower_bound(t, n, u, ul, seq);
+        if (want < n) {
+            check_at(fast, &t[want]);
+            st->found++;
+            st->ties += pi->p[want] == model_map(u, ul, pi->prefix, pi->c);
+        } else {
+            cr_assert_not(block_iter_valid(fast));
+            cr_assert_eq(fast->status, SHALE_OK);
+            st->past_end++;
+        }
+    }
+    if (block_iter_valid(ref)) {
+        block_iter_next(ref);
+        block_iter_next(fast);
+        same_state(ref, fast, "next after seek");
+        block_iter_prev(ref);
+        block_iter_prev(fast);
+        same_state(ref, fast, "prev after next");
+    } else if (ref->status == SHALE_OK) {
+        /* Off the end: the iterators also agree on where the last run is. */
+        block_iter_prev(ref);
+        block_iter_prev(fast);
+        same_state(ref, fast, "prev after the end");
+    }
+}
+
+/* The accelerator's arrays against the definition (block.h): the prefix is the common prefix
+ * of entry 0 or 1 and entry n-1 or n-2, and p[i] = f(user key i), non-decreasing. */
+static void check_pindex_shape(const block_pindex *pi, const tkey *t, size_t n)
+{
+    cr_assert_eq(pi->n, n);
+    bool known = false;
+    size_t max_c = 0;
+    for (size_t a = 0; a < 2 && a < n; a++) {
+        for (size_t back = 1; back <= 2 && back <= n - a; back++) {
+            size_t c = common_prefix(&t[a], &t[n - back]);
+            known |= c == pi->c && (c == 0 || memcmp(pi->prefix, t[a].k, c) == 0);
+            max_c = c > max_c ? c : max_c;
+        }
+    }
+    cr_assert(known, "prefix of %u bytes is none of the candidates", pi->c);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(pi->p[i], model_map(t[i].k, t[i].ulen, pi->prefix, pi->c), "p[%zu]", i);
+        cr_assert(i == 0 || pi->p[i - 1] <= pi->p[i], "p[] decreases at %zu", i);
+    }
+    /* The layout: the header and room for the longest candidate prefix, then from a 64-byte
+     * boundary p[] padded to whole nodes with UINT64_MAX and each summary level, holding the
+     * last key of every node of the level below, padded likewise, up to a single node. */
+    size_t head = (sizeof *pi + max_c + 63) / 64 * 64;
+    cr_assert_eq((uintptr_t)pi % 64, 0);
+    cr_assert_eq((const uint8_t *)pi->p, (const uint8_t *)pi + head);
+    size_t below_at = 0, below = (n + 7) / 8 * 8;
+    for (size_t i = n; i < below; i++) {
+        cr_assert_eq(pi->p[i], UINT64_MAX);
+    }
+    for (uint32_t d = 0; d < pi->depth; d++) {
+        cr_assert_gt(below, 8);
+        cr_assert_eq(pi->level[d], below_at + below);
+        size_t nodes = below / 8, m = (nodes + 7) / 8 * 8;
+        for (size_t j = 0; j < m; j++) {
+            uint64_t want = j < nodes ? pi->p[below_at + 8 * j + 7] : UINT64_MAX;
+            cr_assert_eq(pi->p[pi->level[d] + j], want, "level %u key %zu", d, j);
+        }
+        below_at = pi->level[d];
+        below = m;
+    }
+    cr_assert_eq(below, 8, "the top level is one node");
+    cr_assert_eq(block_pindex_bytes(pi), head + 8 * (below_at + below));
+    /* About 8 bytes per entry: the summary adds a seventh. */
+    cr_assert_leq(block_pindex_bytes(pi), head + 8 * n + 8 * n / 7 + 64 * (pi->depth + 1));
+}
+
+/* Probes around every entry and at random: the entry's own key at every seq edge; the key cut
+ * short, extended by 0x00 or 0xff, with its last byte moved by one; the key cut to lengths
+ * around c and c + 8; the common prefix itself and its neighbours; the empty key; all-0xff. */
+static void check_pindex_block(const tkey *t, size_t n, bool data_block, tu_rng *rng,
+                               pidx_stats *st)
+{
+    block_builder bb;
+    block b;
+    block_pindex *pi;
+    block_iter ref, fast;
+    block_builder_init(&bb, 1, false);
+    build(&bb, t, n);
+    cr_assert_null(block_parse(bb.buf.data, bb.buf.len, &b));
+    const char *why = block_pindex_build(&b, &pi);
+    cr_assert_null(why, "%s", why);
+    check_pindex_shape(pi, t, n);
+    block_iter_init(&ref, data_block);
+    block_iter_init(&fast, data_block);
+    block_iter_set(&ref, &b);
+    block_iter_set(&fast, &b);
+
+    uint8_t u[420];
+    size_t c = pi->c;
+    for (size_t j = 0; j < n; j++) {
+        const tkey *e = &t[j];
+        uint64_t seqs[] = {e->seq, e->seq > 0 ? e->seq - 1 : 0,
+                           e->seq < IKEY_MAX_SEQ ? e->seq + 1 : IKEY_MAX_SEQ, 0, IKEY_MAX_SEQ};
+        for (size_t s = 0; s < 5; s++) {
+            pidx_agrees(&ref, &fast, pi, t, n, e->k, e->ulen, seqs[s], st);
+        }
+        uint64_t seq =
+            tu_rng_below(rng, 3) == 0 ? e->seq : (tu_rng_below(rng, 2) ? 0 : IKEY_MAX_SEQ);
+        if (e->ulen > 0) {
+            pidx_agrees(&ref, &fast, pi, t, n, e->k, e->ulen - 1, seq, st);
+            memcpy(u, e->k, e->ulen);
+            u[e->ulen - 1]++;
+            pidx_agrees(&ref, &fast, pi, t, n, u, e->ulen, seq, st);
+            u[e->ulen - 1] -= 2;
+            pidx_agrees(&ref, &fast, pi, t, n, u, e->ulen, seq, st);
+        }
+        memcpy(u, e->k, e->ulen);
+        u[e->ulen] = 0x00;
+        pidx_agrees(&ref, &fast, pi, t, n, u, e->ulen + 1, seq, st);
+        u[e->ulen] = 0xff;
+        pidx_agrees(&ref, &fast, pi, t, n, u, e->ulen + 1, seq, st);
+        size_t cuts[] = {c > 0 ? c - 1 : 0, c, c + 1, c + 7, c + 8, c + 9};
+        for (size_t x = 0; x < 6; x++) {
+            if (cuts[x] <= e->ulen) {
+                pidx_agrees(&ref, &fast, pi, t, n, e->k, cuts[x], seq, st);
+            }
+        }
+    }
+    for (size_t cut = 0; cut <= c; cut++) {
+        pidx_agrees(&ref, &fast, pi, t, n, pi->prefix, cut, IKEY_MAX_SEQ, st);
+        pidx_agrees(&ref, &fast, pi, t, n, pi->prefix, cut, 0, st);
+        if (cut > 0) {
+            memcpy(u, pi->prefix, cut);
+            u[cut - 1]++;
+            pidx_agrees(&ref, &fast, pi, t, n, u, cut, 0, st);
+            u[cut - 1] -= 2;
+            pidx_agrees(&ref, &fast, pi, t, n, u, cut, IKEY_MAX_SEQ, st);
+        }
+    }
+    pidx_agrees(&ref, &fast, pi, t, n, u, 0, IKEY_MAX_SEQ, st);
+    pidx_agrees(&ref, &fast, pi, t, n, u, 0, 0, st);
+    memset(u, 0xff, sizeof u);
+    pidx_agrees(&ref, &fast, pi, t, n, u, sizeof u, 0, st);
+    for (int a = 0; a < 300; a++) {
+        const tkey *e = &t[tu_rng_below(rng, n)];
+        size_t ul = tu_rng_below(rng, e->ulen + 10);
+        for (size_t j = 0; j < ul; j++) {
+            u[j] = j < e->ulen && tu_rng_below(rng, 8) != 0
+                       ? e->k[j]
+                       : (uint8_t)("\x00"
+                                   "ab\xff"[tu_rng_below(rng, 4)]);
+        }
+        pidx_agrees(&ref, &fast, pi, t, n, u, ul, tu_rng_below(rng, 1001), st);
+    }
+    /* No accelerator (NULL or empty): block_iter_seek itself. */
+    block_iter_seek(&ref, t[n / 2].k, t[n / 2].ulen, 0);
+    block_iter_seek_pindex(&fast, NULL, t[n / 2].k, t[n / 2].ulen, 0);
+    same_state(&ref, &fast, "no accelerator");
+    block_iter_seek_pindex(&fast, NULL, t[0].k, t[0].ulen, IKEY_MAX_SEQ);
+    check_at(&fast, &t[0]);
+
+    block_iter_destroy(&ref);
+    block_iter_destroy(&fast);
+    block_pindex_free(pi);
+    block_pindex_free(NULL);
+    block_builder_destroy(&bb);
+}
+
+Test(block, pindex_seek_lands_where_seek_does)
+{
+    static const size_t sizes[] = {1, 2, 3, 9, 17, 65, 400, 2500, 20000};
+    static const size_t heads[] = {0, 1, 5, 24};
+    tu_rng rng;
+    tu_rng_seed(&rng, 4242);
+    pidx_stats st = {0};
+    for (int family = 0; family < 4; family++) {
+        for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+            for (size_t h = 0; h < sizeof heads / sizeof heads[0]; h++) {
+                if ((sizes[s] == 2500 && h % 2 == 1) ||
+                    (sizes[s] == 20000 && (h > 0 || family == 3))) {
+                    continue; /* keep the test fast under ASan */
+                }
+                size_t n;
+                uint64_t seed = 1000 * (uint64_t)family + 10 * s + h;
+                tkey *t = gen_family(sizes[s], family, heads[h], seed, &n);
+                check_pindex_block(t, n, (seed & 1) != 0, &rng, &st);
+                free(t);
+            }
+        }
+    }
+    /* Each path ran: answers inside the block, past its end, and after whole-key compares. */
+    cr_assert_gt(st.found, 100000, "%zu", st.found);
+    cr_assert_gt(st.past_end, 500, "%zu", st.past_end);
+    cr_assert_gt(st.ties, 50000, "%zu", st.ties);
+    tu_assert_no_leaks();
+}
+
+Test(block, pindex_empty_user_keys_and_single_entries)
+{
+    tu_rng rng;
+    tu_rng_seed(&rng, 77);
+    pidx_stats st = {0};
+    tkey *t = calloc(4, sizeof *t);
+    cr_assert_not_null(t);
+    /* The empty user key at three seqs, then "\0": c = 0, p = 0 for all four. */
+    t[0].seq = IKEY_MAX_SEQ;
+    t[1].seq = 5;
+    t[2].seq = 0;
+    t[3].ulen = 1;
+    t[3].seq = 3;
+    for (size_t n = 1; n <= 4; n++) {
+        check_pindex_block(t, n, false, &rng, &st);
+    }
+    /* One entry with a long key: c is the whole key, p[0] = 0. */
+    memset(t[0].k, 'q', 300);
+    t[0].ulen = 300;
+    check_pindex_block(t, 1, true, &rng, &st);
+    /* Two entries where the first key is the common prefix (c = its length). */
+    memcpy(t[1].k, t[0].k, 300);
+    t[1].k[300] = 0;
+    t[1].ulen = 301;
+    t[1].seq = 9;
+    check_pindex_block(t, 2, true, &rng, &st);
+    free(t);
+    cr_assert_gt(st.seeks, 100);
+}
+
+Test(block, pindex_refuses_blocks_it_cannot_serve)
+{
+    size_t n;
+    tkey *t = gen_family(60, 0, 3, 5, &n);
+    block_builder bb;
+    block b;
+    block_pindex *pi;
+
+    /* Restart interval 2: entries that are not restart points. */
+    block_builder_init(&bb, 2, false);
+    build(&bb, t, n);
+    cr_assert_null(block_parse(bb.buf.data, bb.buf.len, &b));
+    cr_assert_str_eq(block_pindex_build(&b, &pi), "an entry is not a restart point");
+    cr_assert_null(pi);
+    block_builder_destroy(&bb);
+
+    /* Empty block. */
+    block_builder_init(&bb, 1, false);
+    cr_assert_eq(block_builder_finish(&bb, NULL), SHALE_OK);
+    cr_assert_null(block_parse(bb.buf.data, bb.buf.len, &b));
+    cr_assert_not_null(block_pindex_build(&b, &pi));
+    cr_assert_null(pi);
+    block_builder_destroy(&bb);
+
+    /* Out of order (the builder trusts its caller): a swapped pair, and a key shorter than the
+     * common prefix of the first and last keys in the middle. */
+    tkey *bad = calloc(3, sizeof *bad);
+    cr_assert_not_null(bad);
+    memcpy(bad[0].k, "abc1", 4);
+    memcpy(bad[1].k, "a", 1);
+    memcpy(bad[2].k, "abc2", 4);
+    bad[0].ulen = bad[2].ulen = 4;
+    bad[1].ulen = 1;
+    block_builder_init(&bb, 1, false);
+    build(&bb, bad, 3);
+    cr_assert_null(block_parse(bb.buf.data, bb.buf.len, &b));
+    cr_assert_str_eq(block_pindex_build(&b, &pi), "keys out of order");
+    cr_assert_null(pi);
+    block_builder_destroy(&bb);
+    tkey tmp = t[10];
+    t[10] = t[11];
+    t[11] = tmp;
+    block_builder_init(&bb, 1, false);
+    build(&bb, t, n);
+    cr_assert_null(block_parse(bb.buf.data, bb.buf.len, &b));
+    cr_assert_str_eq(block_pindex_build(&b, &pi), "keys out of order");
+    cr_assert_null(pi);
+    block_builder_destroy(&bb);
+    /* Equal internal keys are out of order too. */
+    t[11] = t[10];
+    block_builder_init(&bb, 1, false);
+    build(&bb, t, n);
+    cr_assert_null(block_parse(bb.buf.data, bb.buf.len, &b));
+    cr_assert_str_eq(block_pindex_build(&b, &pi), "keys out of order");
+    cr_assert_null(pi);
+    block_builder_destroy(&bb);
+    free(bad);
+    free(t);
+    tu_assert_no_leaks();
+}
+
+/* Damage behind block_parse: the accelerator is either refused, or built and then every seek
+ * through it matches block_iter_seek, status and position (ASan checks the reads). */
+Test(block, pindex_on_damaged_blocks)
+{
+    tu_rng rng;
+    tu_rng_seed(&rng, 31337);
+    size_t n;
+    tkey *t = gen_family(150, 1, 4, 12, &n);
+    block_builder bb;
+    block_builder_init(&bb, 1, false);
+    build(&bb, t, n);
+    size_t len = bb.buf.len;
+    int built = 0, refused = 0, unparsed = 0;
+    pidx_stats st = {0};
+
+    for (int round = 0; round < 2500; round++) {
+        uint8_t *d = malloc(len);
+        cr_assert_not_null(d);
+        memcpy(d, bb.buf.data, len);
+        int flips = 1 + (int)tu_rng_below(&rng, 3);
+        for (int f = 0; f < flips; f++) {
+            size_t at = tu_rng_below(&rng, 6) == 0 ? len - 1 - tu_rng_below(&rng, 4 * n + 4)
+                                                   : tu_rng_below(&rng, len);
+            d[at] = tu_rng_below(&rng, 2) ? (uint8_t)tu_rng_next(&rng)
+                                          : (uint8_t)(d[at] ^ (1u << tu_rng_below(&rng, 8)));
+        }
+        block b;
+        block_pindex *pi;
+        if (block_parse(d, len, &b) != NULL) {
+            unparsed++;
+            free(d);
+            continue;
+        }
+        if (block_pindex_build(&b, &pi) != NULL) {
+            refused++;
+            cr_assert_null(pi);
+            free(d);
+            continue;
+        }
+        built++;
+        cr_assert_eq(pi->n, b.num_restarts);
+        for (size_t i = 1; i < pi->n; i++) {
+            cr_assert_leq(pi->p[i - 1], pi->p[i]);
+        }
+        block_iter ref, fast;
+        block_iter_init(&ref, round % 2 == 0);
+        block_iter_init(&fast, round % 2 == 0);
+        block_iter_set(&ref, &b);
+        block_iter_set(&fast, &b);
+        for (int a = 0; a < 40; a++) {
+            const tkey *e = &t[tu_rng_below(&rng, n)];
+            size_t ul = e->ulen - tu_rng_below(&rng, e->ulen < 3 ? e->ulen + 1 : 3);
+            pidx_agrees(&ref, &fast, pi, NULL, 0, e->k, ul, tu_rng_below(&rng, 1001), &st);
+        }
+        block_iter_destroy(&ref);
+        block_iter_destroy(&fast);
+        block_pindex_free(pi);
+        free(d);
+    }
+    cr_assert_gt(built, 200, "built %d", built);
+    cr_assert_gt(refused, 200, "refused %d", refused);
+    cr_assert_gt(unparsed, 10, "unparsed %d", unparsed);
+    block_builder_destroy(&bb);
+    free(t);
+    tu_assert_no_leaks();
+}
+
+/* Index blocks end with a short successor ("1" after "0000000000999999"): the prefix must not
+ * be the common prefix of the first and last keys (empty), which would tie every other key on
+ * "00000000"; it is the 10 zeros the others share, and no two entries tie. Likewise for an
+ * outlier first key. */
+Test(block, pindex_prefix_ignores_an_outlier_first_or_last_key)
+{
+    size_t n = 500;
+    tkey *t = calloc(n, sizeof *t);
+    cr_assert_not_null(t);
+    for (size_t i = 0; i < n; i++) {
+        char d[24];
+        snprintf(d, sizeof d, "%016zu", 1000 + 1999 * i);
+        memcpy(t[i].k, d, 16);
+        t[i].ulen = 16;
+        t[i].seq = IKEY_MAX_SEQ;
+    }
+    for (int outlier = 0; outlier < 2; outlier++) {
+        tkey *o = outlier == 0 ? &t[n - 1] : &t[0];
+        const char *ok = outlier == 0 ? "1" : "";
+        memcpy(o->k, ok, strlen(ok));
+        o->ulen = strlen(ok);
+        block_builder bb;
+        block b;
+        block_pindex *pi;
+        block_builder_init(&bb, 1, false);
+        build(&bb, t, n);
+        cr_assert_null(block_parse(bb.buf.data, bb.buf.len, &b));
+        cr_assert_null(block_pindex_build(&b, &pi));
+        cr_assert_eq(pi->c, 10);
+        for (size_t i = 1; i < n; i++) {
+            cr_assert_lt(pi->p[i - 1], pi->p[i], "p[%zu] ties", i);
+        }
+        tu_rng rng;
+        tu_rng_seed(&rng, 3);
+        pidx_stats st = {0};
+        block_pindex_free(pi);
+        block_builder_destroy(&bb);
+        check_pindex_block(t, n, false, &rng, &st);
+    }
+    free(t);
+}

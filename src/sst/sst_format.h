@@ -65,7 +65,8 @@
  * entry is PUT_TTL exactly when its expire_at_ms is not 0.
  *
  * Index block: in the raw block format (compressed on disk like a data block when that pays),
- * with restart_interval 1 (every key whole, so a seek is one binary search). Entry i's key K_i
+ * with restart_interval 1 (every key whole, so a seek is one binary search; readers search an
+ * in-memory accelerator built from the block instead, block.h block_pindex). Entry i's key K_i
  * satisfies  last key of block i <= K_i < first key of block i+1,  and is made short
  * (LevelDB's FindShortestSeparator / FindShortSuccessor on the user key): either the last key
  * of block i itself, or a user key S strictly between the two user keys with tag

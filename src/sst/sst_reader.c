@@ -4,9 +4,11 @@
  * Blocks. A block read from the file is checked (handle in bounds, CRC32C over contents and
  * type, raw length bounded, decompressed to exactly that length, restart array or filter layout
  * checked) and becomes an sst_block: the raw bytes plus what a reader wants precomputed (the
- * parsed restart array, the filter's line and probe counts). sst_blocks are what the block cache
- * holds, keyed by (this reader's cache id, block offset) and charged by their allocation size;
- * a cache hit costs no check at all. Without a cache the index and filter sst_blocks are loaded
+ * parsed restart array, the filter's line and probe counts, and for an index block its search
+ * accelerator, block.h's block_pindex, which gets and iterator seeks search instead of the
+ * block). sst_blocks are what the block cache holds, keyed by (this reader's cache id, block
+ * offset) and charged by their allocation sizes (the accelerator's included); a cache hit costs
+ * no check at all. Without a cache the index and filter sst_blocks are loaded
  * at first use and kept (published with a compare-and-swap, so concurrent first uses are safe:
  * the loser frees its copy), and data blocks are read per access.
  *
@@ -44,10 +46,11 @@ enum block_kind { BK_DATA, BK_INDEX, BK_FILTER, BK_PROPS };
 static const char *const kind_name[] = {"data", "index", "filter", "properties"};
 
 typedef struct sst_block {
-    block b;        /* data and index blocks */
-    bloom_filter f; /* filter blocks */
-    size_t len;     /* raw bytes */
-    size_t charge;  /* allocation size, charged to the cache */
+    block b;          /* data and index blocks */
+    block_pindex *pi; /* index blocks: the search accelerator (NULL if it could not be built) */
+    bloom_filter f;   /* filter blocks */
+    size_t len;       /* raw bytes */
+    size_t charge;    /* allocation sizes (this one and pi's), charged to the cache */
     uint8_t bytes[];
 } sst_block;
 
@@ -70,6 +73,15 @@ struct sst_reader {
     _Atomic(cache_handle *) filter_pin;
 };
 
+/* Accepts NULL. */
+static void obj_free(sst_block *o)
+{
+    if (o != NULL) {
+        block_pindex_free(o->pi);
+        free(o);
+    }
+}
+
 /* A block in use: either held through a cache handle, owned (freed on unpin), or borrowed from
  * the reader (kept index and filter). */
 typedef struct pin {
@@ -83,7 +95,7 @@ static void unpin(sst_reader *r, pin *p)
     if (p->h != NULL) {
         cache_release(r->cache, p->h);
     } else if (p->owned) {
-        free(p->obj);
+        obj_free(p->obj);
     }
     p->h = NULL;
     p->obj = NULL;
@@ -101,7 +113,7 @@ static shale_code no_memory(shale_error *err)
 static void block_deleter(void *value, void *arg)
 {
     (void)arg;
-    free(value);
+    obj_free(value);
 }
 
 static const char *base_name(const char *path)
@@ -220,6 +232,7 @@ static shale_code load_obj(const sst_reader *r, int kind, const sst_handle *h, s
     if (o == NULL) {
         return no_memory(err);
     }
+    o->pi = NULL;
     o->charge = sizeof *o + stored;
     o->len = (size_t)h->size;
     rc = read_stored(r, kind, h, o->bytes, &type, err);
@@ -238,6 +251,7 @@ static shale_code load_obj(const sst_reader *r, int kind, const sst_handle *h, s
             rc = no_memory(err);
             goto out_free;
         }
+        x->pi = NULL;
         rc = expand(r, kind, h, type, payload, plen, x->bytes, raw_len, err);
         free(o);
         o = x;
@@ -251,11 +265,16 @@ static shale_code load_obj(const sst_reader *r, int kind, const sst_handle *h, s
     if (rc != SHALE_OK) {
         goto out_free;
     }
+    /* An index block that cannot have the accelerator (damage behind a valid checksum, out of
+     * memory) is searched without it; block_iter_seek reports damage where it meets it. */
+    if (kind == BK_INDEX && block_pindex_build(&o->b, &o->pi) == NULL) {
+        o->charge += block_pindex_bytes(o->pi);
+    }
     *out = o;
     return SHALE_OK;
 
 out_free:
-    free(o);
+    obj_free(o);
     return rc;
 }
 
@@ -382,7 +401,7 @@ static shale_code get_meta(sst_reader *r, int kind, bool fill, pin *out, shale_e
         sst_block *expected = NULL;
         if (!atomic_compare_exchange_strong_explicit(slot, &expected, o, memory_order_acq_rel,
                                                      memory_order_acquire)) {
-            free(o);
+            obj_free(o);
             o = expected;
         }
     }
@@ -507,7 +526,7 @@ static shale_code read_props(sst_reader *r, shale_error *err)
     }
     err_clear(&e);
     const char *why = decode_props(o->bytes, o->len, &r->props, &e);
-    free(o);
+    obj_free(o);
     if (why != NULL) {
         return bad_block(err, r, BK_PROPS, &r->props_h, why);
     }
@@ -613,8 +632,8 @@ void sst_reader_close(sst_reader *r)
             cache_erase(r->cache, r->cache_id, where[i]->offset);
         }
     }
-    free(atomic_load(&r->index_kept));
-    free(atomic_load(&r->filter_kept));
+    obj_free(atomic_load(&r->index_kept));
+    obj_free(atomic_load(&r->filter_kept));
     (void)env_file_close(r->file, NULL);
     sst_props_free(&r->props);
     free(r->path);
@@ -685,7 +704,7 @@ static shale_code find_block(sst_reader *r, shale_slice key, uint64_t seq, bool 
     }
     block_iter_init(&bi, false);
     block_iter_set(&bi, &ip.obj->b);
-    block_iter_seek(&bi, key.data, key.len, seq);
+    block_iter_seek_pindex(&bi, ip.obj->pi, key.data, key.len, seq);
     *any = block_iter_valid(&bi);
     if (*any && !decode_handle(bi.val, bi.val_len, h)) {
         char what[48];
@@ -927,11 +946,13 @@ static void skip_empty(sst_iter *it, bool fwd)
 /* What a seek aims at: (key, seq), or one end. */
 typedef enum seek_target { SEEK_KEY, SEEK_FIRST, SEEK_LAST } seek_target;
 
-static void block_seek(block_iter *bi, seek_target to, shale_slice key, uint64_t seq)
+/* pi: the index block's accelerator (NULL for a data block). */
+static void block_seek(block_iter *bi, const block_pindex *pi, seek_target to, shale_slice key,
+                       uint64_t seq)
 {
     switch (to) {
     case SEEK_KEY:
-        block_iter_seek(bi, key.data, key.len, seq);
+        block_iter_seek_pindex(bi, pi, key.data, key.len, seq);
         break;
     case SEEK_FIRST:
         block_iter_seek_first(bi);
@@ -956,12 +977,12 @@ static void it_seek_to(iter *base, seek_target to, shale_slice key, uint64_t seq
     if (!ensure_index(it)) {
         return;
     }
-    block_seek(&it->ii, to, key, seq);
+    block_seek(&it->ii, it->index.obj->pi, to, key, seq);
     if (!init_data(it)) {
         return;
     }
     if (block_iter_valid(&it->ii)) {
-        block_seek(&it->di, to, key, seq);
+        block_seek(&it->di, NULL, to, key, seq);
     }
     skip_empty(it, to != SEEK_LAST);
 }
