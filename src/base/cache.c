@@ -56,6 +56,7 @@
 #define CACHE_HASH_SEED      0x9e3779b97f4a7c15ull
 /* Shards sit on separate cache lines so lookups on different shards do not contend. */
 #define CACHE_LINE           64
+_Static_assert(CACHE_LINE == CACHE_EMBED_ALIGN, "embedded handles are line-aligned");
 
 typedef struct lnode {
     struct lnode *prev, *next;
@@ -71,7 +72,8 @@ struct cache_handle {
     uint32_t refs; /* handles, plus one while in the cache */
     bool visited;  /* looked up since eviction last passed it */
     bool in_cache;
-    bool on_lru; /* on the LRU list (else on the in-use list, or on none when detached) */
+    bool on_lru;   /* on the LRU list (else on the in-use list, or on none when detached) */
+    bool embedded; /* in the caller's allocation (cache_insert_embedded): the deleter frees it */
     /* What only inserts, releases and eviction touch. */
     lnode lru; /* on the shard's LRU or in-use list */
     cache_deleter deleter;
@@ -257,8 +259,11 @@ static void free_chain(cache_handle *e)
 {
     while (e != NULL) {
         cache_handle *next = e->next_hash;
+        bool embedded = e->embedded; /* read first: the deleter may free e with the value */
         e->deleter(e->value, e->arg);
-        free(e);
+        if (!embedded) {
+            free(e);
+        }
         e = next;
     }
 }
@@ -378,19 +383,39 @@ cache_handle *cache_lookup(cache *c, uint64_t id, uint64_t off)
     return e;
 }
 
+size_t cache_embedded_size(void)
+{
+    return (sizeof(cache_handle) + CACHE_LINE - 1) / CACHE_LINE * CACHE_LINE;
+}
+
+static cache_handle *insert(cache *c, cache_handle *e, bool embedded, uint64_t id, uint64_t off,
+                            void *value, size_t charge, cache_deleter deleter, void *arg);
+
 cache_handle *cache_insert(cache *c, uint64_t id, uint64_t off, void *value, size_t charge,
                            cache_deleter deleter, void *arg)
 {
-    uint64_t hash = key_hash(id, off);
-    shard *s = shard_of(c, hash);
-    cache_handle *dead = NULL;
     /* Line-aligned, so the hot fields above never straddle two lines. */
-    cache_handle *e =
-        aligned_alloc(CACHE_LINE, (sizeof *e + CACHE_LINE - 1) / CACHE_LINE * CACHE_LINE);
+    cache_handle *e = aligned_alloc(CACHE_LINE, cache_embedded_size());
     if (e == NULL) {
         deleter(value, arg);
         return NULL;
     }
+    return insert(c, e, false, id, off, value, charge, deleter, arg);
+}
+
+cache_handle *cache_insert_embedded(cache *c, void *mem, uint64_t id, uint64_t off, void *value,
+                                    size_t charge, cache_deleter deleter, void *arg)
+{
+    return insert(c, mem, true, id, off, value, charge, deleter, arg);
+}
+
+static cache_handle *insert(cache *c, cache_handle *e, bool embedded, uint64_t id, uint64_t off,
+                            void *value, size_t charge, cache_deleter deleter, void *arg)
+{
+    uint64_t hash = key_hash(id, off);
+    shard *s = shard_of(c, hash);
+    cache_handle *dead = NULL;
+    e->embedded = embedded;
     e->next_hash = NULL;
     e->value = value;
     e->deleter = deleter;

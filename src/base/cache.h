@@ -67,6 +67,15 @@ cache_handle *cache_lookup(cache *c, uint64_t id, uint64_t off);
  * when out of memory, in which case the deleter has already been called on value. */
 cache_handle *cache_insert(cache *c, uint64_t id, uint64_t off, void *value, size_t charge,
                            cache_deleter deleter, void *arg);
+/* As cache_insert, but the handle lives in the first cache_embedded_size() bytes of `mem`, a
+ * CACHE_EMBED_ALIGN-aligned allocation of the caller's that also holds the value: no allocation
+ * of the cache's own, and a hit reads the handle and the start of the value from neighbouring
+ * lines (the block cache: one cache miss less per hit). The deleter must free mem (with the
+ * value in it); the cache never touches mem after calling it. Never fails. */
+#define CACHE_EMBED_ALIGN 64
+size_t cache_embedded_size(void);
+cache_handle *cache_insert_embedded(cache *c, void *mem, uint64_t id, uint64_t off, void *value,
+                                    size_t charge, cache_deleter deleter, void *arg);
 void *cache_value(const cache_handle *h);
 /* Unpins. Accepts NULL handle. */
 void cache_release(cache *c, cache_handle *h);

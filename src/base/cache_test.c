@@ -686,3 +686,65 @@ Test(cache, concurrent_stress)
     cr_assert_eq(atomic_load(&s.bad_read), 0, "a holder saw a deleted value");
     tu_assert_no_leaks();
 }
+
+/* Embedded handles: the value's allocation holds the handle; the deleter frees it all, once, on
+ * replace, erase, eviction and cache_free, and a held handle keeps it alive (ASan sees any use
+ * after the deleter or any leak). */
+typedef struct emb_value {
+    _Alignas(CACHE_EMBED_ALIGN) unsigned char handle[256]; /* >= cache_embedded_size() */
+    uint64_t payload;
+} emb_value;
+
+static int emb_deleted;
+
+static void emb_deleter(void *value, void *arg)
+{
+    (void)arg;
+    emb_deleted++;
+    free(value); /* the value is the allocation: handle first, payload after */
+}
+
+static cache_handle *emb_insert(cache *c, uint64_t key, uint64_t payload)
+{
+    emb_value *v = aligned_alloc(CACHE_EMBED_ALIGN, sizeof *v);
+    cr_assert_not_null(v);
+    v->payload = payload;
+    return cache_insert_embedded(c, v->handle, 7, key, v, 100, emb_deleter, NULL);
+}
+
+Test(cache, embedded_handles_live_in_the_value)
+{
+    cr_assert_leq(cache_embedded_size(), sizeof((emb_value *)0)->handle);
+    cr_assert_eq(cache_embedded_size() % CACHE_EMBED_ALIGN, 0);
+    emb_deleted = 0;
+    cache *c = cache_new(1000, 0); /* room for 10 entries of 100 */
+    cr_assert_not_null(c);
+
+    cache_handle *h = emb_insert(c, 1, 111);
+    cr_assert_eq(((emb_value *)cache_value(h))->payload, 111);
+    cache_release(c, h);
+    h = cache_lookup(c, 7, 1);
+    cr_assert_not_null(h);
+    cr_assert_eq(((emb_value *)cache_value(h))->payload, 111);
+
+    /* Replaced while held: the old value lives until released. */
+    cache_release(c, emb_insert(c, 1, 112));
+    cr_assert_eq(emb_deleted, 0);
+    cr_assert_eq(((emb_value *)cache_value(h))->payload, 111);
+    cache_release(c, h);
+    cr_assert_eq(emb_deleted, 1);
+    h = cache_lookup(c, 7, 1);
+    cr_assert_eq(((emb_value *)cache_value(h))->payload, 112);
+    cache_release(c, h);
+
+    /* Eviction: 30 more entries through a cache of 10. */
+    for (uint64_t k = 2; k < 32; k++) {
+        cache_release(c, emb_insert(c, k, k));
+    }
+    cr_assert_eq(cache_lookup(c, 7, 2), NULL);
+    cr_assert_geq(emb_deleted, 21);
+    cache_erase(c, 7, 31);
+    cr_assert_eq(cache_lookup(c, 7, 31), NULL);
+    cache_free(c);
+    cr_assert_eq(emb_deleted, 32, "every value deleted once: %d", emb_deleted);
+}
