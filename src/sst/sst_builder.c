@@ -69,7 +69,7 @@ sst_builder_options sst_builder_default_options(void)
 {
     return (sst_builder_options){
         .block_bytes = 4096,
-        .restart_interval = 8,
+        .restart_interval = 4,
         .bloom_bits_per_key = 10,
         .compression = COMPRESS_LZ4,
         .compression_level = 0,
@@ -177,7 +177,7 @@ shale_code sst_builder_new(const shale_env *env, const char *path, uint64_t file
         o.block_bytes = 4096;
     }
     if (o.restart_interval == 0) {
-        o.restart_interval = 8;
+        o.restart_interval = 4;
     }
     if (o.bloom_bits_per_key == 0) {
         o.bloom_bits_per_key = 10;

@@ -25,7 +25,7 @@
 
 typedef struct sst_builder_options {
     uint32_t block_bytes;        /* target uncompressed data block size; 0 = 4096; 256 .. 1 MiB */
-    uint32_t restart_interval;   /* keys between restart points; 0 = 8; 1 .. 1024 */
+    uint32_t restart_interval;   /* keys between restart points; 0 = 4; 1 .. 1024 */
     uint32_t bloom_bits_per_key; /* 0 = 10; 1 .. 32 */
     int compression;             /* enum compress_type; the builder's default is LZ4 only
                                     through sst_builder_default_options() */
@@ -36,7 +36,7 @@ typedef struct sst_builder_options {
                                     which builds before the hash index also read */
 } sst_builder_options;
 
-/* Defaults: 4096-byte blocks, restarts every 8 keys, 10 bloom bits per key, LZ4, data block
+/* Defaults: 4096-byte blocks, restarts every 4 keys, 10 bloom bits per key, LZ4, data block
  * hash index. */
 sst_builder_options sst_builder_default_options(void);
 

@@ -1526,7 +1526,7 @@ Test(sst, bad_options_and_existing_paths)
     sst_props_free(&p);
     sst_builder_options d = sst_builder_default_options();
     cr_assert_eq(d.block_bytes, 4096);
-    cr_assert_eq(d.restart_interval, 8);
+    cr_assert_eq(d.restart_interval, 4);
     cr_assert_eq(d.bloom_bits_per_key, 10);
     cr_assert_eq(d.compression, COMPRESS_LZ4);
     scratch_free(dir, path);
