@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 DATA ?= ./shale-data
 CMAKE_FLAGS ?=
 
-.PHONY: all build deps run demo test asan tsan clang bench fmt fmt-check tidy install clean
+.PHONY: all build deps run demo test asan tsan fuzz clang bench fmt fmt-check tidy install clean
 
 all: build
 
@@ -37,6 +37,15 @@ tsan: deps
 	@cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug -DSHALE_TSAN=ON -DSHALE_BENCH_PEERS=OFF >/dev/null
 	@cmake --build build/tsan --target test_stress -j $(JOBS)
 	@cd build/tsan && ctest --output-on-failure -L tsan
+
+# libFuzzer on every target of tests/fuzz, FUZZ_TIME seconds each (FUZZ_SAVE=1 merges what it
+# found into the saved corpora that every `make test` replays). See tests/fuzz/README.md.
+FUZZ_TIME ?= 60
+fuzz: deps
+	@CC=clang cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DSHALE_SANITIZE=ON -DSHALE_FUZZ=ON \
+		-DSHALE_TESTS=OFF -DSHALE_BENCH_PEERS=OFF >/dev/null
+	@cmake --build build/fuzz -j $(JOBS)
+	@scripts/fuzz.sh build/fuzz $(FUZZ_TIME) $(FUZZ_SAVE)
 
 clang: deps
 	@CC=clang cmake -S . -B build/clang -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

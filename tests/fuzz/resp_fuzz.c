@@ -1,16 +1,7 @@
 /*
- * libFuzzer target for the RESP request parser (src/server/resp.c). Not built by CMake: it lives
- * under scripts/ because every tests/<dir> is globbed into a Criterion suite. Build and run from
- * the repository root:
- *
- *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined \
- *       -Iinclude -Isrc scripts/fuzz/resp_fuzz.c src/server/resp.c src/base/buf.c \
- *       src/base/error.c -lm -o build/resp_fuzz
- *   mkdir -p build/resp_corpus
- *   printf '\004*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nvalue\r\n' > build/resp_corpus/multibulk
- *   printf '\005set "a\\x41\\n" '"'"'it\\'"'"'s'"'"' v\r\n*0\r\n\r\nPING\n' \
- *       > build/resp_corpus/inline
- *   build/resp_fuzz -max_total_time=60 -max_len=4096 build/resp_corpus
+ * libFuzzer target for the RESP request parser (src/server/resp.c). Built and replayed like every
+ * target in tests/fuzz (README.md there): its corpus is replayed under ctest by every build, and
+ * `make fuzz` runs it under libFuzzer.
  *
  * The first input byte picks the limits (odd: small ones, which reach every limit error), the
  * starting argv capacity ((byte >> 1) % 8) and, with a hash of the rest, how the rest is cut
