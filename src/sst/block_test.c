@@ -412,6 +412,20 @@ Test(block, restart_in_the_middle_of_an_entry_is_corruption)
 
 /* ---- hash index --------------------------------------------------------------------------- */
 
+/* Sorts t[0, n) in internal order and drops repeated (key, seq) pairs; returns how many are
+ * left. */
+static size_t tkeys_sort_unique(tkey *t, size_t n)
+{
+    qsort(t, n, sizeof *t, tkey_cmp);
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (m == 0 || tkey_cmp(&t[m - 1], &t[i]) != 0) {
+            t[m++] = t[i];
+        }
+    }
+    return m;
+}
+
 /* About n entries: user keys of 1 .. max_ulen bytes from a small alphabet (so they share
  * prefixes), each with 1 .. max_versions versions (newest first), in internal order. Fills
  * *count. */
@@ -444,14 +458,7 @@ static tkey *gen_versions(size_t n, size_t max_ulen, size_t max_versions, uint64
             m++;
         }
     }
-    qsort(t, n, sizeof *t, tkey_cmp);
-    m = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (m == 0 || tkey_cmp(&t[m - 1], &t[i]) != 0) {
-            t[m++] = t[i];
-        }
-    }
-    *count = m;
+    *count = tkeys_sort_unique(t, n);
     return t;
 }
 
@@ -832,14 +839,7 @@ static tkey *gen_family(size_t n, int family, size_t head_len, uint64_t seed, si
             m++;
         }
     }
-    qsort(t, n, sizeof *t, tkey_cmp);
-    m = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (m == 0 || tkey_cmp(&t[m - 1], &t[i]) != 0) {
-            t[m++] = t[i];
-        }
-    }
-    *count = m;
+    *count = tkeys_sort_unique(t, n);
     return t;
 }
 

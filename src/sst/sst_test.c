@@ -109,6 +109,22 @@ static size_t rand_key(tu_rng *rng, uint8_t *k)
     return n;
 }
 
+/* Sorts the model in internal order and drops repeated (key, seq) pairs: a table holds one. */
+static void model_sort_unique(model *m)
+{
+    qsort(m->e, m->n, sizeof *m->e, ment_cmp);
+    size_t w = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        if (w > 0 && ment_cmp(&m->e[w - 1], &m->e[i]) == 0) {
+            free(m->e[i].key);
+            free(m->e[i].val);
+            continue;
+        }
+        m->e[w++] = m->e[i];
+    }
+    m->n = w;
+}
+
 /* Entries for `keys` user keys, in internal order. */
 static model gen_model(tu_rng *rng, size_t keys, uint32_t block_bytes)
 {
@@ -143,17 +159,7 @@ static model gen_model(tu_rng *rng, size_t keys, uint32_t block_bytes)
             e->val = rand_bytes(rng, e->vlen, tu_rng_below(rng, 2));
         }
     }
-    qsort(m.e, m.n, sizeof *m.e, ment_cmp);
-    size_t w = 0;
-    for (size_t i = 0; i < m.n; i++) {
-        if (w > 0 && ment_cmp(&m.e[w - 1], &m.e[i]) == 0) {
-            free(m.e[i].key);
-            free(m.e[i].val);
-            continue;
-        }
-        m.e[w++] = m.e[i];
-    }
-    m.n = w;
+    model_sort_unique(&m);
     return m;
 }
 
@@ -1660,17 +1666,7 @@ static model versions_model(tu_rng *rng, size_t keys)
             e->val = rand_bytes(rng, e->vlen, tu_rng_below(rng, 2));
         }
     }
-    qsort(m.e, m.n, sizeof *m.e, ment_cmp);
-    size_t w = 0;
-    for (size_t i = 0; i < m.n; i++) {
-        if (w > 0 && ment_cmp(&m.e[w - 1], &m.e[i]) == 0) {
-            free(m.e[i].key);
-            free(m.e[i].val);
-            continue;
-        }
-        m.e[w++] = m.e[i];
-    }
-    m.n = w;
+    model_sort_unique(&m);
     return m;
 }
 
@@ -2014,17 +2010,7 @@ static model gen_shaped_model(tu_rng *rng, size_t keys, int shape)
             e->val = rand_bytes(rng, e->vlen, true);
         }
     }
-    qsort(m.e, m.n, sizeof *m.e, ment_cmp);
-    size_t w = 0;
-    for (size_t i = 0; i < m.n; i++) {
-        if (w > 0 && ment_cmp(&m.e[w - 1], &m.e[i]) == 0) {
-            free(m.e[i].key);
-            free(m.e[i].val);
-            continue;
-        }
-        m.e[w++] = m.e[i];
-    }
-    m.n = w;
+    model_sort_unique(&m);
     return m;
 }
 
