@@ -404,7 +404,7 @@ void db_tables_unref(db_tables *t)
     if (t == NULL || atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) != 1) {
         return;
     }
-    /* The set first: its tables give back the readers they pinned (table_cache_meta_reader);
+    /* The set first: its tables give back the readers they pinned (table_cache_lookup);
      * then the readers, whose closing releases their cached blocks; then the block cache. */
     version_set_free(t->vs);
     table_cache_free(t->tables);

@@ -63,7 +63,7 @@ typedef struct file_meta {
     _Atomic int refs;     /* versions (and edits) holding it; private */
     bool being_compacted; /* under the caller's version mutex */
     /* The table's reader, pinned for the meta's life by the first point read that found room for
-     * it (table_cache_meta_reader); NULL until then. Owned by table_cache.c: a read loads it with
+     * it (table_cache_lookup); NULL until then. Owned by table_cache.c: a read loads it with
      * acquire and uses the reader without touching the table cache; when the meta is freed,
      * `unpin` (set by the pinning thread before it publishes) gives the pin back. */
     _Atomic(void *) reader;

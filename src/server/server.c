@@ -768,7 +768,11 @@ static void resp_read_cb(evutil_socket_t fd, short what, void *arg)
     size_t want = c->in.len > RESP_IN_READ ? c->in.len : RESP_IN_READ;
     if (buf_reserve(&c->in, want, NULL) != SHALE_OK) {
         protocol_error(c, "out of memory");
-        conn_close_if_done(c);
+        if (c->out.len > 0) {
+            pending_add(c); /* the error goes out at the turn's end, then the close */
+        } else {
+            conn_close_if_done(c);
+        }
         return;
     }
     ssize_t n = read(fd, (uint8_t *)c->in.data + c->in.len, c->in.cap - c->in.len);
