@@ -35,7 +35,7 @@ asan: deps
 
 tsan: deps
 	@cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug -DSHALE_TSAN=ON -DSHALE_BENCH_PEERS=OFF >/dev/null
-	@cmake --build build/tsan --target test_stress -j $(JOBS)
+	@cmake --build build/tsan --target test_stress test_server_stress shale -j $(JOBS)
 	@cd build/tsan && ctest --output-on-failure -L tsan
 
 # libFuzzer on every target of tests/fuzz, FUZZ_TIME seconds each (FUZZ_SAVE=1 merges what it

@@ -342,6 +342,71 @@ SHALE_API SHALE_MUST_USE shale_code shale_compact(shale_db *db, shale_error *err
 SHALE_API SHALE_MUST_USE shale_code shale_checkpoint(shale_db *db, const char *dir,
                                                      shale_error *err);
 
+/* ---- Backups ----
+ * A backup destination DEST holds any number of backups of one database, each self-contained
+ * once restored, and shares the table files they have in common (incremental backups):
+ *   DEST/BACKUPS            marks the directory as a backup destination (magic, version, the
+ *                           identity of the database it backs up, checksum)
+ *   DEST/tables/            table files, each written once and shared by every backup that
+ *                           lists it (tables are immutable; named by file number and size)
+ *   DEST/NNNNNN/            backup number NNNNNN (1, 2, ...; never reused in DEST): the small
+ *                           files of a checkpoint (SHALE, CURRENT, the manifest) and
+ *   DEST/NNNNNN/BACKUP      its manifest: magic, format version, backup id, the database's
+ *                           identity, the sequence number it reflects, creation time (ms since
+ *                           the epoch), and every file it needs (in the backup's directory or in
+ *                           tables/) with its size and SHA-256, then a CRC32C of it all.
+ * A backup is taken online from a checkpoint (shale_checkpoint): writes go on meanwhile, and the
+ * backup holds every write acknowledged before the call. A backup becomes visible (listed,
+ * restorable) only once every file and then its BACKUP manifest are written and fsynced; a
+ * crash or failure midway leaves a directory without a manifest, which list ignores and the
+ * next backup or delete removes. Thread-safe with respect to the database; two processes must
+ * not write to one DEST at once (a LOCK file in DEST is held while a backup, delete or purge
+ * runs: SHALE_BUSY for the second). A damaged BACKUP manifest stops shale_backup, and stops
+ * delete and purge when that backup would remain (SHALE_CORRUPTION naming it): delete it first.
+ * Every table is copied into DEST (never hard-linked), so a backup shares no file with the
+ * database. */
+typedef struct shale_backup_info {
+    uint64_t id;            /* 1, 2, ... within DEST */
+    uint64_t seq;           /* the newest sequence number the backup holds */
+    uint64_t created_at_ms; /* when it was taken, ms since the epoch */
+    uint64_t files;         /* files the backup lists */
+    uint64_t bytes;         /* their total size */
+    uint64_t new_files;     /* of those, written by this backup (the rest were already in DEST) */
+    uint64_t new_bytes;
+} shale_backup_info;
+
+/* Takes a backup of the open database into dest (created if missing; it must be empty or a
+ * backup destination of this same database: SHALE_INVALID otherwise). info (may be NULL) gets
+ * what was written. */
+SHALE_API SHALE_MUST_USE shale_code shale_backup(shale_db *db, const char *dest,
+                                                 shale_backup_info *info, shale_error *err);
+/* The complete backups in dest, oldest first: *out is a malloc'ed array of *count entries (the
+ * caller frees it with free(); NULL and 0 when there is none). Reads only the BACKUP manifests
+ * (checking their CRC32C; a damaged one is SHALE_CORRUPTION naming the file). SHALE_NOT_FOUND if
+ * dest is missing, SHALE_INVALID if it is not a backup destination. */
+SHALE_API SHALE_MUST_USE shale_code shale_backup_list(const char *dest, shale_backup_info **out,
+                                                      size_t *count, shale_error *err);
+/* Reads every file backup `id` lists (id 0: every backup) and checks its size and SHA-256:
+ * SHALE_OK, SHALE_NOT_FOUND (no such backup), or SHALE_CORRUPTION naming the first file that is
+ * missing, of the wrong size, or whose digest differs. */
+SHALE_API SHALE_MUST_USE shale_code shale_backup_verify(const char *dest, uint64_t id,
+                                                        shale_error *err);
+/* Deletes backup `id` (its directory, then every table file no remaining backup lists). */
+SHALE_API SHALE_MUST_USE shale_code shale_backup_delete(const char *dest, uint64_t id,
+                                                        shale_error *err);
+/* Retention: deletes every backup but the newest `keep` (keep >= 1). */
+SHALE_API SHALE_MUST_USE shale_code shale_backup_purge(const char *dest, uint32_t keep,
+                                                       shale_error *err);
+/* Restores backup `id` (0 = the newest) into dir: verifies every file first (as
+ * shale_backup_verify; nothing is written if one fails), then writes the database's files into
+ * dir, fsyncing each, and CURRENT last, so dir opens as the backed-up state or, if the restore is
+ * cut short, does not open at all. dir must be missing or empty (holding at most LOCK) unless
+ * overwrite is true, in which case an existing database there is removed first (SHALE_BUSY if it
+ * is open; SHALE_INVALID if dir holds something that is not a Shale database, which is never
+ * touched). */
+SHALE_API SHALE_MUST_USE shale_code shale_restore(const char *dest, uint64_t id, const char *dir,
+                                                  bool overwrite, shale_error *err);
+
 /* ---- Conditional writes ----
  * Compare-and-set by version, without a transaction: the version of a value is the sequence
  * number of the write that stored it (shale_entry_info.seq, from shale_get_info or an iterator).

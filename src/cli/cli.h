@@ -46,6 +46,8 @@ int cmd_scan(int argc, char **argv);
 int cmd_stats(int argc, char **argv);   /* cmd_admin.c */
 int cmd_compact(int argc, char **argv); /* cmd_admin.c */
 int cmd_check(int argc, char **argv);   /* cmd_check.c */
+int cmd_backup(int argc, char **argv);  /* cmd_backup.c: `shale backup [VERB] ...` */
+int cmd_restore(int argc, char **argv); /* cmd_backup.c */
 int cmd_bench(int argc, char **argv);   /* src/cli/cmd_bench.c */
 int cmd_doc(int argc, char **argv);     /* cmd_doc.c: `shale doc VERB ...` */
 int cmd_export(int argc, char **argv);  /* cmd_export.c */

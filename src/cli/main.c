@@ -21,6 +21,8 @@ static const struct {
     {"stats", cmd_stats, "print the database's statistics and levels"},
     {"compact", cmd_compact, "compact the whole database into its bottom level"},
     {"check", cmd_check, "verify every checksum and the manifest; exit 1 on damage"},
+    {"backup", cmd_backup, "back up a database (incremental); list, verify, delete, purge backups"},
+    {"restore", cmd_restore, "restore a backup into a directory (verified first)"},
     {"bench", cmd_bench, "measure the engine under a workload"},
     {"doc", cmd_doc, "JSON documents: insert, get, update, replace, delete, find, index, ..."},
     {"export", cmd_export, "print the documents of one or every collection as JSON Lines"},
