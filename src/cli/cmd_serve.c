@@ -57,6 +57,7 @@ static const cli_flag_spec serve_flags[] = {
     {"idle-timeout", "SECONDS", "close connections idle this long (default 300; 0 = never)"},
     {"max-body", "BYTES", "largest HTTP request body (default 16777216)"},
     {"max-clients", "N", "most connections at once (default 10000)"},
+    {"backup-dir", "DIR", "where POST /admin/backup writes backups (default: off)"},
     {"config", "FILE", "read settings from FILE (same keys as these flags)"},
     {NULL, NULL, NULL},
 };
@@ -198,6 +199,9 @@ static bool configure(const cli_args *a, const conf *c, server_config *cfg)
     }
     if ((v = setting(a, c, "auth-token")) != NULL || (v = setting(a, c, "requirepass")) != NULL) {
         cfg->auth_token = v;
+    }
+    if ((v = setting(a, c, "backup-dir")) != NULL) {
+        cfg->backup_dir = v;
     }
     if ((v = setting(a, c, "durability")) != NULL) {
         shale_error e;

@@ -69,6 +69,7 @@ struct http_api {
     void (*health_facts)(void *ctx, shale_buf *out);
     void (*metrics_text)(void *ctx, shale_buf *out);
     void *ctx;
+    char *backup_dir; /* NULL: backups over HTTP are off */
 };
 
 /* ---- percent-decoding ---- */
@@ -232,6 +233,7 @@ typedef enum route_id {
     R_INDEXES,
     R_INDEX,
     R_QUERY,
+    R_BACKUP,
     R_NONE,
 } route_id;
 
@@ -278,6 +280,9 @@ static route_id match(params *p)
     segment *g = p->seg;
     if (p->nseg == 1) {
         return seg_lookup(&g[0], top, sizeof top / sizeof top[0]);
+    }
+    if (p->nseg == 2 && seg_is(&g[0], "admin") && seg_is(&g[1], "backup")) {
+        return R_BACKUP;
     }
     if (!seg_is(&g[0], "collections")) {
         return R_NONE;
@@ -1259,6 +1264,52 @@ done:
     json_decref(body); /* after the call: the operations point into it */
 }
 
+/* POST /admin/backup [{"keep": N}]: a backup into the server's --backup-dir (shale_backup),
+ * then, with keep, every backup but the newest N deleted (shale_backup_purge). Served on the
+ * worker that read it: that worker's other requests wait while new tables are copied. */
+static void h_backup(http_api *api, const http_request *req, params *p, http_response *r)
+{
+    (void)p;
+    if (api->backup_dir == NULL) {
+        http_fail(r, 404, "backups over HTTP are off: start the server with --backup-dir DIR");
+        return;
+    }
+    json_int_t keep = 0;
+    if (req->body.len > 0) {
+        json_t *body = parse_object(req, r);
+        if (body == NULL) {
+            return;
+        }
+        json_t *k = json_object_get(body, "keep");
+        bool bad = k != NULL && (!json_is_integer(k) || json_integer_value(k) < 1 ||
+                                 json_integer_value(k) > UINT32_MAX);
+        keep = bad || k == NULL ? 0 : json_integer_value(k);
+        json_decref(body);
+        if (bad) {
+            http_fail(r, 400, "\"keep\" must be an integer from 1 to %u", UINT32_MAX);
+            return;
+        }
+    }
+    shale_backup_info info;
+    shale_error e = {0};
+    shale_code rc = shale_backup(api->db, api->backup_dir, &info, &e);
+    if (rc == SHALE_OK && keep > 0) {
+        rc = shale_backup_purge(api->backup_dir, (uint32_t)keep, &e);
+    }
+    if (rc != SHALE_OK) {
+        http_fail_rc(r, rc, &e, false, NULL);
+        return;
+    }
+    http_json j = {&r->body, false};
+    http_json_fmt(&j,
+                  "{\"success\":true,\"id\":%" PRIu64 ",\"seq\":%" PRIu64
+                  ",\"created_at_ms\":%" PRIu64 ",\"files\":%" PRIu64 ",\"bytes\":%" PRIu64
+                  ",\"new_files\":%" PRIu64 ",\"new_bytes\":%" PRIu64 "}",
+                  info.id, info.seq, info.created_at_ms, info.files, info.bytes, info.new_files,
+                  info.new_bytes);
+    http_finish(r, 201, HTTP_JSON_TYPE, &j);
+}
+
 /* ---- dispatch ---- */
 
 static const route routes[] = {
@@ -1281,6 +1332,7 @@ static const route routes[] = {
     {R_INDEX, HTTP_POST, "POST /collections/{c}/indexes/{field}", h_index},
     {R_INDEX, HTTP_DELETE, "DELETE /collections/{c}/indexes/{field}", h_index},
     {R_QUERY, HTTP_POST, "POST /collections/{c}/query", h_query},
+    {R_BACKUP, HTTP_POST, "POST /admin/backup", h_backup},
 };
 
 static const char *const method_names[] = {"GET",    "POST", "PUT",  "PATCH",
@@ -1419,9 +1471,17 @@ shale_code http_api_new(const http_api_opts *opts, http_api **out, shale_error *
     api->health_facts = opts->health_facts;
     api->metrics_text = opts->metrics_text;
     api->ctx = opts->ctx;
+    if (opts->backup_dir != NULL && opts->backup_dir[0] != '\0') {
+        api->backup_dir = strdup(opts->backup_dir);
+        if (api->backup_dir == NULL) {
+            free(api);
+            return err_nomem(err);
+        }
+    }
     if (opts->auth_token != NULL && opts->auth_token[0] != '\0') {
         api->token = strdup(opts->auth_token);
         if (api->token == NULL) {
+            free(api->backup_dir);
             free(api);
             return err_nomem(err);
         }
@@ -1437,5 +1497,6 @@ void http_api_free(http_api *api)
         return;
     }
     free(api->token);
+    free(api->backup_dir);
     free(api);
 }

@@ -71,6 +71,9 @@ typedef struct http_api_opts {
     void (*health_facts)(void *ctx, shale_buf *out);
     void (*metrics_text)(void *ctx, shale_buf *out);
     void *ctx;
+    /* POST /admin/backup writes backups here (shale_backup); NULL or "": the route answers 404.
+     * Never taken from the request: a client cannot make the server write anywhere else. */
+    const char *backup_dir;
 } http_api_opts;
 
 shale_code http_api_new(const http_api_opts *opts, http_api **out, shale_error *err) SHALE_MUST_USE;

@@ -1754,3 +1754,61 @@ Test(http, threads)
     cr_assert_eq(jint(r.json, "total"), 100, "%.200s", r.body);
     res_free(&r);
 }
+
+/* POST /admin/backup: off without a backup directory; with one, a backup per call (ids 1, 2, ...)
+ * that restores, "keep" purging the older ones, bad "keep" refused before anything is written. */
+Test(http, admin_backup)
+{
+    res r = call(api, HTTP_POST, "/admin/backup", NULL);
+    cr_assert_eq(r.status, 404, "%s", r.body);
+    cr_assert(strstr(r.body, "--backup-dir") != NULL, "%s", r.body);
+    res_free(&r);
+
+    char *dest = tu_path(fx.root, "backups");
+    http_api_opts o = {.db = fx.db, .backup_dir = dest};
+    http_api *b = NULL;
+    shale_error err = {0};
+    cr_assert_eq(http_api_new(&o, &b, &err), SHALE_OK, "%s", err.msg);
+    r = call(b, HTTP_POST, "/collections/people", "{\"_id\":\"ada\",\"born\":1815}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    res_free(&r);
+
+    r = call(b, HTTP_POST, "/admin/backup", NULL);
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "id")), 1);
+    cr_assert_gt(json_integer_value(json_object_get(r.json, "files")), 0);
+    res_free(&r);
+    r = call(b, HTTP_POST, "/admin/backup", "{\"keep\":0}");
+    cr_assert_eq(r.status, 400, "%s", r.body);
+    res_free(&r);
+    r = call(b, HTTP_POST, "/admin/backup", "{\"keep\":\"1\"}");
+    cr_assert_eq(r.status, 400, "%s", r.body);
+    res_free(&r);
+    r = call(b, HTTP_GET, "/admin/backup", NULL);
+    cr_assert_eq(r.status, 405, "%s", r.body);
+    res_free(&r);
+    r = call(b, HTTP_POST, "/admin/backup", "{\"keep\":1}");
+    cr_assert_eq(r.status, 201, "%s", r.body);
+    cr_assert_eq(json_integer_value(json_object_get(r.json, "id")), 2);
+    res_free(&r);
+
+    shale_backup_info *list = NULL;
+    size_t n = 0;
+    cr_assert_eq(shale_backup_list(dest, &list, &n, &err), SHALE_OK, "%s", err.msg);
+    cr_assert_eq(n, 1, "keep 1 left %zu backups", n);
+    cr_assert_eq(list[0].id, 2);
+    free(list);
+    char *copy = tu_path(fx.root, "restored");
+    cr_assert_eq(shale_restore(dest, 0, copy, false, &err), SHALE_OK, "%s", err.msg);
+    shale_db *db = NULL;
+    cr_assert_eq(shale_open(copy, NULL, &db, &err), SHALE_OK, "%s", err.msg);
+    shale_buf doc = {0};
+    cr_assert_eq(shale_doc_get(db, "people", (shale_slice){"ada", 3}, &doc, &err), SHALE_OK, "%s",
+                 err.msg);
+    cr_assert(memmem(doc.data, doc.len, "1815", 4) != NULL);
+    shale_buf_free(&doc);
+    cr_assert_eq(shale_close(db, &err), SHALE_OK);
+    http_api_free(b);
+    free(copy);
+    free(dest);
+}

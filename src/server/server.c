@@ -1111,7 +1111,8 @@ shale_code server_open(const server_config *c, server **out, shale_error *err)
                         .max_body = (size_t)c->max_body,
                         .health_facts = health_facts,
                         .metrics_text = metrics_text_cb,
-                        .ctx = s};
+                        .ctx = s,
+                        .backup_dir = c->backup_dir};
     rc = http_api_new(&ho, &s->api, err);
     if (rc != SHALE_OK) {
         goto fail;

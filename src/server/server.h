@@ -38,6 +38,7 @@ typedef struct server_config {
     uint64_t max_body;        /* HTTP request body bytes; default 16 MiB */
     uint64_t max_query_bytes; /* RESP bytes of one unfinished command; default 64 MiB */
     uint32_t max_clients;     /* connections at once, both protocols; default 10000 */
+    const char *backup_dir;   /* POST /admin/backup writes here; NULL or "": the route is off */
 } server_config;
 
 void server_config_defaults(server_config *c);
