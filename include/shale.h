@@ -168,6 +168,18 @@ typedef struct shale_options {
     uint32_t max_open_tables; /* table readers kept open (LRU); 0 = 1000; range 16 .. 1000000 */
     uint32_t l0_compaction_trigger; /* compact level 0 at this many tables; 0 = 4; range 2 .. 64.
                                        Writes slow down at twice and stop at three times it. */
+    bool read_only; /* open for reading only (RocksDB's OpenForReadOnly): the LOCK is taken as
+                       usual (a second open still gets SHALE_BUSY) and the manifest and the live
+                       log segments are recovered as a normal open would, but nothing in the
+                       directory is created, written, truncated or deleted: a torn log tail is
+                       left in place and not replayed (stats.truncated_bytes counts it), no LOG
+                       line is written, no background thread runs, and shale_close writes
+                       nothing. Every write (put, delete, batch, transaction commit with writes,
+                       conditional write, document and index writes), shale_flush,
+                       shale_compact, shale_sync, shale_checkpoint and shale_backup return
+                       SHALE_INVALID "database is open read-only"; reads, iterators, snapshots,
+                       multi_get, stats and the document read calls work. With
+                       create_if_missing the open is SHALE_INVALID. Default false */
 } shale_options;
 
 typedef struct shale_db shale_db;

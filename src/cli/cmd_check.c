@@ -28,6 +28,16 @@
  * Files kept for the state before the last edit (logs from the kept log number, tables the last
  * edit removed) are listed as notes.
  *
+ * Then, when no file is damaged (notes allowed), the documents (docdb_check, src/doc/doccheck.c):
+ * the database is opened read-only (shale_options.read_only: the same recovery as an open, and
+ * still nothing written) and every collection is checked from one snapshot - every document
+ * decodes, every index entry is the one its document's current value gives, every document has
+ * its entries, and no key under the document prefix belongs to nothing. One line per collection
+ * ("collection people: 1000 documents, 2 indexes, 2000 index entries: ok"), each problem on its
+ * own line before it, then a summary; a database without collections prints nothing more. The
+ * file checks' LOCK is released just before that open takes it again: a process that opens the
+ * database in between makes the open fail as "in use" (exit 2).
+ *
  * It modifies nothing: no recovery, no truncation, no deletion. It takes the database's LOCK for
  * the duration (creating the LOCK file if missing, as any open does), so no process can open the
  * database while it runs, and it refuses (exit 2) a database another process has open: a live
@@ -49,6 +59,7 @@
 #include "base/error.h"
 #include "base/ikey.h"
 #include "cli/cli.h"
+#include "doc/docdb.h"
 #include "env/env.h"
 #include "lsm/batch.h"
 #include "lsm/version.h"
@@ -90,7 +101,14 @@ typedef struct checker {
     unsigned damaged, notes, errors;
     version_set *vs;          /* the recovered manifest, or NULL when there is none readable */
     uint64_t manifest_number; /* named by CURRENT, 0 when CURRENT is missing or unreadable */
+    /* The document check. */
+    bool doc_header;       /* its section header is printed */
+    uint64_t doc_printed;  /* problem lines printed (at most DOC_PRINT_MAX) */
+    uint64_t doc_problems; /* problems found */
 } checker;
+
+/* Problem lines printed by the document check; the rest are counted in the summary. */
+#define DOC_PRINT_MAX 200
 
 /* ---- small helpers ---- */
 
@@ -747,6 +765,13 @@ static const cli_spec check_spec = {
         "torn log tail from a crash, which the next open cuts, or a leftover file, which it\n"
         "deletes); DAMAGED, with what and where; or ERROR (the file could not be read).\n"
         "\n"
+        "\n"
+        "When no file is damaged, the documents are checked too, on a read-only open: each\n"
+        "collection's documents decode, every index entry matches its document's current\n"
+        "value and every document has its entries, and every key under the document prefix\n"
+        "belongs to a collection or an index. One line per collection, each problem before\n"
+        "it (DAMAGED: ...), then a summary; nothing when the database has no collections.\n"
+        "\n"
         "The database must not be open in any process: check takes its LOCK and exits 2 if\n"
         "it is in use. Nothing is modified: no recovery, no truncation, no deletion.\n"
         "\n"
@@ -756,6 +781,96 @@ static const cli_spec check_spec = {
     .max_args = 1,
     .flags = check_flags,
 };
+
+/* ---- documents ---- */
+
+static void doc_header(checker *c)
+{
+    if (!c->doc_header) {
+        printf("\nDOCUMENTS\n");
+        c->doc_header = true;
+    }
+}
+
+static void on_doc_problem(void *arg, docdb_problem kind, const char *msg)
+{
+    checker *c = arg;
+    (void)kind;
+    c->doc_problems++;
+    if (c->doc_printed < DOC_PRINT_MAX) {
+        doc_header(c);
+        printf("  DAMAGED: %s\n", msg);
+        c->doc_printed++;
+    }
+}
+
+static void on_doc_collection(void *arg, const docdb_check_coll *s)
+{
+    checker *c = arg;
+    doc_header(c);
+    printf("collection %s: %" PRIu64 " document%s, %" PRIu64 " index%s, %" PRIu64 " index entr%s: ",
+           s->name, s->documents, plural(s->documents), s->indexes, s->indexes == 1 ? "" : "es",
+           s->entries, s->entries == 1 ? "y" : "ies");
+    if (s->problems == 0) {
+        printf("ok");
+    } else {
+        printf("%" PRIu64 " problem%s", s->problems, plural(s->problems));
+    }
+    if (s->building > 0) {
+        printf(" (%" PRIu64 " index%s still building: creating it again finishes the build)",
+               s->building, s->building == 1 ? "" : "es");
+    }
+    putchar('\n');
+}
+
+/* Opens the database read-only and checks its documents. Returns the verdict: V_OK (also when
+ * there is nothing to check), V_DAMAGED, or V_ERROR (printed). */
+static verdict check_documents(checker *c)
+{
+    shale_options ro = {.read_only = true, .env = c->env};
+    shale_db *db = NULL;
+    shale_error err = {0};
+    char msg[sizeof err.msg];
+
+    shale_code code = shale_open(c->dir, &ro, &db, &err);
+    if (code != SHALE_OK) {
+        doc_header(c);
+        tidy(c, err.msg, msg, sizeof msg);
+        printf("  %s: the read-only open failed: %s\n",
+               code == SHALE_CORRUPTION ? "DAMAGED" : "ERROR", msg);
+        c->doc_problems += code == SHALE_CORRUPTION;
+        return code == SHALE_CORRUPTION ? V_DAMAGED : V_ERROR;
+    }
+    docdb_check_report rep = {
+        .on_problem = on_doc_problem, .on_collection = on_doc_collection, .arg = c};
+    code = docdb_check(db, &rep, &err);
+    verdict v = rep.problems > 0 ? V_DAMAGED : V_OK;
+    if (code != SHALE_OK) {
+        doc_header(c);
+        tidy(c, err.msg, msg, sizeof msg);
+        printf("  %s: %s\n", code == SHALE_CORRUPTION ? "DAMAGED" : "ERROR", msg);
+        c->doc_problems += code == SHALE_CORRUPTION;
+        v = code == SHALE_CORRUPTION ? V_DAMAGED : v == V_DAMAGED ? V_DAMAGED : V_ERROR;
+    }
+    if (c->doc_problems > c->doc_printed) {
+        printf("  ... and %" PRIu64 " more problem%s\n", c->doc_problems - c->doc_printed,
+               plural(c->doc_problems - c->doc_printed));
+    }
+    if (c->doc_header) {
+        printf("\n%" PRIu64 " collection%s, %" PRIu64 " document%s, %" PRIu64 " index%s, %" PRIu64
+               " index entr%s: %" PRIu64 " problem%s",
+               rep.collections, plural(rep.collections), rep.documents, plural(rep.documents),
+               rep.indexes, rep.indexes == 1 ? "" : "es", rep.entries,
+               rep.entries == 1 ? "y" : "ies", rep.problems, plural(rep.problems));
+        if (rep.pending > 0) {
+            printf(", %" PRIu64 " key%s of dropped collections or indexes not yet removed",
+                   rep.pending, plural(rep.pending));
+        }
+        printf(": %s\n", v == V_DAMAGED ? "DAMAGED" : v == V_ERROR ? "INCOMPLETE" : "clean");
+    }
+    (void)shale_close(db, NULL);
+    return v;
+}
 
 static int run_check(checker *c)
 {
@@ -811,7 +926,20 @@ static int run_check(checker *c)
            c->damaged  ? "DAMAGED"
            : c->errors ? "INCOMPLETE (not all files could be read)"
                        : "clean");
-    if (c->damaged > 0) {
+    verdict docs = V_OK;
+    if (c->damaged == 0 && c->errors == 0) {
+        /* The open takes the LOCK itself (and the same process cannot hold it twice). */
+        (void)c->env->unlock_file(c->env, lock, NULL);
+        lock = NULL;
+        docs = check_documents(c);
+    }
+    if (docs == V_DAMAGED) {
+        rc = CLI_DAMAGED;
+        cli_errorf("check", "%s: the documents are damaged (%" PRIu64 " problem%s, see the report)",
+                   c->dir, c->doc_problems, plural(c->doc_problems));
+    } else if (docs == V_ERROR) {
+        rc = cli_errorf("check", "%s: the documents could not be checked (see the report)", c->dir);
+    } else if (c->damaged > 0) {
         rc = CLI_DAMAGED;
         cli_errorf("check", "%s: damage found (%u finding%s, see the report)", c->dir, c->damaged,
                    plural(c->damaged));

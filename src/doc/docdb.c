@@ -458,11 +458,10 @@ static shale_code put_doc(shale_txn *txn, const doc_meta *m, dval doc, shale_sli
     return rc;
 }
 
-/* Index entry key of doc for index x. */
-static shale_code entry_key(const doc_meta *m, const doc_index *x, dval doc, shale_slice id,
-                            shale_buf *out, shale_error *err)
+shale_code docdb_entry_key(uint32_t cid, const doc_index *x, dval doc, shale_slice id,
+                           shale_buf *out, shale_error *err)
 {
-    shale_code rc = docdb_index_prefix(out, m->cid, x->iid, err);
+    shale_code rc = docdb_index_prefix(out, cid, x->iid, err);
     size_t at = out->len;
     if (rc == SHALE_OK) {
         rc = docdb_path_key(doc, (shale_slice){x->path, x->path_len}, out, err);
@@ -483,10 +482,10 @@ static shale_code maintain(shale_txn *txn, const doc_meta *m, const dval *old, c
         buf_reset(&ko);
         buf_reset(&kn);
         if (old != NULL) {
-            rc = entry_key(m, x, *old, id, &ko, err);
+            rc = docdb_entry_key(m->cid, x, *old, id, &ko, err);
         }
         if (rc == SHALE_OK && new_doc != NULL) {
-            rc = entry_key(m, x, *new_doc, id, &kn, err);
+            rc = docdb_entry_key(m->cid, x, *new_doc, id, &kn, err);
         }
         if (rc != SHALE_OK) {
             break;
@@ -1466,7 +1465,7 @@ static shale_code build_fn(shale_txn *txn, void *arg, bool *final, shale_error *
         dval d;
         rc = docdb_doc_decode(shale_iter_value(it), c->coll, id, &d, err);
         if (rc == SHALE_OK) {
-            rc = entry_key(c->m, c->x, d, id, &ek, err);
+            rc = docdb_entry_key(c->m->cid, c->x, d, id, &ek, err);
         }
         if (rc == SHALE_OK) {
             rc = shale_txn_put(txn, sl(&ek), id, err);

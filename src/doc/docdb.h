@@ -105,5 +105,63 @@ shale_code docdb_read_begin(shale_db *db, const char *coll, shale_snapshot **sna
 /* Appends the order-preserving key of the value at `path` in doc (null when missing). */
 shale_code docdb_path_key(dval doc, shale_slice path, shale_buf *out,
                           shale_error *err) SHALE_MUST_USE;
+/* Appends the key of doc's entry (_id `id`) in index x of collection cid: the index prefix, the
+ * value key at x's path (capped), then the id. The one encoder of entry keys: writes and
+ * docdb_check both use it. */
+shale_code docdb_entry_key(uint32_t cid, const doc_index *x, dval doc, shale_slice id,
+                           shale_buf *out, shale_error *err) SHALE_MUST_USE;
+
+/* ---- docdb_check (doccheck.c): is the document layer consistent with itself? ----
+ *
+ * From one snapshot: every catalog entry decodes (and collection ids are unique and below the
+ * id counter), every document decodes and its key's _id is its own, every entry of every index is
+ * the entry its document's current value gives (key built by the same functions the writes use),
+ * every document has its entry in every ready index (an index whose build was interrupted is
+ * counted as building, its missing entries are expected), and every key under 0x00 0xD0 belongs
+ * to a collection, an index, the id counter or a drop marker (the keys of dropped collections and
+ * indexes not yet removed are counted as pending, not as problems). Memory stays bounded: the
+ * documents and entries are walked with iterators, each checked by point reads. Works on a live
+ * database too (the snapshot keeps it consistent); `shale check` runs it on a read-only open. */
+typedef enum docdb_problem {
+    DOCDB_NO_DOCUMENT,   /* (a) an index entry whose document does not exist */
+    DOCDB_WRONG_ENTRY,   /* (b) an index entry its document's current value does not give, or a
+                            malformed one (its value is not the _id its key ends with) */
+    DOCDB_MISSING_ENTRY, /* (c) a document without its entry in a ready index */
+    DOCDB_ORPHAN_KEY,    /* (d) a key of no collection, index, counter or drop marker */
+    DOCDB_BAD_DOCUMENT,  /* (e) a stored document that does not decode, or under a bad key */
+    DOCDB_BAD_CATALOG,   /* a catalog entry that does not decode, a collection id used twice,
+                            a bad index id, or a missing or stale id counter */
+    DOCDB_PROBLEM_KINDS
+} docdb_problem;
+
+/* One collection's result, handed to on_collection when its check is done. */
+typedef struct docdb_check_coll {
+    const char *name;
+    uint32_t cid;
+    uint64_t documents, indexes, building, entries, problems;
+} docdb_check_coll;
+
+#define DOCDB_CHECK_KEEP 16  /* problem messages kept in the report */
+#define DOCDB_CHECK_MSG  240 /* bytes of each, NUL included */
+
+typedef struct docdb_check_report {
+    /* Set by the caller (each may be NULL); docdb_check zeroes and fills the rest. on_problem is
+     * called for every problem (collection-scoped ones before that collection's on_collection),
+     * from the calling thread. */
+    void (*on_problem)(void *arg, docdb_problem kind, const char *msg);
+    void (*on_collection)(void *arg, const docdb_check_coll *c);
+    void *arg;
+    uint64_t collections, documents, indexes, entries;
+    uint64_t building; /* indexes whose build was interrupted (not a problem) */
+    uint64_t pending;  /* keys of dropped collections and indexes not yet removed (not a problem) */
+    uint64_t problems, by_kind[DOCDB_PROBLEM_KINDS];
+    size_t kept; /* the first min(problems, DOCDB_CHECK_KEEP) messages */
+    char first[DOCDB_CHECK_KEEP][DOCDB_CHECK_MSG];
+} docdb_check_report;
+
+/* Runs the check. SHALE_OK when it ran to the end, whatever it found (rep->problems); another code
+ * when a read failed (SHALE_IO, SHALE_CORRUPTION from the key-value layer, SHALE_NOMEM), with
+ * rep holding what was found before. */
+shale_code docdb_check(shale_db *db, docdb_check_report *rep, shale_error *err) SHALE_MUST_USE;
 
 #endif

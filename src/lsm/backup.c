@@ -1282,7 +1282,8 @@ shale_code shale_backup(shale_db *db, const char *dest, shale_backup_info *info,
     env_lock *lock = NULL;
     uint8_t *buf = NULL;
     bk_manifest m = {0};
-    shale_code rc = db_check_open(db, err);
+    /* Read-only: a backup flushes the memtable first, and that writes a table. */
+    shale_code rc = db_check_writable(db, err);
 
     if (rc != SHALE_OK) {
         return rc;

@@ -124,7 +124,8 @@ shale_code shale_checkpoint(shale_db *db, const char *dir, shale_error *err)
     bool is_dir;
     uint64_t size;
     char src[4096], dst[4096];
-    shale_code rc = db_check_open(db, err);
+    /* Read-only: a checkpoint flushes the memtable first, and that writes a table. */
+    shale_code rc = db_check_writable(db, err);
 
     if (rc != SHALE_OK) {
         return rc;

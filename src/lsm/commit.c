@@ -534,6 +534,11 @@ shale_code commit_write(shale_db *db, const shale_batch *batch, shale_durability
     bool fatal = false;
     shale_code rc;
 
+    if (db->opts.read_only) {
+        /* The door every write passes (puts, batches, transactions, conditional writes, the
+         * document layer, flush_now's switch): a read-only database has no log to write. */
+        return err_set(err, SHALE_INVALID, 0, "database is open read-only");
+    }
     pthread_mutex_lock(&db->mu);
     if (db->writes_stopped) {
         rc = stopped_error(db, err);
@@ -636,7 +641,7 @@ shale_code commit_write(shale_db *db, const shale_batch *batch, shale_durability
 
 shale_code shale_sync(shale_db *db, shale_durability level, shale_error *err)
 {
-    shale_code rc = db_check_open(db, err);
+    shale_code rc = db_check_writable(db, err);
     if (rc != SHALE_OK) {
         return rc;
     }

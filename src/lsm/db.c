@@ -10,6 +10,17 @@
  *   +----------------+-------------+-----------+------------------+--------------------+
  *   0                8             12          16                 24                   28
  *   crc over bytes [0, 24). flags is 0 in version 1.
+ *
+ * Read-only opens (shale_options.read_only, RocksDB's OpenForReadOnly). The open takes the LOCK
+ * (creating the LOCK file if it is missing, as any open does: that file holds no data), checks
+ * the identity, recovers the manifest and replays the live log segments deciding what is valid
+ * exactly as a normal open, and then writes nothing: no identity or manifest is created (a
+ * directory without CURRENT opens with no tables, as a normal open would before writing its
+ * first manifest), a torn log tail is skipped rather than cut, nothing is synced, no leftover is
+ * deleted, no LOG is opened, and no background thread (log flusher, flush, compaction, TTL
+ * sweeper) is started, so nothing can decide to write later either. Every call that would write
+ * checks db_check_writable first; commit_write refuses as well, as the one door of every write.
+ * shale_close only releases memory and the LOCK.
  */
 #include <inttypes.h>
 #include <stdarg.h>
@@ -148,6 +159,7 @@ static shale_code resolve_options(const shale_options *in, db_options *out, shal
         .create_if_missing = in->create_if_missing,
         .error_if_exists = in->error_if_exists,
         .salvage = in->salvage,
+        .read_only = in->read_only,
         .durability = DEFAULT(in->durability, SHALE_DURABILITY_OS),
         .max_key_bytes = DEFAULT(in->max_key_bytes, 4096u),
         .max_value_bytes = DEFAULT(in->max_value_bytes, 4u << 20),
@@ -169,6 +181,11 @@ static shale_code resolve_options(const shale_options *in, db_options *out, shal
          * 64 MiB (at max_memory_mb 11 that made random writes 2-3x slower than LevelDB's). */
         uint64_t half = out->write_buffer_bytes / 2;
         out->table_bytes = half < (1u << 20) ? (1u << 20) : half > (16u << 20) ? (16u << 20) : half;
+    }
+    if (out->read_only && out->create_if_missing) {
+        return err_set(err, SHALE_INVALID, 0,
+                       "options read_only and create_if_missing exclude each other (a read-only "
+                       "open creates nothing)");
     }
     if ((unsigned)out->durability > SHALE_DURABILITY_FULL) {
         return err_set(err, SHALE_INVALID, 0, "option durability = %d is not a durability level",
@@ -350,7 +367,8 @@ static shale_code prepare_dir(shale_db *db, shale_error *err)
     if (rc != SHALE_OK) {
         return rc;
     }
-    if (!has_identity && !fresh) {
+    if (!has_identity && (!fresh || db->opts.read_only)) {
+        /* Read-only: an empty directory is no database either, and gets no LOCK file. */
         return err_set(err, SHALE_INVALID, 0, "%s: not a Shale database (no %s file)", db->path,
                        DB_IDENTITY_NAME);
     }
@@ -538,9 +556,10 @@ static shale_code open_tables(shale_db *db, shale_error *err)
             return err_set(err, SHALE_CORRUPTION, 0,
                            "%s: CURRENT is missing but tables or a manifest exist", db->path);
         }
-        /* An issue-2 directory has logs: the new manifest takes a number none of them has. */
+        /* An issue-2 directory has logs: the new manifest takes a number none of them has. A
+         * read-only open reads them with no tables (the state a normal open starts from). */
         rc = mark_numbers_used(db, err);
-        if (rc == SHALE_OK) {
+        if (rc == SHALE_OK && !db->opts.read_only) {
             rc = version_set_create(db->vs, err);
         }
     }
@@ -565,7 +584,7 @@ static shale_code open_tables(shale_db *db, shale_error *err)
     pthread_mutex_lock(&db->mu);
     rc = db_view_install_locked(db, err);
     pthread_mutex_unlock(&db->mu);
-    if (rc != SHALE_OK) {
+    if (rc != SHALE_OK || db->opts.read_only) {
         return rc;
     }
     /* Leftovers of a crash: a half-written CURRENT, tables of an unfinished flush or compaction,
@@ -639,6 +658,15 @@ shale_code db_check_open(const shale_db *db, shale_error *err)
     return SHALE_OK;
 }
 
+shale_code db_check_writable(const shale_db *db, shale_error *err)
+{
+    shale_code rc = db_check_open(db, err);
+    if (rc == SHALE_OK && db->opts.read_only) {
+        rc = err_set(err, SHALE_INVALID, 0, "database is open read-only");
+    }
+    return rc;
+}
+
 shale_code shale_open(const char *path, const shale_options *opts, shale_db **out, shale_error *err)
 {
     shale_db *db = NULL;
@@ -691,7 +719,9 @@ shale_code shale_open(const char *path, const shale_options *opts, shale_db **ou
     if (rc != SHALE_OK) {
         goto fail;
     }
-    open_info_log(db);
+    if (!db->opts.read_only) {
+        open_info_log(db);
+    }
     db_log(db,
            "open %s: shale %s, durability %s, max_key_bytes %u, max_value_bytes %u, "
            "wal_segment_bytes %" PRIu64 ", wal_flush_interval_ms %u, ttl_sweep_interval_ms %u%s",
@@ -713,6 +743,10 @@ shale_code shale_open(const char *path, const shale_options *opts, shale_db **ou
         goto fail;
     }
     db->last_write_ms = db->env->mono_us(db->env) / 1000;
+    if (db->opts.read_only) {
+        *out = db; /* no background work: nothing may be written */
+        return SHALE_OK;
+    }
     if ((rc = commit_start(db, err)) != SHALE_OK || (rc = flush_start(db, err)) != SHALE_OK ||
         (rc = compaction_start(db, err)) != SHALE_OK || (rc = ttl_start(db, err)) != SHALE_OK) {
         goto fail_stop;
@@ -745,6 +779,12 @@ shale_code shale_close(shale_db *db, shale_error *err)
         return err_set(err, SHALE_CLOSED, 0, "database handle is already closed");
     }
     txn_close_all(db);
+    if (db->opts.read_only) {
+        /* Nothing to flush, settle or delete, and no thread to stop (shale_open). */
+        db_release(db);
+        bury(db);
+        return SHALE_OK;
+    }
     ttl_stop(db);
     /* Close flushes: a clean reopen replays no log. A failed flush loses nothing (the log
      * keeps the data), except with durability NONE, where the error says so. */
@@ -972,7 +1012,7 @@ shale_code db_check_value(const shale_db *db, shale_slice value, shale_error *er
 
 static shale_code check_write(shale_db *db, const shale_write_opts *wopts, shale_error *err)
 {
-    shale_code rc = db_check_open(db, err);
+    shale_code rc = db_check_writable(db, err);
     if (rc != SHALE_OK) {
         return rc;
     }
@@ -1166,13 +1206,13 @@ shale_code shale_stats_get(shale_db *db, shale_stats *out, shale_error *err)
 
 shale_code shale_flush(shale_db *db, shale_error *err)
 {
-    shale_code rc = db_check_open(db, err);
+    shale_code rc = db_check_writable(db, err);
     return rc != SHALE_OK ? rc : flush_now(db, err);
 }
 
 shale_code shale_compact(shale_db *db, shale_error *err)
 {
-    shale_code rc = db_check_open(db, err);
+    shale_code rc = db_check_writable(db, err);
     return rc != SHALE_OK ? rc : compaction_manual(db, err);
 }
 

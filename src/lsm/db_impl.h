@@ -52,6 +52,7 @@ typedef struct db_options {
     bool create_if_missing;
     bool error_if_exists;
     bool salvage;
+    bool read_only; /* shale_options.read_only: nothing in the directory is written (db.c) */
     shale_durability durability;
     uint32_t max_key_bytes;
     uint32_t max_value_bytes;
@@ -375,6 +376,9 @@ void db_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t ms);
 
 /* SHALE_CLOSED if db is a closed handle, SHALE_INVALID if NULL; else SHALE_OK. */
 shale_code db_check_open(const shale_db *db, shale_error *err) SHALE_MUST_USE;
+/* db_check_open, then SHALE_INVALID if the database is open read-only: the first check of every
+ * call that writes to the directory (writes, flush, compaction, sync, checkpoint, backup). */
+shale_code db_check_writable(const shale_db *db, shale_error *err) SHALE_MUST_USE;
 /* Argument checks shared by every write path: a key (not empty, within max_key_bytes), a value
  * (within max_value_bytes) and a per-write durability level (a level, and not more than NONE on
  * a database without a log). */

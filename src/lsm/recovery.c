@@ -13,6 +13,10 @@
  * until the memtable holding the salvaged data is flushed and its segments are deleted like any
  * covered log), though a torn tail of the last segment is still cut as in a normal open.
  * Sequence numbers must increase from batch to batch; one that goes backwards is corruption.
+ *
+ * A read-only open (db_options.read_only) decides exactly the same, and writes nothing: a torn
+ * tail is left in the file, simply not replayed (the reader stopped at its valid end), and the
+ * last segment is not synced (a later writable open syncs or cuts it).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -196,7 +200,9 @@ static shale_code replay_segment(replay_state *st, uint64_t number, bool is_last
                          name, stats.valid_end);
             goto out;
         }
-        if (is_last) {
+        if (is_last && db->opts.read_only) {
+            db->truncated_bytes += stats.file_size - stats.valid_end; /* ignored, not cut */
+        } else if (is_last) {
             db_log(db, "recovery: %s: torn tail cut at %" PRIu64 " (%" PRIu64 " bytes)", name,
                    stats.valid_end, stats.file_size - stats.valid_end);
             db->truncated_bytes += stats.file_size - stats.valid_end;
@@ -210,7 +216,7 @@ static shale_code replay_segment(replay_state *st, uint64_t number, bool is_last
             }
         }
     }
-    if (is_last && !stats.torn_tail) {
+    if (is_last && !stats.torn_tail && !db->opts.read_only) {
         /* A process crash can leave the last segment's tail in the page cache only. The next
          * segment is made durable on its own, so without this sync a power loss later could
          * tear a segment that is no longer the last (refused as corruption) or lose acknowledged
