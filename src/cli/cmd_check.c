@@ -62,17 +62,14 @@
 #include "doc/docdb.h"
 #include "env/env.h"
 #include "lsm/batch.h"
+#include "lsm/identity.h"
+#include "lsm/repair.h"
 #include "lsm/version.h"
 #include "sst/sst_reader.h"
 #include "wal/wal_format.h"
 #include "wal/wal_reader.h"
 
-/* The identity file's format, as src/lsm/db.c writes it (its header comment has the diagram):
- * magic(8) | format version u32 | flags u32 | created_at_ms u64 | masked crc32c u32 of [0, 24). */
-#define ID_NAME    "SHALE"
-#define ID_MAGIC   "SHALEDB\0"
-#define ID_VERSION 1u
-#define ID_BYTES   28u
+#define ID_NAME DB_IDENTITY_NAME
 
 /* CURRENT holds "MANIFEST-" + at most 20 digits + "\n"; anything far larger is not a CURRENT. */
 #define CURRENT_MAX_BYTES 4096u
@@ -231,20 +228,20 @@ static void check_identity(checker *c)
         report_failure(c, ID_NAME, "identity", e, "-", &err);
         return;
     }
-    const uint8_t *raw = data;
-    if (len != ID_BYTES) {
+    size_t at;
+    uint32_t id_version;
+    const char *why = db_identity_check(data, len, &at, &id_version);
+    if (why != NULL && len != DB_IDENTITY_BYTES) {
         report(c, ID_NAME, "identity", e, "28 bytes", V_DAMAGED, "%zu bytes, want %u", len,
-               ID_BYTES);
-    } else if (memcmp(raw, ID_MAGIC, 8) != 0) {
-        report(c, ID_NAME, "identity", e, "28 bytes", V_DAMAGED, "@0: bad magic");
-    } else if (crc32c_unmask(coding_get_fixed32(raw + 24)) != crc32c_value(raw, 24)) {
-        report(c, ID_NAME, "identity", e, "28 bytes", V_DAMAGED, "@24: checksum mismatch");
-    } else if (coding_get_fixed32(raw + 8) != ID_VERSION) {
+               DB_IDENTITY_BYTES);
+    } else if (why != NULL && at == 8) {
         report(c, ID_NAME, "identity", e, "28 bytes", V_DAMAGED,
-               "@8: format version %" PRIu32 ", this build reads %u", coding_get_fixed32(raw + 8),
-               ID_VERSION);
+               "@8: format version %" PRIu32 ", this build reads %u", id_version,
+               DB_IDENTITY_VERSION);
+    } else if (why != NULL) {
+        report(c, ID_NAME, "identity", e, "28 bytes", V_DAMAGED, "@%zu: %s", at, why);
     } else {
-        report(c, ID_NAME, "identity", e, "28 bytes", V_OK, "format %u", ID_VERSION);
+        report(c, ID_NAME, "identity", e, "28 bytes", V_OK, "format %u", DB_IDENTITY_VERSION);
     }
     free(data);
 }
@@ -749,6 +746,8 @@ static shale_code looks_like_db(const checker *c, bool *out, shale_error *err)
 }
 
 static const cli_flag_spec check_flags[] = {
+    {"repair", "NEWDIR",
+     "salvage what is readable into a new database in NEWDIR (new or empty); DIR is not changed"},
     {NULL, NULL, NULL},
 };
 
@@ -776,7 +775,16 @@ static const cli_spec check_spec = {
         "it is in use. Nothing is modified: no recovery, no truncation, no deletion.\n"
         "\n"
         "Exit status: 0 no damage (notes allowed); 1 damage found; 2 the check could not\n"
-        "run or could not read a file (bad usage, not a database, in use, I/O error).\n",
+        "run or could not read a file (bad usage, not a database, in use, I/O error).\n"
+        "\n"
+        "With --repair NEWDIR, instead of the check: every table and log segment of DIR\n"
+        "(listed in the manifest or not) is read, every block and record that checksums and\n"
+        "decodes is kept with its sequence number, and the result is written as a new\n"
+        "database in NEWDIR (which must not exist or be empty). DIR is only read (its LOCK is\n"
+        "taken). The report lists what was salvaged and each loss (file, offset, bytes, and\n"
+        "for a table block the key range), then the document check of NEWDIR. Exit status:\n"
+        "0 nothing lost; 1 something was lost (or the documents of NEWDIR have problems) but\n"
+        "NEWDIR was written; 2 no database could be produced.\n",
     .min_args = 1,
     .max_args = 1,
     .flags = check_flags,
@@ -954,6 +962,104 @@ out:
     return rc;
 }
 
+/* ---- --repair ---- */
+
+/* Strips trailing slashes in place; false if nothing is left. */
+static bool trim_dir(char *dir, size_t *len)
+{
+    size_t n = strlen(dir);
+    while (n > 1 && dir[n - 1] == '/') {
+        dir[--n] = '\0';
+    }
+    *len = n;
+    return n > 0;
+}
+
+static void print_repair_report(const repair_report *r)
+{
+    printf("REPAIR\n");
+    printf("tables:  %" PRIu64 " read, %" PRIu64 " lost whole (%" PRIu64 " bytes); %" PRIu64
+           " data block%s salvaged, %" PRIu64 " lost (%" PRIu64 " bytes)\n",
+           r->tables_read, r->tables_lost, r->table_lost_bytes, r->blocks_salvaged,
+           plural(r->blocks_salvaged), r->blocks_lost, r->block_lost_bytes);
+    printf("logs:    %" PRIu64 " segment%s read, %" PRIu64 " record%s salvaged, %" PRIu64
+           " damaged region%s or record%s lost (%" PRIu64 " bytes)",
+           r->log_segments, plural(r->log_segments), r->log_records, plural(r->log_records),
+           r->log_records_lost, plural(r->log_records_lost), plural(r->log_records_lost),
+           r->log_lost_bytes);
+    if (r->torn_tail_bytes > 0) {
+        printf(", torn tail %" PRIu64 " bytes", r->torn_tail_bytes);
+    }
+    putchar('\n');
+    printf("written: %" PRIu64 " entr%s (of %" PRIu64 " read) in %" PRIu64 " table%s, seq %" PRIu64
+           " .. %" PRIu64 "\n",
+           r->entries_written, r->entries_written == 1 ? "y" : "ies", r->entries_read,
+           r->tables_written, plural(r->tables_written), r->first_seq, r->last_seq);
+    if (r->manifest_ok) {
+        printf("manifest: last seq %" PRIu64
+               " (for information; not used to decide what to keep)\n",
+               r->manifest_last_seq);
+    }
+    printf("identity: %s\n", r->identity_copied ? "copied" : "fresh");
+    for (size_t i = 0; i < r->nlosses; i++) {
+        printf("  %s: %s\n", r->losses[i].note ? "NOTE" : "LOST", r->losses[i].what);
+    }
+    if (r->nlosses_total > r->nlosses) {
+        printf("  ... and %" PRIu64 " more\n", r->nlosses_total - r->nlosses);
+    }
+}
+
+static int run_repair(const char *src, const char *dst_arg)
+{
+    repair_report *rep = calloc(1, sizeof *rep);
+    shale_error err = {0};
+    char *dst = strdup(dst_arg);
+    checker c;
+    size_t n;
+    int rc;
+
+    if (rep == NULL || dst == NULL) {
+        free(rep);
+        free(dst);
+        return cli_errorf("check", "out of memory");
+    }
+    if (!trim_dir(dst, &n)) {
+        free(rep);
+        free(dst);
+        return cli_errorf("check", "--repair: the directory name must not be empty");
+    }
+    shale_code code = repair_salvage(env_posix(), src, dst, rep, &err);
+    if (code != SHALE_OK) {
+        rc = cli_fail("check", &err);
+        free(rep);
+        free(dst);
+        return rc;
+    }
+    print_repair_report(rep);
+    bool lost = repair_lost_anything(rep);
+    printf("\n%s: %s\n", dst, lost ? "written, with LOSSES (see above)" : "written, nothing lost");
+
+    /* The documents of the new database, on a read-only open (nothing is fixed). */
+    memset(&c, 0, sizeof c);
+    c.env = env_posix();
+    c.dir = dst;
+    c.dir_len = n;
+    verdict docs = check_documents(&c);
+    if (lost) {
+        rc = CLI_DAMAGED;
+        cli_errorf("check", "%s: salvaged into %s with losses (see the report)", src, dst);
+    } else if (docs != V_OK) {
+        rc = CLI_DAMAGED;
+        cli_errorf("check", "%s: salvaged into %s, but its documents %s (see the report)", src, dst,
+                   docs == V_DAMAGED ? "have problems" : "could not be checked");
+    } else {
+        rc = CLI_OK;
+    }
+    free(rep);
+    free(dst);
+    return rc;
+}
+
 int cmd_check(int argc, char **argv)
 {
     cli_args a;
@@ -961,6 +1067,20 @@ int cmd_check(int argc, char **argv)
     int rc;
 
     if (!cli_parse(&check_spec, argc, argv, &a, &rc)) {
+        return rc;
+    }
+    if (a.value[0] != NULL) {
+        char *src = strdup(a.pos[0]);
+        size_t sn;
+        if (src == NULL) {
+            return cli_errorf("check", "out of memory");
+        }
+        if (!trim_dir(src, &sn)) {
+            free(src);
+            return cli_errorf("check", "the directory name must not be empty");
+        }
+        rc = run_repair(src, a.value[0]);
+        free(src);
         return rc;
     }
     memset(&c, 0, sizeof c);

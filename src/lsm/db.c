@@ -37,12 +37,8 @@
 #include "base/slice.h"
 #include "lsm/db_ext.h"
 #include "lsm/db_impl.h"
+#include "lsm/identity.h"
 #include "lsm/merge_iter.h"
-
-#define DB_IDENTITY_NAME    "SHALE"
-#define DB_IDENTITY_MAGIC   "SHALEDB\0"
-#define DB_IDENTITY_VERSION 1u
-#define DB_IDENTITY_BYTES   28u
 
 /* A put's batch is encoded on the stack when it fits: no allocation on the common path. */
 #define DB_STACK_BATCH_BYTES 512u
@@ -236,11 +232,7 @@ static shale_code identity_create(shale_db *db, shale_error *err)
 {
     uint8_t raw[DB_IDENTITY_BYTES];
 
-    memcpy(raw, DB_IDENTITY_MAGIC, 8);
-    coding_put_fixed32(raw + 8, DB_IDENTITY_VERSION);
-    coding_put_fixed32(raw + 12, 0);
-    coding_put_fixed64(raw + 16, db->env->now_ms(db->env));
-    coding_put_fixed32(raw + 24, crc32c_mask(crc32c_value(raw, 24)));
+    db_identity_make(db->env->now_ms(db->env), raw);
     return env_write_file_atomic(db->env, db->path, DB_IDENTITY_NAME, raw, sizeof raw, err);
 }
 
@@ -254,15 +246,17 @@ static shale_code identity_check(shale_db *db, const char *path, shale_error *er
     if (rc != SHALE_OK) {
         return rc;
     }
-    const uint8_t *raw = data;
-    if (len != DB_IDENTITY_BYTES || memcmp(raw, DB_IDENTITY_MAGIC, 8) != 0) {
-        rc = err_set(err, SHALE_CORRUPTION, 0, "%s: %zu bytes, not a Shale identity file", path,
-                     len);
-    } else if (crc32c_unmask(coding_get_fixed32(raw + 24)) != crc32c_value(raw, 24)) {
-        rc = err_set(err, SHALE_CORRUPTION, 0, "%s @24: checksum mismatch", path);
-    } else if (coding_get_fixed32(raw + 8) != DB_IDENTITY_VERSION) {
+    size_t at;
+    uint32_t id_version;
+    const char *why = db_identity_check(data, len, &at, &id_version);
+    if (why != NULL && at == 0) {
+        rc = err_set(err, SHALE_CORRUPTION, 0, "%s: %zu bytes, not a Shale identity file (%s)",
+                     path, len, why);
+    } else if (why != NULL && at == 8) {
         rc = err_set(err, SHALE_CORRUPTION, 0, "%s @8: format version %u, this build reads %u",
-                     path, coding_get_fixed32(raw + 8), DB_IDENTITY_VERSION);
+                     path, id_version, DB_IDENTITY_VERSION);
+    } else if (why != NULL) {
+        rc = err_set(err, SHALE_CORRUPTION, 0, "%s @%zu: %s", path, at, why);
     }
     free(data);
     return rc;
