@@ -1654,8 +1654,15 @@ static shale_code write_json(jwriter *w, dval v)
         }
         return put(w->out, d, (size_t)(e - d), w->err);
     }
-    case DV_DOUBLE:
-        return put(w->out, num, format_double(w, get_double(v.p + 1), num), w->err);
+    case DV_DOUBLE: {
+        /* JSON has no NaN or infinity, and dval never stores one (dval_put_double refuses it):
+         * one here is damage that passed the frame check, not a value to print. */
+        double d = get_double(v.p + 1);
+        if (!isfinite(d)) {
+            return err_set(w->err, SHALE_CORRUPTION, 0, "document holds a non-finite number");
+        }
+        return put(w->out, num, format_double(w, d, num), w->err);
+    }
     case DV_STRING: {
         shale_slice s = dval_str(v);
         return write_string(w, s.data, s.len);

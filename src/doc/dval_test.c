@@ -1942,3 +1942,21 @@ Test(dval_fuzz, json_text_damage)
     buf_free(&out);
     buf_free(&text);
 }
+
+/* A stored double that is NaN or infinite (damage past the frame check; dval never writes one)
+ * is SHALE_CORRUPTION from dval_to_json, not undefined behaviour (found by dval_fuzz). */
+Test(dval, non_finite_double_is_damage_in_to_json)
+{
+    uint8_t raw[9] = {DV_DOUBLE};
+    const double bad[] = {NAN, INFINITY, -INFINITY};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint64_t bits;
+        memcpy(&bits, &bad[i], sizeof bits);
+        coding_put_fixed64(raw + 1, bits);
+        shale_buf out = {0};
+        shale_error err = {0};
+        cr_assert_eq(dval_to_json((dval){raw, sizeof raw}, &out, &err), SHALE_CORRUPTION);
+        cr_assert(strstr(err.msg, "non-finite") != NULL, "%s", err.msg);
+        shale_buf_free(&out);
+    }
+}

@@ -395,6 +395,13 @@ static inline bool decode_next(block_iter *it)
                                ? restart_at(it, it->restart_index + 1)
                                : it->restarts;
     }
+    if (it->next > it->next_restart) {
+        /* The entry runs over the next restart point, which must start an entry: without this a
+         * restart point inside the last entry was never crossed, and backward iteration and
+         * seeks (which start at restart points) read other entries than a forward scan. */
+        corrupt(it, off);
+        return false;
+    }
     if (it->data_block) {
         uint8_t type = it->key[key_len - SST_TAG_SIZE];
         if (type > SST_TYPE_PUT_TTL || (type == SST_TYPE_PUT_TTL && vlen < 8)) {
