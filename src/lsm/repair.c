@@ -127,12 +127,6 @@ static void show_key(const uint8_t *k, size_t n, char *out, size_t cap)
     out[o < cap ? o : cap - 1] = '\0';
 }
 
-static const char *base_name(const char *path)
-{
-    const char *s = strrchr(path, '/');
-    return s ? s + 1 : path;
-}
-
 /* ---- reading one table block ---- */
 
 /* Reads the block at h into io (stored bytes) or raw (expanded), checks its checksum and restart
@@ -516,7 +510,8 @@ static shale_code tsalv_open(ctx *c, const char *dir, uint64_t number, bool coun
     t->count = count;
     block_iter_init(&t->bi, true);
     version_table_name(path, sizeof path, dir, number);
-    snprintf(t->name, sizeof t->name, "%s", base_name(path));
+    /* The table's own name: NNNNNN.sst, at most 24 bytes (a 20-digit number). */
+    snprintf(t->name, sizeof t->name, "%06" PRIu64 ".sst", number);
     rc = c->env->open_file(c->env, path, ENV_READ, &t->file, &e);
     if (rc == SHALE_OK) {
         rc = env_file_size(t->file, &t->size, &e);

@@ -158,8 +158,10 @@ static char reply(rd *r, long long *num, char *val, size_t cap)
     switch (line[0]) {
     case '+':
     case '-':
-        if (val != NULL) {
-            snprintf(val, cap, "%s", line + 1);
+        if (val != NULL && cap > 0) {
+            size_t n = strnlen(line + 1, cap - 1); /* truncated to cap - 1 bytes */
+            memcpy(val, line + 1, n);
+            val[n] = '\0';
         }
         return line[0];
     case ':':
