@@ -32,6 +32,12 @@ for bin in "${targets[@]}"; do
     grep -E '^#[0-9]+ +DONE' "$build/$t.log" | tail -n 1 >&2
     if [ "$save" = 1 ]; then
         "$bin" -merge=1 "$seed" "$work" 2>>"$build/$t.log" >/dev/null
+        # Every build replays the saved corpora: keep each one small (tests/fuzz/README.md).
+        kb=$(du -sk "$seed" | cut -f1)
+        echo "== $t: saved corpus $(ls "$seed" | wc -l) files, ${kb} KiB" >&2
+        if [ "$kb" -gt 1024 ]; then
+            echo "== $t: WARNING: saved corpus over 1 MiB; prune its largest files" >&2
+        fi
     fi
 done
 exit $failed
