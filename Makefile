@@ -4,7 +4,8 @@ JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 DATA ?= ./shale-data
 CMAKE_FLAGS ?=
 
-.PHONY: all build deps run demo test asan tsan fuzz clang bench fmt fmt-check tidy install clean
+.PHONY: all build deps run demo test asan tsan fuzz clang bench fmt fmt-check tidy install clean \
+	crash powerloss faults corrupt
 
 all: build
 
@@ -37,6 +38,18 @@ tsan: deps
 	@cmake -S . -B build/tsan -DCMAKE_BUILD_TYPE=Debug -DSHALE_TSAN=ON -DSHALE_BENCH_PEERS=OFF >/dev/null
 	@cmake --build build/tsan --target test_stress test_server_stress shale -j $(JOBS)
 	@cd build/tsan && ctest --output-on-failure -L tsan
+
+# The data-safety campaigns (docs/DURABILITY.md), one command each: `make crash`, `make powerloss`,
+# `make faults`, `make corrupt`. `make test` runs each at SCALE=1; SCALE=N multiplies the cycles,
+# states and faults (the long mode), with no per-test time limit. Each prints what it checked.
+SCALE ?= 1
+crash powerloss faults corrupt: build
+	@rm -f build/release/campaign-$@.txt
+	@mkdir -p build/release/testtmp
+	@SHALE_BIN=$$PWD/build/release/shale SHALE_TEST_TMP=$$PWD/build/release/testtmp \
+		SHALE_CAMPAIGN_SCALE=$(SCALE) SHALE_CAMPAIGN_REPORT=$$PWD/build/release/campaign-$@.txt \
+		build/release/test_$@ --jobs $(JOBS)
+	@echo "== $@ campaign (SCALE=$(SCALE)):" && cat build/release/campaign-$@.txt
 
 # libFuzzer on every target of tests/fuzz, FUZZ_TIME seconds each (FUZZ_SAVE=1 merges what it
 # found into the saved corpora that every `make test` replays). See tests/fuzz/README.md.

@@ -5,7 +5,8 @@
 # Redis, redis-benchmark, wrk and nginx for the server benchmarks).
 set -euo pipefail
 pkgs=(cmake make gcc clang clang-format pkg-config libcriterion-dev liblz4-dev libzstd-dev
-      libjansson-dev libevent-dev libcurl4-openssl-dev libhiredis-dev libssl-dev)
+      libjansson-dev libevent-dev libcurl4-openssl-dev libhiredis-dev libssl-dev fiu-utils
+      libfiu-dev)
 if [ "${1:-}" = "bench" ]; then
   pkgs+=(libleveldb-dev librocksdb-dev liblmdb-dev libsqlite3-dev libmsgpack-dev redis-server
          redis-tools wrk nginx-light)

@@ -746,3 +746,37 @@ void tu_failure_check(tu_failure *f, const char *ctx)
     pthread_mutex_destroy(&f->mu);
     cr_assert_not(failed, "%s: %s", ctx, f->why);
 }
+
+uint64_t tu_campaign_scale(void)
+{
+    const char *v = getenv("SHALE_CAMPAIGN_SCALE");
+    if (v == NULL || *v == '\0') {
+        return 1;
+    }
+    char *end;
+    unsigned long long n = strtoull(v, &end, 10);
+    cr_assert(*end == '\0' && n >= 1 && n <= 1000000, "SHALE_CAMPAIGN_SCALE=%s: want 1..1000000",
+              v);
+    return n;
+}
+
+void tu_campaign_report(const char *name, const char *fmt, ...)
+{
+    char line[1024];
+    int n = snprintf(line, sizeof line, "campaign %s: ", name);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line + n, sizeof line - (size_t)n - 1, fmt, ap);
+    va_end(ap);
+    size_t len = strlen(line);
+    line[len++] = '\n';
+    fwrite(line, 1, len, stderr);
+    const char *path = getenv("SHALE_CAMPAIGN_REPORT");
+    if (path != NULL && *path != '\0') {
+        int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        cr_assert(fd >= 0, "SHALE_CAMPAIGN_REPORT=%s: %s", path, strerror(errno));
+        ssize_t w = write(fd, line, len);
+        close(fd);
+        cr_assert(w == (ssize_t)len, "SHALE_CAMPAIGN_REPORT=%s: short write", path);
+    }
+}

@@ -208,4 +208,15 @@ bool tu_failed(tu_failure *f);
 /* cr_assert that no worker failed (main thread only); destroys the mutex. */
 void tu_failure_check(tu_failure *f, const char *ctx);
 
+/* ---- test campaigns (tests/crash, tests/powerloss, tests/faults, tests/corrupt) ----
+ * Each campaign has a bounded default for CI and a long mode: SHALE_CAMPAIGN_SCALE=N (default 1)
+ * multiplies its cycles, states or faults. Each campaign test reports what it did with
+ * tu_campaign_report: one line "campaign <name>: <counts>" on stderr and, when
+ * SHALE_CAMPAIGN_REPORT names a file, appended to it (O_APPEND, one write per line, so the
+ * parallel test processes of one binary do not interleave), which `make crash|powerloss|faults|
+ * corrupt` print at the end. */
+uint64_t tu_campaign_scale(void);
+void tu_campaign_report(const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
 #endif

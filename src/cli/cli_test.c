@@ -296,7 +296,9 @@ Test(cli, stats_json)
     cr_assert_not_null(strstr(r.out, "\"last_sequence\": "), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "\"live_keys\": 1, "), "%s", r.out);
     cr_assert_not_null(strstr(r.out, "\"writes_stopped\": false"), "%s", r.out);
-    cr_assert_not_null(strstr(r.out, "\"stop_reason\": \"\"}"), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "\"stop_reason\": \"\", "), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "\"background_error\": false, "), "%s", r.out);
+    cr_assert_not_null(strstr(r.out, "\"background_error_msg\": \"\"}"), "%s", r.out);
     ch_free(&r);
 }
 
@@ -690,7 +692,11 @@ static void make_live_log_ex(int n, size_t value_len, uint64_t segment_bytes)
     pid_t pid = fork();
     cr_assert_geq(pid, 0);
     if (pid == 0) {
-        shale_options o = {.create_if_missing = true, .wal_segment_bytes = segment_bytes};
+        /* FULL: every record is synced, and each later one's sync marker proves it, so damage
+         * in the middle of the log is corruption, not an unsynced torn tail (wal_format.h). */
+        shale_options o = {.create_if_missing = true,
+                           .wal_segment_bytes = segment_bytes,
+                           .durability = SHALE_DURABILITY_FULL};
         shale_db *db = NULL;
         shale_error err = {0};
         char *v = malloc(value_len + 64);
@@ -940,6 +946,32 @@ Test(cli, check_torn_tail_of_an_earlier_log_segment_is_damage)
     cr_assert_eq(tu_truncate(first, (uint64_t)tu_file_size(first) - 10), 0);
     expect_line(1, first, "DAMAGED", "not the last");
     free(first);
+}
+
+/* A closed segment cut at a record boundary reads as complete; the next segment's record of
+ * how long it was gives it away. */
+Test(cli, check_closed_log_segment_cut_at_a_record_boundary_is_damage)
+{
+    make_live_log_ex(100, 1000, 64 << 10);
+    size_t count = 0;
+    char **names = tu_list_dir(ch_db, &count);
+    char *logs[2] = {NULL, NULL};
+    for (size_t i = 0; i < count; i++) {
+        if (tu_is_numbered(names[i], "log")) {
+            if (logs[0] == NULL) {
+                logs[0] = tu_path(ch_db, names[i]);
+            } else if (logs[1] == NULL) {
+                logs[1] = tu_path(ch_db, names[i]);
+            }
+        }
+    }
+    tu_free_names(names, count);
+    cr_assert_not_null(logs[1]);
+    /* Just the segment header (28 bytes): a record boundary. */
+    cr_assert_eq(tu_truncate(logs[0], 28), 0);
+    expect_line(1, logs[1], "DAMAGED", base_name(logs[0]));
+    free(logs[0]);
+    free(logs[1]);
 }
 
 Test(cli, check_torn_final_manifest_record_is_a_note)

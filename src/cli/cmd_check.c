@@ -525,7 +525,31 @@ static shale_code check_batch(const char *name, shale_slice rec, uint64_t off, u
     return SHALE_OK;
 }
 
-static void check_log(checker *c, uint64_t number, bool is_last, uint64_t *last_seq)
+/* The segment's WAL_REC_PREV claim about the one before it (as recovery's check_prev). */
+static shale_code check_prev(checker *c, const char *name, const wal_reader_stats *st,
+                             uint64_t first, shale_error *err)
+{
+    char prev[32];
+
+    if (!st->has_prev || st->prev_number < first) {
+        return SHALE_OK;
+    }
+    snprintf(prev, sizeof prev, "%06" PRIu64 ".log", st->prev_number);
+    const entry *p = find(c, prev);
+    if (p == NULL || p->is_dir) {
+        return err_set(err, SHALE_CORRUPTION, 0,
+                       "%s names %s as the segment before it, which is missing", name, prev);
+    }
+    if (p->size_known && p->size != st->prev_size) {
+        return err_set(err, SHALE_CORRUPTION, 0,
+                       "%s is %" PRIu64 " bytes, but %s (made after it was closed) says it ended "
+                       "at %" PRIu64,
+                       prev, p->size, name, st->prev_size);
+    }
+    return SHALE_OK;
+}
+
+static void check_log(checker *c, uint64_t number, uint64_t first, bool is_last, uint64_t *last_seq)
 {
     char name[32], checked[32];
     shale_error err = {0};
@@ -547,6 +571,10 @@ static void check_log(checker *c, uint64_t number, bool is_last, uint64_t *last_
         return;
     }
     rc = wal_reader_open(c->env, path, number, false, &r, &err);
+    if (rc == SHALE_OK) {
+        wal_reader_get_stats(r, &st);
+        rc = check_prev(c, name, &st, first, &err);
+    }
     while (rc == SHALE_OK) {
         shale_slice rec;
         uint64_t off;
@@ -607,7 +635,7 @@ static void check_logs(checker *c)
     }
     qsort(numbers, n, sizeof *numbers, version_cmp_u64);
     for (size_t i = 0; i < n; i++) {
-        check_log(c, numbers[i], i + 1 == n, &last_seq);
+        check_log(c, numbers[i], first, i + 1 == n, &last_seq);
     }
     free(numbers);
 }

@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -215,12 +216,33 @@ static shale_code new_segment_locked(shale_db *db, wal_writer **out, shale_error
     char name[32];
     shale_code rc;
 
+    /* The segment before this one, for the new one's WAL_REC_PREV: the open writer when rolling;
+     * else the last segment made or recovered, closed and synced at a memtable switch or by
+     * recovery, whose size on disk is final. If it is gone (its flush deleted it), the new
+     * segment makes no claim: recovery would not read it anyway. */
+    uint64_t prev = 0, prev_size = 0;
+    if (db->log != NULL) {
+        prev = wal_writer_file_number(db->log);
+        prev_size = wal_writer_size(db->log);
+    } else if (db->last_log_number != 0) {
+        recovery_log_name(name, sizeof name, db->last_log_number);
+        char *path = env_join_path(db->path, name);
+        bool is_dir;
+        if (path == NULL) {
+            return err_nomem(err);
+        }
+        if (db->env->stat_path(db->env, path, &is_dir, &prev_size, NULL) == SHALE_OK && !is_dir) {
+            prev = db->last_log_number;
+        }
+        free(path);
+    }
     /* The number is spent even if creation fails: file numbers are never reused. */
     uint64_t number = version_set_new_file_number(db->vs);
     recovery_log_name(name, sizeof name, number);
-    rc = wal_writer_create(db->env, db->path, name, number, out, err);
+    rc = wal_writer_create_next(db->env, db->path, name, number, prev, prev_size, out, err);
     if (rc == SHALE_OK) {
         db->log_segments++;
+        db->last_log_number = number;
     }
     return rc;
 }

@@ -215,6 +215,9 @@ struct shale_db {
      * (db_log_bytes_note_locked), so that the commit leader checks max_log_bytes without log_mu. */
     _Atomic uint64_t log_live_bytes;
     uint64_t log_segments;
+    /* The newest segment created (commit.c) or replayed and kept (recovery.c); 0 for none. The
+     * next segment names it and its final size in its WAL_REC_PREV record. Under log_mu. */
+    uint64_t last_log_number;
     bool bg_log_failed; /* the last background flush failed; under log_mu */
     shale_error bg_log_err;
     bool flusher_running, closing, log_cv_ready;

@@ -13,6 +13,8 @@
  * until the memtable holding the salvaged data is flushed and its segments are deleted like any
  * covered log), though a torn tail of the last segment is still cut as in a normal open.
  * Sequence numbers must increase from batch to batch; one that goes backwards is corruption.
+ * Each segment after the first names the segment before it and that one's final size
+ * (WAL_REC_PREV): a live segment missing or of another size is corruption (check_prev).
  *
  * A read-only open (db_options.read_only) decides exactly the same, and writes nothing: a torn
  * tail is left in the file, simply not replayed (the reader stopped at its valid end), and the
@@ -109,7 +111,47 @@ typedef struct replay_state {
     memtable_loader *loader; /* the memtable is empty at open: bulk-load it */
     uint64_t last_seq;
     uint64_t flushed_seq; /* records at or below are in tables (the manifest says) */
+    /* The segments replayed, in order, with their final sizes (SEGMENT_GONE once removed). */
+    const uint64_t *numbers;
+    uint64_t *sizes;
+    size_t index; /* the one being replayed */
 } replay_state;
+
+#define SEGMENT_GONE UINT64_MAX
+
+/* A segment's WAL_REC_PREV (wal_format.h) names the segment before it and the size that one
+ * ended at. A live segment missing, or with another size, lost records no torn-tail rule could
+ * see: a closed segment cut at a record boundary reads as complete. */
+static shale_code check_prev(replay_state *st, const char *name, const wal_reader_stats *stats,
+                             shale_error *err)
+{
+    shale_db *db = st->db;
+    shale_code rc = SHALE_OK;
+
+    if (!stats->has_prev || stats->prev_number < version_set_log_number(db->vs)) {
+        return SHALE_OK; /* no claim, or about a segment the manifest no longer needs */
+    }
+    size_t j = 0;
+    while (j < st->index && st->numbers[j] != stats->prev_number) {
+        j++;
+    }
+    if (j == st->index) {
+        rc = err_set(err, SHALE_CORRUPTION, 0,
+                     "%s names %06" PRIu64 ".log as the segment before it, which is missing", name,
+                     stats->prev_number);
+    } else if (st->sizes[j] != stats->prev_size) {
+        rc = err_set(err, SHALE_CORRUPTION, 0,
+                     "%06" PRIu64 ".log is %" PRIu64 " bytes, but %s (made after it was closed) "
+                     "says it ended at %" PRIu64,
+                     stats->prev_number, st->sizes[j], name, stats->prev_size);
+    }
+    if (rc != SHALE_OK && db->opts.salvage) {
+        db_log(db, "salvage: %s", err->msg);
+        db->salvaged_records++;
+        return SHALE_OK;
+    }
+    return rc;
+}
 
 static shale_code load_op(void *arg, uint64_t seq, const batch_op *op, shale_error *err)
 {
@@ -132,6 +174,11 @@ static shale_code replay_segment(replay_state *st, uint64_t number, bool is_last
         return err_nomem(err);
     }
     rc = wal_reader_open(db->env, path, number, db->opts.salvage, &r, err);
+    if (rc != SHALE_OK) {
+        goto out;
+    }
+    wal_reader_get_stats(r, &stats);
+    rc = check_prev(st, name, &stats, err);
     if (rc != SHALE_OK) {
         goto out;
     }
@@ -165,6 +212,17 @@ static shale_code replay_segment(replay_state *st, uint64_t number, bool is_last
             st->last_seq = seq + count - 1; /* already in a table */
             db->recovered_records++;
             continue;
+        }
+        /* Commits take consecutive sequence numbers (a failed one takes none), and everything
+         * up to flushed_seq is in tables: a gap means records were lost, e.g. a manifest that
+         * fell back to an older state whose logs are gone. Salvage leaves gaps of its own. */
+        uint64_t expect = (st->last_seq > st->flushed_seq ? st->last_seq : st->flushed_seq) + 1;
+        if (seq != expect && !db->opts.salvage) {
+            rc = err_set(err, SHALE_CORRUPTION, 0,
+                         "%s @%" PRIu64 ": batch sequence %" PRIu64 " where %" PRIu64
+                         " was due: the records between are missing",
+                         name, off, seq, expect);
+            goto out;
         }
         shale_error berr;
         rc = batch_iterate(p + 1, rec.len - 1, load_op, st, &berr);
@@ -212,6 +270,7 @@ static shale_code replay_segment(replay_state *st, uint64_t number, bool is_last
             }
             stats.file_size = stats.valid_end;
             if (stats.valid_end == 0) {
+                st->sizes[st->index] = SEGMENT_GONE;
                 goto out; /* removed: not a segment any more */
             }
         }
@@ -228,6 +287,7 @@ static shale_code replay_segment(replay_state *st, uint64_t number, bool is_last
     }
     db->log_bytes_closed += stats.file_size;
     db->log_segments++;
+    st->sizes[st->index] = stats.file_size;
 out:
     wal_reader_close(r);
     free(path);
@@ -246,15 +306,27 @@ shale_code recovery_replay(shale_db *db, shale_error *err)
     if (rc != SHALE_OK) {
         return rc;
     }
+    st.numbers = numbers;
+    st.sizes = calloc(count ? count : 1, sizeof *st.sizes);
+    if (st.sizes == NULL) {
+        free(numbers);
+        return err_nomem(err);
+    }
     rc = memtable_loader_new(db->mem, &st.loader, err);
     if (rc != SHALE_OK) {
+        free(st.sizes);
         free(numbers);
         return rc;
     }
     for (size_t i = 0; i < count; i++) {
+        st.index = i;
+        st.sizes[i] = SEGMENT_GONE;
         rc = replay_segment(&st, numbers[i], i + 1 == count, err);
         if (rc != SHALE_OK) {
             break;
+        }
+        if (st.sizes[i] != SEGMENT_GONE) {
+            db->last_log_number = numbers[i];
         }
     }
     if (rc == SHALE_OK) {
@@ -271,6 +343,7 @@ shale_code recovery_replay(shale_db *db, shale_error *err)
         db_log(db, "recovery: %zu segments, %" PRIu64 " records, last sequence %" PRIu64, count,
                db->recovered_records, db->last_seq);
     }
+    free(st.sizes);
     free(numbers);
     return rc;
 }

@@ -20,9 +20,30 @@
  *
  * Logical records begin with a kind byte:
  *   WAL_REC_HEADER  first record of every segment:
- *                   kind(1) "SHALEWAL"(8) version u32 (=1) file_number u64     (21 bytes)
+ *                   kind(1) "SHALEWAL"(8) version u32 (=2) file_number u64     (21 bytes)
  *   WAL_REC_BATCH   kind(1) followed by a write batch (src/lsm/batch.h)
  *   WAL_REC_EDIT    kind(1) followed by a version edit, in MANIFEST files (src/lsm/version.h)
+ *   WAL_REC_PREV    kind(1) prev_number u64 prev_size u64                         (17 bytes)
+ *                   (version 2, log segments) the second record of a segment that follows
+ *                   another: the previous segment's file number and its final size, which it
+ *                   will never change again (it was synced and closed before this one was made).
+ *                   Recovery checks the previous segment against it, so a closed segment cut at
+ *                   a record boundary, or missing, is corruption rather than a shorter history.
+ *   WAL_REC_SYNCED  kind(1) synced_to u64                                          (9 bytes)
+ *                   (version 2) a sync marker: every byte before file offset synced_to had been
+ *                   made durable by a completed fdatasync when this record was written. The
+ *                   writer puts one in front of the first record it frames after a sync that
+ *                   advanced; readers consume markers and never return them.
+ *
+ * Why sync markers: at a power loss the file system may keep any subset of the bytes written
+ * since the last sync, in any order (a later record may survive while an earlier one is lost).
+ * Damage at offset X followed by valid fragments is therefore corruption only if X had been
+ * synced, and a valid marker after X with synced_to > X proves exactly that; without such a
+ * proof the damage lies in bytes no sync ever covered and is a torn tail, cut at open like any
+ * other. Synced bytes are protected: each later sync's marker covers them. The one exception is
+ * the last record written: nothing after it can prove it was synced, so damage there reads as a
+ * torn tail (as in a version 1 file, and in LevelDB). Version 1 segments (no markers) keep the
+ * stricter version 1 rule: any valid fragment after damage means corruption.
  *
  * Why 32 KiB blocks: resynchronisation points for salvage and torn-tail detection at a cost of
  * at most 6 padding bytes per block (LevelDB's choice). Why a 16-bit length: fragments are
@@ -48,12 +69,17 @@ enum wal_frag_type {
 enum wal_rec_kind {
     WAL_REC_HEADER = 1,
     WAL_REC_BATCH = 2,
-    WAL_REC_EDIT = 3, /* a manifest's version edit (src/lsm/version.h) */
+    WAL_REC_EDIT = 3,   /* a manifest's version edit (src/lsm/version.h) */
+    WAL_REC_SYNCED = 4, /* a sync marker (version 2) */
+    WAL_REC_PREV = 5,   /* the previous segment's number and size (version 2) */
 };
+#define WAL_SYNC_MARK_LEN (1u + 8u)
+#define WAL_PREV_LEN      (1u + 8u + 8u)
 
 #define WAL_MAGIC              "SHALEWAL"
 #define WAL_MAGIC_LEN          8u
-#define WAL_FORMAT_VERSION     1u
+#define WAL_FORMAT_VERSION     2u /* written; version 1 (no sync markers) is still read */
+#define WAL_FORMAT_VERSION_MIN 1u
 #define WAL_SEGMENT_HEADER_LEN (1u + WAL_MAGIC_LEN + 4u + 8u)
 
 /* Largest logical record the reader accepts: a length read from disk is checked against this

@@ -8,9 +8,12 @@
  * returned as a slice into the window without a copy; only FIRST..LAST records are assembled, in
  * a reusable buffer.
  *
- * The decision after an invalid fragment at X (see find_valid): a torn write only ever cuts the
- * file short (it keeps a prefix of what was appended), so nothing valid can follow a torn
- * record; a valid fragment after X proves X was damaged in place.
+ * The decision after an invalid fragment at X (see find_valid and proven_synced): in a version 1
+ * segment a valid fragment after X proves X was damaged in place (a torn write was taken to keep
+ * a prefix of what was appended). A power loss may keep any subset of the unsynced bytes,
+ * though, so in a version 2 segment only a sync marker after X announcing synced_to > X proves
+ * damage: without one, X lies in bytes no sync covered, and the segment ends before X (a torn
+ * tail, whatever valid fragments follow).
  */
 #include "wal/wal_reader.h"
 
@@ -57,6 +60,8 @@ struct wal_reader {
 
     bool resyncing; /* salvage: drop orphan MIDDLE/LAST fragments after a skip */
     bool have_header;
+    uint32_t version; /* the segment header's, once read (0 before) */
+    bool want_prev;   /* reading the record after the header, where WAL_REC_PREV may stand */
 
     /* a data record met while looking for the header (salvage with a lost header) */
     bool pending;
@@ -252,6 +257,63 @@ static shale_code find_valid(wal_reader *r, uint64_t x, uint32_t hint_len, uint6
     return SHALE_OK;
 }
 
+/* Version 2: is there a valid sync marker at or after `from` announcing that bytes past x had
+ * been synced? Walks fragment by fragment, and over damage byte by byte (damage may cover a
+ * block start, with intact fragments after it in the same block), assembling a marker that was
+ * split over a block boundary. Only ever run after damage was found. */
+static shale_code proven_synced(wal_reader *r, uint64_t from, uint64_t x, bool *proved,
+                                shale_error *err)
+{
+    uint8_t mark[WAL_SYNC_MARK_LEN];
+    size_t mlen = 0;
+    bool open = false; /* assembling a record that may be a marker */
+    uint64_t pos = from;
+    frag f;
+    enum fcheck res;
+
+    *proved = false;
+    while (pos < r->file_size) {
+        uint32_t room = WAL_BLOCK_SIZE - (uint32_t)(pos % WAL_BLOCK_SIZE);
+        if (room < WAL_HEADER_SIZE) {
+            pos += room;
+            continue;
+        }
+        shale_code rc = check_frag(r, pos, &f, &res, err);
+        if (rc != SHALE_OK) {
+            return rc;
+        }
+        if (res != FC_VALID) {
+            pos++;
+            open = false;
+            continue;
+        }
+        bool first = f.type == WAL_FRAG_FULL || f.type == WAL_FRAG_FIRST;
+        if (first) {
+            open = true;
+            mlen = 0;
+        }
+        if (open && mlen + f.len <= sizeof mark) {
+            memcpy(mark + mlen, f.payload, f.len);
+            mlen += f.len;
+        } else {
+            open = false;
+        }
+        bool last = f.type == WAL_FRAG_FULL || f.type == WAL_FRAG_LAST;
+        if (open && last && mlen == sizeof mark && mark[0] == WAL_REC_SYNCED) {
+            uint64_t synced_to = coding_get_fixed64(mark + 1);
+            if (synced_to > x && synced_to <= pos) {
+                *proved = true;
+                return SHALE_OK;
+            }
+        }
+        if (last) {
+            open = false;
+        }
+        pos += WAL_HEADER_SIZE + f.len;
+    }
+    return SHALE_OK;
+}
+
 static shale_code fail(wal_reader *r, shale_error *err)
 {
     r->state = RS_FAILED;
@@ -286,6 +348,17 @@ static shale_code invalid_at(wal_reader *r, uint64_t x, uint32_t hint_len, const
 
     if (hint_len != UINT32_MAX && boff + WAL_HEADER_SIZE + hint_len > WAL_BLOCK_SIZE) {
         hint_len = UINT32_MAX; /* implausible: the length does not fit in the block */
+    }
+    if (!r->salvage && r->version >= 2) {
+        bool proven;
+        if (proven_synced(r, x + 1, x, &proven, &r->failure) != SHALE_OK) {
+            return fail(r, err);
+        }
+        if (!proven) {
+            return reach_end(r);
+        }
+        err_set(&r->failure, SHALE_CORRUPTION, 0, "%s @%" PRIu64 ": %s", r->path, x, why);
+        return fail(r, err);
     }
     if (find_valid(r, x, hint_len, &found, &r->failure) != SHALE_OK) {
         return fail(r, err);
@@ -329,6 +402,51 @@ static shale_code rec_append(wal_reader *r, const uint8_t *p, uint32_t n, shale_
     }
     r->rec_len += n;
     return SHALE_OK;
+}
+
+/* A complete logical record at `off`: SHALE_OK to return it, SHALE_NOT_FOUND for a sync marker
+ * (consumed here), SHALE_CORRUPTION for a marker that passed its checksum but cannot be right
+ * (a writer bug or deliberate damage; salvage skips it). */
+static shale_code take_record(wal_reader *r, shale_slice rec, uint64_t off, shale_error *err)
+{
+    const uint8_t *p = rec.data;
+
+    if (rec.len > 0 && p[0] == WAL_REC_PREV) {
+        if (r->want_prev && rec.len == WAL_PREV_LEN) {
+            r->stats.has_prev = true;
+            r->stats.prev_number = coding_get_fixed64(p + 1);
+            r->stats.prev_size = coding_get_fixed64(p + 9);
+            r->want_prev = false;
+            return SHALE_NOT_FOUND;
+        }
+        if (r->salvage) {
+            r->stats.salvaged_records++;
+            r->stats.salvaged_bytes += rec.len;
+            return SHALE_NOT_FOUND;
+        }
+        err_set(&r->failure, SHALE_CORRUPTION, 0,
+                "%s @%" PRIu64 ": misplaced previous-segment record (%zu bytes)", r->path, off,
+                rec.len);
+        return fail(r, err);
+    }
+    r->want_prev = false;
+    if (rec.len == 0 || p[0] != WAL_REC_SYNCED) {
+        r->stats.records++;
+        return SHALE_OK;
+    }
+    /* (A version 1 segment has no record of this kind; a salvage that lost the header does not
+     * know the version, and takes a well-formed marker for one.) */
+    if (rec.len == WAL_SYNC_MARK_LEN && coding_get_fixed64(p + 1) <= off) {
+        return SHALE_NOT_FOUND;
+    }
+    if (r->salvage) {
+        r->stats.salvaged_records++;
+        r->stats.salvaged_bytes += rec.len;
+        return SHALE_NOT_FOUND;
+    }
+    err_set(&r->failure, SHALE_CORRUPTION, 0, "%s @%" PRIu64 ": bad sync marker (%zu bytes)",
+            r->path, off, rec.len);
+    return fail(r, err);
 }
 
 /* The core: the next complete logical record (header included), SHALE_NOT_FOUND at the end. */
@@ -377,12 +495,22 @@ static shale_code read_record(wal_reader *r, shale_slice *out, uint64_t *out_off
                 /* The open record never got its LAST: the fragment at x is out of order. A FULL
                  * is itself a complete record after the damage, so that is corruption. A FIRST
                  * is judged by the rule: torn if nothing valid follows it. */
-                if (f.type == WAL_FRAG_FIRST) {
+                if (f.type == WAL_FRAG_FIRST && r->version < 2) {
                     uint64_t found;
                     if (find_valid(r, x, f.len, &found, &r->failure) != SHALE_OK) {
                         return fail(r, err);
                     }
                     if (found == UINT64_MAX) {
+                        return reach_end(r);
+                    }
+                }
+                if (!r->salvage && r->version >= 2) {
+                    /* The open record's missing end is damage at rec_start; x is valid. */
+                    bool proven;
+                    if (proven_synced(r, x, r->rec_start, &proven, &r->failure) != SHALE_OK) {
+                        return fail(r, err);
+                    }
+                    if (!proven) {
                         return reach_end(r);
                     }
                 }
@@ -398,11 +526,16 @@ static shale_code read_record(wal_reader *r, shale_slice *out, uint64_t *out_off
             }
             if (f.type == WAL_FRAG_FULL) {
                 r->pos = next;
-                r->stats.records++;
                 r->stats.valid_end = next;
-                *out = slice_make(f.payload, f.len);
-                *out_off = x;
-                return SHALE_OK;
+                rc = take_record(r, slice_make(f.payload, f.len), x, err);
+                if (rc == SHALE_NOT_FOUND) {
+                    continue; /* a sync marker */
+                }
+                if (rc == SHALE_OK) {
+                    *out = slice_make(f.payload, f.len);
+                    *out_off = x;
+                }
+                return rc;
             }
             r->in_rec = true;
             r->rec_start = x;
@@ -446,11 +579,16 @@ static shale_code read_record(wal_reader *r, shale_slice *out, uint64_t *out_off
         r->pos = next;
         if (f.type == WAL_FRAG_LAST) {
             r->in_rec = false;
-            r->stats.records++;
             r->stats.valid_end = next;
-            *out = slice_make(r->rec, r->rec_len);
-            *out_off = r->rec_start;
-            return SHALE_OK;
+            rc = take_record(r, slice_make(r->rec, r->rec_len), r->rec_start, err);
+            if (rc == SHALE_NOT_FOUND) {
+                continue; /* a sync marker */
+            }
+            if (rc == SHALE_OK) {
+                *out = slice_make(r->rec, r->rec_len);
+                *out_off = r->rec_start;
+            }
+            return rc;
         }
     }
 }
@@ -470,7 +608,7 @@ static shale_code check_header(wal_reader *r, shale_slice rec, uint64_t off, uin
                        off);
     }
     uint32_t version = coding_get_fixed32(p + 1 + WAL_MAGIC_LEN);
-    if (version != WAL_FORMAT_VERSION) {
+    if (version < WAL_FORMAT_VERSION_MIN || version > WAL_FORMAT_VERSION) {
         return err_set(err, SHALE_CORRUPTION, 0,
                        "%s @%" PRIu64 ": unsupported log format version %" PRIu32, r->path, off,
                        version);
@@ -481,6 +619,7 @@ static shale_code check_header(wal_reader *r, shale_slice rec, uint64_t off, uin
                        "%s @%" PRIu64 ": file number %" PRIu64 ", expected %" PRIu64, r->path, off,
                        number, expect);
     }
+    r->version = version;
     return SHALE_OK;
 }
 
@@ -545,6 +684,19 @@ shale_code wal_reader_open(const shale_env *env, const char *path, uint64_t expe
         goto out_free;
     }
     r->have_header = true;
+    if (r->version >= 2) {
+        /* A WAL_REC_PREV right after the header is consumed (take_record) into the stats; any
+         * other record is kept for the first next(), and a failure or the end is met again
+         * there, where the caller expects it. */
+        r->want_prev = true;
+        shale_error perr;
+        if (read_record(r, &rec, &off, &perr) == SHALE_OK) {
+            r->pending = true;
+            r->pending_rec = rec;
+            r->pending_off = off;
+        }
+        r->want_prev = false;
+    }
     *out = r;
     return SHALE_OK;
 

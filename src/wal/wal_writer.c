@@ -31,7 +31,11 @@ struct wal_writer {
     uint64_t file_number;
     uint64_t flushed; /* bytes handed to the OS */
     uint64_t synced;  /* bytes known durable (last successful sync) */
-    uint8_t *buf;     /* framed bytes after `flushed` */
+    /* The synced offset the last framed sync marker announced, and the same as of the last
+     * successful flush (discarding the buffer rewinds to it). */
+    uint64_t marked;
+    uint64_t marked_flushed;
+    uint8_t *buf; /* framed bytes after `flushed` */
     size_t len;
     size_t cap;
     /* crc32c of the one type byte, per type: the fragment CRC extends it over the payload. */
@@ -80,20 +84,9 @@ static void shrink_if_huge(wal_writer *w)
     }
 }
 
-shale_code wal_writer_add(wal_writer *w, const void *rec, size_t n, shale_error *err)
+/* Frames one record into the buffer, which has room (reserve). */
+static void frame(wal_writer *w, const void *rec, size_t n)
 {
-    if (w->broken) {
-        return err_copy(err, &w->sticky);
-    }
-    if ((uint64_t)n > WAL_MAX_RECORD_BYTES) {
-        return err_set(err, SHALE_INVALID, 0, "%s: record of %zu bytes exceeds the log limit",
-                       env_file_name(w->file), n);
-    }
-    shale_code rc = reserve(w, framed_bound(n), err);
-    if (rc != SHALE_OK) {
-        return rc;
-    }
-
     const uint8_t *src = rec;
     uint8_t *p = w->buf + w->len;
     size_t left = n;
@@ -130,6 +123,34 @@ shale_code wal_writer_add(wal_writer *w, const void *rec, size_t n, shale_error 
         begin = false;
     } while (left > 0);
     w->len = (size_t)(p - w->buf);
+}
+
+shale_code wal_writer_add(wal_writer *w, const void *rec, size_t n, shale_error *err)
+{
+    uint8_t mark[WAL_SYNC_MARK_LEN];
+    bool marking = w->synced > w->marked;
+
+    if (w->broken) {
+        return err_copy(err, &w->sticky);
+    }
+    if ((uint64_t)n > WAL_MAX_RECORD_BYTES) {
+        return err_set(err, SHALE_INVALID, 0, "%s: record of %zu bytes exceeds the log limit",
+                       env_file_name(w->file), n);
+    }
+    shale_code rc =
+        reserve(w, framed_bound(n) + (marking ? framed_bound(WAL_SYNC_MARK_LEN) : 0), err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    if (marking) {
+        /* The proof a reader needs to call damage before `synced` corruption rather than a torn
+         * tail (wal_format.h): it rides in the same append as the record, so it costs no I/O. */
+        mark[0] = WAL_REC_SYNCED;
+        coding_put_fixed64(mark + 1, w->synced);
+        frame(w, mark, sizeof mark);
+        w->marked = w->synced;
+    }
+    frame(w, rec, n);
     return SHALE_OK;
 }
 
@@ -159,6 +180,7 @@ shale_code wal_writer_flush(wal_writer *w, shale_error *err)
     }
     w->flushed += w->len;
     w->len = 0;
+    w->marked_flushed = w->marked;
     shrink_if_huge(w);
     return SHALE_OK;
 }
@@ -192,6 +214,7 @@ shale_code wal_writer_sync(wal_writer *w, shale_error *err)
 void wal_writer_discard_unflushed(wal_writer *w)
 {
     w->len = 0;
+    w->marked = w->marked_flushed;
     shrink_if_huge(w);
 }
 
@@ -248,6 +271,14 @@ shale_code wal_writer_close(wal_writer *w, bool sync, shale_error *err)
 shale_code wal_writer_create(const shale_env *env, const char *dir, const char *name,
                              uint64_t file_number, wal_writer **out, shale_error *err)
 {
+    return wal_writer_create_next(env, dir, name, file_number, 0, 0, out, err);
+}
+
+shale_code wal_writer_create_next(const shale_env *env, const char *dir, const char *name,
+                                  uint64_t file_number, uint64_t prev_number, uint64_t prev_size,
+                                  wal_writer **out, shale_error *err)
+{
+    uint8_t prev[WAL_PREV_LEN];
     uint8_t hdr[WAL_SEGMENT_HEADER_LEN];
     shale_code rc;
     wal_writer *w = NULL;
@@ -284,6 +315,12 @@ shale_code wal_writer_create(const shale_env *env, const char *dir, const char *
     coding_put_fixed32(hdr + 1 + WAL_MAGIC_LEN, WAL_FORMAT_VERSION);
     coding_put_fixed64(hdr + 1 + WAL_MAGIC_LEN + 4, file_number);
     rc = wal_writer_add(w, hdr, sizeof hdr, err);
+    if (rc == SHALE_OK && prev_number != 0) {
+        prev[0] = WAL_REC_PREV;
+        coding_put_fixed64(prev + 1, prev_number);
+        coding_put_fixed64(prev + 9, prev_size);
+        rc = wal_writer_add(w, prev, sizeof prev, err);
+    }
     if (rc != SHALE_OK) {
         goto out_remove;
     }
@@ -296,6 +333,8 @@ shale_code wal_writer_create(const shale_env *env, const char *dir, const char *
     if (rc != SHALE_OK) {
         goto out_remove;
     }
+    /* The header's own sync needs no marker: a segment's header is durable by construction. */
+    w->marked = w->marked_flushed = w->synced;
     free(path);
     *out = w;
     return SHALE_OK;

@@ -34,6 +34,13 @@ shale_code wal_writer_create(const shale_env *env, const char *dir, const char *
                              uint64_t file_number, wal_writer **out,
                              shale_error *err) SHALE_MUST_USE;
 
+/* The same for a log segment that follows segment `prev_number`, whose final size is
+ * `prev_size`: a WAL_REC_PREV record naming them goes right after the header, in the same synced
+ * write (wal_format.h). prev_number 0 makes no claim (as wal_writer_create). */
+shale_code wal_writer_create_next(const shale_env *env, const char *dir, const char *name,
+                                  uint64_t file_number, uint64_t prev_number, uint64_t prev_size,
+                                  wal_writer **out, shale_error *err) SHALE_MUST_USE;
+
 /* Frames one logical record (kind byte included by the caller) into the buffer. Fails with
  * SHALE_INVALID if n > WAL_MAX_RECORD_BYTES (the reader would reject it), SHALE_NOMEM, or the
  * sticky error of a broken writer. */
