@@ -737,6 +737,16 @@ typedef struct shale_stats {
     uint64_t txn_rollbacks;         /* transactions rolled back (or freed open) since open */
     bool writes_stopped;            /* a failed sync or write made the database refuse writes */
     char stop_reason[256];          /* why, when writes_stopped */
+    /* Background errors: a flush or compaction that failed is retried on its own; until one
+     * succeeds, background_error is set and background_error_msg says what failed (the last
+     * failure). Writers stalled behind it (memtable full, or level 0 full) get that error after a
+     * few failed retries and go on once a retry succeeds; the failures are LOG lines too. */
+    uint64_t flush_failures;        /* consecutive failed flush attempts now (0 once one works) */
+    uint64_t compaction_failures;   /* failed compactions since open (background and manual) */
+    bool background_error;          /* a flush or compaction error is unresolved now */
+    bool compactions_halted;        /* a compaction met damaged data: no compaction runs until
+                                       reopen (background_error_msg names it) */
+    char background_error_msg[256]; /* the unresolved error, when background_error */
 } shale_stats;
 
 SHALE_API SHALE_MUST_USE shale_code shale_stats_get(shale_db *db, shale_stats *out,

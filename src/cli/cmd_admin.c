@@ -37,6 +37,7 @@ static const struct {
     STAT(open_tables), STAT(block_cache_bytes), STAT(block_cache_capacity),
     STAT(block_cache_hits), STAT(block_cache_misses), STATF(block_cache_hit_rate),
     STAT(memtable_budget_bytes), STAT(table_bytes_on_disk), STAT(snapshots),
+    STAT(flush_failures), STAT(compaction_failures),
 #undef STAT
 #undef STAT32
 #undef STATF
@@ -135,6 +136,11 @@ static void print_stats(const shale_stats *st, bool json)
         printf("stop_reason: "); /* escaped: it must stay one line */
         cli_print_escaped(stdout, st->stop_reason, strlen(st->stop_reason));
         putchar('\n');
+        printf("background_error: %s\n", st->background_error ? "true" : "false");
+        printf("compactions_halted: %s\n", st->compactions_halted ? "true" : "false");
+        printf("background_error_msg: ");
+        cli_print_escaped(stdout, st->background_error_msg, strlen(st->background_error_msg));
+        putchar('\n');
         print_levels(st);
         return;
     }
@@ -147,6 +153,9 @@ static void print_stats(const shale_stats *st, bool json)
     print_json_array("level_bytes", st->level_bytes, level_count(st));
     printf("\"writes_stopped\": %s, \"stop_reason\": ", st->writes_stopped ? "true" : "false");
     print_json_string(st->stop_reason);
+    printf(", \"background_error\": %s, \"compactions_halted\": %s, \"background_error_msg\": ",
+           st->background_error ? "true" : "false", st->compactions_halted ? "true" : "false");
+    print_json_string(st->background_error_msg);
     printf("}\n");
 }
 
@@ -160,6 +169,7 @@ static int get_stats(const char *cmd, shale_db *db, shale_stats *st)
         return cli_fail(cmd, &err);
     }
     st->stop_reason[sizeof st->stop_reason - 1] = '\0';
+    st->background_error_msg[sizeof st->background_error_msg - 1] = '\0';
     return CLI_OK;
 }
 

@@ -14,13 +14,22 @@
  *     may undo the rename and bring the old file back; undoing walks newest first, so a pointer
  *     file replaced twice (CURRENT) ends with its content from before the first rename.
  *   - a hard link is tracked like a created file: undurable until a sync_dir of its directory.
- * Base operations run outside the mutex, except in drop_unsynced, which runs when the code
- * under test has stopped.
+ *   - for crash-state generation (env_fault_make_state): each entry's unsynced writes as
+ *     extents (offset, length), disjoint and ascending (files are append-only; a truncate clips
+ *     them), cleared by a successful sync; and every directory operation since the last
+ *     sync_dir of its directory (`dirops`, newest first), with, for a removal or a rename over
+ *     an existing file, the synced content the undo brings back. A file's unsynced bytes are
+ *     read from the crashed file itself when a state is built, so no data is copied per write.
+ * Base operations run outside the mutex, except in drop_unsynced and make_state, which run
+ * when the code under test has stopped.
  */
 #include "env/env_fault.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,11 +38,17 @@
 /* Pseudo-kind for operations that are not counted but still fail after a crash. */
 #define NO_OP ENV_OP_COUNT_
 
+typedef struct extent {
+    uint64_t off, len;
+} extent;
+
 typedef struct tracked {
     struct tracked *next;
     char *path;
     uint64_t synced_len;
     uint64_t cur_len;
+    extent *ext; /* unsynced writes since the last sync, ascending */
+    size_t next_ext, cap_ext;
     bool undurable; /* created here; its directory not fsynced since */
     bool gone;      /* no longer describes `path`; kept only for open files */
     int refs;       /* open files pointing here */
@@ -51,6 +66,18 @@ typedef struct moved {
     uint64_t old_synced; /* the durable prefix of old_data */
 } moved;
 
+/* A directory operation not yet made durable by a sync_dir, for crash-state generation. */
+enum { DOP_CREATE, DOP_RENAME, DOP_LINK, DOP_REMOVE };
+typedef struct dirop {
+    struct dirop *next; /* newest first */
+    int kind;
+    char *path;   /* the name created, linked or removed; a rename's target */
+    char *from;   /* a rename's source */
+    bool has_old; /* a removal, or a rename that replaced a durable file: bring back old[] */
+    uint8_t *old; /* the synced content of that file */
+    size_t old_len;
+} dirop;
+
 struct env_fault {
     shale_env env; /* first, so the shale_env pointer converts back to the env_fault */
     const shale_env *base;
@@ -63,7 +90,11 @@ struct env_fault {
     } faults[ENV_OP_COUNT_];
     bool crashed;
     tracked *files;
-    moved *renames; /* newest first */
+    moved *renames;      /* newest first */
+    dirop *dirops;       /* newest first */
+    bool history_broken; /* out of memory while recording: no crash states */
+    bool (*is_unit)(const char *path);
+    uint64_t crash_after; /* mutating operations left until an automatic crash; 0 = none */
 };
 
 typedef struct fault_file {
@@ -92,6 +123,10 @@ static shale_code enter(env_fault *fe, int op, const char *path, bool *short_wri
     int e = 0;
 
     pthread_mutex_lock(&fe->mu);
+    if (!fe->crashed && fe->crash_after > 0 && op != NO_OP && op != ENV_OP_READ &&
+        op != ENV_OP_LOCK && --fe->crash_after == 0) {
+        fe->crashed = true; /* the power goes before this operation */
+    }
     crashed = fe->crashed;
     if (op != NO_OP) {
         fe->counts[op]++;
@@ -133,6 +168,7 @@ static void unlink_tracked(env_fault *fe, tracked *t)
         }
     }
     free(t->path);
+    free(t->ext);
     free(t);
 }
 
@@ -181,6 +217,92 @@ static void free_renames(env_fault *fe)
     }
 }
 
+static void free_dirop(dirop *d)
+{
+    if (d != NULL) {
+        free(d->path);
+        free(d->from);
+        free(d->old);
+        free(d);
+    }
+}
+
+static void free_dirops(env_fault *fe)
+{
+    while (fe->dirops != NULL) {
+        dirop *d = fe->dirops;
+        fe->dirops = d->next;
+        free_dirop(d);
+    }
+}
+
+/* A new dirop of `kind` on `path` (and `from`), or NULL when out of memory. */
+static dirop *new_dirop(int kind, const char *path, const char *from)
+{
+    dirop *d = calloc(1, sizeof *d);
+
+    if (d == NULL || (d->path = strdup(path)) == NULL ||
+        (from != NULL && (d->from = strdup(from)) == NULL)) {
+        free_dirop(d);
+        return NULL;
+    }
+    d->kind = kind;
+    return d;
+}
+
+/* Records d (may be NULL: an allocation failed, the history is then incomplete).
+ * Locks: fe->mu held. */
+static void push_dirop(env_fault *fe, dirop *d)
+{
+    if (d == NULL) {
+        fe->history_broken = true;
+        return;
+    }
+    d->next = fe->dirops;
+    fe->dirops = d;
+}
+
+/* Records an unsynced write of [off, off + len) of t. Locks: fe->mu held. */
+static void add_extent(env_fault *fe, tracked *t, uint64_t off, uint64_t len)
+{
+    if (len == 0) {
+        return;
+    }
+    if (t->next_ext > 0) {
+        extent *last = &t->ext[t->next_ext - 1];
+        if (last->off + last->len > off) {
+            fe->history_broken = true; /* not append-only: cannot happen through this env */
+        }
+    }
+    if (t->next_ext == t->cap_ext) {
+        size_t cap = t->cap_ext ? 2 * t->cap_ext : 8;
+        extent *e = realloc(t->ext, cap * sizeof *e);
+        if (e == NULL) {
+            fe->history_broken = true;
+            return;
+        }
+        t->ext = e;
+        t->cap_ext = cap;
+    }
+    t->ext[t->next_ext++] = (extent){off, len};
+}
+
+/* A truncate to `size` cut off every unsynced byte at or past it. */
+static void clip_extents(tracked *t, uint64_t size)
+{
+    while (t->next_ext > 0) {
+        extent *last = &t->ext[t->next_ext - 1];
+        if (last->off >= size) {
+            t->next_ext--;
+        } else {
+            if (last->off + last->len > size) {
+                last->len = size - last->off;
+            }
+            break;
+        }
+    }
+}
+
 /* ---- files ---- */
 
 static shale_code ff_read_at(env_file *f, uint64_t off, void *buf, size_t n, size_t *out_read,
@@ -200,6 +322,7 @@ static void grew(fault_file *ff, uint64_t n)
 {
     if (ff->t != NULL) {
         pthread_mutex_lock(&ff->fe->mu);
+        add_extent(ff->fe, ff->t, ff->t->cur_len, n);
         ff->t->cur_len += n;
         pthread_mutex_unlock(&ff->fe->mu);
     }
@@ -225,6 +348,9 @@ static shale_code ff_append(env_file *f, const void *data, size_t n, shale_error
     } else if (ff->t != NULL && env_file_size(ff->inner, &size, NULL) == SHALE_OK) {
         /* Part of a failed append may have landed: learn how much from the file itself. */
         pthread_mutex_lock(&ff->fe->mu);
+        if (size > ff->t->cur_len) {
+            add_extent(ff->fe, ff->t, ff->t->cur_len, size - ff->t->cur_len);
+        }
         ff->t->cur_len = size;
         pthread_mutex_unlock(&ff->fe->mu);
     }
@@ -242,6 +368,7 @@ static shale_code ff_sync(env_file *f, bool data_only, shale_error *err)
     if (rc == SHALE_OK && ff->t != NULL) {
         pthread_mutex_lock(&ff->fe->mu);
         ff->t->synced_len = ff->t->cur_len;
+        ff->t->next_ext = 0;
         pthread_mutex_unlock(&ff->fe->mu);
     }
     return rc;
@@ -263,6 +390,7 @@ static shale_code ff_truncate(env_file *f, uint64_t size, shale_error *err)
         if (ff->t->synced_len > size) {
             ff->t->synced_len = size;
         }
+        clip_extents(ff->t, size);
         pthread_mutex_unlock(&ff->fe->mu);
     }
     return rc;
@@ -340,6 +468,10 @@ static shale_code track_open(env_fault *fe, fault_file *ff, bool existed, int fl
         fe->files = t;
     } else if (flags & ENV_TRUNC) {
         t->synced_len = t->cur_len = 0;
+        t->next_ext = 0;
+    }
+    if (!existed) {
+        push_dirop(fe, new_dirop(DOP_CREATE, ff->base.path, NULL));
     }
     t->refs++;
     ff->t = t;
@@ -400,19 +532,44 @@ static shale_code fault_remove_file(const shale_env *env, const char *path, shal
 {
     env_fault *fe = of(env);
     shale_code rc = enter(fe, ENV_OP_REMOVE, path, NULL, err);
+    const shale_env *b = fe->base;
+    dirop *d = NULL;
+    bool is_dir = false;
     tracked *t;
 
     if (rc != SHALE_OK) {
         return rc;
     }
-    rc = fe->base->remove_file(fe->base, path, err);
+    /* Keep what a crash could bring back: the removal is durable only after a sync_dir. */
+    if (b->stat_path(b, path, &is_dir, NULL, NULL) == SHALE_OK && !is_dir) {
+        void *data = NULL;
+        size_t len = 0;
+        d = new_dirop(DOP_REMOVE, path, NULL);
+        if (d != NULL && env_read_file(b, path, SIZE_MAX, &data, &len, NULL) == SHALE_OK) {
+            d->old = data;
+            d->old_len = len;
+            d->has_old = true;
+        } else {
+            free_dirop(d);
+            d = NULL;
+        }
+    }
+    rc = b->remove_file(b, path, err);
     if (rc == SHALE_OK || rc == SHALE_NOT_FOUND) {
         pthread_mutex_lock(&fe->mu);
         if ((t = lookup(fe, path)) != NULL) {
+            if (d != NULL && t->synced_len < d->old_len) {
+                d->old_len = t->synced_len; /* only its synced prefix could come back */
+            }
             forget(fe, t);
+        }
+        if (rc == SHALE_OK) {
+            push_dirop(fe, d);
+            d = NULL;
         }
         pthread_mutex_unlock(&fe->mu);
     }
+    free_dirop(d);
     return rc;
 }
 
@@ -450,6 +607,7 @@ static shale_code fault_rename_file(const shale_env *env, const char *from, cons
     shale_code rc = enter(fe, ENV_OP_RENAME, from, NULL, err);
     char *new_path = NULL;
     moved *m = NULL;
+    dirop *d = NULL;
     tracked *t;
 
     if (rc != SHALE_OK) {
@@ -465,6 +623,16 @@ static shale_code fault_rename_file(const shale_env *env, const char *from, cons
     rc = save_target(fe->base, to, m, err);
     if (rc != SHALE_OK) {
         goto out_free;
+    }
+    d = new_dirop(DOP_RENAME, to, from);
+    if (d != NULL && m->replaced && m->old_len > 0) {
+        d->old = malloc(m->old_len);
+        if (d->old == NULL) {
+            free_dirop(d);
+            d = NULL;
+        } else {
+            memcpy(d->old, m->old_data, m->old_len);
+        }
     }
     rc = fe->base->rename_file(fe->base, from, to, err);
     if (rc != SHALE_OK) {
@@ -487,6 +655,12 @@ static shale_code fault_rename_file(const shale_env *env, const char *from, cons
         t->path = new_path;
         new_path = NULL;
     }
+    if (d != NULL) {
+        d->has_old = m->replaced;
+        d->old_len = m->replaced ? (size_t)m->old_synced : 0;
+    }
+    push_dirop(fe, d);
+    d = NULL;
     m->next = fe->renames;
     fe->renames = m;
     m = NULL;
@@ -495,6 +669,7 @@ static shale_code fault_rename_file(const shale_env *env, const char *from, cons
 out_free:
     free(new_path);
     free_moved(m);
+    free_dirop(d);
     return rc;
 }
 
@@ -540,6 +715,7 @@ static shale_code fault_link_file(const shale_env *env, const char *from, const 
     t->undurable = true;
     t->next = fe->files;
     fe->files = t;
+    push_dirop(fe, new_dirop(DOP_LINK, to, from));
     pthread_mutex_unlock(&fe->mu);
     return SHALE_OK;
 }
@@ -576,6 +752,15 @@ static shale_code fault_sync_dir(const shale_env *env, const char *path, shale_e
             free_moved(m);
         } else {
             p = &m->next;
+        }
+    }
+    for (dirop **p = &fe->dirops; *p != NULL;) {
+        dirop *d = *p;
+        if (in_dir(d->path, path)) {
+            *p = d->next;
+            free_dirop(d);
+        } else {
+            p = &d->next;
         }
     }
     pthread_mutex_unlock(&fe->mu);
@@ -671,6 +856,7 @@ void env_fault_free(env_fault *fe)
         unlink_tracked(fe, fe->files);
     }
     free_renames(fe);
+    free_dirops(fe);
     pthread_mutex_destroy(&fe->mu);
     free(fe);
 }
@@ -709,6 +895,21 @@ uint64_t env_fault_count(env_fault *fe, env_op op)
         pthread_mutex_unlock(&fe->mu);
     }
     return n;
+}
+
+void env_fault_crash_after(env_fault *fe, uint64_t nth)
+{
+    pthread_mutex_lock(&fe->mu);
+    fe->crash_after = nth;
+    pthread_mutex_unlock(&fe->mu);
+}
+
+bool env_fault_crashed(env_fault *fe)
+{
+    pthread_mutex_lock(&fe->mu);
+    bool c = fe->crashed;
+    pthread_mutex_unlock(&fe->mu);
+    return c;
 }
 
 void env_fault_crash(env_fault *fe)
@@ -844,13 +1045,361 @@ shale_code env_fault_drop_unsynced(env_fault *fe, env_fault_drop_mode mode, uint
             keep_first(cut(b, t, mode, &rng, &e), &e, &first, err);
         }
     }
+    free_dirops(fe);
+    fe->history_broken = false;
     /* Reset: the surviving files are the new durable state. */
     for (tracked *next = NULL, *cur = fe->files; cur != NULL; cur = next) {
         next = cur->next;
         forget(fe, cur);
     }
     fe->crashed = false;
+    fe->crash_after = 0;
     memset(fe->faults, 0, sizeof fe->faults);
     pthread_mutex_unlock(&fe->mu);
     return first;
+}
+
+/* ---- crash states ---- */
+
+/* One choice of a crash state: a piece of an unsynced write, or a directory operation. */
+typedef struct unit {
+    tracked *t; /* the file of a data piece; NULL for a dirop */
+    dirop *d;
+    uint64_t off, len;
+    bool keep;
+} unit;
+
+void env_fault_set_unit_filter(env_fault *fe, bool (*is_unit)(const char *path))
+{
+    pthread_mutex_lock(&fe->mu);
+    fe->is_unit = is_unit;
+    pthread_mutex_unlock(&fe->mu);
+}
+
+static bool counts(const env_fault *fe, const char *path)
+{
+    return fe->is_unit == NULL || fe->is_unit(path);
+}
+
+static uint64_t grain_bytes(env_fault_grain g)
+{
+    return g == ENV_FAULT_GRAIN_512 ? 512u : g == ENV_FAULT_GRAIN_4K ? 4096u : 0u;
+}
+
+/* Lists the units of the history in a fixed order (each file's pieces in file order, files in
+ * list order, then the dirops newest first) into out (when not NULL); returns how many.
+ * Locks: fe->mu held. */
+static size_t collect(const env_fault *fe, env_fault_grain g, unit *out)
+{
+    uint64_t sector = grain_bytes(g);
+    size_t n = 0;
+
+    for (tracked *t = fe->files; t != NULL; t = t->next) {
+        if (t->gone || !counts(fe, t->path)) {
+            continue;
+        }
+        for (size_t i = 0; i < t->next_ext; i++) {
+            uint64_t p = t->ext[i].off;
+            uint64_t end = p + t->ext[i].len;
+            while (p < end) {
+                uint64_t q = sector == 0 ? end : (p / sector + 1) * sector;
+                q = q < end ? q : end;
+                if (out != NULL) {
+                    out[n] = (unit){.t = t, .off = p, .len = q - p};
+                }
+                n++;
+                p = q;
+            }
+        }
+    }
+    for (dirop *d = fe->dirops; d != NULL; d = d->next) {
+        if (counts(fe, d->path) && (d->from == NULL || counts(fe, d->from))) {
+            if (out != NULL) {
+                out[n] = (unit){.d = d};
+            }
+            n++;
+        }
+    }
+    return n;
+}
+
+uint64_t env_fault_units(env_fault *fe, env_fault_grain grain)
+{
+    pthread_mutex_lock(&fe->mu);
+    uint64_t n = collect(fe, grain, NULL);
+    pthread_mutex_unlock(&fe->mu);
+    return n;
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+static void addf(char *buf, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void addf(char *buf, size_t cap, const char *fmt, ...)
+{
+    size_t len = strlen(buf);
+    va_list ap;
+
+    if (len + 1 >= cap) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(buf + len, cap - len, fmt, ap);
+    va_end(ap);
+}
+
+/* Chooses which units survive in random state (seed, state); sets *extend per file run through
+ * the `extend` flags (one per unit, meaningful on a file's first unit). */
+static void choose_random(unit *u, size_t n, uint64_t seed, uint64_t state, bool *extend)
+{
+    uint64_t rng = mix64(seed ^ mix64(state ^ 0x5eed));
+    uint64_t style;
+
+    rng = rng != 0 ? rng : 1;
+    style = xorshift(&rng) % 6;
+    if (style == 0) {
+        /* Prefix-only (the ordered model): each file keeps a random prefix of its pieces. */
+        for (size_t i = 0; i < n;) {
+            size_t j = i;
+            while (j < n && u[j].t != NULL && u[j].t == u[i].t) {
+                j++;
+            }
+            if (j == i) { /* a dirop */
+                u[i].keep = xorshift(&rng) % 2 == 0;
+                i++;
+                continue;
+            }
+            size_t cut = i + (size_t)(xorshift(&rng) % (j - i + 1));
+            for (size_t k = i; k < j; k++) {
+                u[k].keep = k < cut;
+            }
+            i = j;
+        }
+    } else if (style == 1 || style == 2) {
+        /* Exactly one unit lost (1) or kept (2). */
+        size_t pick = n > 0 ? (size_t)(xorshift(&rng) % n) : 0;
+        for (size_t i = 0; i < n; i++) {
+            u[i].keep = (i == pick) == (style == 2);
+        }
+    } else {
+        uint64_t p = style - 2; /* keep with probability p/4 */
+        for (size_t i = 0; i < n; i++) {
+            u[i].keep = xorshift(&rng) % 4 < p;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        extend[i] = xorshift(&rng) % 4 == 0;
+    }
+}
+
+/* Rewrites path with data[0, len) through the base env. */
+static shale_code rewrite(const shale_env *b, const char *path, const void *data, size_t len,
+                          shale_error *err)
+{
+    env_file *f = NULL;
+    shale_code rc = b->open_file(b, path, ENV_WRITE | ENV_CREATE | ENV_TRUNC, &f, err);
+
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    if (len > 0) {
+        rc = env_file_append(f, data, len, err);
+    }
+    shale_code crc = env_file_close(f, rc == SHALE_OK ? err : NULL);
+    return rc != SHALE_OK ? rc : crc;
+}
+
+/* Applies the data pieces u[i, j) of one file t. */
+static shale_code apply_file(const shale_env *b, const tracked *t, const unit *u, size_t i,
+                             size_t j, bool extend, env_fault_state_info *info, shale_error *err)
+{
+    uint8_t *data = NULL;
+    size_t size = 0;
+    uint64_t kept_end = 0;
+    size_t lost = 0;
+    shale_code rc;
+
+    for (size_t k = i; k < j; k++) {
+        lost += !u[k].keep;
+        if (u[k].keep && u[k].off + u[k].len > kept_end) {
+            kept_end = u[k].off + u[k].len;
+        }
+    }
+    if (lost == 0) {
+        return SHALE_OK; /* every unsynced byte survived: the crashed file as it is */
+    }
+    rc = env_read_file(b, t->path, SIZE_MAX, (void **)&data, &size, err);
+    if (rc == SHALE_NOT_FOUND) {
+        return SHALE_OK;
+    }
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    uint64_t new_len = t->synced_len < size ? t->synced_len : size;
+    new_len = kept_end > new_len ? kept_end : new_len;
+    if (extend && size > new_len) {
+        new_len = size;
+        info->extended = true;
+    }
+    new_len = new_len < size ? new_len : size;
+    bool hole = false;
+    for (size_t k = i; k < j; k++) {
+        if (u[k].keep || u[k].off >= new_len) {
+            continue;
+        }
+        uint64_t end = u[k].off + u[k].len < new_len ? u[k].off + u[k].len : new_len;
+        memset(data + u[k].off, 0, (size_t)(end - u[k].off));
+        if (u[k].off < kept_end && !hole) {
+            hole = true;
+            if (!info->reordered) {
+                snprintf(info->first_hole, sizeof info->first_hole, "%s @%" PRIu64, t->path,
+                         u[k].off);
+            }
+            info->reordered = true;
+        }
+    }
+    const char *base = strrchr(t->path, '/');
+    addf(info->detail, sizeof info->detail, "%s: lost %zu/%zu, size %" PRIu64 "->%" PRIu64 "%s; ",
+         base != NULL ? base + 1 : t->path, lost, j - i, (uint64_t)size, new_len,
+         hole ? " (hole)" : "");
+    rc = rewrite(b, t->path, data, (size_t)new_len, err);
+    free(data);
+    return rc;
+}
+
+static bool exists(const shale_env *b, const char *path)
+{
+    return b->stat_path(b, path, NULL, NULL, NULL) == SHALE_OK;
+}
+
+static bool pinned(const char *const *pins, size_t npins, const char *path)
+{
+    for (size_t i = 0; i < npins; i++) {
+        if (strcmp(pins[i], path) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Undoes d if it can be without clashing with a newer surviving operation; returns whether it
+ * did (false: d counts as surviving). */
+static bool undo_dirop(const shale_env *b, const dirop *d, const char *const *pins, size_t npins,
+                       shale_code *rc, shale_error *err)
+{
+    if (pinned(pins, npins, d->path) || (d->from != NULL && pinned(pins, npins, d->from))) {
+        return false;
+    }
+    switch (d->kind) {
+    case DOP_CREATE:
+    case DOP_LINK:
+        if (!exists(b, d->path)) {
+            return false;
+        }
+        *rc = b->remove_file(b, d->path, err);
+        return true;
+    case DOP_RENAME:
+        if (!exists(b, d->path) || exists(b, d->from)) {
+            return false;
+        }
+        *rc = b->rename_file(b, d->path, d->from, err);
+        if (*rc == SHALE_OK && d->has_old) {
+            *rc = rewrite(b, d->path, d->old, d->old_len, err);
+        }
+        return true;
+    case DOP_REMOVE:
+        if (!d->has_old || exists(b, d->path)) {
+            return false;
+        }
+        *rc = rewrite(b, d->path, d->old, d->old_len, err);
+        return true;
+    default:
+        return false;
+    }
+}
+
+shale_code env_fault_make_state(env_fault *fe, env_fault_grain grain, uint64_t state, uint64_t seed,
+                                env_fault_state_info *info_out, shale_error *err)
+{
+    static const char *const kinds[] = {"create", "rename", "link", "remove"};
+    const shale_env *b = fe->base;
+    env_fault_state_info info;
+    shale_code rc = SHALE_OK;
+    unit *u = NULL;
+    bool *extend = NULL;
+    const char **pins = NULL;
+    size_t n, npins = 0;
+
+    memset(&info, 0, sizeof info);
+    pthread_mutex_lock(&fe->mu);
+    if (fe->history_broken) {
+        rc = err_set(err, SHALE_NOMEM, ENOMEM, "env_fault: the write history is incomplete");
+        goto out;
+    }
+    n = collect(fe, grain, NULL);
+    u = calloc(n + 1, sizeof *u);
+    extend = calloc(n + 1, sizeof *extend);
+    pins = calloc(n + 1, sizeof *pins);
+    if (u == NULL || extend == NULL || pins == NULL) {
+        rc = err_nomem(err);
+        goto out;
+    }
+    collect(fe, grain, u);
+    info.units = n;
+    for (size_t i = 0; i < n; i++) {
+        info.data_units += u[i].t != NULL;
+    }
+    if (n <= ENV_FAULT_EXHAUSTIVE_MAX && state < ((uint64_t)1 << n)) {
+        info.exhaustive = true;
+        for (size_t i = 0; i < n; i++) {
+            u[i].keep = (state >> i) & 1;
+        }
+    } else {
+        choose_random(u, n, seed, state, extend);
+    }
+    /* File contents first (they belong to the files, wherever their names end up)... */
+    for (size_t i = 0; i < n && rc == SHALE_OK;) {
+        size_t j = i;
+        if (u[i].t == NULL) {
+            i++;
+            continue;
+        }
+        while (j < n && u[j].t == u[i].t) {
+            info.lost += !u[j].keep;
+            j++;
+        }
+        rc = apply_file(b, u[i].t, u, i, j, extend[i], &info, err);
+        i = j;
+    }
+    /* ...then the names, newest operation first. */
+    for (size_t i = 0; i < n && rc == SHALE_OK; i++) {
+        const dirop *d = u[i].d;
+        if (d == NULL) {
+            continue;
+        }
+        if (!u[i].keep && undo_dirop(b, d, pins, npins, &rc, err)) {
+            info.lost++;
+            info.dirops_undone++;
+            const char *base = strrchr(d->path, '/');
+            addf(info.detail, sizeof info.detail, "undo %s %s%s%s; ", kinds[d->kind],
+                 d->from != NULL ? strrchr(d->from, '/') ? strrchr(d->from, '/') + 1 : d->from : "",
+                 d->from != NULL ? "->" : "", base != NULL ? base + 1 : d->path);
+        } else {
+            pins[npins++] = d->path;
+        }
+    }
+out:
+    pthread_mutex_unlock(&fe->mu);
+    free(u);
+    free(extend);
+    free(pins);
+    if (info_out != NULL) {
+        *info_out = info;
+    }
+    return rc;
 }

@@ -16,6 +16,10 @@
  * last edit got damaged would fall back to a state whose files the checkpoint lacks. A manifest
  * that is one snapshot has no earlier state to fall back to, and a damaged snapshot is reported
  * as corruption at open.
+ *
+ * Failure: a checkpoint that fails removes every file it put in `dir` (best effort; the empty
+ * directory stays, as the env has no rmdir), so that a half-made copy never opens: with the
+ * identity file but no CURRENT it would open as an EMPTY database, silently missing the data.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -86,6 +90,26 @@ out:
     }
     free(buf);
     return rc;
+}
+
+/* Best effort: removes the files of a failed checkpoint from dir (SHALE first: without it the
+ * directory is no database), then syncs dir so the removal of CURRENT, if written, is durable. */
+static void undo_checkpoint(shale_db *db, const char *dir)
+{
+    char **names = NULL;
+    size_t count = 0;
+    char path[4096];
+
+    snprintf(path, sizeof path, "%s/SHALE", dir);
+    (void)db->env->remove_file(db->env, path, NULL);
+    if (db->env->list_dir(db->env, dir, &names, &count, NULL) == SHALE_OK) {
+        for (size_t i = 0; i < count; i++) {
+            snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+            (void)db->env->remove_file(db->env, path, NULL);
+        }
+        env_free_names(names, count);
+    }
+    (void)db->env->sync_dir(db->env, dir, NULL);
 }
 
 /* dir/MANIFEST-<number>: the header, then the one record `snap`, synced (wal_writer_create syncs
@@ -201,7 +225,8 @@ shale_code shale_checkpoint(shale_db *db, const char *dir, shale_error *err)
         db_log(db, "checkpoint: %s (manifest %" PRIu64 ", a %" PRIu64 "-byte snapshot)", dir,
                manifest, manifest_len);
     } else {
-        db_log(db, "checkpoint to %s failed: %s", dir, err ? err->msg : "");
+        db_log(db, "checkpoint to %s failed (its files removed): %s", dir, err ? err->msg : "");
+        undo_checkpoint(db, dir);
     }
     return rc;
 }

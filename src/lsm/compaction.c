@@ -18,6 +18,11 @@
  * inputs in place (its outputs are deleted as obsolete) and is retried after a pause; damage found
  * in a table (SHALE_CORRUPTION) halts compactions until reopen, so that reads report it and
  * nothing is built on it. A failed manifest write stops writes.
+ *
+ * Reporting (flush.c's top comment has the whole contract): a failed background compaction counts
+ * in compaction_failures, is a LOG line and becomes the background error (db->bg_err) until a
+ * later compaction succeeds; a failed shale_compact counts and is logged too, but its error goes
+ * to its caller. Halting on damage sets db->bg_error and keeps its error for good.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -373,19 +378,42 @@ void compaction_wake_locked(shale_db *db)
     pthread_cond_broadcast(&db->bg_cv);
 }
 
-/* After a job failed: corruption halts compactions, anything else pauses this thread. */
+/* Corruption halts compactions until reopen; its error stays the background error. REQUIRES:
+ * bg_mu held. */
+static void halt_locked(shale_db *db, const shale_error *err)
+{
+    if (!db->bg_error) {
+        db->bg_error = true;
+        db->bg_err = *err;
+        db_log(db, "compaction halted until reopen: %s", err->msg);
+    }
+}
+
+/* After a job succeeded: a compaction error still on record is resolved, unless a flush is
+ * failing (its error stays until a flush succeeds) or damage halted compactions. REQUIRES: bg_mu
+ * held. */
+static void after_success_locked(shale_db *db)
+{
+    if (!db->bg_error && db->flush_failures == 0 && db->bg_err.code != SHALE_OK) {
+        db->bg_err.code = SHALE_OK;
+        db_log(db, "compaction succeeded: background error resolved");
+    }
+}
+
+/* After a background job failed: corruption halts compactions, anything else is the background
+ * error and pauses this thread. */
 static void after_failure_locked(shale_db *db, const shale_error *err)
 {
     if (err->code == SHALE_CORRUPTION) {
-        if (!db->bg_error) {
-            db->bg_error = true;
-            db->bg_err = *err;
-            db_log(db, "compaction halted until reopen: %s", err->msg);
-        }
+        halt_locked(db, err);
         return;
     }
     db->compaction_failures++;
-    db_log(db, "compaction failed (will retry): %s", err->msg);
+    if (!db->bg_error) {
+        db->bg_err = *err;
+    }
+    db_log(db, "compaction failed (%" PRIu64 " failures since open; retrying in 1 s): %s",
+           db->compaction_failures, err->msg);
     if (!db->bg_stop) {
         db_wait_ms(&db->bg_cv, &db->bg_mu, 1000);
     }
@@ -421,6 +449,8 @@ static void *compact_main(void *arg)
         db->compactions_running--;
         if (rc != SHALE_OK) {
             after_failure_locked(db, &err);
+        } else {
+            after_success_locked(db);
         }
         pthread_cond_broadcast(&db->bg_done);
     }
@@ -513,15 +543,23 @@ shale_code compaction_manual(shale_db *db, shale_error *err)
         c->manual = true;
         db->compactions_running++;
         pthread_mutex_unlock(&db->bg_mu);
-        rc = run_compaction(db, c, err);
+        shale_error jerr; /* err may be NULL; the failure is recorded either way */
+        rc = run_compaction(db, c, &jerr);
         pthread_mutex_lock(&db->bg_mu);
         compaction_free(c);
         db->compactions_running--;
-        if (rc != SHALE_OK && err->code == SHALE_CORRUPTION && !db->bg_error) {
-            db->bg_error = true;
-            db->bg_err = *err;
+        if (rc != SHALE_OK && jerr.code == SHALE_CORRUPTION) {
+            halt_locked(db, &jerr);
+        } else if (rc != SHALE_OK) {
+            db->compaction_failures++;
+            db_log(db, "manual compaction failed (%" PRIu64 " failures since open): %s",
+                   db->compaction_failures, jerr.msg);
+        }
+        if (rc != SHALE_OK) {
+            (void)err_copy(err, &jerr);
         }
         if (rc == SHALE_OK) {
+            after_success_locked(db);
             pthread_mutex_unlock(&db->bg_mu);
             flush_delete_obsolete(db);
             pthread_mutex_lock(&db->bg_mu);

@@ -1171,6 +1171,14 @@ shale_code shale_stats_get(shale_db *db, shale_stats *out, shale_error *err)
     version_pressure pr;
     version_set_pressure(db->vs, &pr);
     out->pending_compaction_bytes = pr.pending_bytes;
+    out->flush_failures = db->flush_failures;
+    out->compaction_failures = db->compaction_failures;
+    out->compactions_halted = db->bg_error;
+    /* bg_err's code is SHALE_OK once the error is resolved (flush.c, "Background errors"). */
+    out->background_error = db->bg_error || db->bg_err.code != SHALE_OK;
+    if (out->background_error) {
+        snprintf(out->background_error_msg, sizeof out->background_error_msg, "%s", db->bg_err.msg);
+    }
     pthread_mutex_unlock(&db->bg_mu);
     pthread_mutex_lock(&db->txn_mu);
     out->txns_open = db->txns_open;

@@ -20,7 +20,20 @@
  *
  * Failures: a failed table write leaves imm in place and is retried with a growing pause; writers
  * stall meanwhile (both memtables full), and after FLUSH_MAX_FAILURES consecutive failures they
- * get the flush's error instead of waiting on. A failed manifest write is final: writes stop.
+ * get the flush's error instead of waiting on; once a retry succeeds they go on by themselves. A
+ * failed manifest write is final: writes stop.
+ *
+ * Background errors (stats.background_error): db->bg_err holds the last flush or background
+ * compaction failure while it is unresolved, and its code goes back to SHALE_OK when a later
+ * flush (or compaction, while no flush is failing) succeeds; a compaction that keeps failing sets
+ * it again at its next retry. Damage found by a compaction (db->bg_error, compactions halted
+ * until reopen) is sticky: its message is kept, never overwritten or cleared. Each failure and
+ * each resolution is a LOG line. Writers are refused with the background error only where it
+ * blocks them: memtable full behind a flush that keeps failing (above), or level 0 at l0_stop
+ * while compactions keep failing (each stalled writer waits for COMPACT_FAILS_BEFORE_REFUSING
+ * failed retries, then gets the compaction's error; they go on once a compaction succeeds). A
+ * background error with room left for writes refuses nothing: the writes are in the log, which
+ * stays until a flush succeeds.
  *
  * Memory: a flushed memtable's arena blocks and index go to db->recycler for the next memtable
  * (memtable.h, recycling), which accepts only while no imm is pending, so the memtables never hold
@@ -42,7 +55,10 @@
 #include "lsm/db_impl.h"
 #include "lsm/merge_iter.h"
 
-#define FLUSH_MAX_FAILURES 3
+#define FLUSH_MAX_FAILURES            3
+/* Failed compaction retries (about a second apart) a writer stalled at l0_stop sees before it is
+ * refused with the compaction's error. */
+#define COMPACT_FAILS_BEFORE_REFUSING 2
 
 static uint64_t now_us(const shale_db *db)
 {
@@ -69,6 +85,29 @@ static uint64_t consecutive_failures(shale_db *db, shale_error *last)
     pthread_mutex_lock(&db->bg_mu);
     uint64_t n = db->flush_failures;
     if (last != NULL && n > 0) {
+        if (!db->bg_error) {
+            *last = db->bg_err;
+        } else {
+            /* bg_err keeps the damage that halted compactions; the flush's own error is in the
+             * LOG. Still an I/O failure, not corruption, for the writer. */
+            last->code = SHALE_IO;
+            last->sys_errno = 0;
+            snprintf(last->msg, sizeof last->msg, "see the LOG (compactions halted too: %.180s)",
+                     db->bg_err.msg);
+        }
+    }
+    pthread_mutex_unlock(&db->bg_mu);
+    return n;
+}
+
+/* Compaction failures since open, and whether a compaction error is unresolved now (then *last
+ * gets it). Damage halting compactions does not count: writes do not wait on level 0 then. */
+static uint64_t compaction_failing(shale_db *db, bool *failing, shale_error *last)
+{
+    pthread_mutex_lock(&db->bg_mu);
+    uint64_t n = db->compaction_failures;
+    *failing = !db->bg_error && db->flush_failures == 0 && db->bg_err.code != SHALE_OK;
+    if (*failing) {
         *last = db->bg_err;
     }
     pthread_mutex_unlock(&db->bg_mu);
@@ -161,6 +200,8 @@ static void maybe_prefill_locked(shale_db *db)
 shale_code flush_make_room_locked(shale_db *db, shale_error *err)
 {
     bool slowed = false;
+    bool l0_waiting = false; /* this writer stalled at l0_stop: cf0 is valid */
+    uint64_t cf0 = 0;        /* compaction failures when it started waiting */
 
     for (;;) {
         if (db->writes_stopped) {
@@ -196,6 +237,18 @@ shale_code flush_make_room_locked(shale_db *db, shale_error *err)
             if (db->imm != NULL && consecutive_failures(db, &ferr) >= FLUSH_MAX_FAILURES) {
                 return err_set(err, ferr.code ? ferr.code : SHALE_IO, ferr.sys_errno,
                                "memtable full and its flush keeps failing: %s", ferr.msg);
+            }
+            if (db->imm == NULL) {
+                /* Stalled on level 0: only a compaction can free it. */
+                bool failing;
+                uint64_t cf = compaction_failing(db, &failing, &ferr);
+                if (!l0_waiting) {
+                    l0_waiting = true;
+                    cf0 = cf;
+                } else if (failing && cf - cf0 >= COMPACT_FAILS_BEFORE_REFUSING) {
+                    return err_set(err, ferr.code, ferr.sys_errno,
+                                   "level 0 is full and compaction keeps failing: %s", ferr.msg);
+                }
             }
             uint64_t t0 = now_us(db);
             db->stalls++;
@@ -455,11 +508,22 @@ static void *flush_main(void *arg)
             pthread_mutex_lock(&db->bg_mu);
             db->flush_running = false;
             if (rc == SHALE_OK) {
+                if (db->flush_failures > 0) {
+                    db_log(db,
+                           "flush succeeded after %" PRIu64
+                           " failed attempt(s): background error resolved",
+                           db->flush_failures);
+                }
                 db->flush_failures = 0;
+                if (!db->bg_error) {
+                    db->bg_err.code = SHALE_OK; /* resolved (see the top comment) */
+                }
                 backoff_ms = 100;
             } else {
                 db->flush_failures++;
-                db->bg_err = err;
+                if (!db->bg_error) {
+                    db->bg_err = err; /* damage halting compactions keeps its message */
+                }
                 db_log(db, "flush failed (attempt %" PRIu64 ", retrying in %" PRIu64 " ms): %s",
                        db->flush_failures, backoff_ms, err.msg);
                 db->flush_requested = true;

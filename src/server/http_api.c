@@ -442,6 +442,8 @@ static const struct {
     STAT(txn_commits),
     STAT(txn_conflicts),
     STAT(txn_rollbacks),
+    STAT(flush_failures),
+    STAT(compaction_failures),
 };
 #undef STAT
 
@@ -482,6 +484,13 @@ static void h_stats(http_api *api, const http_request *req, params *p, http_resp
     http_json_lit(&j, s.writes_stopped ? ",\"writes_stopped\":true" : ",\"writes_stopped\":false");
     http_json_lit(&j, ",\"stop_reason\":");
     http_json_str(&j, s.stop_reason, strnlen(s.stop_reason, sizeof s.stop_reason));
+    http_json_lit(&j, s.background_error ? ",\"background_error\":true"
+                                         : ",\"background_error\":false");
+    http_json_lit(&j, s.compactions_halted ? ",\"compactions_halted\":true"
+                                           : ",\"compactions_halted\":false");
+    http_json_lit(&j, ",\"background_error_msg\":");
+    http_json_str(&j, s.background_error_msg,
+                  strnlen(s.background_error_msg, sizeof s.background_error_msg));
     http_json_lit(&j, "}");
     http_finish(r, 200, HTTP_JSON_TYPE, &j);
 }

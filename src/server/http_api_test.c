@@ -295,7 +295,9 @@ Test(http, stats)
                                          "txns_open",
                                          "txn_commits",
                                          "txn_conflicts",
-                                         "txn_rollbacks"};
+                                         "txn_rollbacks",
+                                         "flush_failures",
+                                         "compaction_failures"};
     for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
         cr_assert(json_is_integer(json_object_get(r.json, fields[i])), "%s missing", fields[i]);
     }
@@ -305,9 +307,12 @@ Test(http, stats)
     cr_assert_eq(json_array_size(json_object_get(r.json, "level_bytes")), 8);
     cr_assert(json_is_false(json_object_get(r.json, "writes_stopped")));
     cr_assert_str_eq(jstr(r.json, "stop_reason"), "");
+    cr_assert(json_is_false(json_object_get(r.json, "background_error")));
+    cr_assert(json_is_false(json_object_get(r.json, "compactions_halted")));
+    cr_assert_str_eq(jstr(r.json, "background_error_msg"), "");
     cr_assert_gt(jint(r.json, "last_sequence"), 0);
     cr_assert_gt(jint(r.json, "writes"), 0);
-    cr_assert_eq(json_object_size(r.json), sizeof fields / sizeof fields[0] + 6);
+    cr_assert_eq(json_object_size(r.json), sizeof fields / sizeof fields[0] + 9);
     res_free(&r);
 }
 

@@ -320,6 +320,8 @@ shale_code metrics_text(metrics *m, shale_db *db, shale_buf *out, shale_error *e
         G(txn_commits, "counter", "Transactions committed since open."),
         G(txn_conflicts, "counter", "Commits refused with a conflict since open."),
         G(expired_removed, "counter", "Expired keys removed by the sweeper since open."),
+        G(flush_failures, "gauge", "Consecutive failed flush attempts now."),
+        G(compaction_failures, "counter", "Failed compactions since open."),
 #undef G
     };
     for (size_t i = 0; rc == SHALE_OK && i < sizeof g / sizeof g[0]; i++) {
@@ -335,6 +337,14 @@ shale_code metrics_text(metrics *m, shale_db *db, shale_buf *out, shale_error *e
                   "# HELP shale_writes_stopped 1 when a failed write or sync made the database "
                   "refuse writes.\n# TYPE shale_writes_stopped gauge\nshale_writes_stopped %d\n",
                   st.writes_stopped ? 1 : 0);
+    }
+    if (rc == SHALE_OK) {
+        rc = addf(out, err,
+                  "# HELP shale_background_error 1 while a flush or compaction error is "
+                  "unresolved.\n# TYPE shale_background_error gauge\nshale_background_error %d\n"
+                  "# HELP shale_compactions_halted 1 when a compaction met damaged data (until "
+                  "reopen).\n# TYPE shale_compactions_halted gauge\nshale_compactions_halted %d\n",
+                  st.background_error ? 1 : 0, st.compactions_halted ? 1 : 0);
     }
     return rc;
 }

@@ -708,9 +708,12 @@ int resp_cmd_info(cctx *c, const shale_slice *argv, size_t argc)
             "loading:0\r\nrdb_changes_since_last_save:0\r\nrdb_bgsave_in_progress:0\r\n"
             "rdb_last_save_time:%" PRIu64 "\r\nrdb_last_bgsave_status:ok\r\naof_enabled:0\r\n"
             "shale_log_bytes:%" PRIu64 "\r\nshale_log_segments:%" PRIu64
-            "\r\nshale_table_bytes:%" PRIu64 "\r\nshale_writes_stopped:%d\r\n",
+            "\r\nshale_table_bytes:%" PRIu64 "\r\nshale_writes_stopped:%d\r\n"
+            "shale_background_error:%d\r\nshale_compactions_halted:%d\r\n"
+            "shale_flush_failures:%" PRIu64 "\r\nshale_compaction_failures:%" PRIu64 "\r\n",
             sv->start_ms / 1000, st.log_bytes, st.log_segments, st.table_bytes_on_disk,
-            st.writes_stopped ? 1 : 0);
+            st.writes_stopped ? 1 : 0, st.background_error ? 1 : 0, st.compactions_halted ? 1 : 0,
+            st.flush_failures, st.compaction_failures);
     }
     if (want[S_STATS]) {
         add(&b, &oom, "%s# Stats\r\n", sections++ ? "\r\n" : "");

@@ -932,8 +932,10 @@ static void grace_cb(evutil_socket_t fd, short what, void *arg)
 static void stop_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
-    (void)what;
     worker *w = arg;
+    if ((what & EV_READ) == 0 && !atomic_load(&w->srv->stopping)) {
+        return; /* the once-a-second look (worker_init) */
+    }
     event_del(w->stop_ev);
     w->stopped = true;
     if (w->resp_listener != NULL) {
@@ -1016,8 +1018,11 @@ static shale_code worker_init(server *s, worker *w, uint32_t index, shale_error 
         evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(w->http_bound),
                                     accept_error_cb);
     }
+    /* The pipe wakes the loop at once; the timeout is the fallback when server_stop's write to
+     * it failed (it runs in a signal handler, with nowhere to report that). */
+    struct timeval look = {.tv_sec = 1};
     w->stop_ev = event_new(w->base, s->stop_pipe[0], EV_READ | EV_PERSIST, stop_cb, w);
-    if (w->stop_ev == NULL || event_add(w->stop_ev, NULL) != 0) {
+    if (w->stop_ev == NULL || event_add(w->stop_ev, &look) != 0) {
         return err_set(err, SHALE_NOMEM, 0, "cannot watch the stop pipe");
     }
     return SHALE_OK;
@@ -1217,8 +1222,10 @@ void server_stop(server *s)
     int saved = errno;
     atomic_store(&s->stopping, true);
     if (s->stop_pipe[1] >= 0) {
-        ssize_t n = write(s->stop_pipe[1], "x", 1);
-        (void)n;
+        ssize_t n;
+        do {
+            n = write(s->stop_pipe[1], "x", 1);
+        } while (n < 0 && errno == EINTR);
     }
     errno = saved;
 }
