@@ -16,7 +16,9 @@
  * a prefix: the database must equal the model after SOME operation of the cycle (no holes). Every
  * value names its lane, op and key and is checked byte for byte. The same directory accumulates
  * over all cycles of a test. SHALE_CRASH_SEED=<n> in the environment replaces the operation seed
- * of every variant.
+ * of every variant. SHALE_CAMPAIGN_SCALE=<n> multiplies every variant's cycles (the long mode),
+ * and each variant ends with one tu_campaign_report("crash", ...) line: cycles, acknowledged ops
+ * verified, ops in doubt found applied, and 0 lost (a lost ack fails the test before it).
  *
  * What differs between the tests (key space, op mix, value sizes, options, the kill plan, what is
  * checked on top after each reopen) is a crash_config; one test case is a crash_variant.
@@ -105,9 +107,10 @@ struct crash_run {
     void *user; /* the test's own state, for its callbacks */
 };
 
-/* Runs every cycle of `v` in a new directory: create, then per cycle fork/write/kill, reopen,
- * cfg->check, close, match every lane with the model. Ends with: some put, delete and batch were
- * acked; with OS or FULL durability no acked op was lost. */
+/* Runs every cycle of `v` (times tu_campaign_scale()) in a new directory: create, then per cycle
+ * fork/write/kill, reopen, cfg->check, close, match every lane with the model. Ends with: some
+ * put, delete and batch were acked; with OS or FULL durability no acked op was lost; then the
+ * campaign report line. */
 void crash_run_variant(const crash_config *cfg, const crash_variant *v, void *user);
 
 /* Reads every key into the lanes' actual[], checking each value byte for byte, then `st`

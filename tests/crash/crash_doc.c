@@ -53,7 +53,8 @@
  * The run must have acked every kind of operation and a refused write, and had an index
  * operation in doubt.
  * The next child goes on after the last op the check found applied. SHALE_CRASH_SEED=<n> in the
- * environment replaces the operation seed.
+ * environment replaces the operation seed; SHALE_CAMPAIGN_SCALE=<n> multiplies the cycles. The run
+ * ends with one campaign report line (tu_campaign_report).
  *
  * Plumbing: crash_common.h's crash_fork_kill (48-byte records), crash_create, crash_remove,
  * crash_env_seed and crash_offline_check. JSON on the test side is jansson's; the raw index
@@ -1526,7 +1527,7 @@ static void run(uint64_t seed, unsigned cycles, uint64_t cap, uint64_t max_acks,
 
     memset(r, 0, sizeof *r);
     r->seed = crash_env_seed(seed);
-    r->cycles = cycles;
+    r->cycles = cycles * (unsigned)tu_campaign_scale();
     r->cap = cap;
     r->max_acks = max_acks;
     r->max_delay_us = max_delay_us;
@@ -1535,7 +1536,7 @@ static void run(uint64_t seed, unsigned cycles, uint64_t cap, uint64_t max_acks,
     shale_options o = db_opts(true);
     r->dir = crash_create("crash_doc", &o, r->seed, &rng);
 
-    for (unsigned c = 0; c < cycles; c++) {
+    for (unsigned c = 0; c < r->cycles; c++) {
         crash_cycle(r, &rng, c);
         verify(r, c);
         r->next = r->last_ack + 2; /* the op in doubt, there or not, is done */
@@ -1554,7 +1555,7 @@ static void run(uint64_t seed, unsigned cycles, uint64_t cap, uint64_t max_acks,
                 " documents, %" PRIu64 " index entries and %" PRIu64
                 " queries verified; up to %" PRIu64 " leftover entries of dropped indexes; "
                 "up to %" PRIu64 " tables below level 0",
-                r->seed, cycles, acked, r->acked[OP_INSERT], r->acked[OP_INSERT_GEN],
+                r->seed, r->cycles, acked, r->acked[OP_INSERT], r->acked[OP_INSERT_GEN],
                 r->acked[OP_INSERT_MANY], r->acked[OP_UPDATE], r->acked[OP_UPDATE_MANY],
                 r->acked[OP_REPLACE], r->acked[OP_DELETE], r->acked[OP_INDEX], r->acked_noop,
                 r->acked_docs_gen, r->doubt_present, r->doubt_absent, r->doubt_ix[IX_ABSENT],
@@ -1568,6 +1569,17 @@ static void run(uint64_t seed, unsigned cycles, uint64_t cap, uint64_t max_acks,
     cr_assert_gt(r->acked_noop, 0, "no refused write was ever acked");
     cr_assert_gt(r->doubt_ix[0] + r->doubt_ix[1] + r->doubt_ix[2], 0,
                  "no index op was ever in doubt");
+    /* Every mismatch failed in match_docs or the index checks: nothing acknowledged was lost. */
+    tu_campaign_report("crash",
+                       "documents: %u cycles, %llu acknowledged ops verified, %llu in doubt, 0 "
+                       "lost (%llu documents, %llu index entries, %llu queries checked; index ops "
+                       "in doubt left absent %llu, building %llu, ready %llu; seed 0x%llx)",
+                       r->cycles, (unsigned long long)acked, (unsigned long long)r->doubt_present,
+                       (unsigned long long)r->verified_docs,
+                       (unsigned long long)r->verified_entries, (unsigned long long)r->queries,
+                       (unsigned long long)r->doubt_ix[IX_ABSENT],
+                       (unsigned long long)r->doubt_ix[IX_BUILDING],
+                       (unsigned long long)r->doubt_ix[IX_READY], (unsigned long long)r->seed);
     crash_remove(&r->dir);
 }
 
