@@ -2,56 +2,15 @@
  * backup: online, incremental backups of a database into a backup destination DEST, with
  * SHA-256 manifests; list, verify, delete, purge and restore (include/shale.h, "Backups").
  *
- * Layout of DEST:
- *   DEST/BACKUPS              the destination file (below): magic, the database's identity, the
- *                             next backup id, checksum. Written first, replaced atomically.
- *   DEST/LOCK                 flock'ed while shale_backup, _delete or _purge runs (SHALE_BUSY for
- *                             a second one); readers (list, verify, restore) do not take it.
- *   DEST/tables/NNNNNN-S.sst  a table of the database (file number NNNNNN, S bytes), written once
- *                             and shared by every backup that lists it. File numbers are never
- *                             reused within one database and BACKUPS pins DEST to one database,
- *                             so number + size names a table's content.
- *   DEST/NNNNNN/              backup NNNNNN: the checkpoint's small files (SHALE, CURRENT,
- *                             MANIFEST-M) and BACKUP, its manifest (below), written last.
- * A directory NNNNNN/ without BACKUP is a backup cut short: list, verify and restore ignore it
- * (SHALE_NOT_FOUND for its id), and the next backup, delete or purge removes it, with every
- * tables/ file no complete backup lists and every *.tmp there.
- *
- * DEST/BACKUPS (56 bytes; every integer little-endian):
- *
- *   0          8             12          16              24                       52          56
- *   +----------+-------------+-----------+---------------+------------------------+-----------+
- *   |"SHALEBKS"| version u32 | flags u32 | next_id u64   | identity (28 bytes)    | crc u32   |
- *   +----------+-------------+-----------+---------------+------------------------+-----------+
- *   version = 1, flags = 0. identity = the database's identity file SHALE, verbatim (its magic,
- *   version, flags, created_at_ms and checksum). next_id = the id the next backup takes; it only
- *   grows (raised before a backup directory is created), so an id is never reused, also after
- *   the newest backup was deleted. crc = masked CRC32C of bytes [0, 52).
- *
- * DEST/NNNNNN/BACKUP (88 bytes + the entries + 4; at most 16 MiB):
- *
- *   0  "SHALEBAK"          8 bytes
- *   8  version u32         1
- *   12 flags u32           0
- *   16 id u64              equal to the directory's number
- *   24 seq u64             the newest sequence number the backup holds (see below)
- *   32 created_at_ms u64   wall clock (env->now_ms) when the backup was taken
- *   40 new_files u64       files this backup wrote (the rest were in DEST already)
- *   48 new_bytes u64
- *   56 identity            28 bytes, equal to BACKUPS's
- *   84 nfiles u32          then nfiles entries:
- *        where u8          1 = DEST/NNNNNN/<name>, 2 = DEST/tables/<number>-<size>.sst
- *        name_len u8       1 .. 47
- *        name              the file's name in the database ("SHALE", "CURRENT",
- *                          "MANIFEST-000007", "000012.sst"): [A-Za-z0-9._-], not starting with
- *                          '.'; for where = 2 a table name NNNNNN.sst
- *        size u64
- *        sha256            32 bytes, of the file's whole content
- *   end-4  crc u32         masked CRC32C of every byte before it
- *   Checks, in order (SHALE_CORRUPTION naming the file and offset): at least 92 bytes and the
- *   magic; the checksum; the version; every entry inside the file (nfiles bounded by the length
- *   before anything is allocated), a valid name, no name twice, nothing after the last entry;
- *   SHALE and CURRENT present; the id equal to the directory's; the identity equal to BACKUPS's.
+ * The files of DEST, their formats and every check made on reading them are in backup_format.h
+ * (this file does the I/O and the order of it). In short: DEST/BACKUPS pins DEST to one database
+ * and holds the next backup id; DEST/tables/ holds every table once, shared by the backups that
+ * list it; DEST/NNNNNN/ is backup NNNNNN (the checkpoint's small files and BACKUP, its manifest,
+ * written last); DEST/LOCK is flock'ed while shale_backup, _delete or _purge runs (SHALE_BUSY for
+ * a second one; readers (list, verify, restore) do not take it). A directory NNNNNN/ without
+ * BACKUP is a backup cut short: list, verify and restore ignore it (SHALE_NOT_FOUND for its id),
+ * and the next backup, delete or purge removes it, with every tables/ file no complete backup
+ * lists and every *.tmp there.
  *
  * How a backup is taken (shale_backup):
  *   1. DEST is created if missing; it must be empty (LOCK, BACKUPS.tmp aside) or hold BACKUPS
@@ -111,47 +70,17 @@
 #include <unistd.h>
 
 #include "base/buf.h"
-#include "base/coding.h"
-#include "base/crc32c.h"
 #include "base/error.h"
 #include "env/env.h"
+#include "lsm/backup_format.h"
 #include "lsm/db_impl.h"
 #include "lsm/version.h"
 #include "wal/wal_format.h"
 #include "wal/wal_reader.h"
 
-#define BK_DEST_FILE     "BACKUPS"
-#define BK_DEST_MAGIC    "SHALEBKS"
-#define BK_MAGIC         "SHALEBAK"
-#define BK_FILE          "BACKUP"
-#define BK_TABLES        "tables"
-#define BK_VERSION       1u
-#define BK_ID_BYTES      28u /* the identity file, verbatim */
-#define BK_DEST_BYTES    56u
-#define BK_HEAD_BYTES    88u
-#define BK_ENTRY_MIN     42u /* where, name_len, size, sha256: a name adds to it */
-#define BK_NAME_MAX      47u
-#define BK_MAX_MANIFEST  ((size_t)16 << 20)
 #define BK_CHUNK         ((size_t)1 << 20)
 #define BK_PATH          4096
-#define BK_SHA           32u
-#define BK_WHERE_DIR     1u
-#define BK_WHERE_TABLES  2u
 #define BK_CURRENT_BYTES 4096u
-
-typedef struct bk_file {
-    uint8_t where;
-    char name[BK_NAME_MAX + 1];
-    uint64_t size;
-    uint8_t sha[BK_SHA];
-} bk_file;
-
-typedef struct bk_manifest {
-    uint64_t id, seq, created_at_ms, new_files, new_bytes;
-    uint8_t identity[BK_ID_BYTES];
-    bk_file *files;
-    size_t nfiles, cap;
-} bk_manifest;
 
 /* One numbered directory of DEST. */
 typedef enum bk_state { BK_INCOMPLETE, BK_COMPLETE, BK_DAMAGED } bk_state;
@@ -159,7 +88,7 @@ typedef enum bk_state { BK_INCOMPLETE, BK_COMPLETE, BK_DAMAGED } bk_state;
 typedef struct bk_item {
     uint64_t id;
     bk_state state;
-    bk_manifest m;     /* BK_COMPLETE */
+    backup_manifest m; /* BK_COMPLETE */
     shale_error error; /* BK_DAMAGED: what is wrong */
 } bk_item;
 
@@ -170,9 +99,9 @@ typedef struct bk_scan {
 
 /* A table some complete backup lists: its name in tables/, size and digest. */
 typedef struct bk_ref {
-    char name[64];
+    char name[BACKUP_STORED_NAME];
     uint64_t size;
-    uint8_t sha[BK_SHA];
+    uint8_t sha[BACKUP_SHA];
     bool conflict; /* two backups list it with different digests: never carried */
 } bk_ref;
 
@@ -197,98 +126,26 @@ static shale_code pathf(char *out, shale_error *err, const char *fmt, ...)
     return SHALE_OK;
 }
 
-static void manifest_free(bk_manifest *m)
-{
-    free(m->files);
-    m->files = NULL;
-    m->nfiles = m->cap = 0;
-}
-
 static void scan_free(bk_scan *s)
 {
     for (size_t i = 0; i < s->n; i++) {
-        manifest_free(&s->items[i].m);
+        backup_manifest_free(&s->items[i].m);
     }
     free(s->items);
     s->items = NULL;
     s->n = 0;
 }
 
-static shale_code manifest_add(bk_manifest *m, const bk_file *f, shale_error *err)
-{
-    if (m->nfiles == m->cap) {
-        size_t cap = m->cap ? m->cap * 2 : 16;
-        bk_file *v = realloc(m->files, cap * sizeof *v);
-        if (v == NULL) {
-            return err_nomem(err);
-        }
-        m->files = v;
-        m->cap = cap;
-    }
-    m->files[m->nfiles++] = *f;
-    return SHALE_OK;
-}
-
-/* "000012-4096.sst": the name of table file f (where = 2) in DEST/tables. */
-static void stored_name(char *out, size_t cap, const bk_file *f)
-{
-    uint64_t number = 0;
-    (void)version_parse_file_name(f->name, &number);
-    snprintf(out, cap, "%06" PRIu64 "-%" PRIu64 ".sst", number, f->size);
-}
-
 /* Where file f of backup `id` lives in dest. */
-static shale_code file_path(char *out, const char *dest, uint64_t id, const bk_file *f,
+static shale_code file_path(char *out, const char *dest, uint64_t id, const backup_file *f,
                             shale_error *err)
 {
-    if (f->where == BK_WHERE_TABLES) {
-        char name[64];
-        stored_name(name, sizeof name, f);
-        return pathf(out, err, "%s/" BK_TABLES "/%s", dest, name);
+    if (f->where == BACKUP_WHERE_TABLES) {
+        char name[BACKUP_STORED_NAME];
+        backup_stored_name(name, f);
+        return pathf(out, err, "%s/" BACKUP_TABLES "/%s", dest, name);
     }
     return pathf(out, err, "%s/%06" PRIu64 "/%s", dest, id, f->name);
-}
-
-static bool name_ok(const char *name, size_t n)
-{
-    if (n == 0 || n > BK_NAME_MAX || name[0] == '.') {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char c = name[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == '-')) {
-            return false;
-        }
-    }
-    return true;
-}
-
-/* A backup directory's name: six or more decimal digits, no leading zero past six digits. */
-static bool parse_id(const char *name, uint64_t *id)
-{
-    size_t n = strlen(name);
-    uint64_t v = 0;
-
-    if (n < 6 || n > 19) {
-        return false;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (name[i] < '0' || name[i] > '9') {
-            return false;
-        }
-        v = v * 10 + (uint64_t)(name[i] - '0');
-    }
-    if (v == 0) {
-        return false;
-    }
-    char canon[32];
-    snprintf(canon, sizeof canon, "%06" PRIu64, v);
-    if (strcmp(canon, name) != 0) {
-        return false;
-    }
-    *id = v;
-    return true;
 }
 
 /* Removes directory `path` (empty). See the header comment: the env has no rmdir. */
@@ -301,14 +158,47 @@ static shale_code remove_dir(const char *path, shale_error *err)
     return SHALE_OK;
 }
 
-/* Removes every file in directory `dir`, `first` (may be NULL) before the others with a
- * directory sync in between, then the directory itself and syncs its parent. */
+static bool is(const char *name, const char *which)
+{
+    return which != NULL && strcmp(name, which) == 0;
+}
+
+/* Removes the files names[0, count) of directory `dir` but `keep` (may be NULL): `first` (may be
+ * NULL) before the others, with a directory sync in between, so a crash midway leaves it gone
+ * first. A file already gone is not an error. */
+static shale_code remove_files(const shale_env *env, const char *dir, char **names, size_t count,
+                               const char *first, const char *keep, shale_error *err)
+{
+    char path[BK_PATH];
+    shale_code rc = SHALE_OK;
+
+    for (int round = first != NULL ? 0 : 1; round < 2 && rc == SHALE_OK; round++) {
+        for (size_t i = 0; i < count && rc == SHALE_OK; i++) {
+            if (is(names[i], keep) || is(names[i], first) != (round == 0)) {
+                continue;
+            }
+            rc = pathf(path, err, "%s/%s", dir, names[i]);
+            if (rc == SHALE_OK) {
+                rc = env->remove_file(env, path, err);
+                if (rc == SHALE_NOT_FOUND) {
+                    rc = SHALE_OK;
+                }
+            }
+        }
+        if (rc == SHALE_OK && round == 0) {
+            rc = env->sync_dir(env, dir, err);
+        }
+    }
+    return rc;
+}
+
+/* Removes every file in directory `dir`, `first` (may be NULL) before the others (remove_files),
+ * then the directory itself and syncs its parent. */
 static shale_code remove_tree(const shale_env *env, const char *dir, const char *first,
                               shale_error *err)
 {
     char **names = NULL;
     size_t count = 0;
-    char path[BK_PATH];
     shale_code rc = env->list_dir(env, dir, &names, &count, err);
 
     if (rc == SHALE_NOT_FOUND) {
@@ -317,31 +207,7 @@ static shale_code remove_tree(const shale_env *env, const char *dir, const char 
     if (rc != SHALE_OK) {
         return rc;
     }
-    if (first != NULL) {
-        for (size_t i = 0; i < count && rc == SHALE_OK; i++) {
-            if (strcmp(names[i], first) == 0) {
-                rc = pathf(path, err, "%s/%s", dir, names[i]);
-                if (rc == SHALE_OK) {
-                    rc = env->remove_file(env, path, err);
-                }
-                if (rc == SHALE_OK) {
-                    rc = env->sync_dir(env, dir, err);
-                }
-            }
-        }
-    }
-    for (size_t i = 0; i < count && rc == SHALE_OK; i++) {
-        if (first != NULL && strcmp(names[i], first) == 0) {
-            continue;
-        }
-        rc = pathf(path, err, "%s/%s", dir, names[i]);
-        if (rc == SHALE_OK) {
-            rc = env->remove_file(env, path, err);
-            if (rc == SHALE_NOT_FOUND) {
-                rc = SHALE_OK;
-            }
-        }
-    }
+    rc = remove_files(env, dir, names, count, first, NULL, err);
     env_free_names(names, count);
     if (rc == SHALE_OK) {
         rc = remove_dir(dir, err);
@@ -376,11 +242,21 @@ static shale_code sha_update(EVP_MD_CTX *ctx, const void *data, size_t n, shale_
     return SHALE_OK;
 }
 
-static shale_code sha_final(EVP_MD_CTX *ctx, uint8_t out[BK_SHA], shale_error *err)
+static shale_code sha_final(EVP_MD_CTX *ctx, uint8_t out[BACKUP_SHA], shale_error *err)
 {
     unsigned int len = 0;
-    if (EVP_DigestFinal_ex(ctx, out, &len) != 1 || len != BK_SHA) {
+    if (EVP_DigestFinal_ex(ctx, out, &len) != 1 || len != BACKUP_SHA) {
         return err_set(err, SHALE_IO, 0, "libcrypto: SHA-256 final failed");
+    }
+    return SHALE_OK;
+}
+
+/* The SHA-256 of data[0, n). */
+static shale_code sha_buffer(const void *data, size_t n, uint8_t out[BACKUP_SHA], shale_error *err)
+{
+    unsigned int len = 0;
+    if (EVP_Digest(data, n, out, &len, EVP_sha256(), NULL) != 1 || len != BACKUP_SHA) {
+        return err_set(err, SHALE_IO, 0, "libcrypto: SHA-256 failed");
     }
     return SHALE_OK;
 }
@@ -389,7 +265,8 @@ static shale_code sha_final(EVP_MD_CTX *ctx, uint8_t out[BK_SHA], shale_error *e
  * `dst` is not NULL, appending it to a new file `dst` (created with `flags`), fsynced and closed.
  * *size gets the number of bytes read. */
 static shale_code copy_hashed(const shale_env *env, const char *src, const char *dst, int flags,
-                              uint8_t *buf, uint64_t *size, uint8_t sha[BK_SHA], shale_error *err)
+                              uint8_t *buf, uint64_t *size, uint8_t sha[BACKUP_SHA],
+                              shale_error *err)
 {
     env_file *in = NULL, *out = NULL;
     EVP_MD_CTX *ctx = NULL;
@@ -449,11 +326,11 @@ out:
 
 /* Checks that `path` has size `size` and SHA-256 `sha`: SHALE_CORRUPTION naming it otherwise. */
 static shale_code check_file(const shale_env *env, const char *path, uint64_t size,
-                             const uint8_t sha[BK_SHA], uint8_t *buf, shale_error *err)
+                             const uint8_t sha[BACKUP_SHA], uint8_t *buf, shale_error *err)
 {
     bool is_dir = false;
     uint64_t got_size = 0;
-    uint8_t got[BK_SHA];
+    uint8_t got[BACKUP_SHA];
     shale_code rc = env->stat_path(env, path, &is_dir, &got_size, err);
 
     if (rc == SHALE_NOT_FOUND) {
@@ -481,269 +358,129 @@ static shale_code check_file(const shale_env *env, const char *path, uint64_t si
                        "%s: %" PRIu64 " bytes read, the backup lists %" PRIu64, path, got_size,
                        size);
     }
-    if (memcmp(got, sha, BK_SHA) != 0) {
+    if (memcmp(got, sha, BACKUP_SHA) != 0) {
         return err_set(err, SHALE_CORRUPTION, 0, "%s: SHA-256 mismatch (content changed)", path);
     }
     return SHALE_OK;
 }
 
-/* ---- DEST/BACKUPS ---- */
+/* ---- DEST/BACKUPS and DEST/NNNNNN/BACKUP ---- */
 
-static void dest_encode(uint8_t out[BK_DEST_BYTES], uint64_t next_id,
-                        const uint8_t identity[BK_ID_BYTES])
+/* Reads the whole of `path` (at most max bytes) into *data (the caller frees it):
+ * SHALE_NOT_FOUND (err not set) if it is missing. */
+static shale_code read_whole(const shale_env *env, const char *path, size_t max, void **data,
+                             size_t *len, shale_error *err)
 {
-    memcpy(out, BK_DEST_MAGIC, 8);
-    coding_put_fixed32(out + 8, BK_VERSION);
-    coding_put_fixed32(out + 12, 0);
-    coding_put_fixed64(out + 16, next_id);
-    memcpy(out + 24, identity, BK_ID_BYTES);
-    coding_put_fixed32(out + 52, crc32c_mask(crc32c_value(out, 52)));
+    shale_error local;
+    shale_code rc = env_read_file(env, path, max, data, len, &local);
+    return rc == SHALE_OK || rc == SHALE_NOT_FOUND ? rc : err_copy(err, &local);
 }
 
 static shale_code dest_write(const shale_env *env, const char *dest, uint64_t next_id,
-                             const uint8_t identity[BK_ID_BYTES], shale_error *err)
+                             const uint8_t identity[BACKUP_ID_BYTES], shale_error *err)
 {
-    uint8_t raw[BK_DEST_BYTES];
-    dest_encode(raw, next_id, identity);
-    return env_write_file_atomic(env, dest, BK_DEST_FILE, raw, sizeof raw, err);
+    uint8_t raw[BACKUP_DEST_BYTES];
+    backup_dest_encode(raw, next_id, identity);
+    return env_write_file_atomic(env, dest, BACKUP_DEST_FILE, raw, sizeof raw, err);
 }
 
 /* Reads DEST/BACKUPS. SHALE_NOT_FOUND if it is missing (err not set), SHALE_CORRUPTION naming it
  * if damaged. */
 static shale_code dest_read(const shale_env *env, const char *dest, uint64_t *next_id,
-                            uint8_t identity[BK_ID_BYTES], shale_error *err)
+                            uint8_t identity[BACKUP_ID_BYTES], shale_error *err)
 {
     char path[BK_PATH];
     void *data = NULL;
     size_t len = 0;
-    shale_error local;
-    shale_code rc = pathf(path, err, "%s/" BK_DEST_FILE, dest);
+    shale_code rc = pathf(path, err, "%s/" BACKUP_DEST_FILE, dest);
 
-    if (rc != SHALE_OK) {
-        return rc;
+    if (rc == SHALE_OK) {
+        rc = read_whole(env, path, 4096, &data, &len, err);
     }
-    rc = env_read_file(env, path, 4096, &data, &len, &local);
-    if (rc == SHALE_NOT_FOUND) {
-        return rc;
-    }
-    if (rc != SHALE_OK) {
-        return err_copy(err, &local);
-    }
-    const uint8_t *raw = data;
-    if (len != BK_DEST_BYTES || memcmp(raw, BK_DEST_MAGIC, 8) != 0) {
-        rc = err_set(err, SHALE_CORRUPTION, 0, "%s: %zu bytes, not a backup destination file", path,
-                     len);
-    } else if (crc32c_unmask(coding_get_fixed32(raw + 52)) != crc32c_value(raw, 52)) {
-        rc = err_set(err, SHALE_CORRUPTION, 0, "%s @52: checksum mismatch", path);
-    } else if (coding_get_fixed32(raw + 8) != BK_VERSION) {
-        rc = err_set(err, SHALE_CORRUPTION, 0,
-                     "%s @8: format version %" PRIu32 ", this build reads %u", path,
-                     coding_get_fixed32(raw + 8), BK_VERSION);
-    } else {
-        *next_id = coding_get_fixed64(raw + 16);
-        memcpy(identity, raw + 24, BK_ID_BYTES);
+    if (rc == SHALE_OK) {
+        rc = backup_dest_decode(data, len, path, next_id, identity, err);
     }
     free(data);
     return rc;
 }
 
-/* For readers: DEST must exist and hold a valid BACKUPS. */
-static shale_code dest_open(const shale_env *env, const char *dest, uint64_t *next_id,
-                            uint8_t identity[BK_ID_BYTES], shale_error *err)
+/* `path` must be a directory: SHALE_NOT_FOUND (err not set) if it is missing, SHALE_INVALID if it
+ * is something else. */
+static shale_code stat_dir(const shale_env *env, const char *path, shale_error *err)
 {
     bool is_dir = false;
     uint64_t size;
+    shale_code rc = env->stat_path(env, path, &is_dir, &size, err);
 
-    if (dest == NULL || dest[0] == '\0') {
-        return err_set(err, SHALE_INVALID, 0, "backup destination: empty path");
-    }
-    shale_code rc = env->stat_path(env, dest, &is_dir, &size, err);
-    if (rc == SHALE_NOT_FOUND) {
-        return err_set(err, SHALE_NOT_FOUND, 0, "%s: no such backup destination", dest);
-    }
-    if (rc != SHALE_OK) {
-        return rc;
-    }
-    if (!is_dir) {
-        return err_set(err, SHALE_INVALID, 0, "%s: not a directory", dest);
-    }
-    rc = dest_read(env, dest, next_id, identity, err);
-    if (rc == SHALE_NOT_FOUND) {
-        return err_set(err, SHALE_INVALID, 0,
-                       "%s: not a backup destination (no " BK_DEST_FILE " file)", dest);
+    if (rc == SHALE_OK && !is_dir) {
+        return err_set(err, SHALE_INVALID, 0, "%s: not a directory", path);
     }
     return rc;
 }
 
-/* ---- DEST/NNNNNN/BACKUP ---- */
-
-static shale_code manifest_encode(const bk_manifest *m, shale_buf *out, shale_error *err)
+/* Makes sure directory `path` exists: created (and its parent synced) when missing. */
+static shale_code make_dir(const shale_env *env, const char *path, shale_error *err)
 {
-    size_t n = BK_HEAD_BYTES + 4;
-    for (size_t i = 0; i < m->nfiles; i++) {
-        n += BK_ENTRY_MIN + strlen(m->files[i].name);
+    shale_code rc = stat_dir(env, path, err);
+    if (rc == SHALE_NOT_FOUND) {
+        rc = env->mkdir(env, path, err);
+        if (rc == SHALE_OK) {
+            rc = env_sync_parent(env, path, err);
+        }
     }
-    buf_reset(out);
-    shale_code rc = buf_reserve(out, n, err);
-    if (rc != SHALE_OK) {
-        return rc;
-    }
-    uint8_t *p = out->data;
-    memcpy(p, BK_MAGIC, 8);
-    coding_put_fixed32(p + 8, BK_VERSION);
-    coding_put_fixed32(p + 12, 0);
-    coding_put_fixed64(p + 16, m->id);
-    coding_put_fixed64(p + 24, m->seq);
-    coding_put_fixed64(p + 32, m->created_at_ms);
-    coding_put_fixed64(p + 40, m->new_files);
-    coding_put_fixed64(p + 48, m->new_bytes);
-    memcpy(p + 56, m->identity, BK_ID_BYTES);
-    coding_put_fixed32(p + 84, (uint32_t)m->nfiles);
-    p += BK_HEAD_BYTES;
-    for (size_t i = 0; i < m->nfiles; i++) {
-        const bk_file *f = &m->files[i];
-        size_t len = strlen(f->name);
-        *p++ = f->where;
-        *p++ = (uint8_t)len;
-        memcpy(p, f->name, len);
-        p += len;
-        coding_put_fixed64(p, f->size);
-        memcpy(p + 8, f->sha, BK_SHA);
-        p += 8 + BK_SHA;
-    }
-    uint8_t *base = out->data;
-    coding_put_fixed32(p, crc32c_mask(crc32c_value(base, (size_t)(p - base))));
-    out->len = n;
-    return SHALE_OK;
+    return rc;
 }
 
-static shale_code manifest_decode(const uint8_t *raw, size_t len, const char *path, bk_manifest *m,
-                                  shale_error *err)
+/* For readers: DEST must exist and hold a valid BACKUPS. */
+static shale_code dest_open(const shale_env *env, const char *dest,
+                            uint8_t identity[BACKUP_ID_BYTES], shale_error *err)
 {
-    memset(m, 0, sizeof *m);
-    if (len < BK_HEAD_BYTES + 4 || memcmp(raw, BK_MAGIC, 8) != 0) {
-        return err_set(err, SHALE_CORRUPTION, 0, "%s: %zu bytes, not a backup manifest", path, len);
+    uint64_t next_id;
+
+    if (dest == NULL || dest[0] == '\0') {
+        return err_set(err, SHALE_INVALID, 0, "backup destination: empty path");
     }
-    if (crc32c_unmask(coding_get_fixed32(raw + len - 4)) != crc32c_value(raw, len - 4)) {
-        return err_set(err, SHALE_CORRUPTION, 0, "%s @%zu: checksum mismatch", path, len - 4);
+    shale_code rc = stat_dir(env, dest, err);
+    if (rc == SHALE_NOT_FOUND) {
+        return err_set(err, SHALE_NOT_FOUND, 0, "%s: no such backup destination", dest);
     }
-    if (coding_get_fixed32(raw + 8) != BK_VERSION) {
-        return err_set(err, SHALE_CORRUPTION, 0,
-                       "%s @8: format version %" PRIu32 ", this build reads %u", path,
-                       coding_get_fixed32(raw + 8), BK_VERSION);
+    if (rc == SHALE_OK) {
+        rc = dest_read(env, dest, &next_id, identity, err);
     }
-    m->id = coding_get_fixed64(raw + 16);
-    m->seq = coding_get_fixed64(raw + 24);
-    m->created_at_ms = coding_get_fixed64(raw + 32);
-    m->new_files = coding_get_fixed64(raw + 40);
-    m->new_bytes = coding_get_fixed64(raw + 48);
-    memcpy(m->identity, raw + 56, BK_ID_BYTES);
-    uint32_t nfiles = coding_get_fixed32(raw + 84);
-    size_t end = len - 4, off = BK_HEAD_BYTES;
-    if (nfiles > (end - off) / BK_ENTRY_MIN) {
-        return err_set(err, SHALE_CORRUPTION, 0, "%s @84: %" PRIu32 " files do not fit", path,
-                       nfiles);
+    if (rc == SHALE_NOT_FOUND) {
+        return err_set(err, SHALE_INVALID, 0,
+                       "%s: not a backup destination (no " BACKUP_DEST_FILE " file)", dest);
     }
-    m->files = calloc(nfiles ? nfiles : 1, sizeof *m->files);
-    if (m->files == NULL) {
-        return err_nomem(err);
-    }
-    m->cap = nfiles;
-    bool has_shale = false, has_current = false;
-    for (uint32_t i = 0; i < nfiles; i++) {
-        if (end - off < BK_ENTRY_MIN) {
-            goto truncated;
-        }
-        bk_file *f = &m->files[i];
-        size_t at = off;
-        f->where = raw[off];
-        size_t nlen = raw[off + 1];
-        if (end - off < BK_ENTRY_MIN + nlen) {
-            goto truncated;
-        }
-        if ((f->where != BK_WHERE_DIR && f->where != BK_WHERE_TABLES) ||
-            !name_ok((const char *)raw + off + 2, nlen)) {
-            manifest_free(m);
-            return err_set(err, SHALE_CORRUPTION, 0, "%s @%zu: bad file entry", path, at);
-        }
-        memcpy(f->name, raw + off + 2, nlen);
-        f->name[nlen] = '\0';
-        off += 2 + nlen;
-        f->size = coding_get_fixed64(raw + off);
-        memcpy(f->sha, raw + off + 8, BK_SHA);
-        off += 8 + BK_SHA;
-        uint64_t number;
-        version_file_kind kind = version_parse_file_name(f->name, &number);
-        if ((f->where == BK_WHERE_TABLES) != (kind == VERSION_FILE_TABLE)) {
-            manifest_free(m);
-            return err_set(err, SHALE_CORRUPTION, 0, "%s @%zu: %s in the wrong place", path, at,
-                           f->name);
-        }
-        for (uint32_t j = 0; j < i; j++) {
-            if (strcmp(m->files[j].name, f->name) == 0) {
-                manifest_free(m);
-                return err_set(err, SHALE_CORRUPTION, 0, "%s @%zu: %s listed twice", path, at,
-                               f->name);
-            }
-        }
-        has_shale |= strcmp(f->name, "SHALE") == 0;
-        has_current |= strcmp(f->name, "CURRENT") == 0;
-        m->nfiles++;
-    }
-    if (off != end) {
-        manifest_free(m);
-        return err_set(err, SHALE_CORRUPTION, 0, "%s @%zu: %zu unexpected bytes after the files",
-                       path, off, end - off);
-    }
-    if (!has_shale || !has_current) {
-        manifest_free(m);
-        return err_set(err, SHALE_CORRUPTION, 0, "%s: lists no %s", path,
-                       has_shale ? "CURRENT" : "SHALE");
-    }
-    return SHALE_OK;
-truncated:
-    manifest_free(m);
-    return err_set(err, SHALE_CORRUPTION, 0, "%s @%zu: file entry runs past the end", path, off);
+    return rc;
 }
 
 /* Reads DEST/NNNNNN/BACKUP: SHALE_NOT_FOUND (no BACKUP: the backup is incomplete or absent),
  * SHALE_CORRUPTION naming the file, SHALE_IO. */
 static shale_code manifest_read(const shale_env *env, const char *dest, uint64_t id,
-                                const uint8_t identity[BK_ID_BYTES], bk_manifest *m,
+                                const uint8_t identity[BACKUP_ID_BYTES], backup_manifest *m,
                                 shale_error *err)
 {
     char path[BK_PATH];
     void *data = NULL;
     size_t len = 0;
-    shale_error local;
-    shale_code rc = pathf(path, err, "%s/%06" PRIu64 "/" BK_FILE, dest, id);
+    shale_code rc = pathf(path, err, "%s/%06" PRIu64 "/" BACKUP_FILE, dest, id);
 
     memset(m, 0, sizeof *m);
-    if (rc != SHALE_OK) {
-        return rc;
+    if (rc == SHALE_OK) {
+        rc = read_whole(env, path, BACKUP_MAX_MANIFEST, &data, &len, err);
     }
-    rc = env_read_file(env, path, BK_MAX_MANIFEST, &data, &len, &local);
     if (rc == SHALE_NOT_FOUND) {
         return err_set(err, SHALE_NOT_FOUND, 0, "%s: backup %" PRIu64 " not found", dest, id);
     }
-    if (rc != SHALE_OK) {
-        return err_copy(err, &local);
+    if (rc == SHALE_OK) {
+        rc = backup_manifest_decode(data, len, path, m, err);
     }
-    rc = manifest_decode(data, len, path, m, err);
     free(data);
-    if (rc != SHALE_OK) {
-        return rc;
-    }
-    if (m->id != id) {
-        rc = err_set(err, SHALE_CORRUPTION, 0, "%s @16: id %" PRIu64 " in directory %06" PRIu64,
-                     path, m->id, id);
-    } else if (memcmp(m->identity, identity, BK_ID_BYTES) != 0) {
-        rc = err_set(err, SHALE_CORRUPTION, 0,
-                     "%s @56: another database's backup (identity differs from " BK_DEST_FILE ")",
-                     path);
-    }
-    if (rc != SHALE_OK) {
-        manifest_free(m);
+    if (rc == SHALE_OK) {
+        rc = backup_manifest_check(m, path, id, identity, err);
+        if (rc != SHALE_OK) {
+            backup_manifest_free(m);
+        }
     }
     return rc;
 }
@@ -757,7 +494,7 @@ static int item_cmp(const void *a, const void *b)
 /* Every numbered directory of dest, with its manifest read (damage recorded per item, not
  * returned). Other names are ignored. */
 static shale_code scan_dest(const shale_env *env, const char *dest,
-                            const uint8_t identity[BK_ID_BYTES], bk_scan *out, shale_error *err)
+                            const uint8_t identity[BACKUP_ID_BYTES], bk_scan *out, shale_error *err)
 {
     char **names = NULL;
     size_t count = 0;
@@ -776,7 +513,7 @@ static shale_code scan_dest(const shale_env *env, const char *dest,
     for (size_t i = 0; i < count && rc == SHALE_OK; i++) {
         uint64_t id, size;
         bool is_dir = false;
-        if (!parse_id(names[i], &id)) {
+        if (!backup_parse_id(names[i], &id)) {
             continue;
         }
         rc = pathf(path, err, "%s/%s", dest, names[i]);
@@ -854,14 +591,14 @@ static shale_code refs_build(const bk_scan *s, bk_refs *out, shale_error *err)
             continue;
         }
         for (size_t j = 0; j < it->m.nfiles; j++) {
-            const bk_file *f = &it->m.files[j];
-            if (f->where != BK_WHERE_TABLES) {
+            const backup_file *f = &it->m.files[j];
+            if (f->where != BACKUP_WHERE_TABLES) {
                 continue;
             }
             bk_ref *r = &out->v[out->n++];
-            stored_name(r->name, sizeof r->name, f);
+            backup_stored_name(r->name, f);
             r->size = f->size;
-            memcpy(r->sha, f->sha, BK_SHA);
+            memcpy(r->sha, f->sha, BACKUP_SHA);
         }
     }
     qsort(out->v, out->n, sizeof *out->v, ref_cmp);
@@ -869,7 +606,7 @@ static shale_code refs_build(const bk_scan *s, bk_refs *out, shale_error *err)
     size_t w = 0;
     for (size_t i = 0; i < out->n; i++) {
         if (w > 0 && strcmp(out->v[w - 1].name, out->v[i].name) == 0) {
-            if (memcmp(out->v[w - 1].sha, out->v[i].sha, BK_SHA) != 0) {
+            if (memcmp(out->v[w - 1].sha, out->v[i].sha, BACKUP_SHA) != 0) {
                 out->v[w - 1].conflict = true;
             }
             continue;
@@ -909,7 +646,7 @@ static shale_code collect_garbage(const shale_env *env, const char *dest, const 
     if (rc != SHALE_OK) {
         return rc;
     }
-    rc = pathf(path, err, "%s/" BK_TABLES, dest);
+    rc = pathf(path, err, "%s/" BACKUP_TABLES, dest);
     if (rc != SHALE_OK) {
         return rc;
     }
@@ -975,6 +712,49 @@ static void dest_unlock(const shale_env *env, env_lock *lock)
     }
 }
 
+/* What list, verify, delete, purge and restore start with: DEST opened (dest_open), locked when
+ * `lock` is not NULL, and scanned. On failure nothing is held. */
+static shale_code dest_scan(const shale_env *env, const char *dest, env_lock **lock, bk_scan *scan,
+                            shale_error *err)
+{
+    uint8_t identity[BACKUP_ID_BYTES];
+    shale_code rc = dest_open(env, dest, identity, err);
+
+    memset(scan, 0, sizeof *scan);
+    if (rc == SHALE_OK && lock != NULL) {
+        rc = dest_lock(env, dest, lock, err);
+    }
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    rc = scan_dest(env, dest, identity, scan, err);
+    if (rc != SHALE_OK && lock != NULL) {
+        dest_unlock(env, *lock);
+        *lock = NULL;
+    }
+    return rc;
+}
+
+/* Backup `id` of the scan, complete: SHALE_NOT_FOUND if there is none (or it is incomplete), its
+ * damage (SHALE_CORRUPTION) if it is damaged. id 0 means the newest backup. */
+static shale_code scan_pick(bk_scan *s, const char *dest, uint64_t id, bk_item **out,
+                            shale_error *err)
+{
+    bk_item *it = id != 0 ? scan_find(s, id) : NULL;
+    for (size_t i = s->n; id == 0 && i-- > 0 && it == NULL;) {
+        if (s->items[i].state != BK_INCOMPLETE) {
+            it = &s->items[i];
+        }
+    }
+    *out = it;
+    if (it == NULL || it->state == BK_INCOMPLETE) {
+        return id == 0
+                   ? err_set(err, SHALE_NOT_FOUND, 0, "%s: no backup to restore", dest)
+                   : err_set(err, SHALE_NOT_FOUND, 0, "%s: backup %" PRIu64 " not found", dest, id);
+    }
+    return it->state == BK_DAMAGED ? err_copy(err, &it->error) : SHALE_OK;
+}
+
 /* ---- shale_backup ---- */
 
 /* Reads the checkpoint's CURRENT and its one-snapshot manifest into *snap. */
@@ -1034,20 +814,20 @@ static shale_code read_snapshot(const shale_env *env, const char *ckpt, char *ma
 /* Copies (or reuses) one table of the checkpoint into tables/, filling f. */
 static shale_code place_table(const shale_env *env, const char *dest, const char *ckpt,
                               uint64_t number, uint64_t size, const bk_refs *refs, uint8_t *buf,
-                              bk_file *f, bool *is_new, shale_error *err)
+                              backup_file *f, bool *is_new, shale_error *err)
 {
-    char src[BK_PATH], dst[BK_PATH], tmp[BK_PATH], name[64];
+    char src[BK_PATH], dst[BK_PATH], tmp[BK_PATH], name[BACKUP_STORED_NAME];
     bool is_dir = false;
     uint64_t have = 0;
 
     memset(f, 0, sizeof *f);
-    f->where = BK_WHERE_TABLES;
+    f->where = BACKUP_WHERE_TABLES;
     snprintf(f->name, sizeof f->name, "%06" PRIu64 ".sst", number);
     f->size = size;
-    stored_name(name, sizeof name, f);
+    backup_stored_name(name, f);
     shale_code rc = pathf(src, err, "%s/%s", ckpt, f->name);
     if (rc == SHALE_OK) {
-        rc = pathf(dst, err, "%s/" BK_TABLES "/%s", dest, name);
+        rc = pathf(dst, err, "%s/" BACKUP_TABLES "/%s", dest, name);
     }
     if (rc == SHALE_OK) {
         rc = pathf(tmp, err, "%s.tmp", dst);
@@ -1059,7 +839,7 @@ static shale_code place_table(const shale_env *env, const char *dest, const char
     if (ref != NULL && !ref->conflict) {
         rc = env->stat_path(env, dst, &is_dir, &have, err);
         if (rc == SHALE_OK && !is_dir && have == size) {
-            memcpy(f->sha, ref->sha, BK_SHA);
+            memcpy(f->sha, ref->sha, BACKUP_SHA);
             *is_new = false;
             return env->remove_file(env, src, err); /* the checkpoint's link */
         }
@@ -1087,19 +867,19 @@ static shale_code place_table(const shale_env *env, const char *dest, const char
 
 /* Hashes a small file of the checkpoint into the manifest (it is new: written by this backup). */
 static shale_code add_small_file(const shale_env *env, const char *ckpt, const char *name,
-                                 uint8_t *buf, bk_manifest *m, shale_error *err)
+                                 uint8_t *buf, backup_manifest *m, shale_error *err)
 {
     char path[BK_PATH];
-    bk_file f;
+    backup_file f;
     memset(&f, 0, sizeof f);
-    f.where = BK_WHERE_DIR;
+    f.where = BACKUP_WHERE_DIR;
     snprintf(f.name, sizeof f.name, "%s", name);
     shale_code rc = pathf(path, err, "%s/%s", ckpt, name);
     if (rc == SHALE_OK) {
         rc = copy_hashed(env, path, NULL, 0, buf, &f.size, f.sha, err);
     }
     if (rc == SHALE_OK) {
-        rc = manifest_add(m, &f, err);
+        rc = backup_manifest_add(m, &f, err);
     }
     if (rc == SHALE_OK) {
         m->new_files++;
@@ -1111,16 +891,16 @@ static shale_code add_small_file(const shale_env *env, const char *ckpt, const c
 /* Makes sure dest is a destination of `identity` (creating it), returns its next id. Called
  * before the lock (nothing written into a foreign directory) and again under it. */
 static shale_code dest_prepare(const shale_env *env, const char *dest,
-                               const uint8_t identity[BK_ID_BYTES], bool create, uint64_t *next_id,
-                               shale_error *err)
+                               const uint8_t identity[BACKUP_ID_BYTES], bool create,
+                               uint64_t *next_id, shale_error *err)
 {
-    uint8_t have[BK_ID_BYTES];
+    uint8_t have[BACKUP_ID_BYTES];
     shale_code rc = dest_read(env, dest, next_id, have, err);
 
     if (rc == SHALE_OK) {
-        if (memcmp(have, identity, BK_ID_BYTES) != 0) {
+        if (memcmp(have, identity, BACKUP_ID_BYTES) != 0) {
             return err_set(err, SHALE_INVALID, 0,
-                           "%s: holds the backups of another database (" BK_DEST_FILE
+                           "%s: holds the backups of another database (" BACKUP_DEST_FILE
                            " names another identity)",
                            dest);
         }
@@ -1136,11 +916,11 @@ static shale_code dest_prepare(const shale_env *env, const char *dest,
         return rc;
     }
     for (size_t i = 0; i < count && rc == SHALE_OK; i++) {
-        if (strcmp(names[i], "LOCK") != 0 && strcmp(names[i], BK_DEST_FILE ".tmp") != 0) {
-            rc = err_set(err, SHALE_INVALID, 0,
-                         "%s: not empty and not a backup destination (holds %s, no " BK_DEST_FILE
-                         ")",
-                         dest, names[i]);
+        if (strcmp(names[i], "LOCK") != 0 && strcmp(names[i], BACKUP_DEST_FILE ".tmp") != 0) {
+            rc = err_set(
+                err, SHALE_INVALID, 0,
+                "%s: not empty and not a backup destination (holds %s, no " BACKUP_DEST_FILE ")",
+                dest, names[i]);
         }
     }
     env_free_names(names, count);
@@ -1151,8 +931,9 @@ static shale_code dest_prepare(const shale_env *env, const char *dest,
     return create ? dest_write(env, dest, 1, identity, err) : SHALE_OK;
 }
 
-static shale_code backup_locked(shale_db *db, const char *dest, const uint8_t identity[BK_ID_BYTES],
-                                uint8_t *buf, bk_manifest *m, shale_error *err)
+static shale_code backup_locked(shale_db *db, const char *dest,
+                                const uint8_t identity[BACKUP_ID_BYTES], uint8_t *buf,
+                                backup_manifest *m, shale_error *err)
 {
     const shale_env *env = db->env;
     char path[BK_PATH], ckpt[BK_PATH], manifest_name[64];
@@ -1164,7 +945,7 @@ static shale_code backup_locked(shale_db *db, const char *dest, const uint8_t id
     shale_code rc = dest_prepare(env, dest, identity, true, &next_id, err);
 
     if (rc == SHALE_OK) {
-        rc = pathf(path, err, "%s/" BK_TABLES, dest);
+        rc = pathf(path, err, "%s/" BACKUP_TABLES, dest);
     }
     if (rc == SHALE_OK) {
         rc = env->mkdir(env, path, err);
@@ -1221,7 +1002,7 @@ static shale_code backup_locked(shale_db *db, const char *dest, const uint8_t id
     m->id = id;
     m->seq = snap.has_flushed_seq ? snap.flushed_seq : 0;
     m->created_at_ms = env->now_ms(env);
-    memcpy(m->identity, identity, BK_ID_BYTES);
+    memcpy(m->identity, identity, BACKUP_ID_BYTES);
     rc = add_small_file(env, ckpt, "SHALE", buf, m, err);
     if (rc == SHALE_OK) {
         rc = add_small_file(env, ckpt, manifest_name, buf, m, err);
@@ -1229,11 +1010,11 @@ static shale_code backup_locked(shale_db *db, const char *dest, const uint8_t id
     bool any_new = false;
     for (size_t i = 0; i < snap.nadded && rc == SHALE_OK; i++) {
         const file_meta *meta = snap.added[i].meta;
-        bk_file f;
+        backup_file f;
         bool is_new = false;
         rc = place_table(env, dest, ckpt, meta->number, meta->size, &refs, buf, &f, &is_new, err);
         if (rc == SHALE_OK) {
-            rc = manifest_add(m, &f, err);
+            rc = backup_manifest_add(m, &f, err);
         }
         if (rc == SHALE_OK && is_new) {
             any_new = true;
@@ -1254,9 +1035,9 @@ static shale_code backup_locked(shale_db *db, const char *dest, const uint8_t id
     }
     if (rc == SHALE_OK) {
         shale_buf enc = {0};
-        rc = manifest_encode(m, &enc, err);
+        rc = backup_manifest_encode(m, &enc, err);
         if (rc == SHALE_OK) {
-            rc = env_write_file_atomic(env, ckpt, BK_FILE, enc.data, enc.len, err);
+            rc = env_write_file_atomic(env, ckpt, BACKUP_FILE, enc.data, enc.len, err);
         }
         buf_free(&enc);
     }
@@ -1272,16 +1053,30 @@ out:
     return rc;
 }
 
+static void info_of(const backup_manifest *m, shale_backup_info *out)
+{
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < m->nfiles; i++) {
+        bytes += m->files[i].size;
+    }
+    *out = (shale_backup_info){.id = m->id,
+                               .seq = m->seq,
+                               .created_at_ms = m->created_at_ms,
+                               .files = m->nfiles,
+                               .bytes = bytes,
+                               .new_files = m->new_files,
+                               .new_bytes = m->new_bytes};
+}
+
 shale_code shale_backup(shale_db *db, const char *dest, shale_backup_info *info, shale_error *err)
 {
     char path[BK_PATH];
     void *id_data = NULL;
     size_t id_len = 0;
-    bool is_dir = false;
-    uint64_t size, next_id;
+    uint64_t next_id;
     env_lock *lock = NULL;
     uint8_t *buf = NULL;
-    bk_manifest m = {0};
+    backup_manifest m = {0};
     /* Read-only: a backup flushes the memtable first, and that writes a table. */
     shale_code rc = db_check_writable(db, err);
 
@@ -1299,24 +1094,16 @@ shale_code shale_backup(shale_db *db, const char *dest, shale_backup_info *info,
     if (rc != SHALE_OK) {
         return rc;
     }
-    if (id_len != BK_ID_BYTES) {
+    if (id_len != BACKUP_ID_BYTES) {
         free(id_data);
         return err_set(err, SHALE_CORRUPTION, 0, "%s: %zu bytes, not a Shale identity file", path,
                        id_len);
     }
-    uint8_t identity[BK_ID_BYTES];
-    memcpy(identity, id_data, BK_ID_BYTES);
+    uint8_t identity[BACKUP_ID_BYTES];
+    memcpy(identity, id_data, BACKUP_ID_BYTES);
     free(id_data);
 
-    rc = env->stat_path(env, dest, &is_dir, &size, err);
-    if (rc == SHALE_NOT_FOUND) {
-        rc = env->mkdir(env, dest, err);
-        if (rc == SHALE_OK) {
-            rc = env_sync_parent(env, dest, err);
-        }
-    } else if (rc == SHALE_OK && !is_dir) {
-        rc = err_set(err, SHALE_INVALID, 0, "%s: not a directory", dest);
-    }
+    rc = make_dir(env, dest, err);
     if (rc == SHALE_OK) {
         rc = dest_prepare(env, dest, identity, false, &next_id, err);
     }
@@ -1335,64 +1122,36 @@ shale_code shale_backup(shale_db *db, const char *dest, shale_backup_info *info,
     free(buf);
     dest_unlock(env, lock);
     if (rc == SHALE_OK) {
-        uint64_t bytes = 0;
-        for (size_t i = 0; i < m.nfiles; i++) {
-            bytes += m.files[i].size;
-        }
+        shale_backup_info bi;
+        info_of(&m, &bi);
         if (info != NULL) {
-            *info = (shale_backup_info){.id = m.id,
-                                        .seq = m.seq,
-                                        .created_at_ms = m.created_at_ms,
-                                        .files = m.nfiles,
-                                        .bytes = bytes,
-                                        .new_files = m.new_files,
-                                        .new_bytes = m.new_bytes};
+            *info = bi;
         }
         db_log(db,
                "backup %" PRIu64 " to %s: seq %" PRIu64 ", %zu files (%" PRIu64 " bytes), %" PRIu64
                " new (%" PRIu64 " bytes)",
-               m.id, dest, m.seq, m.nfiles, bytes, m.new_files, m.new_bytes);
+               m.id, dest, m.seq, m.nfiles, bi.bytes, m.new_files, m.new_bytes);
     } else {
         db_log(db, "backup to %s failed: %s", dest, err ? err->msg : "");
     }
-    manifest_free(&m);
+    backup_manifest_free(&m);
     return rc;
 }
 
 /* ---- list ---- */
 
-static void info_of(const bk_manifest *m, shale_backup_info *out)
-{
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < m->nfiles; i++) {
-        bytes += m->files[i].size;
-    }
-    *out = (shale_backup_info){.id = m->id,
-                               .seq = m->seq,
-                               .created_at_ms = m->created_at_ms,
-                               .files = m->nfiles,
-                               .bytes = bytes,
-                               .new_files = m->new_files,
-                               .new_bytes = m->new_bytes};
-}
-
 shale_code shale_backup_list(const char *dest, shale_backup_info **out, size_t *count,
                              shale_error *err)
 {
     const shale_env *env = env_posix();
-    uint8_t identity[BK_ID_BYTES];
-    uint64_t next_id;
-    bk_scan scan = {0};
+    bk_scan scan;
 
     if (out == NULL || count == NULL) {
         return err_set(err, SHALE_INVALID, 0, "shale_backup_list: NULL argument");
     }
     *out = NULL;
     *count = 0;
-    shale_code rc = dest_open(env, dest, &next_id, identity, err);
-    if (rc == SHALE_OK) {
-        rc = scan_dest(env, dest, identity, &scan, err);
-    }
+    shale_code rc = dest_scan(env, dest, NULL, &scan, err);
     if (rc != SHALE_OK) {
         return rc;
     }
@@ -1426,21 +1185,21 @@ shale_code shale_backup_list(const char *dest, shale_backup_info **out, size_t *
 
 /* Checks every file of m; tables already in `done` (verified names, may be NULL) are skipped
  * and newly verified ones added. */
-static shale_code verify_manifest(const shale_env *env, const char *dest, const bk_manifest *m,
+static shale_code verify_manifest(const shale_env *env, const char *dest, const backup_manifest *m,
                                   uint8_t *buf, bk_refs *done, shale_error *err)
 {
     char path[BK_PATH];
     shale_code rc = SHALE_OK;
 
     for (size_t i = 0; i < m->nfiles && rc == SHALE_OK; i++) {
-        const bk_file *f = &m->files[i];
-        char name[64] = "";
-        if (f->where == BK_WHERE_TABLES && done != NULL) {
-            stored_name(name, sizeof name, f);
+        const backup_file *f = &m->files[i];
+        char name[BACKUP_STORED_NAME] = "";
+        if (f->where == BACKUP_WHERE_TABLES && done != NULL) {
+            backup_stored_name(name, f);
             bool seen = false;
             for (size_t j = 0; j < done->n && !seen; j++) {
                 seen = strcmp(done->v[j].name, name) == 0 &&
-                       memcmp(done->v[j].sha, f->sha, BK_SHA) == 0;
+                       memcmp(done->v[j].sha, f->sha, BACKUP_SHA) == 0;
             }
             if (seen) {
                 continue;
@@ -1458,7 +1217,7 @@ static shale_code verify_manifest(const shale_env *env, const char *dest, const 
             done->v = v;
             memset(&v[done->n], 0, sizeof v[done->n]);
             snprintf(v[done->n].name, sizeof v[done->n].name, "%s", name);
-            memcpy(v[done->n].sha, f->sha, BK_SHA);
+            memcpy(v[done->n].sha, f->sha, BACKUP_SHA);
             done->n++;
         }
     }
@@ -1468,16 +1227,11 @@ static shale_code verify_manifest(const shale_env *env, const char *dest, const 
 shale_code shale_backup_verify(const char *dest, uint64_t id, shale_error *err)
 {
     const shale_env *env = env_posix();
-    uint8_t identity[BK_ID_BYTES];
-    uint64_t next_id;
-    bk_scan scan = {0};
+    bk_scan scan;
     bk_refs done = {0};
     uint8_t *buf = NULL;
-    shale_code rc = dest_open(env, dest, &next_id, identity, err);
+    shale_code rc = dest_scan(env, dest, NULL, &scan, err);
 
-    if (rc == SHALE_OK) {
-        rc = scan_dest(env, dest, identity, &scan, err);
-    }
     if (rc != SHALE_OK) {
         return rc;
     }
@@ -1487,12 +1241,9 @@ shale_code shale_backup_verify(const char *dest, uint64_t id, shale_error *err)
         goto out;
     }
     if (id != 0) {
-        bk_item *it = scan_find(&scan, id);
-        if (it == NULL || it->state == BK_INCOMPLETE) {
-            rc = err_set(err, SHALE_NOT_FOUND, 0, "%s: backup %" PRIu64 " not found", dest, id);
-        } else if (it->state == BK_DAMAGED) {
-            rc = err_copy(err, &it->error);
-        } else {
+        bk_item *it = NULL;
+        rc = scan_pick(&scan, dest, id, &it, err);
+        if (rc == SHALE_OK) {
             rc = verify_manifest(env, dest, &it->m, buf, NULL, err);
         }
         goto out;
@@ -1521,7 +1272,7 @@ static shale_code remove_backup(const shale_env *env, const char *dest, uint64_t
 {
     char path[BK_PATH];
     shale_code rc = pathf(path, err, "%s/%06" PRIu64, dest, id);
-    return rc != SHALE_OK ? rc : remove_tree(env, path, BK_FILE, err);
+    return rc != SHALE_OK ? rc : remove_tree(env, path, BACKUP_FILE, err);
 }
 
 /* Deletes every backup with id in `victims` (sorted), then collects garbage. Every other backup
@@ -1548,7 +1299,7 @@ static shale_code delete_backups(const char *dest, const uint64_t *victims, size
         rc = remove_backup(env, dest, victims[i], err);
         bk_item *it = scan_find(scan, victims[i]);
         if (rc == SHALE_OK && it != NULL) {
-            manifest_free(&it->m);
+            backup_manifest_free(&it->m);
             it->state = BK_INCOMPLETE; /* gone: nothing of it is listed any more */
         }
     }
@@ -1568,26 +1319,18 @@ static shale_code delete_backups(const char *dest, const uint64_t *victims, size
 shale_code shale_backup_delete(const char *dest, uint64_t id, shale_error *err)
 {
     const shale_env *env = env_posix();
-    uint8_t identity[BK_ID_BYTES];
-    uint64_t next_id;
     env_lock *lock = NULL;
-    bk_scan scan = {0};
-    shale_code rc = dest_open(env, dest, &next_id, identity, err);
+    bk_scan scan;
+    shale_code rc = dest_scan(env, dest, &lock, &scan, err);
 
-    if (rc == SHALE_OK) {
-        rc = dest_lock(env, dest, &lock, err);
-    }
     if (rc != SHALE_OK) {
         return rc;
     }
-    rc = scan_dest(env, dest, identity, &scan, err);
-    if (rc == SHALE_OK) {
-        bk_item *it = scan_find(&scan, id);
-        if (id == 0 || it == NULL || it->state == BK_INCOMPLETE) {
-            rc = err_set(err, SHALE_NOT_FOUND, 0, "%s: backup %" PRIu64 " not found", dest, id);
-        } else {
-            rc = delete_backups(dest, &id, 1, &scan, env, err);
-        }
+    bk_item *it = scan_find(&scan, id);
+    if (id == 0 || it == NULL || it->state == BK_INCOMPLETE) {
+        rc = err_set(err, SHALE_NOT_FOUND, 0, "%s: backup %" PRIu64 " not found", dest, id);
+    } else {
+        rc = delete_backups(dest, &id, 1, &scan, env, err);
     }
     scan_free(&scan);
     dest_unlock(env, lock);
@@ -1597,39 +1340,29 @@ shale_code shale_backup_delete(const char *dest, uint64_t id, shale_error *err)
 shale_code shale_backup_purge(const char *dest, uint32_t keep, shale_error *err)
 {
     const shale_env *env = env_posix();
-    uint8_t identity[BK_ID_BYTES];
-    uint64_t next_id;
     env_lock *lock = NULL;
-    bk_scan scan = {0};
-    uint64_t *victims = NULL;
-    size_t nvictims = 0;
+    bk_scan scan;
+    size_t nvictims = 0, backups = 0;
 
     if (keep < 1) {
         return err_set(err, SHALE_INVALID, 0, "shale_backup_purge: keep must be at least 1");
     }
-    shale_code rc = dest_open(env, dest, &next_id, identity, err);
-    if (rc == SHALE_OK) {
-        rc = dest_lock(env, dest, &lock, err);
-    }
+    shale_code rc = dest_scan(env, dest, &lock, &scan, err);
     if (rc != SHALE_OK) {
         return rc;
     }
-    rc = scan_dest(env, dest, identity, &scan, err);
-    if (rc == SHALE_OK) {
-        size_t backups = 0;
-        for (size_t i = 0; i < scan.n; i++) {
-            backups += scan.items[i].state != BK_INCOMPLETE;
-        }
-        victims = calloc(scan.n ? scan.n : 1, sizeof *victims);
-        if (victims == NULL) {
-            rc = err_nomem(err);
-        }
-        /* Oldest first: every backup but the newest `keep` (damaged ones count as backups). */
-        for (size_t i = 0; i < scan.n && rc == SHALE_OK && backups > keep; i++) {
-            if (scan.items[i].state != BK_INCOMPLETE) {
-                victims[nvictims++] = scan.items[i].id;
-                backups--;
-            }
+    for (size_t i = 0; i < scan.n; i++) {
+        backups += scan.items[i].state != BK_INCOMPLETE;
+    }
+    uint64_t *victims = calloc(scan.n ? scan.n : 1, sizeof *victims);
+    if (victims == NULL) {
+        rc = err_nomem(err);
+    }
+    /* Oldest first: every backup but the newest `keep` (damaged ones count as backups). */
+    for (size_t i = 0; i < scan.n && rc == SHALE_OK && backups > keep; i++) {
+        if (scan.items[i].state != BK_INCOMPLETE) {
+            victims[nvictims++] = scan.items[i].id;
+            backups--;
         }
     }
     if (rc == SHALE_OK) {
@@ -1653,16 +1386,8 @@ static shale_code restore_prepare(const shale_env *env, const char *dir, bool ov
     char path[BK_PATH];
     char **names = NULL;
     size_t count = 0;
-    shale_code rc = env->stat_path(env, dir, &is_dir, &size, err);
+    shale_code rc = make_dir(env, dir, err);
 
-    if (rc == SHALE_NOT_FOUND) {
-        rc = env->mkdir(env, dir, err);
-        if (rc == SHALE_OK) {
-            rc = env_sync_parent(env, dir, err);
-        }
-    } else if (rc == SHALE_OK && !is_dir) {
-        rc = err_set(err, SHALE_INVALID, 0, "%s: not a directory", dir);
-    }
     if (rc != SHALE_OK) {
         return rc;
     }
@@ -1707,23 +1432,9 @@ static shale_code restore_prepare(const shale_env *env, const char *dir, bool ov
         }
         if (rc == SHALE_OK && pass == 1 && !empty) {
             /* CURRENT first: from then on the directory no longer opens as the old database. */
-            for (int round = 0; round < 2 && rc == SHALE_OK; round++) {
-                for (size_t i = 0; i < count && rc == SHALE_OK; i++) {
-                    bool is_current = strcmp(names[i], "CURRENT") == 0;
-                    if (strcmp(names[i], "LOCK") == 0 || is_current != (round == 0)) {
-                        continue;
-                    }
-                    rc = pathf(path, err, "%s/%s", dir, names[i]);
-                    if (rc == SHALE_OK) {
-                        rc = env->remove_file(env, path, err);
-                        if (rc == SHALE_NOT_FOUND) {
-                            rc = SHALE_OK;
-                        }
-                    }
-                }
-                if (rc == SHALE_OK) {
-                    rc = env->sync_dir(env, dir, err);
-                }
+            rc = remove_files(env, dir, names, count, "CURRENT", "LOCK", err);
+            if (rc == SHALE_OK) {
+                rc = env->sync_dir(env, dir, err);
             }
         }
         env_free_names(names, count);
@@ -1737,17 +1448,27 @@ static shale_code restore_prepare(const shale_env *env, const char *dir, bool ov
     return rc;
 }
 
-static shale_code restore_files(const shale_env *env, const char *dest, const bk_manifest *m,
+/* What was copied from src (size bytes, digest sha) must be what the manifest lists as f. */
+static shale_code check_restored(const char *src, uint64_t size, const uint8_t sha[BACKUP_SHA],
+                                 const backup_file *f, shale_error *err)
+{
+    if (size != f->size || memcmp(sha, f->sha, BACKUP_SHA) != 0) {
+        return err_set(err, SHALE_CORRUPTION, 0, "%s: changed while being restored", src);
+    }
+    return SHALE_OK;
+}
+
+static shale_code restore_files(const shale_env *env, const char *dest, const backup_manifest *m,
                                 const char *dir, uint8_t *buf, shale_error *err)
 {
     char src[BK_PATH], dst[BK_PATH];
-    const bk_file *current = NULL;
+    const backup_file *current = NULL;
     shale_code rc = SHALE_OK;
 
     for (size_t i = 0; i < m->nfiles && rc == SHALE_OK; i++) {
-        const bk_file *f = &m->files[i];
+        const backup_file *f = &m->files[i];
         uint64_t size = 0;
-        uint8_t sha[BK_SHA];
+        uint8_t sha[BACKUP_SHA];
         if (strcmp(f->name, "CURRENT") == 0) {
             current = f;
             continue;
@@ -1759,8 +1480,8 @@ static shale_code restore_files(const shale_env *env, const char *dest, const bk
         if (rc == SHALE_OK) {
             rc = copy_hashed(env, src, dst, ENV_EXCL, buf, &size, sha, err);
         }
-        if (rc == SHALE_OK && (size != f->size || memcmp(sha, f->sha, BK_SHA) != 0)) {
-            rc = err_set(err, SHALE_CORRUPTION, 0, "%s: changed while being restored", src);
+        if (rc == SHALE_OK) {
+            rc = check_restored(src, size, sha, f, err);
         }
     }
     if (rc != SHALE_OK) {
@@ -1773,23 +1494,16 @@ static shale_code restore_files(const shale_env *env, const char *dest, const bk
     /* CURRENT last, atomically: the directory opens only once everything it names is durable. */
     void *data = NULL;
     size_t len = 0;
-    uint8_t sha[BK_SHA];
-    EVP_MD_CTX *ctx = NULL;
+    uint8_t sha[BACKUP_SHA];
     rc = file_path(src, dest, m->id, current, err);
     if (rc == SHALE_OK) {
         rc = env_read_file(env, src, BK_CURRENT_BYTES, &data, &len, err);
     }
     if (rc == SHALE_OK) {
-        rc = sha_init(&ctx, err);
+        rc = sha_buffer(data, len, sha, err);
     }
     if (rc == SHALE_OK) {
-        rc = sha_update(ctx, data, len, err);
-    }
-    if (rc == SHALE_OK) {
-        rc = sha_final(ctx, sha, err);
-    }
-    if (rc == SHALE_OK && (len != current->size || memcmp(sha, current->sha, BK_SHA) != 0)) {
-        rc = err_set(err, SHALE_CORRUPTION, 0, "%s: changed while being restored", src);
+        rc = check_restored(src, len, sha, current, err);
     }
     if (rc == SHALE_OK) {
         rc = env_write_file_atomic(env, dir, "CURRENT", data, len, err);
@@ -1797,7 +1511,6 @@ static shale_code restore_files(const shale_env *env, const char *dest, const bk
     if (rc == SHALE_OK) {
         rc = env_sync_parent(env, dir, err);
     }
-    EVP_MD_CTX_free(ctx);
     free(data);
     return rc;
 }
@@ -1806,40 +1519,20 @@ shale_code shale_restore(const char *dest, uint64_t id, const char *dir, bool ov
                          shale_error *err)
 {
     const shale_env *env = env_posix();
-    uint8_t identity[BK_ID_BYTES];
-    uint64_t next_id;
-    bk_scan scan = {0};
+    bk_scan scan;
     env_lock *lock = NULL;
     uint8_t *buf = NULL;
+    bk_item *it = NULL;
 
     if (dir == NULL || dir[0] == '\0') {
         return err_set(err, SHALE_INVALID, 0, "shale_restore: empty directory path");
     }
-    shale_code rc = dest_open(env, dest, &next_id, identity, err);
-    if (rc == SHALE_OK) {
-        rc = scan_dest(env, dest, identity, &scan, err);
-    }
+    shale_code rc = dest_scan(env, dest, NULL, &scan, err);
     if (rc != SHALE_OK) {
         return rc;
     }
-    bk_item *it = NULL;
-    if (id == 0) {
-        for (size_t i = scan.n; i-- > 0 && it == NULL;) {
-            if (scan.items[i].state != BK_INCOMPLETE) {
-                it = &scan.items[i];
-            }
-        }
-    } else {
-        it = scan_find(&scan, id);
-    }
-    if (it == NULL || it->state == BK_INCOMPLETE) {
-        rc = id == 0
-                 ? err_set(err, SHALE_NOT_FOUND, 0, "%s: no backup to restore", dest)
-                 : err_set(err, SHALE_NOT_FOUND, 0, "%s: backup %" PRIu64 " not found", dest, id);
-        goto out;
-    }
-    if (it->state == BK_DAMAGED) {
-        rc = err_copy(err, &it->error);
+    rc = scan_pick(&scan, dest, id, &it, err);
+    if (rc != SHALE_OK) {
         goto out;
     }
     buf = malloc(BK_CHUNK);

@@ -10,7 +10,7 @@
  *      that decodes goes into an in-memory run of entries; a run that passes spill_bytes is
  *      sorted and written to a temporary table in dst.
  *   4. Every source table and every spill table becomes a salvage iterator (below): it reads the
- *      footer and the index itself, then one data block at a time, checksummed, expanded and
+ *      footer and the index, then one data block at a time, checksummed, expanded and
  *      decoded whole before any of its entries is handed out, so a damaged block is skipped
  *      whole and reported, and the iterator goes on with the next block. The sorted in-memory
  *      run is one more child; merge_iter yields the union in internal order.
@@ -22,11 +22,10 @@
  *   6. The directory is fsynced, spill tables removed, the manifest created (version_set_create,
  *      then one version_set_apply listing the tables), and the identity file written last.
  *
- * Why the table reading is done here and not through sst_reader: a reader's iterator becomes
- * invalid at the first damaged block and cannot be moved past it (the next block's first key is
- * known only from the index it keeps private), and sst_verify stops at the first damage. The
- * block format helpers (sst/block.h, base/compress.h) are shared; what is repeated is the footer
- * decode and the block read (checksum, expand), about 80 lines.
+ * Tables are read through sst_reader's salvage API (sst_reader.h, "Salvage"): a reader's
+ * iterator becomes invalid at the first damaged block and sst_verify stops at the first damage,
+ * while a salvage lists the index once and loads each data block on its own, so the reading of
+ * blocks (checksum, expansion, entry checks) is sst_reader's, and only the reporting is here.
  *
  * What "take all tables and logs" can bring back: an obsolete file left over (a compaction input
  * whose deletion was cut short, an obsolete log) may hold a put whose tombstone a later
@@ -43,9 +42,6 @@
 #include <string.h>
 
 #include "base/buf.h"
-#include "base/coding.h"
-#include "base/compress.h"
-#include "base/crc32c.h"
 #include "base/error.h"
 #include "base/ikey.h"
 #include "base/iter.h"
@@ -53,9 +49,9 @@
 #include "lsm/identity.h"
 #include "lsm/merge_iter.h"
 #include "lsm/version.h"
-#include "sst/block.h"
 #include "sst/sst_builder.h"
 #include "sst/sst_format.h"
+#include "sst/sst_reader.h"
 #include "wal/wal_format.h"
 #include "wal/wal_reader.h"
 
@@ -127,191 +123,82 @@ static void show_key(const uint8_t *k, size_t n, char *out, size_t cap)
     out[o < cap ? o : cap - 1] = '\0';
 }
 
-/* ---- reading one table block ---- */
-
-/* Reads the block at h into io (stored bytes) or raw (expanded), checks its checksum and restart
- * array, and views it in *out. SHALE_CORRUPTION with the reason in err, or SHALE_IO/NOMEM. */
-static shale_code read_block(env_file *f, uint64_t fsize, const sst_handle *h, shale_buf *io,
-                             shale_buf *raw, block *out, shale_error *err)
-{
-    if (h->size > (uint64_t)SST_MAX_BLOCK_BYTES + CODING_MAX_VARINT32 || h->offset > fsize ||
-        h->size + SST_TRAILER_SIZE > fsize - h->offset) {
-        return err_set(err, SHALE_CORRUPTION, 0, "handle out of bounds");
-    }
-    size_t n = (size_t)h->size + SST_TRAILER_SIZE;
-    buf_reset(io);
-    shale_code rc = buf_reserve(io, n, err);
-    if (rc != SHALE_OK) {
-        return rc;
-    }
-    rc = env_read_exact(f, h->offset, io->data, n, err);
-    if (rc != SHALE_OK) {
-        return rc;
-    }
-    const uint8_t *p = io->data;
-    uint8_t type = p[h->size];
-    uint32_t want = crc32c_unmask(coding_get_fixed32(p + h->size + 1));
-    if (crc32c_extend(crc32c_value(p, (size_t)h->size), &type, 1) != want) {
-        return err_set(err, SHALE_CORRUPTION, 0, "bad checksum");
-    }
-    const uint8_t *data = p;
-    size_t len = (size_t)h->size;
-    if (type != COMPRESS_NONE) {
-        uint32_t raw_len;
-        if (type > COMPRESS_ZSTD) {
-            return err_set(err, SHALE_CORRUPTION, 0, "unknown compression type %u", type);
-        }
-        const uint8_t *q = coding_get_varint32(p, p + h->size, &raw_len);
-        if (q == NULL || raw_len > SST_MAX_BLOCK_BYTES) {
-            return err_set(err, SHALE_CORRUPTION, 0, "bad raw length");
-        }
-        buf_reset(raw);
-        if ((rc = buf_reserve(raw, raw_len ? raw_len : 1, err)) != SHALE_OK) {
-            return rc;
-        }
-        shale_error e;
-        rc = compress_decompress(type, q, (size_t)(p + h->size - q), raw->data, raw_len, &e);
-        if (rc != SHALE_OK) {
-            return rc == SHALE_NOMEM ? err_copy(err, &e)
-                                     : err_set(err, SHALE_CORRUPTION, 0, "%s", e.msg);
-        }
-        data = raw->data;
-        len = raw_len;
-    }
-    const char *why = block_parse(data, len, out);
-    if (why == NULL && out->num_restarts == 0) {
-        why = "no entries";
-    }
-    return why ? err_set(err, SHALE_CORRUPTION, 0, "%s", why) : SHALE_OK;
-}
-
 /* ---- the salvage iterator over one table ---- */
 
-typedef struct tindex {
-    sst_handle h;
-    uint8_t *key; /* the index separator (internal key) */
-    size_t key_len;
-} tindex;
-
+/* A forward-only iterator (base/iter.h) over the entries of every data block of one table that
+ * sst_salvage_load accepts; the others are reported as lost as it meets them. */
 typedef struct tsalv {
     iter base;
     repair_report *rep;
     bool count; /* a source table (false: our own spill table) */
-    env_file *file;
     char name[32];
-    uint64_t size;
-    tindex *idx;
-    size_t nidx, next_block;
-    shale_buf io, raw, prev;
-    block blk;
-    block_iter bi;
+    sst_salvage *s;
+    size_t next_block;
+    ikey_entry cur;
     bool valid;
     shale_code status;
     shale_error err;
 } tsalv;
 
-/* Decodes every entry of the block in t->blk and checks what sst_builder_add would refuse and
- * the strict internal order, so a block is taken whole or not at all. Returns NULL or why not. */
-static const char *check_block(tsalv *t, uint64_t *entries, char *why, size_t cap)
+/* The user key of an index separator, for a message (empty when too short to hold one). */
+static void show_separator(const tsalv *t, size_t i, char *out, size_t cap)
 {
-    block_iter *bi = &t->bi;
-    uint64_t prev_seq = 0;
-    bool have_prev = false;
-
-    *entries = 0;
-    block_iter_set(bi, &t->blk);
-    for (block_iter_seek_first(bi); block_iter_valid(bi); block_iter_next(bi)) {
-        uint64_t tag = block_iter_tag(bi);
-        uint32_t klen = block_iter_ukey_len(bi);
-        uint8_t type = (uint8_t)tag;
-        shale_slice k = slice_make(bi->key, klen);
-        if (klen == 0 || klen > SST_MAX_KEY_BYTES) {
-            snprintf(why, cap, "entry %" PRIu64 ": key of %" PRIu32 " bytes", *entries, klen);
-            return why;
-        }
-        if (type > SST_TYPE_PUT_TTL || (type == SST_TYPE_DEL && bi->val_len != 0) ||
-            (type == SST_TYPE_PUT_TTL && (bi->val_len < 8 || coding_get_fixed64(bi->val) == 0)) ||
-            bi->val_len > (uint64_t)SST_MAX_VALUE_BYTES + 8) {
-            snprintf(why, cap, "entry %" PRIu64 ": bad type or value", *entries);
-            return why;
-        }
-        if (have_prev &&
-            ikey_cmp(slice_make(t->prev.data, t->prev.len), prev_seq, k, tag >> 8) >= 0) {
-            snprintf(why, cap, "entry %" PRIu64 ": keys out of order", *entries);
-            return why;
-        }
-        buf_reset(&t->prev);
-        if (buf_append(&t->prev, k.data, k.len, NULL) != SHALE_OK) {
-            snprintf(why, cap, "out of memory");
-            return why;
-        }
-        prev_seq = tag >> 8;
-        have_prev = true;
-        ++*entries;
+    sst_handle h;
+    shale_slice k;
+    sst_salvage_block_at(t->s, i, &h, &k);
+    out[0] = '\0';
+    if (k.len >= SST_TAG_SIZE) {
+        show_key(k.data, k.len - SST_TAG_SIZE, out, cap);
     }
-    if (bi->status != SHALE_OK) {
-        snprintf(why, cap, "bad entry @%" PRIu32, bi->bad_offset);
-        return why;
-    }
-    return NULL;
 }
 
-static void lost_block(tsalv *t, size_t i, const char *why)
+static void lost_block(tsalv *t, size_t i, const shale_error *why)
 {
     char lo[192] = "", hi[192] = "";
-    const tindex *x = &t->idx[i];
-    if (i > 0 && t->idx[i - 1].key_len >= 8) {
-        show_key(t->idx[i - 1].key, t->idx[i - 1].key_len - 8, lo, sizeof lo);
-    }
-    if (x->key_len >= 8) {
-        show_key(x->key, x->key_len - 8, hi, sizeof hi);
-    }
-    t->rep->blocks_lost++;
-    t->rep->block_lost_bytes += x->h.size + SST_TRAILER_SIZE;
+    size_t n = sst_salvage_blocks(t->s);
+    sst_handle h;
+    shale_slice k;
+    sst_salvage_block_at(t->s, i, &h, &k);
     if (i > 0) {
-        add_loss(t->rep, t->name, x->h.offset, x->h.size + SST_TRAILER_SIZE, false,
-                 "%s @%" PRIu64 "+%" PRIu64 ": data block %zu of %zu: %s; lost its entries of "
-                 "keys after \"%s\" up to \"%s\"",
-                 t->name, x->h.offset, x->h.size, i, t->nidx, why, lo, hi);
+        show_separator(t, i - 1, lo, sizeof lo);
+    }
+    show_separator(t, i, hi, sizeof hi);
+    t->rep->blocks_lost++;
+    t->rep->block_lost_bytes += h.size + SST_TRAILER_SIZE;
+    if (i > 0) {
+        add_loss(t->rep, t->name, h.offset, h.size + SST_TRAILER_SIZE, false,
+                 "%s (block %zu of %zu); lost its entries of keys after \"%s\" up to \"%s\"",
+                 why->msg, i, n, lo, hi);
     } else {
-        add_loss(t->rep, t->name, x->h.offset, x->h.size + SST_TRAILER_SIZE, false,
-                 "%s @%" PRIu64 "+%" PRIu64 ": data block %zu of %zu: %s; lost its entries of "
-                 "keys up to \"%s\"",
-                 t->name, x->h.offset, x->h.size, i, t->nidx, why, hi);
+        add_loss(t->rep, t->name, h.offset, h.size + SST_TRAILER_SIZE, false,
+                 "%s (block %zu of %zu); lost its entries of keys up to \"%s\"", why->msg, i, n,
+                 hi);
     }
 }
 
-/* Moves to the first good block from next_block on. */
+/* Moves to the first entry of the first good block from next_block on. */
 static void load_next(tsalv *t)
 {
     t->valid = false;
-    while (t->next_block < t->nidx) {
+    while (t->next_block < sst_salvage_blocks(t->s)) {
         size_t i = t->next_block++;
         shale_error e = {0};
-        char why[128];
         uint64_t entries = 0;
-        shale_code rc = read_block(t->file, t->size, &t->idx[i].h, &t->io, &t->raw, &t->blk, &e);
+        shale_code rc = sst_salvage_load(t->s, i, &entries, &e);
         if (rc == SHALE_NOMEM) {
             t->status = rc;
             t->err = e;
             return;
         }
         if (rc != SHALE_OK) {
-            lost_block(t, i, e.msg);
-            continue;
-        }
-        const char *bad = check_block(t, &entries, why, sizeof why);
-        if (bad != NULL) {
-            lost_block(t, i, bad);
+            lost_block(t, i, &e);
             continue;
         }
         if (t->count) {
             t->rep->blocks_salvaged++;
             t->rep->entries_read += entries;
         }
-        block_iter_set(&t->bi, &t->blk);
-        block_iter_seek_first(&t->bi);
-        t->valid = block_iter_valid(&t->bi);
+        t->valid = sst_salvage_next(t->s, &t->cur);
         if (t->valid) {
             return;
         }
@@ -351,8 +238,8 @@ static void ts_seek_last(iter *it)
 static void ts_next(iter *it)
 {
     tsalv *t = (tsalv *)it;
-    block_iter_next(&t->bi);
-    if (!block_iter_valid(&t->bi)) {
+    t->valid = sst_salvage_next(t->s, &t->cur);
+    if (!t->valid) {
         load_next(t);
     }
 }
@@ -364,20 +251,7 @@ static void ts_prev(iter *it)
 
 static void ts_entry(const iter *it, ikey_entry *e)
 {
-    const block_iter *bi = &((const tsalv *)it)->bi;
-    uint64_t tag = block_iter_tag(bi);
-    uint8_t type = (uint8_t)tag;
-    e->key = slice_make(bi->key, block_iter_ukey_len(bi));
-    e->seq = tag >> 8;
-    if (type == SST_TYPE_PUT_TTL) {
-        e->type = IKEY_PUT;
-        e->expire_at_ms = coding_get_fixed64(bi->val);
-        e->value = slice_make(bi->val + 8, bi->val_len - 8);
-    } else {
-        e->type = type == SST_TYPE_DEL ? IKEY_DEL : IKEY_PUT;
-        e->expire_at_ms = 0;
-        e->value = slice_make(bi->val, bi->val_len);
-    }
+    *e = ((const tsalv *)it)->cur;
 }
 
 static shale_code ts_status(const iter *it, shale_error *err)
@@ -389,17 +263,7 @@ static shale_code ts_status(const iter *it, shale_error *err)
 static void ts_destroy(iter *it)
 {
     tsalv *t = (tsalv *)it;
-    for (size_t i = 0; i < t->nidx; i++) {
-        free(t->idx[i].key);
-    }
-    free(t->idx);
-    block_iter_destroy(&t->bi);
-    buf_free(&t->io);
-    buf_free(&t->raw);
-    buf_free(&t->prev);
-    if (t->file != NULL) {
-        (void)env_file_close(t->file, NULL);
-    }
+    sst_salvage_close(t->s);
     free(t);
 }
 
@@ -415,82 +279,6 @@ static const iter_ops ts_ops = {
     .destroy = ts_destroy,
 };
 
-/* Reads the footer and the index. SHALE_CORRUPTION (or SHALE_IO) with the reason: the table is
- * lost whole; SHALE_NOMEM. */
-static shale_code read_index(tsalv *t, shale_error *err)
-{
-    uint8_t f[SST_FOOTER_SIZE];
-    block_iter ii;
-    block ib;
-    shale_code rc;
-
-    if (t->size < SST_FOOTER_SIZE) {
-        return err_set(err, SHALE_CORRUPTION, 0, "shorter than a footer");
-    }
-    if ((rc = env_read_exact(t->file, t->size - SST_FOOTER_SIZE, f, sizeof f, err)) != SHALE_OK) {
-        return rc;
-    }
-    if (coding_get_fixed64(f + SST_FOOTER_MAGIC) != SST_MAGIC) {
-        return err_set(err, SHALE_CORRUPTION, 0, "footer: bad magic");
-    }
-    if (crc32c_value(f, SST_FOOTER_CRC) != crc32c_unmask(coding_get_fixed32(f + SST_FOOTER_CRC))) {
-        return err_set(err, SHALE_CORRUPTION, 0, "footer: bad checksum");
-    }
-    uint32_t fv = coding_get_fixed32(f + SST_FOOTER_VERSION);
-    if (fv < SST_FORMAT_VERSION_MIN || fv > SST_FORMAT_VERSION) {
-        return err_set(err, SHALE_CORRUPTION, 0, "footer: format version %" PRIu32, fv);
-    }
-    sst_handle ih = {coding_get_fixed64(f + SST_FOOTER_INDEX),
-                     coding_get_fixed64(f + SST_FOOTER_INDEX + 8)};
-    shale_error e = {0};
-    rc = read_block(t->file, t->size - SST_FOOTER_SIZE, &ih, &t->io, &t->raw, &ib, &e);
-    if (rc != SHALE_OK) {
-        return rc == SHALE_NOMEM
-                   ? err_copy(err, &e)
-                   : err_set(err, rc, e.sys_errno, "index block @%" PRIu64 "+%" PRIu64 ": %s",
-                             ih.offset, ih.size, e.msg);
-    }
-    size_t cap = 0;
-    block_iter_init(&ii, false);
-    block_iter_set(&ii, &ib);
-    rc = SHALE_OK;
-    for (block_iter_seek_first(&ii); block_iter_valid(&ii) && rc == SHALE_OK;
-         block_iter_next(&ii)) {
-        sst_handle h;
-        const uint8_t *p = ii.val, *end = ii.val + ii.val_len;
-        p = coding_get_varint64(p, end, &h.offset);
-        p = coding_get_varint64(p, end, &h.size);
-        if (p == NULL || p != end) {
-            rc = err_set(err, SHALE_CORRUPTION, 0, "index block: entry %zu: bad handle", t->nidx);
-            break;
-        }
-        if (t->nidx == cap) {
-            size_t ncap = cap ? cap * 2 : 64;
-            tindex *v = realloc(t->idx, ncap * sizeof *v);
-            if (v == NULL) {
-                rc = err_nomem(err);
-                break;
-            }
-            t->idx = v;
-            cap = ncap;
-        }
-        tindex *x = &t->idx[t->nidx];
-        if ((x->key = malloc(ii.key_len ? ii.key_len : 1)) == NULL) {
-            rc = err_nomem(err);
-            break;
-        }
-        memcpy(x->key, ii.key, ii.key_len);
-        x->key_len = ii.key_len;
-        x->h = h;
-        t->nidx++;
-    }
-    if (rc == SHALE_OK && ii.status != SHALE_OK) {
-        rc = err_set(err, SHALE_CORRUPTION, 0, "index block: bad entry @%" PRIu32, ii.bad_offset);
-    }
-    block_iter_destroy(&ii);
-    return rc;
-}
-
 /* A salvage iterator over dir/NNNNNN.sst into *out, or *out NULL when the table is lost whole
  * (reported). Fails only for SHALE_NOMEM. */
 static shale_code tsalv_open(ctx *c, const char *dir, uint64_t number, bool count, iter **out,
@@ -498,7 +286,6 @@ static shale_code tsalv_open(ctx *c, const char *dir, uint64_t number, bool coun
 {
     char path[4096];
     shale_error e = {0};
-    shale_code rc;
     tsalv *t = calloc(1, sizeof *t);
 
     *out = NULL;
@@ -508,17 +295,10 @@ static shale_code tsalv_open(ctx *c, const char *dir, uint64_t number, bool coun
     t->base.ops = &ts_ops;
     t->rep = c->rep;
     t->count = count;
-    block_iter_init(&t->bi, true);
     version_table_name(path, sizeof path, dir, number);
     /* The table's own name: NNNNNN.sst, at most 24 bytes (a 20-digit number). */
     snprintf(t->name, sizeof t->name, "%06" PRIu64 ".sst", number);
-    rc = c->env->open_file(c->env, path, ENV_READ, &t->file, &e);
-    if (rc == SHALE_OK) {
-        rc = env_file_size(t->file, &t->size, &e);
-    }
-    if (rc == SHALE_OK) {
-        rc = read_index(t, &e);
-    }
+    shale_code rc = sst_salvage_open(c->env, path, number, &t->s, &e);
     if (rc == SHALE_NOMEM) {
         ts_destroy(&t->base);
         return err_copy(err, &e);
@@ -527,10 +307,13 @@ static shale_code tsalv_open(ctx *c, const char *dir, uint64_t number, bool coun
         c->rep->tables_read += rc == SHALE_OK;
     }
     if (rc != SHALE_OK) {
+        bool is_dir = false;
+        uint64_t size = 0;
+        (void)c->env->stat_path(c->env, path, &is_dir, &size, NULL);
         c->rep->tables_lost++;
-        c->rep->table_lost_bytes += t->size;
-        add_loss(c->rep, t->name, 0, t->size, false,
-                 "%s: %s; the whole table (%" PRIu64 " bytes) is lost", t->name, e.msg, t->size);
+        c->rep->table_lost_bytes += size;
+        add_loss(c->rep, t->name, 0, size, false, "%s; the whole table (%" PRIu64 " bytes) is lost",
+                 e.msg, size);
         ts_destroy(&t->base);
         return SHALE_OK;
     }

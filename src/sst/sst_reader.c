@@ -441,7 +441,8 @@ static bool decode_handle(const uint8_t *p, size_t n, sst_handle *h)
 
 /* ---- open --------------------------------------------------------------------------------- */
 
-static shale_code decode_footer(sst_reader *r, const uint8_t *f, shale_error *err)
+/* salvage: the file number is not checked and only the index handle is (sst_salvage_open). */
+static shale_code decode_footer(sst_reader *r, const uint8_t *f, bool salvage, shale_error *err)
 {
     if (coding_get_fixed64(f + SST_FOOTER_MAGIC) != SST_MAGIC) {
         return err_set(err, SHALE_CORRUPTION, 0, "%s: footer: bad magic", r->name);
@@ -459,7 +460,7 @@ static shale_code decode_footer(sst_reader *r, const uint8_t *f, shale_error *er
     }
     r->format_version = version;
     uint64_t number = coding_get_fixed64(f + SST_FOOTER_NUMBER);
-    if (number != r->file_number) {
+    if (!salvage && number != r->file_number) {
         return err_set(err, SHALE_CORRUPTION, 0,
                        "%s: footer: file number %" PRIu64 ", expected %" PRIu64, r->name, number,
                        r->file_number);
@@ -467,7 +468,7 @@ static shale_code decode_footer(sst_reader *r, const uint8_t *f, shale_error *er
     sst_handle *hs[3] = {&r->index_h, &r->filter_h, &r->props_h};
     const uint32_t at[3] = {SST_FOOTER_INDEX, SST_FOOTER_FILTER, SST_FOOTER_PROPS};
     const int kinds[3] = {BK_INDEX, BK_FILTER, BK_PROPS};
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < (salvage ? 1 : 3); i++) {
         hs[i]->offset = coding_get_fixed64(f + at[i]);
         hs[i]->size = coding_get_fixed64(f + at[i] + 8);
         shale_error e;
@@ -561,9 +562,10 @@ static shale_code read_props(sst_reader *r, shale_error *err)
     return SHALE_OK;
 }
 
-shale_code sst_reader_open(const shale_env *env, const char *path, uint64_t file_number,
-                           uint64_t file_size, cache *block_cache, sst_reader **out,
-                           shale_error *err)
+/* sst_reader_open; salvage: see decode_footer, and no properties block is read. */
+static shale_code open_reader(const shale_env *env, const char *path, uint64_t file_number,
+                              uint64_t file_size, cache *block_cache, bool salvage,
+                              sst_reader **out, shale_error *err)
 {
     uint8_t footer[SST_FOOTER_SIZE];
     uint64_t actual;
@@ -616,11 +618,11 @@ shale_code sst_reader_open(const shale_env *env, const char *path, uint64_t file
         rc = err_set(err, SHALE_CORRUPTION, 0, "%s: footer: truncated", r->name);
         goto out_close;
     }
-    rc = decode_footer(r, footer, err);
+    rc = decode_footer(r, footer, salvage, err);
     if (rc != SHALE_OK) {
         goto out_close;
     }
-    rc = read_props(r, err);
+    rc = salvage ? SHALE_OK : read_props(r, err);
     if (rc != SHALE_OK) {
         goto out_close;
     }
@@ -634,6 +636,13 @@ shale_code sst_reader_open(const shale_env *env, const char *path, uint64_t file
 out_close:
     sst_reader_close(r);
     return rc;
+}
+
+shale_code sst_reader_open(const shale_env *env, const char *path, uint64_t file_number,
+                           uint64_t file_size, cache *block_cache, sst_reader **out,
+                           shale_error *err)
+{
+    return open_reader(env, path, file_number, file_size, block_cache, false, out, err);
 }
 
 void sst_reader_close(sst_reader *r)
@@ -683,6 +692,18 @@ static shale_code entry_error(shale_error *err, const sst_reader *r, int kind, c
     return bad_block(err, r, kind, h, what);
 }
 
+/* The block handle of the index entry ii is on. */
+static shale_code index_handle(const sst_reader *r, const block_iter *ii, sst_handle *h,
+                               shale_error *err)
+{
+    if (!decode_handle(ii->val, ii->val_len, h)) {
+        char what[48];
+        snprintf(what, sizeof what, "bad block handle @%" PRIu32, ii->cur);
+        return bad_block(err, r, BK_INDEX, &r->index_h, what);
+    }
+    return SHALE_OK;
+}
+
 /* Fills *e from the block iterator's current entry (slices into the block and key buffer). */
 static void fill_entry(const block_iter *bi, ikey_entry *e)
 {
@@ -726,10 +747,8 @@ static shale_code find_block(sst_reader *r, shale_slice key, uint64_t seq, bool 
     block_iter_set(&bi, &ip.obj->b);
     block_iter_seek_pindex(&bi, ip.obj->pi, key.data, key.len, seq);
     *any = block_iter_valid(&bi);
-    if (*any && !decode_handle(bi.val, bi.val_len, h)) {
-        char what[48];
-        snprintf(what, sizeof what, "bad block handle @%" PRIu32, bi.cur);
-        rc = bad_block(err, r, BK_INDEX, &r->index_h, what);
+    if (*any) {
+        rc = index_handle(r, &bi, h, err);
     } else if (!*any && bi.status != SHALE_OK) {
         rc = entry_error(err, r, BK_INDEX, &r->index_h, &bi);
     }
@@ -1275,10 +1294,8 @@ static shale_code verify_all(verify_state *vs, shale_error *err)
     block_iter_set(&ii, &ip.obj->b);
     for (block_iter_seek_first(&ii); block_iter_valid(&ii); block_iter_next(&ii)) {
         sst_handle h;
-        if (!decode_handle(ii.val, ii.val_len, &h)) {
-            char what[48];
-            snprintf(what, sizeof what, "bad block handle @%" PRIu32, ii.cur);
-            rc = bad_block(err, r, BK_INDEX, &r->index_h, what);
+        rc = index_handle(r, &ii, &h, err);
+        if (rc != SHALE_OK) {
             break;
         }
         if (h.offset != vs->next_off) {
@@ -1344,4 +1361,190 @@ shale_code sst_verify(const shale_env *env, const char *path, uint64_t file_numb
     sst_props_free(&vs.seen);
     sst_reader_close(vs.r);
     return rc;
+}
+
+/* ---- salvage ------------------------------------------------------------------------------ */
+
+typedef struct salvage_block {
+    sst_handle h;
+    size_t key_off, key_len; /* the index separator, in keys */
+} salvage_block;
+
+struct sst_salvage {
+    sst_reader *r;
+    shale_buf blocks; /* salvage_block[n] (malloc'ed memory: aligned for them) */
+    size_t n;
+    shale_buf keys; /* every separator, back to back */
+    shale_buf io, raw, prev;
+    block b;
+    block_iter bi;
+    bool loaded, started;
+};
+
+static shale_code salvage_add(sst_salvage *s, const block_iter *ii, shale_error *err)
+{
+    sst_handle h;
+    shale_code rc = index_handle(s->r, ii, &h, err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    salvage_block b = {.h = h, .key_off = s->keys.len, .key_len = ii->key_len};
+    rc = buf_append(&s->blocks, &b, sizeof b, err);
+    if (rc == SHALE_OK) {
+        rc = buf_append(&s->keys, ii->key, ii->key_len, err);
+    }
+    s->n += rc == SHALE_OK;
+    return rc;
+}
+
+/* Lists the data blocks of the index. */
+static shale_code salvage_index(sst_salvage *s, shale_error *err)
+{
+    pin ip;
+    block_iter ii;
+    shale_code rc = get_meta(s->r, BK_INDEX, false, &ip, err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    block_iter_init(&ii, false);
+    block_iter_set(&ii, &ip.obj->b);
+    for (block_iter_seek_first(&ii); block_iter_valid(&ii) && rc == SHALE_OK;
+         block_iter_next(&ii)) {
+        rc = salvage_add(s, &ii, err);
+    }
+    if (rc == SHALE_OK && ii.status != SHALE_OK) {
+        rc = entry_error(err, s->r, BK_INDEX, &s->r->index_h, &ii);
+    }
+    block_iter_destroy(&ii);
+    unpin(s->r, &ip);
+    return rc;
+}
+
+shale_code sst_salvage_open(const shale_env *env, const char *path, uint64_t file_number,
+                            sst_salvage **out, shale_error *err)
+{
+    sst_salvage *s = calloc(1, sizeof *s);
+    *out = NULL;
+    if (s == NULL) {
+        return no_memory(err);
+    }
+    block_iter_init(&s->bi, true);
+    shale_code rc = open_reader(env, path, file_number, 0, NULL, true, &s->r, err);
+    if (rc == SHALE_OK) {
+        rc = salvage_index(s, err);
+    }
+    if (rc != SHALE_OK) {
+        sst_salvage_close(s);
+        return rc;
+    }
+    *out = s;
+    return SHALE_OK;
+}
+
+void sst_salvage_close(sst_salvage *s)
+{
+    if (s == NULL) {
+        return;
+    }
+    sst_reader_close(s->r);
+    buf_free(&s->blocks);
+    buf_free(&s->keys);
+    buf_free(&s->io);
+    buf_free(&s->raw);
+    buf_free(&s->prev);
+    block_iter_destroy(&s->bi);
+    free(s);
+}
+
+size_t sst_salvage_blocks(const sst_salvage *s)
+{
+    return s->n;
+}
+
+void sst_salvage_block_at(const sst_salvage *s, size_t i, sst_handle *h, shale_slice *index_key)
+{
+    const salvage_block *x = (const salvage_block *)s->blocks.data + i;
+    *h = x->h;
+    *index_key = slice_make((const uint8_t *)s->keys.data + x->key_off, x->key_len);
+}
+
+/* Decodes every entry of the loaded block and checks what sst_builder_add would refuse and the
+ * strict internal order, so that a block is taken whole or not at all. */
+static shale_code salvage_check(sst_salvage *s, const sst_handle *h, uint64_t *entries,
+                                shale_error *err)
+{
+    block_iter *bi = &s->bi;
+    uint64_t prev_seq = 0, n = 0;
+    char what[96];
+
+    buf_reset(&s->prev);
+    block_iter_set(bi, &s->b);
+    for (block_iter_seek_first(bi); block_iter_valid(bi); block_iter_next(bi), n++) {
+        uint64_t tag = block_iter_tag(bi);
+        uint32_t klen = block_iter_ukey_len(bi);
+        uint8_t type = (uint8_t)tag;
+        shale_slice k = slice_make(bi->key, klen);
+        if (klen == 0 || klen > SST_MAX_KEY_BYTES) {
+            snprintf(what, sizeof what, "entry %" PRIu64 ": key of %" PRIu32 " bytes", n, klen);
+            return bad_block(err, s->r, BK_DATA, h, what);
+        }
+        if (type > SST_TYPE_PUT_TTL || (type == SST_TYPE_DEL && bi->val_len != 0) ||
+            (type == SST_TYPE_PUT_TTL && (bi->val_len < 8 || coding_get_fixed64(bi->val) == 0)) ||
+            bi->val_len > (uint64_t)SST_MAX_VALUE_BYTES + 8) {
+            snprintf(what, sizeof what, "entry %" PRIu64 ": bad type or value", n);
+            return bad_block(err, s->r, BK_DATA, h, what);
+        }
+        if (n > 0 && ikey_cmp(slice_make(s->prev.data, s->prev.len), prev_seq, k, tag >> 8) >= 0) {
+            snprintf(what, sizeof what, "entry %" PRIu64 ": keys out of order", n);
+            return bad_block(err, s->r, BK_DATA, h, what);
+        }
+        shale_code rc = buf_set(&s->prev, k.data, k.len, err);
+        if (rc != SHALE_OK) {
+            return rc;
+        }
+        prev_seq = tag >> 8;
+    }
+    if (bi->status != SHALE_OK) {
+        return entry_error(err, s->r, BK_DATA, h, bi);
+    }
+    *entries = n;
+    return SHALE_OK;
+}
+
+shale_code sst_salvage_load(sst_salvage *s, size_t i, uint64_t *entries, shale_error *err)
+{
+    const sst_handle *h = &((const salvage_block *)s->blocks.data + i)->h;
+    uint64_t n = 0;
+    s->loaded = false;
+    shale_code rc = load_into(s->r, BK_DATA, h, &s->io, &s->raw, &s->b, NULL, err);
+    if (rc == SHALE_OK) {
+        rc = salvage_check(s, h, &n, err);
+    }
+    if (entries != NULL) {
+        *entries = n;
+    }
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    block_iter_set(&s->bi, &s->b);
+    block_iter_seek_first(&s->bi);
+    s->loaded = true;
+    s->started = false;
+    return SHALE_OK;
+}
+
+bool sst_salvage_next(sst_salvage *s, ikey_entry *out)
+{
+    if (!s->loaded) {
+        return false;
+    }
+    if (s->started) {
+        block_iter_next(&s->bi);
+    }
+    s->started = true;
+    s->loaded = block_iter_valid(&s->bi);
+    if (s->loaded) {
+        fill_entry(&s->bi, out);
+    }
+    return s->loaded;
 }

@@ -33,6 +33,7 @@
 #include "base/iter.h"
 #include "env/env.h"
 #include "sst/sst_builder.h"
+#include "sst/sst_format.h"
 
 typedef struct sst_reader sst_reader;
 
@@ -87,5 +88,40 @@ iter *sst_reader_iter(sst_reader *r, bool fill_cache);
  * *blocks_checked gets how many blocks were verified. Uses no cache. */
 shale_code sst_verify(const shale_env *env, const char *path, uint64_t file_number,
                       uint64_t *blocks_checked, shale_error *err) SHALE_MUST_USE;
+
+/*
+ * Salvage: a damaged table read block by block (`shale check --repair`, lsm/repair.c), where
+ * damage to one data block costs that block only. A reader's iterator stops at the first damaged
+ * block and sst_verify at the first damage; a salvage lists the index once and then loads any
+ * data block on its own.
+ *
+ * sst_salvage_open reads the footer (magic, checksum, version, the index handle in bounds) and
+ * the index block, and lists every data block the index names; the footer's file number, the
+ * filter and the properties block are not read (a table is salvaged for its entries, whatever
+ * else is damaged). SHALE_CORRUPTION (or SHALE_IO, SHALE_NOT_FOUND) from it means the table is
+ * lost whole; the message names the file ("000012.sst: footer: bad magic"). SHALE_NOMEM.
+ *
+ * sst_salvage_load(s, i) reads data block i (0 .. sst_salvage_blocks - 1) in reusable buffers:
+ * checksum, expansion, restart array, and every entry decoded and checked (a key of 1 ..
+ * SST_MAX_KEY_BYTES bytes, a known type with a valid value, keys in strictly increasing
+ * internal order), so a block is taken whole or not at all. SHALE_OK with *entries (may be
+ * NULL) its entry count; SHALE_CORRUPTION or SHALE_IO naming the file and the block
+ * ("000012.sst: data block @4096+3900: bad checksum"): that block is lost, and any other can
+ * still be loaded; SHALE_NOMEM. sst_salvage_next then hands out the loaded block's entries in
+ * order (false after the last, or when the last load failed); out's slices stay valid until the
+ * next call on s. sst_salvage_block_at gives block i's handle and its index separator (an
+ * internal key: user key + 8-byte tag; valid until the close), to describe a lost block by its
+ * neighbours' separators. Uses no cache; one thread at a time per salvage.
+ */
+typedef struct sst_salvage sst_salvage;
+shale_code sst_salvage_open(const shale_env *env, const char *path, uint64_t file_number,
+                            sst_salvage **out, shale_error *err) SHALE_MUST_USE;
+/* Accepts NULL. */
+void sst_salvage_close(sst_salvage *s);
+size_t sst_salvage_blocks(const sst_salvage *s);
+void sst_salvage_block_at(const sst_salvage *s, size_t i, sst_handle *h, shale_slice *index_key);
+shale_code sst_salvage_load(sst_salvage *s, size_t i, uint64_t *entries,
+                            shale_error *err) SHALE_MUST_USE;
+bool sst_salvage_next(sst_salvage *s, ikey_entry *out);
 
 #endif

@@ -145,6 +145,14 @@ static void restore_and_check(const char *dest, uint64_t id, const char *dir, co
     TU_OK(shale_close(db, &ERR));
 }
 
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s", path);
+    fputs(text, f);
+    fclose(f);
+}
+
 static bool exists(const char *path)
 {
     struct stat st;
@@ -595,10 +603,7 @@ Test(backup, restore_overwrite)
 
     /* A directory that is not a database is never emptied. */
     cr_assert_eq(mkdir(plain, 0700), 0);
-    FILE *f = fopen(junk, "w");
-    cr_assert_not_null(f);
-    fputs("keep me", f);
-    fclose(f);
+    write_file(junk, "keep me");
     TU_CODE(SHALE_INVALID, shale_restore(dest, 1, plain, false, &ERR));
     TU_CODE(SHALE_INVALID, shale_restore(dest, 1, plain, true, &ERR));
     cr_assert_eq(tu_file_size(junk), 7);
@@ -625,9 +630,7 @@ Test(backup, wrong_destination)
     TU_CODE(SHALE_INVALID, shale_backup(db2, dest, NULL, &ERR));
     cr_assert(strstr(tu_last_msg, "another database") != NULL, "%s", tu_last_msg);
     cr_assert_eq(mkdir(foreign, 0700), 0);
-    FILE *f = fopen(ff, "w");
-    cr_assert_not_null(f);
-    fclose(f);
+    write_file(ff, "");
     TU_CODE(SHALE_INVALID, shale_backup(da, foreign, NULL, &ERR));
     cr_assert_eq(count_entries(foreign), 1u, "a foreign directory was written into");
     shale_backup_info *v = NULL;
@@ -647,14 +650,6 @@ Test(backup, wrong_destination)
 }
 
 /* ---- leftovers ---- */
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    cr_assert_not_null(f, "%s", path);
-    fputs(text, f);
-    fclose(f);
-}
 
 Test(backup, leftovers_ignored_and_cleaned)
 {

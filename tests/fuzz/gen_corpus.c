@@ -3,18 +3,21 @@
  * made with the real encoders: log segments written by wal_writer, batches by the public batch
  * API, tables by sst_builder, blocks by block_builder, filters by bloom_build, edits and
  * manifests by version.c, document encodings by dval_from_json, cursors by shale_doc_find on
- * the same documents cursor_fuzz loads (fuzz_util.h). Not built by CMake (it is not a target);
- * run it by hand after a format change, from the repository root (see README.md):
+ * the same documents cursor_fuzz loads (fuzz_util.h), backup manifests by shale_backup and
+ * backup_format.c. Not built by CMake (it is not a target); run it by hand after a format
+ * change, from the repository root (see README.md):
  *
  *   cc -std=c11 -D_GNU_SOURCE -Iinclude -Isrc -Itests/fuzz tests/fuzz/gen_corpus.c \
- *      build/<dir>/libshale.a -llz4 -lzstd -ljansson -lpthread -lm [-fsanitize=address,undefined] \
- *      -o /tmp/gen_corpus && /tmp/gen_corpus tests/fuzz/corpus
+ *      build/<dir>/libshale.a -llz4 -lzstd -ljansson -lcrypto -lpthread -lm \
+ *      [-fsanitize=address,undefined] -o /tmp/gen_corpus && /tmp/gen_corpus tests/fuzz/corpus
  *
- * (the sanitizer flags when the library was built with them). It overwrites gen-* files only;
- * inputs fuzzing found and merged keep their hash names.
+ * (the sanitizer flags when the library was built with them). A second argument names the one
+ * target whose seeds to write (e.g. backup_fuzz). It overwrites gen-* files only; inputs fuzzing
+ * found and merged keep their hash names.
  */
 #include <inttypes.h>
 #include <jansson.h>
+#include <openssl/evp.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -26,7 +29,9 @@
 #include "base/compress.h"
 #include "base/ikey.h"
 #include "fuzz_util.h"
+#include "lsm/backup_format.h"
 #include "lsm/batch.h"
+#include "lsm/identity.h"
 #include "lsm/version.h"
 #include "sst/block.h"
 #include "sst/bloom.h"
@@ -657,23 +662,112 @@ static void gen_cursor(void)
     }
 }
 
+/* ---- backup_fuzz ---- */
+
+/* backup_fuzz.c's fixed files (its header comment): a seed that lists them with their digests
+ * verifies there, so the fuzzer starts from restores that succeed. */
+#define FZ_BK_CREATED  1700000000000ull
+#define FZ_BK_CURRENT  "MANIFEST-000002\n"
+#define FZ_BK_MANIFEST "manifest of the fuzz backup\n"
+#define FZ_BK_TABLE    "table 000003\n"
+
+static void bk_add(backup_manifest *m, uint8_t where, const char *name, const void *p, size_t n)
+{
+    backup_file f = {.where = where, .size = n};
+    snprintf(f.name, sizeof f.name, "%s", name);
+    unsigned len = 0;
+    if (EVP_Digest(p, n, f.sha, &len, EVP_sha256(), NULL) != 1 || len != BACKUP_SHA) {
+        fprintf(stderr, "SHA-256 failed\n");
+        exit(1);
+    }
+    OK(backup_manifest_add(m, &f, &e_));
+}
+
+static void save_file(const char *target, const char *name, const char *path)
+{
+    size_t len = 0;
+    void *p = read_file(path, &len);
+    save(target, name, p, len);
+    free(p);
+}
+
+static void gen_backup(void)
+{
+    /* 1. A manifest of backup_fuzz's fixed files, and its BACKUPS. */
+    backup_manifest m = {.id = 1, .seq = 7, .created_at_ms = FZ_BK_CREATED, .new_files = 4};
+    db_identity_make(FZ_BK_CREATED, m.identity);
+    bk_add(&m, BACKUP_WHERE_DIR, "SHALE", m.identity, sizeof m.identity);
+    bk_add(&m, BACKUP_WHERE_DIR, "MANIFEST-000002", FZ_BK_MANIFEST, strlen(FZ_BK_MANIFEST));
+    bk_add(&m, BACKUP_WHERE_TABLES, "000003.sst", FZ_BK_TABLE, strlen(FZ_BK_TABLE));
+    bk_add(&m, BACKUP_WHERE_DIR, "CURRENT", FZ_BK_CURRENT, strlen(FZ_BK_CURRENT));
+    for (size_t i = 0; i < m.nfiles; i++) {
+        m.new_bytes += m.files[i].size;
+    }
+    shale_buf b = {0};
+    OK(backup_manifest_encode(&m, &b, &e_));
+    save("backup_fuzz", "fixed", b.data, b.len);
+    m.id = 2; /* in directory 000002 */
+    OK(backup_manifest_encode(&m, &b, &e_));
+    save("backup_fuzz", "fixed-2", b.data, b.len);
+    uint8_t dest[BACKUP_DEST_BYTES];
+    backup_dest_encode(dest, 2, m.identity);
+    save("backup_fuzz", "dest", dest, sizeof dest);
+    buf_free(&b);
+    backup_manifest_free(&m);
+
+    /* 2. Real backups (shale_backup) of a small database: the first, and an incremental one. */
+    char db_path[700], dest_path[700], path[800];
+    snprintf(db_path, sizeof db_path, "%s/bdb", work);
+    snprintf(dest_path, sizeof dest_path, "%s/bdest", work);
+    fz_rm_rf(db_path);
+    fz_rm_rf(dest_path);
+    shale_db *db = fz_open_db(db_path);
+    for (int round = 1; round <= 2; round++) {
+        for (int i = 0; i < 50; i++) {
+            char k[32], v[32];
+            snprintf(k, sizeof k, "key-%d-%03d", round, i);
+            snprintf(v, sizeof v, "value %d", i * round);
+            OK(shale_put(db, NULL, slice_cstr(k), slice_cstr(v), &e_));
+        }
+        OK(shale_backup(db, dest_path, NULL, &e_));
+        char name[32];
+        snprintf(path, sizeof path, "%s/%06d/" BACKUP_FILE, dest_path, round);
+        snprintf(name, sizeof name, "real-%d", round);
+        save_file("backup_fuzz", name, path);
+    }
+    snprintf(path, sizeof path, "%s/" BACKUP_DEST_FILE, dest_path);
+    save_file("backup_fuzz", "real-dest", path);
+    shale_close(db, NULL);
+}
+
 int main(int argc, char **argv)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: gen_corpus CORPUS_DIR\n");
+    static const struct {
+        const char *target;
+        void (*gen)(void);
+    } gens[] = {
+        {"wal_fuzz", gen_wal},           {"sst_fuzz", gen_sst},       {"block_fuzz", gen_block},
+        {"manifest_fuzz", gen_manifest}, {"json_fuzz", gen_json},     {"filter_fuzz", gen_filter},
+        {"http_fuzz", gen_http},         {"cursor_fuzz", gen_cursor}, {"backup_fuzz", gen_backup},
+    };
+    if (argc != 2 && argc != 3) {
+        fprintf(stderr, "usage: gen_corpus CORPUS_DIR [TARGET]\n");
         return 2;
     }
     out_root = argv[1];
     snprintf(work, sizeof work, "%s/work", fz_tmpdir());
     mkdir(work, 0700);
-    gen_wal();
-    gen_sst();
-    gen_block();
-    gen_manifest();
-    gen_json();
-    gen_filter();
-    gen_http();
-    gen_cursor();
+    bool any = false;
+    for (size_t i = 0; i < sizeof gens / sizeof gens[0]; i++) {
+        if (argc == 2 || strcmp(argv[2], gens[i].target) == 0) {
+            gens[i].gen();
+            any = true;
+        }
+    }
+    if (!any) {
+        fprintf(stderr, "gen_corpus: no target %s\n", argv[2]);
+        return 2;
+    }
     printf("wrote %d seed files under %s\n", files, out_root);
     return 0;
 }
