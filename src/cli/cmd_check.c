@@ -571,10 +571,6 @@ static void check_log(checker *c, uint64_t number, uint64_t first, bool is_last,
         return;
     }
     rc = wal_reader_open(c->env, path, number, false, &r, &err);
-    if (rc == SHALE_OK) {
-        wal_reader_get_stats(r, &st);
-        rc = check_prev(c, name, &st, first, &err);
-    }
     while (rc == SHALE_OK) {
         shale_slice rec;
         uint64_t off;
@@ -589,6 +585,11 @@ static void check_log(checker *c, uint64_t number, uint64_t first, bool is_last,
         }
     }
     snprintf(checked, sizeof checked, "%" PRIu64 " record%s", records, plural(records));
+    if (rc == SHALE_OK && records > 0) {
+        /* As recovery: a segment without records (a failed creation) claims nothing. */
+        wal_reader_get_stats(r, &st);
+        rc = check_prev(c, name, &st, first, &err);
+    }
     if (rc != SHALE_OK) {
         report_failure(c, name, "log", e, checked, &err);
         goto out;

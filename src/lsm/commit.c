@@ -703,8 +703,16 @@ shale_code shale_sync(shale_db *db, shale_durability level, shale_error *err)
             fatal = true; /* a failed fsync is final */
             goto out;
         }
+        /* An explicit sync may be the last thing this segment sees before a crash: its marker
+         * goes out now rather than with the next record, so that damage to what it made
+         * durable is told from a torn tail (wal_format.h). Only the proof is lost if that
+         * write fails. */
+        shale_error merr;
+        if (wal_writer_mark(db->log, &merr) != SHALE_OK) {
+            db_log(db, "shale_sync: sync marker not written (%s); the data is durable", merr.msg);
+        }
         db->synced_file = wal_writer_file_number(db->log); /* numbers are never reused */
-        db->synced_size = wal_writer_size(db->log);
+        db->synced_size = wal_writer_size(db->log);        /* the marker needs no sync */
         synced = true;
     }
 out:

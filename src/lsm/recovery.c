@@ -177,11 +177,6 @@ static shale_code replay_segment(replay_state *st, uint64_t number, bool is_last
     if (rc != SHALE_OK) {
         goto out;
     }
-    wal_reader_get_stats(r, &stats);
-    rc = check_prev(st, name, &stats, err);
-    if (rc != SHALE_OK) {
-        goto out;
-    }
     for (;;) {
         shale_slice rec;
         uint64_t off;
@@ -245,6 +240,15 @@ static shale_code replay_segment(replay_state *st, uint64_t number, bool is_last
         rc = SHALE_OK;
     }
     wal_reader_get_stats(r, &stats);
+    /* A segment without a record is a creation that failed after its header was written (a
+     * failed roll keeps the old segment growing past the size named here): its claim protects
+     * nothing, and the next segment with records names the one before it itself. */
+    if (stats.records > 1) {
+        rc = check_prev(st, name, &stats, err);
+        if (rc != SHALE_OK) {
+            goto out;
+        }
+    }
     db->salvaged_records += stats.salvaged_records;
     db->salvaged_bytes += stats.salvaged_bytes;
     if (stats.salvaged_records > 0) {

@@ -112,7 +112,6 @@ enum edit_tag {
 #define EDIT_TRAILER_BYTES  8u
 
 /* CURRENT holds one short line; anything longer is not ours. */
-#define CURRENT_MAX_BYTES 64u
 
 /* LevelDB's limits, in table_bytes units: stop an output once it overlaps this many grandparent
  * bytes (so a later compaction of it reads a bounded amount), and do not grow the level-n inputs
@@ -239,7 +238,7 @@ version_file_kind version_parse_file_name(const char *name, uint64_t *number)
 
 bool version_parse_current(const void *data, size_t len, uint64_t *number)
 {
-    char text[CURRENT_MAX_BYTES];
+    char text[VERSION_CURRENT_MAX_BYTES];
 
     /* Exactly "MANIFEST-NNNNNN\n": no NUL, no second line, no spaces. */
     if (len < 2 || len > sizeof text || ((const char *)data)[len - 1] != '\n') {
@@ -1487,7 +1486,7 @@ static shale_code read_current(const version_set *vs, uint64_t *number, shale_er
     shale_code rc;
 
     snprintf(path, sizeof path, "%s/CURRENT", vs->dir);
-    rc = env_read_file(vs->env, path, CURRENT_MAX_BYTES, &data, &len, err);
+    rc = env_read_file(vs->env, path, VERSION_CURRENT_MAX_BYTES, &data, &len, err);
     if (rc != SHALE_OK) {
         return rc;
     }

@@ -274,6 +274,10 @@ typedef enum version_file_kind {
  * kind but VERSION_FILE_OTHER. */
 version_file_kind version_parse_file_name(const char *name, uint64_t *number);
 
+/* The longest CURRENT accepted: "MANIFEST-" and a number, with room to spare (we write six to
+ * twenty digits). */
+#define VERSION_CURRENT_MAX_BYTES 64u
+
 /* Parses the contents of CURRENT: exactly "MANIFEST-NNNNNN\n" naming a manifest numbered > 0. */
 bool version_parse_current(const void *data, size_t len, uint64_t *number);
 

@@ -32,18 +32,22 @@
  *   WAL_REC_SYNCED  kind(1) synced_to u64                                          (9 bytes)
  *                   (version 2) a sync marker: every byte before file offset synced_to had been
  *                   made durable by a completed fdatasync when this record was written. The
- *                   writer puts one in front of the first record it frames after a sync that
- *                   advanced; readers consume markers and never return them.
+ *                   writer frames one in front of the first record after a sync that advanced,
+ *                   and an explicit shale_sync writes one at once (wal_writer_mark); readers
+ *                   consume markers and never return them.
  *
  * Why sync markers: at a power loss the file system may keep any subset of the bytes written
  * since the last sync, in any order (a later record may survive while an earlier one is lost).
  * Damage at offset X followed by valid fragments is therefore corruption only if X had been
  * synced, and a valid marker after X with synced_to > X proves exactly that; without such a
  * proof the damage lies in bytes no sync ever covered and is a torn tail, cut at open like any
- * other. Synced bytes are protected: each later sync's marker covers them. The one exception is
- * the last record written: nothing after it can prove it was synced, so damage there reads as a
- * torn tail (as in a version 1 file, and in LevelDB). Version 1 segments (no markers) keep the
- * stricter version 1 rule: any valid fragment after damage means corruption.
+ * other. Synced bytes are protected by the marker after them. The exception is the bytes of the
+ * newest segment's last sync when no marker followed it (a group commit's sync not followed by
+ * another record before a crash, or a marker lost with the power, which is not synced): damage
+ * there reads as a torn tail, as a damaged last record does in a version 1 file and in LevelDB.
+ * Closed segments need no markers: any torn tail there is corruption (recovery's rule), and the
+ * next segment's WAL_REC_PREV gives away a cut at a record boundary. Version 1 segments (no
+ * markers) keep the stricter version 1 rule: any valid fragment after damage means corruption.
  *
  * Why 32 KiB blocks: resynchronisation points for salvage and torn-tail detection at a cost of
  * at most 6 padding bytes per block (LevelDB's choice). Why a 16-bit length: fragments are

@@ -257,6 +257,21 @@ static shale_code find_valid(wal_reader *r, uint64_t x, uint32_t hint_len, uint6
     return SHALE_OK;
 }
 
+/* Where a byte-by-byte search from `pos`, whose header (in the window) is all zeros, can go on:
+ * a header starting inside a run of zeros has type 0 unless it starts in the run's last 6
+ * bytes. A zero-filled tail (a file extended but never written, after a power loss) is the
+ * common case, and is skipped a window at a time instead of byte by byte. */
+static uint64_t past_zeros(const wal_reader *r, uint64_t pos)
+{
+    const uint8_t *p = r->win + (pos - r->win_off);
+    const uint8_t *q = p, *end = r->win + r->win_len;
+    while (q < end && *q == 0) {
+        q++;
+    }
+    uint64_t run = (uint64_t)(q - p);
+    return run > WAL_HEADER_SIZE ? pos + run - (WAL_HEADER_SIZE - 1) : pos + 1;
+}
+
 /* Version 2: is there a valid sync marker at or after `from` announcing that bytes past x had
  * been synced? Walks fragment by fragment, and over damage byte by byte (damage may cover a
  * block start, with intact fragments after it in the same block), assembling a marker that was
@@ -283,7 +298,8 @@ static shale_code proven_synced(wal_reader *r, uint64_t from, uint64_t x, bool *
             return rc;
         }
         if (res != FC_VALID) {
-            pos++;
+            pos = res == FC_BAD_TYPE && f.type == WAL_FRAG_ZERO && f.len == 0 ? past_zeros(r, pos)
+                                                                              : pos + 1;
             open = false;
             continue;
         }

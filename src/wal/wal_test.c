@@ -993,6 +993,56 @@ Test(wal, lost_first_fragment_of_unsynced_record_is_a_torn_tail)
     wlog_free(&lg);
 }
 
+/* wal_writer_mark: after a sync no record follows, the marker it writes at once is what proves
+ * the last record synced; without it, damage there reads as a torn tail. One append, no sync,
+ * nothing when no sync advanced, and no marker for a sync that covered only a marker. */
+Test(wal, mark_after_a_final_sync_proves_the_last_record)
+{
+    size_t lens[] = {100, 200, 300};
+    for (int marked = 0; marked < 2; marked++) {
+        shale_error err;
+        wal_writer *w = NULL;
+        env_fault *fe = env_fault_new(env_posix());
+        wlog lg;
+        got g;
+        cr_assert_not_null(fe);
+        wlog_init(&lg, "wal", 3);
+        cr_assert_eq(wal_writer_create(env_fault_env(fe), lg.dir, NAME, FNUM, &w, &err), SHALE_OK);
+        cr_assert_eq(wal_writer_mark(w, &err), SHALE_OK);
+        cr_assert_eq(wal_writer_size(w), SEG_HDR, "no sync advanced: no marker");
+        for (size_t i = 0; i < 3; i++) {
+            add_rec(w, &lg, i, lens[i]);
+        }
+        wlog_sync(w, &lg);
+        uint64_t writes = env_fault_count(fe, ENV_OP_WRITE);
+        uint64_t syncs = env_fault_count(fe, ENV_OP_SYNC);
+        uint64_t end = wal_writer_size(w);
+        if (marked) {
+            cr_assert_eq(wal_writer_mark(w, &err), SHALE_OK, "%s", err.msg);
+            cr_assert_eq(env_fault_count(fe, ENV_OP_WRITE), writes + 1);
+            cr_assert_eq(env_fault_count(fe, ENV_OP_SYNC), syncs);
+            cr_assert_gt(wal_writer_size(w), end);
+            cr_assert_eq(wal_writer_sync(w, &err), SHALE_OK);
+            uint64_t size = wal_writer_size(w);
+            cr_assert_eq(wal_writer_mark(w, &err), SHALE_OK);
+            cr_assert_eq(wal_writer_size(w), size, "a sync of the marker alone needs none");
+        }
+        cr_assert_eq(wal_writer_close(w, false, &err), SHALE_OK);
+        cr_assert_eq(tu_flip_bit(lg.path, lg.off[2] + HDR + 10, 1), 0);
+        read_all(env_posix(), lg.path, FNUM, false, &g);
+        expect_prefix(&g, &lg, 2);
+        if (marked) {
+            cr_assert_eq(g.rc, SHALE_CORRUPTION, "marked: %s", g.err.msg);
+        } else {
+            cr_assert_eq(g.rc, SHALE_NOT_FOUND, "%s", g.err.msg);
+            cr_assert(g.st.torn_tail);
+        }
+        got_free(&g);
+        wlog_free(&lg);
+        env_fault_free(fe);
+    }
+}
+
 /* Hand-made version 2 segments: an open record whose end is missing is judged like damage at its
  * start, and a marker must be well formed. */
 Test(wal, sync_marker_rules)

@@ -35,6 +35,9 @@ struct wal_writer {
      * successful flush (discarding the buffer rewinds to it). */
     uint64_t marked;
     uint64_t marked_flushed;
+    /* Where the last marker wal_writer_mark wrote ends: a later sync covering only that marker
+     * needs no marker of its own. */
+    uint64_t marker_end;
     uint8_t *buf; /* framed bytes after `flushed` */
     size_t len;
     size_t cap;
@@ -84,6 +87,12 @@ static void shrink_if_huge(wal_writer *w)
     }
 }
 
+/* A sync advanced past what the last marker announced, by more than a marker of its own. */
+static bool need_mark(const wal_writer *w)
+{
+    return w->synced > w->marked && w->synced != w->marker_end;
+}
+
 /* Frames one record into the buffer, which has room (reserve). */
 static void frame(wal_writer *w, const void *rec, size_t n)
 {
@@ -128,7 +137,7 @@ static void frame(wal_writer *w, const void *rec, size_t n)
 shale_code wal_writer_add(wal_writer *w, const void *rec, size_t n, shale_error *err)
 {
     uint8_t mark[WAL_SYNC_MARK_LEN];
-    bool marking = w->synced > w->marked;
+    bool marking = need_mark(w);
 
     if (w->broken) {
         return err_copy(err, &w->sticky);
@@ -209,6 +218,28 @@ shale_code wal_writer_sync(wal_writer *w, shale_error *err)
         return err_copy(err, &w->sticky);
     }
     return sync_file(w, true, err);
+}
+
+shale_code wal_writer_mark(wal_writer *w, shale_error *err)
+{
+    uint8_t mark[WAL_SYNC_MARK_LEN];
+
+    if (w->broken) {
+        return err_copy(err, &w->sticky);
+    }
+    if (!need_mark(w)) {
+        return SHALE_OK;
+    }
+    shale_code rc = reserve(w, framed_bound(sizeof mark), err);
+    if (rc != SHALE_OK) {
+        return rc;
+    }
+    mark[0] = WAL_REC_SYNCED;
+    coding_put_fixed64(mark + 1, w->synced);
+    frame(w, mark, sizeof mark);
+    w->marked = w->synced;
+    w->marker_end = w->flushed + w->len;
+    return wal_writer_flush(w, err);
 }
 
 void wal_writer_discard_unflushed(wal_writer *w)

@@ -53,6 +53,12 @@ shale_code wal_writer_flush(wal_writer *w, shale_error *err) SHALE_MUST_USE;
 /* fdatasync. Flushes first if anything is buffered. */
 shale_code wal_writer_sync(wal_writer *w, shale_error *err) SHALE_MUST_USE;
 
+/* Writes (one append, no sync) a sync marker for the last sync, if one is due (wal_format.h):
+ * the proof that the bytes before it are durable, for a sync no record may follow soon (the
+ * next record would carry one anyway). A failed write leaves the marker buffered for the next
+ * flush; nothing written before it is affected. */
+shale_code wal_writer_mark(wal_writer *w, shale_error *err) SHALE_MUST_USE;
+
 /* Drops buffered bytes not yet flushed and rewinds the framing state to the flushed offset. */
 void wal_writer_discard_unflushed(wal_writer *w);
 
@@ -64,8 +70,8 @@ uint64_t wal_writer_file_number(const wal_writer *w);
 /* True once a sync (or an unrecoverable flush) failed; err gets the sticky error. */
 bool wal_writer_broken(const wal_writer *w, shale_error *err);
 
-/* Flushes, optionally syncs, closes and frees. Accepts NULL. On a broken writer it returns the
- * sticky error (and still closes and frees). */
+/* Flushes, optionally syncs, closes and frees. Accepts NULL. On a broken writer
+ * it returns the sticky error (and still closes and frees). */
 shale_code wal_writer_close(wal_writer *w, bool sync, shale_error *err);
 
 #endif

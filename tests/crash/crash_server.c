@@ -476,7 +476,7 @@ typedef struct lane_ctx {
     size_t body_len;
     char *reply;
     size_t reply_len, reply_cap;
-    char why[400];
+    char why[1024];
 } lane_ctx;
 
 static size_t on_reply(char *data, size_t size, size_t nmemb, void *ud)

@@ -51,8 +51,10 @@ static void check_current(const uint8_t *data, size_t size)
 {
     uint64_t number = 0;
     bool ok = version_parse_current(data, size, &number);
-    /* The reference: "MANIFEST-", at least six digits fitting in 64 bits, "\n", nothing else. */
-    bool want = size >= 9 + 6 + 1 && memcmp(data, "MANIFEST-", 9) == 0 && data[size - 1] == '\n';
+    /* The reference: "MANIFEST-", at least six digits fitting in 64 bits, "\n", nothing else,
+     * at most VERSION_CURRENT_MAX_BYTES in all. */
+    bool want = size >= 9 + 6 + 1 && size <= VERSION_CURRENT_MAX_BYTES &&
+                memcmp(data, "MANIFEST-", 9) == 0 && data[size - 1] == '\n';
     uint64_t v = 0;
     for (size_t i = 9; want && i < size - 1; i++) {
         if (data[i] < '0' || data[i] > '9' || v > (UINT64_MAX - (data[i] - '0')) / 10) {

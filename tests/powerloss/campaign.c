@@ -728,7 +728,9 @@ static verdict verify_state(const run *r, const char *root, const env_fault_stat
                 !match(r, cact, r->ckpt_at[c], r->ckpt_at[c], &cat, why, cap)) {
                 char tmp[600];
                 snprintf(tmp, sizeof tmp, "checkpoint %s: %s", name, why);
-                snprintf(why, cap, "%s", tmp);
+                size_t n = strlen(tmp) < cap ? strlen(tmp) : cap - 1; /* cap > 0: a buffer */
+                memcpy(why, tmp, n);
+                why[n] = '\0';
                 v = V_VIOLATION;
             }
             (void)shale_close(cdb, NULL);
