@@ -65,6 +65,7 @@
 
 #include "shale.h"
 
+#include "corrupt_util.h"
 #include "testutil.h"
 #include "wal/wal_format.h"
 
@@ -360,20 +361,6 @@ static void commit(shale_db *db, shale_batch *b)
     shale_batch_clear(b);
 }
 
-static char *newest_log(const char *dir)
-{
-    size_t n = 0;
-    char **names = tu_list_dir(dir, &n), *best = NULL;
-    for (size_t i = 0; i < n; i++) {
-        if (tu_is_numbered(names[i], "log")) {
-            free(best);
-            best = strdup(names[i]);
-        }
-    }
-    tu_free_names(names, n);
-    return best;
-}
-
 static int seg_index(tmpl *t, const char *name)
 {
     for (size_t i = 0; i < t->nsegs; i++) {
@@ -402,7 +389,7 @@ static void tail_write(tmpl *t, shale_db *db, int i)
         op->key = 1000 + i % 200;
         op->gen = 100 + i;
     }
-    char *before = newest_log(t->src);
+    char *before = cu_newest_log(t->src);
     uint64_t start = 0;
     if (before != NULL) {
         char *p = tu_path(t->src, before);
@@ -413,7 +400,7 @@ static void tail_write(tmpl *t, shale_db *db, int i)
                                  : shale_put(db, NULL, tu_key(kb, (uint64_t)op->key),
                                              val(vb, op->key, op->gen, min_len_of(op->gen)), &err);
     ok(rc, &err, "tail write");
-    char *after = newest_log(t->src);
+    char *after = cu_newest_log(t->src);
     cr_assert_not_null(after);
     if (before != NULL && strcmp(before, after) != 0) {
         /* The log rolls once a segment passes its size: after the record (the new segment holds
@@ -440,13 +427,21 @@ static void tail_write(tmpl *t, shale_db *db, int i)
     free(after);
 }
 
-static uint64_t fnv(uint64_t h, const void *p, size_t n)
+/* Folds one entry (key, value, deadline) into the FNV-1a hash h. */
+static uint64_t fnv_entry(uint64_t h, shale_slice key, shale_slice value, uint64_t expire_at_ms)
 {
-    const uint8_t *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h = (h ^ b[i]) * 1099511628211ull;
-    }
-    return h;
+    h = cu_fnv(h, &key.len, sizeof key.len);
+    h = cu_fnv(h, key.data, key.len);
+    h = cu_fnv(h, &value.len, sizeof value.len);
+    h = cu_fnv(h, value.data, value.len);
+    return cu_fnv(h, &expire_at_ms, sizeof expire_at_ms);
+}
+
+/* Whether key is a document key (documents store under the 0x00 0xD0 prefix). */
+static bool is_doc_key(shale_slice key)
+{
+    return key.len >= 2 && ((const uint8_t *)key.data)[0] == 0x00 &&
+           ((const uint8_t *)key.data)[1] == 0xD0;
 }
 
 /* Hash of a full scan (keys, values, deadlines); SHALE_OK or the iterator's error. */
@@ -454,19 +449,14 @@ static shale_code scan_hash(shale_db *db, uint64_t *out, size_t *count, shale_er
 {
     shale_iter *it = NULL;
     shale_code rc = shale_iter_new(db, NULL, &it, err);
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = CU_FNV_INIT;
     size_t n = 0;
     if (rc != SHALE_OK) {
         return rc;
     }
     for (shale_iter_seek_first(it); shale_iter_valid(it); shale_iter_next(it)) {
         shale_slice k = shale_iter_key(it), v = shale_iter_value(it);
-        uint64_t e = shale_iter_info(it).expire_at_ms;
-        h = fnv(h, &k.len, sizeof k.len);
-        h = fnv(h, k.data, k.len);
-        h = fnv(h, &v.len, sizeof v.len);
-        h = fnv(h, v.data, v.len);
-        h = fnv(h, &e, sizeof e);
+        h = fnv_entry(h, k, v, shale_iter_info(it).expire_at_ms);
         n++;
     }
     rc = shale_iter_status(it, err);
@@ -593,7 +583,7 @@ static void build(tmpl *t)
     }
     t->nkept = kept;
     cr_assert_geq(t->nsegs, 3, "setup: the tail spans %zu segments", t->nsegs);
-    char *live = newest_log(t->src);
+    char *live = cu_newest_log(t->src);
     cr_assert_str_eq(live, t->segs[t->nsegs - 1].name, "setup: the last write rolled the log");
     free(live);
     for (size_t i = 0; i < t->nsegs; i++) {
@@ -767,7 +757,7 @@ static void read_db(const tmpl *t, shale_db *db, const char *needle, readout *r)
     if (rc != SHALE_OK) {
         note_err(r, rc, &err, needle, "iter_new");
     } else {
-        uint64_t h = 1469598103934665603ull;
+        uint64_t h = CU_FNV_INIT;
         for (int k = 0; k < NK; k++) {
             r->scan.st[k] = O_ABSENT;
         }
@@ -777,14 +767,8 @@ static void read_db(const tmpl *t, shale_db *db, const char *needle, readout *r)
             if (k >= 0) {
                 classify_value(&r->scan, k, value.data, value.len,
                                shale_iter_info(it).expire_at_ms);
-            } else if (key.len >= 2 && ((const uint8_t *)key.data)[0] == 0x00 &&
-                       ((const uint8_t *)key.data)[1] == 0xD0) {
-                uint64_t e = shale_iter_info(it).expire_at_ms;
-                h = fnv(h, &key.len, sizeof key.len);
-                h = fnv(h, key.data, key.len);
-                h = fnv(h, &value.len, sizeof value.len);
-                h = fnv(h, value.data, value.len);
-                h = fnv(h, &e, sizeof e);
+            } else if (is_doc_key(key)) {
+                h = fnv_entry(h, key, value, shale_iter_info(it).expire_at_ms);
             } else {
                 r->foreign = true;
             }
@@ -1132,44 +1116,48 @@ static void pick_target(const tmpl *t, int kind, tu_rng *r, target *g)
     memset(g, 0, sizeof *g);
     g->kind = kind;
     g->segi = -1;
+    const char *rel = ""; /* the file, relative to the database or the backup directory */
+    char bk_manifest[24];
     switch (kind) {
     case K_LIVE_LOG:
     case K_OLD_LOG:
         g->segi = kind == K_LIVE_LOG ? (int)t->nsegs - 1 : (int)tu_rng_below(r, t->nsegs - 1);
         g->seg = &t->segs[g->segi];
-        snprintf(g->rel, sizeof g->rel, "%s", g->seg->name);
+        rel = g->seg->name;
         break;
     case K_KEPT_LOG:
-        snprintf(g->rel, sizeof g->rel, "%s", t->kept[tu_rng_below(r, t->nkept)]);
+        rel = t->kept[tu_rng_below(r, t->nkept)];
         break;
     case K_TABLE:
-        snprintf(g->rel, sizeof g->rel, "%s", t->tables[tu_rng_below(r, t->ntables)]);
+        rel = t->tables[tu_rng_below(r, t->ntables)];
         break;
     case K_MANIFEST:
         g->seg = &t->manifest;
-        snprintf(g->rel, sizeof g->rel, "%s", t->manifest.name);
+        rel = t->manifest.name;
         break;
     case K_CURRENT:
-        snprintf(g->rel, sizeof g->rel, "CURRENT");
+        rel = "CURRENT";
         break;
     case K_IDENTITY:
-        snprintf(g->rel, sizeof g->rel, "SHALE");
+        rel = "SHALE";
         break;
     case K_BK_MANIFEST:
-        snprintf(g->rel, sizeof g->rel, "%06d/BACKUP", 1 + (int)tu_rng_below(r, 2));
+        snprintf(bk_manifest, sizeof bk_manifest, "%06d/BACKUP", 1 + (int)tu_rng_below(r, 2));
+        rel = bk_manifest;
         break;
     case K_BK_CATALOG:
-        snprintf(g->rel, sizeof g->rel, "BACKUPS");
+        rel = "BACKUPS";
         break;
     case K_BK_TABLE:
-        snprintf(g->rel, sizeof g->rel, "%s", t->bk_tables[tu_rng_below(r, t->nbk_tables)]);
+        rel = t->bk_tables[tu_rng_below(r, t->nbk_tables)];
         break;
     case K_BK_SMALL:
-        snprintf(g->rel, sizeof g->rel, "%s", t->bk_small[tu_rng_below(r, t->nbk_small)]);
+        rel = t->bk_small[tu_rng_below(r, t->nbk_small)];
         break;
     default:
         cr_assert_fail();
     }
+    snprintf(g->rel, sizeof g->rel, "%s", rel);
     /* Messages name database files by base name, backup files by a path ending in rel. */
     snprintf(g->needle, sizeof g->needle, "%s", g->rel);
 }
@@ -1497,18 +1485,12 @@ static void golden(tmpl *t)
     ok(shale_open(t->src, &o, &db, &err), &err, "open pristine");
     shale_iter *it = NULL;
     ok(shale_iter_new(db, NULL, &it, &err), &err, "iter");
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = CU_FNV_INIT;
     size_t ndockeys = 0;
     for (shale_iter_seek_first(it); shale_iter_valid(it); shale_iter_next(it)) {
         shale_slice key = shale_iter_key(it), value = shale_iter_value(it);
-        if (key.len >= 2 && ((const uint8_t *)key.data)[0] == 0x00 &&
-            ((const uint8_t *)key.data)[1] == 0xD0) {
-            uint64_t e = shale_iter_info(it).expire_at_ms;
-            h = fnv(h, &key.len, sizeof key.len);
-            h = fnv(h, key.data, key.len);
-            h = fnv(h, &value.len, sizeof value.len);
-            h = fnv(h, value.data, value.len);
-            h = fnv(h, &e, sizeof e);
+        if (is_doc_key(key)) {
+            h = fnv_entry(h, key, value, shale_iter_info(it).expire_at_ms);
             ndockeys++;
         }
     }

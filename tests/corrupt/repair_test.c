@@ -24,6 +24,7 @@
 
 #include "shale.h"
 
+#include "corrupt_util.h"
 #include "env/env.h"
 #include "lsm/repair.h"
 #include "testutil.h"
@@ -328,29 +329,43 @@ static void flip_byte(const char *dir, const char *name, uint64_t off)
     free(p);
 }
 
-static char *newest_log(const char *dir)
+/* A fresh template database in a new temporary directory (returned, malloc'ed). */
+static char *new_template(const char *name, char table_names[3][32])
 {
-    size_t n = 0;
-    char **names = tu_list_dir(dir, &n), *best = NULL;
-    for (size_t i = 0; i < n; i++) {
-        if (tu_is_numbered(names[i], "log")) {
-            free(best);
-            best = strdup(names[i]);
-        }
+    char *dir = tu_tmpdir(name);
+    build(dir, table_names);
+    return dir;
+}
+
+/* Every key from `from` on reads as the model says. */
+static void assert_ok_from(const bool ok[NKEYS], int from)
+{
+    for (int k = from; k < NKEYS; k++) {
+        cr_assert(ok[k], "key %d does not read as the model says", k);
     }
-    tu_free_names(names, n);
-    cr_assert_not_null(best, "no log segment");
-    return best;
+}
+
+static void rm_free(char *dir)
+{
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+/* The end of a case: `shale check` calls the repaired database clean; both directories go. */
+static void finish(char *dst, char *dir)
+{
+    assert_check_clean(dst);
+    rm_free(dst);
+    rm_free(dir);
 }
 
 /* ---- the cases ---- */
 
 Test(repair, clean_database_reads_the_same)
 {
-    char *dir = tu_tmpdir("rep-clean");
     char t[3][32];
+    char *dir = new_template("rep-clean", t);
     repair_report rep;
-    build(dir, t);
 
     char *dst = repair(dir, NULL, &rep);
     cr_assert_not(repair_lost_anything(&rep), "%s", rep.nlosses ? rep.losses[0].what : "");
@@ -365,17 +380,14 @@ Test(repair, clean_database_reads_the_same)
     assert_same_scans(dir, dst);
     bool present[NKEYS], ok[NKEYS];
     read_back(dst, present, ok);
-    for (int k = 0; k < NKEYS; k++) {
-        cr_assert(ok[k], "key %d does not read as the model says", k);
-    }
+    assert_ok_from(ok, 0);
     assert_check_clean(dst);
 
     /* The same through spill tables (the log run written out every ~8 KiB) and small output
      * tables: the same data, no temporary left behind (check would list it). */
     repair_options small = {.spill_bytes = 8192, .table_bytes = 16384};
     repair_report rep2;
-    tu_rm_rf(dst);
-    free(dst);
+    rm_free(dst);
     dst = repair(dir, &small, &rep2);
     cr_assert_not(repair_lost_anything(&rep2));
     cr_assert_eq(rep2.entries_written, rep.entries_written);
@@ -396,18 +408,15 @@ Test(repair, clean_database_reads_the_same)
         }
     }
     cr_assert(found);
-    tu_rm_rf(dst);
-    free(dst);
-    tu_rm_rf(dir);
-    free(dir);
+    rm_free(dst);
+    rm_free(dir);
 }
 
 Test(repair, damaged_data_block_loses_exactly_its_keys)
 {
-    char *dir = tu_tmpdir("rep-block");
     char t[3][32];
+    char *dir = new_template("rep-block", t);
     repair_report rep;
-    build(dir, t);
     /* Table A's first data block starts at offset 0 and is over 1 KiB on disk. */
     flip_byte(dir, t[0], 600);
 
@@ -428,29 +437,23 @@ Test(repair, damaged_data_block_loses_exactly_its_keys)
     }
     cr_assert_geq(last_lost, 5, "block 0 held more than a few keys");
     cr_assert_lt(last_lost, 299, "block 0 held far fewer than 300 keys");
-    for (int k = last_lost + 1; k < NKEYS; k++) {
-        cr_assert(ok[k], "key %d does not read as the model says", k);
-    }
+    assert_ok_from(ok, last_lost + 1);
     /* The report names the lost range: keys up to the block's last key. */
     char kb[32];
     tu_key(kb, (uint64_t)last_lost);
     char needle[64];
     snprintf(needle, sizeof needle, "up to \"%.16s\"", kb);
     cr_assert(report_has(&rep, needle), "want \"%s\" in: %s", needle, rep.losses[0].what);
-    assert_check_clean(dst);
-    tu_rm_rf(dst);
-    free(dst);
-    tu_rm_rf(dir);
-    free(dir);
+    finish(dst, dir);
 }
 
 Test(repair, damaged_log_record_loses_only_that_record)
 {
-    char *dir = tu_tmpdir("rep-log");
     char t[3][32];
+    char *dir = new_template("rep-log", t);
     repair_report rep;
-    build(dir, t);
-    char *log = newest_log(dir);
+    char *log = cu_newest_log(dir);
+    cr_assert_not_null(log, "no log segment");
     char *lp = tu_path(dir, log);
     int64_t size = tu_file_size(lp);
     free(lp);
@@ -480,20 +483,15 @@ Test(repair, damaged_log_record_loses_only_that_record)
     cr_assert(which >= 600 && which < 800 && !present[which], "lost key %d", which);
     /* Records before and after it were salvaged. */
     cr_assert(ok[600] && ok[which - 1] && ok[which + 1]);
-    assert_check_clean(dst);
     free(log);
-    tu_rm_rf(dst);
-    free(dst);
-    tu_rm_rf(dir);
-    free(dir);
+    finish(dst, dir);
 }
 
 Test(repair, destroyed_footer_loses_the_table_whole)
 {
-    char *dir = tu_tmpdir("rep-footer");
     char t[3][32];
+    char *dir = new_template("rep-footer", t);
     repair_report rep;
-    build(dir, t);
     char *p = tu_path(dir, t[1]);
     int64_t size = tu_file_size(p);
     FILE *f = fopen(p, "r+b");
@@ -520,19 +518,14 @@ Test(repair, destroyed_footer_loses_the_table_whole)
             cr_assert(ok[k], "key %d does not read as the model says", k);
         }
     }
-    assert_check_clean(dst);
-    tu_rm_rf(dst);
-    free(dst);
-    tu_rm_rf(dir);
-    free(dir);
+    finish(dst, dir);
 }
 
 Test(repair, damaged_manifest_still_salvages_everything)
 {
-    char *dir = tu_tmpdir("rep-manifest");
     char t[3][32];
+    char *dir = new_template("rep-manifest", t);
     repair_report rep;
-    build(dir, t);
     size_t n = 0;
     char **names = tu_list_dir(dir, &n);
     for (size_t i = 0; i < n; i++) {
@@ -554,23 +547,16 @@ Test(repair, damaged_manifest_still_salvages_everything)
     cr_assert_eq(rep.tables_read, 3);
     bool present[NKEYS], ok[NKEYS];
     read_back(dst, present, ok);
-    for (int k = 0; k < NKEYS; k++) {
-        cr_assert(ok[k], "key %d does not read as the model says", k);
-    }
-    assert_check_clean(dst);
-    tu_rm_rf(dst);
-    free(dst);
-    tu_rm_rf(dir);
-    free(dir);
+    assert_ok_from(ok, 0);
+    finish(dst, dir);
 }
 
 Test(repair, refuses_non_empty_target_and_busy_source)
 {
-    char *dir = tu_tmpdir("rep-refuse");
     char t[3][32];
+    char *dir = new_template("rep-refuse", t);
     repair_report rep;
     shale_error err;
-    build(dir, t);
 
     char *dst = tu_tmpdir("rep-refuse-dst");
     char *junk = tu_path(dst, "keep-me");
@@ -600,19 +586,15 @@ Test(repair, refuses_non_empty_target_and_busy_source)
     cr_assert_eq(repair_salvage(env_posix(), empty, dst2, &rep, &err), SHALE_INVALID);
     free(junk);
     free(dst2);
-    tu_rm_rf(empty);
-    free(empty);
-    tu_rm_rf(dst);
-    free(dst);
-    tu_rm_rf(dir);
-    free(dir);
+    rm_free(empty);
+    rm_free(dst);
+    rm_free(dir);
 }
 
 Test(repair, cli_exit_codes_and_report)
 {
-    char *dir = tu_tmpdir("rep-cli");
     char t[3][32];
-    build(dir, t);
+    char *dir = new_template("rep-cli", t);
     size_t len = strlen(dir) + 16;
     char *dst = malloc(len), *dst2 = malloc(len);
     snprintf(dst, len, "%s.new", dir);
@@ -646,10 +628,7 @@ Test(repair, cli_exit_codes_and_report)
     free(outp);
     assert_check_clean(dst2);
 
-    tu_rm_rf(dst);
-    tu_rm_rf(dst2);
-    free(dst);
-    free(dst2);
-    tu_rm_rf(dir);
-    free(dir);
+    rm_free(dst);
+    rm_free(dst2);
+    rm_free(dir);
 }

@@ -41,12 +41,11 @@
 #include "base/error.h"
 #include "env/env.h"
 #include "env/env_fault.h"
+#include "faults_util.h"
 #include "testutil.h"
 
-#define NKEYS         300u
-#define VALUE_CAP     512u
-#define MAX_ROUNDS    1000u
-#define MAYBE_DELETED UINT64_MAX /* a doubt: a failed delete may have happened */
+#define NKEYS      300u
+#define MAX_ROUNDS 1000u
 
 /* ---- the tripwire env ------------------------------------------------------------------------ */
 
@@ -327,140 +326,6 @@ static bool trip_settle(trip_env *te)
     return atomic_load(&te->fired);
 }
 
-/* ---- the model ------------------------------------------------------------------------------ */
-
-typedef struct model {
-    uint64_t state[NKEYS]; /* id of the write whose value the key holds; 0 = absent */
-    uint64_t doubt[NKEYS]; /* a failed commit's value that may also be there; 0 = none */
-    uint64_t next_id;
-} model;
-
-static size_t make_value(char *buf, uint64_t id, uint32_t k)
-{
-    int n = snprintf(buf, VALUE_CAP, "w%" PRIu64 " k%u|", id, k);
-    size_t len = 40 + (size_t)((id * 2654435761u + k) % 200);
-    for (size_t i = (size_t)n; i < len; i++) {
-        buf[i] = (char)('a' + (id + i) % 26);
-    }
-    return len;
-}
-
-static shale_slice mkey(char *buf, uint32_t k)
-{
-    return tu_key(buf, 5000 + k);
-}
-
-/* One FULL commit: a batch of `n` operations over distinct keys from `first` (stride 7), a delete
- * where id % 5 == 0. Applies it to the model when acknowledged; when it failed, its effect on
- * each key is recorded as a doubt (it may or may not have reached the log). */
-static shale_code commit(shale_db *db, model *m, uint32_t first, uint32_t n, shale_error *err)
-{
-    shale_batch *b = shale_batch_new();
-    shale_write_opts w = {.durability = SHALE_DURABILITY_FULL};
-    char kb[17];
-    char vb[VALUE_CAP];
-    uint64_t ids[64];
-    uint32_t keys[64];
-
-    cr_assert_not_null(b);
-    cr_assert_leq(n, 64);
-    for (uint32_t i = 0; i < n; i++) {
-        keys[i] = (first + i * 7) % NKEYS;
-        ids[i] = m->next_id++;
-        if (ids[i] % 5 == 0) {
-            cr_assert_eq(shale_batch_delete(b, mkey(kb, keys[i]), NULL), SHALE_OK);
-        } else {
-            size_t vl = make_value(vb, ids[i], keys[i]);
-            cr_assert_eq(shale_batch_put(b, mkey(kb, keys[i]), (shale_slice){vb, vl}, NULL),
-                         SHALE_OK);
-        }
-    }
-    shale_code rc = shale_write(db, &w, b, err);
-    shale_batch_free(b);
-    for (uint32_t i = 0; i < n; i++) {
-        uint64_t v = ids[i] % 5 == 0 ? 0 : ids[i];
-        if (rc == SHALE_OK) {
-            m->state[keys[i]] = v;
-            m->doubt[keys[i]] = 0;
-        } else {
-            m->doubt[keys[i]] = v == 0 ? MAYBE_DELETED : v;
-        }
-    }
-    return rc;
-}
-
-/* Compares the database with the model. Each key holds its model value, or its doubt. */
-static void check_model(shale_db *db, const model *m, const char *ctx)
-{
-    char kb[17];
-    char vb[VALUE_CAP];
-    shale_buf got = {0};
-    uint64_t present = 0;
-
-    for (uint32_t k = 0; k < NKEYS; k++) {
-        shale_error err = {0};
-        shale_code rc = shale_get(db, NULL, mkey(kb, k), &got, &err);
-        cr_assert(rc == SHALE_OK || rc == SHALE_NOT_FOUND, "%s: get key %u: %s (%s)", ctx, k,
-                  shale_strerror(rc), err.msg);
-        uint64_t id = 0;
-        if (rc == SHALE_OK) {
-            char head[48];
-            tu_head(head, sizeof head, got.data, got.len);
-            unsigned vk = 0;
-            cr_assert(sscanf(head, "w%" SCNu64 " k%u|", &id, &vk) == 2 && vk == k,
-                      "%s: key %u holds a foreign value '%.30s'", ctx, k, head);
-            size_t wl = make_value(vb, id, k);
-            cr_assert(wl == got.len && memcmp(vb, got.data, wl) == 0,
-                      "%s: key %u: the value of write %" PRIu64 " is damaged", ctx, k, id);
-            present++;
-        }
-        uint64_t d = m->doubt[k];
-        bool ok = id == m->state[k] || (d != 0 && (id == d || (d == MAYBE_DELETED && id == 0)));
-        cr_assert(ok, "%s: key %u holds write %" PRIu64 ", the model says %" PRIu64 " (doubt %s)",
-                  ctx, k, id, m->state[k], d ? "yes" : "no");
-    }
-    /* A full scan sees the same keys, in order, and nothing else. */
-    shale_iter *it = NULL;
-    shale_error err = {0};
-    cr_assert_eq(shale_iter_new(db, NULL, &it, &err), SHALE_OK, "%s: iter: %s", ctx, err.msg);
-    uint64_t seen = 0;
-    for (shale_iter_seek_first(it); shale_iter_valid(it); shale_iter_next(it)) {
-        shale_slice key = shale_iter_key(it);
-        cr_assert(key.len == 16 && memcmp(key.data, "key", 3) == 0,
-                  "%s: the scan found a foreign key '%.*s'", ctx, (int)key.len,
-                  (const char *)key.data);
-        seen++;
-    }
-    shale_code rc = shale_iter_status(it, &err);
-    cr_assert_eq(rc, SHALE_OK, "%s: scan: %s (%s)", ctx, shale_strerror(rc), err.msg);
-    shale_iter_free(it);
-    cr_assert_eq(seen, present, "%s: the scan saw %" PRIu64 " keys, gets found %" PRIu64, ctx, seen,
-                 present);
-    shale_buf_free(&got);
-}
-
-/* Settles the doubts with what the database holds (after a reopen, the state is final). */
-static void settle_doubts(shale_db *db, model *m)
-{
-    char kb[17];
-    shale_buf got = {0};
-    for (uint32_t k = 0; k < NKEYS; k++) {
-        if (m->doubt[k] == 0) {
-            continue;
-        }
-        shale_code rc = shale_get(db, NULL, mkey(kb, k), &got, NULL);
-        uint64_t id = 0;
-        if (rc == SHALE_OK) {
-            char head[48];
-            tu_head(head, sizeof head, got.data, got.len);
-            cr_assert_eq(sscanf(head, "w%" SCNu64, &id), 1);
-        }
-        m->state[k] = id;
-        m->doubt[k] = 0;
-    }
-    shale_buf_free(&got);
-}
-
 /* ---- the rounds ----------------------------------------------------------------------------- */
 
 typedef enum scenario {
@@ -471,22 +336,7 @@ typedef enum scenario {
 static shale_options base_opts(const shale_env *env)
 {
     /* Level-0 trigger 8: no compaction starts on its own, the rounds control when it runs. */
-    shale_options o = tu_small_lsm_options(8);
-
-    o.create_if_missing = true;
-    o.durability = SHALE_DURABILITY_FULL;
-    o.env = env;
-    o.ttl_sweep_interval_ms = 3600000;
-    return o;
-}
-
-static shale_db *open_ok(const char *dir, const shale_options *o, const char *ctx)
-{
-    shale_db *db = NULL;
-    shale_error err = {0};
-    shale_code rc = shale_open(dir, o, &db, &err);
-    cr_assert_eq(rc, SHALE_OK, "%s: open: %s (%s)", ctx, shale_strerror(rc), err.msg);
-    return db;
+    return fu_base_opts(env, 8);
 }
 
 static void close_ok(shale_db *db, const char *ctx)
@@ -510,10 +360,10 @@ static void compact_ok(shale_db *db, const char *ctx)
     cr_assert_eq(rc, SHALE_OK, "%s: compact: %s (%s)", ctx, shale_strerror(rc), err.msg);
 }
 
-static void commit_ok(shale_db *db, model *m, uint32_t first, uint32_t n, const char *ctx)
+static void commit_ok(shale_db *db, fu_model *m, uint32_t first, uint32_t n, const char *ctx)
 {
     shale_error err = {0};
-    shale_code rc = commit(db, m, first, n, &err);
+    shale_code rc = fu_commit(db, m, first, n, &err);
     cr_assert_eq(rc, SHALE_OK, "%s: commit: %s (%s)", ctx, shale_strerror(rc), err.msg);
 }
 
@@ -530,13 +380,12 @@ static uint64_t total_tables(shale_db *db)
 
 /* The template: level 1 from a compaction, then (SC_COMPACT) three overlapping level-0 tables
  * with overwrites and deletes, or (SC_FLUSH) one. Cleanly closed. */
-static void build_template(const char *dir, scenario sc, model *m)
+static void build_template(const char *dir, scenario sc, fu_model *m)
 {
     shale_options o = base_opts(NULL);
-    shale_db *db = open_ok(dir, &o, "template");
+    shale_db *db = fu_open_ok(dir, &o, "template");
 
-    memset(m, 0, sizeof *m);
-    m->next_id = 1;
+    fu_model_init(m, NKEYS, 5000, 40, 200, 1);
     for (uint32_t i = 0; i < 8; i++) {
         commit_ok(db, m, i * 37, 60, "template");
     }
@@ -553,7 +402,7 @@ static void build_template(const char *dir, scenario sc, model *m)
     cr_assert_eq(st.level_tables[0], (uint64_t)l0, "template: %" PRIu64 " level-0 tables",
                  st.level_tables[0]);
     cr_assert_gt(total_tables(db), (uint64_t)l0, "template: nothing below level 0");
-    check_model(db, m, "template");
+    fu_check_model(db, m, "template");
     close_ok(db, "template");
 }
 
@@ -567,10 +416,10 @@ static shale_code run_op(shale_db *db, scenario sc, shale_error *err)
 }
 
 /* One round: returns whether the tripwire fired during the operation. */
-static bool one_round(const char *tmpl, const char *dir, const model *tm, scenario sc,
+static bool one_round(const char *tmpl, const char *dir, const fu_model *tm, scenario sc,
                       trip_mode mode, uint64_t n, round_stats *rs)
 {
-    static model m; /* static: large, and reset each round */
+    static fu_model m; /* static: large, and reset each round */
     char ctx[300];
     env_fault *f = env_fault_new(env_posix());
     static trip_env te;
@@ -587,7 +436,7 @@ static bool one_round(const char *tmpl, const char *dir, const model *tm, scenar
 
     shale_options o = base_opts(&te.env);
     o.create_if_missing = false;
-    shale_db *db = open_ok(dir, &o, ctx);
+    shale_db *db = fu_open_ok(dir, &o, ctx);
     if (sc == SC_FLUSH) {
         /* Acknowledged FULL commits in the memtable: what the flush writes out. */
         for (uint32_t i = 0; i < 6; i++) {
@@ -610,13 +459,13 @@ static bool one_round(const char *tmpl, const char *dir, const model *tm, scenar
 
     if (mode == TRIP_FAIL) {
         /* Reads go on, whatever happened. */
-        check_model(db, &m, fctx);
+        fu_check_model(db, &m, fctx);
         shale_stats st;
         cr_assert_eq(shale_stats_get(db, &st, &err), SHALE_OK, "%s", err.msg);
         rs->stopped += st.writes_stopped;
         /* A few more commits: acknowledged ones must survive, failed ones are in doubt. */
         for (uint32_t i = 0; i < 3; i++) {
-            shale_code wrc = commit(db, &m, 100 + i * 3, 4, &err);
+            shale_code wrc = fu_commit(db, &m, 100 + i * 3, 4, &err);
             cr_assert(wrc == SHALE_OK || (st.writes_stopped && wrc == SHALE_CLOSED),
                       "%s: a commit after the fault returned %s (%s)%s", fctx, shale_strerror(wrc),
                       err.msg, st.writes_stopped ? "" : " (writes not stopped)");
@@ -631,7 +480,7 @@ static bool one_round(const char *tmpl, const char *dir, const model *tm, scenar
         } else {
             cr_assert(st.stop_reason[0] != '\0', "%s: writes stopped without a reason", fctx);
         }
-        check_model(db, &m, fctx);
+        fu_check_model(db, &m, fctx);
         rc = shale_close(db, &err);
         if (!st.writes_stopped) {
             cr_assert_eq(rc, SHALE_OK, "%s: close: %s (%s)", fctx, shale_strerror(rc), err.msg);
@@ -655,18 +504,18 @@ static bool one_round(const char *tmpl, const char *dir, const model *tm, scenar
     /* Reopen on the plain OS: the model, no leaked file, and it keeps working. */
     o = base_opts(NULL);
     o.create_if_missing = false;
-    db = open_ok(dir, &o, fctx);
-    check_model(db, &m, fctx);
+    db = fu_open_ok(dir, &o, fctx);
+    fu_check_model(db, &m, fctx);
     tu_assert_db_files(db, dir, fctx);
-    settle_doubts(db, &m);
+    fu_settle_doubts(db, &m);
     if (n % 3 == 1 || !fired) {
         commit_ok(db, &m, 7, 10, fctx);
         flush_ok(db, fctx);
         compact_ok(db, fctx);
-        check_model(db, &m, fctx);
+        fu_check_model(db, &m, fctx);
         close_ok(db, fctx);
-        db = open_ok(dir, &o, fctx);
-        check_model(db, &m, fctx);
+        db = fu_open_ok(dir, &o, fctx);
+        fu_check_model(db, &m, fctx);
         tu_assert_db_files(db, dir, fctx);
     }
     close_ok(db, fctx);
@@ -680,7 +529,7 @@ static void run_rounds(scenario sc, trip_mode mode)
     char *root = tu_tmpdir("fault-lsm");
     char *tmpl = tu_path(root, "template");
     char *dir = tu_path(root, "db");
-    static model tm;
+    static fu_model tm;
     round_stats rs = {0};
     uint64_t n;
 

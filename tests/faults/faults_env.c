@@ -48,11 +48,11 @@
 #include "base/error.h"
 #include "env/env.h"
 #include "env/env_fault.h"
+#include "faults_util.h"
 #include "testutil.h"
 
-#define NKEYS         400u
-#define VALUE_CAP     512u
-#define MAYBE_DELETED UINT64_MAX
+#define NKEYS    400u
+#define KEY_BASE 9000u
 
 /* ---- the observer env: names the operation env_fault fails --------------------------------- */
 
@@ -119,46 +119,48 @@ static void obs_done(obs_env *oe, bool held)
     }
 }
 
+/* Counts one operation (obs_begin) around `call`, and returns what the call returned. */
+#define OBS_FORWARD(oe, kind, path, call)                                                          \
+    do {                                                                                           \
+        obs_env *oe_ = (oe);                                                                       \
+        bool h_ = obs_begin(oe_, (kind), (path));                                                  \
+        shale_code rc_ = (call);                                                                   \
+        obs_done(oe_, h_);                                                                         \
+        return rc_;                                                                                \
+    } while (0)
+
+static obs_file *of_of(env_file *f)
+{
+    return (obs_file *)f;
+}
+
 static shale_code of_read_at(env_file *f, uint64_t off, void *buf, size_t n, size_t *out_read,
                              shale_error *err)
 {
-    obs_file *of = (obs_file *)f;
-    bool h = obs_begin(of->oe, ENV_OP_READ, f->path);
-    shale_code rc = env_file_read_at(of->inner, off, buf, n, out_read, err);
-    obs_done(of->oe, h);
-    return rc;
+    OBS_FORWARD(of_of(f)->oe, ENV_OP_READ, f->path,
+                env_file_read_at(of_of(f)->inner, off, buf, n, out_read, err));
 }
 
 static shale_code of_append(env_file *f, const void *data, size_t n, shale_error *err)
 {
-    obs_file *of = (obs_file *)f;
-    bool h = obs_begin(of->oe, ENV_OP_WRITE, f->path);
-    shale_code rc = env_file_append(of->inner, data, n, err);
-    obs_done(of->oe, h);
-    return rc;
+    OBS_FORWARD(of_of(f)->oe, ENV_OP_WRITE, f->path,
+                env_file_append(of_of(f)->inner, data, n, err));
 }
 
 static shale_code of_sync(env_file *f, bool data_only, shale_error *err)
 {
-    obs_file *of = (obs_file *)f;
-    bool h = obs_begin(of->oe, ENV_OP_SYNC, f->path);
-    shale_code rc = env_file_sync(of->inner, data_only, err);
-    obs_done(of->oe, h);
-    return rc;
+    OBS_FORWARD(of_of(f)->oe, ENV_OP_SYNC, f->path, env_file_sync(of_of(f)->inner, data_only, err));
 }
 
 static shale_code of_truncate(env_file *f, uint64_t size, shale_error *err)
 {
-    obs_file *of = (obs_file *)f;
-    bool h = obs_begin(of->oe, ENV_OP_TRUNCATE, f->path);
-    shale_code rc = env_file_truncate(of->inner, size, err);
-    obs_done(of->oe, h);
-    return rc;
+    OBS_FORWARD(of_of(f)->oe, ENV_OP_TRUNCATE, f->path,
+                env_file_truncate(of_of(f)->inner, size, err));
 }
 
 static shale_code of_size(env_file *f, uint64_t *out, shale_error *err)
 {
-    return env_file_size(((obs_file *)f)->inner, out, err);
+    return env_file_size(of_of(f)->inner, out, err);
 }
 
 static shale_code of_close(env_file *f, shale_error *err)
@@ -205,47 +207,43 @@ static shale_code oe_open_file(const shale_env *env, const char *path, int flags
     return SHALE_OK;
 }
 
-#define OBS_FORWARD(kind, path, call)                                                              \
-    do {                                                                                           \
-        obs_env *oe_ = oe_of(env);                                                                 \
-        bool h_ = obs_begin(oe_, (kind), (path));                                                  \
-        shale_code rc_ = (call);                                                                   \
-        obs_done(oe_, h_);                                                                         \
-        return rc_;                                                                                \
-    } while (0)
-
 static shale_code oe_remove_file(const shale_env *env, const char *path, shale_error *err)
 {
-    OBS_FORWARD(ENV_OP_REMOVE, path, oe_of(env)->inner->remove_file(oe_of(env)->inner, path, err));
+    OBS_FORWARD(oe_of(env), ENV_OP_REMOVE, path,
+                oe_of(env)->inner->remove_file(oe_of(env)->inner, path, err));
 }
 
 static shale_code oe_rename_file(const shale_env *env, const char *from, const char *to,
                                  shale_error *err)
 {
-    OBS_FORWARD(ENV_OP_RENAME, to,
+    OBS_FORWARD(oe_of(env), ENV_OP_RENAME, to,
                 oe_of(env)->inner->rename_file(oe_of(env)->inner, from, to, err));
 }
 
 static shale_code oe_link_file(const shale_env *env, const char *from, const char *to,
                                shale_error *err)
 {
-    OBS_FORWARD(ENV_OP_LINK, to, oe_of(env)->inner->link_file(oe_of(env)->inner, from, to, err));
+    OBS_FORWARD(oe_of(env), ENV_OP_LINK, to,
+                oe_of(env)->inner->link_file(oe_of(env)->inner, from, to, err));
 }
 
 static shale_code oe_mkdir(const shale_env *env, const char *path, shale_error *err)
 {
-    OBS_FORWARD(ENV_OP_MKDIR, path, oe_of(env)->inner->mkdir(oe_of(env)->inner, path, err));
+    OBS_FORWARD(oe_of(env), ENV_OP_MKDIR, path,
+                oe_of(env)->inner->mkdir(oe_of(env)->inner, path, err));
 }
 
 static shale_code oe_sync_dir(const shale_env *env, const char *path, shale_error *err)
 {
-    OBS_FORWARD(ENV_OP_SYNC_DIR, path, oe_of(env)->inner->sync_dir(oe_of(env)->inner, path, err));
+    OBS_FORWARD(oe_of(env), ENV_OP_SYNC_DIR, path,
+                oe_of(env)->inner->sync_dir(oe_of(env)->inner, path, err));
 }
 
 static shale_code oe_lock_file(const shale_env *env, const char *path, env_lock **out,
                                shale_error *err)
 {
-    OBS_FORWARD(ENV_OP_LOCK, path, oe_of(env)->inner->lock_file(oe_of(env)->inner, path, out, err));
+    OBS_FORWARD(oe_of(env), ENV_OP_LOCK, path,
+                oe_of(env)->inner->lock_file(oe_of(env)->inner, path, out, err));
 }
 
 static shale_code oe_list_dir(const shale_env *env, const char *path, char ***out,
@@ -329,154 +327,6 @@ static void obs_settle(obs_env *oe)
     }
 }
 
-/* ---- the model ------------------------------------------------------------------------------ */
-
-typedef struct model {
-    uint64_t state[NKEYS];
-    uint64_t doubt[NKEYS];
-    uint64_t next_id;
-} model;
-
-static size_t make_value(char *buf, uint64_t id, uint32_t k)
-{
-    int n = snprintf(buf, VALUE_CAP, "w%" PRIu64 " k%u|", id, k);
-    size_t len = 60 + (size_t)((id * 2654435761u + k) % 300);
-    for (size_t i = (size_t)n; i < len; i++) {
-        buf[i] = (char)('a' + (id * 7 + i) % 26);
-    }
-    return len;
-}
-
-static shale_slice mkey(char *buf, uint32_t k)
-{
-    return tu_key(buf, 9000 + k);
-}
-
-static const shale_write_opts full = {.durability = SHALE_DURABILITY_FULL};
-
-/* One FULL batch of n ops over keys first, first + 7, ...; every fifth id a delete. */
-static shale_code commit(shale_db *db, model *m, uint32_t first, uint32_t n, shale_error *err)
-{
-    shale_batch *b = shale_batch_new();
-    char kb[17], vb[VALUE_CAP];
-    uint64_t ids[64];
-    uint32_t keys[64];
-
-    cr_assert_not_null(b);
-    cr_assert_leq(n, 64);
-    for (uint32_t i = 0; i < n; i++) {
-        keys[i] = (first + i * 7) % NKEYS;
-        ids[i] = m->next_id++;
-        if (ids[i] % 5 == 0) {
-            cr_assert_eq(shale_batch_delete(b, mkey(kb, keys[i]), NULL), SHALE_OK);
-        } else {
-            size_t vl = make_value(vb, ids[i], keys[i]);
-            cr_assert_eq(shale_batch_put(b, mkey(kb, keys[i]), (shale_slice){vb, vl}, NULL),
-                         SHALE_OK);
-        }
-    }
-    shale_code rc = shale_write(db, &full, b, err);
-    shale_batch_free(b);
-    for (uint32_t i = 0; i < n; i++) {
-        uint64_t v = ids[i] % 5 == 0 ? 0 : ids[i];
-        if (rc == SHALE_OK) {
-            m->state[keys[i]] = v;
-            m->doubt[keys[i]] = 0;
-        } else {
-            m->doubt[keys[i]] = v == 0 ? MAYBE_DELETED : v;
-        }
-    }
-    return rc;
-}
-
-/* One FULL shale_put of key k. */
-static shale_code put_one(shale_db *db, model *m, uint32_t k, shale_error *err)
-{
-    char kb[17], vb[VALUE_CAP];
-    uint64_t id = m->next_id++;
-    size_t vl = make_value(vb, id, k);
-    shale_code rc = shale_put(db, &full, mkey(kb, k), (shale_slice){vb, vl}, err);
-    if (rc == SHALE_OK) {
-        m->state[k] = id;
-        m->doubt[k] = 0;
-    } else {
-        m->doubt[k] = id;
-    }
-    return rc;
-}
-
-/* The write id a stored value carries (0 for NOT_FOUND); fails the test on a foreign or damaged
- * value. */
-static uint64_t value_id(const char *ctx, uint32_t k, const shale_buf *got)
-{
-    char head[48], vb[VALUE_CAP];
-    uint64_t id = 0;
-    unsigned vk = 0;
-    tu_head(head, sizeof head, got->data, got->len);
-    cr_assert(sscanf(head, "w%" SCNu64 " k%u|", &id, &vk) == 2 && vk == k,
-              "%s: key %u holds a foreign value '%.30s'", ctx, k, head);
-    size_t wl = make_value(vb, id, k);
-    cr_assert(wl == got->len && memcmp(vb, got->data, wl) == 0,
-              "%s: key %u: the value of write %" PRIu64 " is damaged", ctx, k, id);
-    return id;
-}
-
-static bool model_allows(const model *m, uint32_t k, uint64_t id)
-{
-    uint64_t d = m->doubt[k];
-    return id == m->state[k] || (d != 0 && (id == d || (d == MAYBE_DELETED && id == 0)));
-}
-
-/* Every key by get, then a full scan forward; all must succeed and agree with the model. */
-static void check_model(shale_db *db, const model *m, const char *ctx)
-{
-    char kb[17];
-    shale_buf got = {0};
-    uint64_t present = 0;
-
-    for (uint32_t k = 0; k < NKEYS; k++) {
-        shale_error err = {0};
-        shale_code rc = shale_get(db, NULL, mkey(kb, k), &got, &err);
-        cr_assert(rc == SHALE_OK || rc == SHALE_NOT_FOUND, "%s: get key %u: %s (%s)", ctx, k,
-                  shale_strerror(rc), err.msg);
-        uint64_t id = rc == SHALE_OK ? value_id(ctx, k, &got) : 0;
-        present += rc == SHALE_OK;
-        cr_assert(model_allows(m, k, id),
-                  "%s: key %u holds write %" PRIu64 ", the model says %" PRIu64 " (doubt %" PRIu64
-                  ")",
-                  ctx, k, id, m->state[k], m->doubt[k]);
-    }
-    shale_iter *it = NULL;
-    shale_error err = {0};
-    cr_assert_eq(shale_iter_new(db, NULL, &it, &err), SHALE_OK, "%s: iter: %s", ctx, err.msg);
-    uint64_t seen = 0;
-    for (shale_iter_seek_first(it); shale_iter_valid(it); shale_iter_next(it)) {
-        seen++;
-    }
-    shale_code rc = shale_iter_status(it, &err);
-    cr_assert_eq(rc, SHALE_OK, "%s: scan: %s (%s)", ctx, shale_strerror(rc), err.msg);
-    shale_iter_free(it);
-    cr_assert_eq(seen, present, "%s: the scan saw %" PRIu64 " keys, gets found %" PRIu64, ctx, seen,
-                 present);
-    shale_buf_free(&got);
-}
-
-/* After a reopen the state is final: doubts become facts. */
-static void settle_doubts(shale_db *db, model *m)
-{
-    char kb[17];
-    shale_buf got = {0};
-    for (uint32_t k = 0; k < NKEYS; k++) {
-        if (m->doubt[k] == 0) {
-            continue;
-        }
-        shale_code rc = shale_get(db, NULL, mkey(kb, k), &got, NULL);
-        m->state[k] = rc == SHALE_OK ? value_id("settle", k, &got) : 0;
-        m->doubt[k] = 0;
-    }
-    shale_buf_free(&got);
-}
-
 /* ---- workloads ------------------------------------------------------------------------------ */
 
 typedef enum workload {
@@ -495,23 +345,10 @@ static const char *const wl_names[W_COUNT_] = {"writes",     "flush",  "compacti
 static shale_options base_opts(const shale_env *env)
 {
     /* Level-0 trigger 8: the template's level 0 never compacts on its own; the workloads decide. */
-    shale_options o = tu_small_lsm_options(8);
-    o.create_if_missing = true;
-    o.durability = SHALE_DURABILITY_FULL;
-    o.env = env;
-    o.ttl_sweep_interval_ms = 3600000;
+    shale_options o = fu_base_opts(env, 8);
     o.flush_idle_ms = 86400000;
     o.max_open_tables = 16; /* reads reopen tables: more open/read operations to fail */
     return o;
-}
-
-static shale_db *open_ok(const char *dir, const shale_options *o, const char *ctx)
-{
-    shale_db *db = NULL;
-    shale_error err = {0};
-    shale_code rc = shale_open(dir, o, &db, &err);
-    cr_assert_eq(rc, SHALE_OK, "%s: open: %s (%s)", ctx, shale_strerror(rc), err.msg);
-    return db;
 }
 
 #define CALL_OK(ctx, call)                                                                         \
@@ -522,30 +359,29 @@ static shale_db *open_ok(const char *dir, const shale_options *o, const char *ct
     } while (0)
 
 /* Template: a bottom level from a compaction, then three overlapping level-0 tables. */
-static void build_template(const char *dir, model *m)
+static void build_template(const char *dir, fu_model *m)
 {
     shale_options o = base_opts(NULL);
-    shale_db *db = open_ok(dir, &o, "template");
-    memset(m, 0, sizeof *m);
-    m->next_id = 1;
+    shale_db *db = fu_open_ok(dir, &o, "template");
+    fu_model_init(m, NKEYS, KEY_BASE, 60, 300, 7);
     for (uint32_t i = 0; i < 10; i++) {
-        CALL_OK("template", commit(db, m, i * 37, 60, &e_));
+        CALL_OK("template", fu_commit(db, m, i * 37, 60, &e_));
     }
     CALL_OK("template", shale_compact(db, &e_));
     for (uint32_t t = 0; t < 3; t++) {
         for (uint32_t i = 0; i < 3; i++) {
-            CALL_OK("template", commit(db, m, t * 13 + i * 53, 50, &e_));
+            CALL_OK("template", fu_commit(db, m, t * 13 + i * 53, 50, &e_));
         }
         CALL_OK("template", shale_flush(db, &e_));
     }
-    check_model(db, m, "template");
+    fu_check_model(db, m, "template");
     CALL_OK("template", shale_close(db, &e_));
 }
 
 typedef struct round_ctx {
     const char *root, *dir;
     shale_db *db;
-    model *m;
+    fu_model *m;
     char ctx[1024];
     /* filled by the workload */
     bool any_error;     /* a call returned an error */
@@ -576,17 +412,19 @@ static void reads_workload(round_ctx *r)
     shale_buf got = {0};
     for (uint32_t k = 0; k < NKEYS; k += 3) {
         shale_error err = {0};
-        shale_code rc = shale_get(r->db, NULL, mkey(kb, k), &got, &err);
+        shale_code rc = shale_get(r->db, NULL, fu_key(r->m, kb, k), &got, &err);
         if (rc == SHALE_NOT_FOUND) {
-            cr_assert(model_allows(r->m, k, 0), "%s: get key %u: NOT_FOUND, the model has %" PRIu64,
-                      r->ctx, k, r->m->state[k]);
+            cr_assert(fu_model_allows(r->m, k, 0),
+                      "%s: get key %u: NOT_FOUND, the model has %" PRIu64, r->ctx, k,
+                      r->m->state[k]);
             continue;
         }
         note_rc(r, rc, &err, "get");
         if (rc == SHALE_OK) {
-            uint64_t id = value_id(r->ctx, k, &got);
-            cr_assert(model_allows(r->m, k, id), "%s: get key %u: write %" PRIu64 ", want %" PRIu64,
-                      r->ctx, k, id, r->m->state[k]);
+            uint64_t id = fu_value_id(r->m, r->ctx, k, &got);
+            cr_assert(fu_model_allows(r->m, k, id),
+                      "%s: get key %u: write %" PRIu64 ", want %" PRIu64, r->ctx, k, id,
+                      r->m->state[k]);
         }
     }
     for (int dir = 0; dir < 2; dir++) {
@@ -610,19 +448,20 @@ static void reads_workload(round_ctx *r)
             char kc[17] = {0};
             memcpy(kc, key.data, key.len < 16 ? key.len : 16);
             uint64_t ki = strtoull(kc + 3, NULL, 10);
-            cr_assert(ki >= 9000 && ki < 9000 + NKEYS, "%s: scan: foreign key %s", r->ctx, kc);
-            uint32_t k = (uint32_t)(ki - 9000);
+            cr_assert(ki >= KEY_BASE && ki < KEY_BASE + NKEYS, "%s: scan: foreign key %s", r->ctx,
+                      kc);
+            uint32_t k = (uint32_t)(ki - KEY_BASE);
             /* No key skipped between the last one and this one. */
             for (int64_t s = expect + (dir == 0 ? 1 : -1); s != (int64_t)k;
                  s += dir == 0 ? 1 : -1) {
-                cr_assert(model_allows(r->m, (uint32_t)s, 0),
+                cr_assert(fu_model_allows(r->m, (uint32_t)s, 0),
                           "%s: scan %s skipped key %" PRId64 " (model %" PRIu64 ")", r->ctx,
                           dir == 0 ? "forward" : "backward", s, r->m->state[s]);
             }
             expect = k;
             shale_buf vb = {(void *)val.data, val.len, val.len};
-            uint64_t id = value_id(r->ctx, k, &vb);
-            cr_assert(model_allows(r->m, k, id),
+            uint64_t id = fu_value_id(r->m, r->ctx, k, &vb);
+            cr_assert(fu_model_allows(r->m, k, id),
                       "%s: scan key %u: write %" PRIu64 ", want %" PRIu64, r->ctx, k, id,
                       r->m->state[k]);
         }
@@ -631,7 +470,7 @@ static void reads_workload(round_ctx *r)
         if (rc == SHALE_OK) {
             for (int64_t s = expect + (dir == 0 ? 1 : -1); s >= 0 && s < (int64_t)NKEYS;
                  s += dir == 0 ? 1 : -1) {
-                cr_assert(model_allows(r->m, (uint32_t)s, 0),
+                cr_assert(fu_model_allows(r->m, (uint32_t)s, 0),
                           "%s: scan ended before key %" PRId64 " (model %" PRIu64 ")", r->ctx, s,
                           r->m->state[s]);
             }
@@ -646,14 +485,14 @@ static void prepare(round_ctx *r, workload w)
 {
     if (w == W_FLUSH || w == W_CHECKPOINT || w == W_BACKUP) {
         for (uint32_t i = 0; i < 5; i++) {
-            CALL_OK(r->ctx, commit(r->db, r->m, 3 + i * 41, 30, &e_));
+            CALL_OK(r->ctx, fu_commit(r->db, r->m, 3 + i * 41, 30, &e_));
         }
     }
     if (w == W_BACKUP) {
         /* A first backup, so the armed one is incremental (shares tables). */
         char *dest = tu_path(r->root, "backups");
         CALL_OK(r->ctx, shale_backup(r->db, dest, NULL, &e_));
-        CALL_OK(r->ctx, commit(r->db, r->m, 11, 40, &e_));
+        CALL_OK(r->ctx, fu_commit(r->db, r->m, 11, 40, &e_));
         free(dest);
     }
 }
@@ -668,8 +507,8 @@ static void run_workload(round_ctx *r, workload w, int attempt)
     switch (w) {
     case W_WRITES:
         for (uint32_t i = 0; i < 12; i++) {
-            rc = i % 3 == 2 ? put_one(r->db, r->m, (i * 31 + (uint32_t)attempt) % NKEYS, &err)
-                            : commit(r->db, r->m, i * 17 + (uint32_t)attempt * 5, 12, &err);
+            rc = i % 3 == 2 ? fu_put_one(r->db, r->m, (i * 31 + (uint32_t)attempt) % NKEYS, &err)
+                            : fu_commit(r->db, r->m, i * 17 + (uint32_t)attempt * 5, 12, &err);
             note_rc(r, rc, &err, "write");
         }
         break;
@@ -702,7 +541,7 @@ static void run_workload(round_ctx *r, workload w, int attempt)
 }
 
 /* Opens dir (a checkpoint or a restore) on the plain OS and compares it with the model. */
-static void check_copy(const char *dir, const model *m, const char *ctx, bool may_fail)
+static void check_copy(const char *dir, const fu_model *m, const char *ctx, bool may_fail)
 {
     shale_options o = base_opts(NULL);
     o.create_if_missing = false;
@@ -714,7 +553,7 @@ static void check_copy(const char *dir, const model *m, const char *ctx, bool ma
     }
     cr_assert_eq(rc, SHALE_OK, "%s: open of the copy %s: %s (%s)", ctx, dir, shale_strerror(rc),
                  err.msg);
-    check_model(db, m, ctx);
+    fu_check_model(db, m, ctx);
     rc = shale_close(db, &err);
     cr_assert_eq(rc, SHALE_OK, "%s: close of the copy: %s", ctx, err.msg);
 }
@@ -756,16 +595,44 @@ static bool must_report(const obs_env *oe, env_op kind)
     return true;
 }
 
+/* Starts a round (r->ctx set): removes what an earlier round left under root (the database, the
+ * checkpoints, the backups, the restore), copies the template to dir, observes f with oe, copies
+ * the model tm to m, opens the database on them and prepares workload w. */
+static void round_start(round_ctx *r, workload w, const char *root, const char *dir,
+                        const char *tmpl, env_fault *f, obs_env *oe, fu_model *m,
+                        const fu_model *tm)
+{
+    static const char *const leftovers[] = {"db", "ckpt", "ckpt2", "backups", "restore"};
+    cr_assert_not_null(f);
+    for (size_t i = 0; i < sizeof leftovers / sizeof leftovers[0]; i++) {
+        char *p = tu_path(root, leftovers[i]);
+        tu_rm_rf(p);
+        free(p);
+    }
+    tu_copy_dir(tmpl, dir);
+    obs_init(oe, env_fault_env(f));
+    *m = *tm;
+    r->root = root;
+    r->dir = dir;
+    r->m = m;
+    r->oe = oe;
+    shale_options o = base_opts(&oe->env);
+    o.create_if_missing = false;
+    r->db = fu_open_ok(dir, &o, r->ctx);
+    prepare(r, w);
+}
+
 typedef struct sweep_stats {
     uint64_t rounds, injected, reported, silent, stopped, corruptions;
     uint64_t by_kind[ENV_OP_COUNT_];
 } sweep_stats;
 
 /* One round; returns whether the fault fired. */
-static bool one_round(const char *root, const char *tmpl, const model *tm, workload w, env_op kind,
-                      uint64_t n, int e, bool short_write, uint64_t round_no, sweep_stats *ss)
+static bool one_round(const char *root, const char *tmpl, const fu_model *tm, workload w,
+                      env_op kind, uint64_t n, int e, bool short_write, uint64_t round_no,
+                      sweep_stats *ss)
 {
-    static model m;
+    static fu_model m;
     round_ctx r = {0};
     char *dir = tu_path(root, "db");
     env_fault *f = env_fault_new(env_posix());
@@ -774,27 +641,10 @@ static bool one_round(const char *root, const char *tmpl, const model *tm, workl
     char *ck = tu_path(root, "ckpt"), *ck2 = tu_path(root, "ckpt2"), *bk = tu_path(root, "backups");
     char *rs = tu_path(root, "restore");
 
-    cr_assert_not_null(f);
-    tu_rm_rf(dir);
-    tu_rm_rf(ck);
-    tu_rm_rf(ck2);
-    tu_rm_rf(bk);
-    tu_rm_rf(rs);
-    tu_copy_dir(tmpl, dir);
-    obs_init(&oe, env_fault_env(f));
-    m = *tm;
-    r.root = root;
-    r.dir = dir;
-    r.m = &m;
-    r.oe = &oe;
     snprintf(r.ctx, sizeof r.ctx, "%s: %s #%" PRIu64 " fails with %s%s", wl_names[w],
              op_names[kind], n, e == ENOSPC ? "ENOSPC" : "EIO",
              short_write ? " (short write)" : "");
-
-    shale_options o = base_opts(&oe.env);
-    o.create_if_missing = false;
-    r.db = open_ok(dir, &o, r.ctx);
-    prepare(&r, w);
+    round_start(&r, w, root, dir, tmpl, f, &oe, &m, tm);
     uint64_t log0 = log_failures(dir);
 
     obs_arm(&oe, kind, n);
@@ -803,7 +653,7 @@ static bool one_round(const char *root, const char *tmpl, const model *tm, workl
     obs_settle(&oe);
     env_fault_clear(f);
     obs_disarm(&oe);
-    static model at_ckpt; /* what the first checkpoint must hold */
+    static fu_model at_ckpt; /* what the first checkpoint must hold */
     at_ckpt = m;
     bool fired = oe.fired;
     char fctx[sizeof r.ctx];
@@ -838,9 +688,9 @@ static bool one_round(const char *root, const char *tmpl, const model *tm, workl
     cr_assert(!st.compactions_halted, "%s: compactions halted: %s", r.ctx, st.background_error_msg);
 
     /* Reads go on. */
-    check_model(r.db, &m, r.ctx);
+    fu_check_model(r.db, &m, r.ctx);
     /* A write works, or writes stopped. */
-    shale_code wrc = commit(r.db, &m, 200, 6, &err);
+    shale_code wrc = fu_commit(r.db, &m, 200, 6, &err);
     cr_assert(wrc == SHALE_OK || (st.writes_stopped && wrc == SHALE_CLOSED),
               "%s: a write after the fault returned %s (%s)", r.ctx, shale_strerror(wrc), err.msg);
     if (!st.writes_stopped) {
@@ -852,7 +702,7 @@ static bool one_round(const char *root, const char *tmpl, const model *tm, workl
         run_workload(&r, w, 1);
         cr_assert(!r.any_error, "%s: failed without a fault", r.ctx);
         memcpy(r.ctx, rctx, sizeof r.ctx);
-        check_model(r.db, &m, r.ctx);
+        fu_check_model(r.db, &m, r.ctx);
     }
     if (w == W_CHECKPOINT) {
         check_copy(ck, &at_ckpt, r.ctx, true);
@@ -894,17 +744,17 @@ static bool one_round(const char *root, const char *tmpl, const model *tm, workl
     }
 
     /* Reopen on the plain OS: exactly the model, no leaked file, and it works. */
-    o = base_opts(NULL);
+    shale_options o = base_opts(NULL);
     o.create_if_missing = false;
-    shale_db *db = open_ok(dir, &o, r.ctx);
-    check_model(db, &m, r.ctx);
+    shale_db *db = fu_open_ok(dir, &o, r.ctx);
+    fu_check_model(db, &m, r.ctx);
     tu_assert_db_files(db, dir, r.ctx);
-    settle_doubts(db, &m);
-    CALL_OK(r.ctx, commit(db, &m, 5, 10, &e_));
+    fu_settle_doubts(db, &m);
+    CALL_OK(r.ctx, fu_commit(db, &m, 5, 10, &e_));
     if (round_no % 4 == 0) {
         CALL_OK(r.ctx, shale_compact(db, &e_));
     }
-    check_model(db, &m, r.ctx);
+    fu_check_model(db, &m, r.ctx);
     CALL_OK(r.ctx, shale_close(db, &e_));
 
     env_fault_free(f);
@@ -919,30 +769,17 @@ static bool one_round(const char *root, const char *tmpl, const model *tm, workl
 }
 
 /* Counts each kind's operations in a clean run of the armed part of workload w. */
-static void clean_counts(const char *root, const char *tmpl, const model *tm, workload w,
+static void clean_counts(const char *root, const char *tmpl, const fu_model *tm, workload w,
                          uint64_t counts[ENV_OP_COUNT_])
 {
-    static model m;
+    static fu_model m;
     round_ctx r = {0};
     char *dir = tu_path(root, "db");
-    char *bk = tu_path(root, "backups"), *ck = tu_path(root, "ckpt");
     env_fault *f = env_fault_new(env_posix());
     static obs_env oe;
 
-    tu_rm_rf(dir);
-    tu_rm_rf(bk);
-    tu_rm_rf(ck);
-    tu_copy_dir(tmpl, dir);
-    obs_init(&oe, env_fault_env(f));
-    m = *tm;
-    r.root = root;
-    r.dir = dir;
-    r.m = &m;
     snprintf(r.ctx, sizeof r.ctx, "%s: clean run", wl_names[w]);
-    shale_options o = base_opts(&oe.env);
-    o.create_if_missing = false;
-    r.db = open_ok(dir, &o, r.ctx);
-    prepare(&r, w);
+    round_start(&r, w, root, dir, tmpl, f, &oe, &m, tm);
     uint64_t before[ENV_OP_COUNT_];
     for (int k = 0; k < ENV_OP_COUNT_; k++) {
         before[k] = env_fault_count(f, (env_op)k);
@@ -957,15 +794,13 @@ static void clean_counts(const char *root, const char *tmpl, const model *tm, wo
     env_fault_free(f);
     pthread_mutex_destroy(&oe.mu);
     free(dir);
-    free(bk);
-    free(ck);
 }
 
 static void sweep(workload w)
 {
     char *root = tu_tmpdir("faults-env");
     char *tmpl = tu_path(root, "template");
-    static model tm;
+    static fu_model tm;
     uint64_t counts[ENV_OP_COUNT_];
     sweep_stats ss = {0};
     uint64_t scale = tu_campaign_scale();
@@ -1009,32 +844,16 @@ static void sweep(workload w)
     tu_assert_no_leaks();
 }
 
-Test(faults_env, writes, .timeout = 600)
-{
-    sweep(W_WRITES);
-}
+/* One test per workload: a sweep over its operations. */
+#define SWEEP_TEST(name, w)                                                                        \
+    Test(faults_env, name, .timeout = 600)                                                         \
+    {                                                                                              \
+        sweep(w);                                                                                  \
+    }
 
-Test(faults_env, flush, .timeout = 600)
-{
-    sweep(W_FLUSH);
-}
-
-Test(faults_env, compaction, .timeout = 600)
-{
-    sweep(W_COMPACT);
-}
-
-Test(faults_env, checkpoint, .timeout = 600)
-{
-    sweep(W_CHECKPOINT);
-}
-
-Test(faults_env, backup, .timeout = 600)
-{
-    sweep(W_BACKUP);
-}
-
-Test(faults_env, reads, .timeout = 600)
-{
-    sweep(W_READS);
-}
+SWEEP_TEST(writes, W_WRITES)
+SWEEP_TEST(flush, W_FLUSH)
+SWEEP_TEST(compaction, W_COMPACT)
+SWEEP_TEST(checkpoint, W_CHECKPOINT)
+SWEEP_TEST(backup, W_BACKUP)
+SWEEP_TEST(reads, W_READS)
