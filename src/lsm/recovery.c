@@ -137,8 +137,10 @@ static shale_code check_prev(replay_state *st, const char *name, const wal_reade
     }
     if (j == st->index) {
         rc = err_set(err, SHALE_CORRUPTION, 0,
-                     "%s names %06" PRIu64 ".log as the segment before it, which is missing", name,
-                     stats->prev_number);
+                     "%s names %06" PRIu64 ".log as the segment before it, which is missing "
+                     "(MANIFEST-%06" PRIu64 " needs the logs from %06" PRIu64 ".log)",
+                     name, stats->prev_number, version_set_manifest_number(db->vs),
+                     version_set_log_number(db->vs));
     } else if (st->sizes[j] != stats->prev_size) {
         rc = err_set(err, SHALE_CORRUPTION, 0,
                      "%06" PRIu64 ".log is %" PRIu64 " bytes, but %s (made after it was closed) "
@@ -213,10 +215,13 @@ static shale_code replay_segment(replay_state *st, uint64_t number, bool is_last
          * fell back to an older state whose logs are gone. Salvage leaves gaps of its own. */
         uint64_t expect = (st->last_seq > st->flushed_seq ? st->last_seq : st->flushed_seq) + 1;
         if (seq != expect && !db->opts.salvage) {
+            /* Either a log lost records or the manifest lost edits: name both. */
             rc = err_set(err, SHALE_CORRUPTION, 0,
                          "%s @%" PRIu64 ": batch sequence %" PRIu64 " where %" PRIu64
-                         " was due: the records between are missing",
-                         name, off, seq, expect);
+                         " was due: the records between are missing (MANIFEST-%06" PRIu64
+                         " has everything up to %" PRIu64 " in tables)",
+                         name, off, seq, expect, version_set_manifest_number(db->vs),
+                         st->flushed_seq);
             goto out;
         }
         shale_error berr;
