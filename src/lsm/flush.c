@@ -18,22 +18,22 @@
  * tables an edit removes stay until the next edit (version_set_live_files lists them). Recovery
  * skips records at or below flushed_seq, so the two agree even if a deletion is lost in a crash.
  *
- * Failures: a failed table write leaves imm in place and is retried with a growing pause; writers
- * stall meanwhile (both memtables full), and after FLUSH_MAX_FAILURES consecutive failures they
- * get the flush's error instead of waiting on; once a retry succeeds they go on by themselves. A
- * failed manifest write is final: writes stop.
+ * Failures: a failed table write leaves imm in place and is retried with a growing pause; writes
+ * are refused with the flush's error meanwhile, and go on by themselves once a retry succeeds
+ * (shale_flush gives up after FLUSH_MAX_FAILURES). A failed manifest write is final: writes
+ * stop.
  *
  * Background errors (stats.background_error): db->bg_err holds the last flush or background
  * compaction failure while it is unresolved, and its code goes back to SHALE_OK when a later
  * flush (or compaction, while no flush is failing) succeeds; a compaction that keeps failing sets
  * it again at its next retry. Damage found by a compaction (db->bg_error, compactions halted
  * until reopen) is sticky: its message is kept, never overwritten or cleared. Each failure and
- * each resolution is a LOG line. Writers are refused with the background error only where it
- * blocks them: memtable full behind a flush that keeps failing (above), or level 0 at l0_stop
- * while compactions keep failing (each stalled writer waits for COMPACT_FAILS_BEFORE_REFUSING
- * failed retries, then gets the compaction's error; they go on once a compaction succeeds). A
- * background error with room left for writes refuses nothing: the writes are in the log, which
- * stays until a flush succeeds.
+ * each resolution is a LOG line. While a flush is failing, every write is refused with its
+ * error until a retry succeeds (the memtable it flushes stays readable, and its log stays). A
+ * compaction failure refuses writers where it blocks them: level 0 at l0_stop while compactions
+ * keep failing (each stalled writer waits for COMPACT_FAILS_BEFORE_REFUSING failed retries,
+ * then gets the compaction's error; they go on once a compaction succeeds); with room left, the
+ * writes are in the log and tables keep being made, so nothing is refused.
  *
  * Memory: a flushed memtable's arena blocks and index go to db->recycler for the next memtable
  * (memtable.h, recycling), which accepts only while no imm is pending, so the memtables never hold
@@ -207,6 +207,14 @@ shale_code flush_make_room_locked(shale_db *db, shale_error *err)
         if (db->writes_stopped) {
             return SHALE_OK; /* the caller reports it */
         }
+        shale_error ferr;
+        if (db->imm != NULL && consecutive_failures(db, &ferr) > 0) {
+            /* A background error: refused until a flush succeeds (the flush thread retries by
+             * itself), so that no write is taken while the database cannot make tables. */
+            return err_set(err, ferr.code ? ferr.code : SHALE_IO, ferr.sys_errno,
+                           "background flush failing, writes refused until it succeeds: %s",
+                           ferr.msg);
+        }
         size_t l0 = l0_tables_locked(db);
         bool compacting = !db->bg_error; /* with compactions halted, level 0 never shrinks */
         if (compacting && !slowed && l0 >= db->opts.l0_slowdown && l0 < db->opts.l0_stop) {
@@ -233,11 +241,7 @@ shale_code flush_make_room_locked(shale_db *db, shale_error *err)
             return SHALE_OK;
         }
         if (db->imm != NULL || (compacting && l0 >= db->opts.l0_stop)) {
-            shale_error ferr;
-            if (db->imm != NULL && consecutive_failures(db, &ferr) >= FLUSH_MAX_FAILURES) {
-                return err_set(err, ferr.code ? ferr.code : SHALE_IO, ferr.sys_errno,
-                               "memtable full and its flush keeps failing: %s", ferr.msg);
-            }
+            /* (A failing flush refused the write above: imm here is a flush in progress.) */
             if (db->imm == NULL) {
                 /* Stalled on level 0: only a compaction can free it. */
                 bool failing;
@@ -528,7 +532,7 @@ static void *flush_main(void *arg)
                        db->flush_failures, backoff_ms, err.msg);
                 db->flush_requested = true;
                 pthread_cond_broadcast(&db->bg_done);
-                /* Wake stalled writers so they can give up after FLUSH_MAX_FAILURES. */
+                /* Wake stalled writers: they are refused while the flush fails. */
                 pthread_mutex_unlock(&db->bg_mu);
                 pthread_mutex_lock(&db->mu);
                 pthread_cond_broadcast(&db->mu_cv);

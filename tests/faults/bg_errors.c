@@ -1,7 +1,13 @@
 /*
- * bg_errors: a compaction that keeps failing, through the public API (docs/DURABILITY.md, "When
- * the disk fails"). The env below refuses every file the compaction threads try to create
- * (ENOSPC) while a switch is on, so flushes go on filling level 0 until it reaches its stop
+ * bg_errors: background failures through the public API (docs/DURABILITY.md, "When the disk
+ * fails"). The env below refuses every file one background thread (by its name) tries to
+ * create, with ENOSPC, while a switch is on.
+ *
+ * A flush that keeps failing: every write is refused with its error ("background flush
+ * failing"), stats say so, reads go on, and once the disk takes files again the flush thread's
+ * retry succeeds and writes go on by themselves, losing nothing.
+ *
+ * A compaction that keeps failing: flushes go on filling level 0 until it reaches its stop
  * (three times l0_compaction_trigger). Then:
  *   - writers are refused with the compaction's error instead of stalling for ever;
  *   - stats say so (background_error, compaction_failures, the message), and reads go on;
@@ -24,7 +30,8 @@
 #include "env/env.h"
 #include "testutil.h"
 
-static atomic_bool refuse_compaction_files;
+/* The thread whose file creations fail (NULL: none). */
+static _Atomic(const char *) refuse_thread;
 static shale_env refusing_env;
 
 static shale_code refusing_open(const shale_env *env, const char *path, int flags, env_file **out,
@@ -33,8 +40,8 @@ static shale_code refusing_open(const shale_env *env, const char *path, int flag
     char name[16] = "";
     (void)env;
     pthread_getname_np(pthread_self(), name, sizeof name);
-    if ((flags & ENV_CREATE) && atomic_load(&refuse_compaction_files) &&
-        strcmp(name, "shale-compact") == 0) {
+    const char *refused = atomic_load(&refuse_thread);
+    if ((flags & ENV_CREATE) && refused != NULL && strcmp(name, refused) == 0) {
         return err_set(err, SHALE_IO, ENOSPC, "%s: injected: no space left on device", path);
     }
     return env_posix()->open_file(env_posix(), path, flags, out, err);
@@ -43,7 +50,7 @@ static shale_code refusing_open(const shale_env *env, const char *path, int flag
 static const shale_env *make_env(void)
 {
     refusing_env = *env_posix();
-    refusing_env.name = "refuse-compaction";
+    refusing_env.name = "refuse-thread-files";
     refusing_env.open_file = refusing_open;
     return &refusing_env;
 }
@@ -85,7 +92,7 @@ Test(bg_errors, failing_compaction_refuses_writers_at_level0_stop_then_recovers)
     shale_error err = {0};
     uint64_t acked = 0;
 
-    atomic_store(&refuse_compaction_files, true);
+    atomic_store(&refuse_thread, "shale-compact");
     shale_code rc = SHALE_OK;
     while (acked < MAX_PUTS && (rc = put_n(db, acked, &err)) == SHALE_OK) {
         acked++;
@@ -107,7 +114,7 @@ Test(bg_errors, failing_compaction_refuses_writers_at_level0_stop_then_recovers)
     cr_assert_eq(v.len, VALUE_LEN);
 
     /* Space again: compaction catches up on its own and writes go on. */
-    atomic_store(&refuse_compaction_files, false);
+    atomic_store(&refuse_thread, NULL);
     for (int tries = 0; tries < 600 && (rc = put_n(db, acked, &err)) != SHALE_OK; tries++) {
         cr_assert_eq(rc, SHALE_IO, "%s", err.msg);
         tu_sleep_us(100000);
@@ -126,6 +133,60 @@ Test(bg_errors, failing_compaction_refuses_writers_at_level0_stop_then_recovers)
         cr_assert_eq(shale_get(db, NULL, key_of(kb, i), &v, &err), SHALE_OK, "put %" PRIu64, i);
         cr_assert_eq(v.len, VALUE_LEN);
         cr_assert_eq(((char *)v.data)[0], 'a' + (int)(i % 26));
+    }
+    shale_buf_free(&v);
+    cr_assert_eq(shale_close(db, NULL), SHALE_OK);
+    tu_rm_rf(dir);
+    free(dir);
+}
+
+Test(bg_errors, failing_flush_refuses_writes_until_a_retry_succeeds)
+{
+    char *dir = tu_tmpdir("bgerr");
+    shale_options o = tu_small_lsm_options(2);
+    o.create_if_missing = true;
+    o.durability = SHALE_DURABILITY_OS;
+    o.env = make_env();
+    shale_db *db = tu_open(dir, &o);
+    shale_error err = {0};
+    uint64_t acked = 0;
+    char kb[32];
+    shale_buf v = {0};
+
+    for (; acked < 100; acked++) {
+        cr_assert_eq(put_n(db, acked, &err), SHALE_OK, "%s", err.msg);
+    }
+    atomic_store(&refuse_thread, "shale-flush");
+    cr_assert_eq(shale_flush(db, &err), SHALE_IO, "the flush cannot make its table: %s", err.msg);
+    cr_assert_eq(err.sys_errno, ENOSPC, "%s", err.msg);
+    shale_stats st = stats_of(db);
+    cr_assert(st.background_error);
+    cr_assert_geq(st.flush_failures, 1);
+    cr_assert_not_null(strstr(st.background_error_msg, "no space left"), "%s",
+                       st.background_error_msg);
+    cr_assert_eq(put_n(db, acked, &err), SHALE_IO, "writes are refused while the flush fails");
+    cr_assert_not_null(strstr(err.msg, "background flush failing"), "%s", err.msg);
+    cr_assert_eq(err.sys_errno, ENOSPC, "%s", err.msg);
+    cr_assert_eq(shale_get(db, NULL, key_of(kb, 0), &v, &err), SHALE_OK, "reads go on: %s",
+                 err.msg);
+
+    atomic_store(&refuse_thread, NULL);
+    shale_code rc;
+    for (int tries = 0; tries < 600 && (rc = put_n(db, acked, &err)) != SHALE_OK; tries++) {
+        cr_assert_eq(rc, SHALE_IO, "%s", err.msg);
+        tu_sleep_us(100000);
+    }
+    cr_assert_eq(rc, SHALE_OK, "writes never resumed: %s", err.msg);
+    acked++;
+    st = stats_of(db);
+    cr_assert_not(st.background_error, "%s", st.background_error_msg);
+    cr_assert_eq(st.flush_failures, 0);
+    cr_assert_eq(shale_close(db, NULL), SHALE_OK);
+
+    o.env = NULL;
+    db = tu_open(dir, &o);
+    for (uint64_t i = 0; i < acked; i++) {
+        cr_assert_eq(shale_get(db, NULL, key_of(kb, i), &v, &err), SHALE_OK, "put %" PRIu64, i);
     }
     shale_buf_free(&v);
     cr_assert_eq(shale_close(db, NULL), SHALE_OK);
