@@ -26,7 +26,8 @@
  * state and loses nothing. The check does the same: it recovers the manifest as an open would
  * and checks the tables and logs of the state it gets, so "clean" still means nothing is lost.
  * Files kept for the state before the last edit (logs from the kept log number, tables the last
- * edit removed) are listed as notes.
+ * edit removed) are listed as notes; the kept logs are read through first, since that state
+ * would replay them, and their damage is reported.
  *
  * Then, when no file is damaged (notes allowed), the documents (docdb_check, src/doc/doccheck.c):
  * the database is opened read-only (shale_options.read_only: the same recovery as an open, and
