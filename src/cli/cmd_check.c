@@ -550,16 +550,48 @@ static shale_code check_prev(checker *c, const char *name, const wal_reader_stat
     return SHALE_OK;
 }
 
+/* Reads segment `name` through: *records counts its records (each batch checked as recovery
+ * would when last_seq is not NULL), *st gets the reader's stats. */
+static shale_code read_segment(checker *c, const char *name, uint64_t number, uint64_t *last_seq,
+                               uint64_t *records, wal_reader_stats *st, shale_error *err)
+{
+    wal_reader *r = NULL;
+    char *path = env_join_path(c->dir, name);
+
+    *records = 0;
+    memset(st, 0, sizeof *st);
+    if (path == NULL) {
+        return err_nomem(err);
+    }
+    shale_code rc = wal_reader_open(c->env, path, number, false, &r, err);
+    while (rc == SHALE_OK) {
+        shale_slice rec;
+        uint64_t off;
+        rc = wal_reader_next(r, &rec, &off, err);
+        if (rc == SHALE_NOT_FOUND) {
+            rc = SHALE_OK;
+            break;
+        }
+        if (rc == SHALE_OK && last_seq != NULL) {
+            rc = check_batch(name, rec, off, last_seq, err);
+        }
+        *records += rc == SHALE_OK;
+    }
+    if (r != NULL) {
+        wal_reader_get_stats(r, st);
+    }
+    wal_reader_close(r);
+    free(path);
+    return rc;
+}
+
 static void check_log(checker *c, uint64_t number, uint64_t first, bool is_last, uint64_t *last_seq)
 {
     char name[32], checked[32];
     shale_error err = {0};
-    wal_reader *r = NULL;
     wal_reader_stats st;
-    uint64_t records = 0;
-    shale_code rc;
+    uint64_t records;
     entry *e;
-    char *path;
 
     snprintf(name, sizeof name, "%06" PRIu64 ".log", number);
     e = find(c, name);
@@ -567,36 +599,15 @@ static void check_log(checker *c, uint64_t number, uint64_t first, bool is_last,
         return; /* cannot happen: the number came from the listing */
     }
     e->reported = true;
-    if ((path = env_join_path(c->dir, name)) == NULL) {
-        report_nomem(c, name, "log", e);
-        return;
-    }
-    rc = wal_reader_open(c->env, path, number, false, &r, &err);
-    while (rc == SHALE_OK) {
-        shale_slice rec;
-        uint64_t off;
-        rc = wal_reader_next(r, &rec, &off, &err);
-        if (rc == SHALE_NOT_FOUND) {
-            rc = SHALE_OK;
-            break;
-        }
-        if (rc == SHALE_OK) {
-            rc = check_batch(name, rec, off, last_seq, &err);
-            records += rc == SHALE_OK;
-        }
-    }
+    shale_code rc = read_segment(c, name, number, last_seq, &records, &st, &err);
     snprintf(checked, sizeof checked, "%" PRIu64 " record%s", records, plural(records));
     if (rc == SHALE_OK && records > 0) {
         /* As recovery: a segment without records (a failed creation) claims nothing. */
-        wal_reader_get_stats(r, &st);
         rc = check_prev(c, name, &st, first, &err);
     }
     if (rc != SHALE_OK) {
         report_failure(c, name, "log", e, checked, &err);
-        goto out;
-    }
-    wal_reader_get_stats(r, &st);
-    if (!st.torn_tail) {
+    } else if (!st.torn_tail) {
         report(c, name, "log", e, checked, V_OK, NULL);
     } else if (!is_last) {
         /* Segments are synced before the next is created, so only the last can be torn. */
@@ -612,9 +623,6 @@ static void check_log(checker *c, uint64_t number, uint64_t first, bool is_last,
                " bytes of an unacknowledged write (a crash mid-write); the next open cuts them",
                st.valid_end, st.file_size - st.valid_end);
     }
-out:
-    wal_reader_close(r);
-    free(path);
 }
 
 /* A segment kept for the state before the manifest's last edit: recovery replays it only if
@@ -623,31 +631,15 @@ out:
 static void check_kept_log(checker *c, const char *name, uint64_t number, entry *e)
 {
     shale_error err = {0};
-    wal_reader *r = NULL;
     wal_reader_stats st;
-    uint64_t records = 0;
+    uint64_t records;
     char checked[32];
-    char *path = env_join_path(c->dir, name);
 
-    if (path == NULL) {
-        report_nomem(c, name, "log", e);
-        return;
-    }
-    shale_code rc = wal_reader_open(c->env, path, number, false, &r, &err);
-    while (rc == SHALE_OK) {
-        shale_slice rec;
-        uint64_t off;
-        rc = wal_reader_next(r, &rec, &off, &err);
-        if (rc == SHALE_NOT_FOUND) {
-            rc = SHALE_OK;
-            break;
-        }
-        records += rc == SHALE_OK;
-    }
+    shale_code rc = read_segment(c, name, number, NULL, &records, &st, &err);
     snprintf(checked, sizeof checked, "%" PRIu64 " record%s", records, plural(records));
     if (rc != SHALE_OK) {
         report_failure(c, name, "log", e, checked, &err);
-    } else if (wal_reader_get_stats(r, &st), st.torn_tail) {
+    } else if (st.torn_tail) {
         report(c, name, "log", e, checked, V_DAMAGED,
                "%s @%" PRIu64 ": incomplete record in a kept segment (closed ones are whole)", name,
                st.valid_end);
@@ -656,8 +648,6 @@ static void check_kept_log(checker *c, const char *name, uint64_t number, entry 
                "kept: covered by a table, but the state before the manifest's last edit "
                "replays it; deleted after the next edit");
     }
-    wal_reader_close(r);
-    free(path);
 }
 
 /* The live segments (numbered from the manifest's log number; all of them when no manifest is

@@ -134,9 +134,19 @@ static void frame(wal_writer *w, const void *rec, size_t n)
     w->len = (size_t)(p - w->buf);
 }
 
-shale_code wal_writer_add(wal_writer *w, const void *rec, size_t n, shale_error *err)
+/* Frames the sync marker for the last sync (the buffer has room for it). */
+static void frame_mark(wal_writer *w)
 {
     uint8_t mark[WAL_SYNC_MARK_LEN];
+
+    mark[0] = WAL_REC_SYNCED;
+    coding_put_fixed64(mark + 1, w->synced);
+    frame(w, mark, sizeof mark);
+    w->marked = w->synced;
+}
+
+shale_code wal_writer_add(wal_writer *w, const void *rec, size_t n, shale_error *err)
+{
     bool marking = need_mark(w);
 
     if (w->broken) {
@@ -154,10 +164,7 @@ shale_code wal_writer_add(wal_writer *w, const void *rec, size_t n, shale_error 
     if (marking) {
         /* The proof a reader needs to call damage before `synced` corruption rather than a torn
          * tail (wal_format.h): it rides in the same append as the record, so it costs no I/O. */
-        mark[0] = WAL_REC_SYNCED;
-        coding_put_fixed64(mark + 1, w->synced);
-        frame(w, mark, sizeof mark);
-        w->marked = w->synced;
+        frame_mark(w);
     }
     frame(w, rec, n);
     return SHALE_OK;
@@ -222,22 +229,17 @@ shale_code wal_writer_sync(wal_writer *w, shale_error *err)
 
 shale_code wal_writer_mark(wal_writer *w, shale_error *err)
 {
-    uint8_t mark[WAL_SYNC_MARK_LEN];
-
     if (w->broken) {
         return err_copy(err, &w->sticky);
     }
     if (!need_mark(w)) {
         return SHALE_OK;
     }
-    shale_code rc = reserve(w, framed_bound(sizeof mark), err);
+    shale_code rc = reserve(w, framed_bound(WAL_SYNC_MARK_LEN), err);
     if (rc != SHALE_OK) {
         return rc;
     }
-    mark[0] = WAL_REC_SYNCED;
-    coding_put_fixed64(mark + 1, w->synced);
-    frame(w, mark, sizeof mark);
-    w->marked = w->synced;
+    frame_mark(w);
     w->marker_end = w->flushed + w->len;
     return wal_writer_flush(w, err);
 }

@@ -81,14 +81,54 @@ static shale_code put_n(shale_db *db, uint64_t i, shale_error *err)
     return shale_put(db, NULL, key_of(kb, i), (shale_slice){val, sizeof val}, err);
 }
 
+/* A database in dir on the refusing env, with small tables so flushes and compactions run. */
+static shale_db *open_refusing(const char *dir, shale_options *o)
+{
+    *o = tu_small_lsm_options(2);
+    o->create_if_missing = true;
+    o->durability = SHALE_DURABILITY_OS;
+    o->env = make_env();
+    return tu_open(dir, o);
+}
+
+/* Space again: puts are retried until the background work catching up lets one through. */
+static void resume_writes(shale_db *db, uint64_t *acked)
+{
+    shale_error err = {0};
+    shale_code rc;
+
+    atomic_store(&refuse_thread, NULL);
+    for (int tries = 0; tries < 600 && (rc = put_n(db, *acked, &err)) != SHALE_OK; tries++) {
+        cr_assert_eq(rc, SHALE_IO, "%s", err.msg);
+        tu_sleep_us(100000);
+    }
+    cr_assert_eq(rc, SHALE_OK, "writes never resumed: %s", err.msg);
+    ++*acked;
+}
+
+/* Reopens dir on the real env: puts 0 .. acked-1 are all there with their values. */
+static void verify_reopened(const char *dir, shale_options *o, uint64_t acked)
+{
+    shale_error err = {0};
+    shale_buf v = {0};
+    char kb[32];
+
+    o->env = NULL;
+    shale_db *db = tu_open(dir, o);
+    for (uint64_t i = 0; i < acked; i++) {
+        cr_assert_eq(shale_get(db, NULL, key_of(kb, i), &v, &err), SHALE_OK, "put %" PRIu64, i);
+        cr_assert_eq(v.len, VALUE_LEN);
+        cr_assert_eq(((char *)v.data)[0], 'a' + (int)(i % 26));
+    }
+    shale_buf_free(&v);
+    cr_assert_eq(shale_close(db, NULL), SHALE_OK);
+}
+
 Test(bg_errors, failing_compaction_refuses_writers_at_level0_stop_then_recovers)
 {
     char *dir = tu_tmpdir("bgerr");
-    shale_options o = tu_small_lsm_options(2);
-    o.create_if_missing = true;
-    o.durability = SHALE_DURABILITY_OS;
-    o.env = make_env();
-    shale_db *db = tu_open(dir, &o);
+    shale_options o;
+    shale_db *db = open_refusing(dir, &o);
     shale_error err = {0};
     uint64_t acked = 0;
 
@@ -112,30 +152,16 @@ Test(bg_errors, failing_compaction_refuses_writers_at_level0_stop_then_recovers)
     shale_buf v = {0};
     cr_assert_eq(shale_get(db, NULL, key_of(kb, 0), &v, &err), SHALE_OK, "%s", err.msg);
     cr_assert_eq(v.len, VALUE_LEN);
+    shale_buf_free(&v);
 
     /* Space again: compaction catches up on its own and writes go on. */
-    atomic_store(&refuse_thread, NULL);
-    for (int tries = 0; tries < 600 && (rc = put_n(db, acked, &err)) != SHALE_OK; tries++) {
-        cr_assert_eq(rc, SHALE_IO, "%s", err.msg);
-        tu_sleep_us(100000);
-    }
-    cr_assert_eq(rc, SHALE_OK, "writes never resumed: %s", err.msg);
-    acked++;
+    resume_writes(db, &acked);
     for (int tries = 0; tries < 600 && stats_of(db).background_error; tries++) {
         tu_sleep_us(100000);
     }
     cr_assert_not(stats_of(db).background_error, "%s", stats_of(db).background_error_msg);
     cr_assert_eq(shale_close(db, NULL), SHALE_OK);
-
-    o.env = NULL;
-    db = tu_open(dir, &o);
-    for (uint64_t i = 0; i < acked; i++) {
-        cr_assert_eq(shale_get(db, NULL, key_of(kb, i), &v, &err), SHALE_OK, "put %" PRIu64, i);
-        cr_assert_eq(v.len, VALUE_LEN);
-        cr_assert_eq(((char *)v.data)[0], 'a' + (int)(i % 26));
-    }
-    shale_buf_free(&v);
-    cr_assert_eq(shale_close(db, NULL), SHALE_OK);
+    verify_reopened(dir, &o, acked);
     tu_rm_rf(dir);
     free(dir);
 }
@@ -143,11 +169,8 @@ Test(bg_errors, failing_compaction_refuses_writers_at_level0_stop_then_recovers)
 Test(bg_errors, failing_flush_refuses_writes_until_a_retry_succeeds)
 {
     char *dir = tu_tmpdir("bgerr");
-    shale_options o = tu_small_lsm_options(2);
-    o.create_if_missing = true;
-    o.durability = SHALE_DURABILITY_OS;
-    o.env = make_env();
-    shale_db *db = tu_open(dir, &o);
+    shale_options o;
+    shale_db *db = open_refusing(dir, &o);
     shale_error err = {0};
     uint64_t acked = 0;
     char kb[32];
@@ -169,27 +192,14 @@ Test(bg_errors, failing_flush_refuses_writes_until_a_retry_succeeds)
     cr_assert_eq(err.sys_errno, ENOSPC, "%s", err.msg);
     cr_assert_eq(shale_get(db, NULL, key_of(kb, 0), &v, &err), SHALE_OK, "reads go on: %s",
                  err.msg);
+    shale_buf_free(&v);
 
-    atomic_store(&refuse_thread, NULL);
-    shale_code rc;
-    for (int tries = 0; tries < 600 && (rc = put_n(db, acked, &err)) != SHALE_OK; tries++) {
-        cr_assert_eq(rc, SHALE_IO, "%s", err.msg);
-        tu_sleep_us(100000);
-    }
-    cr_assert_eq(rc, SHALE_OK, "writes never resumed: %s", err.msg);
-    acked++;
+    resume_writes(db, &acked);
     st = stats_of(db);
     cr_assert_not(st.background_error, "%s", st.background_error_msg);
     cr_assert_eq(st.flush_failures, 0);
     cr_assert_eq(shale_close(db, NULL), SHALE_OK);
-
-    o.env = NULL;
-    db = tu_open(dir, &o);
-    for (uint64_t i = 0; i < acked; i++) {
-        cr_assert_eq(shale_get(db, NULL, key_of(kb, i), &v, &err), SHALE_OK, "put %" PRIu64, i);
-    }
-    shale_buf_free(&v);
-    cr_assert_eq(shale_close(db, NULL), SHALE_OK);
+    verify_reopened(dir, &o, acked);
     tu_rm_rf(dir);
     free(dir);
 }
