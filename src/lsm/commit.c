@@ -191,6 +191,55 @@ shale_code commit_apply_op(void *arg, uint64_t seq, const batch_op *op, shale_er
     return SHALE_OK;
 }
 
+/* The apply runs in chunks: each chunk's search paths are walked in lock step first
+ * (memtable_warm), so the chunk's inserts find them in the cache instead of waiting for one
+ * dependent miss after another. A batch of one op is applied straight away: warming it costs the
+ * misses the insert would. Measured with bench/memtable_warm.c (below). */
+#define APPLY_CHUNK 32
+
+typedef struct apply_chunk {
+    commit_apply *apply;
+    size_t n;
+    uint64_t seq[APPLY_CHUNK];
+    batch_op ops[APPLY_CHUNK];
+} apply_chunk;
+
+static shale_code apply_chunk_run(apply_chunk *c, shale_error *err)
+{
+    size_t n = c->n;
+    c->n = 0;
+    if (n > 1) {
+        shale_slice keys[APPLY_CHUNK];
+        for (size_t i = 0; i < n; i++) {
+            keys[i] = c->ops[i].key;
+        }
+        memtable_warm(c->apply->db->mem, keys, n);
+    }
+    for (size_t i = 0; i < n; i++) {
+        shale_code rc = commit_apply_op(c->apply, c->seq[i], &c->ops[i], err);
+        if (rc != SHALE_OK) {
+            return rc;
+        }
+    }
+    return SHALE_OK;
+}
+
+static shale_code apply_chunk_add(void *arg, uint64_t seq, const batch_op *op, shale_error *err)
+{
+    apply_chunk *c = arg;
+    c->seq[c->n] = seq;
+    c->ops[c->n] = *op; /* its slices point into the record, which outlives the apply */
+    return ++c->n == APPLY_CHUNK ? apply_chunk_run(c, err) : SHALE_OK;
+}
+
+/* Applies a framed batch (rep, len) to the memtable. */
+static shale_code apply_record(commit_apply *a, const uint8_t *rep, size_t len, shale_error *err)
+{
+    apply_chunk c = {.apply = a};
+    shale_code rc = batch_iterate(rep, len, apply_chunk_add, &c, err);
+    return rc == SHALE_OK ? apply_chunk_run(&c, err) : rc;
+}
+
 static shale_durability effective_level(const shale_db *db, shale_durability asked)
 {
     if (asked == SHALE_DURABILITY_DEFAULT) {
@@ -503,8 +552,7 @@ static shale_code lead(shale_db *db, commit_writer *w, commit_writer *last, uint
         }
     }
     res->apply.db = db;
-    rc = batch_iterate((const uint8_t *)rec->data + 1, rec->len - 1, commit_apply_op, &res->apply,
-                       err);
+    rc = apply_record(&res->apply, (const uint8_t *)rec->data + 1, rec->len - 1, err);
     if (rc != SHALE_OK) {
         *fatal = true; /* logged but not in memory: the two must not diverge further */
     }

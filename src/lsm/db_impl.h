@@ -339,6 +339,9 @@ iter *db_view_iter(shale_db *db, db_view *view, bool fill_cache);
  * out's slices borrow from the view's memtables or from `scratch`. */
 shale_code db_view_get(shale_db *db, db_view *view, shale_slice key, uint64_t seq, bool *found,
                        ikey_entry *out, shale_buf *scratch, shale_error *err) SHALE_MUST_USE;
+/* Starts the cache misses of a db_view_get of key (the memtables' index slots, the filter lines
+ * of the tables it would probe), so that a batch of gets overlaps them. A hint. */
+void db_view_prefetch(db_view *view, shale_slice key);
 /* The seq a read runs at: the snapshot's, or the newest visible. */
 uint64_t db_read_seq(shale_db *db, const shale_read_opts *ro);
 

@@ -120,6 +120,22 @@ static shale_code table_get(shale_db *db, file_meta *f, shale_slice key, uint64_
     return table_cache_lookup(db->tables, f, key, hash, seq, found, out, scratch, NULL, err);
 }
 
+/* The one table of `level` (>= 1) whose range holds key, or NULL. */
+static file_meta *level_table(const version *v, int level, shale_slice key)
+{
+    file_meta **files = v->files[level];
+    size_t lo = 0, hi = v->nfiles[level]; /* the first table whose largest key >= key */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (slice_cmp((shale_slice){files[mid]->largest.data, files[mid]->largest.len}, key) < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < v->nfiles[level] && in_range(files[lo], key) ? files[lo] : NULL;
+}
+
 shale_code db_view_get(shale_db *db, db_view *view, shale_slice key, uint64_t seq, bool *found,
                        ikey_entry *out, shale_buf *scratch, shale_error *err)
 {
@@ -142,24 +158,37 @@ shale_code db_view_get(shale_db *db, db_view *view, shale_slice key, uint64_t se
         }
     }
     for (int level = 1; level < VERSION_LEVELS; level++) {
-        file_meta **files = v->files[level];
-        size_t lo = 0, hi = v->nfiles[level]; /* the first table whose largest key >= key */
-        while (lo < hi) {
-            size_t mid = lo + (hi - lo) / 2;
-            if (slice_cmp((shale_slice){files[mid]->largest.data, files[mid]->largest.len}, key) <
-                0) {
-                lo = mid + 1;
-            } else {
-                hi = mid;
-            }
-        }
-        if (lo == v->nfiles[level] || !in_range(files[lo], key)) {
+        file_meta *f = level_table(v, level, key);
+        if (f == NULL) {
             continue;
         }
-        shale_code rc = table_get(db, files[lo], key, hash, seq, found, out, scratch, err);
+        shale_code rc = table_get(db, f, key, hash, seq, found, out, scratch, err);
         if (rc != SHALE_OK || *found) {
             return rc;
         }
     }
     return SHALE_OK;
+}
+
+void db_view_prefetch(db_view *view, shale_slice key)
+{
+    memtable_prefetch_get(view->mem, key);
+    if (view->imm != NULL) {
+        memtable_prefetch_get(view->imm, key);
+    }
+    const version *v = view->v;
+    uint64_t hash = sst_reader_key_hash(key);
+    for (int level = 0; level < VERSION_LEVELS; level++) {
+        for (size_t i = 0; level == 0 && i < v->nfiles[0]; i++) {
+            sst_reader *r = atomic_load_explicit(&v->files[0][i]->reader, memory_order_acquire);
+            if (r != NULL && in_range(v->files[0][i], key)) {
+                sst_reader_prefetch(r, hash);
+            }
+        }
+        file_meta *f = level > 0 ? level_table(v, level, key) : NULL;
+        sst_reader *r = f ? atomic_load_explicit(&f->reader, memory_order_acquire) : NULL;
+        if (r != NULL) {
+            sst_reader_prefetch(r, hash);
+        }
+    }
 }

@@ -1949,6 +1949,59 @@ Test(memtable, prefetch_hints_change_nothing)
     memtable_unref(m);
 }
 
+/* memtable_warm is only a hint too: batches warmed before their adds (on an empty list, keys
+ * past the tail, long keys that share their first 16 bytes, repeats within a batch, keys never
+ * added) build exactly the list that the same adds build unwarmed. */
+Test(memtable, warm_changes_nothing)
+{
+    memtable *warm = new_mt(), *plain = new_mt();
+    tu_rng rng;
+    tu_rng_seed(&rng, 99);
+    char keys[40][48];
+    uint64_t seq = 1;
+    for (int batch = 0; batch < 400; batch++) {
+        size_t n = 1 + tu_rng_below(&rng, 40);
+        shale_slice ks[40];
+        for (size_t i = 0; i < n; i++) {
+            uint64_t k = tu_rng_below(&rng, 3000);
+            switch (tu_rng_below(&rng, 4)) {
+            case 0: /* past every key so far */
+                snprintf(keys[i], sizeof keys[i], "z%06d%06zu", batch, i);
+                break;
+            case 1: /* a 16-byte shared prefix */
+                snprintf(keys[i], sizeof keys[i], "shared-prefix-16%llu", (unsigned long long)k);
+                break;
+            case 2: /* a repeat of the batch's first key */
+                snprintf(keys[i], sizeof keys[i], "%s", keys[0]);
+                break;
+            default:
+                snprintf(keys[i], sizeof keys[i], "k%llu", (unsigned long long)k);
+            }
+            ks[i] = tu_str(keys[i]);
+        }
+        memtable_warm(warm, ks, n);
+        shale_slice absent = tu_str("never-added");
+        memtable_warm(warm, &absent, 1);
+        for (size_t i = 0; i < n; i++, seq++) {
+            add(warm, seq, MEMTABLE_PUT, ks[i], ks[i], 0);
+            add(plain, seq, MEMTABLE_PUT, ks[i], ks[i], 0);
+        }
+    }
+    cr_assert_eq(memtable_entry_count(warm), memtable_entry_count(plain));
+    const skiplist_node *a = skiplist_first(memtable_skiplist(warm));
+    const skiplist_node *b = skiplist_first(memtable_skiplist(plain));
+    size_t n = 0;
+    for (; a != NULL && b != NULL; a = skiplist_next(a), b = skiplist_next(b), n++) {
+        cr_assert_eq(a->key_len, b->key_len);
+        cr_assert(memcmp(skiplist_node_key(a), skiplist_node_key(b), a->key_len) == 0);
+        cr_assert_eq(skiplist_node_seq(a), skiplist_node_seq(b));
+    }
+    cr_assert(a == NULL && b == NULL, "the lists differ in length");
+    cr_assert_eq(n, memtable_entry_count(plain));
+    memtable_unref(warm);
+    memtable_unref(plain);
+}
+
 /* ---- Recycling ---- */
 
 static void recycled_round(memtable_recycler *r, size_t block, unsigned round, size_t keys)

@@ -487,6 +487,14 @@ static void fill_entry(const skiplist_node *n, memtable_entry *out)
     out->type = skiplist_node_type(n);
 }
 
+void memtable_prefetch_get(memtable *m, shale_slice key)
+{
+    mem_index *t = atomic_load_explicit(&m->index, memory_order_acquire);
+    if (t != NULL) {
+        __builtin_prefetch(&t->slots[key_hash(key.data, key.len) & t->mask]);
+    }
+}
+
 void memtable_prefetch(memtable *m, shale_slice key)
 {
     if (m->arena.ptr != NULL) {
@@ -501,6 +509,17 @@ void memtable_prefetch(memtable *m, shale_slice key)
     }
     uint64_t hash = key_hash(key.data, key.len);
     __builtin_prefetch(&t->slots[hash & t->mask], 1);
+}
+
+void memtable_warm(memtable *m, const shale_slice *keys, size_t n)
+{
+    /* Each add also updates the key's index slot, a miss of its own: start them all first, to
+     * arrive during the walk. */
+    mem_index *t = atomic_load_explicit(&m->index, memory_order_relaxed);
+    for (size_t i = 0; t != NULL && !m->index_off && i < n; i++) {
+        __builtin_prefetch(&t->slots[key_hash(keys[i].data, keys[i].len) & t->mask], 1);
+    }
+    skiplist_warm(&m->list, keys, n);
 }
 
 shale_code memtable_add(memtable *m, uint64_t seq, uint8_t type, shale_slice key, shale_slice value,

@@ -98,6 +98,13 @@ shale_code memtable_add(memtable *m, uint64_t seq, uint8_t type, shale_slice key
  * cache misses that add would wait on (the key's index slot, the arena's next free bytes). No
  * effect on contents. Single writer, as memtable_add. */
 void memtable_prefetch(memtable *m, shale_slice key);
+/* Before memtable_get(m, key): starts fetching the key's index slot. A hint; any thread. */
+void memtable_prefetch_get(memtable *m, shale_slice key);
+/* Before adding a batch of keys: walks their search paths in lock step (skiplist_warm) and
+ * starts the fetch of their index slots, so the adds that follow find them in the cache. A hint,
+ * for the writer's thread; worth it from two keys on, up to the few dozen whose paths stay in
+ * the cache until their adds. */
+void memtable_warm(memtable *m, const shale_slice *keys, size_t n);
 
 /* Finds the newest version of `key` with seq <= snapshot_seq. Returns true and fills *out (which
  * may be a DEL or an expired PUT: the caller decides visibility) or false if no such version.

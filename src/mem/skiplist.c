@@ -368,6 +368,77 @@ shale_code skiplist_insert(skiplist *sl, uint64_t seq, uint8_t type, const void 
     return SHALE_OK;
 }
 
+/* A link is 24 bytes at any 8-byte offset: a quarter of them straddle two cache lines. */
+static inline void prefetch_link(const skiplist_link *l)
+{
+    __builtin_prefetch(l);
+    __builtin_prefetch((const char *)l + sizeof *l - 1);
+}
+
+/* One lane of skiplist_warm: a search for one key, advanced a step at a time. */
+typedef struct warm_lane {
+    const skiplist_node *x;
+    prefix16 target;
+    int level; /* < 0: done */
+} warm_lane;
+
+/* Puts the next key of keys[*next..n) that needs a search into lane l. False when none is left. */
+static bool lane_start(const skiplist *sl, warm_lane *l, const shale_slice *keys, size_t n,
+                       size_t *next)
+{
+    const skiplist_node *tail = sl->last[0];
+    while (*next < n) {
+        const shale_slice *k = &keys[(*next)++];
+        /* A key past the tail is appended without a search (skiplist_insert): no path. */
+        if (tail != sl->head &&
+            key_cmp(skiplist_node_key(tail), tail->key_len, k->data, k->len) >= 0) {
+            *l = (warm_lane){sl->head, key_prefix(k->data, k->len), list_height(sl) - 1};
+            return true;
+        }
+    }
+    l->level = -1;
+    return false;
+}
+
+void skiplist_warm(const skiplist *sl, const shale_slice *keys, size_t n)
+{
+    warm_lane lanes[SKIPLIST_WARM_LANES];
+    size_t next = 0, active = 0;
+    for (size_t i = 0; i < SKIPLIST_WARM_LANES; i++) {
+        active += lane_start(sl, &lanes[i], keys, n, &next);
+    }
+    /* A lane that finishes takes the next key at once, so the misses in flight stay at about one
+     * per lane until the keys run out. */
+    while (active > 0) {
+        for (size_t i = 0; i < SKIPLIST_WARM_LANES; i++) {
+            warm_lane *l = &lanes[i];
+            if (l->level < 0) {
+                continue;
+            }
+            skiplist_link *link = &((skiplist_node *)l->x)->next[l->level];
+            uint64_t hi = atomic_load_explicit(&link->key_hi, memory_order_acquire);
+            uint64_t lo = atomic_load_explicit(&link->key_lo, memory_order_acquire);
+            const skiplist_node *succ = atomic_load_explicit(&link->node, memory_order_acquire);
+            if (succ != NULL && prefix_lt(hi, lo, l->target)) {
+                /* Forward: the lane's next step reads succ's link at this level, a miss to start
+                 * now and take while the other lanes step. */
+                l->x = succ;
+                prefetch_link(&succ->next[l->level]);
+            } else if (l->level > 0) {
+                l->level--;
+                prefetch_link(&l->x->next[l->level]);
+            } else {
+                /* The insert compares the successor's key, which ends where its header starts. */
+                if (succ != NULL) {
+                    __builtin_prefetch((const char *)succ - 16);
+                    __builtin_prefetch(succ);
+                }
+                active -= !lane_start(sl, l, keys, n, &next);
+            }
+        }
+    }
+}
+
 const skiplist_node *skiplist_seek(const skiplist *sl, const void *key, size_t key_len,
                                    uint64_t seq)
 {

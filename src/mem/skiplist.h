@@ -147,6 +147,18 @@ void skiplist_bulk_append(skiplist_bulk *b, skiplist_node *n, int height);
  * least once. */
 void skiplist_bulk_publish(skiplist *sl, skiplist_bulk *b);
 
+/* Walks the search paths of keys[0..n) in lock step, SKIPLIST_WARM_LANES at a time, touching
+ * nothing but starting the cache misses of each path's next step while the other paths step: a
+ * search in a big list is a chain of dependent misses, and a batch of inserts that runs them one
+ * after the other waits for every miss in turn, where the lanes wait for about one per step.
+ * Inserts of the same keys right after find their paths in the cache (L2 holds the paths of
+ * dozens of keys). Only a hint: keys that share their first 16 bytes with a node stop at that
+ * node's level early, and a key inserted meanwhile changes nothing but what is fetched. A key
+ * past the last one is skipped: its insert appends without a search. Writer only (it reads the
+ * tail). */
+#define SKIPLIST_WARM_LANES 8
+void skiplist_warm(const skiplist *sl, const shale_slice *keys, size_t n);
+
 /* The first node >= (key, seq): the first whose key is greater than `key`, or equal to it with
  * a sequence number <= seq. NULL if none. */
 const skiplist_node *skiplist_seek(const skiplist *sl, const void *key, size_t key_len,

@@ -65,7 +65,7 @@
 #define SCRATCH_KEEP (1u << 20)
 
 static int run_cmd(cctx *c, const cmd_def *d, const shale_slice *argv, size_t argc);
-static void run_release(resp_session *ss);
+static void group_leave(resp_session *ss);
 
 /* ---- small helpers ---- */
 
@@ -1135,7 +1135,7 @@ void resp_cmd_session_reset(resp_session *ss)
 void resp_cmd_session_release(resp_session *ss)
 {
     resp_cmd_session_reset(ss);
-    run_release(ss);
+    group_leave(ss);
     free(ss->queue);
     ss->queue = NULL;
     ss->capqueue = 0;
@@ -1337,68 +1337,10 @@ bool resp_session_take_wrote(resp_session *ss)
     return w;
 }
 
-/* ---- deferred runs of plain SETs and GETs (resp_exec_deferred) ---- */
+/* ---- deferred SETs and GETs (resp_exec_deferred) and their groups (resp_cmd.h) ---- */
 
-static void run_reset(resp_session *ss)
-{
-    for (size_t i = 0; ss->run_kind == 'G' && i < ss->run_n; i++) {
-        ss->run_got[i].len = 0;
-    }
-    if (ss->run_batch != NULL) {
-        shale_batch_clear(ss->run_batch);
-    }
-    ss->run_kind = 0;
-    ss->run_n = 0;
-}
-
-static void run_release(resp_session *ss)
-{
-    run_reset(ss);
-    for (size_t i = 0; i < ss->run_cap; i++) {
-        shale_buf_free(&ss->run_got[i]);
-    }
-    free(ss->run_keys);
-    free(ss->run_vals);
-    free(ss->run_got);
-    free(ss->run_codes);
-    shale_batch_free(ss->run_batch);
-    ss->run_keys = ss->run_vals = NULL;
-    ss->run_got = NULL;
-    ss->run_codes = NULL;
-    ss->run_batch = NULL;
-    ss->run_cap = 0;
-}
-
-static bool run_room(resp_session *ss)
-{
-    if (ss->run_n < ss->run_cap) {
-        return true;
-    }
-    size_t cap = ss->run_cap ? ss->run_cap * 2 : 16;
-    shale_slice *k = realloc(ss->run_keys, cap * sizeof *k);
-    if (k != NULL) {
-        ss->run_keys = k;
-    }
-    shale_slice *v = k ? realloc(ss->run_vals, cap * sizeof *v) : NULL;
-    if (v != NULL) {
-        ss->run_vals = v;
-    }
-    shale_buf *g = v ? realloc(ss->run_got, cap * sizeof *g) : NULL;
-    if (g != NULL) {
-        memset(g + ss->run_cap, 0, (cap - ss->run_cap) * sizeof *g);
-        ss->run_got = g;
-    }
-    shale_code *cd = g ? realloc(ss->run_codes, cap * sizeof *cd) : NULL;
-    if (cd == NULL) {
-        return false; /* the arrays that did grow keep their new size: harmless */
-    }
-    ss->run_codes = cd;
-    ss->run_cap = cap;
-    return true;
-}
-
-/* 'S' or 'G' when the command may join a run, else 0. */
-static int run_kind_of(const resp_session *ss, const shale_slice *argv, size_t argc)
+/* 'S' or 'G' when the command may be deferred, else 0. */
+static int defer_kind(const resp_session *ss, const shale_slice *argv, size_t argc)
 {
     if (!ss->authed || ss->in_multi || argc < 2 || argc > 3 || argv[0].len != 3 ||
         argv[1].len == 0 || reserved_key(argv[1])) {
@@ -1412,6 +1354,67 @@ static int run_kind_of(const resp_session *ss, const shale_slice *argv, size_t a
     return c0 == 's' && argc == 3 ? 'S' : c0 == 'g' && argc == 2 ? 'G' : 0;
 }
 
+/* A group is flushed early at this many commands or bytes of keys and values: one commit stays
+ * a bounded log record, a redo bounded, and the GET replies not yet in out few. */
+#define GROUP_MAX_OPS   1024
+#define GROUP_MAX_BYTES (4u << 20)
+
+typedef struct group_op {
+    resp_session *ss; /* NULL once the session is gone: a SET is committed, a GET not answered */
+    int kind;         /* 'S' or 'G' */
+    size_t off;       /* key, then value, in bytes */
+    size_t klen, vlen;
+} group_op;
+
+struct resp_group {
+    resp_server *sv;
+    shale_batch *batch; /* the SETs */
+    shale_buf bytes;    /* copies of the keys and values: the callers' input is theirs */
+    group_op *ops;      /* every command, in arrival order */
+    size_t n, cap, nsets;
+    /* The GETs' multi_get arrays, getcap long; the value buffers are kept between flushes. */
+    shale_slice *keys;
+    shale_buf *got;
+    shale_code *codes;
+    size_t getcap;
+};
+
+resp_group *resp_group_new(resp_server *sv)
+{
+    resp_group *g = calloc(1, sizeof *g);
+    if (g != NULL && (g->batch = shale_batch_new()) == NULL) {
+        free(g);
+        g = NULL;
+    }
+    if (g != NULL) {
+        g->sv = sv;
+    }
+    return g;
+}
+
+void resp_group_free(resp_group *g)
+{
+    if (g == NULL) {
+        return;
+    }
+    resp_group_flush(g);
+    shale_batch_free(g->batch);
+    buf_free(&g->bytes);
+    free(g->ops);
+    for (size_t i = 0; i < g->getcap; i++) {
+        shale_buf_free(&g->got[i]);
+    }
+    free(g->keys);
+    free(g->got);
+    free(g->codes);
+    free(g);
+}
+
+static shale_slice op_key(const resp_group *g, const group_op *op)
+{
+    return (shale_slice){(const char *)g->bytes.data + op->off, op->klen};
+}
+
 static resp_exec_result run_one(resp_session *ss, const char *name, shale_slice key,
                                 shale_slice val, shale_buf *out)
 {
@@ -1419,110 +1422,271 @@ static resp_exec_result run_one(resp_session *ss, const char *name, shale_slice 
     return resp_exec(ss, argv, name[0] == 'S' ? 3 : 2, out);
 }
 
-resp_exec_result resp_flush(resp_session *ss, shale_buf *out)
+/* Commits the group's SETs as one batch; if the store refuses it, redoes each one by one into
+ * its session's out, rewritten from the session's first grouped SET. */
+static void flush_sets(resp_group *g, size_t n)
 {
-    if (ss->run_n == 0) {
-        return RESP_EXEC_OK;
-    }
-    int kind = ss->run_kind;
-    size_t n = ss->run_n;
-    ss->run_n = 0; /* the one-by-one path below goes through resp_exec: no run is pending */
-    ss->run_kind = 0;
-    resp_server *sv = ss->sv;
-    atomic_store_explicit(&ss->last_ms, now_ms(), memory_order_relaxed);
-    atomic_store_explicit(&ss->last_cmd, kind == 'S' ? "set" : "get", memory_order_relaxed);
-    atomic_fetch_add_explicit(&sv->commands, n, memory_order_relaxed);
+    resp_server *sv = g->sv;
     shale_error e;
-    resp_exec_result r = RESP_EXEC_OK;
-    if (kind == 'S') {
-        shale_code rc = shale_write(sv->db, &sv->wopts, ss->run_batch, &e);
-        shale_batch_clear(ss->run_batch);
-        if (rc != SHALE_OK) {
-            /* Redo them one by one: each gets exactly its own answer. */
-            out->len = ss->run_mark;
-            atomic_fetch_sub_explicit(&sv->commands, n, memory_order_relaxed);
-            for (size_t i = 0; i < n && r == RESP_EXEC_OK; i++) {
-                r = run_one(ss, "SET", ss->run_keys[i], ss->run_vals[i], out);
+    shale_code rc = shale_write(sv->db, &sv->wopts, g->batch, &e);
+    shale_batch_clear(g->batch);
+    if (rc == SHALE_OK) {
+        atomic_fetch_add_explicit(&sv->commands, g->nsets, memory_order_relaxed);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        resp_session *ss = g->ops[i].ss;
+        if (ss != NULL && g->ops[i].kind == 'S' && ss->gmark != SIZE_MAX) {
+            ss->gout->len = ss->gmark;
+            ss->gmark = SIZE_MAX; /* rewritten once */
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        const group_op *op = &g->ops[i];
+        if (op->kind == 'S' && op->ss != NULL && !op->ss->broken) {
+            shale_slice k = op_key(g, op);
+            shale_slice v = {(const char *)k.data + op->klen, op->vlen};
+            if (run_one(op->ss, "SET", k, v, op->ss->gout) != RESP_EXEC_OK) {
+                op->ss->broken = true;
             }
         }
-        return r;
     }
-    shale_code rc = shale_multi_get(sv->db, NULL, n, ss->run_keys, ss->run_got, ss->run_codes, &e);
-    cctx c = {.ss = ss, .sv = sv, .out = out};
-    uint64_t hits = 0;
-    for (size_t i = 0; i < n && r == RESP_EXEC_OK; i++) {
-        if (rc != SHALE_OK) {
-            atomic_fetch_sub_explicit(&sv->commands, 1, memory_order_relaxed);
-            r = run_one(ss, "GET", ss->run_keys[i], (shale_slice){0}, out);
+}
+
+static bool get_room(resp_group *g, size_t need)
+{
+    if (need <= g->getcap) {
+        return true;
+    }
+    size_t cap = g->getcap ? g->getcap : 64;
+    while (cap < need) {
+        cap *= 2;
+    }
+    shale_slice *k = realloc(g->keys, cap * sizeof *k);
+    if (k != NULL) {
+        g->keys = k;
+    }
+    shale_buf *b = k ? realloc(g->got, cap * sizeof *b) : NULL;
+    if (b != NULL) {
+        memset(b + g->getcap, 0, (cap - g->getcap) * sizeof *b);
+        g->got = b;
+    }
+    shale_code *cd = b ? realloc(g->codes, cap * sizeof *cd) : NULL;
+    if (cd == NULL) {
+        return false; /* the arrays that did grow keep their new size: harmless */
+    }
+    g->codes = cd;
+    g->getcap = cap;
+    return true;
+}
+
+/* Runs the group's GETs as one shale_multi_get (one by one when it cannot) and appends each
+ * answer to its session's out. */
+static void flush_gets(resp_group *g, size_t n)
+{
+    resp_server *sv = g->sv;
+    size_t ngets = n - g->nsets;
+    shale_error e;
+    shale_code rc = SHALE_NOMEM;
+    if (get_room(g, ngets)) {
+        size_t j = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (g->ops[i].kind == 'G') {
+                g->keys[j++] = op_key(g, &g->ops[i]);
+            }
+        }
+        rc = shale_multi_get(sv->db, NULL, ngets, g->keys, g->got, g->codes, &e);
+    }
+    uint64_t hits = 0, answered = 0;
+    for (size_t i = 0, j = 0; i < n; i++) {
+        const group_op *op = &g->ops[i];
+        if (op->kind != 'G') {
             continue;
         }
-        if (ss->run_codes[i] == SHALE_OK) {
+        size_t at = j++;
+        resp_session *ss = op->ss;
+        if (ss == NULL || ss->broken) {
+            continue;
+        }
+        if (rc != SHALE_OK) {
+            if (run_one(ss, "GET", op_key(g, op), (shale_slice){0}, ss->gout) != RESP_EXEC_OK) {
+                ss->broken = true;
+            }
+            continue;
+        }
+        cctx c = {.ss = ss, .sv = sv, .out = ss->gout};
+        answered++;
+        if (g->codes[at] == SHALE_OK) {
             hits++;
-            rep_bulk(&c, (shale_slice){ss->run_got[i].data, ss->run_got[i].len});
-        } else if (ss->run_codes[i] == SHALE_NOT_FOUND) {
+            rep_bulk(&c, (shale_slice){g->got[at].data, g->got[at].len});
+        } else if (g->codes[at] == SHALE_NOT_FOUND) {
             rep_null(&c);
         } else {
             shale_error ke;
-            err_set(&ke, ss->run_codes[i], 0, "%s", shale_strerror(ss->run_codes[i]));
-            store_err(&c, ss->run_codes[i], &ke);
+            err_set(&ke, g->codes[at], 0, "%s", shale_strerror(g->codes[at]));
+            store_err(&c, g->codes[at], &ke);
         }
-        if (ss->run_got[i].cap > SCRATCH_KEEP) {
-            shale_buf_free(&ss->run_got[i]);
+        ss->broken |= c.oom;
+    }
+    for (size_t j = 0; rc == SHALE_OK && j < ngets; j++) {
+        if (g->got[j].cap > SCRATCH_KEEP) {
+            shale_buf_free(&g->got[j]);
         }
-        ss->run_got[i].len = 0;
-        if (c.oom) {
-            r = RESP_EXEC_CLOSE;
+        g->got[j].len = 0;
+    }
+    atomic_fetch_add_explicit(&sv->commands, answered, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sv->hits, hits, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sv->misses, answered - hits, memory_order_relaxed);
+}
+
+void resp_group_flush(resp_group *g)
+{
+    size_t n = g->n;
+    if (n == 0) {
+        return;
+    }
+    /* The sessions leave the group first: a redo goes through resp_exec, which must find
+     * nothing of theirs pending. */
+    g->n = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (g->ops[i].ss != NULL) {
+            g->ops[i].ss->gn = 0;
         }
     }
-    if (rc == SHALE_OK) {
-        atomic_fetch_add_explicit(&sv->hits, hits, memory_order_relaxed);
-        atomic_fetch_add_explicit(&sv->misses, n - hits, memory_order_relaxed);
+    /* A session's commands in one group are all SETs or all GETs, so the two runs are
+     * independent; SETs first, so a GET of another client sees the SETs that arrived before. */
+    if (g->nsets > 0) {
+        flush_sets(g, n);
     }
-    return r;
+    if (g->nsets < n) {
+        flush_gets(g, n);
+    }
+    g->nsets = 0;
+    g->bytes.len = 0;
+    if (g->bytes.cap > GROUP_MAX_BYTES * 2) {
+        buf_free(&g->bytes); /* a huge value passed: do not keep its memory */
+    }
+}
+
+void resp_session_join(resp_session *ss, resp_group *g)
+{
+    ss->group = g;
+}
+
+bool resp_session_broken(const resp_session *ss)
+{
+    return ss->broken;
+}
+
+bool resp_session_waiting(const resp_session *ss)
+{
+    return ss->gn > 0;
+}
+
+/* Session end: its commands still in a group stay there unanswered; its own group goes. */
+static void group_leave(resp_session *ss)
+{
+    resp_group *g = ss->group ? ss->group : ss->own;
+    for (size_t i = 0; ss->gn > 0 && g != NULL && i < g->n; i++) {
+        if (g->ops[i].ss == ss) {
+            g->ops[i].ss = NULL;
+        }
+    }
+    ss->gn = 0;
+    ss->group = NULL;
+    resp_group_free(ss->own);
+    ss->own = NULL;
+}
+
+/* Runs the session's deferred commands (and with them the rest of its group). */
+static resp_exec_result group_commit(resp_session *ss)
+{
+    if (ss->gn > 0) {
+        resp_group_flush(ss->group ? ss->group : ss->own);
+    }
+    return ss->broken ? RESP_EXEC_CLOSE : RESP_EXEC_OK;
+}
+
+/* Defers a plain SET (its "+OK" now) or GET (its answer at the flush) into the session's group. */
+static resp_exec_result group_add(resp_session *ss, int kind, const shale_slice *argv,
+                                  shale_buf *out)
+{
+    resp_group *g = ss->group;
+    if (g == NULL && ss->own == NULL) {
+        ss->own = resp_group_new(ss->sv);
+    }
+    g = g ? g : ss->own;
+    size_t argc = kind == 'S' ? 3 : 2;
+    if (g == NULL) {
+        return resp_exec(ss, argv, argc, out); /* no memory for a group: at once */
+    }
+    shale_slice key = argv[1], val = kind == 'S' ? argv[2] : (shale_slice){0};
+    if (g->n == GROUP_MAX_OPS || g->bytes.len + key.len + val.len > GROUP_MAX_BYTES) {
+        resp_group_flush(g);
+        if (ss->broken) {
+            return RESP_EXEC_CLOSE;
+        }
+    }
+    if (g->n == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 64;
+        group_op *ops = realloc(g->ops, cap * sizeof *ops);
+        if (ops == NULL) {
+            return group_commit(ss) == RESP_EXEC_OK ? resp_exec(ss, argv, argc, out)
+                                                    : RESP_EXEC_CLOSE;
+        }
+        g->ops = ops;
+        g->cap = cap;
+    }
+    size_t at = out->len, off = g->bytes.len;
+    shale_error e;
+    if ((kind == 'S' && buf_append(out, "+OK\r\n", 5, NULL) != SHALE_OK) ||
+        buf_append(&g->bytes, key.data, key.len, NULL) != SHALE_OK ||
+        buf_append(&g->bytes, val.data, val.len, NULL) != SHALE_OK ||
+        (kind == 'S' && shale_batch_put(g->batch, key, val, &e) != SHALE_OK)) {
+        /* Refused by the batch (or out of memory): run the group, then this one alone. */
+        out->len = at;
+        g->bytes.len = off;
+        return group_commit(ss) == RESP_EXEC_OK ? resp_exec(ss, argv, argc, out) : RESP_EXEC_CLOSE;
+    }
+    g->ops[g->n++] = (group_op){ss, kind, off, key.len, val.len};
+    g->nsets += kind == 'S';
+    if (ss->gn++ == 0) {
+        ss->gkind = kind;
+        ss->gmark = at;
+        ss->gout = out;
+    }
+    ss->wrote |= kind == 'S';
+    atomic_store_explicit(&ss->last_ms, now_ms(), memory_order_relaxed);
+    atomic_store_explicit(&ss->last_cmd, kind == 'S' ? "set" : "get", memory_order_relaxed);
+    return RESP_EXEC_OK;
+}
+
+resp_exec_result resp_flush(resp_session *ss, shale_buf *out)
+{
+    (void)out; /* the session's gout, the same buffer (resp_cmd.h) */
+    if (ss->group == NULL) {
+        return group_commit(ss);
+    }
+    return ss->broken ? RESP_EXEC_CLOSE : RESP_EXEC_OK;
 }
 
 resp_exec_result resp_exec_deferred(resp_session *ss, const shale_slice *argv, size_t argc,
                                     shale_buf *out)
 {
-    int kind = run_kind_of(ss, argv, argc);
-    if (kind != ss->run_kind || ss->run_n == RESP_RUN_MAX || kind == 0) {
-        if (resp_flush(ss, out) != RESP_EXEC_OK) {
-            return RESP_EXEC_CLOSE;
-        }
+    int kind = defer_kind(ss, argv, argc);
+    /* A session's commands run in order: what it deferred runs before a command of another
+     * kind (a GET must see the session's SETs), and a session defers at most RESP_RUN_MAX, so
+     * the GET replies not yet in its out stay few. */
+    if (ss->gn > 0 && (kind != ss->gkind || ss->gn == RESP_RUN_MAX) &&
+        group_commit(ss) != RESP_EXEC_OK) {
+        return RESP_EXEC_CLOSE;
     }
-    if (kind == 0) {
-        return resp_exec(ss, argv, argc, out);
-    }
-    if (!run_room(ss) || (ss->run_batch == NULL && (ss->run_batch = shale_batch_new()) == NULL)) {
-        return resp_exec(ss, argv, argc, out); /* no memory for a run: at once */
-    }
-    if (kind == 'S') {
-        shale_error e;
-        size_t at = out->len;
-        if (shale_batch_put(ss->run_batch, argv[1], argv[2], &e) != SHALE_OK ||
-            buf_append(out, "+OK\r\n", 5, NULL) != SHALE_OK) {
-            /* The batch refuses it (or out cannot grow): end the run here, then this one alone. */
-            out->len = at;
-            if (resp_flush(ss, out) != RESP_EXEC_OK) {
-                return RESP_EXEC_CLOSE;
-            }
-            return resp_exec(ss, argv, argc, out);
-        }
-        if (ss->run_n == 0) {
-            ss->run_mark = at;
-        }
-        ss->run_vals[ss->run_n] = argv[2];
-        ss->wrote = true;
-    }
-    ss->run_kind = kind;
-    ss->run_keys[ss->run_n++] = argv[1];
-    atomic_store_explicit(&ss->last_cmd, kind == 'S' ? "set" : "get", memory_order_relaxed);
-    return RESP_EXEC_OK;
+    return kind == 0 ? resp_exec(ss, argv, argc, out) : group_add(ss, kind, argv, out);
 }
 
 resp_exec_result resp_exec(resp_session *ss, const shale_slice *argv, size_t argc, shale_buf *out)
 {
-    if (ss->run_n > 0 && resp_flush(ss, out) != RESP_EXEC_OK) {
+    if (group_commit(ss) != RESP_EXEC_OK) {
         return RESP_EXEC_CLOSE;
     }
     size_t mark = out->len;

@@ -67,19 +67,52 @@ typedef enum resp_exec_result {
 resp_exec_result resp_exec(resp_session *ss, const shale_slice *argv, size_t argc, shale_buf *out);
 
 /* As resp_exec, but a plain "SET key value" or "GET key" (authenticated, outside MULTI) may be
- * deferred: a run of consecutive ones of the same kind is executed together at the next
- * resp_flush, or when a command that cannot join arrives (which runs after it): the SETs as one
- * write batch, the GETs as one shale_multi_get. Replies come out in command order, each exactly
- * what resp_exec would have given (a SET run the store refuses as a whole is redone one by one).
- * A pipelining client thus costs one commit per run, not one per SET. argv's bytes must stay
- * valid until resp_flush; the caller calls resp_flush before it reuses them or sends out. */
+ * deferred into the session's group (below): a SET's "+OK" is appended to out at once and the
+ * SET committed with the group's other SETs as one write batch; a GET is answered, into out,
+ * when the group runs its GETs as one shale_multi_get. Replies come out in command order, each
+ * exactly what resp_exec would have given (a batch the store refuses as a whole is redone one
+ * SET at a time, each member's replies rewritten from its first grouped SET). What a session
+ * deferred runs before its next command of another kind, and after RESP_RUN_MAX deferred
+ * commands. The group copies keys and values: argv may be reused at once. The same `out` must be
+ * passed for all of a session's calls while it has commands in a group, and nothing taken from
+ * out (sent) before the group has run. */
 resp_exec_result resp_exec_deferred(resp_session *ss, const shale_slice *argv, size_t argc,
                                     shale_buf *out);
-/* A run ends after this many commands, so the replies not yet in out stay few. */
 #define RESP_RUN_MAX 64
-/* Runs the deferred run, appending its replies to out. RESP_EXEC_CLOSE only when out cannot
- * grow. */
+/* Runs the session's deferred commands, unless they wait in a shared group (resp_session_join),
+ * which resp_group_flush runs. RESP_EXEC_CLOSE when out could not grow, now or in a group's run
+ * (resp_session_broken). */
 resp_exec_result resp_flush(resp_session *ss, shale_buf *out);
+
+/*
+ * Groups: the deferred SETs and GETs of the sessions one thread serves, run together. A server
+ * thread answers a loop turn's commands only after the turn (server.c), so the commands that
+ * clients sent one at a time (redis-benchmark -P 1) can share one commit or one multi_get, and
+ * the memtable inserts of one batch overlap their cache misses (commit.c). A session not joined
+ * to a group has one of its own, run by its resp_flush. A group and its sessions belong to one
+ * thread at a time.
+ *
+ * resp_group_flush commits the group's SETs, then runs its GETs (another client's GET sees the
+ * SETs of the same turn; none of their replies is out yet, so either order is linearizable).
+ * When the store refuses the batch (a value over its limit, writes stopped), every SET is redone
+ * one by one with resp_exec, so each gets its own answer. A member whose out cannot grow during
+ * the run is marked broken (resp_session_broken): its connection must close once what out holds
+ * is sent. A session freed with commands in a group leaves them: its SETs are committed without
+ * a reply, its GETs not answered.
+ */
+typedef struct resp_group resp_group;
+/* NULL when out of memory. */
+resp_group *resp_group_new(resp_server *sv);
+/* Runs what it holds first. REQUIRES: no session is still joined to it. */
+void resp_group_free(resp_group *g);
+void resp_group_flush(resp_group *g);
+/* From now on the session's deferred commands go to g. REQUIRES: none of them waits in
+ * another group. */
+void resp_session_join(resp_session *ss, resp_group *g);
+/* True when a reply of the session could not be made (out of memory in a group's run). */
+bool resp_session_broken(const resp_session *ss);
+/* True when commands of the session wait in a group: a GET's answer is not in out yet. */
+bool resp_session_waiting(const resp_session *ss);
 
 /* True when a command run since the last call may have written (a write command, EXEC, or a
  * deferred SET), and clears the mark. When a loop turn's sync fails the server drops only the

@@ -145,15 +145,14 @@ struct resp_session {
     uint64_t cursor_seq, cursor_tick;
     shale_buf val, aux, scan_last; /* scratch */
     uint64_t rng;
-    /* The deferred run (resp_exec_deferred): consecutive plain SETs ('S') or GETs ('G'), their
-     * keys and values (slices into the caller's input: valid until resp_flush), the SETs' batch
-     * and where their replies start in out; the GETs' answers. */
-    int run_kind;
-    size_t run_n, run_cap, run_mark;
-    shale_slice *run_keys, *run_vals;
-    shale_batch *run_batch;
-    shale_buf *run_got;
-    shale_code *run_codes;
+    /* Deferred SETs and GETs (resp_exec_deferred) wait in `group`, the joined one, else in
+     * `own` (made on first use). While gn > 0, gn commands of kind gkind ('S' or 'G') of the
+     * session wait there; the SETs' "+OK"s are in *gout from gmark on. */
+    resp_group *group, *own;
+    shale_buf *gout;
+    size_t gmark, gn;
+    int gkind;
+    bool broken; /* resp_session_broken */
 };
 
 /* One command being run: lives on resp_exec's stack. */

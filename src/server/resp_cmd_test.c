@@ -12,6 +12,7 @@
 
 #include "shale.h"
 
+#include "base/buf.h"
 #include "server/resp_cmd.h"
 #include "testutil.h"
 
@@ -1594,4 +1595,173 @@ Test(resp_cmd_defer, take_wrote_marks_writes_only)
     cr_assert_eq(resp_flush(ss, &rbuf), RESP_EXEC_OK);
     run(ss, "DEL c");
     cr_assert(resp_session_take_wrote(ss));
+}
+
+/* ---- groups (resp_group_*: one thread's sessions share a commit and a multi_get) ---- */
+
+/* Two sessions joined to one group run the same random streams as two sessions through resp_exec
+ * (their own keys each): after the group's flushes, byte-identical replies and the same values.
+ * The group is flushed at random points, and the streams' buffers are reused at once (the group
+ * copies what it keeps). */
+Test(resp_cmd_defer, group_replies_match_resp_exec)
+{
+    resp_group *g = resp_group_new(sv);
+    cr_assert_not_null(g);
+    resp_session *ref[2] = {ss, resp_session_new(sv, "127.0.0.1:5002")};
+    resp_session *grp[2] = {resp_session_new(sv, "127.0.0.1:5003"),
+                            resp_session_new(sv, "127.0.0.1:5004")};
+    cr_assert(ref[1] && grp[0] && grp[1]);
+    resp_session_join(grp[0], g);
+    resp_session_join(grp[1], g);
+    shale_buf want[2] = {{0}}, got[2] = {{0}};
+    tu_rng rr[2], rg[2], rf;
+    tu_rng_seed(&rr[0], 11), tu_rng_seed(&rr[1], 12);
+    tu_rng_seed(&rg[0], 11), tu_rng_seed(&rg[1], 12);
+    tu_rng_seed(&rf, 5);
+    const char tags[2][2] = {{'a', 'c'}, {'b', 'd'}}; /* [session][ref, group] */
+    for (int i = 0; i < 6000; i++) {
+        int who = (int)tu_rng_below(&rf, 2);
+        char w1[4][64], w2[4][64];
+        size_t n1 = random_cmd(&rr[who], tags[who][0], w1);
+        size_t n2 = random_cmd(&rg[who], tags[who][1], w2);
+        cr_assert_eq(n1, n2);
+        shale_slice s1[4], s2[4];
+        for (size_t j = 0; j < n1; j++) {
+            s1[j] = tu_str(w1[j]);
+            s2[j] = tu_str(w2[j]);
+        }
+        cr_assert_eq(resp_exec(ref[who], s1, n1, &want[who]), RESP_EXEC_OK);
+        cr_assert_eq(resp_exec_deferred(grp[who], s2, n2, &got[who]), RESP_EXEC_OK);
+        memset(w2, 'Z', sizeof w2); /* the input is the caller's again */
+        cr_assert_eq(resp_flush(grp[who], &got[who]), RESP_EXEC_OK, "joined: nothing to run");
+        if (tu_rng_below(&rf, 16) == 0) {
+            resp_group_flush(g);
+            cr_assert(!resp_session_waiting(grp[0]) && !resp_session_waiting(grp[1]));
+        }
+    }
+    resp_group_flush(g);
+    for (int s = 0; s < 2; s++) {
+        cr_assert_eq(want[s].len, got[s].len, "session %d: %zu vs %zu bytes", s, want[s].len,
+                     got[s].len);
+        cr_assert(memcmp(want[s].data, got[s].data, want[s].len) == 0, "session %d differs", s);
+        cr_assert_not(resp_session_broken(grp[s]));
+    }
+    for (int k = 0; k < 8; k++) {
+        for (int s = 0; s < 2; s++) {
+            char ka[8], kb[8];
+            snprintf(ka, sizeof ka, "%c%d", tags[s][0], k);
+            snprintf(kb, sizeof kb, "%c%d", tags[s][1], k);
+            shale_buf va = {0}, vb = {0};
+            shale_error e;
+            shale_code ca = shale_get(fx.db, NULL, tu_str(ka), &va, &e);
+            shale_code cb = shale_get(fx.db, NULL, tu_str(kb), &vb, &e);
+            cr_assert_eq(ca, cb, "%s vs %s", ka, kb);
+            cr_assert(va.len == vb.len && (va.len == 0 || memcmp(va.data, vb.data, va.len) == 0));
+            shale_buf_free(&va);
+            shale_buf_free(&vb);
+        }
+    }
+    for (int s = 0; s < 2; s++) {
+        shale_buf_free(&want[s]);
+        shale_buf_free(&got[s]);
+        resp_session_free(grp[s]);
+    }
+    resp_session_free(ref[1]);
+    resp_group_free(g);
+}
+
+/* A GET waits in the group until it runs; it sees the SETs of another session deferred before
+ * it, and its own session's earlier SETs (which run first). */
+Test(resp_cmd_defer, group_gets_wait_and_see_earlier_sets)
+{
+    resp_group *g = resp_group_new(sv);
+    cr_assert_not_null(g);
+    resp_session *a = resp_session_new(sv, "127.0.0.1:5005");
+    resp_session *b = resp_session_new(sv, "127.0.0.1:5006");
+    cr_assert(a && b);
+    resp_session_join(a, g);
+    resp_session_join(b, g);
+    shale_buf oa = {0}, ob = {0};
+    shale_slice set_x[3] = {TU_SL("SET"), TU_SL("x"), TU_SL("1")};
+    shale_slice get_x[2] = {TU_SL("GET"), TU_SL("x")};
+    cr_assert_eq(resp_exec_deferred(a, set_x, 3, &oa), RESP_EXEC_OK);
+    cr_assert_eq(resp_exec_deferred(b, get_x, 2, &ob), RESP_EXEC_OK);
+    cr_assert_eq(ob.len, 0, "a GET's answer waits for the group");
+    cr_assert(resp_session_waiting(b) && resp_session_waiting(a));
+    resp_group_flush(g);
+    cr_assert_eq(ob.len, 7);
+    cr_assert(memcmp(ob.data, "$1\r\n1\r\n", 7) == 0, "%s", esc(ob.data, ob.len));
+    /* Its own SET, then its GET: the SET runs first. */
+    shale_slice set_y[3] = {TU_SL("SET"), TU_SL("y"), TU_SL("2")};
+    shale_slice get_y[2] = {TU_SL("GET"), TU_SL("y")};
+    cr_assert_eq(resp_exec_deferred(a, set_y, 3, &oa), RESP_EXEC_OK);
+    cr_assert_eq(resp_exec_deferred(a, get_y, 2, &oa), RESP_EXEC_OK);
+    resp_group_flush(g);
+    const char want[] = "+OK\r\n+OK\r\n$1\r\n2\r\n";
+    cr_assert_eq(oa.len, sizeof want - 1, "%s", esc(oa.data, oa.len));
+    cr_assert(memcmp(oa.data, want, sizeof want - 1) == 0, "%s", esc(oa.data, oa.len));
+    shale_buf_free(&oa);
+    shale_buf_free(&ob);
+    resp_session_free(a);
+    resp_session_free(b);
+    resp_group_free(g);
+}
+
+/* The store refuses the group's batch (one value over max_value_bytes): every SET is redone
+ * alone, so only that one fails, and each session's replies are rewritten in order. A session
+ * freed with SETs in the group leaves them: they are still committed. */
+Test(resp_cmd_defer, group_refused_batch_is_redone_per_set)
+{
+    resp_group *g = resp_group_new(sv);
+    cr_assert_not_null(g);
+    resp_session *a = resp_session_new(sv, "127.0.0.1:5007");
+    resp_session *b = resp_session_new(sv, "127.0.0.1:5008");
+    resp_session *gone = resp_session_new(sv, "127.0.0.1:5009");
+    cr_assert(a && b && gone);
+    resp_session_join(a, g);
+    resp_session_join(b, g);
+    resp_session_join(gone, g);
+    size_t big_len = (4u << 20) + 1;
+    char *big = malloc(big_len);
+    cr_assert_not_null(big);
+    memset(big, 'x', big_len);
+    shale_buf oa = {0}, ob = {0}, og = {0};
+    cr_assert_eq(buf_append(&oa, ":7\r\n", 4, NULL), SHALE_OK); /* an earlier reply stays */
+    shale_slice c1[3] = {TU_SL("SET"), TU_SL("k1"), TU_SL("one")};
+    shale_slice c2[3] = {TU_SL("SET"), TU_SL("k2"), {big, big_len}};
+    shale_slice c3[3] = {TU_SL("SET"), TU_SL("k3"), TU_SL("three")};
+    shale_slice c4[3] = {TU_SL("SET"), TU_SL("k4"), TU_SL("four")};
+    cr_assert_eq(resp_exec_deferred(a, c1, 3, &oa), RESP_EXEC_OK);
+    cr_assert_eq(resp_exec_deferred(b, c2, 3, &ob), RESP_EXEC_OK);
+    cr_assert_eq(resp_exec_deferred(gone, c4, 3, &og), RESP_EXEC_OK);
+    cr_assert_eq(resp_exec_deferred(a, c3, 3, &oa), RESP_EXEC_OK);
+    resp_session_free(gone);
+    shale_buf_free(&og);
+    resp_group_flush(g);
+    const char want_a[] = ":7\r\n+OK\r\n+OK\r\n";
+    cr_assert_eq(oa.len, sizeof want_a - 1, "%s", esc(oa.data, oa.len));
+    cr_assert(memcmp(oa.data, want_a, sizeof want_a - 1) == 0, "%s", esc(oa.data, oa.len));
+    cr_assert(ob.len > 5 && memcmp(ob.data, "-ERR ", 5) == 0, "%s", esc(ob.data, ob.len));
+    cr_assert_not_null(memmem(ob.data, ob.len, "\r\n", 2));
+    cr_assert_eq((char *)memmem(ob.data, ob.len, "\r\n", 2) - (char *)ob.data + 2, (long)ob.len,
+                 "one reply only: %s", esc(ob.data, ob.len));
+    const char *const keys[] = {"k1", "k3", "k4"};
+    const char *const vals[] = {"one", "three", "four"};
+    for (int i = 0; i < 3; i++) {
+        shale_buf v = {0};
+        shale_error e;
+        cr_assert_eq(shale_get(fx.db, NULL, tu_str(keys[i]), &v, &e), SHALE_OK, "%s", keys[i]);
+        cr_assert(v.len == strlen(vals[i]) && memcmp(v.data, vals[i], v.len) == 0);
+        shale_buf_free(&v);
+    }
+    shale_buf v = {0};
+    shale_error e;
+    cr_assert_eq(shale_get(fx.db, NULL, TU_SL("k2"), &v, &e), SHALE_NOT_FOUND);
+    shale_buf_free(&v);
+    free(big);
+    shale_buf_free(&oa);
+    shale_buf_free(&ob);
+    resp_session_free(a);
+    resp_session_free(b);
+    resp_group_free(g);
 }

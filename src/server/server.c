@@ -73,6 +73,7 @@ struct worker {
     struct evconnlistener *resp_listener;
     struct resp_conn *conns;   /* this thread's RESP connections, freed at the end */
     struct resp_conn *pending; /* connections with replies held until the turn's sync */
+    resp_group *group; /* the turn's deferred SETs of every connection, one commit (resp_cmd.h) */
     struct event *stop_ev, *grace_ev, *accept_retry_ev;
     bool stopped;
     int64_t busy; /* connections of this thread with output in flight (streams, RESP replies) */
@@ -630,6 +631,10 @@ static bool turn_sync(worker *w)
 static bool release(resp_conn *c, bool synced)
 {
     pending_remove(c);
+    if (resp_session_broken(c->ss)) {
+        c->closing = true; /* a reply could not be made: what out holds goes, then the close */
+        reading_off(c);
+    }
     bool wrote = c->wrote | resp_session_take_wrote(c->ss);
     c->wrote = false;
     if (!synced && wrote) {
@@ -642,6 +647,9 @@ static bool release(resp_conn *c, bool synced)
 
 static void flush_pending(worker *w)
 {
+    if (w->group != NULL) {
+        resp_group_flush(w->group); /* the turn's SETs, of every connection, as one batch */
+    }
     if (w->pending == NULL) {
         return;
     }
@@ -710,12 +718,13 @@ static bool resp_process(resp_conn *c)
         if (x == RESP_EXEC_CLOSE) {
             c->closing = true;
         }
-        /* A deferred run holds at most RESP_RUN_MAX commands whose replies are not in out yet,
-         * so this bound is passed by at most that many replies. */
+        /* A session defers at most RESP_RUN_MAX commands whose replies are not in out yet, so
+         * this bound is passed by at most that many replies. */
         if (c->out.len >= RESP_OUT_HIGH) {
             if (resp_flush(c->ss, &c->out) != RESP_EXEC_OK) {
                 c->closing = true;
             }
+            resp_group_flush(c->w->group);      /* before any reply goes out */
             if (!release(c, turn_sync(c->w))) { /* a huge pipeline: answer what we have now */
                 return false;
             }
@@ -724,7 +733,8 @@ static bool resp_process(resp_conn *c)
             }
         }
     }
-    /* The run's keys point into `in`: run it before consuming. */
+    /* Deferred SETs and GETs wait, copied, in the worker's group until the turn ends
+     * (flush_pending): `in` may be consumed now. */
     if (resp_flush(c->ss, &c->out) != RESP_EXEC_OK) {
         c->closing = true;
     }
@@ -742,8 +752,8 @@ static bool resp_process(resp_conn *c)
         buf_free(&c->in); /* a big command is done: do not keep its buffer */
     }
     c->wrote |= resp_session_take_wrote(c->ss);
-    if (c->out.len > 0) {
-        pending_add(c); /* answered after the turn's sync (worker_main) */
+    if (c->out.len > 0 || resp_session_waiting(c->ss)) {
+        pending_add(c); /* answered after the turn's group and sync (worker_main) */
     } else {
         conn_close_if_done(c);
     }
@@ -864,6 +874,7 @@ static void resp_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct 
     c->w = w;
     c->bev = bev;
     c->ss = ss;
+    resp_session_join(ss, w->group);
     c->next = w->conns;
     if (w->conns != NULL) {
         w->conns->prev = c;
@@ -982,6 +993,9 @@ static shale_code worker_init(server *s, worker *w, uint32_t index, shale_error 
     if (w->base == NULL) {
         return err_set(err, SHALE_NOMEM, 0, "cannot make an event loop");
     }
+    if (s->resp != NULL && (w->group = resp_group_new(s->resp)) == NULL) {
+        return err_set(err, SHALE_NOMEM, 0, "cannot make a worker's write group");
+    }
     if (w->http_fd >= 0) {
         w->http = evhttp_new(w->base);
         w->http_bound = w->http ? evhttp_accept_socket_with_handle(w->http, w->http_fd) : NULL;
@@ -1039,6 +1053,7 @@ static void worker_release(worker *w)
     while (w->conns != NULL) {
         conn_free(w->conns);
     }
+    resp_group_free(w->group); /* commits what closed connections left (nothing after a turn) */
     if (w->stop_ev != NULL) {
         event_free(w->stop_ev);
     }

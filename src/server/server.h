@@ -3,8 +3,10 @@
  * (http_api.h on libevent's evhttp) and one RESP listener (resp.h, resp_cmd.h on libevent
  * bufferevents), served by `threads` worker threads, each with its own event loop and its own
  * listening socket per protocol (SO_REUSEPORT: the kernel spreads connections between them). A
- * request runs to its end on the thread that read it; RESP writes commit at MEMORY level and
- * each loop turn makes them durable with one shale_sync before their replies go out (server.c).
+ * request runs to its end on the thread that read it; plain RESP SETs and GETs of all of a
+ * thread's connections wait in its group (resp_cmd.h) and run at the turn's end as one commit and
+ * one multi_get; RESP writes commit at MEMORY level and each loop turn makes them durable with one
+ * shale_sync before their replies go out (server.c).
  *
  * Connections: an idle or slow client is closed after idle_timeout_s without a complete request
  * (HTTP: evhttp's timeout; RESP: a read timeout, and a write timeout while replies wait for a

@@ -131,6 +131,13 @@ const char *bloom_parse(const uint8_t *data, size_t n, bloom_filter *out)
     return NULL;
 }
 
+void bloom_prefetch(const bloom_filter *f, uint64_t hash)
+{
+    if (f->num_lines > 0) {
+        __builtin_prefetch(f->lines + (size_t)line_of(hash, f->num_lines) * BLOOM_LINE_BYTES);
+    }
+}
+
 bool bloom_may_contain(const bloom_filter *f, uint64_t hash)
 {
     if (f->num_lines == 0) {

@@ -75,5 +75,8 @@ const char *bloom_parse(const uint8_t *data, size_t n, bloom_filter *out);
 /* False only if the key with this hash was certainly not added. A filter with no lines (a
  * table of no keys) answers false. */
 bool bloom_may_contain(const bloom_filter *f, uint64_t hash);
+/* Starts fetching the line bloom_may_contain(f, hash) will read: a hint, for a batch of gets
+ * that overlaps its keys' misses. */
+void bloom_prefetch(const bloom_filter *f, uint64_t hash);
 
 #endif

@@ -770,6 +770,20 @@ shale_code sst_reader_get(sst_reader *r, shale_slice key, uint64_t snapshot_seq,
                                  scratch, stats, err);
 }
 
+void sst_reader_prefetch(sst_reader *r, uint64_t hash)
+{
+    const sst_block *o = NULL;
+    if (r->cache != NULL) {
+        cache_handle *kept = atomic_load_explicit(&r->filter_pin, memory_order_acquire);
+        o = kept != NULL ? cache_value(kept) : NULL;
+    } else {
+        o = atomic_load_explicit(&r->filter_kept, memory_order_acquire);
+    }
+    if (o != NULL) {
+        bloom_prefetch(&o->f, hash);
+    }
+}
+
 shale_code sst_reader_get_hashed(sst_reader *r, shale_slice key, uint64_t hash,
                                  uint64_t snapshot_seq, bool *found, ikey_entry *out,
                                  shale_buf *scratch, sst_get_stats *stats, shale_error *err)

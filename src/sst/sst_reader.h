@@ -71,6 +71,9 @@ shale_code sst_reader_get_hashed(sst_reader *r, shale_slice key, uint64_t hash,
                                  shale_error *err) SHALE_MUST_USE;
 /* The hash sst_reader_get_hashed takes: bloom_hash (sst/bloom.h), the same for every table. */
 uint64_t sst_reader_key_hash(shale_slice key);
+/* Starts fetching the filter line a get of this hash reads first, when the filter is held in
+ * memory (else nothing): a hint for a batch of gets. */
+void sst_reader_prefetch(sst_reader *r, uint64_t hash);
 
 /* True unless the filter proves `key` is absent (a filter read error also gives true, so the
  * caller's data read reports it). */
