@@ -194,7 +194,7 @@ shale_code commit_apply_op(void *arg, uint64_t seq, const batch_op *op, shale_er
 /* The apply runs in chunks: each chunk's search paths are walked in lock step first
  * (memtable_warm), so the chunk's inserts find them in the cache instead of waiting for one
  * dependent miss after another. A batch of one op is applied straight away: warming it costs the
- * misses the insert would. Measured with bench/memtable_warm.c (below). */
+ * misses the insert would. Measured by bench/membench.c (docs/BENCHMARKS.md). */
 #define APPLY_CHUNK 32
 
 typedef struct apply_chunk {

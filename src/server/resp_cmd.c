@@ -1443,9 +1443,17 @@ static void flush_sets(resp_group *g, size_t n)
     }
     for (size_t i = 0; i < n; i++) {
         const group_op *op = &g->ops[i];
-        if (op->kind == 'S' && op->ss != NULL && !op->ss->broken) {
-            shale_slice k = op_key(g, op);
-            shale_slice v = {(const char *)k.data + op->klen, op->vlen};
+        if (op->kind != 'S') {
+            continue;
+        }
+        shale_slice k = op_key(g, op);
+        shale_slice v = {(const char *)k.data + op->klen, op->vlen};
+        if (op->ss == NULL) {
+            /* Its session is gone: committed all the same (resp_cmd.h), with no one to answer. */
+            if (shale_put(sv->db, &sv->wopts, k, v, &e) == SHALE_OK) {
+                atomic_fetch_add_explicit(&sv->commands, 1, memory_order_relaxed);
+            }
+        } else if (!op->ss->broken) {
             if (run_one(op->ss, "SET", k, v, op->ss->gout) != RESP_EXEC_OK) {
                 op->ss->broken = true;
             }

@@ -585,7 +585,12 @@ static void resp_flush_out(resp_conn *c)
 
 static void protocol_error(resp_conn *c, const char *msg)
 {
-    (void)resp_flush(c->ss, &c->out); /* the commands before the bad one are answered first */
+    /* The commands before the bad one are answered first, the deferred ones too: their
+     * replies (and a redo's rewrite from gmark) must land before the error, not after it. */
+    (void)resp_flush(c->ss, &c->out);
+    if (resp_session_waiting(c->ss)) {
+        resp_group_flush(c->w->group);
+    }
     char line[256];
     int n = snprintf(line, sizeof line, "-ERR Protocol error: %s\r\n", msg);
     if (buf_append(&c->out, line, (size_t)n, NULL) != SHALE_OK) {
