@@ -1599,6 +1599,15 @@ Test(resp_cmd_defer, take_wrote_marks_writes_only)
 
 /* ---- groups (resp_group_*: one thread's sessions share a commit and a multi_get) ---- */
 
+/* A new session of sv, joined to g. */
+static resp_session *joined(resp_group *g, const char *peer)
+{
+    resp_session *s = resp_session_new(sv, peer);
+    cr_assert_not_null(s);
+    resp_session_join(s, g);
+    return s;
+}
+
 /* Two sessions joined to one group run the same random streams as two sessions through resp_exec
  * (their own keys each): after the group's flushes, byte-identical replies and the same values.
  * The group is flushed at random points, and the streams' buffers are reused at once (the group
@@ -1608,11 +1617,8 @@ Test(resp_cmd_defer, group_replies_match_resp_exec)
     resp_group *g = resp_group_new(sv);
     cr_assert_not_null(g);
     resp_session *ref[2] = {ss, resp_session_new(sv, "127.0.0.1:5002")};
-    resp_session *grp[2] = {resp_session_new(sv, "127.0.0.1:5003"),
-                            resp_session_new(sv, "127.0.0.1:5004")};
-    cr_assert(ref[1] && grp[0] && grp[1]);
-    resp_session_join(grp[0], g);
-    resp_session_join(grp[1], g);
+    resp_session *grp[2] = {joined(g, "127.0.0.1:5003"), joined(g, "127.0.0.1:5004")};
+    cr_assert_not_null(ref[1]);
     shale_buf want[2] = {{0}}, got[2] = {{0}};
     tu_rng rr[2], rg[2], rf;
     tu_rng_seed(&rr[0], 11), tu_rng_seed(&rr[1], 12);
@@ -1676,11 +1682,7 @@ Test(resp_cmd_defer, group_gets_wait_and_see_earlier_sets)
 {
     resp_group *g = resp_group_new(sv);
     cr_assert_not_null(g);
-    resp_session *a = resp_session_new(sv, "127.0.0.1:5005");
-    resp_session *b = resp_session_new(sv, "127.0.0.1:5006");
-    cr_assert(a && b);
-    resp_session_join(a, g);
-    resp_session_join(b, g);
+    resp_session *a = joined(g, "127.0.0.1:5005"), *b = joined(g, "127.0.0.1:5006");
     shale_buf oa = {0}, ob = {0};
     shale_slice set_x[3] = {TU_SL("SET"), TU_SL("x"), TU_SL("1")};
     shale_slice get_x[2] = {TU_SL("GET"), TU_SL("x")};
@@ -1714,13 +1716,8 @@ Test(resp_cmd_defer, group_refused_batch_is_redone_per_set)
 {
     resp_group *g = resp_group_new(sv);
     cr_assert_not_null(g);
-    resp_session *a = resp_session_new(sv, "127.0.0.1:5007");
-    resp_session *b = resp_session_new(sv, "127.0.0.1:5008");
-    resp_session *gone = resp_session_new(sv, "127.0.0.1:5009");
-    cr_assert(a && b && gone);
-    resp_session_join(a, g);
-    resp_session_join(b, g);
-    resp_session_join(gone, g);
+    resp_session *a = joined(g, "127.0.0.1:5007"), *b = joined(g, "127.0.0.1:5008");
+    resp_session *gone = joined(g, "127.0.0.1:5009");
     char big[5000];
     memset(big, 'q', sizeof big);
     shale_buf oa = {0}, ob = {0}, og = {0};
