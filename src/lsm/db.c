@@ -963,17 +963,16 @@ shale_code shale_multi_get(shale_db *db, const shale_read_opts *ropts, size_t co
     db_view *view = db_view_acquire(db);
     atomic_fetch_add_explicit(&db->reads, count, memory_order_relaxed);
     shale_code rc = SHALE_OK;
+    /* Each get is a few dependent cache misses (index slot, filter line, block): start the first
+     * ones of the gets ahead, to arrive while the gets before them run. One get alone has
+     * nothing to overlap. */
+    size_t ahead = count > 1 ? MULTI_GET_AHEAD : 0;
+    for (size_t j = 0; j < count && j < ahead; j++) {
+        db_view_prefetch(view, keys[j]);
+    }
     for (size_t i = 0; i < count && rc == SHALE_OK; i++) {
-        /* Each get is a few dependent cache misses (index slot, filter line, block): start the
-         * first ones of the gets ahead, to arrive while this one runs. */
-        if (count == 1) {
-            /* nothing to overlap */
-        } else if (i == 0) {
-            for (size_t j = 0; j < count && j < MULTI_GET_AHEAD; j++) {
-                db_view_prefetch(view, keys[j]);
-            }
-        } else if (i + MULTI_GET_AHEAD - 1 < count) {
-            db_view_prefetch(view, keys[i + MULTI_GET_AHEAD - 1]);
+        if (ahead > 0 && i > 0 && i + ahead - 1 < count) {
+            db_view_prefetch(view, keys[i + ahead - 1]);
         }
         values[i].len = 0;
         shale_error kerr;

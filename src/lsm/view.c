@@ -170,6 +170,15 @@ shale_code db_view_get(shale_db *db, db_view *view, shale_slice key, uint64_t se
     return SHALE_OK;
 }
 
+/* The filter line of table f (may be NULL) for key, when f's reader is open. */
+static void table_prefetch(file_meta *f, shale_slice key, uint64_t hash)
+{
+    sst_reader *r = f != NULL ? atomic_load_explicit(&f->reader, memory_order_acquire) : NULL;
+    if (r != NULL && in_range(f, key)) {
+        sst_reader_prefetch(r, hash);
+    }
+}
+
 void db_view_prefetch(db_view *view, shale_slice key)
 {
     memtable_prefetch_get(view->mem, key);
@@ -178,17 +187,10 @@ void db_view_prefetch(db_view *view, shale_slice key)
     }
     const version *v = view->v;
     uint64_t hash = sst_reader_key_hash(key);
-    for (int level = 0; level < VERSION_LEVELS; level++) {
-        for (size_t i = 0; level == 0 && i < v->nfiles[0]; i++) {
-            sst_reader *r = atomic_load_explicit(&v->files[0][i]->reader, memory_order_acquire);
-            if (r != NULL && in_range(v->files[0][i], key)) {
-                sst_reader_prefetch(r, hash);
-            }
-        }
-        file_meta *f = level > 0 ? level_table(v, level, key) : NULL;
-        sst_reader *r = f ? atomic_load_explicit(&f->reader, memory_order_acquire) : NULL;
-        if (r != NULL) {
-            sst_reader_prefetch(r, hash);
-        }
+    for (size_t i = 0; i < v->nfiles[0]; i++) {
+        table_prefetch(v->files[0][i], key, hash);
+    }
+    for (int level = 1; level < VERSION_LEVELS; level++) {
+        table_prefetch(level_table(v, level, key), key, hash);
     }
 }

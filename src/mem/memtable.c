@@ -495,7 +495,10 @@ void memtable_prefetch_get(memtable *m, shale_slice key)
     }
 }
 
-void memtable_prefetch(memtable *m, shale_slice key)
+/* Writer: the next add's node goes at the arena's next free bytes, fresh memory that is not in
+ * any cache: writing it would stall on those lines (and the next locked instruction of the commit
+ * path would wait for the stores to drain). Starts fetching them for writing. */
+static void prefetch_arena(memtable *m)
 {
     if (m->arena.ptr != NULL) {
         size_t ahead = m->arena.remaining < 256 ? m->arena.remaining : 256;
@@ -503,21 +506,29 @@ void memtable_prefetch(memtable *m, shale_slice key)
             __builtin_prefetch(m->arena.ptr + off, 1);
         }
     }
+}
+
+/* Writer: starts fetching, for writing, the index slot an add of the key with this hash
+ * updates, a cache miss of its own. */
+static void prefetch_slot(memtable *m, uint64_t hash)
+{
     mem_index *t = atomic_load_explicit(&m->index, memory_order_relaxed);
-    if (t == NULL || m->index_off) {
-        return;
+    if (t != NULL && !m->index_off) {
+        __builtin_prefetch(&t->slots[hash & t->mask], 1);
     }
-    uint64_t hash = key_hash(key.data, key.len);
-    __builtin_prefetch(&t->slots[hash & t->mask], 1);
+}
+
+void memtable_prefetch(memtable *m, shale_slice key)
+{
+    prefetch_arena(m);
+    prefetch_slot(m, key_hash(key.data, key.len));
 }
 
 void memtable_warm(memtable *m, const shale_slice *keys, size_t n)
 {
-    /* Each add also updates the key's index slot, a miss of its own: start them all first, to
-     * arrive during the walk. */
-    mem_index *t = atomic_load_explicit(&m->index, memory_order_relaxed);
-    for (size_t i = 0; t != NULL && !m->index_off && i < n; i++) {
-        __builtin_prefetch(&t->slots[key_hash(keys[i].data, keys[i].len) & t->mask], 1);
+    /* The slots first, to arrive during the walk. */
+    for (size_t i = 0; i < n; i++) {
+        prefetch_slot(m, key_hash(keys[i].data, keys[i].len));
     }
     skiplist_warm(&m->list, keys, n);
 }
@@ -534,21 +545,13 @@ shale_code memtable_add(memtable *m, uint64_t seq, uint8_t type, shale_slice key
     if (rc == SHALE_OK) {
         rc = index_reserve(m, err); /* before the insert: after it, nothing may fail */
     }
-    if (rc == SHALE_OK && m->arena.ptr != NULL) {
-        /* The new node goes at the arena's next free bytes, fresh memory that is not in any
-         * cache: writing it would stall on those lines (and the next locked instruction of the
-         * commit path would wait for the stores to drain). Fetch them for writing now, while the
-         * search runs. */
-        size_t ahead = m->arena.remaining < 256 ? m->arena.remaining : 256;
-        for (size_t off = 0; off < ahead; off += 64) {
-            __builtin_prefetch(m->arena.ptr + off, 1);
+    if (rc == SHALE_OK) {
+        /* The node's memory and the key's slot, fetched while the search runs. */
+        prefetch_arena(m);
+        if (!m->index_off) {
+            hash = key_hash(key.data, key.len);
+            prefetch_slot(m, hash);
         }
-    }
-    if (rc == SHALE_OK && !m->index_off) {
-        /* The key's slot is a cache miss of its own: start it now, to overlap the search. */
-        mem_index *t = atomic_load_explicit(&m->index, memory_order_relaxed);
-        hash = key_hash(key.data, key.len);
-        __builtin_prefetch(&t->slots[hash & t->mask], 1);
     }
     if (rc == SHALE_OK) {
         rc = skiplist_insert(&m->list, seq, type, key.data, key.len, value.data, value.len,
